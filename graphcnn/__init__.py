@@ -1,0 +1,51 @@
+"""graphcnn: a deep-learning compiler for convolutional networks.
+
+    >>> import graphcnn as gc
+    >>> from graphcnn import nn
+    >>> x = gc.Input((1, 32, 32), name="image")
+    >>> y = nn.Linear(32 * 32, 10)(gc.flatten(gc.relu(x)))
+    >>> gc.Model(inputs=x, outputs=y).num_parameters()
+    10250
+"""
+import os as _os
+
+# Kernels compile once per machine: Numba's on-disk cache lives outside any checkout.
+_os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(
+    _os.path.expanduser("~"), ".cache", "graphcnn", "numba"))
+
+from graphcnn.api import GradientStep, compile, training_graph, value_and_grad  # noqa: E402
+from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
+from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
+from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_softmax,  # noqa: E402
+                                 mul, pad2d, relu, relu6, reshape, sigmoid, softmax, sub, tanh)
+from graphcnn.ir import Graph, TensorType  # noqa: E402
+from graphcnn.model import Model  # noqa: E402
+from graphcnn.random import manual_seed  # noqa: E402
+from graphcnn.runtime import Executable  # noqa: E402
+from graphcnn import nn  # noqa: E402
+
+
+def set_num_threads(n: int) -> None:
+    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS)."""
+    import numba
+    numba.set_num_threads(n)
+
+
+def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
+    import importlib
+    if name in ("models", "optim", "data", "train", "metrics", "onnx"):
+        module = importlib.import_module(f"graphcnn.{name}")
+        globals()[name] = module
+        return module
+    if name == "Trainer":
+        from graphcnn.train.trainer import Trainer
+        return Trainer
+    raise AttributeError(f"module 'graphcnn' has no attribute {name!r}")
+
+
+__version__ = "0.1.0"
+__all__ = ["Executable", "Graph", "GraphBuildError", "GradientStep", "Input", "Model",
+           "Parameter", "Tensor", "TensorType", "VerificationError", "add", "clip", "compile",
+           "concat", "constant", "flatten", "leaky_relu", "log_softmax", "manual_seed", "mul",
+           "nn", "pad2d", "relu", "relu6", "reshape", "set_num_threads", "sigmoid", "softmax",
+           "sub", "tanh", "training_graph", "value_and_grad"]

@@ -1,0 +1,3 @@
+from graphcnn.backends.cpu.runner import CpuRunner
+
+__all__ = ["CpuRunner"]

@@ -1,0 +1,15 @@
+"""Errors that speak the user's language: the op, the shapes, the user's file:line."""
+from __future__ import annotations
+
+
+class GraphBuildError(ValueError):
+    """A model that cannot be built: bad shapes or attributes, found at build time."""
+
+
+class ShapeError(ValueError):
+    """Raised by an op's shape or attribute rule; the graph turns it into a GraphBuildError
+    that adds the op name, the input shapes and the user's source location."""
+
+
+class VerificationError(RuntimeError):
+    """The IR broke one of its invariants (a bug in a pass, not in the user's model)."""

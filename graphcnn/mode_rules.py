@@ -1,0 +1,74 @@
+"""How DSL ops whose meaning depends on the mode become IR: dropout and batch norm.
+
+Inference: dropout is the identity and batch norm uses running statistics. Training:
+dropout draws its mask from a per-call seed input, and batch norm normalizes with batch
+statistics and emits the running-statistic updates (PyTorch's momentum convention,
+unbiased variance in the running estimate)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from graphcnn.dsl import Parameter, Tensor
+from graphcnn.ir.graph import Graph, Value
+
+DROPOUT_SEED_INPUT = "dropout_seed"
+
+
+class LoweringContext:
+    def __init__(self, graph: Graph, training: bool, dtype: str) -> None:
+        self.graph = graph
+        self.training = training
+        self.dtype = dtype
+        self.state_updates: dict[Parameter, Value] = {}
+        self._seed: Value | None = None
+        self._salt = 0
+
+    def dropout_seed(self) -> Value:
+        """One int64 scalar input per graph, fed with a fresh value at every call."""
+        if self._seed is None:
+            self._seed = self.graph.input(DROPOUT_SEED_INPUT, (), "int64")
+        return self._seed
+
+    def next_salt(self) -> int:
+        """Distinguishes the masks of the dropout layers that share one seed."""
+        self._salt += 1
+        return self._salt
+
+    def scalar(self, value: float) -> Value:
+        return self.graph.constant(np.asarray(value, dtype=self.dtype))
+
+
+def lower_dropout(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Value:
+    if not ctx.training or t.attrs["p"] == 0.0:
+        return args[0]
+    return ctx.graph.add("dropout", [args[0], ctx.dropout_seed()], loc=t.loc,
+                         p=t.attrs["p"], salt=ctx.next_salt())
+
+
+def lower_batch_norm(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Value:
+    g = ctx.graph
+    if not ctx.training:
+        return g.add("batch_norm", args, loc=t.loc, **t.attrs)
+    x, weight, bias, running_mean, running_var = args
+    node = g.add_node("batch_norm_train", [x, weight, bias], {"eps": t.attrs["eps"]},
+                      loc=t.loc)
+    y, mean, var = node.outputs
+    momentum = t.attrs["momentum"]
+    count = x.type.size // x.shape[1]
+    unbiased = count / max(count - 1, 1)
+
+    def blend(old: Value, new: Value, factor: float) -> Value:
+        kept = g.add("mul", [old, ctx.scalar(1.0 - momentum)])
+        return g.add("add", [kept, g.add("mul", [new, ctx.scalar(momentum * factor)])])
+
+    ctx.state_updates[t.inputs[3].parameter] = blend(running_mean, mean, 1.0)
+    ctx.state_updates[t.inputs[4].parameter] = blend(running_var, var, unbiased)
+    return y
+
+
+MODE_RULES: dict[str, Callable[[LoweringContext, Tensor, list[Value]], Any]] = {
+    "dropout": lower_dropout,
+    "batch_norm": lower_batch_norm,
+}

@@ -1,0 +1,116 @@
+"""Losses: cross-entropy from logits (numerically stable) and mean squared error.
+Both reduce to a scalar with reduction='mean' (PyTorch's default) or 'sum'."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphcnn.errors import ShapeError
+from graphcnn.ir.types import TensorType
+from graphcnn.ops.registry import (Attr, FusionKind, expect_float, expect_ndim,
+                                   no_second_order, register_op)
+
+
+def _reduction(value: Any) -> str:
+    if value not in ("mean", "sum"):
+        raise ShapeError(f"reduction must be 'mean' or 'sum', got {value!r}")
+    return value
+
+
+_reduction_attr = {"reduction": Attr("mean", convert=_reduction)}
+
+
+def cross_entropy_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    logits, labels = in_types
+    expect_float(logits, "logits")
+    expect_ndim(logits, 2, "logits", "batch, classes")
+    if labels.dtype != "int64" or labels.shape != (logits.shape[0],):
+        raise ShapeError(f"labels must be int64 of shape ({logits.shape[0]},), got {labels}")
+    return TensorType((), logits.dtype)
+
+
+def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def cross_entropy_ref(logits: np.ndarray, labels: np.ndarray, reduction: str) -> np.ndarray:
+    picked = log_softmax_rows(logits)[np.arange(len(labels)), labels]
+    total = -picked.sum()
+    return np.asarray(total / len(labels) if reduction == "mean" else total, logits.dtype)
+
+
+def cross_entropy_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
+    logits, labels = node.inputs
+    grad = graph.add("cross_entropy_grad", [cot[0], logits, labels],
+                     reduction=node.attrs["reduction"])
+    return [grad, None]
+
+
+def cross_entropy_grad_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    g, logits, labels = in_types
+    if g.shape != ():
+        raise ShapeError(f"the loss cotangent must be a scalar, got {g.shape}")
+    cross_entropy_shape([logits, labels], attrs)
+    return logits
+
+
+def cross_entropy_grad_ref(g: np.ndarray, logits: np.ndarray, labels: np.ndarray,
+                           reduction: str) -> np.ndarray:
+    probs = np.exp(log_softmax_rows(logits))
+    probs[np.arange(len(labels)), labels] -= 1
+    scale = g / len(labels) if reduction == "mean" else g
+    return (probs * scale).astype(logits.dtype)
+
+
+register_op("cross_entropy", inputs=("logits", "labels"), shape=cross_entropy_shape,
+            ref=cross_entropy_ref, vjp=cross_entropy_vjp, kind=FusionKind.OPAQUE,
+            attrs=_reduction_attr,
+            doc="-log softmax(logits)[label], averaged (or summed) over the batch.")
+register_op("cross_entropy_grad", inputs=("g", "logits", "labels"),
+            shape=cross_entropy_grad_shape, ref=cross_entropy_grad_ref,
+            vjp=no_second_order, kind=FusionKind.OPAQUE, attrs=_reduction_attr,
+            doc="g * (softmax(logits) - onehot(labels)) / N for reduction='mean'.")
+
+
+def mse_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    pred, target = in_types
+    expect_float(pred, "prediction")
+    if pred != target:
+        raise ShapeError(f"prediction {pred} and target {target} must match")
+    return TensorType((), pred.dtype)
+
+
+def mse_ref(pred: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
+    total = np.sum((pred.astype(np.float64) - target) ** 2)
+    return np.asarray(total / pred.size if reduction == "mean" else total, pred.dtype)
+
+
+def mse_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
+    pred, target = node.inputs
+    grad = graph.add("mse_grad", [cot[0], pred, target], reduction=node.attrs["reduction"])
+    neg = graph.add("mul", [grad, graph.constant(np.asarray(-1.0, dtype=pred.dtype))])
+    return [grad, neg]
+
+
+def mse_grad_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    g, pred, target = in_types
+    if g.shape != ():
+        raise ShapeError(f"the loss cotangent must be a scalar, got {g.shape}")
+    mse_shape([pred, target], attrs)
+    return pred
+
+
+def mse_grad_ref(g: np.ndarray, pred: np.ndarray, target: np.ndarray,
+                 reduction: str) -> np.ndarray:
+    scale = 2 * g / pred.size if reduction == "mean" else 2 * g
+    return ((pred - target) * scale).astype(pred.dtype)
+
+
+register_op("mse", inputs=("prediction", "target"), shape=mse_shape, ref=mse_ref,
+            vjp=mse_vjp, kind=FusionKind.OPAQUE, attrs=_reduction_attr,
+            doc="mean((prediction - target)^2) (or the sum).")
+register_op("mse_grad", inputs=("g", "prediction", "target"), shape=mse_grad_shape,
+            ref=mse_grad_ref, vjp=no_second_order, kind=FusionKind.OPAQUE,
+            attrs=_reduction_attr, doc="2 g (prediction - target) / size")

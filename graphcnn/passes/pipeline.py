@@ -1,0 +1,46 @@
+"""The pass manager: a plain list of Graph -> Graph passes per opt level. It times each
+pass, verifies the graph after it, names the pass in any error, and dumps the graph after
+the passes named in GRAPHCNN_DUMP_AFTER (comma-separated, or 'all')."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+from graphcnn.errors import VerificationError
+from graphcnn.ir.graph import Graph
+from graphcnn.ir.verify import verify
+from graphcnn.passes.dce import dead_code_elimination
+
+Pass = Callable[[Graph], Graph]
+
+PIPELINES: dict[int, list[Pass]] = {
+    0: [],
+    1: [dead_code_elimination],
+    2: [dead_code_elimination],
+    3: [dead_code_elimination],
+}
+
+
+def run_pipeline(graph: Graph, opt_level: int) -> tuple[Graph, dict[str, float]]:
+    if opt_level not in PIPELINES:
+        raise ValueError(f"opt_level must be one of {sorted(PIPELINES)}, got {opt_level}")
+    dump = {p.strip() for p in os.environ.get("GRAPHCNN_DUMP_AFTER", "").split(",") if p.strip()}
+    timings: dict[str, float] = {}
+    verify(graph)
+    for pass_fn in PIPELINES[opt_level]:
+        name = pass_fn.__name__
+        start = time.perf_counter()
+        try:
+            graph = pass_fn(graph)
+            verify(graph)
+        except VerificationError as err:
+            raise VerificationError(f"after pass {name!r}: {err}") from err
+        except Exception as err:
+            err.args = (f"in pass {name!r}: {err}",) + err.args[1:]
+            raise
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        if name in dump or "all" in dump:
+            print(f"// after {name}\n{graph}", file=sys.stderr)
+    return graph, timings

@@ -1,0 +1,75 @@
+"""Elementwise activations and broadcasting arithmetic: cpu vs reference, gradients vs
+finite differences."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from op_check import check_op
+
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+
+
+def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values with |x| >= 0.1, so finite differences never straddle a kink at 0."""
+    x = rng.uniform(0.1, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("op,attrs", [("relu", {}), ("leaky_relu", {"alpha": 0.2}),
+                                      ("sigmoid", {}), ("tanh", {}),
+                                      ("clip", {"low": -0.5, "high": 0.7})])
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_activation(op, attrs, shape, seed):
+    x = away_from_zero(np.random.default_rng(seed), shape)
+    if op == "clip":  # keep away from both bounds
+        x = np.where(np.abs(x - 0.7) < 0.05, x + 0.2, x)
+        x = np.where(np.abs(x + 0.5) < 0.05, x - 0.2, x).astype(np.float32)
+    check_op(op, [x], attrs)
+
+
+@pytest.mark.parametrize("op", ["relu_grad", "leaky_relu_grad", "sigmoid_grad", "tanh_grad",
+                                "clip_grad"])
+def test_activation_grad_ops(op):
+    rng = np.random.default_rng(0)
+    attrs = {"leaky_relu_grad": {"alpha": 0.1}, "clip_grad": {"low": -1.0, "high": 1.0}}.get(op, {})
+    g, x = away_from_zero(rng, (3, 4)), away_from_zero(rng, (3, 4))
+    if op in ("sigmoid_grad", "tanh_grad"):
+        x = np.tanh(x)
+    check_op(op, [g, x], attrs)
+
+
+def broadcastable(draw, shape):
+    """A shape that broadcasts against `shape`: some axes set to 1, maybe fewer axes."""
+    drop = draw(st.integers(0, len(shape)))
+    tail = list(shape[drop:])
+    for i in range(len(tail)):
+        if draw(st.booleans()):
+            tail[i] = 1
+    return tuple(tail)
+
+
+@st.composite
+def binary_case(draw):
+    shape = draw(shapes)
+    other = broadcastable(draw, shape)
+    if draw(st.booleans()):
+        return shape, other
+    return other, shape
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@given(case=binary_case(), seed=st.integers(0, 2**16))
+def test_binary_broadcast(op, case, seed):
+    rng = np.random.default_rng(seed)
+    a = away_from_zero(rng, case[0])
+    b = away_from_zero(rng, case[1])
+    check_op(op, [a, b], {})
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=5).map(tuple), data=st.data())
+def test_sum_to_and_broadcast_to(shape, data):
+    target = broadcastable(data.draw, shape)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    check_op("sum_to", [x], {"shape": target})
+    small = np.random.default_rng(1).standard_normal(target).astype(np.float32)
+    check_op("broadcast_to", [small], {"shape": shape})
