@@ -32,11 +32,13 @@ def _warm_up(exe: Executable) -> None:
 
 
 def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: int = 2,
-            dtype: str = "float32") -> Executable:
+            dtype: str = "float32", frozen: bool = True) -> Executable:
     """Compile `model` for inference at a fixed batch size.
 
-    The parameters are frozen into the executable as they are now; compile again after
-    training to pick up new weights.
+    With `frozen=True` (the default) the parameters are frozen into the executable as they
+    are now, so the optimizer may fold them; compile again after training to pick up new
+    weights. With `frozen=False` the executable reads the model's current parameters at
+    every call (what a trainer evaluating between epochs wants).
 
     >>> import graphcnn as gc, numpy as np
     >>> exe = gc.compile(gc.models.lenet5(), batch_size=2, backend="reference")
@@ -44,10 +46,11 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     (2, 10)
     """
     start = time.perf_counter()
-    graph = model.graph(batch_size, training=False, dtype=dtype)
+    graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before = len(graph.compute_nodes())
     graph, _ = run_pipeline(graph, opt_level)
-    exe = Executable(graph, backend, ops_before=ops_before)
+    exe = Executable(graph, backend, ops_before=ops_before,
+                     param_source=_parameter_source(model, dtype))
     if backend != "reference":
         _warm_up(exe)
     exe.compile_seconds = time.perf_counter() - start
@@ -82,6 +85,13 @@ def training_graph(model: Model, loss: str | LossFn, batch_size: int,
     names = ["loss"] + [f"grad:{p.node.attrs['name']}" for p in params] + [n for n, _ in state]
     g.set_outputs([loss_value, *grads, *(v for _, v in state)], names)
     return g
+
+
+def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.ndarray]]:
+    """What feeds `param` nodes at each call: the model's live arrays (no copy)."""
+    if dtype == "float32":
+        return model.parameters
+    return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
 class GradientStep:
@@ -138,11 +148,8 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     graph = training_graph(model, loss, batch_size, dtype)
     ops_before = len(graph.compute_nodes())
     graph, _ = run_pipeline(graph, opt_level)
-    params = model.parameters
-    if dtype != "float32":
-        params = lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}  # noqa: E731
-    exe = Executable(graph, backend, ops_before=ops_before, param_source=params,
-                     seed=gc_random.next_seed())
+    exe = Executable(graph, backend, ops_before=ops_before,
+                     param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
     step = GradientStep(model, exe, loss)
     if backend != "reference":
         _warm_up(exe)  # runs the executable alone: the model's state is not touched

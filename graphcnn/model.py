@@ -74,14 +74,17 @@ class Model:
 
     # ---- IR ---------------------------------------------------------------------------
     def graph(self, batch_size: int = 1, *, training: bool = False,
-              dtype: str = "float32") -> Graph:
+              dtype: str = "float32", frozen: bool | None = None) -> Graph:
         """The IR graph for a batch size and mode.
 
         Inference: parameters become constants (so they can be folded) and dropout
         disappears. Training: parameters are `param` nodes fed from the model at each
         call, batch norm uses batch statistics, and the running-statistic updates are
-        extra outputs named "state:<parameter name>".
+        extra outputs named "state:<parameter name>". `frozen=False` keeps parameters as
+        fed `param` nodes in inference too (for evaluating a model while it trains).
         """
+        if frozen is None:
+            frozen = not training
         from graphcnn.mode_rules import MODE_RULES, LoweringContext
 
         if batch_size < 1:
@@ -96,7 +99,7 @@ class Model:
             elif t.op == "param":
                 p = t.parameter
                 name = self.parameter_name(p)
-                if training:
+                if not frozen:
                     env[t.id] = g.param(name, p.shape, dtype, trainable=p.trainable)
                 else:
                     env[t.id] = g.constant(p.data.astype(dtype), name=name)

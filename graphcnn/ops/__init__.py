@@ -1,2 +1,3 @@
 """Op families; importing this package registers every op (see registry.py)."""
-from graphcnn.ops import source, elementwise, dense, loss  # noqa: F401
+from graphcnn.ops import (conv, dense, elementwise, loss, norm, pool, shape,  # noqa: F401
+                          softmax, source)

@@ -1,2 +1,3 @@
 """Kernel families; importing this package registers every cpu kernel."""
-from graphcnn.backends.cpu.kernels import elementwise, dense, loss  # noqa: F401
+from graphcnn.backends.cpu.kernels import (conv, dense, elementwise, loss, norm,  # noqa: F401
+                                           pool, shape, softmax)
