@@ -1,0 +1,370 @@
+"""Trainer: the training loop over a compiled gradient step, with validation, metrics,
+learning-rate schedules, augmentation, normalization and resumable checkpoints.
+
+Choices worth knowing:
+
+- The batch size is fixed at compile time. `fit` compiles one GradientStep and one
+  inference executable (``frozen=False``: it reads the live parameters) per batch size,
+  cached on the trainer. Each epoch visits a fresh seeded permutation and drops the last
+  partial batch (like ``drop_last=True``), so every step has the compiled size; a dataset
+  smaller than `batch_size` trains with ``batch_size = len(X)``.
+- Evaluation covers every sample: the last batch is padded with copies of its first row,
+  and the padded rows' outputs are discarded.
+- Training accuracy: the training graph outputs only the loss and gradients. With
+  ``train_accuracy="epoch"`` (the default) it is measured at the end of each epoch on a
+  fixed, evenly spaced subset of at most 1,024 training samples (no augmentation,
+  inference mode): about one extra forward pass over 1,024 samples per epoch, and a
+  number comparable with ``val_accuracy``. With ``"batch"`` the inference executable also
+  runs on each training batch before the update (a running accuracy, as Keras shows; one
+  extra forward per step). ``"none"`` skips it (``accuracy`` is then NaN).
+- Resuming: the checkpoint holds the parameters, the optimizer, the schedule, the
+  trainer's rng and the history, so an interrupted run resumed from its last checkpoint
+  ends with the same parameters as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from graphcnn.api import compile as gc_compile, value_and_grad
+from graphcnn.model import Model
+from graphcnn.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from graphcnn.train.history import History
+
+NONFINITE_POLICIES = ("raise", "skip", "warn")
+TRAIN_ACCURACY_MODES = ("epoch", "batch", "none")
+_ACCURACY_SUBSET = 1024
+
+
+class Callback:
+    """Hooks called by Trainer.fit; override the ones you need. Set
+    ``trainer.stop_training = True`` to end training after the current epoch."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_epoch_begin(self, trainer: "Trainer", epoch: int) -> None: ...
+    def on_batch_end(self, trainer: "Trainer", epoch: int, batch: int,
+                     logs: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+def cross_entropy_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy, in float64, stable (log-sum-exp with the row max subtracted)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
+
+
+class Trainer:
+    """Trains a Model with a compiled gradient step (see the module docstring).
+
+    >>> import graphcnn as gc
+    >>> trainer = gc.Trainer(model, optimizer=gc.optim.SGD(lr=0.05, momentum=0.9))  # doctest: +SKIP
+    >>> history = trainer.fit(X, y, epochs=10, batch_size=64, validation_data=(Xv, yv))  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Model, loss: str | Callable[..., Any] = "cross_entropy",
+                 optimizer: Any = None, schedule: Any = None, backend: str = "cpu",
+                 augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | str | None = None,
+                 normalize: Any = None, on_nonfinite: str = "raise", seed: int = 0,
+                 checkpoint: str | None = None, checkpoint_every: int = 1,
+                 train_accuracy: str = "epoch") -> None:
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        if train_accuracy not in TRAIN_ACCURACY_MODES:
+            raise ValueError(f"train_accuracy must be one of {TRAIN_ACCURACY_MODES}, "
+                             f"got {train_accuracy!r}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ValueError("Trainer needs a model with one input and one output")
+        if optimizer is None:
+            from graphcnn.optim import SGD
+            optimizer = SGD(lr=0.01, momentum=0.9)
+        if isinstance(augment, str):
+            from graphcnn.train.augment import parse_augment
+            augment = parse_augment(augment)
+        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.backend, self.augment, self.normalize = backend, augment, normalize
+        self.on_nonfinite, self.seed, self.train_accuracy = on_nonfinite, seed, train_accuracy
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.rng = np.random.default_rng(seed)
+        self.history = History()
+        self.stop_training = False
+        self.num_classes = int(model.outputs[0].type.shape[-1])
+        self.input_shape = tuple(model.inputs[0].type.shape[1:])
+        self._steps: dict[int, Any] = {}
+        self._executables: dict[int, Any] = {}
+        if schedule is not None:
+            schedule.bind(optimizer)
+
+    # ---- compiled pieces, cached per batch size ----------------------------------------
+    def _step(self, batch_size: int) -> Any:
+        if batch_size not in self._steps:
+            self._steps[batch_size] = value_and_grad(self.model, self.loss, batch_size,
+                                                     self.backend)
+        return self._steps[batch_size]
+
+    def _executable(self, batch_size: int) -> Any:
+        if batch_size not in self._executables:
+            self._executables[batch_size] = gc_compile(self.model, batch_size, self.backend,
+                                                       frozen=False)
+        return self._executables[batch_size]
+
+    # ---- data checks and transforms ----------------------------------------------------
+    def _check_data(self, X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X)
+        y = np.asarray(y)
+        if X.ndim != len(self.input_shape) + 1 or tuple(X.shape[1:]) != self.input_shape:
+            raise ValueError(f"{what}: X has shape {X.shape}; the model expects (N, "
+                             f"{', '.join(map(str, self.input_shape))})")
+        if X.dtype.kind not in "fiu":
+            raise ValueError(f"{what}: X must be numeric, got dtype {X.dtype}")
+        if len(y) != len(X):
+            raise ValueError(f"{what}: X has {len(X)} samples but y has {len(y)}")
+        if len(X) == 0:
+            raise ValueError(f"{what}: no samples")
+        if self.loss == "cross_entropy" and (y.ndim != 1 or y.dtype.kind not in "iu"):
+            raise ValueError(f"{what}: y must be a 1-D array of integer class labels, got "
+                             f"shape {y.shape} and dtype {y.dtype}")
+        return np.ascontiguousarray(X, np.float32), y.astype(np.int64, copy=False)
+
+    def _check_labels(self, labels: np.ndarray, where: str, indices: np.ndarray) -> None:
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            return  # regression-style targets: nothing to range-check
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bad.any():
+            raise ValueError(
+                f"{where}: labels {labels[bad][:8].tolist()} (at sample indices "
+                f"{indices[bad][:8].tolist()}) are outside [0, {self.num_classes}), the "
+                f"model's {self.num_classes} classes")
+
+    def _prepare(self, xb: np.ndarray) -> np.ndarray:
+        if self.normalize is not None:
+            xb = np.asarray(self.normalize(xb), np.float32)
+        return xb
+
+    def _target(self, yb: np.ndarray) -> np.ndarray:
+        """Class labels go to cross-entropy as they are; for another loss (mse) integer
+        labels become one-hot rows."""
+        if self.loss != "cross_entropy" and yb.ndim == 1 and yb.dtype.kind in "iu":
+            return np.eye(self.num_classes, dtype=np.float32)[yb]
+        return yb
+
+    # ---- inference ---------------------------------------------------------------------
+    def predict_logits(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """The model's outputs for every row of X (normalized as in training)."""
+        X = np.ascontiguousarray(X, np.float32)
+        if batch_size is None:
+            batch_size = max(self._executables, default=min(64, len(X)))
+        exe = self._executable(batch_size)
+        out: list[np.ndarray] = []
+        for start in range(0, len(X), batch_size):
+            xb = X[start:start + batch_size]
+            n = len(xb)
+            if n < batch_size:  # pad with copies of a real row, drop those outputs below
+                xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - n, axis=0)])
+            out.append(np.asarray(exe(self._prepare(xb)))[:n])
+        return np.concatenate(out)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> dict[str, Any]:
+        """Metrics over every sample: accuracy, macro precision/recall/f1, per_class
+        (precision, recall, f1, support lists), confusion_matrix (rows: true class), and
+        loss (mean cross-entropy of the logits, float64)."""
+        from graphcnn import metrics
+
+        X, y = self._check_data(X, y, "evaluate")
+        self._check_labels(y, "evaluate", np.arange(len(y)))
+        logits = self.predict_logits(X, batch_size)
+        pred = logits.argmax(axis=1)
+        prf = metrics.precision_recall_f1(y, pred, num_classes=self.num_classes)
+        cm = metrics.confusion_matrix(y, pred, num_classes=self.num_classes)
+        return {
+            "accuracy": float(metrics.accuracy(y, pred)),
+            "precision": float(prf["macro_precision"]),
+            "recall": float(prf["macro_recall"]),
+            "f1": float(prf["macro_f1"]),
+            "per_class": {"precision": np.asarray(prf["precision"]).tolist(),
+                          "recall": np.asarray(prf["recall"]).tolist(),
+                          "f1": np.asarray(prf["f1"]).tolist(),
+                          "support": cm.sum(axis=1).tolist()},
+            "confusion_matrix": cm,
+            "loss": cross_entropy_from_logits(logits, y),
+        }
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self, path: str, epochs_done: int) -> None:
+        arrays, scalars = self.optimizer.state_dict()
+        meta: dict[str, Any] = {
+            "epoch": epochs_done,
+            "model": {"name": self.model.name,
+                      "parameters": {k: list(v.shape) for k, v in self.model.parameters().items()}},
+            "history": self.history.state_dict(),
+            "optimizer": {"class": type(self.optimizer).__name__, "scalars": scalars},
+            "schedule": None if self.schedule is None else {
+                "class": type(self.schedule).__name__, "state": self.schedule.state_dict()},
+            "rng": self.rng.bit_generator.state,
+            "normalize": None if self.normalize is None or not hasattr(self.normalize, "state_dict")
+            else self.normalize.state_dict(),
+        }
+        save_checkpoint(path, self.model.parameters(), arrays, meta)
+
+    def load_checkpoint(self, path: str) -> int:
+        """Restore everything from a checkpoint; returns the number of epochs it completed."""
+        params, opt_arrays, meta = load_checkpoint(path)
+        where = f"checkpoint {path}"
+        try:
+            self.model.load_parameters(params)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{where} does not fit model {self.model.name!r}: {exc}") from None
+        if meta["optimizer"]["class"] != type(self.optimizer).__name__:
+            raise ValueError(f"{where} was saved with optimizer {meta['optimizer']['class']}, "
+                             f"this trainer uses {type(self.optimizer).__name__}")
+        self.optimizer.load_state_dict(opt_arrays, meta["optimizer"]["scalars"])
+        if self.schedule is not None and meta.get("schedule"):
+            self.schedule.load_state_dict(meta["schedule"]["state"])
+        self.rng.bit_generator.state = meta["rng"]
+        if meta.get("normalize") is not None and self.normalize is not None:
+            self.normalize = type(self.normalize).from_state_dict(meta["normalize"])
+        self.history = History.from_state_dict(meta["history"])
+        return int(meta["epoch"])
+
+    # ---- training ----------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 64,
+            validation_data: tuple[np.ndarray, np.ndarray] | None = None, resume: bool = True,
+            verbose: bool = True, callbacks: Sequence[Callback] | None = None) -> History:
+        """Train for `epochs` epochs in total (a resumed run does the remaining ones).
+
+        Returns the History (also kept as ``trainer.history``). Raises ValueError for bad
+        data or labels outside the model's classes (naming the batch), and, by
+        ``on_nonfinite``, FloatingPointError when a loss or gradient is not finite.
+        """
+        X, y = self._check_data(X, y, "fit")
+        validation = None
+        if validation_data is not None:
+            validation = self._check_data(*validation_data, "validation_data")
+        if epochs < 0 or batch_size < 1:
+            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+        callbacks = list(callbacks or [])
+        self.stop_training = False
+        self.history = History()
+        start_epoch = 0
+        if self.checkpoint is not None and resume and checkpoint_exists(self.checkpoint):
+            start_epoch = self.load_checkpoint(self.checkpoint)
+        if self.normalize is not None and hasattr(self.normalize, "fit") and \
+                not getattr(self.normalize, "fitted", True):
+            self.normalize = self.normalize.fit(X)  # statistics of the training set only
+        if start_epoch >= epochs:
+            return self.history
+        bs = min(batch_size, len(X))
+        step = self._step(bs)
+        exe = self._executable(bs)
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        for epoch in range(start_epoch, epochs):
+            logs = self._train_epoch(epoch, epochs, X, y, bs, step, exe, callbacks, verbose,
+                                     validation)
+            self.history.append(epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(self, epoch, logs)
+            last = epoch + 1 == epochs or self.stop_training
+            if self.checkpoint is not None and ((epoch + 1) % self.checkpoint_every == 0 or last):
+                self.save_checkpoint(self.checkpoint, epoch + 1)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _train_epoch(self, epoch: int, epochs: int, X: np.ndarray, y: np.ndarray, bs: int,
+                     step: Any, exe: Any, callbacks: list[Callback], verbose: bool,
+                     validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, float]:
+        from tqdm.auto import tqdm
+
+        for cb in callbacks:
+            cb.on_epoch_begin(self, epoch)
+        # Dropout masks come from the executable's seed counter; restarting it from the
+        # epoch number keeps a resumed run on the same masks as an uninterrupted one.
+        if hasattr(step.executable, "_seeds"):
+            step.executable._seeds = itertools.count((self.seed * 100_003 + epoch) * 1_000_003)
+        lr = float(self.optimizer.lr)
+        params = self.model.trainable_parameters()
+        order = self.rng.permutation(len(X))
+        num_batches = len(X) // bs  # drop_last: every step has the compiled batch size
+        loss_sum, counted, correct, seen, skipped = 0.0, 0, 0, 0, 0
+        bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                   disable=not verbose, leave=True, dynamic_ncols=True)
+        try:
+            for b in range(num_batches):
+                idx = order[b * bs:(b + 1) * bs]
+                yb = y[idx]
+                self._check_labels(yb, f"epoch {epoch + 1}, batch {b}", idx)
+                xb = X[idx]
+                if self.augment is not None:
+                    xb = np.asarray(self.augment(xb, self.rng), np.float32)
+                xb = self._prepare(xb)
+                if self.train_accuracy == "batch":  # before the update: the step's weights
+                    correct += int((np.asarray(exe(xb)).argmax(axis=1) == yb).sum())
+                    seen += len(yb)
+                loss, grads = step(xb, self._target(yb))
+                if not (math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())):
+                    skipped += 1
+                    self._nonfinite(loss, epoch, b)
+                    continue
+                self.optimizer.step(params, grads)
+                if self.schedule is not None and getattr(self.schedule, "per_batch", False):
+                    self.schedule.step_batch()
+                loss_sum += loss
+                counted += 1
+                batch_logs = {"loss": loss_sum / counted}
+                if seen:
+                    batch_logs["accuracy"] = correct / seen
+                bar.set_postfix({k: f"{v:.4f}" for k, v in batch_logs.items()}, refresh=False)
+                bar.update(1)
+                for cb in callbacks:
+                    cb.on_batch_end(self, epoch, b, {"loss": float(loss), "batch_size": bs})
+            if skipped and self.on_nonfinite == "skip":
+                warnings.warn(f"epoch {epoch + 1}: skipped {skipped} update(s) with a "
+                              f"non-finite loss or gradient", RuntimeWarning, stacklevel=3)
+            logs = {"loss": loss_sum / counted if counted else float("nan")}
+            if self.train_accuracy == "batch":
+                logs["accuracy"] = correct / seen if seen else float("nan")
+            elif self.train_accuracy == "epoch":
+                subset = np.linspace(0, len(X) - 1, min(len(X), _ACCURACY_SUBSET)).astype(np.int64)
+                pred = self.predict_logits(X[subset], bs).argmax(axis=1)
+                logs["accuracy"] = float((pred == y[subset]).mean())
+            else:
+                logs["accuracy"] = float("nan")
+            if validation is not None:
+                result = self.evaluate(*validation, batch_size=bs)
+                logs["val_loss"], logs["val_accuracy"] = result["loss"], result["accuracy"]
+            logs["lr"] = lr
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
+        finally:
+            bar.close()
+        self._step_schedule(logs)
+        return logs
+
+    def _nonfinite(self, loss: float, epoch: int, batch: int) -> None:
+        message = (f"non-finite loss ({loss}) or gradient at epoch {epoch + 1}, batch {batch}; "
+                   f"try a smaller learning rate or normalized inputs")
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(message + " (Trainer(on_nonfinite='skip') skips such "
+                                     "updates instead)")
+        if self.on_nonfinite == "warn":
+            warnings.warn(message + "; the update was skipped", RuntimeWarning, stacklevel=4)
+
+    def _step_schedule(self, logs: dict[str, float]) -> None:
+        s = self.schedule
+        if s is None or getattr(s, "per_batch", False):
+            return
+        if type(s).__name__ == "ReduceLROnPlateau":  # it steps on a metric
+            s.step(logs.get("val_loss", logs["loss"]))
+        else:
+            s.step()
+
