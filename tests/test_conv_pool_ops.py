@@ -1,0 +1,214 @@
+"""conv2d, pooling and their gradient ops: cpu vs reference over randomized shapes and
+attributes, gradients vs finite differences, and PyTorch's exact pooling semantics."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from graphcnn.errors import GraphBuildError
+from graphcnn.ir import Graph
+from graphcnn.ops.window import pool_out_size
+from op_check import check_op, forward
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, og = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    n = draw(st.integers(1, 2))
+    h, w = draw(st.integers(3, 7)), draw(st.integers(3, 7))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                             st.tuples(*[st.integers(0, 2)] * 4), st.sampled_from(["same", "valid"])))
+    pads = {"same": (2, 2, 2, 2), "valid": (0, 0, 0, 0)}.get(padding, padding)
+    pads = (pads,) * 4 if isinstance(pads, int) else pads
+    pads = pads if len(pads) == 4 else (pads[0], pads[0], pads[1], pads[1])
+    assume(dilation[0] * (kh - 1) + 1 <= h + pads[0] + pads[1])
+    assume(dilation[1] * (kw - 1) + 1 <= w + pads[2] + pads[3])
+    bias = draw(st.booleans())
+    attrs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return (n, cg * groups, h, w), (og * groups, cg, kh, kw), bias, attrs
+
+
+@given(case=conv_case(), seed=st.integers(0, 2**16))
+def test_conv2d(case, seed):
+    x_shape, w_shape, bias, attrs = case
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    check_op("conv2d", arrays, attrs)
+
+
+def test_conv2d_depthwise_and_same_padding_shapes():
+    g = Graph()
+    x = g.input("x", (2, 8, 9, 9))
+    y = g.add("conv2d", [x, g.input("w", (8, 1, 3, 3))], groups=8, padding="same")
+    assert y.shape == (2, 8, 9, 9) and y.node.attrs["padding"] == (1, 1, 1, 1)
+    y2 = g.add("conv2d", [x, g.input("w2", (4, 8, 3, 3))], stride=2, padding="same")
+    assert y2.shape == (2, 4, 5, 5)  # ceil(9 / 2), as Keras/TensorFlow
+    y3 = g.add("conv2d", [x, g.input("w3", (4, 8, 4, 4))], padding="same")
+    assert y3.shape[2:] == (9, 9) and y3.node.attrs["padding"] == (1, 2, 1, 2)
+
+
+@pytest.mark.parametrize("op", ["conv2d_input_grad", "conv2d_weight_grad"])
+@given(case=conv_case(), seed=st.integers(0, 2**16))
+def test_conv2d_gradient_ops(op, case, seed):
+    """The gradient ops themselves: forward cpu vs reference, and their own VJPs (built
+    from the adjoint identities) against finite differences."""
+    x_shape, w_shape, _, attrs = case
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    y = g.add("conv2d", [g.input("x", x_shape), g.input("w", w_shape)], **attrs)
+    attrs = dict(y.node.attrs)  # canonical padding
+    dy = rand(rng, y.shape)
+    if op == "conv2d_input_grad":
+        check_op(op, [dy, rand(rng, w_shape)], dict(attrs, input_hw=x_shape[2:]))
+    else:
+        check_op(op, [dy, rand(rng, x_shape)], dict(attrs, kernel_hw=w_shape[2:]))
+
+
+def test_conv2d_matches_a_direct_loop():
+    """An independent oracle for the reference itself: the definition, written as loops."""
+    rng = np.random.default_rng(0)
+    x, w, b = rand(rng, (1, 4, 6, 5)), rand(rng, (2, 2, 3, 2)), rand(rng, (2,))
+    attrs = dict(stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=2)
+    (y,) = forward("conv2d", [x, w, b], attrs, "reference", "float64")
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 0), (2, 1)))
+    want = np.zeros_like(y)
+    for o in range(2):
+        c0 = o  # groups=2, one output channel per group, two input channels each
+        for oy in range(y.shape[2]):
+            for ox in range(y.shape[3]):
+                patch = xp[0, 2 * c0:2 * c0 + 2, oy * 2:oy * 2 + 3, ox:ox + 3:2]
+                want[0, o, oy, ox] = (patch * w[o]).sum() + b[o]
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+
+
+@st.composite
+def pool_case(draw, dilation: bool):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
+    attrs = dict(kernel_size=(kh, kw), stride=stride, padding=padding,
+                 ceil_mode=draw(st.booleans()))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    if dilation:
+        attrs["dilation"] = dil
+    h, w = draw(st.integers(2, 7)), draw(st.integers(2, 7))
+    assume(dil[0] * (kh - 1) + 1 <= h + 2 * padding[0])
+    assume(dil[1] * (kw - 1) + 1 <= w + 2 * padding[1])
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w), attrs
+
+
+@given(case=pool_case(dilation=True), seed=st.integers(0, 2**16))
+def test_max_pool2d(case, seed):
+    shape, attrs = case
+    # Distinct values: no ties, so finite differences see a smooth function.
+    x = np.random.default_rng(seed).permutation(np.prod(shape)).reshape(shape)
+    x = (x / 7.0 - 3.0).astype(np.float32)
+    check_op("max_pool2d", [x], attrs)
+    g = Graph()
+    y = g.add("max_pool2d", [g.input("x", shape)], **attrs)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(np.float32)
+    check_op("max_pool2d_grad", [dy, x], dict(y.node.attrs), grad=False)
+
+
+@given(case=pool_case(dilation=False), include_pad=st.booleans(), seed=st.integers(0, 2**16))
+def test_avg_pool2d(case, include_pad, seed):
+    shape, attrs = case
+    attrs["count_include_pad"] = include_pad
+    rng = np.random.default_rng(seed)
+    check_op("avg_pool2d", [rand(rng, shape)], attrs)
+    g = Graph()
+    y = g.add("avg_pool2d", [g.input("x", shape)], **attrs)
+    check_op("avg_pool2d_grad", [rand(rng, y.shape)], dict(y.node.attrs, input_hw=shape[2:]))
+
+
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
+    x = np.ones((1, 1, 2, 2), np.float32)
+    dy = np.full((1, 1, 1, 1), 5.0, np.float32)
+    for backend in ("reference", "cpu"):
+        (dx,) = forward("max_pool2d_grad", [dy, x], dict(kernel_size=2), backend)
+        np.testing.assert_array_equal(dx[0, 0], [[5, 0], [0, 0]])
+
+
+def test_pool_output_sizes_follow_pytorch():
+    # torch.nn.MaxPool2d(3, 2, ceil_mode=True) on 6 -> 3 (the last window starts inside)
+    assert pool_out_size(6, 0, 3, 2, 1, True) == 3
+    assert pool_out_size(6, 0, 3, 2, 1, False) == 2
+    # padding 1, kernel 2, stride 2, ceil: a window would start in the right padding -> dropped
+    assert pool_out_size(5, 1, 2, 2, 1, True) == 3
+    assert pool_out_size(112, 1, 3, 2, 1, False) == 56
+
+
+def test_avg_pool_divisors_follow_pytorch():
+    """Values worked by hand from PyTorch's avg_pool2d for a 1x1x3x3 input of ones:
+    with padding 1 and count_include_pad=True every border window divides by 4 but sums
+    fewer ones; ceil_mode windows that hang past the padding divide by the clipped size."""
+    x = np.ones((1, 1, 3, 3), np.float32)
+    (y,) = forward("avg_pool2d", [x], dict(kernel_size=2, stride=2, padding=1), "cpu")
+    np.testing.assert_allclose(y[0, 0], [[0.25, 0.5], [0.5, 1.0]])
+    (y,) = forward("avg_pool2d", [x], dict(kernel_size=2, stride=2, padding=1,
+                                           count_include_pad=False), "cpu")
+    np.testing.assert_allclose(y[0, 0], np.ones((2, 2)))
+    x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    (y,) = forward("avg_pool2d", [x], dict(kernel_size=2, stride=2, ceil_mode=True), "cpu")
+    # the last column of windows covers only column 4: divisor 2 (clipped), not 4
+    np.testing.assert_allclose(y[0, 0, 0], [3.0, 5.0, 6.5])
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 5),
+                       st.integers(1, 5)), seed=st.integers(0, 2**16))
+def test_global_avg_pool2d(shape, seed):
+    check_op("global_avg_pool2d", [rand(np.random.default_rng(seed), shape)])
+
+
+# ---- build-time errors ------------------------------------------------------------------
+
+def test_conv_channel_mismatch_names_shapes():
+    g = Graph()
+    x = g.input("x", (1, 3, 8, 8))
+    with pytest.raises(GraphBuildError, match=r"conv2d: input has 3 channels .*expects 4"):
+        g.add("conv2d", [x, g.input("w", (6, 4, 3, 3))])
+
+
+def test_conv_groups_must_divide_channels():
+    g = Graph()
+    x = g.input("x", (1, 6, 8, 8))
+    with pytest.raises(GraphBuildError, match=r"groups=4 must divide"):
+        g.add("conv2d", [x, g.input("w", (8, 2, 3, 3))], groups=4)
+
+
+def test_kernel_larger_than_padded_input():
+    g = Graph()
+    x = g.input("x", (1, 1, 4, 4))
+    with pytest.raises(GraphBuildError, match=r"kernel \(5, 5\) is larger than the padded input"):
+        g.add("conv2d", [x, g.input("w", (1, 1, 5, 5))])
+    with pytest.raises(GraphBuildError, match=r"max_pool2d: kernel \(3, 3\) \(dilated to \(5, 5\)\)"):
+        g.add("max_pool2d", [x], kernel_size=3, dilation=2)
+
+
+def test_bad_attributes():
+    g = Graph()
+    x = g.input("x", (1, 1, 4, 4))
+    w = g.input("w", (1, 1, 3, 3))
+    with pytest.raises(GraphBuildError, match="padding must be"):
+        g.add("conv2d", [x, w], padding="full")
+    with pytest.raises(GraphBuildError, match="stride must be >= 1"):
+        g.add("conv2d", [x, w], stride=0)
+    with pytest.raises(GraphBuildError, match="at most half the kernel"):
+        g.add("max_pool2d", [x], kernel_size=2, padding=2)
+
+
+def test_dsl_conv_error_points_at_the_user_line():
+    import graphcnn as gc
+    from graphcnn import nn
+    x = gc.Input((3, 8, 8))
+    with pytest.raises(gc.GraphBuildError, match=r"conv2d: .*test_conv_pool_ops\.py:\d+"):
+        nn.Conv2d(4, 8, 3)(x)
+    with pytest.raises(gc.GraphBuildError, match=r"groups=3 must divide"):
+        nn.Conv2d(4, 8, 3, groups=3)
