@@ -1,1 +1,137 @@
-"""(being written)"""
+"""Batch norm and dropout kernels.
+
+Batch norm views x as (N, C, S) (S = the product of the spatial axes, 1 for (N, C)
+inputs); statistics and gradient sums are per channel, accumulated in float64, in parallel
+over channels. Dropout hashes (key, flat index) with splitmix64 in uint64, bit for bit the
+mask of the NumPy reference (graphcnn.ops.norm.dropout_keep).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
+
+
+def ncs(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) viewed as (N, C, S)."""
+    return a.reshape(a.shape[0], a.shape[1], -1) if a.size else a.reshape(
+        a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
+
+
+@numba.njit(**JIT)
+def _batch_norm(x, weight, bias, mean, var, eps, out):
+    n_len, c_len, s_len = x.shape
+    for nc in prange(n_len * c_len):
+        n = nc // c_len
+        c = nc % c_len
+        scale = np.float64(weight[c]) / math.sqrt(np.float64(var[c]) + eps)
+        shift = np.float64(bias[c]) - np.float64(mean[c]) * scale
+        for s in range(s_len):
+            out[n, c, s] = x[n, c, s] * scale + shift
+
+
+@numba.njit(**JIT)
+def _batch_norm_train(x, weight, bias, eps, out, mean_out, var_out):
+    n_len, c_len, s_len = x.shape
+    count = max(n_len * s_len, 1)
+    for c in prange(c_len):
+        total = 0.0
+        for n in range(n_len):
+            for s in range(s_len):
+                total += x[n, c, s]
+        mean = total / count
+        total = 0.0
+        for n in range(n_len):
+            for s in range(s_len):
+                d = np.float64(x[n, c, s]) - mean
+                total += d * d
+        var = total / count
+        mean_out[c] = mean
+        var_out[c] = var
+        scale = np.float64(weight[c]) / math.sqrt(var + eps)
+        shift = np.float64(bias[c]) - mean * scale
+        for n in range(n_len):
+            for s in range(s_len):
+                out[n, c, s] = x[n, c, s] * scale + shift
+
+
+@numba.njit(**JIT)
+def _batch_norm_train_grad(dy, x, weight, mean, var, eps, dx, dweight, dbias):
+    n_len, c_len, s_len = x.shape
+    count = max(n_len * s_len, 1)
+    for c in prange(c_len):
+        m = np.float64(mean[c])
+        invstd = 1.0 / math.sqrt(np.float64(var[c]) + eps)
+        sum_dy = 0.0
+        sum_dy_xhat = 0.0
+        for n in range(n_len):
+            for s in range(s_len):
+                g = np.float64(dy[n, c, s])
+                sum_dy += g
+                sum_dy_xhat += g * (x[n, c, s] - m) * invstd
+        dweight[c] = sum_dy_xhat
+        dbias[c] = sum_dy
+        scale = np.float64(weight[c]) * invstd / count
+        for n in range(n_len):
+            for s in range(s_len):
+                xhat = (x[n, c, s] - m) * invstd
+                dx[n, c, s] = scale * (count * np.float64(dy[n, c, s]) - sum_dy
+                                       - xhat * sum_dy_xhat)
+
+
+@cpu_kernel("batch_norm")
+def batch_norm_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    x, weight, bias, mean, var = ins
+    _batch_norm(ncs(x), weight, bias, mean, var, attrs["eps"], ncs(outs[0]))
+
+
+@cpu_kernel("batch_norm_train")
+def batch_norm_train_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
+                            attrs: dict[str, Any]) -> None:
+    x, weight, bias = ins
+    y, mean, var = outs
+    _batch_norm_train(ncs(x), weight, bias, attrs["eps"], ncs(y), mean, var)
+
+
+@cpu_kernel("batch_norm_train_grad")
+def batch_norm_train_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
+                                 attrs: dict[str, Any]) -> None:
+    dy, x, weight, mean, var = ins
+    dx, dweight, dbias = outs
+    _batch_norm_train_grad(ncs(dy), ncs(x), weight, mean, var, attrs["eps"], ncs(dx),
+                           dweight, dbias)
+
+
+# ---- dropout --------------------------------------------------------------------------
+
+_GOLDEN, _MIX1, _MIX2 = np.uint64(GOLDEN), np.uint64(MIX1), np.uint64(MIX2)
+_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+
+
+@numba.njit(**JIT)
+def _dropout(x, out, key, p, scale):
+    for i in prange(x.size):
+        z = key + np.uint64(i + 1) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _MIX1
+        z = (z ^ (z >> _S27)) * _MIX2
+        z = z ^ (z >> _S31)
+        u = np.float64(z >> _S11) * 2.0 ** -53
+        if u >= p:
+            out[i] = x[i] * scale
+        else:
+            out[i] = 0
+
+
+@cpu_kernel("dropout")
+def dropout_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    x, out = ins[0], outs[0]
+    seed = int(ins[1]) if len(ins) == 2 else 0
+    p = attrs["p"]
+    key = np.uint64(dropout_key(seed, attrs["salt"]))
+    _dropout(x.reshape(-1), out.reshape(-1), key, p, x.dtype.type(1.0 / (1.0 - p)))
