@@ -8,6 +8,7 @@ import numpy as np
 
 from graphcnn.autodiff import grad
 from graphcnn.ir.graph import Graph, Value
+from graphcnn.mode_rules import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
 from graphcnn.passes import run_pipeline
 from graphcnn.runtime.executable import Executable
@@ -28,6 +29,8 @@ def _warm_up(exe: Executable) -> None:
     for name in exe.input_names:
         value = exe._inputs[name]
         feeds[name] = np.zeros(value.shape, value.dtype)
+    if DROPOUT_SEED_INPUT in exe._inputs:  # do not use up a seed: runs stay reproducible
+        feeds[DROPOUT_SEED_INPUT] = np.asarray(0, np.int64)
     exe.run(feeds)
 
 
