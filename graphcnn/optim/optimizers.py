@@ -130,8 +130,9 @@ class Optimizer:
         for key, value in arrays.items():
             kind, sep, name = key.partition("/")
             if not sep or kind not in self._BUFFERS:
+                kinds = "|".join(self._BUFFERS)
                 raise ValueError(f"unexpected optimizer state array {key!r} for "
-                                 f"{type(self).__name__} (expected <{'|'.join(self._BUFFERS)}>/name)")
+                                 f"{type(self).__name__} (expected <{kinds}>/name)")
             state.setdefault(name, {})[kind] = np.array(value, copy=True)
         steps = {str(k): int(v) for k, v in dict(scalars.get("steps", {})).items()}
         self.lr = float(scalars.get("lr", self.lr))
@@ -189,7 +190,8 @@ class SGD(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
-        self.weight_decay, self.dampening, self.l1 = float(weight_decay), float(dampening), float(l1)
+        self.weight_decay, self.dampening = float(weight_decay), float(dampening)
+        self.l1 = float(l1)
 
     def _update(self, p, g, state, d, tmp, step):
         self._gradient(p, g, d, tmp, self.weight_decay)

@@ -281,8 +281,8 @@ def parse_augment(spec: str | None) -> Augmenter | None:
         try:
             value = convert(arg.strip())
         except ValueError:
-            raise ValueError(f"augmentation {name!r} needs a{'n integer' if convert is int else ' number'} "
-                             f"argument, got {item!r}") from None
+            kind = "an integer" if convert is int else "a number"
+            raise ValueError(f"augmentation {name!r} needs {kind} argument, got {item!r}") from None
         try:
             augmenters.append(factory(value))
         except ValueError as exc:
