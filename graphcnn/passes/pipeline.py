@@ -11,15 +11,28 @@ from typing import Callable
 from graphcnn.errors import VerificationError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.verify import verify
+from graphcnn.passes.bn_folding import fold_batch_norm
+from graphcnn.passes.constant_folding import constant_folding
+from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
+from graphcnn.passes.simplify import algebraic_simplification
 
 Pass = Callable[[Graph], Graph]
 
+# The order: DCE first so no pass works on dead nodes; constant folding before batch-norm
+# folding (it turns weights computed from constants into the constants BN folding needs)
+# and before simplification (x * 1 needs its 1 to be a constant); BN folding before
+# simplification (folding removes the batch norms, nothing it makes needs simplifying
+# again); simplification before CSE (an identity removed may make two nodes read the same
+# value); DCE last, for whatever the others left unread.
 PIPELINES: dict[int, list[Pass]] = {
     0: [],
-    1: [dead_code_elimination],
-    2: [dead_code_elimination],
-    3: [dead_code_elimination],
+    1: [dead_code_elimination, constant_folding, algebraic_simplification,
+        common_subexpression_elimination, dead_code_elimination],
+    2: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
+        common_subexpression_elimination, dead_code_elimination],
+    3: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
+        common_subexpression_elimination, dead_code_elimination],
 }
 
 
