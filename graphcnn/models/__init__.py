@@ -10,11 +10,31 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from graphcnn.model import Model
+from graphcnn.models.alexnet import alexnet
+from graphcnn.models.densenet import densenet121, densenet161, densenet169, densenet201
+from graphcnn.models.googlenet import googlenet
 from graphcnn.models.lenet5 import lenet5
+from graphcnn.models.mobilenet_v1 import mobilenet_v1
+from graphcnn.models.mobilenet_v2 import mobilenet_v2
+from graphcnn.models.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
+from graphcnn.models.vgg import (vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19,
+                                 vgg19_bn)
 
-# name -> constructor; the CLI resolves model names here.
+# name -> constructor; the CLI resolves model names here. Each takes num_classes first
+# and keyword options (in_channels, input_size, width multipliers: see each function).
+# The torchvision architectures name their parameters as torchvision's state_dict keys.
 ZOO: dict[str, Callable[..., Model]] = {
     "lenet5": lenet5,
+    "alexnet": alexnet,
+    "vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19,
+    "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn, "vgg19_bn": vgg19_bn,
+    "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
+    "resnet101": resnet101, "resnet152": resnet152,
+    "googlenet": googlenet,
+    "densenet121": densenet121, "densenet161": densenet161, "densenet169": densenet169,
+    "densenet201": densenet201,
+    "mobilenet_v1": mobilenet_v1,
+    "mobilenet_v2": mobilenet_v2,
 }
 
 
@@ -30,4 +50,7 @@ def available_models() -> list[str]:
     return sorted(ZOO)
 
 
-__all__ = ["ZOO", "available_models", "get_model", "lenet5"]
+__all__ = ["ZOO", "alexnet", "available_models", "densenet121", "densenet161", "densenet169",
+           "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
+           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
+           "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
