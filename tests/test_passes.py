@@ -444,3 +444,67 @@ def test_zoo_models_agree_at_opt_level_2(name, build, shape):
         assert report["kernels"] <= report["ops_before"]
         if any(n.op == "batch_norm" for n in model.graph(2).nodes):
             assert report["kernels"] < report["ops_before"]
+
+
+# ---- randomized graphs through every pipeline --------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@st.composite
+def random_graphs(draw) -> Graph:
+    """Small graphs of (2, 3, 4) values mixing inputs and constants (ones, zeros, random)
+    through elementwise, broadcasting and data-movement ops, with duplicated work."""
+    g = Graph("random")
+    shape = (2, 3, 4)
+    values = [g.input("x", shape), g.input("y", shape)]
+    const_kinds = st.sampled_from(["ones", "zeros", "random"])
+    const_shapes = st.sampled_from([shape, (4,), (3, 1), ()])
+    for _ in range(draw(st.integers(1, 4))):
+        kind, cshape = draw(const_kinds), draw(const_shapes)
+        array = {"ones": np.ones, "zeros": np.zeros}.get(kind, lambda s: RNG.normal(size=s))(cshape)
+        c = g.constant(np.asarray(array, np.float32))
+        if c.shape != shape:
+            c = g.add("broadcast_to", [c], shape=shape) if draw(st.booleans()) else \
+                g.add("add", [c, g.constant(np.zeros(shape, np.float32))])
+        values.append(c)
+    for _ in range(draw(st.integers(2, 10))):
+        pick = lambda: values[draw(st.integers(0, len(values) - 1))]  # noqa: E731
+        op = draw(st.sampled_from(["relu", "tanh", "add", "sub", "mul", "reshape_chain",
+                                   "identity_moves", "slice_pad", "repeat"]))
+        if op in ("relu", "tanh"):
+            v = g.add(op, [pick()])
+        elif op in ("add", "sub", "mul"):
+            v = g.add(op, [pick(), pick()])
+        elif op == "reshape_chain":
+            v = g.add("reshape", [g.add("flatten", [pick()], start_dim=draw(st.integers(0, 2)))],
+                      shape=(0, -1))
+            v = g.add("reshape", [v], shape=shape)
+        elif op == "identity_moves":
+            v = g.add("sum_to", [g.add("slice", [pick()], starts=(0, 0, 0), ends=shape)],
+                      shape=shape)
+        elif op == "slice_pad":
+            v = g.add("pad", [g.add("slice", [pick()], starts=(0, 1, 0), ends=shape)],
+                      pads=((0, 0), (1, 0), (0, 0)))
+        else:                                      # the same op on the same inputs again
+            node = values[-1].node
+            v = g.add_node(node.op, node.inputs, dict(node.attrs)).outputs[0] \
+                if node.op not in ("input", "constant") else g.add("relu", [values[-1]])
+        values.append(v)
+    g.set_outputs(values[-draw(st.integers(1, 3)):])
+    return g
+
+
+@given(random_graphs(), st.sampled_from([1, 2, 3]))
+def test_pipelines_keep_results_of_random_graphs(graph, level):
+    from graphcnn.passes import run_pipeline
+
+    text = str(graph)
+    optimized, _ = run_pipeline(graph, level)
+    assert str(graph) == text
+    assert len(optimized.compute_nodes()) <= len(graph.compute_nodes())
+    feeds = random_feeds(graph)
+    want = run(graph, feeds, "reference")
+    got = run(optimized, feeds, "reference")
+    for w, o in zip(want, got):
+        np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-6)
