@@ -46,6 +46,9 @@ def constant_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorT
 
 
 def _as_constant_array(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray) and not value.flags.writeable and \
+            value.dtype in (np.float32, np.float64, np.int64):
+        return value  # already a frozen constant: passes copy graphs without copying weights
     array = np.array(value)  # a private copy: nobody may change a constant afterwards
     if array.dtype.kind == "f" and array.dtype != np.float64:
         array = array.astype(np.float32)
