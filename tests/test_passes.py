@@ -379,8 +379,10 @@ def test_conv_bn_model_same_outputs_fewer_kernels(backend):
     exe0 = gc.compile(model, batch_size=2, backend=backend, opt_level=0)
     exe2 = gc.compile(model, batch_size=2, backend=backend, opt_level=2)
     np.testing.assert_allclose(exe2(x), exe0(x), rtol=1e-4, atol=1e-4)
-    assert exe0.report()["kernels"] == 8           # conv bn relu conv bn clip flatten linear
-    assert exe2.report()["kernels"] == 6
+    # conv bn relu conv bn clip flatten linear (the cpu runs flatten as a view: no kernel)
+    assert exe0.report()["kernels"] == (8 if backend == "reference" else 7)
+    # conv+relu and conv+clip fuse; on cpu the flatten is a view of its input's memory
+    assert exe2.report()["kernels"] == (4 if backend == "reference" else 3)
     assert not exe2.graph.nodes_of("batch_norm")
 
 

@@ -1,3 +1,3 @@
 """Op families; importing this package registers every op (see registry.py)."""
-from graphcnn.ops import (conv, dense, elementwise, loss, norm, pool, shape,  # noqa: F401
-                          softmax, source)
+from graphcnn.ops import (conv, dense, elementwise, fused, loss, norm, pool,  # noqa: F401
+                          shape, softmax, source)

@@ -43,9 +43,11 @@ def relu_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 
 register_op("relu", inputs=("x",), shape=same_as_first, ref=relu_ref, vjp=relu_vjp,
-            kind=FusionKind.ELEMWISE)
+            kind=FusionKind.ELEMWISE,
+            scalar='({0} if {0} > 0 else 0.0)')
 register_op("relu_grad", inputs=("g", "x"), shape=same_as_first, ref=relu_grad_ref,
-            vjp=relu_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * (x > 0)")
+            vjp=relu_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * (x > 0)",
+            scalar='({0} if {1} > 0 else 0.0)')
 
 
 def leaky_relu_ref(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -67,10 +69,12 @@ def leaky_relu_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 _alpha = {"alpha": Attr(0.01, convert=float)}
 register_op("leaky_relu", inputs=("x",), shape=same_as_first, ref=leaky_relu_ref,
-            vjp=leaky_relu_vjp, kind=FusionKind.ELEMWISE, attrs=_alpha)
+            vjp=leaky_relu_vjp, kind=FusionKind.ELEMWISE, attrs=_alpha,
+            scalar='({0} if {0} > 0 else {0} * {alpha})')
 register_op("leaky_relu_grad", inputs=("g", "x"), shape=same_as_first,
             ref=leaky_relu_grad_ref, vjp=leaky_relu_grad_vjp, kind=FusionKind.ELEMWISE,
-            attrs=_alpha)
+            attrs=_alpha,
+            scalar='({0} if {1} > 0 else {0} * {alpha})')
 
 
 def sigmoid_ref(x: np.ndarray) -> np.ndarray:
@@ -96,9 +100,12 @@ def sigmoid_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 
 register_op("sigmoid", inputs=("x",), shape=same_as_first, ref=sigmoid_ref,
-            vjp=sigmoid_vjp, kind=FusionKind.ELEMWISE)
+            vjp=sigmoid_vjp, kind=FusionKind.ELEMWISE,
+            scalar="(1.0 / (1.0 + math.exp(-{0})) if {0} >= 0 "
+                   "else math.exp({0}) / (1.0 + math.exp({0})))")
 register_op("sigmoid_grad", inputs=("g", "y"), shape=same_as_first, ref=sigmoid_grad_ref,
-            vjp=sigmoid_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * y * (1 - y), y = sigmoid(x)")
+            vjp=sigmoid_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * y * (1 - y), y = sigmoid(x)",
+            scalar='({0} * {1} * (1.0 - {1}))')
 
 
 def tanh_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -117,9 +124,11 @@ def tanh_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 
 register_op("tanh", inputs=("x",), shape=same_as_first, ref=np.tanh, vjp=tanh_vjp,
-            kind=FusionKind.ELEMWISE)
+            kind=FusionKind.ELEMWISE,
+            scalar='math.tanh({0})')
 register_op("tanh_grad", inputs=("g", "y"), shape=same_as_first, ref=tanh_grad_ref,
-            vjp=tanh_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * (1 - y^2), y = tanh(x)")
+            vjp=tanh_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * (1 - y^2), y = tanh(x)",
+            scalar='({0} * (1.0 - {1} * {1}))')
 
 
 def clip_ref(x: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -143,9 +152,11 @@ def clip_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 _bounds = {"low": Attr(convert=float), "high": Attr(convert=float)}
 register_op("clip", inputs=("x",), shape=same_as_first, ref=clip_ref, vjp=clip_vjp,
-            kind=FusionKind.ELEMWISE, attrs=_bounds, doc="min(max(x, low), high); ReLU6")
+            kind=FusionKind.ELEMWISE, attrs=_bounds, doc="min(max(x, low), high); ReLU6",
+            scalar='min(max({0}, {low}), {high})')
 register_op("clip_grad", inputs=("g", "x"), shape=same_as_first, ref=clip_grad_ref,
-            vjp=clip_grad_vjp, kind=FusionKind.ELEMWISE, attrs=_bounds)
+            vjp=clip_grad_vjp, kind=FusionKind.ELEMWISE, attrs=_bounds,
+            scalar='({0} if {low} < {1} < {high} else 0.0)')
 
 
 # ---- broadcasting arithmetic ----------------------------------------------------------
@@ -196,13 +207,17 @@ def _typed(fn: Any) -> Any:
 
 
 register_op("add", inputs=("a", "b"), shape=binary_shape, ref=_typed(np.add), vjp=add_vjp,
-            kind=FusionKind.BROADCAST)
+            kind=FusionKind.BROADCAST,
+            scalar='({0} + {1})')
 register_op("sub", inputs=("a", "b"), shape=binary_shape, ref=_typed(np.subtract),
-            vjp=sub_vjp, kind=FusionKind.BROADCAST)
+            vjp=sub_vjp, kind=FusionKind.BROADCAST,
+            scalar='({0} - {1})')
 register_op("mul", inputs=("a", "b"), shape=binary_shape, ref=_typed(np.multiply),
-            vjp=mul_vjp, kind=FusionKind.BROADCAST)
+            vjp=mul_vjp, kind=FusionKind.BROADCAST,
+            scalar='({0} * {1})')
 register_op("div", inputs=("a", "b"), shape=binary_shape, ref=_typed(np.divide),
-            vjp=div_vjp, kind=FusionKind.BROADCAST)
+            vjp=div_vjp, kind=FusionKind.BROADCAST,
+            scalar='({0} / {1})')
 
 
 # ---- the reductions and expansions broadcasting needs --------------------------------

@@ -128,7 +128,8 @@ register_op("max_pool2d", inputs=("x",), shape=pool_shape, ref=max_pool2d_ref,
             vjp=max_pool2d_vjp, kind=FusionKind.OUT_ELEMWISE_FUSABLE, attrs=MAX_ATTRS,
             canonicalize=pool_canonicalize)
 register_op("max_pool2d_grad", inputs=("dy", "x"), shape=max_pool2d_grad_shape,
-            ref=max_pool2d_grad_ref, vjp=no_second_order, kind=FusionKind.OPAQUE,
+            ref=max_pool2d_grad_ref, vjp=no_second_order,
+            kind=FusionKind.OUT_ELEMWISE_FUSABLE,
             attrs=MAX_ATTRS, canonicalize=pool_canonicalize,
             doc="Routes each output gradient to the first maximum of its window.")
 
@@ -194,7 +195,8 @@ register_op("avg_pool2d", inputs=("x",), shape=pool_shape, ref=avg_pool2d_ref,
             vjp=avg_pool2d_vjp, kind=FusionKind.OUT_ELEMWISE_FUSABLE, attrs=AVG_ATTRS,
             canonicalize=pool_canonicalize)
 register_op("avg_pool2d_grad", inputs=("dy",), shape=avg_pool2d_grad_shape,
-            ref=avg_pool2d_grad_ref, vjp=avg_pool2d_grad_vjp, kind=FusionKind.OPAQUE,
+            ref=avg_pool2d_grad_ref, vjp=avg_pool2d_grad_vjp,
+            kind=FusionKind.OUT_ELEMWISE_FUSABLE,
             attrs=dict(AVG_ATTRS, input_hw=Attr(convert=positive_pair("input_hw"))),
             canonicalize=pool_canonicalize)
 

@@ -61,6 +61,10 @@ class OpDef:
     attrs: dict[str, Attr] = field(default_factory=dict)
     canonicalize: Canonicalize | None = None
     doc: str = ""
+    # Elementwise ops only: the per-element formula as a Python expression over operands
+    # {0}, {1}, ... and attributes {alpha}, ...; code generators for fused kernels (cpu
+    # and cuda alike) paste it into their loops, so the formula lives here, once.
+    scalar: str | None = None
 
     @property
     def min_inputs(self) -> int:
@@ -111,11 +115,12 @@ _REGISTRY: dict[str, OpDef] = {}
 
 def register_op(name: str, *, inputs: Sequence[str], shape: ShapeRule, ref: RefRule,
                 vjp: VjpRule, kind: FusionKind, attrs: dict[str, Attr] | None = None,
-                canonicalize: Canonicalize | None = None, doc: str = "") -> OpDef:
+                canonicalize: Canonicalize | None = None, doc: str = "",
+                scalar: str | None = None) -> OpDef:
     if name in _REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
     opdef = OpDef(name, tuple(inputs), shape, ref, vjp, kind, dict(attrs or {}),
-                  canonicalize, doc)
+                  canonicalize, doc, scalar)
     _REGISTRY[name] = opdef
     return opdef
 

@@ -15,6 +15,7 @@ from graphcnn.passes.bn_folding import fold_batch_norm
 from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
+from graphcnn.passes.fusion import fuse_operators
 from graphcnn.passes.simplify import algebraic_simplification
 
 Pass = Callable[[Graph], Graph]
@@ -24,15 +25,15 @@ Pass = Callable[[Graph], Graph]
 # and before simplification (x * 1 needs its 1 to be a constant); BN folding before
 # simplification (folding removes the batch norms, nothing it makes needs simplifying
 # again); simplification before CSE (an identity removed may make two nodes read the same
-# value); DCE last, for whatever the others left unread.
+# value); DCE for whatever the others left unread; fusion last, on the final graph.
 PIPELINES: dict[int, list[Pass]] = {
     0: [],
     1: [dead_code_elimination, constant_folding, algebraic_simplification,
         common_subexpression_elimination, dead_code_elimination],
     2: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
-        common_subexpression_elimination, dead_code_elimination],
+        common_subexpression_elimination, dead_code_elimination, fuse_operators],
     3: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
-        common_subexpression_elimination, dead_code_elimination],
+        common_subexpression_elimination, dead_code_elimination, fuse_operators],
 }
 
 

@@ -103,11 +103,12 @@ class Executable:
     def report(self) -> dict[str, Any]:
         intermediates = [v for n in self.graph.compute_nodes() for v in n.outputs]
         naive = sum(v.type.nbytes for v in intermediates)
+        plan = getattr(self.runner, "plan", None)
         return {
             "backend": self.backend,
             "ops_before": self._ops_before,
-            "kernels": len(self.graph.compute_nodes()),
-            "peak_bytes": naive,          # one buffer per value until memory planning
+            "kernels": len(getattr(self.runner, "steps", self.graph.compute_nodes())),
+            "peak_bytes": plan.arena_bytes if plan is not None else naive,
             "naive_bytes": naive,
             "lower_bound_bytes": live_bytes_lower_bound(self.graph),
             "compile_seconds": round(self.compile_seconds, 3),

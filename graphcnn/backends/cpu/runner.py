@@ -1,4 +1,5 @@
-"""Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time."""
+"""Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time: views
+into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,13 +8,16 @@ import numpy as np
 
 from graphcnn.backends.cpu.registry import KernelFn, get_kernel
 from graphcnn.ir.graph import Graph
+from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
 
 
 class CpuRunner:
     name = "cpu"
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan | None = None) -> None:
         self.graph = graph
+        self.plan = plan if plan is not None else plan_memory(graph)
+        self.arena = _aligned_bytes(self.plan.arena_bytes)
         self.buffers: dict[int, np.ndarray] = {}
         self.steps: list[tuple[KernelFn, list[int], list[int], dict[str, Any], str]] = []
         for node in graph.nodes:
@@ -23,13 +27,20 @@ class CpuRunner:
                 self.buffers[node.output.id] = np.require(node.attrs["value"], requirements="C")
                 continue
             for value in node.outputs:
-                self.buffers[value.id] = np.empty(value.shape, dtype=value.dtype)
+                self.buffers[value.id] = self._view(value.id, value.shape, value.dtype)
+            if node.id in self.plan.views:
+                continue  # a reshape over its own input's memory: nothing to run
             self.steps.append((get_kernel(node.op), [v.id for v in node.inputs],
                                [v.id for v in node.outputs], node.attrs, node.op))
 
+    def _view(self, vid: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        offset = self.plan.offsets[vid]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        return self.arena[offset:offset + nbytes].view(dtype).reshape(shape)
+
     @property
     def allocated_bytes(self) -> int:
-        return sum(b.nbytes for b in self.buffers.values())
+        return self.plan.arena_bytes
 
     def run(self, feeds: dict[int, np.ndarray]) -> list[np.ndarray]:
         """feeds: value id -> array for every input and param; returns the outputs."""
@@ -38,5 +49,12 @@ class CpuRunner:
             buffers[vid] = np.require(array, requirements="C")
         for kernel, ins, outs, attrs, _ in self.steps:
             kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
-        # Copies: the buffers are overwritten by the next call.
+        # Copies: the arena is overwritten by the next call.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
+
+
+def _aligned_bytes(nbytes: int) -> np.ndarray:
+    """A byte array of at least `nbytes` whose start is ALIGN-aligned."""
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + nbytes]

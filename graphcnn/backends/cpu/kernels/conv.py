@@ -16,7 +16,7 @@ from numba import prange
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _col_range(off: int, stride: int, in_len: int, out_len: int) -> tuple[int, int]:
     """Output columns ox with 0 <= ox * stride + off < in_len."""
     lo = max(0, (-off + stride - 1) // stride)
@@ -24,83 +24,100 @@ def _col_range(off: int, stride: int, in_len: int, out_len: int) -> tuple[int, i
     return lo, hi
 
 
-@numba.njit(**JIT)
-def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
-    n_len, _, in_h, in_w = x.shape
+@numba.njit(cache=True, nogil=True)
+def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
+    """One output plane out[n, o], task = n * O + o."""
+    in_h, in_w = x.shape[2], x.shape[3]
     o_len, cg, kh, kw = w.shape
     oh_len, ow_len = out.shape[2], out.shape[3]
+    n, o = task // o_len, task % o_len
+    g = o // (o_len // groups)
+    b = bias[o] if has_bias else 0.0
+    for oy in range(oh_len):
+        for ox in range(ow_len):
+            out[n, o, oy, ox] = b
+    for ci in range(cg):
+        c = g * cg + ci
+        for i in range(kh):
+            for j in range(kw):
+                wv = w[o, ci, i, j]
+                off_x = j * dw - pl
+                lo, hi = _col_range(off_x, sw, in_w, ow_len)
+                for oy in range(oh_len):
+                    iy = oy * sh - pt + i * dh
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for ox in range(lo, hi):
+                        out[n, o, oy, ox] += wv * x[n, c, iy, ox * sw + off_x]
+
+
+@numba.njit(**JIT)
+def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
+    for task in prange(out.shape[0] * out.shape[1]):
+        conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
+
+
+@numba.njit(cache=True, nogil=True)
+def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
+    """One input-gradient plane dx[n, c], task = n * C + c."""
+    c_len, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
+    o_len, cg, kh, kw = w.shape
+    oh_len, ow_len = dy.shape[2], dy.shape[3]
     og = o_len // groups
-    for task in prange(n_len * o_len):
-        n, o = task // o_len, task % o_len
-        g = o // og
-        b = bias[o] if has_bias else 0.0
-        for oy in range(oh_len):
-            for ox in range(ow_len):
-                out[n, o, oy, ox] = b
-        for ci in range(cg):
-            c = g * cg + ci
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w[o, ci, i, j]
-                    off_x = j * dw - pl
-                    lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                    for oy in range(oh_len):
-                        iy = oy * sh - pt + i * dh
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for ox in range(lo, hi):
-                            out[n, o, oy, ox] += wv * x[n, c, iy, ox * sw + off_x]
+    n, c = task // c_len, task % c_len
+    g, ci = c // cg, c % cg
+    for y in range(in_h):
+        for xx in range(in_w):
+            dx[n, c, y, xx] = 0
+    for oo in range(og):
+        o = g * og + oo
+        for i in range(kh):
+            for j in range(kw):
+                wv = w[o, ci, i, j]
+                off_x = j * dw - pl
+                lo, hi = _col_range(off_x, sw, in_w, ow_len)
+                for oy in range(oh_len):
+                    iy = oy * sh - pt + i * dh
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for ox in range(lo, hi):
+                        dx[n, c, iy, ox * sw + off_x] += wv * dy[n, o, oy, ox]
 
 
 @numba.njit(**JIT)
 def _conv2d_input_grad(dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
-    n_len, c_len, in_h, in_w = dx.shape
-    o_len, cg, kh, kw = w.shape
+    for task in prange(dx.shape[0] * dx.shape[1]):
+        conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups)
+
+
+@numba.njit(cache=True, nogil=True)
+def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
+    """One filter dw[o, ci], task = o * (C / groups) + ci."""
+    n_len, in_h, in_w = x.shape[0], x.shape[2], x.shape[3]
+    o_len, cg, kh, kw = dw_out.shape
     oh_len, ow_len = dy.shape[2], dy.shape[3]
     og = o_len // groups
-    for task in prange(n_len * c_len):
-        n, c = task // c_len, task % c_len
-        g, ci = c // cg, c % cg
-        for y in range(in_h):
-            for xx in range(in_w):
-                dx[n, c, y, xx] = 0
-        for oo in range(og):
-            o = g * og + oo
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w[o, ci, i, j]
-                    off_x = j * dw - pl
-                    lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                    for oy in range(oh_len):
-                        iy = oy * sh - pt + i * dh
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for ox in range(lo, hi):
-                            dx[n, c, iy, ox * sw + off_x] += wv * dy[n, o, oy, ox]
+    o, ci = task // cg, task % cg
+    c = (o // og) * cg + ci
+    for i in range(kh):
+        for j in range(kw):
+            off_x = j * dw - pl
+            lo, hi = _col_range(off_x, sw, in_w, ow_len)
+            total = 0.0  # float64: sums over the whole batch
+            for n in range(n_len):
+                for oy in range(oh_len):
+                    iy = oy * sh - pt + i * dh
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for ox in range(lo, hi):
+                        total += dy[n, o, oy, ox] * x[n, c, iy, ox * sw + off_x]
+            dw_out[o, ci, i, j] = total
 
 
 @numba.njit(**JIT)
 def _conv2d_weight_grad(dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
-    n_len, _, in_h, in_w = x.shape
-    o_len, cg, kh, kw = dw_out.shape
-    oh_len, ow_len = dy.shape[2], dy.shape[3]
-    og = o_len // groups
-    for task in prange(o_len * cg):
-        o, ci = task // cg, task % cg
-        c = (o // og) * cg + ci
-        for i in range(kh):
-            for j in range(kw):
-                off_x = j * dw - pl
-                lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                total = 0.0  # float64: sums over the whole batch
-                for n in range(n_len):
-                    for oy in range(oh_len):
-                        iy = oy * sh - pt + i * dh
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for ox in range(lo, hi):
-                            total += dy[n, o, oy, ox] * x[n, c, iy, ox * sw + off_x]
-                dw_out[o, ci, i, j] = total
+    for task in prange(dw_out.shape[0] * dw_out.shape[1]):
+        conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
 
 
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
@@ -112,21 +129,35 @@ def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
     return (sh, sw, pads[0], pads[2], dh, dw, attrs["groups"])
 
 
-@cpu_kernel("conv2d")
-def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+def conv2d_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
+    """The arguments of conv2d_task after `task` (also used by fused kernels)."""
     x, w = ins[0], ins[1]
     has_bias = len(ins) == 3
-    _conv2d(x, w, ins[2] if has_bias else _NO_BIAS[x.dtype], has_bias, outs[0],
-            *_geometry(attrs))
+    return (x, w, ins[2] if has_bias else _NO_BIAS[x.dtype], has_bias, out) + _geometry(attrs)
+
+
+def conv2d_input_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
+                           ) -> tuple:
+    return (ins[0], ins[1], out) + _geometry(attrs)
+
+
+def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
+                            ) -> tuple:
+    return (ins[0], ins[1], out) + _geometry(attrs)
+
+
+@cpu_kernel("conv2d")
+def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    _conv2d(*conv2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_input_grad")
 def conv2d_input_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                              attrs: dict[str, Any]) -> None:
-    _conv2d_input_grad(ins[0], ins[1], outs[0], *_geometry(attrs))
+    _conv2d_input_grad(*conv2d_input_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_weight_grad")
 def conv2d_weight_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                               attrs: dict[str, Any]) -> None:
-    _conv2d_weight_grad(ins[0], ins[1], outs[0], *_geometry(attrs))
+    _conv2d_weight_grad(*conv2d_weight_grad_args(ins, outs[0], attrs))

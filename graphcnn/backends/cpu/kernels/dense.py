@@ -13,57 +13,99 @@ from numba import prange
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel
 
 
+@numba.njit(cache=True, nogil=True)
+def matmul_nn_task(i, a, b, out):
+    """Row i of out = a @ b; a (M,K), b (K,N): k-j order, the j loop is contiguous."""
+    k_len, n_len = a.shape[1], b.shape[1]
+    for j in range(n_len):
+        out[i, j] = 0
+    for k in range(k_len):
+        aik = a[i, k]
+        for j in range(n_len):
+            out[i, j] += aik * b[k, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def matmul_nt_task(i, a, b, out, bias, has_bias):
+    """Row i of out = a @ b.T (+ bias); a (M,K), b (N,K): contiguous dot products."""
+    k_len, n_len = a.shape[1], b.shape[0]
+    for j in range(n_len):
+        total = 0.0
+        for k in range(k_len):
+            total += a[i, k] * b[j, k]
+        out[i, j] = total + bias[j] if has_bias else total
+
+
+@numba.njit(cache=True, nogil=True)
+def matmul_tn_task(i, a, b, out):
+    """Row i of out = a.T @ b; a (K,M), b (K,N)."""
+    k_len, n_len = a.shape[0], b.shape[1]
+    for j in range(n_len):
+        out[i, j] = 0
+    for k in range(k_len):
+        aki = a[k, i]
+        for j in range(n_len):
+            out[i, j] += aki * b[k, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def matmul_tt_task(i, a, b, out):
+    """Row i of out = a.T @ b.T; a (K,M), b (N,K). Only second-order graphs ask for it."""
+    k_len, n_len = a.shape[0], b.shape[0]
+    for j in range(n_len):
+        total = 0.0
+        for k in range(k_len):
+            total += a[k, i] * b[j, k]
+        out[i, j] = total
+
+
+@numba.njit(**JIT)
+def _matmul_tt(a, b, out):
+    for i in prange(out.shape[0]):
+        matmul_tt_task(i, a, b, out)
+
+
 @numba.njit(**JIT)
 def _matmul_nn(a, b, out):
-    """out = a @ b; a (M,K), b (K,N): i-k-j order, the j loop is contiguous."""
-    m_len, k_len = a.shape
-    n_len = b.shape[1]
-    for i in prange(m_len):
-        for j in range(n_len):
-            out[i, j] = 0
-        for k in range(k_len):
-            aik = a[i, k]
-            for j in range(n_len):
-                out[i, j] += aik * b[k, j]
+    for i in prange(out.shape[0]):
+        matmul_nn_task(i, a, b, out)
 
 
 @numba.njit(**JIT)
 def _matmul_nt(a, b, out, bias, has_bias):
-    """out = a @ b.T (+ bias); a (M,K), b (N,K): rows of both are contiguous dots."""
-    m_len, k_len = a.shape
-    n_len = b.shape[0]
-    for i in prange(m_len):
-        for j in range(n_len):
-            total = 0.0
-            for k in range(k_len):
-                total += a[i, k] * b[j, k]
-            out[i, j] = total + bias[j] if has_bias else total
+    for i in prange(out.shape[0]):
+        matmul_nt_task(i, a, b, out, bias, has_bias)
 
 
 @numba.njit(**JIT)
 def _matmul_tn(a, b, out):
-    """out = a.T @ b; a (K,M), b (K,N)."""
-    k_len, m_len = a.shape
-    n_len = b.shape[1]
-    for i in prange(m_len):
-        for j in range(n_len):
-            out[i, j] = 0
-        for k in range(k_len):
-            aki = a[k, i]
-            for j in range(n_len):
-                out[i, j] += aki * b[k, j]
+    for i in prange(out.shape[0]):
+        matmul_tn_task(i, a, b, out)
 
 
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
             np.dtype(np.float64): np.zeros(1, np.float64)}
 
 
+def linear_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
+    """The arguments of matmul_nt_task after the row (also used by fused kernels)."""
+    has_bias = len(ins) == 3
+    return (ins[0], ins[1], out, ins[2] if has_bias else _NO_BIAS[ins[0].dtype], has_bias)
+
+
+MATMUL_TASKS = {(False, False): "matmul_nn_task", (False, True): "matmul_nt_task",
+                (True, False): "matmul_tn_task", (True, True): "matmul_tt_task"}
+
+
+def matmul_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
+    if not attrs["trans_a"] and attrs["trans_b"]:
+        return (ins[0], ins[1], out, _NO_BIAS[ins[0].dtype], False)
+    return (ins[0], ins[1], out)
+
+
 @cpu_kernel("linear")
 def linear_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    x, w = ins[0], ins[1]
-    has_bias = len(ins) == 3
-    bias = ins[2] if has_bias else _NO_BIAS[x.dtype]
-    _matmul_nt(x, w, outs[0], bias, has_bias)
+    _matmul_nt(*linear_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("matmul")
@@ -77,5 +119,5 @@ def matmul_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
         _matmul_nt(a, b, out, _NO_BIAS[a.dtype], False)
     elif ta and not tb:
         _matmul_tn(a, b, out)
-    else:  # a.T @ b.T = (b @ a).T; only second-order graphs ask for this
-        _matmul_nn(np.ascontiguousarray(a.T), np.ascontiguousarray(b.T), out)
+    else:
+        _matmul_tt(a, b, out)

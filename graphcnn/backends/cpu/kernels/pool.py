@@ -30,32 +30,42 @@ def _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
     return best, by, bx
 
 
+@numba.njit(cache=True, nogil=True)
+def max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw):
+    """One output plane out[n, c], task = n * C + c."""
+    c_len = x.shape[1]
+    n, c = task // c_len, task % c_len
+    for oy in range(out.shape[2]):
+        for ox in range(out.shape[3]):
+            out[n, c, oy, ox] = _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw,
+                                                  ph, pw, dh, dw)[0]
+
+
 @numba.njit(**JIT)
 def _max_pool2d(x, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    n_len, c_len = x.shape[0], x.shape[1]
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    for task in prange(n_len * c_len):
-        n, c = task // c_len, task % c_len
-        for oy in range(oh_len):
-            for ox in range(ow_len):
-                out[n, c, oy, ox] = _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw,
-                                                      ph, pw, dh, dw)[0]
+    for task in prange(x.shape[0] * x.shape[1]):
+        max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+@numba.njit(cache=True, nogil=True)
+def max_pool2d_grad_task(task, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
+    """One input-gradient plane dx[n, c], task = n * C + c."""
+    c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    n, c = task // c_len, task % c_len
+    for y in range(in_h):
+        for xx in range(in_w):
+            dx[n, c, y, xx] = 0
+    for oy in range(dy.shape[2]):
+        for ox in range(dy.shape[3]):
+            _, by, bx = _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
+            if by >= 0:
+                dx[n, c, by, bx] += dy[n, c, oy, ox]
 
 
 @numba.njit(**JIT)
 def _max_pool2d_grad(dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
-    n_len, c_len, in_h, in_w = x.shape
-    oh_len, ow_len = dy.shape[2], dy.shape[3]
-    for task in prange(n_len * c_len):
-        n, c = task // c_len, task % c_len
-        for y in range(in_h):
-            for xx in range(in_w):
-                dx[n, c, y, xx] = 0
-        for oy in range(oh_len):
-            for ox in range(ow_len):
-                _, by, bx = _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
-                if by >= 0:
-                    dx[n, c, by, bx] += dy[n, c, oy, ox]
+    for task in prange(x.shape[0] * x.shape[1]):
+        max_pool2d_grad_task(task, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 @numba.njit(inline="always")
@@ -69,40 +79,50 @@ def _avg_window(start, k, size, pad, include_pad):
     return first, stop, count
 
 
+@numba.njit(cache=True, nogil=True)
+def avg_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, include_pad):
+    """One output plane out[n, c], task = n * C + c."""
+    c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    n, c = task // c_len, task % c_len
+    for oy in range(out.shape[2]):
+        y0, y1, cy = _avg_window(oy * sh - ph, kh, in_h, ph, include_pad)
+        for ox in range(out.shape[3]):
+            x0, x1, cx = _avg_window(ox * sw - pw, kw, in_w, pw, include_pad)
+            total = 0.0
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    total += x[n, c, iy, ix]
+            out[n, c, oy, ox] = total / (cy * cx)
+
+
 @numba.njit(**JIT)
 def _avg_pool2d(x, out, kh, kw, sh, sw, ph, pw, include_pad):
-    n_len, c_len, in_h, in_w = x.shape
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    for task in prange(n_len * c_len):
-        n, c = task // c_len, task % c_len
-        for oy in range(oh_len):
-            y0, y1, cy = _avg_window(oy * sh - ph, kh, in_h, ph, include_pad)
-            for ox in range(ow_len):
-                x0, x1, cx = _avg_window(ox * sw - pw, kw, in_w, pw, include_pad)
-                total = 0.0
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        total += x[n, c, iy, ix]
-                out[n, c, oy, ox] = total / (cy * cx)
+    for task in prange(x.shape[0] * x.shape[1]):
+        avg_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, include_pad)
+
+
+@numba.njit(cache=True, nogil=True)
+def avg_pool2d_grad_task(task, dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
+    """One input-gradient plane dx[n, c], task = n * C + c."""
+    c_len, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
+    n, c = task // c_len, task % c_len
+    for y in range(in_h):
+        for xx in range(in_w):
+            dx[n, c, y, xx] = 0
+    for oy in range(dy.shape[2]):
+        y0, y1, cy = _avg_window(oy * sh - ph, kh, in_h, ph, include_pad)
+        for ox in range(dy.shape[3]):
+            x0, x1, cx = _avg_window(ox * sw - pw, kw, in_w, pw, include_pad)
+            share = dy[n, c, oy, ox] / (cy * cx)
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    dx[n, c, iy, ix] += share
 
 
 @numba.njit(**JIT)
 def _avg_pool2d_grad(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
-    n_len, c_len, in_h, in_w = dx.shape
-    oh_len, ow_len = dy.shape[2], dy.shape[3]
-    for task in prange(n_len * c_len):
-        n, c = task // c_len, task % c_len
-        for y in range(in_h):
-            for xx in range(in_w):
-                dx[n, c, y, xx] = 0
-        for oy in range(oh_len):
-            y0, y1, cy = _avg_window(oy * sh - ph, kh, in_h, ph, include_pad)
-            for ox in range(ow_len):
-                x0, x1, cx = _avg_window(ox * sw - pw, kw, in_w, pw, include_pad)
-                share = dy[n, c, oy, ox] / (cy * cx)
-                for iy in range(y0, y1):
-                    for ix in range(x0, x1):
-                        dx[n, c, iy, ix] += share
+    for task in prange(dx.shape[0] * dx.shape[1]):
+        avg_pool2d_grad_task(task, dy, dx, kh, kw, sh, sw, ph, pw, include_pad)
 
 
 @numba.njit(**JIT)
@@ -122,26 +142,45 @@ def _window(attrs: dict[str, Any]) -> tuple[int, ...]:
     return (kh, kw, sh, sw, ph, pw)
 
 
+def max_pool2d_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
+    """The arguments of max_pool2d_task after `task` (also used by fused kernels)."""
+    return (ins[0], out) + _window(attrs) + tuple(attrs["dilation"])
+
+
+def avg_pool2d_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
+    return (ins[0], out) + _window(attrs) + (attrs["count_include_pad"],)
+
+
+def max_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
+                         ) -> tuple:
+    return (ins[0], ins[1], out) + _window(attrs) + tuple(attrs["dilation"])
+
+
+def avg_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
+                         ) -> tuple:
+    return (ins[0], out) + _window(attrs) + (attrs["count_include_pad"],)
+
+
 @cpu_kernel("max_pool2d")
 def max_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _max_pool2d(ins[0], outs[0], *_window(attrs), *attrs["dilation"])
+    _max_pool2d(*max_pool2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("max_pool2d_grad")
 def max_pool2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                            attrs: dict[str, Any]) -> None:
-    _max_pool2d_grad(ins[0], ins[1], outs[0], *_window(attrs), *attrs["dilation"])
+    _max_pool2d_grad(*max_pool2d_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("avg_pool2d")
 def avg_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _avg_pool2d(ins[0], outs[0], *_window(attrs), attrs["count_include_pad"])
+    _avg_pool2d(*avg_pool2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("avg_pool2d_grad")
 def avg_pool2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                            attrs: dict[str, Any]) -> None:
-    _avg_pool2d_grad(ins[0], outs[0], *_window(attrs), attrs["count_include_pad"])
+    _avg_pool2d_grad(*avg_pool2d_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("global_avg_pool2d")

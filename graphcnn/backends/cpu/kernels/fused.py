@@ -1,0 +1,37 @@
+"""The cpu kernel of `fused` nodes: the generated kernel of the group (codegen.py),
+called with the anchor's arguments and broadcast views of the epilogue's side inputs."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from graphcnn.backends.cpu.codegen import anchor_arguments, load_kernel, side_refs
+from graphcnn.backends.cpu.kernels.elementwise import as_4d
+from graphcnn.backends.cpu.registry import cpu_kernel
+
+# attrs dict id -> (the attrs, kept alive so the id stays theirs; kernel; side refs)
+_PREPARED: dict[int, tuple[dict[str, Any], Callable[..., None], list[int]]] = {}
+
+
+def _prepared(attrs: dict[str, Any]) -> tuple[Callable[..., None], list[int]]:
+    entry = _PREPARED.get(id(attrs))
+    if entry is None or entry[0] is not attrs:
+        entry = (attrs, load_kernel(attrs), side_refs(attrs))
+        _PREPARED[id(attrs)] = entry
+    return entry[1], entry[2]
+
+
+def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...]) -> np.ndarray:
+    """`a` broadcast to `shape` (zero strides, no copy), seen with the kernel's rank."""
+    padded = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+    return np.broadcast_to(padded, shape).reshape(view)
+
+
+@cpu_kernel("fused")
+def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    kernel, refs = _prepared(attrs)
+    out = outs[0]
+    view = out.shape if attrs["anchor"] else as_4d(out.shape)
+    sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
+    kernel(out.reshape(view), *sides, *anchor_arguments(attrs, ins, out))
