@@ -1,3 +1,4 @@
 """Op families; importing this package registers every op (see registry.py)."""
 from graphcnn.ops import (conv, dense, elementwise, fused, loss, norm, pool,  # noqa: F401
                           shape, softmax, source)
+from graphcnn.ops import transpose, upsample  # noqa: F401,E402  (ONNX interop ops)

@@ -1,3 +1,4 @@
 """Kernel families; importing this package registers every cpu kernel."""
 from graphcnn.backends.cpu.kernels import (conv, dense, elementwise, fused, loss,  # noqa: F401
                                            norm, pool, shape, softmax)
+from graphcnn.backends.cpu.kernels import transpose, upsample  # noqa: F401,E402
