@@ -2,6 +2,7 @@
 
     graphcnn demo [--epochs 20] [--batch-size 32] [--out DIR]
     graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw] ...
+    graphcnn inspect MODEL [--batch-size N] [--opt-level N] [--training] [--dot F] [--png F]
 
 MODEL is a zoo name (``lenet5``) or ``path/to/file.py:function`` returning a Model (the
 file is the user's own code: it is imported from its path). Errors in the arguments, the
@@ -249,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint path: saved each epoch, resumed if present")
     train.add_argument("--out", default=None, help="folder for the curves PNG")
     train.set_defaults(func=cmd_train)
+
+    from graphcnn.inspect import add_arguments as inspect_arguments, cmd_inspect
+    inspect = sub.add_parser("inspect", help="show the kernels, memory plan and report of "
+                             "a compiled model", description=cmd_inspect.__doc__)
+    inspect_arguments(inspect)
+    inspect.set_defaults(func=cmd_inspect)
     return parser
 
 
