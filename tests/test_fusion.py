@@ -1,0 +1,191 @@
+"""Kernel counts after fusion, in tinygrad's check_schedule style: build a small model with
+the DSL, compile it, assert how many kernels the executable runs (exe.report()["kernels"])
+and which ops sit inside each fused group; and opt level 2 computes what opt level 0 does
+(1e-4) on the reference and the cpu backend."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import graphcnn as gc
+from graphcnn import nn
+from graphcnn.ir import Graph
+from graphcnn.ops.fused import member_ops
+
+BACKENDS = ("reference", "cpu")
+RNG = np.random.default_rng(4)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def check_schedule(exe: gc.Executable, kernels: int | None = None,
+                   max_kernels: int | None = None) -> list[tuple[str, ...]]:
+    """Assert the kernel count; return each kernel as its tuple of member ops."""
+    count = exe.report()["kernels"]
+    if kernels is not None:
+        assert count == kernels, _schedule_text(exe.graph)
+    if max_kernels is not None:
+        assert count <= max_kernels, _schedule_text(exe.graph)
+    return schedule(exe.graph)
+
+
+def schedule(graph: Graph) -> list[tuple[str, ...]]:
+    return [tuple(member_ops(n.attrs)) if n.op == "fused" else (n.op,)
+            for n in graph.compute_nodes()]
+
+
+def _schedule_text(graph: Graph) -> str:
+    return "schedule:\n" + "\n".join(" + ".join(k) for k in schedule(graph))
+
+
+def randomize_bn_statistics(model: gc.Model) -> None:
+    for key, value in model.parameters().items():
+        if key.endswith("running_var"):
+            value[...] = RNG.uniform(0.5, 2.0, value.shape)
+        elif key.endswith("running_mean"):
+            value[...] = RNG.normal(0, 0.3, value.shape)
+        elif key.endswith("bias"):
+            value[...] = RNG.normal(0, 0.3, value.shape)
+
+
+def assert_opt2_equals_opt0(model: gc.Model, x: np.ndarray) -> None:
+    want = gc.compile(model, batch_size=len(x), backend="reference", opt_level=0)(x)
+    for backend in BACKENDS:
+        for level in (0, 2):
+            got = gc.compile(model, batch_size=len(x), backend=backend, opt_level=level)(x)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{backend} opt {level}")
+
+
+# ---- models --------------------------------------------------------------------------------
+
+def conv_bias_relu(explicit_bias: bool = False) -> gc.Model:
+    """conv2d (bias inside it, or a separate broadcast add) + relu."""
+    x = gc.Input((3, 8, 8), name="image")
+    if explicit_bias:
+        h = nn.Conv2d(3, 4, 3, padding=1, bias=False, name="conv")(x)
+        h = h + gc.constant(RNG.normal(size=(4, 1, 1)))
+    else:
+        h = nn.Conv2d(3, 4, 3, padding=1, name="conv")(x)
+    return gc.Model(inputs=x, outputs=gc.relu(h), name="conv_bias_relu")
+
+
+def basic_block(channels: int = 8) -> gc.Model:
+    """ResNet's basic block: conv-bn-relu-conv-bn, + identity, relu."""
+    x = gc.Input((channels, 8, 8), name="image")
+    h = nn.Conv2d(channels, channels, 3, padding=1, bias=False, name="conv1")(x)
+    h = gc.relu(nn.BatchNorm2d(channels, name="bn1")(h))
+    h = nn.Conv2d(channels, channels, 3, padding=1, bias=False, name="conv2")(h)
+    h = nn.BatchNorm2d(channels, name="bn2")(h)
+    model = gc.Model(inputs=x, outputs=gc.relu(gc.add(h, x)), name="basic_block")
+    randomize_bn_statistics(model)
+    return model
+
+
+def conv_relu_conv() -> gc.Model:
+    """Two convs with a relu between: the backward pass has conv2d_input_grad -> relu_grad."""
+    x = gc.Input((2, 8, 8), name="image")
+    h = gc.relu(nn.Conv2d(2, 4, 3, padding=1, name="c1")(x))
+    h = nn.Conv2d(4, 4, 3, padding=1, name="c2")(h)
+    return gc.Model(inputs=x, outputs=nn.Linear(4 * 8 * 8, 3, name="fc")(gc.flatten(h)),
+                    name="conv_relu_conv")
+
+
+# ---- inference ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("explicit_bias", [False, True], ids=["conv_bias", "add_bias"])
+def test_conv_bias_relu_is_one_kernel(explicit_bias):
+    model = conv_bias_relu(explicit_bias)
+    exe = gc.compile(model, batch_size=2, opt_level=2)
+    kernels = check_schedule(exe, kernels=1)
+    assert kernels == [("conv2d", "add", "relu")] if explicit_bias else [("conv2d", "relu")]
+    assert exe.report()["ops_before"] == (3 if explicit_bias else 2)
+    assert gc.compile(model, batch_size=2, opt_level=0).report()["kernels"] == \
+        (3 if explicit_bias else 2)
+    assert_opt2_equals_opt0(model, RNG.normal(size=(2, 3, 8, 8)).astype(np.float32))
+
+
+def test_resnet_basic_block_is_at_most_two_kernels():
+    model = basic_block()
+    exe = gc.compile(model, batch_size=2, opt_level=2)
+    kernels = check_schedule(exe, max_kernels=2)
+    # batch norms folded into the convs; the residual add and relu in the second's epilogue
+    assert kernels == [("conv2d", "relu"), ("conv2d", "add", "relu")]
+    assert gc.compile(model, batch_size=2, opt_level=0).report()["kernels"] == 7
+    assert_opt2_equals_opt0(model, RNG.normal(size=(2, 8, 8, 8)).astype(np.float32))
+
+
+def test_lenet5_inference_kernels():
+    model = gc.models.lenet5()
+    exe = gc.compile(model, batch_size=2, opt_level=2)
+    kernels = check_schedule(exe, kernels=7)      # the flatten is a view: no kernel
+    assert Counter(kernels)[("conv2d", "tanh")] == 3
+    assert ("linear", "tanh") in kernels
+    assert_opt2_equals_opt0(model, RNG.normal(size=(2, 1, 32, 32)).astype(np.float32))
+
+
+def test_resnet18_small_kernels():
+    model = gc.models.resnet18(10, width=8, input_size=32)
+    randomize_bn_statistics(model)
+    exe = gc.compile(model, batch_size=1, opt_level=2)
+    kernels = check_schedule(exe, max_kernels=30)
+    assert Counter(kernels)[("conv2d", "add", "relu")] == 8      # a residual per block
+    assert not any("batch_norm" in k for k in kernels)
+    assert_opt2_equals_opt0(model, RNG.normal(size=(1, 3, 32, 32)).astype(np.float32))
+
+
+def test_shared_value_is_not_fused_into_two_groups():
+    """A conv output read twice (relu and sigmoid) is no chain: the conv stays alone."""
+    x = gc.Input((2, 6, 6), name="image")
+    h = nn.Conv2d(2, 3, 3, name="conv")(x)
+    model = gc.Model(inputs=x, outputs=gc.add(gc.relu(h), gc.sigmoid(h)), name="fork")
+    exe = gc.compile(model, batch_size=1, opt_level=2)
+    kernels = check_schedule(exe, max_kernels=3)
+    assert ("conv2d",) in kernels
+    assert_opt2_equals_opt0(model, RNG.normal(size=(1, 2, 6, 6)).astype(np.float32))
+
+
+# ---- training ----------------------------------------------------------------------------
+
+def _grad_groups(graph: Graph, grad_op: str) -> list[tuple[str, ...]]:
+    return [k for k in schedule(graph) if len(k) > 1 and grad_op in k]
+
+
+def test_lenet5_training_fuses_tanh_grad_into_pool_grad_epilogues():
+    step = gc.value_and_grad(gc.models.lenet5(), batch_size=4, opt_level=2)
+    groups = _grad_groups(step.executable.graph, "tanh_grad")
+    # s4 and s2: the gradient through the pooling, then through c3's and c1's tanh
+    assert groups.count(("avg_pool2d_grad", "tanh_grad")) == 2
+    # f6: the gradient of the f7 input, then through f6's tanh
+    assert ("matmul", "tanh_grad") in groups
+    report = step.report()
+    assert report["kernels"] < report["ops_before"]
+
+
+def test_conv_training_fuses_relu_grad_into_conv_input_grad():
+    step = gc.value_and_grad(conv_relu_conv(), batch_size=2, opt_level=2)
+    groups = _grad_groups(step.executable.graph, "relu_grad")
+    assert ("conv2d_input_grad", "relu_grad") in groups
+
+
+@pytest.mark.parametrize("build, shape", [
+    (gc.models.lenet5, (1, 32, 32)),
+    (conv_relu_conv, (2, 8, 8)),
+], ids=["lenet5", "conv_relu_conv"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_step_opt2_equals_opt0(build, shape, backend):
+    model = build()
+    x = RNG.normal(size=(4,) + shape).astype(np.float32)
+    labels = RNG.integers(0, model.outputs[0].shape[-1], 4)
+    want_loss, want = gc.value_and_grad(model, batch_size=4, backend="reference",
+                                        opt_level=0)(x, labels)
+    for level in (0, 2):
+        loss, grads = gc.value_and_grad(model, batch_size=4, backend=backend,
+                                        opt_level=level)(x, labels)
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-4)
+        assert grads.keys() == want.keys()
+        for name in want:
+            np.testing.assert_allclose(grads[name], want[name], rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{backend} opt {level} {name}")
