@@ -212,3 +212,49 @@ def test_dsl_conv_error_points_at_the_user_line():
         nn.Conv2d(4, 8, 3)(x)
     with pytest.raises(gc.GraphBuildError, match=r"groups=3 must divide"):
         nn.Conv2d(4, 8, 3, groups=3)
+
+
+# ---- the im2col + GEMM algorithm (chosen by a cost model for big layers) ------------------
+
+@pytest.fixture
+def force_gemm(monkeypatch):
+    from graphcnn.backends.cpu.kernels import conv_gemm
+    monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+
+
+@given(case=conv_case(), seed=st.integers(0, 2**16))
+def test_conv2d_gemm_algorithm(case, seed):
+    """Every conv op through im2col + GEMM (1x1 convs without im2col) equals the reference:
+    forward, and the input and weight gradients (check_op runs them on cpu too)."""
+    from graphcnn.backends.cpu.kernels import conv_gemm
+    x_shape, w_shape, bias, attrs = case
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+        check_op("conv2d", arrays, attrs)
+
+
+def test_gemm_path_inside_a_fused_group(force_gemm):
+    """conv(+bias) computed by GEMM, then bias + add + relu in the generated epilogue."""
+    import graphcnn as gc
+    from graphcnn import nn
+    x = gc.Input((4, 6, 6), name="x")
+    skip = gc.Input((8, 6, 6), name="skip")
+    y = gc.relu(nn.Conv2d(4, 8, 3, padding=1)(x) + skip)
+    model = gc.Model([x, skip], y)
+    rng = np.random.default_rng(0)
+    xs, ss = rand(rng, (2, 4, 6, 6)), rand(rng, (2, 8, 6, 6))
+    fast = gc.compile(model, batch_size=2, opt_level=2)
+    assert fast.report()["kernels"] == 1
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(xs, ss)
+    np.testing.assert_allclose(fast(xs, ss), want, rtol=1e-4, atol=1e-5)
+
+
+def test_cost_model_picks_gemm_for_big_layers_only():
+    from graphcnn.backends.cpu.kernels.conv_gemm import use_gemm
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    assert use_gemm((1, 64, 56, 56), (64, 64, 3, 3), (56, 56), attrs)
+    assert not use_gemm((1, 1, 32, 32), (6, 1, 5, 5), (28, 28), attrs)      # LeNet c1: K=25, O=6
+    depthwise = dict(attrs, groups=32)
+    assert not use_gemm((1, 32, 56, 56), (32, 1, 3, 3), (56, 56), depthwise)

@@ -34,7 +34,7 @@ import numpy as np
 
 from graphcnn.ops.registry import get_op
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -121,24 +121,34 @@ def generate_source(attrs: dict[str, Any]) -> str:
                     f"as anchor_task")
         nargs = _anchor_arity(anchor, attrs)
     anchor_args = [f"a{i}" for i in range(nargs)]
-    params = ", ".join(["out"] + sides + anchor_args)
+    # run_anchor=False: the anchor's output was already computed another way (a GEMM,
+    # kernels/conv.py run_as_gemm), and only its bias (pre_bias, if add_bias) and the
+    # epilogue remain.
+    control = ["run_anchor", "pre_bias", "add_bias"] if anchor else []
+    params = ", ".join(["out"] + sides + control + anchor_args)
     body = ["", "", "@numba.njit(parallel=True, cache=True, nogil=True, fastmath=False)",
             f"def fused_kernel({params}):"]
     if region == "plane":
         body.append("    for task in prange(out.shape[0] * out.shape[1]):")
         if anchor:
-            body.append(f"        anchor_task({', '.join(['task'] + anchor_args)})")
+            body += ["        if run_anchor:",
+                     f"            anchor_task({', '.join(['task'] + anchor_args)})"]
         body += ["        p, q = task // out.shape[1], task % out.shape[1]",
                  "        for y in range(out.shape[2]):",
                  "            for x in range(out.shape[3]):"]
         index, indent = "p, q, y, x", " " * 16
     else:
         body.append("    for task in prange(out.shape[0]):")
-        body.append(f"        anchor_task({', '.join(['task'] + anchor_args)})")
+        body += ["        if run_anchor:",
+                 f"            anchor_task({', '.join(['task'] + anchor_args)})"]
         body.append("        for x in range(out.shape[1]):")
         index, indent = "task, x", " " * 12
     first = f"out[{index}]" if anchor else None
-    body += [indent + line for line in epilogue_lines(attrs, index, first)]
+    lines = epilogue_lines(attrs, index, first)
+    if anchor:
+        channel = "q" if region == "plane" else "x"
+        lines[1:1] = ["if add_bias:", f"    v = v + pre_bias[{channel}]"]
+    body += [indent + line for line in lines]
     return "\n".join(head + body) + "\n"
 
 

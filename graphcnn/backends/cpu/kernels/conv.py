@@ -13,15 +13,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel
-
-
-@numba.njit(cache=True, nogil=True)
-def _col_range(off: int, stride: int, in_len: int, out_len: int) -> tuple[int, int]:
-    """Output columns ox with 0 <= ox * stride + off < in_len."""
-    lo = max(0, (-off + stride - 1) // stride)
-    hi = min(out_len, (in_len - 1 - off) // stride + 1) if in_len - 1 - off >= 0 else 0
-    return lo, hi
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,18 +139,50 @@ def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[
     return (ins[0], ins[1], out) + _geometry(attrs)
 
 
+def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
+    """Compute `op` (without its bias) by im2col + GEMM if the cost model prefers it;
+    False leaves the work to the direct kernel. Fused groups call this too."""
+    from graphcnn.backends.cpu.kernels import conv_gemm as cg
+
+    if op == "conv2d":
+        x, w = ins[0], ins[1]
+        if not cg.use_gemm(x.shape, w.shape, out.shape[2:], attrs):
+            return False
+        cg.conv2d_gemm(x, w, out, attrs)
+    elif op == "conv2d_input_grad":
+        dy, w = ins[0], ins[1]
+        if not cg.use_gemm(out.shape, w.shape, dy.shape[2:], attrs):
+            return False
+        cg.conv2d_input_grad_gemm(dy, w, out, attrs)
+    elif op == "conv2d_weight_grad":
+        dy, x = ins[0], ins[1]
+        if not cg.use_gemm(x.shape, out.shape, dy.shape[2:], attrs):
+            return False
+        cg.conv2d_weight_grad_gemm(dy, x, out, attrs)
+    else:
+        return False
+    return True
+
+
 @cpu_kernel("conv2d")
 def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    if run_as_gemm("conv2d", ins, outs[0], attrs):
+        if len(ins) == 3:
+            from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
+            add_channel_bias(outs[0], ins[2])
+        return
     _conv2d(*conv2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_input_grad")
 def conv2d_input_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                              attrs: dict[str, Any]) -> None:
-    _conv2d_input_grad(*conv2d_input_grad_args(ins, outs[0], attrs))
+    if not run_as_gemm("conv2d_input_grad", ins, outs[0], attrs):
+        _conv2d_input_grad(*conv2d_input_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_weight_grad")
 def conv2d_weight_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                               attrs: dict[str, Any]) -> None:
-    _conv2d_weight_grad(*conv2d_weight_grad_args(ins, outs[0], attrs))
+    if not run_as_gemm("conv2d_weight_grad", ins, outs[0], attrs):
+        _conv2d_weight_grad(*conv2d_weight_grad_args(ins, outs[0], attrs))

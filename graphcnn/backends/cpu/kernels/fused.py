@@ -7,8 +7,12 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.codegen import anchor_arguments, load_kernel, side_refs
+from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
 from graphcnn.backends.cpu.registry import cpu_kernel
+
+_NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
+            np.dtype(np.float64): np.zeros(1, np.float64)}
 
 # attrs dict id -> (the attrs, kept alive so the id stays theirs; kernel; side refs)
 _PREPARED: dict[int, tuple[dict[str, Any], Callable[..., None], list[int]]] = {}
@@ -32,6 +36,17 @@ def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...])
 def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     kernel, refs = _prepared(attrs)
     out = outs[0]
-    view = out.shape if attrs["anchor"] else as_4d(out.shape)
+    anchor = attrs["anchor"]
+    view = out.shape if anchor else as_4d(out.shape)
     sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
-    kernel(out.reshape(view), *sides, *anchor_arguments(attrs, ins, out))
+    if not anchor:
+        kernel(out.reshape(view), *sides)
+        return
+    head = ins[:attrs["anchor_inputs"]]
+    if run_as_gemm(anchor, head, out, attrs["anchor_attrs"]):
+        has_bias = anchor == "conv2d" and len(head) == 3
+        bias = head[2] if has_bias else _NO_BIAS[out.dtype]
+        kernel(out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
+    else:
+        kernel(out, *sides, True, _NO_BIAS[out.dtype], False,
+               *anchor_arguments(attrs, ins, out))
