@@ -21,8 +21,14 @@ from numba import prange
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT
 
-# Below this much work per GEMM call (K * P * Og multiply-adds), the direct kernel wins.
+# Below this much work per layer (multiply-adds), the direct kernel wins; and a GEMM with
+# fewer than this many output rows x reduction length is too thin to pay for im2col.
 MIN_GEMM_WORK = 32_768
+MIN_GEMM_SHAPE = 64
+# Small images are batched into one GEMM of about this many columns (LeNet at batch 64:
+# one GEMM per layer instead of 64 tiny ones), within this much scratch memory.
+TARGET_COLUMNS = 4096
+MAX_WORKSPACE_BYTES = 32 << 20
 
 
 def use_gemm(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, int],
@@ -30,7 +36,8 @@ def use_gemm(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[i
     out_c, per_group, kh, kw = w_shape
     og = out_c // attrs["groups"]
     k = per_group * kh * kw
-    return og >= 8 and k >= 16 and k * og * out_hw[0] * out_hw[1] >= MIN_GEMM_WORK
+    work = x_shape[0] * out_c * k * out_hw[0] * out_hw[1]
+    return og * k >= MIN_GEMM_SHAPE and work >= MIN_GEMM_WORK
 
 
 def is_pointwise(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -38,19 +45,29 @@ def is_pointwise(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
             and attrs["padding"] == (0, 0, 0, 0))
 
 
+def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, int]]:
+    """[(first image, image count)]: enough images per GEMM to make it wide."""
+    per = max(1, min(n_len, TARGET_COLUMNS // max(p, 1),
+                     MAX_WORKSPACE_BYTES // max(k * p * itemsize, 1)))
+    return [(n0, min(per, n_len - n0)) for n0 in range(0, n_len, per)]
+
+
 @numba.njit(**JIT)
-def _im2col(x, n, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
-    """col[(ci, i, j), (oy, ox)] = x[n, c0 + ci, oy*sh - pt + i*dh, ox*sw - pl + j*dw]."""
+def _im2col(x, n0, nb, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
+    """col[(ci, i, j), (b, oy, ox)] = x[n0 + b, c0 + ci, oy*sh - pt + i*dh, ox*sw - pl + j*dw]
+    (zero where that falls in the padding)."""
     in_h, in_w = x.shape[2], x.shape[3]
     taps = kh * kw
-    for row in prange(col.shape[0]):
+    plane = oh_len * ow_len
+    for task in prange(col.shape[0] * nb):
+        row, b = task // nb, task % nb
         ci, tap = row // taps, row % taps
         i, j = tap // kw, tap % kw
         off_x = j * dw - pl
         lo, hi = _col_range(off_x, sw, in_w, ow_len)
         for oy in range(oh_len):
             iy = oy * sh - pt + i * dh
-            base = oy * ow_len
+            base = b * plane + oy * ow_len
             if iy < 0 or iy >= in_h:
                 for ox in range(ow_len):
                     col[row, base + ox] = 0
@@ -58,18 +75,20 @@ def _im2col(x, n, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
             for ox in range(lo):
                 col[row, base + ox] = 0
             for ox in range(lo, hi):
-                col[row, base + ox] = x[n, c0 + ci, iy, ox * sw + off_x]
+                col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox * sw + off_x]
             for ox in range(hi, ow_len):
                 col[row, base + ox] = 0
 
 
 @numba.njit(**JIT)
-def _col2im(col, dx, n, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
-    """The adjoint of _im2col: dx[n, c0:c0+cg] = sum of col's entries where they came from.
-    Parallel over channels, so no two threads add into one element."""
+def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
+    """The adjoint of _im2col: dx[n0 + b, c0 + ci] = the sum of col's entries taken from
+    there. Parallel over (image, channel), so no two threads add into one element."""
     in_h, in_w = dx.shape[2], dx.shape[3]
-    for ci in prange(cg):
-        c = c0 + ci
+    plane = oh_len * ow_len
+    for task in prange(nb * cg):
+        b, ci = task // cg, task % cg
+        n, c = n0 + b, c0 + ci
         for y in range(in_h):
             for xx in range(in_w):
                 dx[n, c, y, xx] = 0
@@ -82,17 +101,38 @@ def _col2im(col, dx, n, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    base = oy * ow_len
+                    base = b * plane + oy * ow_len
                     for ox in range(lo, hi):
                         dx[n, c, iy, ox * sw + off_x] += col[row, base + ox]
 
 
-_WORKSPACES: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+@numba.njit(**JIT)
+def _scatter(res, out, n0, nb, c0):
+    """out[n0 + b, c0 + o, :] = res[o, b*P:(b+1)*P] (out viewed as (N, C, P))."""
+    rows, plane = res.shape[0], out.shape[2]
+    for task in prange(nb * rows):
+        b, o = task // rows, task % rows
+        for q in range(plane):
+            out[n0 + b, c0 + o, q] = res[o, b * plane + q]
 
 
-def workspace(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch buffer reused by every call with this shape (kernels run one at a time)."""
-    key = (shape, np.dtype(dtype).str)
+@numba.njit(**JIT)
+def _gather(src, res, n0, nb, c0):
+    """res[o, b*P:(b+1)*P] = src[n0 + b, c0 + o, :] (src viewed as (N, C, P))."""
+    rows, plane = res.shape[0], src.shape[2]
+    for task in prange(nb * rows):
+        b, o = task // rows, task % rows
+        for q in range(plane):
+            res[o, b * plane + q] = src[n0 + b, c0 + o, q]
+
+
+_WORKSPACES: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
+
+
+def workspace(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A scratch buffer for one role ('col', 'rows', 'part'), reused by every call with this
+    shape (kernels run one at a time)."""
+    key = (role, shape, np.dtype(dtype).str)
     if key not in _WORKSPACES:
         _WORKSPACES[key] = np.empty(shape, dtype)
     return _WORKSPACES[key]
@@ -103,72 +143,77 @@ def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
     return (sh, sw, pads[0], pads[2], dh, dw)
 
 
+def _plan(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, ...],
+          groups: int, itemsize: int):
+    n_len = x_shape[0]
+    out_c, cg, kh, kw = w_shape
+    og, p = out_c // groups, out_hw[0] * out_hw[1]
+    k = cg * kh * kw
+    return n_len, cg, og, k, p, image_chunks(n_len, k, p, itemsize)
+
+
 def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]) -> None:
     """out = conv2d(x, w) without bias."""
-    n_len, c_len = x.shape[:2]
-    out_c, cg, kh, kw = w.shape
-    groups = attrs["groups"]
-    og, (oh, ow) = out_c // groups, out.shape[2:]
-    k, p = cg * kh * kw, oh * ow
-    w2 = w.reshape(out_c, k)
+    groups, (oh, ow) = attrs["groups"], out.shape[2:]
+    n_len, cg, og, k, p, chunks = _plan(x.shape, w.shape, (oh, ow), groups, x.itemsize)
+    w2 = w.reshape(w.shape[0], k)
+    out3 = out.reshape(n_len, -1, p)
     pointwise = is_pointwise(w.shape, attrs)
-    col = None if pointwise else workspace((k, p), x.dtype)
-    for n in range(n_len):
+    for n0, nb in chunks:
+        col = workspace("col", (k, nb * p), x.dtype)
+        res = workspace("rows", (og, nb * p), x.dtype) if nb > 1 else None
         for g in range(groups):
-            if pointwise:
-                src = x[n, g * cg:(g + 1) * cg].reshape(cg, p)
+            if pointwise and nb == 1:
+                src = x[n0, g * cg:(g + 1) * cg].reshape(cg, p)
             else:
-                _im2col(x, n, g * cg, col, kh, kw, *_geometry(attrs), oh, ow)
+                _im2col(x, n0, nb, g * cg, col, *w.shape[2:], *_geometry(attrs), oh, ow)
                 src = col
-            np.matmul(w2[g * og:(g + 1) * og], src, out=out[n, g * og:(g + 1) * og].reshape(og, p))
+            weights = w2[g * og:(g + 1) * og]
+            if nb == 1:
+                np.matmul(weights, src, out=out3[n0, g * og:(g + 1) * og])
+            else:
+                np.matmul(weights, src, out=res)
+                _scatter(res, out3, n0, nb, g * og)
 
 
 def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
                             attrs: dict[str, Any]) -> None:
-    n_len = x.shape[0]
-    out_c, cg, kh, kw = dw_out.shape
-    groups = attrs["groups"]
-    og, (oh, ow) = out_c // groups, dy.shape[2:]
-    k, p = cg * kh * kw, oh * ow
-    dw2 = dw_out.reshape(out_c, k)
-    pointwise = is_pointwise(dw_out.shape, attrs)
-    col = None if pointwise else workspace((k, p), x.dtype)
-    part = workspace((og, k), x.dtype)
+    groups, (oh, ow) = attrs["groups"], dy.shape[2:]
+    n_len, cg, og, k, p, chunks = _plan(x.shape, dw_out.shape, (oh, ow), groups, x.itemsize)
+    dw2 = dw_out.reshape(dw_out.shape[0], k)
+    dy3 = dy.reshape(n_len, -1, p)
+    part = workspace("part", (og, k), x.dtype)
     for g in range(groups):
         target = dw2[g * og:(g + 1) * og]
-        for n in range(n_len):
-            if pointwise:
-                src = x[n, g * cg:(g + 1) * cg].reshape(cg, p)
+        for index, (n0, nb) in enumerate(chunks):
+            col = workspace("col", (k, nb * p), x.dtype)
+            _im2col(x, n0, nb, g * cg, col, *dw_out.shape[2:], *_geometry(attrs), oh, ow)
+            if nb == 1:
+                lhs = dy3[n0, g * og:(g + 1) * og]
             else:
-                _im2col(x, n, g * cg, col, kh, kw, *_geometry(attrs), oh, ow)
-                src = col
-            lhs = dy[n, g * og:(g + 1) * og].reshape(og, p)
-            if n == 0:
-                np.matmul(lhs, src.T, out=target)
-            else:
-                np.matmul(lhs, src.T, out=part)
+                lhs = workspace("rows", (og, nb * p), x.dtype)
+                _gather(dy3, lhs, n0, nb, g * og)
+            np.matmul(lhs, col.T, out=target if index == 0 else part)
+            if index:
                 target += part
 
 
 def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
                            attrs: dict[str, Any]) -> None:
-    n_len = dx.shape[0]
-    out_c, cg, kh, kw = w.shape
-    groups = attrs["groups"]
-    og, (oh, ow) = out_c // groups, dy.shape[2:]
-    k, p = cg * kh * kw, oh * ow
-    w2 = w.reshape(out_c, k)
-    pointwise = is_pointwise(w.shape, attrs)
-    col = None if pointwise else workspace((k, p), dy.dtype)
-    for n in range(n_len):
+    groups, (oh, ow) = attrs["groups"], dy.shape[2:]
+    n_len, cg, og, k, p, chunks = _plan(dx.shape, w.shape, (oh, ow), groups, dy.itemsize)
+    w2 = w.reshape(w.shape[0], k)
+    dy3 = dy.reshape(n_len, -1, p)
+    for n0, nb in chunks:
+        col = workspace("col", (k, nb * p), dy.dtype)
         for g in range(groups):
-            rhs = dy[n, g * og:(g + 1) * og].reshape(og, p)
-            if pointwise:
-                np.matmul(w2[g * og:(g + 1) * og].T, rhs,
-                          out=dx[n, g * cg:(g + 1) * cg].reshape(cg, p))
+            if nb == 1:
+                rhs = dy3[n0, g * og:(g + 1) * og]
             else:
-                np.matmul(w2[g * og:(g + 1) * og].T, rhs, out=col)
-                _col2im(col, dx, n, g * cg, cg, kh, kw, *_geometry(attrs), oh, ow)
+                rhs = workspace("rows", (og, nb * p), dy.dtype)
+                _gather(dy3, rhs, n0, nb, g * og)
+            np.matmul(w2[g * og:(g + 1) * og].T, rhs, out=col)
+            _col2im(col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
 
 
 @numba.njit(**JIT)
