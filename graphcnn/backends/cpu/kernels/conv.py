@@ -40,8 +40,12 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    for ox in range(lo, hi):
-                        out[n, o, oy, ox] += wv * x[n, c, iy, ox * sw + off_x]
+                    if sw == 1:  # contiguous: LLVM vectorizes this loop
+                        for ox in range(lo, hi):
+                            out[n, o, oy, ox] += wv * x[n, c, iy, ox + off_x]
+                    else:
+                        for ox in range(lo, hi):
+                            out[n, o, oy, ox] += wv * x[n, c, iy, ox * sw + off_x]
 
 
 @numba.njit(**JIT)
@@ -73,8 +77,12 @@ def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    for ox in range(lo, hi):
-                        dx[n, c, iy, ox * sw + off_x] += wv * dy[n, o, oy, ox]
+                    if sw == 1:
+                        for ox in range(lo, hi):
+                            dx[n, c, iy, ox + off_x] += wv * dy[n, o, oy, ox]
+                    else:
+                        for ox in range(lo, hi):
+                            dx[n, c, iy, ox * sw + off_x] += wv * dy[n, o, oy, ox]
 
 
 @numba.njit(**JIT)

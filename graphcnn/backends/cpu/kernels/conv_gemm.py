@@ -74,8 +74,12 @@ def _im2col(x, n0, nb, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
                 continue
             for ox in range(lo):
                 col[row, base + ox] = 0
-            for ox in range(lo, hi):
-                col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox * sw + off_x]
+            if sw == 1:  # a contiguous copy
+                for ox in range(lo, hi):
+                    col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox + off_x]
+            else:
+                for ox in range(lo, hi):
+                    col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox * sw + off_x]
             for ox in range(hi, ow_len):
                 col[row, base + ox] = 0
 
@@ -102,8 +106,12 @@ def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_
                     if iy < 0 or iy >= in_h:
                         continue
                     base = b * plane + oy * ow_len
-                    for ox in range(lo, hi):
-                        dx[n, c, iy, ox * sw + off_x] += col[row, base + ox]
+                    if sw == 1:
+                        for ox in range(lo, hi):
+                            dx[n, c, iy, ox + off_x] += col[row, base + ox]
+                    else:
+                        for ox in range(lo, hi):
+                            dx[n, c, iy, ox * sw + off_x] += col[row, base + ox]
 
 
 @numba.njit(**JIT)
