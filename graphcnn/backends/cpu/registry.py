@@ -8,7 +8,9 @@ arguments (Numba specializes on dtype and rank only), so each compiles once per 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -18,6 +20,42 @@ _KERNELS: dict[str, KernelFn] = {}
 
 # Shared Numba options: parallel loops, an on-disk cache so kernels compile once per machine.
 JIT = dict(parallel=True, cache=True, nogil=True)
+
+
+# ---- launching compiled functions -----------------------------------------------------
+# Kernel wrappers call their Numba functions as `launch(fn, *args)`, never `fn(*args)`, so
+# one wrapper serves three modes: plain (Numba's dispatcher: compile or load from cache),
+# recording (which functions and argument types a run uses: what an ahead-of-time artifact
+# must contain) and precompiled (machine code loaded from an artifact, no compiler). See
+# graphcnn/backends/cpu/aot.py.
+
+class _LaunchState(threading.local):
+    table: Any = None      # precompiled entries (aot.EntryTable), or None
+    recorder: Any = None   # aot.Recorder, or None
+
+
+_STATE = _LaunchState()
+
+
+def launch(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call the Numba function `fn` with `args`, as the current launch mode says."""
+    state = _STATE
+    if state.table is None and state.recorder is None:
+        return fn(*args)
+    from graphcnn.backends.cpu.aot import dispatch
+    return dispatch(state.table, state.recorder, fn, args)
+
+
+@contextmanager
+def launch_mode(table: Any = None, recorder: Any = None) -> Iterator[None]:
+    """Within the block (in this thread), launches use precompiled `table` entries and/or
+    are recorded into `recorder`."""
+    previous = (_STATE.table, _STATE.recorder)
+    _STATE.table, _STATE.recorder = table, recorder
+    try:
+        yield
+    finally:
+        _STATE.table, _STATE.recorder = previous
 
 
 def cpu_kernel(*ops: str) -> Callable[[KernelFn], KernelFn]:

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(cache=True, nogil=True)
@@ -105,7 +105,7 @@ def matmul_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -
 
 @cpu_kernel("linear")
 def linear_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _matmul_nt(*linear_args(ins, outs[0], attrs))
+    launch(_matmul_nt, *linear_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("matmul")
@@ -114,10 +114,10 @@ def matmul_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     out = outs[0]
     ta, tb = attrs["trans_a"], attrs["trans_b"]
     if not ta and not tb:
-        _matmul_nn(a, b, out)
+        launch(_matmul_nn, a, b, out)
     elif not ta and tb:
-        _matmul_nt(a, b, out, _NO_BIAS[a.dtype], False)
+        launch(_matmul_nt, a, b, out, _NO_BIAS[a.dtype], False)
     elif ta and not tb:
-        _matmul_tn(a, b, out)
+        launch(_matmul_tn, a, b, out)
     else:
-        _matmul_tt(a, b, out)
+        launch(_matmul_tt, a, b, out)

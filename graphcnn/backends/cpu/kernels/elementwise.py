@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -84,54 +84,55 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 @cpu_kernel("relu")
 def relu_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _relu(_flat(ins[0]), _flat(outs[0]))
+    launch(_relu, _flat(ins[0]), _flat(outs[0]))
 
 
 @cpu_kernel("relu_grad")
 def relu_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _relu_grad(_flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
+    launch(_relu_grad, _flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
 
 
 @cpu_kernel("leaky_relu")
 def leaky_relu_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _leaky_relu(_flat(ins[0]), _flat(outs[0]), attrs["alpha"])
+    launch(_leaky_relu, _flat(ins[0]), _flat(outs[0]), attrs["alpha"])
 
 
 @cpu_kernel("leaky_relu_grad")
 def leaky_relu_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                            attrs: dict[str, Any]) -> None:
-    _leaky_relu_grad(_flat(ins[0]), _flat(ins[1]), _flat(outs[0]), attrs["alpha"])
+    launch(_leaky_relu_grad, _flat(ins[0]), _flat(ins[1]), _flat(outs[0]), attrs["alpha"])
 
 
 @cpu_kernel("sigmoid")
 def sigmoid_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _sigmoid(_flat(ins[0]), _flat(outs[0]))
+    launch(_sigmoid, _flat(ins[0]), _flat(outs[0]))
 
 
 @cpu_kernel("sigmoid_grad")
 def sigmoid_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                         attrs: dict[str, Any]) -> None:
-    _sigmoid_grad(_flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
+    launch(_sigmoid_grad, _flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
 
 
 @cpu_kernel("tanh")
 def tanh_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _tanh(_flat(ins[0]), _flat(outs[0]))
+    launch(_tanh, _flat(ins[0]), _flat(outs[0]))
 
 
 @cpu_kernel("tanh_grad")
 def tanh_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _tanh_grad(_flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
+    launch(_tanh_grad, _flat(ins[0]), _flat(ins[1]), _flat(outs[0]))
 
 
 @cpu_kernel("clip")
 def clip_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _clip(_flat(ins[0]), _flat(outs[0]), attrs["low"], attrs["high"])
+    launch(_clip, _flat(ins[0]), _flat(outs[0]), attrs["low"], attrs["high"])
 
 
 @cpu_kernel("clip_grad")
 def clip_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _clip_grad(_flat(ins[0]), _flat(ins[1]), _flat(outs[0]), attrs["low"], attrs["high"])
+    launch(_clip_grad, _flat(ins[0]), _flat(ins[1]), _flat(outs[0]), attrs["low"],
+           attrs["high"])
 
 
 # ---- broadcasting binary ops ----------------------------------------------------------
@@ -196,10 +197,11 @@ def _binary_kernel(code: int):
         a, b = ins
         out = outs[0]
         if a.shape == b.shape == out.shape:
-            _binary_flat(_flat(a), _flat(b), _flat(out), code)
+            launch(_binary_flat, _flat(a), _flat(b), _flat(out), code)
         elif out.ndim <= 4:
             shape = as_4d(out.shape)
-            _binary_4d(_broadcast_4d(a, shape), _broadcast_4d(b, shape), out.reshape(shape), code)
+            launch(_binary_4d, _broadcast_4d(a, shape), _broadcast_4d(b, shape),
+                   out.reshape(shape), code)
         else:
             # Rare (rank > 4): NumPy's vectorized ufunc, no Python loop per element.
             ufunc(a, b, out=out)
@@ -248,7 +250,7 @@ def sum_to_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     x, out = ins[0], outs[0]
     block = _kept_block(x.shape, out.shape)
     if block is not None:
-        _sum_outer_inner(x.reshape(block), _flat(out))
+        launch(_sum_outer_inner, x.reshape(block), _flat(out))
     else:
         lead = x.ndim - out.ndim
         axes = tuple(range(lead)) + tuple(
@@ -273,6 +275,6 @@ def broadcast_to_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
     x, out = ins[0], outs[0]
     if out.ndim <= 4:
         shape = as_4d(out.shape)
-        _copy_4d(_broadcast_4d(x, shape), out.reshape(shape))
+        launch(_copy_4d, _broadcast_4d(x, shape), out.reshape(shape))
     else:
         np.copyto(out, np.broadcast_to(x, out.shape))

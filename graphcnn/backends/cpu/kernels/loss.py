@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -44,7 +44,7 @@ def cross_entropy_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                          attrs: dict[str, Any]) -> None:
     logits, labels = ins
     losses = np.empty(len(labels), np.float64)  # tiny (batch-sized) scratch
-    _cross_entropy(logits, labels, losses)
+    launch(_cross_entropy, logits, labels, losses)
     total = losses.sum()
     outs[0][()] = total / len(labels) if attrs["reduction"] == "mean" else total
 
@@ -54,7 +54,7 @@ def cross_entropy_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                               attrs: dict[str, Any]) -> None:
     g, logits, labels = ins
     scale = float(g) / len(labels) if attrs["reduction"] == "mean" else float(g)
-    _cross_entropy_grad(scale, logits, labels, outs[0])
+    launch(_cross_entropy_grad, scale, logits, labels, outs[0])
 
 
 @numba.njit(**JIT)
@@ -75,7 +75,7 @@ def _scaled_difference(a, b, scale, out):
 @cpu_kernel("mse")
 def mse_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     pred, target = ins
-    total = _sum_squared_difference(pred.reshape(-1), target.reshape(-1))
+    total = launch(_sum_squared_difference, pred.reshape(-1), target.reshape(-1))
     outs[0][()] = total / pred.size if attrs["reduction"] == "mean" else total
 
 
@@ -83,4 +83,4 @@ def mse_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, A
 def mse_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     g, pred, target = ins
     scale = 2 * float(g) / (pred.size if attrs["reduction"] == "mean" else 1)
-    _scaled_difference(pred.reshape(-1), target.reshape(-1), scale, outs[0].reshape(-1))
+    launch(_scaled_difference, pred.reshape(-1), target.reshape(-1), scale, outs[0].reshape(-1))

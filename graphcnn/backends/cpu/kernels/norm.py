@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
 
 
@@ -87,7 +87,7 @@ def _batch_norm_train_grad(dy, x, weight, mean, var, eps, dx, dweight, dbias):
 @cpu_kernel("batch_norm")
 def batch_norm_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     x, weight, bias, mean, var = ins
-    _batch_norm(ncs(x), weight, bias, mean, var, attrs["eps"], ncs(outs[0]))
+    launch(_batch_norm, ncs(x), weight, bias, mean, var, attrs["eps"], ncs(outs[0]))
 
 
 @cpu_kernel("batch_norm_train")
@@ -95,7 +95,7 @@ def batch_norm_train_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                             attrs: dict[str, Any]) -> None:
     x, weight, bias = ins
     y, mean, var = outs
-    _batch_norm_train(ncs(x), weight, bias, attrs["eps"], ncs(y), mean, var)
+    launch(_batch_norm_train, ncs(x), weight, bias, attrs["eps"], ncs(y), mean, var)
 
 
 @cpu_kernel("batch_norm_train_grad")
@@ -103,8 +103,8 @@ def batch_norm_train_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                                  attrs: dict[str, Any]) -> None:
     dy, x, weight, mean, var = ins
     dx, dweight, dbias = outs
-    _batch_norm_train_grad(ncs(dy), ncs(x), weight, mean, var, attrs["eps"], ncs(dx),
-                           dweight, dbias)
+    launch(_batch_norm_train_grad, ncs(dy), ncs(x), weight, mean, var, attrs["eps"],
+           ncs(dx), dweight, dbias)
 
 
 # ---- dropout --------------------------------------------------------------------------
@@ -133,4 +133,4 @@ def dropout_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[st
     seed = int(ins[1]) if len(ins) == 2 else 0
     p = attrs["p"]
     key = np.uint64(dropout_key(seed, attrs["salt"]))
-    _dropout(x.reshape(-1), out.reshape(-1), key, p, x.dtype.type(1.0 / (1.0 - p)))
+    launch(_dropout, x.reshape(-1), out.reshape(-1), key, p, x.dtype.type(1.0 / (1.0 - p)))

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(inline="always")
@@ -163,27 +163,27 @@ def avg_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
 
 @cpu_kernel("max_pool2d")
 def max_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _max_pool2d(*max_pool2d_args(ins, outs[0], attrs))
+    launch(_max_pool2d, *max_pool2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("max_pool2d_grad")
 def max_pool2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                            attrs: dict[str, Any]) -> None:
-    _max_pool2d_grad(*max_pool2d_grad_args(ins, outs[0], attrs))
+    launch(_max_pool2d_grad, *max_pool2d_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("avg_pool2d")
 def avg_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _avg_pool2d(*avg_pool2d_args(ins, outs[0], attrs))
+    launch(_avg_pool2d, *avg_pool2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("avg_pool2d_grad")
 def avg_pool2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                            attrs: dict[str, Any]) -> None:
-    _avg_pool2d_grad(*avg_pool2d_grad_args(ins, outs[0], attrs))
+    launch(_avg_pool2d_grad, *avg_pool2d_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("global_avg_pool2d")
 def global_avg_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                              attrs: dict[str, Any]) -> None:
-    _global_avg_pool2d(ins[0], outs[0])
+    launch(_global_avg_pool2d, ins[0], outs[0])

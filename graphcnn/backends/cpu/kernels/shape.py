@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -55,8 +55,9 @@ def copy_box(src: np.ndarray, dst: np.ndarray, src_start: tuple[int, ...],
     if 0 in size:
         return
     if src.ndim <= 4:
-        _copy_box(src.reshape(tuple(_lead(src.shape, 1))), dst.reshape(tuple(_lead(dst.shape, 1))),
-                  _lead(src_start, 0), _lead(dst_start, 0), _lead(size, 1))
+        launch(_copy_box, src.reshape(tuple(_lead(src.shape, 1))),
+               dst.reshape(tuple(_lead(dst.shape, 1))),
+               _lead(src_start, 0), _lead(dst_start, 0), _lead(size, 1))
     else:  # rank > 4 (rare): one vectorized NumPy copy, no Python loop per element
         dst[tuple(slice(d, d + n) for d, n in zip(dst_start, size))] = \
             src[tuple(slice(s, s + n) for s, n in zip(src_start, size))]
@@ -64,7 +65,7 @@ def copy_box(src: np.ndarray, dst: np.ndarray, src_start: tuple[int, ...],
 
 @cpu_kernel("reshape", "flatten")
 def reshape_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    _copy_flat(_flat(ins[0]), _flat(outs[0]))
+    launch(_copy_flat, _flat(ins[0]), _flat(outs[0]))
 
 
 @cpu_kernel("concat")
@@ -84,7 +85,7 @@ def concat_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
 @cpu_kernel("pad")
 def pad_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     x, out = ins[0], outs[0]
-    _fill_flat(_flat(out), out.dtype.type(attrs["value"]))
+    launch(_fill_flat, _flat(out), out.dtype.type(attrs["value"]))
     copy_box(x, out, (0,) * x.ndim, tuple(b for b, _ in attrs["pads"]), x.shape)
 
 

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -66,7 +66,7 @@ def _forward(log: bool):
     def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
         axis = attrs["axis"]
         if ins[0].size:
-            _softmax_lines(lines(ins[0], axis), lines(outs[0], axis), log)
+            launch(_softmax_lines, lines(ins[0], axis), lines(outs[0], axis), log)
     return kernel
 
 
@@ -74,8 +74,8 @@ def _backward(log: bool):
     def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
         axis = attrs["axis"]
         if ins[0].size:
-            _softmax_grad_lines(lines(ins[0], axis), lines(ins[1], axis),
-                                lines(outs[0], axis), log)
+            launch(_softmax_grad_lines, lines(ins[0], axis), lines(ins[1], axis),
+                   lines(outs[0], axis), log)
     return kernel
 
 

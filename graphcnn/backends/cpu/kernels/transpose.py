@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(cache=True, nogil=True)
@@ -49,5 +49,5 @@ def transpose_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[
         return
     strides = np.array(x.strides, dtype=np.int64) // x.itemsize
     perm = attrs["perm"]
-    _transpose(x.reshape(-1), out.reshape(-1), np.array(out.shape, dtype=np.int64),
-               np.array([strides[p] for p in perm], dtype=np.int64))
+    launch(_transpose, x.reshape(-1), out.reshape(-1), np.array(out.shape, dtype=np.int64),
+           np.array([strides[p] for p in perm], dtype=np.int64))

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -32,4 +32,5 @@ def upsample_nearest2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
         return
     n, c, h, w = x.shape
     sh, sw = attrs["scale"]
-    _upsample_nearest2d(x.reshape(n * c, h, w), out.reshape(n * c, h * sh, w * sw), sh, sw)
+    launch(_upsample_nearest2d, x.reshape(n * c, h, w), out.reshape(n * c, h * sh, w * sw),
+           sh, sw)
