@@ -171,10 +171,32 @@ def cache_dir() -> str:
 _LOADED: dict[str, Callable[..., None]] = {}
 
 
+class GeneratedKernel:
+    """A group's kernel by the digest of its source. The source is written and imported
+    (giving a Numba dispatcher: compiled, or loaded from Numba's cache) on the first call
+    through Numba, not before: a run on precompiled code (an artifact, see aot.py) never
+    writes or imports it. `aot_name` is the name the dispatcher's function has."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.source = generate_source(attrs)
+        self.digest = hashlib.sha256((CODEGEN_VERSION + self.source).encode()).hexdigest()[:20]
+        self.aot_name = f"graphcnn_fused_{self.digest}.fused_kernel"
+
+    @property
+    def dispatcher(self) -> Callable[..., None]:
+        kernel = _LOADED.get(self.digest)
+        return kernel if kernel is not None else _import_kernel(self.source, self.digest)
+
+    def __call__(self, *args: Any) -> None:
+        return self.dispatcher(*args)
+
+
 def load_kernel(attrs: dict[str, Any]) -> Callable[..., None]:
     """The compiled kernel of a group, generated and written once per structure."""
-    source = generate_source(attrs)
-    digest = hashlib.sha256((CODEGEN_VERSION + source).encode()).hexdigest()[:20]
+    return GeneratedKernel(attrs).dispatcher
+
+
+def _import_kernel(source: str, digest: str) -> Callable[..., None]:
     if digest in _LOADED:
         return _LOADED[digest]
     directory = cache_dir()

@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(cache=True, nogil=True)
@@ -177,20 +177,20 @@ def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     if run_as_gemm("conv2d", ins, outs[0], attrs):
         if len(ins) == 3:
             from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
-            add_channel_bias(outs[0], ins[2])
+            launch(add_channel_bias, outs[0], ins[2])
         return
-    _conv2d(*conv2d_args(ins, outs[0], attrs))
+    launch(_conv2d, *conv2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_input_grad")
 def conv2d_input_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                              attrs: dict[str, Any]) -> None:
     if not run_as_gemm("conv2d_input_grad", ins, outs[0], attrs):
-        _conv2d_input_grad(*conv2d_input_grad_args(ins, outs[0], attrs))
+        launch(_conv2d_input_grad, *conv2d_input_grad_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("conv2d_weight_grad")
 def conv2d_weight_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                               attrs: dict[str, Any]) -> None:
     if not run_as_gemm("conv2d_weight_grad", ins, outs[0], attrs):
-        _conv2d_weight_grad(*conv2d_weight_grad_args(ins, outs[0], attrs))
+        launch(_conv2d_weight_grad, *conv2d_weight_grad_args(ins, outs[0], attrs))

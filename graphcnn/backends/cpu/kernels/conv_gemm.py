@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT
+from graphcnn.backends.cpu.registry import JIT, launch
 
 # Below this much work per layer (multiply-adds), the direct kernel wins; and a GEMM with
 # fewer than this many output rows x reduction length is too thin to pay for im2col.
@@ -174,14 +174,14 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
             if pointwise and nb == 1:
                 src = x[n0, g * cg:(g + 1) * cg].reshape(cg, p)
             else:
-                _im2col(x, n0, nb, g * cg, col, *w.shape[2:], *_geometry(attrs), oh, ow)
+                launch(_im2col, x, n0, nb, g * cg, col, *w.shape[2:], *_geometry(attrs), oh, ow)
                 src = col
             weights = w2[g * og:(g + 1) * og]
             if nb == 1:
                 np.matmul(weights, src, out=out3[n0, g * og:(g + 1) * og])
             else:
                 np.matmul(weights, src, out=res)
-                _scatter(res, out3, n0, nb, g * og)
+                launch(_scatter, res, out3, n0, nb, g * og)
 
 
 def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
@@ -195,12 +195,12 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
         target = dw2[g * og:(g + 1) * og]
         for index, (n0, nb) in enumerate(chunks):
             col = workspace("col", (k, nb * p), x.dtype)
-            _im2col(x, n0, nb, g * cg, col, *dw_out.shape[2:], *_geometry(attrs), oh, ow)
+            launch(_im2col, x, n0, nb, g * cg, col, *dw_out.shape[2:], *_geometry(attrs), oh, ow)
             if nb == 1:
                 lhs = dy3[n0, g * og:(g + 1) * og]
             else:
                 lhs = workspace("rows", (og, nb * p), x.dtype)
-                _gather(dy3, lhs, n0, nb, g * og)
+                launch(_gather, dy3, lhs, n0, nb, g * og)
             np.matmul(lhs, col.T, out=target if index == 0 else part)
             if index:
                 target += part
@@ -219,9 +219,9 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
                 rhs = dy3[n0, g * og:(g + 1) * og]
             else:
                 rhs = workspace("rows", (og, nb * p), dy.dtype)
-                _gather(dy3, rhs, n0, nb, g * og)
+                launch(_gather, dy3, rhs, n0, nb, g * og)
             np.matmul(w2[g * og:(g + 1) * og].T, rhs, out=col)
-            _col2im(col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
+            launch(_col2im, col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
 
 
 @numba.njit(**JIT)

@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import anchor_arguments, load_kernel, side_refs
+from graphcnn.backends.cpu.codegen import GeneratedKernel, anchor_arguments, side_refs
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
-from graphcnn.backends.cpu.registry import cpu_kernel
+from graphcnn.backends.cpu.registry import cpu_kernel, launch
 
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
             np.dtype(np.float64): np.zeros(1, np.float64)}
@@ -21,7 +21,7 @@ _PREPARED: dict[int, tuple[dict[str, Any], Callable[..., None], list[int]]] = {}
 def _prepared(attrs: dict[str, Any]) -> tuple[Callable[..., None], list[int]]:
     entry = _PREPARED.get(id(attrs))
     if entry is None or entry[0] is not attrs:
-        entry = (attrs, load_kernel(attrs), side_refs(attrs))
+        entry = (attrs, GeneratedKernel(attrs), side_refs(attrs))
         _PREPARED[id(attrs)] = entry
     return entry[1], entry[2]
 
@@ -40,13 +40,13 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
     view = out.shape if anchor else as_4d(out.shape)
     sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
     if not anchor:
-        kernel(out.reshape(view), *sides)
+        launch(kernel, out.reshape(view), *sides)
         return
     head = ins[:attrs["anchor_inputs"]]
     if run_as_gemm(anchor, head, out, attrs["anchor_attrs"]):
         has_bias = anchor == "conv2d" and len(head) == 3
         bias = head[2] if has_bias else _NO_BIAS[out.dtype]
-        kernel(out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
+        launch(kernel, out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
     else:
-        kernel(out, *sides, True, _NO_BIAS[out.dtype], False,
+        launch(kernel, out, *sides, True, _NO_BIAS[out.dtype], False,
                *anchor_arguments(attrs, ins, out))
