@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.kernels.window import axpy, dot
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
@@ -40,12 +41,7 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    if sw == 1:  # contiguous: LLVM vectorizes this loop
-                        for ox in range(lo, hi):
-                            out[n, o, oy, ox] += wv * x[n, c, iy, ox + off_x]
-                    else:
-                        for ox in range(lo, hi):
-                            out[n, o, oy, ox] += wv * x[n, c, iy, ox * sw + off_x]
+                    axpy(out[n, o, oy], lo, 1, x[n, c, iy], lo * sw + off_x, sw, hi - lo, wv)
 
 
 @numba.njit(**JIT)
@@ -77,12 +73,7 @@ def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    if sw == 1:
-                        for ox in range(lo, hi):
-                            dx[n, c, iy, ox + off_x] += wv * dy[n, o, oy, ox]
-                    else:
-                        for ox in range(lo, hi):
-                            dx[n, c, iy, ox * sw + off_x] += wv * dy[n, o, oy, ox]
+                    axpy(dx[n, c, iy], lo * sw + off_x, sw, dy[n, o, oy], lo, 1, hi - lo, wv)
 
 
 @numba.njit(**JIT)
@@ -110,8 +101,7 @@ def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    for ox in range(lo, hi):
-                        total += dy[n, o, oy, ox] * x[n, c, iy, ox * sw + off_x]
+                    total += dot(dy[n, o, oy], lo, x[n, c, iy], lo * sw + off_x, sw, hi - lo)
             dw_out[o, ci, i, j] = total
 
 
