@@ -43,13 +43,17 @@ LEVELS = (0, 2)
 
 # ---- measuring --------------------------------------------------------------------------
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    times = []
+def interleaved_times(fns: dict[int, Callable[[], Any]], repeats: int) -> dict[int, list[float]]:
+    """Wall-clock seconds of each function, `repeats` times, alternating between them
+    (0, 2, 0, 2, ...) so that anything else slowing the machine down hits both levels
+    alike."""
+    times: dict[int, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return times
 
 
 def peak_tensors(graph: Any, plan: Any, top: int = 4) -> dict[str, Any]:
@@ -79,14 +83,15 @@ def peak_tensors(graph: Any, plan: Any, top: int = 4) -> dict[str, Any]:
             "tensors": rows}
 
 
-def describe(exe: Any, seconds: float, times: list[float], naive_opt0: int) -> dict[str, Any]:
+def describe(exe: Any, times: list[float], naive_opt0: int) -> dict[str, Any]:
     rep = exe.report()
     out = {k: rep[k] for k in ("ops_before", "kernels", "peak_bytes", "naive_bytes",
                                "lower_bound_bytes", "compile_seconds")}
     out["peak_over_lower_bound"] = rep["peak_bytes"] / rep["lower_bound_bytes"]
     out["peak_over_naive"] = rep["peak_bytes"] / rep["naive_bytes"]
     out["peak_over_naive_opt0"] = rep["peak_bytes"] / naive_opt0
-    out["median_seconds"] = seconds
+    out["median_seconds"] = statistics.median(times)
+    out["min_seconds"] = min(times)
     out["times"] = [round(t, 5) for t in times]
     out["peak"] = peak_tensors(exe.graph, exe.runner.plan)
     return out
@@ -110,11 +115,13 @@ def bench_resnet18(batch: int, repeats: int, seed: int) -> dict[str, Any]:
         exes[level] = gc.compile(model, batch_size=batch, opt_level=level)
     naive0 = exes[0].report()["naive_bytes"]
     for level in LEVELS:
-        exe = exes[level]
-        outputs[level] = exe(x)
-        seconds, times = median_seconds(lambda: exe(x), repeats)
-        results[f"opt{level}"] = describe(exe, seconds, times, naive0)
-        print(f"  resnet18 opt {level}: {seconds:.3f} s median of {repeats}", flush=True)
+        outputs[level] = exes[level](x)
+    times = interleaved_times({level: (lambda e=exes[level]: e(x)) for level in LEVELS},
+                              repeats)
+    for level in LEVELS:
+        results[f"opt{level}"] = describe(exes[level], times[level], naive0)
+        print(f"  resnet18 opt {level}: {results[f'opt{level}']['median_seconds']:.3f} s "
+              f"median of {repeats}", flush=True)
     diff = float(np.max(np.abs(outputs[2] - outputs[0])))
     scale = float(np.max(np.abs(outputs[0])))
     results["max_abs_diff_opt2_vs_opt0"] = diff
@@ -136,11 +143,13 @@ def bench_lenet5_training(batch: int, repeats: int, seed: int) -> dict[str, Any]
         steps[level] = gc.value_and_grad(model, batch_size=batch, opt_level=level)
     naive0 = steps[0].report()["naive_bytes"]
     for level in LEVELS:
-        step = steps[level]
-        outputs[level] = step(x, labels)
-        seconds, times = median_seconds(lambda: step(x, labels), repeats)
-        results[f"opt{level}"] = describe(step.executable, seconds, times, naive0)
-        print(f"  lenet5 training opt {level}: {seconds * 1e3:.2f} ms median of {repeats}",
+        outputs[level] = steps[level](x, labels)
+    times = interleaved_times({level: (lambda s=steps[level]: s(x, labels))
+                               for level in LEVELS}, repeats)
+    for level in LEVELS:
+        results[f"opt{level}"] = describe(steps[level].executable, times[level], naive0)
+        print(f"  lenet5 training opt {level}: "
+              f"{results[f'opt{level}']['median_seconds'] * 1e3:.2f} ms median of {repeats}",
               flush=True)
     (loss0, g0), (loss2, g2) = outputs[0], outputs[2]
     results["loss_diff_opt2_vs_opt0"] = abs(loss2 - loss0)
@@ -216,9 +225,13 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
+def _secs(t: float, unit: str) -> str:
+    return f"{t:.3f} s" if unit == "s" else f"{t * 1e3:.2f} ms"
+
+
 def table(res: dict[str, Any]) -> str:
     header = ("workload", "opt", "kernels", "peak", "naive", "lower bound", "peak/lb",
-              "peak/naive", "peak/naive(opt0)", "compile s", "median time")
+              "peak/naive", "peak/naive(opt0)", "compile s", "median time", "min time")
     rows = []
     for key, label, unit in (("resnet18_inference", "ResNet-18 inference b1", "s"),
                              ("lenet5_training", "LeNet-5 train step b64", "ms")):
@@ -229,7 +242,7 @@ def table(res: dict[str, Any]) -> str:
                          fmt_bytes(r["naive_bytes"]), fmt_bytes(r["lower_bound_bytes"]),
                          f"{r['peak_over_lower_bound']:.3f}", f"{r['peak_over_naive']:.3f}",
                          f"{r['peak_over_naive_opt0']:.3f}", f"{r['compile_seconds']:.2f}",
-                         f"{t:.3f} s" if unit == "s" else f"{t * 1e3:.2f} ms"))
+                         _secs(t, unit), _secs(r["min_seconds"], unit)))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -273,7 +286,8 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         + (f" with uncommitted changes in graphcnn/ ({len(dirty)} files)" if dirty else "")
         + f"; {res['date']}.", "",
         f"Medians over {args.resnet_repeats} runs (ResNet-18) and {args.lenet_repeats} steps "
-        f"(LeNet-5), after the warm-up run that gc.compile / gc.value_and_grad do. "
+        f"(LeNet-5), opt levels 0 and 2 alternating, after the warm-up run that gc.compile "
+        f"/ gc.value_and_grad do; load average {_load(m)}. "
         f"Memory in MiB (2^20 bytes). `naive` is Executable.report()['naive_bytes'], the sum "
         f"of the intermediates of the graph that runs; `peak/naive(opt0)` divides the peak "
         f"by the opt level 0 graph's sum (what a runtime without the optimizer "
@@ -288,6 +302,14 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         "What the peak is made of (the step where the plan's live buffers add up to the "
         "most, and the largest of them):", "", peak_text(res), "",
         "Raw figures: `benchmarks/results/optimizer.json`.", ""])
+
+
+def _load(m: dict[str, Any]) -> str:
+    before, after = m.get("load_average_before"), m.get("load_average_after")
+    if not before:
+        return "unknown"
+    text = f"{before[0]:.2f} before"
+    return text + (f", {after[0]:.2f} after (1-minute)" if after else "")
 
 
 def write_section(path: Path, text: str) -> None:
@@ -330,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     res["lenet5_training"] = bench_lenet5_training(args.lenet_batch, args.lenet_repeats,
                                                    args.seed)
     res["total_seconds"] = time.perf_counter() - start
+    res["machine"]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") \
+        else None
     res["targets"] = targets(res)
 
     print()

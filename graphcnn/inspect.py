@@ -335,6 +335,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         Path(args.dot).write_text(to_dot_before_after(insp.before, insp.after, insp.opt_level))
         print(f"\nDOT (before and after, two clusters): {args.dot}")
     if args.png:
-        how = render_png(insp.before, insp.after, args.png, insp.opt_level)
+        try:
+            how = render_png(insp.before, insp.after, args.png, insp.opt_level)
+        except ImportError:
+            from graphcnn.cli import CommandError
+            raise CommandError("--png needs Graphviz's `dot` or matplotlib "
+                               "(pip install 'graphcnn[demo]')") from None
         print(f"{'' if args.dot else chr(10)}picture (before and after, {how}): {args.png}")
     return 0

@@ -3,6 +3,7 @@ the memory plan rows, the report keys; DOT text of the graph before and after; a
 from __future__ import annotations
 
 import re
+import shutil
 import textwrap
 
 import pytest
@@ -145,6 +146,8 @@ def test_dot_has_both_graphs():
 
 
 def test_png_is_written(tmp_path):
+    if not shutil.which("dot"):
+        pytest.importorskip("matplotlib")
     insp = inspect_model(gc.models.lenet5(), batch_size=1, opt_level=2, backend="reference")
     path = tmp_path / "sub" / "graph.png"
     how = render_png(insp.before, insp.after, path, 2)
@@ -153,6 +156,7 @@ def test_png_is_written(tmp_path):
 
 
 def test_png_falls_back_to_matplotlib_without_graphviz(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
     monkeypatch.setattr("graphcnn.inspect.shutil.which", lambda name: None)
     insp = inspect_model(conv_bias_relu(), batch_size=1, opt_level=2, backend="reference")
     path = tmp_path / "g.png"
@@ -163,6 +167,8 @@ def test_png_falls_back_to_matplotlib_without_graphviz(tmp_path, monkeypatch):
 # ---- the command ---------------------------------------------------------------------------
 
 def test_cli_inspect_user_file_with_dot_and_png(tmp_path, capsys):
+    if not shutil.which("dot"):
+        pytest.importorskip("matplotlib")
     source = tmp_path / "mymodel.py"
     source.write_text(CONV_BIAS_RELU)
     dot, png = tmp_path / "g.dot", tmp_path / "g.png"
