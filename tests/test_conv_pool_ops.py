@@ -255,7 +255,8 @@ def test_cost_model_picks_gemm_for_big_layers_only():
     from graphcnn.backends.cpu.kernels.conv_gemm import use_gemm
     attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     assert use_gemm((1, 64, 56, 56), (64, 64, 3, 3), (56, 56), attrs)
-    assert use_gemm((64, 1, 32, 32), (6, 1, 5, 5), (28, 28), attrs)    # LeNet c1, batched
+    assert not use_gemm((64, 1, 32, 32), (6, 1, 5, 5), (28, 28), attrs)  # LeNet c1: direct
+    assert use_gemm((64, 6, 14, 14), (16, 6, 5, 5), (10, 10), attrs)     # LeNet c3, batched
     assert not use_gemm((1, 1, 8, 8), (2, 1, 3, 3), (8, 8), attrs)       # too thin a GEMM
     depthwise = dict(attrs, groups=32)
     assert not use_gemm((1, 32, 56, 56), (32, 1, 3, 3), (56, 56), depthwise)
