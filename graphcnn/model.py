@@ -161,14 +161,15 @@ class Model:
 
 
 def _name_parameters(params: list[Parameter]) -> dict[int, str]:
-    """'<layer name>.<attribute>'; unnamed layers get '<kind>_<k>' in creation order."""
+    """'<layer name>.<attribute>'; unnamed layers get '<kind>_<k>' in creation order;
+    a parameter without a layer keeps its own name (`attr`), else 'param_<k>'."""
     names: dict[int, str] = {}
     counts: Counter[str] = Counter()
     layer_names: dict[int, str] = {}
     for p in params:
         owner = p.owner
-        if owner is None:
-            names[id(p)] = f"param_{len(names)}"
+        if owner is None:  # a free parameter (ONNX initializers): its attr is its full name
+            names[id(p)] = p.attr or f"param_{len(names)}"
             continue
         if id(owner) not in layer_names:
             if owner.name:

@@ -1,0 +1,62 @@
+"""The op importers, registered by ONNX op type.
+
+    importer("Conv")(fn)   fn(ctx, node, inputs) -> output values; builds DSL ops
+    folder("Gather")(fn)   fn(ctx, node, inputs) -> output values; runs when every input
+                           is folded (known at import time), evaluating with NumPy
+
+An op with a folder and no importer (Gather, Slice, ConstantOfShape, ...) is supported in
+shape computations only. `inputs` holds a value per ONNX input, None where omitted.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from graphcnn.onnx.context import Folded, ImportContext, Runtime
+from graphcnn.onnx.reader import OnnxNode
+
+Values = list["Runtime | Folded | None"]
+OpFn = Callable[[ImportContext, OnnxNode, Values], list[Any]]
+
+IMPORTERS: dict[str, OpFn] = {}
+FOLDERS: dict[str, OpFn] = {}
+
+
+def importer(*op_types: str) -> Callable[[OpFn], OpFn]:
+    def register(fn: OpFn) -> OpFn:
+        for op in op_types:
+            if op in IMPORTERS:
+                raise ValueError(f"ONNX importer for {op!r} registered twice")
+            IMPORTERS[op] = fn
+        return fn
+    return register
+
+
+def folder(*op_types: str) -> Callable[[OpFn], OpFn]:
+    def register(fn: OpFn) -> OpFn:
+        for op in op_types:
+            if op in FOLDERS:
+                raise ValueError(f"ONNX folder for {op!r} registered twice")
+            FOLDERS[op] = fn
+        return fn
+    return register
+
+
+def _load_all() -> None:
+    from graphcnn.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401
+
+
+def supported_ops() -> set[str]:
+    _load_all()
+    return set(IMPORTERS) | set(FOLDERS)
+
+
+def import_node(ctx: ImportContext, node: OnnxNode, inputs: Values) -> list[Any]:
+    _load_all()
+    present = [v for v in inputs if v is not None]
+    if node.op_type in FOLDERS and all(isinstance(v, Folded) for v in present):
+        return FOLDERS[node.op_type](ctx, node, inputs)
+    if node.op_type in IMPORTERS:
+        return IMPORTERS[node.op_type](ctx, node, inputs)
+    raise ctx.error("graphcnn supports this op only in shape computations that fold at "
+                    "import time (on constants and shapes), not on tensors computed at run "
+                    "time")

@@ -1,0 +1,98 @@
+"""`gc.onnx.load`: an ONNX file in, a graphcnn Model out."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from graphcnn.dsl import Input
+from graphcnn.errors import GraphBuildError
+from graphcnn.model import Model
+from graphcnn.onnx.context import Folded, ImportContext, Runtime
+from graphcnn.onnx.errors import OnnxImportError
+from graphcnn.onnx.importers import import_node, supported_ops
+from graphcnn.onnx.reader import OnnxGraph, parse, read_proto
+
+
+def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None) -> Model:
+    """Import an ONNX model (a path, or the bytes of a file) as a graphcnn Model.
+
+    Opsets 11-21; the model's inputs must be float32 with a static shape except for the
+    batch dimension (dynamic or fixed: the Model records the per-sample shape and binds
+    the batch at compile time). Initializers become the model's parameters under their
+    ONNX names (batch-norm statistics as non-trainable state); shape computations
+    (Shape -> Gather -> Unsqueeze -> Concat -> Reshape ...) are folded at import.
+    `batch_size`, if given, also builds the model's graph at that batch size now, so that
+    a model that cannot run at it fails here.
+
+    Errors (OnnxImportError, a ValueError) name the node: an unsupported op (one error
+    lists all of them, before anything is built), a corrupt or truncated file, a
+    non-float32 input, a missing initializer, a shape that does not infer. The file is
+    parsed as protobuf only; nothing in it is unpickled or evaluated.
+    """
+    proto, label = read_proto(source)
+    graph = parse(proto, label, supported_ops())
+    model = build_model(graph)
+    if batch_size is not None:
+        try:
+            model.graph(batch_size)
+        except (GraphBuildError, ValueError) as exc:
+            raise OnnxImportError(f"{label}: the model does not build at batch size "
+                                  f"{batch_size}: {exc}") from None
+    return model
+
+
+def _used_names(graph: OnnxGraph) -> set[str]:
+    used = set(graph.outputs)
+    for node in graph.nodes:
+        used.update(n for n in node.inputs if n)
+    return used
+
+
+def build_model(graph: OnnxGraph) -> Model:
+    ctx = ImportContext(graph)
+    for name, array in graph.initializers.items():
+        ctx.env[name] = Folded.static(array, initializer=name)
+    inputs = []
+    for spec in graph.inputs:
+        t = Input(spec.shape, name=spec.name)
+        t.loc = f"{graph.source}: input {spec.name!r}"
+        inputs.append(t)
+        ctx.env[spec.name] = Runtime(t, 0)
+    used = _used_names(graph)
+    for node in graph.nodes:
+        ctx.node = node
+        values = [ctx.env[name] if name else None for name in node.inputs]
+        try:
+            outputs = import_node(ctx, node, values)
+        except OnnxImportError:
+            raise
+        except Exception as exc:  # a NumPy error while folding, a bad attribute value...
+            raise ctx.error(f"{type(exc).__name__}: {exc}") from None
+        for k, name in enumerate(node.outputs):
+            if not name:
+                continue
+            if k < len(outputs) and outputs[k] is not None:
+                ctx.env[name] = outputs[k]
+            elif name in used:
+                raise ctx.error(f"output {k} ({name!r}) is not supported (graphcnn imports "
+                                f"the inference outputs of an op)")
+    ctx.node = None
+    outputs = []
+    for name in graph.outputs:
+        value = ctx.env[name]
+        tensor = ctx.tensor(value, f"graph output {name!r}")
+        if tensor.op in ("input", "param", "constant") or tensor.name:
+            # an input passed through (Identity), or a tensor that is two outputs: a copy
+            tensor = ctx.apply("reshape", [tensor], shape=(0,) * tensor.type.ndim)
+        tensor.name = name
+        outputs.append(tensor)
+    model = Model(inputs, outputs, name=graph.name)
+    model.onnx_opset = graph.opset  # type: ignore[attr-defined]
+    return model
+
+
+def describe(model: Model) -> dict[str, Any]:
+    """A few facts about an imported model, for the CLI."""
+    return {"name": model.name, "opset": getattr(model, "onnx_opset", None),
+            "inputs": {t.name: t.shape for t in model.inputs},
+            "parameters": model.num_parameters()}

@@ -1,0 +1,415 @@
+"""Importers of the data-movement ops (Reshape, Flatten, Transpose, Squeeze, Unsqueeze,
+Concat, Pad, Resize), of Constant and Shape, and the NumPy folders of the shape
+computations exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Slice,
+ConstantOfShape)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime, fold
+from graphcnn.onnx.importers import Values, folder, importer
+from graphcnn.onnx.reader import OnnxNode
+
+
+def _axis(ctx: ImportContext, axis: int, ndim: int, what: str = "axis") -> int:
+    if not -ndim <= axis < ndim:
+        raise ctx.error(f"{what} {axis} is out of range for a {ndim}-D tensor")
+    return axis % ndim
+
+
+def _axes_input(ctx: ImportContext, node: OnnxNode, ins: Values, index: int,
+                since: int) -> list[int] | None:
+    """Axes from an attribute (before opset `since`) or from input `index` (from it on)."""
+    if node.opset < since:
+        axes = node.attrs.get("axes")
+        return None if axes is None else [int(a) for a in axes]
+    if len(ins) > index and ins[index] is not None:
+        return ctx.ints(ins[index], "axes")
+    return None
+
+
+def _shapes(value: Runtime | Folded) -> list[tuple[int, ...]]:
+    return [tuple(value.shape_at(p)) for p in PROBES]
+
+
+# ---- Reshape / Flatten / Squeeze / Unsqueeze ------------------------------------------------
+
+def resolve_reshape(ctx: ImportContext, in_shape: Sequence[int], spec: Sequence[int],
+                    allowzero: bool) -> tuple[int, ...]:
+    """ONNX Reshape: 0 copies the input's size at that position (unless allowzero), one
+    -1 is inferred."""
+    out = []
+    for i, d in enumerate(spec):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise ctx.error(f"shape {list(spec)}: 0 at position {i} copies an input "
+                                f"dimension the {len(in_shape)}-D input does not have")
+            d = in_shape[i]
+        elif d < -1:
+            raise ctx.error(f"shape {list(spec)} has a negative size other than -1")
+        out.append(int(d))
+    total = int(np.prod(in_shape))
+    if out.count(-1) > 1:
+        raise ctx.error(f"shape {list(spec)} has more than one -1")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1]))
+        if known == 0 or total % known:
+            raise ctx.error(f"cannot reshape {tuple(in_shape)} to {list(spec)}")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out)) != total:
+        raise ctx.error(f"cannot reshape {tuple(in_shape)} ({total} elements) to "
+                        f"{list(spec)}")
+    return tuple(out)
+
+
+def _reshape_targets(ctx: ImportContext, x: Runtime | Folded, shape: Folded,
+                     allowzero: bool) -> list[tuple[int, ...]]:
+    specs = [[int(v) for v in np.asarray(a).reshape(-1)] for a in shape.values]
+    # A file with a fixed batch size B may spell the batch as B in a constant target
+    # (torch folds x.view(x.size(0), -1) to [B, -1]): read it as "the batch".
+    if isinstance(x, Runtime) and x.batch_axis == 0 and x.tensor.type.shape[0] == 1 and \
+            shape.is_static and len(ctx.fixed_batch) == 1 and specs[0] and \
+            specs[0][0] == next(iter(ctx.fixed_batch)) and not allowzero:
+        specs = [[0] + s[1:] for s in specs]
+    return [resolve_reshape(ctx, in_shape, spec, allowzero)
+            for in_shape, spec in zip(_shapes(x), specs)]
+
+
+@importer("Reshape")
+def reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    if not isinstance(ins[1], Folded):
+        raise ctx.error("the target shape must fold at import time (a constant or a shape "
+                        "computation), not be computed at run time")
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    return [ctx.reshape_to(ins[0], _reshape_targets(ctx, ins[0], ins[1], allowzero))]
+
+
+@folder("Reshape")
+def fold_reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    allowzero = bool(node.attrs.get("allowzero", 0))
+    targets = _reshape_targets(ctx, ins[0], ins[1], allowzero)
+    return [Folded(tuple(v.reshape(t) for v, t in zip(ins[0].values, targets)))]
+
+
+def _flatten_targets(ctx: ImportContext, node: OnnxNode, x: Runtime | Folded
+                     ) -> list[tuple[int, int]]:
+    axis = int(node.attrs.get("axis", 1))
+    if not -x.ndim <= axis <= x.ndim:
+        raise ctx.error(f"axis {axis} is out of range for a {x.ndim}-D input")
+    if axis < 0:
+        axis += x.ndim
+    return [(int(np.prod(s[:axis])), int(np.prod(s[axis:]))) for s in _shapes(x)]
+
+
+@importer("Flatten")
+def flatten(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    return [ctx.reshape_to(ins[0], _flatten_targets(ctx, node, ins[0]))]
+
+
+@folder("Flatten")
+def fold_flatten(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    targets = _flatten_targets(ctx, node, ins[0])
+    return [Folded(tuple(v.reshape(t) for v, t in zip(ins[0].values, targets)))]
+
+
+def _squeezed(ctx: ImportContext, shape: tuple[int, ...], axes: list[int] | None
+              ) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(d for d in shape if d != 1)
+    axes = [_axis(ctx, a, len(shape)) for a in axes]
+    for a in axes:
+        if shape[a] != 1:
+            raise ctx.error(f"cannot squeeze axis {a} of size {shape[a]} (shape {shape})")
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _unsqueezed(ctx: ImportContext, shape: tuple[int, ...], axes: list[int] | None
+                ) -> tuple[int, ...]:
+    if axes is None:
+        raise ctx.error("axes are required")
+    ndim = len(shape) + len(axes)
+    axes = sorted(_axis(ctx, a, ndim) for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ctx.error(f"repeated axes {axes}")
+    out = list(shape)
+    for a in axes:
+        out.insert(a, 1)
+    return tuple(out)
+
+
+@importer("Squeeze")
+def squeeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    axes = _axes_input(ctx, node, ins, 1, since=13)
+    return [ctx.reshape_to(ins[0], [_squeezed(ctx, s, axes) for s in _shapes(ins[0])])]
+
+
+@folder("Squeeze")
+def fold_squeeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    axes = _axes_input(ctx, node, ins, 1, since=13)
+    return [Folded(tuple(v.reshape(_squeezed(ctx, v.shape, axes)) for v in ins[0].values))]
+
+
+@importer("Unsqueeze")
+def unsqueeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    axes = _axes_input(ctx, node, ins, 1, since=13)
+    return [ctx.reshape_to(ins[0], [_unsqueezed(ctx, s, axes) for s in _shapes(ins[0])])]
+
+
+@folder("Unsqueeze")
+def fold_unsqueeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    axes = _axes_input(ctx, node, ins, 1, since=13)
+    return [Folded(tuple(v.reshape(_unsqueezed(ctx, v.shape, axes)) for v in ins[0].values))]
+
+
+# ---- Transpose / Concat -----------------------------------------------------------------------
+
+def _perm(ctx: ImportContext, node: OnnxNode, ndim: int) -> tuple[int, ...]:
+    perm = tuple(int(p) for p in node.attrs.get("perm", range(ndim - 1, -1, -1)))
+    if sorted(perm) != list(range(ndim)):
+        raise ctx.error(f"perm {list(perm)} is not a permutation of {ndim} axes")
+    return perm
+
+
+@importer("Transpose")
+def transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    x = ctx.runtime(ins[0])
+    perm = _perm(ctx, node, x.ndim)
+    if perm == tuple(range(x.ndim)):
+        return [x]
+    axis = None if x.batch_axis is None else perm.index(x.batch_axis)
+    return [Runtime(ctx.apply("transpose", [x.tensor], perm=perm), axis)]
+
+
+@folder("Transpose")
+def fold_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    return [fold(np.transpose, ins[0], _perm(ctx, node, ins[0].ndim))]
+
+
+@importer("Concat")
+def concat(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    parts = [ctx.runtime(v, f"input {k}") for k, v in enumerate(ins) if v is not None]
+    ndim = parts[0].ndim
+    axis = _axis(ctx, int(node.attrs["axis"]), ndim) if "axis" in node.attrs else None
+    if axis is None:
+        raise ctx.error("attribute axis is missing")
+    batch_axes = {p.batch_axis for p in parts}
+    if len(batch_axes) > 1:
+        raise ctx.error(f"concatenates tensors that carry the batch on different axes (or "
+                        f"a batch tensor with a constant): shapes "
+                        f"{[p.shape_at(PROBES[0]) for p in parts]} at batch {PROBES[0]}")
+    y = ctx.apply("concat", [p.tensor for p in parts], axis=axis)
+    return [Runtime(y, batch_axes.pop())]
+
+
+@folder("Concat")
+def fold_concat(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    parts = [v for v in ins if v is not None]
+    axis = int(node.attrs.get("axis", 0))
+    return [fold(lambda *a: np.concatenate(a, axis=axis), *parts)]
+
+
+# ---- Pad ----------------------------------------------------------------------------------------
+
+def _pad_args(ctx: ImportContext, node: OnnxNode, ins: Values, ndim: int
+              ) -> tuple[tuple[tuple[int, int], ...], float]:
+    mode = node.attrs.get("mode", "constant")
+    if mode != "constant":
+        raise ctx.error(f"mode {mode!r} is not supported (only 'constant')")
+    pads = ctx.ints(ins[1] if len(ins) > 1 else None, "pads")
+    value = ctx.scalar(ins[2], "constant_value") if len(ins) > 2 and ins[2] is not None \
+        else 0.0
+    axes = list(range(ndim))
+    if len(ins) > 3 and ins[3] is not None:
+        axes = [_axis(ctx, a, ndim) for a in ctx.ints(ins[3], "axes")]
+    if len(pads) != 2 * len(axes):
+        raise ctx.error(f"pads {pads} must have 2 values per padded axis ({len(axes)})")
+    if min(pads, default=0) < 0:
+        raise ctx.error(f"negative pads {pads} (cropping) are not supported")
+    pairs = [(0, 0)] * ndim
+    for k, a in enumerate(axes):
+        pairs[a] = (pads[k], pads[k + len(axes)])
+    return tuple(pairs), value
+
+
+@importer("Pad")
+def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    x = ctx.runtime(ins[0])
+    pairs, value = _pad_args(ctx, node, ins, x.ndim)
+    if x.batch_axis is not None and pairs[x.batch_axis] != (0, 0):
+        raise ctx.error("cannot pad the batch axis")
+    if all(p == (0, 0) for p in pairs):
+        return [x]
+    return [Runtime(ctx.apply("pad", [x.tensor], pads=pairs, value=value), x.batch_axis)]
+
+
+@folder("Pad")
+def fold_pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    pairs, value = _pad_args(ctx, node, ins, ins[0].ndim)
+    return [fold(lambda a: np.pad(a, pairs, constant_values=value), ins[0])]
+
+
+# ---- Resize (nearest, integer scales) -----------------------------------------------------------
+
+def _nearest_index(out_size: int, in_size: int, scale: float, coord: str, rounding: str
+                   ) -> np.ndarray:
+    """The input index ONNX Resize reads for each output index (one axis)."""
+    i = np.arange(out_size, dtype=np.float64)
+    if coord == "asymmetric":
+        x = i / scale
+    elif coord in ("half_pixel", "pytorch_half_pixel"):
+        x = (i + 0.5) / scale - 0.5
+        if coord == "pytorch_half_pixel" and out_size == 1:
+            x = np.zeros_like(i)
+    elif coord == "align_corners":
+        x = i * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(i)
+    elif coord == "tf_half_pixel_for_nn":
+        x = (i + 0.5) / scale
+    else:
+        raise ValueError(coord)
+    if rounding == "round_prefer_floor":
+        r = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+    elif rounding == "round_prefer_ceil":
+        r = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
+    elif rounding == "floor":
+        r = np.floor(x)
+    elif rounding == "ceil":
+        r = np.ceil(x)
+    else:
+        raise ValueError(rounding)
+    return np.clip(r, 0, in_size - 1).astype(np.int64)
+
+
+@importer("Resize")
+def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    x = ctx.runtime(ins[0])
+    mode = node.attrs.get("mode", "nearest")
+    if mode != "nearest":
+        raise ctx.error(f"mode {mode!r} is not supported (only 'nearest' with integer scales)")
+    if x.ndim != 4:
+        raise ctx.error(f"graphcnn resizes 4-D N, C, H, W tensors only, got "
+                        f"{x.shape_at(PROBES[0])}")
+    ctx.check_batch_first(x, "Resize")
+    in_shape = x.tensor.type.shape
+    axes = [_axis(ctx, int(a), 4) for a in node.attrs.get("axes", range(4))]
+    scales = ins[2] if len(ins) > 2 else None
+    sizes = ins[3] if len(ins) > 3 else None
+    if scales is not None and ctx.static(scales, "scales").size:
+        given = [float(v) for v in ctx.static(scales, "scales").reshape(-1)]
+    elif sizes is not None:
+        wanted = ctx.ints(sizes, "sizes")
+        if len(wanted) != len(axes):
+            raise ctx.error(f"sizes {wanted} must have one value per axis {axes}")
+        policy = node.attrs.get("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            raise ctx.error(f"keep_aspect_ratio_policy {policy!r} is not supported")
+        given = []
+        for a, size in zip(axes, wanted):
+            if a == 0:  # the batch: never resized (the size is the file's batch)
+                given.append(1.0)
+            else:
+                given.append(size / in_shape[a])
+    else:
+        raise ctx.error("neither scales nor sizes is given")
+    if len(given) != len(axes):
+        raise ctx.error(f"scales {given} must have one value per axis {axes}")
+    scale = dict(zip(axes, given))
+    if scale.get(0, 1.0) != 1.0 or scale.get(1, 1.0) != 1.0:
+        raise ctx.error(f"graphcnn resizes H and W only; scales {given} change N or C")
+    factors = []
+    for a in (2, 3):
+        s = scale.get(a, 1.0)
+        if s < 1 or abs(s - round(s)) > 1e-6:
+            raise ctx.error(f"scale {s} on axis {a} is not a whole number >= 1 (graphcnn "
+                            f"supports nearest upsampling by integer factors)")
+        factors.append(int(round(s)))
+    coord = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    rounding = node.attrs.get("nearest_mode", "round_prefer_floor")
+    for a, f in zip((2, 3), factors):
+        n = in_shape[a]
+        try:
+            index = _nearest_index(n * f, n, float(f), coord, rounding)
+        except ValueError:
+            raise ctx.error(f"coordinate_transformation_mode {coord!r} / nearest_mode "
+                            f"{rounding!r} is not supported") from None
+        if not np.array_equal(index, np.arange(n * f) // f):
+            raise ctx.error(f"coordinate_transformation_mode {coord!r} with nearest_mode "
+                            f"{rounding!r} at scale {f} does not repeat pixels; only pixel "
+                            f"repetition (e.g. 'asymmetric' + 'floor', or 'half_pixel' + "
+                            f"'round_prefer_floor') is supported")
+    if factors == [1, 1]:
+        return [x]
+    y = ctx.apply("upsample_nearest2d", [x.tensor], scale=tuple(factors))
+    return [Runtime(y, x.batch_axis)]
+
+
+# ---- Constant, Shape and the folded shape computations -------------------------------------------
+
+@importer("Constant")
+def constant_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    a = node.attrs
+    if "value" in a:
+        value = np.asarray(a["value"])
+    elif "value_float" in a:
+        value = np.asarray(a["value_float"], np.float32)
+    elif "value_floats" in a:
+        value = np.asarray(a["value_floats"], np.float32)
+    elif "value_int" in a:
+        value = np.asarray(a["value_int"], np.int64)
+    elif "value_ints" in a:
+        value = np.asarray(a["value_ints"], np.int64)
+    else:
+        raise ctx.error(f"constant attribute(s) {sorted(a)} are not supported (value, "
+                        f"value_float(s), value_int(s))")
+    return [Folded.static(value)]
+
+
+@importer("Shape")
+def shape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    x = ins[0]
+    start = int(node.attrs.get("start", 0))
+    end = node.attrs.get("end")
+    shapes = []
+    for s in _shapes(x):
+        shapes.append(np.asarray(s[slice(start, None if end is None else int(end))],
+                                 np.int64))
+    return [Folded((shapes[0], shapes[1]))]
+
+
+@importer("Size")
+def size(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    return [Folded(tuple(np.asarray(math.prod(s), np.int64) for s in _shapes(ins[0])))]
+
+
+@folder("Gather")
+def gather(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    axis = int(node.attrs.get("axis", 0))
+    return [fold(lambda data, idx: np.take(data, idx.astype(np.int64), axis=axis),
+                 ins[0], ins[1])]
+
+
+def _slice(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: Any, steps: Any
+           ) -> np.ndarray:
+    starts, ends = starts.reshape(-1), ends.reshape(-1)
+    axes = range(len(starts)) if axes is None else axes.reshape(-1)
+    steps = [1] * len(starts) if steps is None else steps.reshape(-1)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = int(a) % data.ndim
+        index[a] = slice(int(s), int(e), int(st))
+    return data[tuple(index)]
+
+
+@folder("Slice")
+def fold_slice(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    args = list(ins) + [None] * (5 - len(ins))
+    return [fold(_slice, *args[:5])]
+
+
+@folder("ConstantOfShape")
+def constant_of_shape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    value = np.asarray(node.attrs.get("value", np.zeros(1, np.float32)))
+    return [fold(lambda s: np.full(tuple(int(d) for d in s.reshape(-1)), value.reshape(-1)[0],
+                                   value.dtype), ins[0])]
