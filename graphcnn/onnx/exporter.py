@@ -33,7 +33,13 @@ class ExportContext:
         self.nodes: list[Any] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.names: dict[int, str] = {}   # value id -> ONNX name
+        self.other: Graph | None = None   # the graph at another batch size (dynamic batch)
         self._count = 0
+
+    def twin(self, node: Node) -> Node:
+        """The node in the model's graph at another batch size (the same node when the
+        batch is fixed): what differs between the two depends on the batch."""
+        return self.other.nodes[node.id] if self.other is not None else node
 
     def name(self, value: Value) -> str:
         return self.names[value.id]
@@ -195,14 +201,16 @@ def _pad(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
 
 @exporter("slice")
 def _slice(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
-    shape = node.inputs[0].shape
+    twin = ctx.twin(node)   # the same node in the graph at another batch size
     axes, starts, ends = [], [], []
-    for axis, (s, e, d) in enumerate(zip(node.attrs["starts"], node.attrs["ends"], shape)):
-        if (s, e) == (0, d):
-            continue  # the whole axis (the batch axis, when it is dynamic)
-        if axis == 0 and ctx.batch_size is None:
-            raise OnnxExportError("a slice of the batch axis cannot be exported with a "
-                                  "dynamic batch; give batch_size")
+    for axis, (s, e, d) in enumerate(zip(node.attrs["starts"], node.attrs["ends"],
+                                         node.inputs[0].shape)):
+        s2, e2 = twin.attrs["starts"][axis], twin.attrs["ends"][axis]
+        if (s, e) == (0, d) and (s2, e2) == (0, twin.inputs[0].shape[axis]):
+            continue  # the whole axis
+        if twin.inputs[0].shape[axis] != d:
+            raise OnnxExportError(f"a slice along the batch axis ({axis}) cannot be "
+                                  f"exported with a dynamic batch; give batch_size")
         axes.append(axis)
         starts.append(s)
         ends.append(e)
@@ -262,6 +270,7 @@ def to_proto(model: Model, batch_size: int | None = None, opset: int = 17) -> An
         if dynamic else graph
     params = model.parameters()
     ctx = ExportContext(graph, params, opset, batch_size)
+    ctx.other = other if dynamic else None
     inputs = []
     for node in graph.nodes:
         out = node.outputs[0] if node.outputs else None
