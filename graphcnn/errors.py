@@ -11,5 +11,10 @@ class ShapeError(ValueError):
     that adds the op name, the input shapes and the user's source location."""
 
 
+class ArtifactError(ValueError):
+    """A compiled artifact (graphcnn compile -o / Executable.save) that cannot be loaded:
+    not an artifact, truncated, corrupted, tampered with, of a newer format, incomplete."""
+
+
 class VerificationError(RuntimeError):
     """The IR broke one of its invariants (a bug in a pass, not in the user's model)."""

@@ -54,13 +54,14 @@ class Executable:
     def __init__(self, graph: Graph, backend: str, *, ops_before: int,
                  compile_seconds: float = 0.0,
                  param_source: Callable[[], dict[str, np.ndarray]] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, runner: Any = None) -> None:
         self.graph = graph
         self.backend = backend
-        self.runner = make_runner(graph, backend)
+        self.runner = runner if runner is not None else make_runner(graph, backend)
         self._ops_before = ops_before
         self.compile_seconds = compile_seconds
         self._param_source = param_source
+        self.seed = seed
         self._seeds = itertools.count(seed * 1_000_003)
         self._inputs = {n.attrs["name"]: n.output for n in graph.nodes if n.op == "input"}
         self._params = {n.attrs["name"]: n.output for n in graph.nodes if n.op == "param"}
@@ -98,6 +99,13 @@ class Executable:
         feeds.update(kwargs)
         outputs = list(self.run(feeds).values())
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def save(self, path: Any) -> None:
+        """Write this executable as an ahead-of-time compiled artifact: graph, memory plan,
+        weights and machine code in one file that `graphcnn.load` runs without compiling
+        (see graphcnn/runtime/artifact.py). The write is atomic."""
+        from graphcnn.runtime.artifact import save_artifact
+        save_artifact(self, path)
 
     # ---- reporting --------------------------------------------------------------------
     def report(self) -> dict[str, Any]:

@@ -46,12 +46,18 @@ def launch(fn: Callable[..., Any], *args: Any) -> Any:
     return dispatch(state.table, state.recorder, fn, args)
 
 
+_KEEP: Any = object()
+
+
 @contextmanager
-def launch_mode(table: Any = None, recorder: Any = None) -> Iterator[None]:
+def launch_mode(table: Any = _KEEP, recorder: Any = _KEEP) -> Iterator[None]:
     """Within the block (in this thread), launches use precompiled `table` entries and/or
-    are recorded into `recorder`."""
+    are recorded into `recorder` (an argument left out keeps its current setting)."""
     previous = (_STATE.table, _STATE.recorder)
-    _STATE.table, _STATE.recorder = table, recorder
+    if table is not _KEEP:
+        _STATE.table = table
+    if recorder is not _KEEP:
+        _STATE.recorder = recorder
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.backends.cpu.registry import KernelFn, get_kernel
+from graphcnn.backends.cpu.registry import KernelFn, get_kernel, launch_mode
 from graphcnn.ir.graph import Graph
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
 
@@ -20,6 +20,7 @@ class CpuRunner:
         self.arena = _aligned_bytes(self.plan.arena_bytes)
         self.buffers: dict[int, np.ndarray] = {}
         self.steps: list[tuple[KernelFn, list[int], list[int], dict[str, Any], str]] = []
+        self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
         for node in graph.nodes:
             if node.op in ("input", "param"):
                 continue
@@ -47,8 +48,13 @@ class CpuRunner:
         buffers = self.buffers
         for vid, array in feeds.items():
             buffers[vid] = np.require(array, requirements="C")
-        for kernel, ins, outs, attrs, _ in self.steps:
-            kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
+        if self.launch_table is None:
+            for kernel, ins, outs, attrs, _ in self.steps:
+                kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
+        else:
+            with launch_mode(table=self.launch_table):
+                for kernel, ins, outs, attrs, _ in self.steps:
+                    kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
         # Copies: the arena is overwritten by the next call.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
 
