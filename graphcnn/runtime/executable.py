@@ -20,8 +20,8 @@ def make_runner(graph: Graph, backend: str) -> Any:
         from graphcnn.backends.cpu import CpuRunner
         return CpuRunner(graph)
     if backend == "cuda":
-        raise NotImplementedError(
-            "backend='cuda' is not available in this version of graphcnn; use 'cpu'")
+        from graphcnn.backends.cuda.runner import CudaRunner  # imports numba.cuda only now
+        return CudaRunner(graph)
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 

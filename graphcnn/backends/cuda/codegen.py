@@ -1,0 +1,165 @@
+"""Epilogues of fused groups as CUDA device functions, generated from the fusion pass's
+`fused` attributes and the op registry's scalar formulas (`OpDef.scalar`), the same
+formulas the cpu code generator pastes into its loops.
+
+A group's chain becomes one device function
+
+    def epi(v, i, sides, geo):        # v: the anchor's value at flat output index i
+        a0 = sides[0][i]               # a side input of the output's shape
+        a1 = sides[1][i0 * geo[3] + i1 * geo[4] + i2 * geo[5] + i3 * geo[6]]  # broadcast
+        t0 = (v + a1)                  # add
+        t1 = (t0 if t0 > 0 else 0.0)   # relu
+        return t1
+
+and the anchor kernel (a tiled GEMM for conv2d/linear, a pooling kernel, ...) calls it on
+each value before its store: the epilogue runs inline, in registers, with no second pass
+over memory. A group without an anchor runs the function in an elementwise map kernel.
+`geo` holds the output's shape seen as 4-D (d1, d2, d3) and, per broadcast side, its
+element strides over those four axes (0 along broadcast axes).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from graphcnn.backends.cpu.codegen import _literal, side_refs
+from graphcnn.backends.cuda.device import cuda
+from graphcnn.ops.registry import get_op
+
+CODEGEN_VERSION = "1"
+IDENTITY = ()  # the steps of "no epilogue"
+
+
+def _dims4(shape: Sequence[int], operand_shapes: Sequence[Sequence[int]]
+           ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """The output shape merged/padded to 4 axes and each operand's broadcast strides over
+    them (0 along broadcast axes). Raises NotImplementedError when more than 4 axes are
+    left after merging the axes that every operand walks as one."""
+    ndim = len(shape)
+    all_st = [[int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(ndim)]]
+    for s in operand_shapes:
+        s = (1,) * (ndim - len(s)) + tuple(s)
+        st, acc = [0] * ndim, 1
+        for d in range(ndim - 1, -1, -1):
+            st[d] = 0 if (s[d] == 1 and shape[d] != 1) else acc
+            acc *= s[d]
+        all_st.append(st)
+    keep = [d for d in range(ndim) if shape[d] != 1]
+    dims = [int(shape[d]) for d in keep]
+    all_st = [[st[d] for d in keep] for st in all_st]
+    d = len(dims) - 2
+    while d >= 0:
+        if all(st[d] == st[d + 1] * dims[d + 1] for st in all_st):
+            dims[d] *= dims[d + 1]
+            del dims[d + 1]
+            for st in all_st:
+                st[d] = st[d + 1]
+                del st[d + 1]
+        d -= 1
+    if len(dims) > 4:
+        raise NotImplementedError(f"broadcasting over the shape {tuple(shape)} needs "
+                                  f"{len(dims)} axes; the cuda backend handles 4")
+    pad = 4 - len(dims)
+    return tuple([1] * pad + dims), [tuple([0] * pad + st) for st in all_st[1:]]
+
+
+def side_layout(out_shape: Sequence[int], side_shapes: Sequence[Sequence[int]]
+                ) -> tuple[tuple[bool, ...], tuple[int, ...]]:
+    """(is each side full-shaped (indexed by i), geo) for a chain's sides."""
+    full = tuple(tuple(s) == tuple(out_shape) for s in side_shapes)
+    if all(full):
+        return full, (1, 1, 1)
+    dims, strides = _dims4(tuple(out_shape), [s for s in side_shapes])
+    geo = list(dims[1:])
+    for is_full, st in zip(full, strides):
+        if not is_full:
+            geo += list(st)
+    return full, tuple(int(g) for g in geo)
+
+
+def epilogue_source(steps: Any, full: Sequence[bool], refs: Sequence[int]) -> str:
+    """The device function of a chain. `refs`: the fused node's input indexes the chain
+    reads, in `sides` order; `full[k]`: whether sides[k] has the output's shape."""
+    lines = ["import math", "from numba import cuda", "", "",
+             "def epi(v, i, sides, geo):"]
+    if not all(full):
+        lines += ["    i3 = i % geo[2]", "    r = i // geo[2]", "    i2 = r % geo[1]",
+                  "    r = r // geo[1]", "    i1 = r % geo[0]", "    i0 = r // geo[0]"]
+    g = 3
+    for k, is_full in enumerate(full):
+        if is_full:
+            lines.append(f"    a{k} = sides[{k}][i]")
+        else:
+            lines.append(f"    a{k} = sides[{k}][i0 * geo[{g}] + i1 * geo[{g + 1}] + "
+                         f"i2 * geo[{g + 2}] + i3 * geo[{g + 3}]]")
+            g += 4
+    position = {r: k for k, r in enumerate(refs)}
+    running = "v"
+    for k, (op, attrs, step_refs) in enumerate(steps):
+        formula = get_op(op).scalar
+        if formula is None:
+            raise NotImplementedError(f"op {op!r} has no scalar formula; it cannot be fused")
+        operands = [running if r < 0 else f"a{position[r]}" for r in step_refs]
+        expr = formula.format(*operands, **{key: _literal(val) for key, val in attrs.items()})
+        lines.append(f"    t{k} = {expr}")
+        running = f"t{k}"
+    lines.append(f"    return {running}")
+    return "\n".join(lines) + "\n"
+
+
+_EPILOGUES: dict[str, Any] = {}
+
+
+def epilogue(steps: Any = IDENTITY, full: Sequence[bool] = (),
+             refs: Sequence[int] = ()) -> tuple[str, Any]:
+    """(source, device function) of a chain; compiled once per distinct source."""
+    source = epilogue_source(steps, full, refs)
+    fn = _EPILOGUES.get(source)
+    if fn is None:
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<graphcnn cuda epilogue {len(_EPILOGUES)}>", "exec"), namespace)
+        py_func = namespace["epi"]
+        py_func.__graphcnn_source__ = source
+        fn = _EPILOGUES[source] = cuda().jit(device=True)(py_func)
+        try:
+            fn.__graphcnn_source__ = source
+        except AttributeError:
+            pass
+    return source, fn
+
+
+def group_epilogue(attrs: dict[str, Any], ins: Sequence[Any], out_shape: Sequence[int]
+                   ) -> tuple[str, Any, tuple, tuple]:
+    """For a fused node's attrs and input arrays: (source, device function, sides, geo).
+    sides is never empty (a 1-element stand-in when the chain reads no input)."""
+    from graphcnn.backends.cuda.registry import dummy, flat
+    refs = side_refs(attrs)
+    full, geo = side_layout(out_shape, [ins[r].shape for r in refs])
+    source, fn = epilogue(attrs["steps"], full, refs)
+    sides = tuple(flat(ins[r]) for r in refs) or (dummy(ins[0].dtype if ins else np.float32),)
+    return source, fn, sides, geo
+
+
+def identity_epilogue(dtype: Any) -> tuple[str, Any, tuple, tuple]:
+    from graphcnn.backends.cuda.registry import dummy
+    source, fn = epilogue()
+    return source, fn, (dummy(dtype),), (1, 1, 1)
+
+
+_FACTORIES: dict[tuple, Any] = {}
+
+
+def _key(a: Any) -> Any:
+    source = getattr(a, "__graphcnn_source__", None)
+    return source if source is not None else a
+
+
+def specialized(factory: Callable[..., Any], *args: Any) -> Any:
+    """factory(*args), made once per distinct args (kernels closed over an epilogue device
+    function, a dtype, flags): each is compiled at its first launch."""
+    key = (factory.__module__, factory.__qualname__) + tuple(_key(a) for a in args)
+    kernel = _FACTORIES.get(key)
+    if kernel is None:
+        kernel = _FACTORIES[key] = factory(*args)
+    return kernel

@@ -1,0 +1,328 @@
+"""conv2d and its two gradients as implicit GEMMs on the shared tiled kernel (gemm.py),
+and direct kernels for depthwise convolution (groups == in channels == out channels),
+where a GEMM would have one row per group.
+
+    conv2d              C[o, (n,oy,ox)]  = sum_(ci,i,j) w[o,ci,i,j] x[n,c,iy,ix]
+    conv2d_input_grad   C[ci, (n,y,x)]   = sum_(o,i,j)  w[o,ci,i,j] dy[n,o,oy,ox]
+    conv2d_weight_grad  C[o, (ci,i,j)]   = sum_(n,oy,ox) dy[n,o,oy,ox] x[n,c,iy,ix]
+
+with iy = oy*sh - pt + i*dh (ix likewise), per group (grid z). The geometry tuple is
+(N, C, H, W, O, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW, C/groups, O/groups).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from numba import types
+
+from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
+from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.kernels import gemm
+from graphcnn.backends.cuda.kernels.reduce import block_sum
+from graphcnn.backends.cuda.registry import (reduction_blocks, PTX_EXAMPLES, THREADS, Launch, cuda_kernel,
+                                             device_function, dummy, flat, launch_1d)
+
+cu = cuda()
+i8 = types.int64
+
+
+# ---- forward -------------------------------------------------------------------------------
+@device_function
+def fwd_a(w, g, m, k, geo, As, kk, mm):
+    KK = geo[7] * geo[8]
+    ci = k // KK
+    r = k - ci * KK
+    i = r // geo[8]
+    As[kk, mm] = w[g * geo[16] + m, ci, i, r - i * geo[8]]
+
+
+@device_function
+def fwd_b(x, g, k, col, geo, Bs, kk, nn):
+    KK = geo[7] * geo[8]
+    ci = k // KK
+    r = k - ci * KK
+    i = r // geo[8]
+    j = r - i * geo[8]
+    S = geo[5] * geo[6]
+    n = col // S
+    r = col - n * S
+    oy = r // geo[6]
+    ox = r - oy * geo[6]
+    iy = oy * geo[9] - geo[11] + i * geo[13]
+    ix = ox * geo[10] - geo[12] + j * geo[14]
+    if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
+        Bs[kk, nn] = x[n, g * geo[15] + ci, iy, ix]
+    else:
+        Bs[kk, nn] = 0
+
+
+@device_function
+def fwd_out(g, m, col, geo):
+    S = geo[5] * geo[6]
+    n = col // S
+    return (n * geo[4] + g * geo[16] + m) * S + (col - n * S)
+
+
+# ---- input gradient -------------------------------------------------------------------------
+@device_function
+def dgrad_a(w, g, m, k, geo, As, kk, mm):
+    KK = geo[7] * geo[8]
+    oo = k // KK
+    r = k - oo * KK
+    i = r // geo[8]
+    As[kk, mm] = w[g * geo[16] + oo, m, i, r - i * geo[8]]
+
+
+@device_function
+def dgrad_b(dy, g, k, col, geo, Bs, kk, nn):
+    KK = geo[7] * geo[8]
+    oo = k // KK
+    r = k - oo * KK
+    i = r // geo[8]
+    j = r - i * geo[8]
+    HW = geo[2] * geo[3]
+    n = col // HW
+    r = col - n * HW
+    y = r // geo[3]
+    x = r - y * geo[3]
+    ty = y + geo[11] - i * geo[13]
+    tx = x + geo[12] - j * geo[14]
+    Bs[kk, nn] = 0
+    if ty >= 0 and tx >= 0:
+        oy = ty // geo[9]
+        ox = tx // geo[10]
+        if oy * geo[9] == ty and ox * geo[10] == tx and oy < geo[5] and ox < geo[6]:
+            Bs[kk, nn] = dy[n, g * geo[16] + oo, oy, ox]
+
+
+@device_function
+def dgrad_out(g, m, col, geo):
+    HW = geo[2] * geo[3]
+    n = col // HW
+    return (n * geo[1] + g * geo[15] + m) * HW + (col - n * HW)
+
+
+# ---- weight gradient --------------------------------------------------------------------------
+@device_function
+def wgrad_a(dy, g, m, k, geo, As, kk, mm):
+    S = geo[5] * geo[6]
+    n = k // S
+    r = k - n * S
+    oy = r // geo[6]
+    As[kk, mm] = dy[n, g * geo[16] + m, oy, r - oy * geo[6]]
+
+
+@device_function
+def wgrad_b(x, g, k, col, geo, Bs, kk, nn):
+    KK = geo[7] * geo[8]
+    ci = col // KK
+    r = col - ci * KK
+    i = r // geo[8]
+    j = r - i * geo[8]
+    S = geo[5] * geo[6]
+    n = k // S
+    r = k - n * S
+    oy = r // geo[6]
+    ox = r - oy * geo[6]
+    iy = oy * geo[9] - geo[11] + i * geo[13]
+    ix = ox * geo[10] - geo[12] + j * geo[14]
+    if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
+        Bs[kk, nn] = x[n, g * geo[15] + ci, iy, ix]
+    else:
+        Bs[kk, nn] = 0
+
+
+@device_function
+def wgrad_out(g, m, col, geo):
+    return (g * geo[16] + m) * (geo[15] * geo[7] * geo[8]) + col
+
+
+FWD, DGRAD, WGRAD = (fwd_a, fwd_b, fwd_out), (dgrad_a, dgrad_b, dgrad_out), \
+    (wgrad_a, wgrad_b, wgrad_out)
+for _name, _loaders, _bias in (("fwd", FWD, gemm.ROW_BIAS), ("dgrad", DGRAD, gemm.NO_BIAS),
+                               ("wgrad", WGRAD, gemm.NO_BIAS)):
+    gemm.register_ptx_example(f"conv2d {_name} gemm", _loaders, _bias, 4, 4, 17)
+
+
+def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], y_shape: tuple[int, ...],
+             attrs: dict[str, Any]) -> tuple[int, ...]:
+    n, c, h, w = x_shape
+    o, cg, kh, kw = w_shape
+    (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    groups = attrs["groups"]
+    return (n, c, h, w, o, y_shape[2], y_shape[3], kh, kw, sh, sw, pads[0], pads[2], dh, dw,
+            cg, o // groups)
+
+
+def _depthwise(attrs: dict[str, Any], c: int, o: int) -> bool:
+    return attrs["groups"] > 1 and attrs["groups"] == c == o
+
+
+# ---- depthwise ------------------------------------------------------------------------------
+def make_depthwise_fwd(epi: Any, dtype: Any, has_bias: bool) -> Any:
+    def depthwise_fwd(x, w, bias, out, geo, sides, egeo):
+        i = cu.grid(1)
+        while i < out.size:
+            ox = i % geo[6]
+            t = i // geo[6]
+            oy = t % geo[5]
+            t //= geo[5]
+            c = t % geo[1]
+            n = t // geo[1]
+            acc = dtype(0)
+            for ki in range(geo[7]):
+                iy = oy * geo[9] - geo[11] + ki * geo[13]
+                if iy >= 0 and iy < geo[2]:
+                    for kj in range(geo[8]):
+                        ix = ox * geo[10] - geo[12] + kj * geo[14]
+                        if ix >= 0 and ix < geo[3]:
+                            acc += w[c, 0, ki, kj] * x[n, c, iy, ix]
+            if has_bias:
+                acc += bias[c]
+            out[i] = epi(acc, i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(depthwise_fwd)
+
+
+def make_depthwise_dgrad(epi: Any, dtype: Any) -> Any:
+    def depthwise_dgrad(dy, w, dx, geo, sides, egeo):
+        i = cu.grid(1)
+        while i < dx.size:
+            x = i % geo[3]
+            t = i // geo[3]
+            y = t % geo[2]
+            t //= geo[2]
+            c = t % geo[1]
+            n = t // geo[1]
+            acc = dtype(0)
+            for ki in range(geo[7]):
+                ty = y + geo[11] - ki * geo[13]
+                oy = ty // geo[9]
+                if ty >= 0 and oy * geo[9] == ty and oy < geo[5]:
+                    for kj in range(geo[8]):
+                        tx = x + geo[12] - kj * geo[14]
+                        ox = tx // geo[10]
+                        if tx >= 0 and ox * geo[10] == tx and ox < geo[6]:
+                            acc += w[c, 0, ki, kj] * dy[n, c, oy, ox]
+            dx[i] = epi(acc, i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(depthwise_dgrad)
+
+
+def make_depthwise_wgrad(epi: Any) -> Any:
+    def depthwise_wgrad(dy, x, dw, geo, sides, egeo):
+        """One block per filter tap (c, i, j): a float64 sum over (n, oy, ox)."""
+        buf = cu.shared.array(THREADS, types.float64)
+        tid = cu.threadIdx.x
+        KK = geo[7] * geo[8]
+        S = geo[5] * geo[6]
+        total_len = geo[0] * S
+        tap = cu.blockIdx.x
+        while tap < dw.size:
+            c = tap // KK
+            r = tap - c * KK
+            ki = r // geo[8]
+            kj = r - ki * geo[8]
+            total = 0.0
+            k = tid
+            while k < total_len:
+                n = k // S
+                r2 = k - n * S
+                oy = r2 // geo[6]
+                ox = r2 - oy * geo[6]
+                iy = oy * geo[9] - geo[11] + ki * geo[13]
+                ix = ox * geo[10] - geo[12] + kj * geo[14]
+                if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
+                    total += dy[n, c, oy, ox] * x[n, c, iy, ix]
+                k += THREADS
+            total = block_sum(buf, tid, total)
+            if tid == 0:
+                dw[tap] = epi(total, tap, sides, egeo)
+            tap += cu.gridDim.x
+    return cu.jit(depthwise_wgrad)
+
+
+def _ptx_depthwise() -> None:
+    from graphcnn.backends.cuda.codegen import epilogue
+    geo, u3 = types.UniTuple(i8, 17), types.UniTuple(i8, 3)
+
+    def arr(f: Any, nd: int) -> Any:
+        return types.Array(f, nd, "C")
+
+    def build(which: str):
+        def make(f: Any) -> tuple:
+            _, epi = epilogue()
+            sides = types.UniTuple(arr(f, 1), 1)
+            if which == "fwd":
+                k = make_depthwise_fwd(epi, f, True)
+                return k.py_func, (arr(f, 4), arr(f, 4), arr(f, 1), arr(f, 1), geo, sides, u3)
+            if which == "dgrad":
+                k = make_depthwise_dgrad(epi, f)
+            else:
+                k = make_depthwise_wgrad(epi)
+            return k.py_func, (arr(f, 4), arr(f, 4), arr(f, 1), geo, sides, u3)
+        return make
+    for which in ("fwd", "dgrad", "wgrad"):
+        PTX_EXAMPLES[f"conv2d depthwise {which}"] = build(which)
+
+
+_ptx_depthwise()
+
+
+def _float_type(dtype: Any) -> Any:
+    return gemm._numba_dtype(dtype)
+
+
+# ---- plans (also the anchors of fused groups) -----------------------------------------------
+def plan_conv2d(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                ) -> list[Launch]:
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) == 3 else None
+    geo = geometry(x.shape, w.shape, out.shape, attrs)
+    _, epi, sides, egeo = epilogue
+    if _depthwise(attrs, x.shape[1], w.shape[0]):
+        kernel = specialized(make_depthwise_fwd, epi, _float_type(x.dtype), bias is not None)
+        return [launch_1d(kernel, out.size, x, w, bias if bias is not None else dummy(x.dtype),
+                          flat(out), geo, sides, egeo)]
+    n, groups = x.shape[0], attrs["groups"]
+    M, NC, K = geo[16], n * geo[5] * geo[6], geo[15] * geo[7] * geo[8]
+    return gemm.plan_gemm(FWD, w, x, out, bias, gemm.ROW_BIAS if bias is not None
+                          else gemm.NO_BIAS, M, NC, K, groups, geo, epilogue)
+
+
+def plan_conv2d_input_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                           ) -> list[Launch]:
+    dy, w = ins
+    geo = geometry(out.shape, w.shape, dy.shape, attrs)
+    _, epi, sides, egeo = epilogue
+    if _depthwise(attrs, out.shape[1], w.shape[0]):
+        kernel = specialized(make_depthwise_dgrad, epi, _float_type(dy.dtype))
+        return [launch_1d(kernel, out.size, dy, w, flat(out), geo, sides, egeo)]
+    M, NC, K = geo[15], out.shape[0] * geo[2] * geo[3], geo[16] * geo[7] * geo[8]
+    return gemm.plan_gemm(DGRAD, w, dy, out, None, gemm.NO_BIAS, M, NC, K, attrs["groups"],
+                          geo, epilogue)
+
+
+def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                            ) -> list[Launch]:
+    dy, x = ins
+    geo = geometry(x.shape, out.shape, dy.shape, attrs)
+    _, epi, sides, egeo = epilogue
+    if _depthwise(attrs, x.shape[1], out.shape[0]):
+        kernel = specialized(make_depthwise_wgrad, epi)
+        blocks = reduction_blocks(out.size)
+        return [Launch(kernel[blocks, THREADS], (dy, x, flat(out), geo, sides, egeo))]
+    M, NC, K = geo[16], geo[15] * geo[7] * geo[8], x.shape[0] * geo[5] * geo[6]
+    return gemm.plan_gemm(WGRAD, dy, x, out, None, gemm.NO_BIAS, M, NC, K, attrs["groups"],
+                          geo, epilogue)
+
+
+def _plain(plan: Any) -> Any:
+    def kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
+        return plan(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
+    return kernel
+
+
+cuda_kernel("conv2d")(_plain(plan_conv2d))
+cuda_kernel("conv2d_input_grad")(_plain(plan_conv2d_input_grad))
+cuda_kernel("conv2d_weight_grad")(_plain(plan_conv2d_weight_grad))

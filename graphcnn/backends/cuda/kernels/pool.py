@@ -1,0 +1,228 @@
+"""Pooling with the reference's PyTorch semantics (graphcnn/ops/pool.py): a thread per
+output element forward (with the fused epilogue), and gradients as *gathers* (a thread per
+input element summing, in the order the cpu kernels scatter, the output gradients whose
+window picked it), so no atomics and deterministic sums. The window geometry tuple is
+(C, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba import types
+
+from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
+from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.kernels.gemm import _numba_dtype
+from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, Launch, cuda_kernel,
+                                             device_function, flat, launch_1d)
+
+cu = cuda()
+i8 = types.int64
+
+
+@device_function
+def argmax_in_window(x, n, c, oy, ox, geo):
+    """(row, col) of the first maximum of one window (row -1: no input in it)."""
+    by = -1
+    bx = -1
+    best = x[n, c, 0, 0]
+    for i in range(geo[5]):
+        iy = oy * geo[7] - geo[9] + i * geo[11]
+        if iy >= 0 and iy < geo[1]:
+            for j in range(geo[6]):
+                ix = ox * geo[8] - geo[10] + j * geo[12]
+                if ix >= 0 and ix < geo[2]:
+                    v = x[n, c, iy, ix]
+                    if by < 0 or v > best:
+                        best = v
+                        by = iy
+                        bx = ix
+    return by, bx
+
+
+@device_function
+def avg_window(start, k, size, pad, include_pad):
+    end = min(start + k, size + pad)
+    count = end - start
+    first = max(start, 0)
+    stop = min(end, size)
+    if not include_pad:
+        count = stop - first
+    return first, stop, count
+
+
+def make_max_pool(epi: Any) -> Any:
+    def max_pool(x, out, geo, sides, egeo):
+        i = cu.grid(1)
+        while i < out.size:
+            ox = i % geo[4]
+            t = i // geo[4]
+            oy = t % geo[3]
+            t //= geo[3]
+            c = t % geo[0]
+            n = t // geo[0]
+            by, bx = argmax_in_window(x, n, c, oy, ox, geo)
+            v = x[n, c, by, bx] if by >= 0 else -math.inf
+            out[i] = epi(v, i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(max_pool)
+
+
+def make_avg_pool(epi: Any, dtype: Any) -> Any:
+    def avg_pool(x, out, geo, include_pad, sides, egeo):
+        i = cu.grid(1)
+        while i < out.size:
+            ox = i % geo[4]
+            t = i // geo[4]
+            oy = t % geo[3]
+            t //= geo[3]
+            c = t % geo[0]
+            n = t // geo[0]
+            y0, y1, cy = avg_window(oy * geo[7] - geo[9], geo[5], geo[1], geo[9], include_pad)
+            x0, x1, cx = avg_window(ox * geo[8] - geo[10], geo[6], geo[2], geo[10], include_pad)
+            total = 0.0
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    total += x[n, c, iy, ix]
+            out[i] = epi(total / (cy * cx), i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(avg_pool)
+
+
+def make_max_pool_grad(epi: Any, dtype: Any) -> Any:
+    def max_pool_grad(dy, x, dx, geo, sides, egeo):
+        i = cu.grid(1)
+        while i < dx.size:
+            xx = i % geo[2]
+            t = i // geo[2]
+            y = t % geo[1]
+            t //= geo[1]
+            c = t % geo[0]
+            n = t // geo[0]
+            acc = dtype(0)
+            # windows oy with oy*SH - PH <= y <= oy*SH - PH + (KH-1)*DH
+            oy_lo = max(0, (y + geo[9] - (geo[5] - 1) * geo[11] + geo[7] - 1) // geo[7])
+            oy_hi = min(geo[3] - 1, (y + geo[9]) // geo[7])
+            ox_lo = max(0, (xx + geo[10] - (geo[6] - 1) * geo[12] + geo[8] - 1) // geo[8])
+            ox_hi = min(geo[4] - 1, (xx + geo[10]) // geo[8])
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    by, bx = argmax_in_window(x, n, c, oy, ox, geo)
+                    if by == y and bx == xx:
+                        acc += dy[n, c, oy, ox]
+            dx[i] = epi(acc, i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(max_pool_grad)
+
+
+def make_avg_pool_grad(epi: Any, dtype: Any) -> Any:
+    def avg_pool_grad(dy, dx, geo, include_pad, sides, egeo):
+        i = cu.grid(1)
+        while i < dx.size:
+            xx = i % geo[2]
+            t = i // geo[2]
+            y = t % geo[1]
+            t //= geo[1]
+            c = t % geo[0]
+            n = t // geo[0]
+            acc = dtype(0)
+            oy_lo = max(0, (y + geo[9] - geo[5] + geo[7]) // geo[7])
+            oy_hi = min(geo[3] - 1, (y + geo[9]) // geo[7])
+            ox_lo = max(0, (xx + geo[10] - geo[6] + geo[8]) // geo[8])
+            ox_hi = min(geo[4] - 1, (xx + geo[10]) // geo[8])
+            for oy in range(oy_lo, oy_hi + 1):
+                y0, y1, cy = avg_window(oy * geo[7] - geo[9], geo[5], geo[1], geo[9],
+                                        include_pad)
+                if y >= y0 and y < y1:
+                    for ox in range(ox_lo, ox_hi + 1):
+                        x0, x1, cx = avg_window(ox * geo[8] - geo[10], geo[6], geo[2],
+                                                geo[10], include_pad)
+                        if xx >= x0 and xx < x1:
+                            acc += dy[n, c, oy, ox] / (cy * cx)
+            dx[i] = epi(acc, i, sides, egeo)
+            i += cu.gridsize(1)
+    return cu.jit(avg_pool_grad)
+
+
+def geometry(in_shape: tuple[int, ...], out_hw: tuple[int, ...], attrs: dict[str, Any]
+             ) -> tuple[int, ...]:
+    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel_size"], attrs["stride"], attrs["padding"]
+    dh, dw = attrs.get("dilation", (1, 1))
+    return (in_shape[1], in_shape[2], in_shape[3], out_hw[0], out_hw[1], kh, kw, sh, sw,
+            ph, pw, dh, dw)
+
+
+def plan_max_pool2d(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                    ) -> list[Launch]:
+    _, epi, sides, egeo = epilogue
+    kernel = specialized(make_max_pool, epi)
+    return [launch_1d(kernel, out.size, ins[0], flat(out),
+                      geometry(ins[0].shape, out.shape[2:], attrs), sides, egeo)]
+
+
+def plan_avg_pool2d(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                    ) -> list[Launch]:
+    _, epi, sides, egeo = epilogue
+    kernel = specialized(make_avg_pool, epi, _numba_dtype(out.dtype))
+    return [launch_1d(kernel, out.size, ins[0], flat(out),
+                      geometry(ins[0].shape, out.shape[2:], attrs),
+                      bool(attrs["count_include_pad"]), sides, egeo)]
+
+
+def plan_max_pool2d_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                         ) -> list[Launch]:
+    dy, x = ins
+    _, epi, sides, egeo = epilogue
+    kernel = specialized(make_max_pool_grad, epi, _numba_dtype(out.dtype))
+    return [launch_1d(kernel, out.size, dy, x, flat(out),
+                      geometry(x.shape, dy.shape[2:], attrs), sides, egeo)]
+
+
+def plan_avg_pool2d_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
+                         ) -> list[Launch]:
+    dy = ins[0]
+    _, epi, sides, egeo = epilogue
+    kernel = specialized(make_avg_pool_grad, epi, _numba_dtype(out.dtype))
+    return [launch_1d(kernel, out.size, dy, flat(out), geometry(out.shape, dy.shape[2:], attrs),
+                      bool(attrs["count_include_pad"]), sides, egeo)]
+
+
+def _plain(plan: Any) -> Any:
+    def kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
+        return plan(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
+    return kernel
+
+
+cuda_kernel("max_pool2d")(_plain(plan_max_pool2d))
+cuda_kernel("avg_pool2d")(_plain(plan_avg_pool2d))
+cuda_kernel("max_pool2d_grad")(_plain(plan_max_pool2d_grad))
+cuda_kernel("avg_pool2d_grad")(_plain(plan_avg_pool2d_grad))
+
+
+def _ptx_examples() -> None:
+    from graphcnn.backends.cuda.codegen import epilogue
+    geo, u3 = types.UniTuple(i8, 13), types.UniTuple(i8, 3)
+
+    def arr(f: Any, nd: int) -> Any:
+        return types.Array(f, nd, "C")
+
+    def build(which: str):
+        def make(f: Any) -> tuple:
+            _, epi = epilogue()
+            sides = types.UniTuple(arr(f, 1), 1)
+            if which == "max":
+                return make_max_pool(epi).py_func, (arr(f, 4), arr(f, 1), geo, sides, u3)
+            if which == "avg":
+                return make_avg_pool(epi, f).py_func, (arr(f, 4), arr(f, 1), geo,
+                                                       types.boolean, sides, u3)
+            if which == "max_grad":
+                return make_max_pool_grad(epi, f).py_func, (arr(f, 4), arr(f, 4), arr(f, 1),
+                                                            geo, sides, u3)
+            return make_avg_pool_grad(epi, f).py_func, (arr(f, 4), arr(f, 1), geo,
+                                                        types.boolean, sides, u3)
+        return make
+    for which in ("max", "avg", "max_grad", "avg_grad"):
+        PTX_EXAMPLES[f"pool {which}"] = build(which)
+
+
+_ptx_examples()

@@ -1,0 +1,124 @@
+"""CUDA kernels by op name. Unlike a cpu kernel, a cuda kernel *plans*: it is called once,
+when the runner is built, with the device arrays the node will always read and write
+(views into the device arena, which never move), and returns the launches to replay at
+every call:
+
+    plan(inputs: list[DeviceNDArray], outputs: list[DeviceNDArray], attrs) -> list[Launch]
+
+so a call costs one kernel launch per Launch and no Python work on shapes. A Launch is a
+configured `numba.cuda` kernel (`kernel[grid, block]`) and its arguments. Scratch arrays a
+plan needs (float64 partial sums, split-K partial products) are allocated by the plan and
+kept alive by its launches' arguments.
+
+`device_kernel(example)` marks each `cuda.jit` function with a recipe for example argument
+types, so tests/test_cuda_ptx.py can compile every kernel to PTX without a GPU.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from graphcnn.backends.cuda.device import cuda
+
+
+class Launch(NamedTuple):
+    kernel: Any     # a configured kernel (kernel[grid, block]) or a plain callable
+    args: tuple
+
+    def __call__(self) -> None:
+        self.kernel(*self.args)
+
+
+PlanFn = Callable[[list[Any], list[Any], dict[str, Any]], list[Launch]]
+
+_PLANS: dict[str, PlanFn] = {}
+
+
+def cuda_kernel(*ops: str) -> Callable[[PlanFn], PlanFn]:
+    def decorate(fn: PlanFn) -> PlanFn:
+        for op in ops:
+            if op in _PLANS:
+                raise ValueError(f"cuda kernel for {op!r} registered twice")
+            _PLANS[op] = fn
+        return fn
+    return decorate
+
+
+def get_kernel(op: str) -> PlanFn:
+    _load_all()
+    try:
+        return _PLANS[op]
+    except KeyError:
+        raise NotImplementedError(f"the cuda backend has no kernel for op {op!r}") from None
+
+
+def all_kernels() -> dict[str, PlanFn]:
+    _load_all()
+    return dict(_PLANS)
+
+
+def _load_all() -> None:
+    import graphcnn.backends.cuda.kernels  # noqa: F401
+
+
+# ---- PTX examples -------------------------------------------------------------------------
+# name -> build(float type) -> (the kernel's Python function, example argument types)
+PTX_EXAMPLES: dict[str, Callable[[Any], tuple[Callable[..., Any], tuple]]] = {}
+
+
+def device_kernel(example: Callable[[Any], tuple], name: str | None = None) -> Callable:
+    """`@device_kernel(lambda f: (f[:], f[:], int64))` on a kernel's Python function:
+    records it for the PTX test, then returns `cuda.jit(fn)`."""
+    def decorate(fn: Callable[..., Any]) -> Any:
+        PTX_EXAMPLES[name or f"{fn.__module__}.{fn.__name__}"] = lambda f: (fn, example(f))
+        return cuda().jit(fn)
+    return decorate
+
+
+def device_function(fn: Callable[..., Any]) -> Any:
+    return cuda().jit(device=True)(fn)
+
+
+# ---- launch geometry ------------------------------------------------------------------------
+# Threads per block of the 1-D kernels, and the most blocks a grid-stride launch uses.
+# The simulator runs every thread as a Python thread: there, small blocks and few of them
+# (the grid-stride loops then take several turns, which the tests want to exercise too).
+from graphcnn.backends.cuda.device import is_simulator  # noqa: E402
+
+THREADS = 32 if is_simulator() else 256
+MAX_BLOCKS = 4 if is_simulator() else 65_535 * 8
+
+
+def blocks_for(n: int, threads: int = THREADS) -> int:
+    return max(1, min((int(n) + threads - 1) // threads, MAX_BLOCKS))
+
+
+def reduction_blocks(outputs: int) -> int:
+    """Blocks for a block-per-output reduction (the blocks loop over the outputs)."""
+    return max(1, min(int(outputs), MAX_BLOCKS, 65_535))
+
+
+def launch_1d(kernel: Any, n: int, *args: Any, threads: int = THREADS) -> Launch:
+    """A grid-stride launch over n elements."""
+    return Launch(kernel[blocks_for(n, threads), threads], args)
+
+
+def flat(a: Any) -> Any:
+    """A C-contiguous device array viewed as 1-D (0-d arrays are kept as (1,) already)."""
+    return a.reshape(a.size) if a.ndim != 1 else a
+
+
+_DUMMIES: dict[str, Any] = {}
+
+
+def dummy(dtype: Any) -> Any:
+    """A 1-element device array standing in for an absent optional input."""
+    key = np.dtype(dtype).str
+    if key not in _DUMMIES:
+        _DUMMIES[key] = cuda().to_device(np.zeros(1, dtype))
+    return _DUMMIES[key]
+
+
+def scratch(n: int, dtype: Any = np.float64) -> Any:
+    return cuda().device_array(max(int(n), 1), dtype)
