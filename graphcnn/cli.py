@@ -3,9 +3,10 @@
     graphcnn demo [--epochs 20] [--batch-size 32] [--out DIR]
     graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw] ...
     graphcnn inspect MODEL [--batch-size N] [--opt-level N] [--training] [--dot F] [--png F]
+    graphcnn compile MODEL [--batch-size N] [--backend cpu] [--opt-level N]
 
-MODEL is a zoo name (``lenet5``) or ``path/to/file.py:function`` returning a Model (the
-file is the user's own code: it is imported from its path). Errors in the arguments, the
+MODEL is a zoo name (``lenet5``), an ``.onnx`` file, or ``path/to/file.py:function``
+returning a Model (the file is the user's own code: it is imported from its path). Errors in the arguments, the
 model file or the data are reported argparse-style (usage line, message, exit status 2),
 never as a traceback.
 """
@@ -15,6 +16,7 @@ import argparse
 import importlib.util
 import sys
 import time
+from inspect import signature
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,11 +31,16 @@ class CommandError(Exception):
 
 
 # ---- building blocks shared by the commands ---------------------------------------------
-def load_model(spec: str, num_classes: int | None = None) -> Any:
-    """A zoo name, or ``path/to/file.py:function`` (the function is called with no
-    arguments and must return a graphcnn Model)."""
+def load_model(spec: str, num_classes: int | None = None, in_channels: int | None = None,
+               input_size: int | tuple[int, int] | None = None) -> Any:
+    """A zoo name, an ``.onnx`` file, or ``path/to/file.py:function`` (the function is
+    called with no arguments and must return a graphcnn Model). A zoo model is built for
+    `num_classes`, and for the data's `in_channels` and `input_size` where it takes them."""
     from graphcnn.model import Model
     from graphcnn.models import ZOO, get_model
+
+    if spec.lower().endswith(".onnx"):
+        return _load_onnx(spec)
 
     if ":" in spec and spec.rsplit(":", 1)[0].endswith(".py"):
         path_text, func_name = spec.rsplit(":", 1)
@@ -60,10 +67,29 @@ def load_model(spec: str, num_classes: int | None = None) -> Any:
             raise CommandError(f"{spec}() returned {type(model).__name__}, not a graphcnn Model")
         return model
     if spec.lower() not in ZOO:
-        raise CommandError(f"unknown model {spec!r}: expected a zoo name ({', '.join(sorted(ZOO))}) "
-                           f"or path/to/file.py:function")
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    return get_model(spec, **kwargs)
+        raise CommandError(f"unknown model {spec!r}: expected a zoo name ({', '.join(sorted(ZOO))}), "
+                           f"an .onnx file or path/to/file.py:function")
+    accepted = signature(ZOO[spec.lower()]).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())  # fn(**options)
+    options = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+    kwargs = {k: v for k, v in options.items()
+              if v is not None and (k in accepted or takes_any)}
+    try:
+        return get_model(spec, **kwargs)
+    except TypeError as exc:
+        raise CommandError(f"{spec}: {exc}") from None
+
+
+def _load_onnx(spec: str) -> Any:
+    """An .onnx file as a Model (needs the optional onnx package)."""
+    path = Path(spec)
+    if not path.is_file():
+        raise CommandError(f"ONNX file {path} does not exist")
+    try:
+        from graphcnn import onnx as gc_onnx
+        return gc_onnx.load(path)
+    except ImportError as exc:  # the onnx package is not installed
+        raise CommandError(str(exc)) from None
 
 
 def make_optimizer(name: str, lr: float, momentum: float, weight_decay: float) -> Any:
@@ -160,7 +186,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     (X, y), (Xt, yt) = load_dataset(args.dataset)
     num_classes = int(max(y.max(), yt.max()) + 1)
     gc.manual_seed(args.seed)
-    model = load_model(args.model, num_classes)
+    height, width = (int(d) for d in X.shape[2:])   # the zoo model is built for the data
+    model = load_model(args.model, num_classes, in_channels=int(X.shape[1]),
+                       input_size=height if height == width else (height, width))
     bs = min(args.batch_size, len(X))
     optimizer = make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay)
     schedule = make_schedule(args.schedule, args.lr, args.epochs, len(X) // bs)
@@ -256,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "a compiled model", description=cmd_inspect.__doc__)
     inspect_arguments(inspect)
     inspect.set_defaults(func=cmd_inspect)
+
+    from graphcnn.compile_command import add_arguments as compile_arguments, cmd_compile
+    comp = sub.add_parser("compile", help="compile a model and print a summary",
+                          description=cmd_compile.__doc__)
+    compile_arguments(comp)
+    comp.set_defaults(func=cmd_compile)
     return parser
 
 
