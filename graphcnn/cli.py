@@ -3,6 +3,7 @@
     graphcnn demo [--epochs 20] [--batch-size 32] [--out DIR]
     graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw] ...
     graphcnn inspect MODEL [--batch-size N] [--opt-level N] [--training] [--dot F] [--png F]
+    graphcnn bench MODEL|conv-layers [--batch-size 1,16] [--training] [--against PEERS] ...
     graphcnn compile MODEL [--batch-size N] [--backend cpu] [--opt-level N]
 
 MODEL is a zoo name (``lenet5``), an ``.onnx`` file, or ``path/to/file.py:function``
@@ -290,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
                           description=cmd_compile.__doc__)
     compile_arguments(comp)
     comp.set_defaults(func=cmd_compile)
+
+    from graphcnn.bench.cli import add_arguments as bench_arguments, cmd_bench
+    bench = sub.add_parser("bench", help="time a model (or ResNet-18's 3x3 convolutions) "
+                           "against numpy, torch and onnxruntime", description=cmd_bench.__doc__)
+    bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,203 @@
+"""The ``graphcnn bench`` command (registered in graphcnn/cli.py).
+
+    graphcnn bench MODEL [--batch-size 1,16] [--training] [--against numpy,torch,onnxruntime]
+                         [--repeats N] [--opt-level N] [--json FILE] [--png FILE]
+                         [--profile K] [--threads N]
+    graphcnn bench conv-layers [--batch-size 1,16] [--against torch] ...
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CONV_LAYERS = "conv-layers"
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}")
+    return sizes
+
+
+def _peers(text: str) -> list[str]:
+    from graphcnn.bench.model_bench import PEERS
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {', '.join(unknown)}; expected some of {', '.join(PEERS)}")
+    return list(dict.fromkeys(names))
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help=f"a zoo name (resnet18, mobilenet_v2, lenet5, ...) or {CONV_LAYERS!r} "
+                        f"(ResNet-18's 3x3 convolutions alone)")
+    p.add_argument("--batch-size", type=_batch_sizes, default=None,
+                   help="comma-separated batch sizes (default 1; conv-layers: 1,16)")
+    p.add_argument("--training", action="store_true",
+                   help="time the training step (value_and_grad + SGD update), not inference")
+    p.add_argument("--against", type=_peers, default=None,
+                   help="comma-separated peers among numpy, torch, onnxruntime "
+                        "(default all; conv-layers: torch); '' for none")
+    p.add_argument("--repeats", type=_count, default=20, help="timed calls (default 20)")
+    p.add_argument("--warmup", type=_count, default=2,
+                   help="untimed calls before timing (default 2)")
+    p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2)
+    p.add_argument("--threads", type=int, default=None,
+                   help="thread count for graphcnn and every peer (default: graphcnn's, "
+                        "all cores or NUMBA_NUM_THREADS)")
+    p.add_argument("--profile", type=_count, default=0, metavar="K",
+                   help="also time each graphcnn kernel alone and print the K slowest")
+    p.add_argument("--roof-size", type=_count, default=2048, metavar="N",
+                   help="the SGEMM roof is numpy's float32 N x N matmul (default 2048)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    p.add_argument("--png", default=None, metavar="FILE", help="write a bar chart")
+    p.add_argument("--markdown", default=None, metavar="FILE",
+                   help="write the tables as Markdown (for benchmarks/RESULTS.md)")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time MODEL's inference (or training step) with graphcnn and each peer in one run:
+    medians over repeats, time ratios (graphcnn / peer: below 1 is faster), GFLOP/s and
+    the fraction of the measured SGEMM roof; a table, JSON and a PNG bar chart."""
+    import graphcnn as gc
+    from graphcnn.bench import common
+    from graphcnn.cli import CommandError
+
+    is_conv = args.model.lower() == CONV_LAYERS
+    if not is_conv:
+        from graphcnn.models import ZOO
+        if args.model.lower() not in ZOO:
+            raise CommandError(f"unknown model {args.model!r}: expected {CONV_LAYERS!r} or a "
+                               f"zoo name ({', '.join(sorted(ZOO))})")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be >= 1, got {args.threads}")
+        gc.set_num_threads(args.threads)
+    info = common.machine()
+    print(f"machine: {common.machine_line(info)}")
+    roof = None
+    roof_info: dict[str, Any] | None = None
+    if args.roof_size:
+        roof_info = common.sgemm_roof(args.roof_size)
+        roof = roof_info["gflops"]
+        print(f"SGEMM roof: numpy float32 {args.roof_size}x{args.roof_size} matmul "
+              f"{roof:.1f} GFLOP/s (median; best {roof_info['best_gflops']:.1f})")
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    out: dict[str, Any] = {"argv": sys.argv[1:], "options": options, "machine": info,
+                           "sgemm_roof": roof_info}
+    start = time.perf_counter()
+    if is_conv:
+        text, md = _conv(args, roof, out)
+    else:
+        text, md = _model(args, roof, out)
+    out["total_seconds"] = time.perf_counter() - start
+    print()
+    print(text)
+    if args.json:
+        print(f"\nJSON: {common.write_json(args.json, out)}")
+    if args.png:
+        from graphcnn.bench import report
+        if is_conv:
+            path = report.conv_chart(out["rows"], args.png, roof)
+        else:
+            path = report.model_chart(out["results"], args.png, roof)
+        print(f"PNG: {path}")
+    if args.markdown:
+        Path(args.markdown).write_text(md + "\n")
+        print(f"Markdown: {args.markdown}")
+    return 0
+
+
+def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
+           ) -> tuple[str, str]:
+    from graphcnn.bench import report
+    from graphcnn.bench.model_bench import PEERS, bench_model
+
+    against = list(PEERS) if args.against is None else args.against
+    results = bench_model(args.model.lower(), args.batch_size or [1], args.training, against,
+                          args.repeats, args.opt_level, warmup=args.warmup,
+                          profile_repeats=max(3, args.repeats // 4) if args.profile else 0,
+                          log=lambda s: print(s, flush=True))
+    for r in results:
+        g = r["systems"]["graphcnn"]["gflops"]
+        r["roof_fraction"] = g / roof if roof and g else None
+    targets = report.model_targets(results)
+    out["results"], out["targets"] = results, targets
+    sections, md = [], []
+    for markdown, dest in ((False, sections), (True, md)):
+        dest.append(report.model_table(results, roof, markdown))
+        dest.append("")
+        dest.append("ms: median per call; x PEER: graphcnn's time / the peer's (below 1: "
+                    "graphcnn is faster); GFLOP/s: conv/linear/matmul FLOPs of the graph "
+                    "graphcnn runs, per second; % roof: of the SGEMM roof.")
+        for title, text in (("Skipped", report.notes_text(results)),
+                            ("Cross-checks (before timing)", report.checks_text(results)),
+                            ("Targets (issue 5)", report.targets_text(targets))):
+            if text:
+                dest += ["", f"{title}:", text]
+        if args.profile:
+            from graphcnn.bench.profile import profile_table, summary_table
+            for r in results:
+                name = f"{r['model']} b{r['batch']} {r['mode']}"
+                total = sum(row["ms"] for row in r["profile"])
+                dest += ["", f"Profile of {name}: {len(r['profile'])} kernels, "
+                             f"{total:.2f} ms summed (median per kernel); by kernel kind:",
+                         summary_table(r["profile"], args.profile, roof, markdown),
+                         "", f"The {args.profile} slowest steps:",
+                         profile_table(r["profile"], args.profile, roof, markdown)]
+    return "\n".join(sections), "\n".join(md)
+
+
+def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
+          ) -> tuple[str, str]:
+    from graphcnn.bench import report
+    from graphcnn.bench.conv_layers import bench_conv_layers
+
+    against = ["torch"] if args.against is None else args.against
+    use_torch = "torch" in against
+    note = ""
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            use_torch = False
+            note = f"torch skipped: torch is not installed ({exc})"
+            print(note)
+    others = [p for p in against if p != "torch"]
+    if others:
+        print(f"conv-layers compares with torch only; ignoring {', '.join(others)}")
+    res = bench_conv_layers(args.batch_size or [1, 16], args.repeats, args.warmup, use_torch,
+                            roof, log=lambda s: print(s, flush=True))
+    out.update(res)
+    out["notes"] = [note] if note else []
+    legend = ("ms: median per call of the registered cpu kernel with preallocated buffers; "
+              "x torch: graphcnn's time / torch's; % roof: of the SGEMM roof; algorithm: "
+              "what the cpu backend's cost model picks.")
+    texts = []
+    for markdown in (False, True):
+        parts = [report.conv_table(res["rows"], markdown), "", legend]
+        if note:
+            parts += ["", note]
+        texts.append("\n".join(parts))
+    return texts[0], texts[1]

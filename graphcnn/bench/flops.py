@@ -1,0 +1,70 @@
+"""Floating-point operations of a graph, counted from its ops' shapes.
+
+Only the multiply-add work is counted (what an SGEMM roof measures), 2 FLOPs per
+multiply-add:
+
+    conv2d, conv2d_input_grad, conv2d_weight_grad   2 * N * O * OH * OW * (C/groups) * kH * kW
+    linear                                          2 * N * in * out
+    matmul                                          2 * M * K * N
+
+with (N, O, OH, OW) the convolution's output (the `dy` of the gradient ops). Elementwise
+ops, batch norm, pooling and losses are memory-bound and left out (they are a few percent
+of a CNN's arithmetic). A fused group counts its anchor.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from graphcnn.ir.graph import Graph, Node
+
+DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "linear", "matmul")
+
+
+def op_flops(op: str, in_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...],
+             attrs: dict[str, Any]) -> int:
+    """FLOPs of one op (0 for the ops that are not counted)."""
+    if op == "fused":
+        anchor = attrs.get("anchor") or ""
+        if not anchor:
+            return 0
+        head = list(in_shapes[:attrs["anchor_inputs"]])
+        anchor_out = out_shape  # elementwise steps keep the anchor's shape
+        return op_flops(anchor, head, anchor_out, attrs["anchor_attrs"])
+    if op in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
+        if op == "conv2d":
+            (n, o, oh, ow), w = out_shape, in_shapes[1]
+        elif op == "conv2d_input_grad":      # (dy, w) -> dx
+            (n, o, oh, ow), w = in_shapes[0], in_shapes[1]
+        else:                                # (dy, x) -> dw
+            (n, o, oh, ow), w = in_shapes[0], out_shape
+        _, per_group, kh, kw = w
+        return 2 * n * o * oh * ow * per_group * kh * kw
+    if op == "linear":
+        (n, k), (out, _) = in_shapes[0], in_shapes[1]
+        return 2 * n * k * out
+    if op == "matmul":
+        a = in_shapes[0]
+        k = a[0] if attrs.get("trans_a") else a[1]
+        return 2 * out_shape[0] * out_shape[1] * k
+    return 0
+
+
+def node_flops(node: Node) -> int:
+    return op_flops(node.op, [v.shape for v in node.inputs], node.outputs[0].shape,
+                    node.attrs)
+
+
+def graph_flops(graph: Graph) -> int:
+    """The FLOPs of one run of `graph` (see the module docstring for what counts)."""
+    return sum(node_flops(n) for n in graph.compute_nodes())
+
+
+def flops_by_op(graph: Graph) -> dict[str, int]:
+    """FLOPs per (anchor) op name, for reports."""
+    out: dict[str, int] = {}
+    for n in graph.compute_nodes():
+        f = node_flops(n)
+        if f:
+            op = n.attrs["anchor"] if n.op == "fused" else n.op
+            out[op] = out.get(op, 0) + f
+    return out

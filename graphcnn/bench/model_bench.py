@@ -1,0 +1,277 @@
+"""`graphcnn bench MODEL`: a zoo model's inference (gc.compile) or training step
+(gc.value_and_grad + a gc.optim.SGD update) against peers measured in the same run.
+
+Peers (each optional: skipped with a note when it is not installed or cannot run the
+workload):
+
+* ``torch``: the same architecture in PyTorch eager (graphcnn/bench/torch_models.py) with
+  graphcnn's weights loaded by name, the same thread count; inference under
+  torch.inference_mode(), training as forward + cross-entropy + backward + torch.optim.SGD
+  step;
+* ``onnxruntime``: the model exported with gc.onnx.save, run by an InferenceSession with
+  all graph optimizations and the same intra-op thread count (inference only);
+* ``numpy``: graphcnn's reference backend (NumPy), only for small workloads (at most
+  NUMPY_MAX_GFLOP of work per run).
+
+Every peer's first result is compared with graphcnn's (logits; loss and gradients in
+training) before anything is timed. Times are medians over `repeats` calls after `warmup`
+calls. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable
+
+import numpy as np
+
+from graphcnn.bench.common import gflops, measure, threads
+from graphcnn.bench.flops import flops_by_op, graph_flops
+
+PEERS = ("numpy", "torch", "onnxruntime")
+NUMPY_MAX_GFLOP = 1.0
+SGD_OPTIONS = {"lr": 0.01, "momentum": 0.9}
+
+
+class Skip(Exception):
+    """A peer that does not run here; the message says why."""
+
+
+def import_optional(name: str) -> Any:
+    """Import an optional peer package, or raise Skip saying it is not installed."""
+    try:
+        return __import__(name)
+    except ImportError as exc:
+        raise Skip(f"{name} is not installed ({exc})") from None
+
+
+# ---- the workload -------------------------------------------------------------------------
+
+def make_model(name: str, model_kwargs: dict[str, Any], seed: int = 0) -> Any:
+    """The zoo model with seeded weights and non-trivial batch-norm statistics."""
+    import graphcnn as gc
+
+    gc.manual_seed(seed)
+    model = gc.models.get_model(name, **model_kwargs)
+    rng = np.random.default_rng(seed)
+    for key, value in sorted(model.parameters().items()):
+        if key.endswith("running_var"):
+            value[...] = rng.uniform(0.5, 2.0, value.shape)
+        elif key.endswith("running_mean"):
+            value[...] = rng.normal(0, 0.1, value.shape)
+    return model
+
+
+def make_data(model: Any, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed + batch)
+    shape = (batch,) + tuple(model.inputs[0].type.shape[1:])
+    classes = int(model.outputs[0].type.shape[-1])
+    x = rng.standard_normal(shape, dtype=np.float32)
+    return x, rng.integers(0, classes, batch).astype(np.int64)
+
+
+class System:
+    """One contender: `run()` is the timed call; `check` its first result."""
+
+    def __init__(self, run: Callable[[], Any], check: Any) -> None:
+        self.run = run
+        self.check = check
+
+
+def graphcnn_system(model: Any, x: np.ndarray, y: np.ndarray, training: bool,
+                    opt_level: int, backend: str = "cpu") -> tuple[System, Any]:
+    """(the system, its executable)."""
+    import graphcnn as gc
+
+    if training:
+        step = gc.value_and_grad(model, batch_size=len(x), opt_level=opt_level, backend=backend)
+        loss, grads = step(x, y)
+        opt = gc.optim.SGD(**SGD_OPTIONS)
+        params = model.trainable_parameters()
+
+        def run() -> None:
+            opt.step(params, step(x, y)[1])
+
+        return System(run, (loss, {k: np.array(v) for k, v in grads.items()})), step.executable
+    exe = gc.compile(model, batch_size=len(x), opt_level=opt_level, backend=backend)
+    return System(lambda: exe(x), np.array(exe(x))), exe
+
+
+def torch_system(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndarray,
+                 y: np.ndarray, training: bool, n_threads: int) -> System:
+    torch = import_optional("torch")
+    try:
+        from graphcnn.bench.torch_models import build, load_graphcnn_weights
+        net = load_graphcnn_weights(build(name, **model_kwargs), model)
+    except KeyError as exc:
+        raise Skip(str(exc).strip("'\"")) from None
+    torch.set_num_threads(n_threads)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if not training:
+        net.eval()
+        with torch.inference_mode():
+            check = net(xt).numpy().copy()
+
+        def run() -> None:
+            with torch.inference_mode():
+                net(xt)
+
+        return System(run, check)
+    net.train()
+    F = torch.nn.functional
+    net.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(net(xt), yt)
+    loss.backward()
+    check = (float(loss.item()), {k: p.grad.numpy().copy() for k, p in net.named_parameters()})
+    opt = torch.optim.SGD(net.parameters(), **SGD_OPTIONS)
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(xt), yt).backward()
+        opt.step()
+
+    return System(run, check)
+
+
+def onnxruntime_system(model: Any, x: np.ndarray, training: bool, n_threads: int,
+                       workdir: str) -> System:
+    if training:
+        raise Skip("inference only (no training step)")
+    ort = import_optional("onnxruntime")
+    import_optional("onnx")
+    try:
+        from graphcnn import onnx as gc_onnx
+    except ImportError as exc:
+        raise Skip(f"graphcnn.onnx is not available ({exc})") from None
+    path = os.path.join(workdir, f"{model.name}_b{len(x)}.onnx")
+    try:
+        gc_onnx.save(model, path, batch_size=len(x))
+    except Exception as exc:  # an op the exporter does not cover yet
+        raise Skip(f"gc.onnx.save failed: {type(exc).__name__}: {exc}") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    feeds = {input_name: x}
+    check = np.array(session.run(None, feeds)[0])
+    return System(lambda: session.run(None, feeds), check)
+
+
+def numpy_system(model: Any, x: np.ndarray, y: np.ndarray, training: bool, flops: int,
+                 opt_level: int) -> System:
+    if flops > NUMPY_MAX_GFLOP * 1e9:
+        raise Skip(f"the reference backend is run only up to {NUMPY_MAX_GFLOP:g} GFLOP per "
+                   f"call; this one is {flops / 1e9:.1f}")
+    system, _ = graphcnn_system(model, x, y, training, opt_level, backend="reference")
+    return system
+
+
+# ---- checks -------------------------------------------------------------------------------
+
+def compare(reference: Any, other: Any, training: bool) -> dict[str, Any]:
+    """How far `other`'s first result is from graphcnn's (`reference`)."""
+    if not training:
+        ref, out = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+        diff = float(np.max(np.abs(ref - out)))
+        scale = float(np.max(np.abs(ref))) or 1.0
+        return {"max_abs_diff": diff, "max_abs_output": scale, "relative": diff / scale}
+    (loss_a, grads_a), (loss_b, grads_b) = reference, other
+    worst, worst_name = 0.0, ""
+    for key, g in grads_a.items():
+        if key not in grads_b:
+            continue
+        scale = float(np.max(np.abs(g))) or 1.0
+        rel = float(np.max(np.abs(np.asarray(g, np.float64) - grads_b[key]))) / scale
+        if rel > worst:
+            worst, worst_name = rel, key
+    return {"loss": loss_a, "peer_loss": loss_b, "loss_diff": abs(loss_a - loss_b),
+            "grad_max_relative_diff": worst, "grad_worst": worst_name,
+            "grads_compared": len(set(grads_a) & set(grads_b))}
+
+
+def check_text(check: dict[str, Any]) -> str:
+    if "relative" in check:
+        return f"max |diff| {check['max_abs_diff']:.1e} (outputs up to {check['max_abs_output']:.2f})"
+    return (f"loss diff {check['loss_diff']:.1e}, gradients within "
+            f"{check['grad_max_relative_diff']:.1e} of their max ({check['grads_compared']} "
+            f"compared)")
+
+
+# ---- the benchmark ------------------------------------------------------------------------
+
+def bench_workload(name: str, batch: int, training: bool, against: list[str], repeats: int,
+                   opt_level: int = 2, model_kwargs: dict[str, Any] | None = None,
+                   warmup: int = 2, profile_repeats: int = 0,
+                   log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """One (model, batch, mode): graphcnn and each peer, timed; the cross-checks; FLOPs."""
+    model_kwargs = dict(model_kwargs or {})
+    mode = "train" if training else "infer"
+    model = make_model(name, model_kwargs)
+    x, y = make_data(model, batch)
+    n_threads = threads()
+    log(f"{name} batch {batch} {mode}: building ...")
+    # Peers first: they read the weights before graphcnn's training updates change them.
+    peers: dict[str, System] = {}
+    notes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="graphcnn-bench-") as workdir:
+        for peer in against:
+            if peer == "numpy":
+                continue  # needs the FLOPs: after graphcnn is built
+            try:
+                if peer == "torch":
+                    peers[peer] = torch_system(name, model_kwargs, model, x, y, training,
+                                               n_threads)
+                elif peer == "onnxruntime":
+                    peers[peer] = onnxruntime_system(model, x, training, n_threads, workdir)
+            except Skip as exc:
+                notes[peer] = str(exc)
+        mine, exe = graphcnn_system(model, x, y, training, opt_level)
+        flops = graph_flops(exe.graph)
+        if "numpy" in against:
+            try:
+                peers["numpy"] = numpy_system(model, x, y, training, flops, opt_level)
+            except Skip as exc:
+                notes["numpy"] = str(exc)
+
+        result: dict[str, Any] = {
+            "model": name, "model_kwargs": model_kwargs, "batch": batch, "mode": mode,
+            "opt_level": opt_level, "threads": n_threads, "input_shape": list(x.shape),
+            "flops": flops, "flops_by_op": flops_by_op(exe.graph),
+            "kernels": len(exe.runner.steps), "compile_seconds": exe.compile_seconds,
+            "systems": {}, "checks": {}, "notes": notes, "ratios": {}}
+        order = ["graphcnn"] + [p for p in against if p in peers]
+        systems = {"graphcnn": mine, **peers}
+        for key in order:
+            if key != "graphcnn":
+                result["checks"][key] = compare(mine.check, systems[key].check, training)
+            timing = measure(systems[key].run, repeats, warmup)
+            timing["gflops"] = gflops(flops, timing["median_ms"])
+            result["systems"][key] = timing
+            log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}"
+                + (f"   check: {check_text(result['checks'][key])}"
+                   if key in result["checks"] else ""))
+        for peer, note in notes.items():
+            log(f"  {peer:12s} skipped: {note}")
+    gc_ms = result["systems"]["graphcnn"]["median_ms"]
+    for peer in peers:
+        result["ratios"][peer] = gc_ms / result["systems"][peer]["median_ms"]
+    if profile_repeats:
+        from graphcnn.bench.profile import profile_kernels
+        feeds = {exe.input_names[0]: x}
+        if training:
+            feeds["target"] = y
+        result["profile"] = profile_kernels(exe, feeds, profile_repeats)
+    return result
+
+
+def bench_model(name: str, batch_sizes: list[int], training: bool = False,
+                against: list[str] | None = None, repeats: int = 20, opt_level: int = 2,
+                model_kwargs: dict[str, Any] | None = None, warmup: int = 2,
+                profile_repeats: int = 0, log: Callable[[str], Any] = print
+                ) -> list[dict[str, Any]]:
+    against = list(PEERS if against is None else against)
+    return [bench_workload(name, b, training, against, repeats, opt_level, model_kwargs,
+                           warmup, profile_repeats, log) for b in batch_sizes]
