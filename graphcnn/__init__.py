@@ -41,6 +41,9 @@ def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
         module = importlib.import_module(f"graphcnn.{name}")
         globals()[name] = module
         return module
+    if name == "load":
+        from graphcnn.runtime.artifact import load
+        return load
     if name == "Trainer":
         from graphcnn.train.trainer import Trainer
         return Trainer
@@ -50,6 +53,6 @@ def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
 __version__ = "0.1.0"
 __all__ = ["Executable", "Graph", "GraphBuildError", "GradientStep", "Input", "Model",
            "Parameter", "Tensor", "TensorType", "VerificationError", "add", "clip", "compile",
-           "concat", "constant", "flatten", "leaky_relu", "log_softmax", "manual_seed", "mul",
-           "nn", "pad2d", "relu", "relu6", "reshape", "set_num_threads", "sigmoid", "softmax",
-           "sub", "tanh", "training_graph", "value_and_grad"]
+           "concat", "constant", "flatten", "leaky_relu", "load", "log_softmax", "manual_seed",
+           "mul", "nn", "pad2d", "relu", "relu6", "reshape", "set_num_threads", "sigmoid",
+           "softmax", "sub", "tanh", "training_graph", "value_and_grad"]

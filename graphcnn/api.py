@@ -126,6 +126,12 @@ class GradientStep:
     def report(self) -> dict[str, Any]:
         return self.executable.report()
 
+    def save(self, path: Any) -> None:
+        """Write this step (code and the model's current parameters) as an artifact that
+        `graphcnn.load` returns as a TrainingStep, without compiling (runtime/artifact.py)."""
+        from graphcnn.runtime.artifact import save_artifact
+        save_artifact(self, path)
+
 
 def check_labels(labels: np.ndarray, num_classes: int) -> None:
     labels = np.asarray(labels)

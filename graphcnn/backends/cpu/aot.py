@@ -25,6 +25,7 @@ things happen here:
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import re
 import struct
 import threading
@@ -120,6 +121,28 @@ def dispatch(table: "EntryTable | None", recorder: Recorder | None, fn: Any,
             return entry(args)
         table.missing(name, signature)
     return fn(*args)
+
+
+_FINGERPRINT: str | None = None
+
+
+def kernels_fingerprint() -> str:
+    """SHA-256 over the sources of the cpu backend (kernels, code generation, this file):
+    precompiled code is used only by the sources it was compiled from."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import os
+        root = os.path.dirname(os.path.abspath(__file__))
+        digest = hashlib.sha256()
+        for folder, dirs, files in sorted(os.walk(root)):
+            dirs.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                full = os.path.join(folder, name)
+                digest.update(os.path.relpath(full, root).encode() + b"\0")
+                with open(full, "rb") as handle:
+                    digest.update(handle.read() + b"\0")
+        _FINGERPRINT = digest.hexdigest()
+    return _FINGERPRINT
 
 
 # ---- building (the compile machine) ----------------------------------------------------------
