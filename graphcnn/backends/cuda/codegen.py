@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphcnn.backends.cpu.codegen import _literal, side_refs
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.ops.registry import get_op
 
 CODEGEN_VERSION = "1"
@@ -117,11 +117,12 @@ def epilogue(steps: Any = IDENTITY, full: Sequence[bool] = (),
     source = epilogue_source(steps, full, refs)
     fn = _EPILOGUES.get(source)
     if fn is None:
-        namespace: dict[str, Any] = {}
+        from graphcnn.backends.cuda.registry import dmax, dmin
+        namespace: dict[str, Any] = {"min": dmin, "max": dmax}  # see registry.dmax
         exec(compile(source, f"<graphcnn cuda epilogue {len(_EPILOGUES)}>", "exec"), namespace)
         py_func = namespace["epi"]
         py_func.__graphcnn_source__ = source
-        fn = _EPILOGUES[source] = cuda().jit(device=True)(py_func)
+        fn = _EPILOGUES[source] = numba_cuda().jit(device=True)(py_func)
         try:
             fn.__graphcnn_source__ = source
         except AttributeError:

@@ -21,6 +21,12 @@ class DeviceMemoryError(MemoryError):
     """A compiled graph needs more device memory than the GPU has free."""
 
 
+def numba_cuda() -> Any:
+    """numba.cuda itself, unchecked: kernels are defined (and compiled lazily, or to PTX)
+    with it; running them goes through `cuda()`, which checks for a device."""
+    return _import_numba_cuda()
+
+
 def _import_numba_cuda() -> Any:
     try:
         from numba import cuda

@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 
 
 class Launch(NamedTuple):
@@ -72,12 +72,12 @@ def device_kernel(example: Callable[[Any], tuple], name: str | None = None) -> C
     records it for the PTX test, then returns `cuda.jit(fn)`."""
     def decorate(fn: Callable[..., Any]) -> Any:
         PTX_EXAMPLES[name or f"{fn.__module__}.{fn.__name__}"] = lambda f: (fn, example(f))
-        return cuda().jit(fn)
+        return numba_cuda().jit(fn)
     return decorate
 
 
 def device_function(fn: Callable[..., Any]) -> Any:
-    return cuda().jit(device=True)(fn)
+    return numba_cuda().jit(device=True)(fn)
 
 
 # ---- launch geometry ------------------------------------------------------------------------
@@ -116,9 +116,23 @@ def dummy(dtype: Any) -> Any:
     """A 1-element device array standing in for an absent optional input."""
     key = np.dtype(dtype).str
     if key not in _DUMMIES:
-        _DUMMIES[key] = cuda().to_device(np.zeros(1, dtype))
+        _DUMMIES[key] = numba_cuda().to_device(np.zeros(1, dtype))
     return _DUMMIES[key]
 
 
 def scratch(n: int, dtype: Any = np.float64) -> Any:
-    return cuda().device_array(max(int(n), 1), dtype)
+    return numba_cuda().device_array(max(int(n), 1), dtype)
+
+
+# ---- min / max on the device ---------------------------------------------------------------
+# Python's two-argument min/max (the first argument wins ties and NaN comparisons). Kernels
+# and generated epilogues use these rather than the builtins, which Numba's built-in CUDA
+# target (0.68) fails to compile ("Signature mismatch" in its star-args overload).
+@device_function
+def dmax(a, b):
+    return b if b > a else a
+
+
+@device_function
+def dmin(a, b):
+    return b if b < a else a

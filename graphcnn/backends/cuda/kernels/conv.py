@@ -16,13 +16,13 @@ from typing import Any
 from numba import types
 
 from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import gemm
 from graphcnn.backends.cuda.kernels.reduce import block_sum
 from graphcnn.backends.cuda.registry import (reduction_blocks, PTX_EXAMPLES, THREADS, Launch, cuda_kernel,
                                              device_function, dummy, flat, launch_1d)
 
-cu = cuda()
+cu = numba_cuda()
 i8 = types.int64
 
 

@@ -9,13 +9,13 @@ from typing import Any
 from numba import types
 
 from graphcnn.backends.cuda.codegen import epilogue, group_epilogue, specialized
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import conv, dense, pool
 from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, Launch, cuda_kernel, flat,
                                              launch_1d)
 from graphcnn.ops.registry import all_ops
 
-cu = cuda()
+cu = numba_cuda()
 
 ANCHORS = {
     "conv2d": conv.plan_conv2d,

@@ -21,24 +21,25 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from graphcnn.backends.cuda.device import cuda, multiprocessors
-from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, Launch, dummy, flat,
+from graphcnn.backends.cuda.device import multiprocessors, numba_cuda
+from graphcnn.backends.cuda.registry import (dmax, dmin, PTX_EXAMPLES, Launch, dummy, flat,
                                              launch_1d, scratch)
 
 BM = BN = 64
 BK = 8
+BM_PAD = BM + 1  # the A tile's row length (a literal: shared array shapes must be constants)
 TX = TY = 16
 RM = RN = 4
 LOADS = BM * BK // (TX * TY)   # A (and B) elements each thread stages per K step
 SPLIT_K_MIN = 4096             # K per split at least this long (tests lower it)
 NO_BIAS, ROW_BIAS, COL_BIAS = 0, 1, 2
-cu = cuda()  # a module global: the simulator swaps it for its per-thread stand-in
+cu = numba_cuda()  # a module global: the simulator swaps it for its per-thread stand-in
 
 
 def make_gemm(load_a: Any, load_b: Any, out_index: Any, bias_mode: int, epi: Any,
               dtype: Any) -> Any:
     def gemm(A, B, C, bias, M, NC, K, splits, k_chunk, geo, sides, egeo, partial):
-        As = cu.shared.array((BK, BM + 1), dtype)
+        As = cu.shared.array((BK, BM_PAD), dtype)
         Bs = cu.shared.array((BK, BN), dtype)
         acc = cu.local.array((RM, RN), dtype)
         ra = cu.local.array(RM, dtype)
@@ -51,7 +52,7 @@ def make_gemm(load_a: Any, load_b: Any, out_index: Any, bias_mode: int, epi: Any
         g = cu.blockIdx.z // splits
         split = cu.blockIdx.z % splits
         k_begin = split * k_chunk
-        k_end = min(K, k_begin + k_chunk)
+        k_end = dmin(K, k_begin + k_chunk)
         for a in range(RM):
             for b in range(RN):
                 acc[a, b] = 0
@@ -158,3 +159,14 @@ def register_ptx_example(name: str, loaders: tuple[Any, Any, Any], bias_mode: in
                types.UniTuple(arr(1), 1), types.UniTuple(types.int64, 3), arr(1))
         return kernel.py_func, sig
     PTX_EXAMPLES[name] = build
+
+
+def _ptx_split_sum(f: Any) -> tuple:
+    from graphcnn.backends.cuda.codegen import epilogue
+    _, epi = epilogue()
+    arr = types.Array(f, 1, "C")
+    return make_split_sum(epi).py_func, (arr, arr, types.int64, types.UniTuple(arr, 1),
+                                         types.UniTuple(types.int64, 3))
+
+
+PTX_EXAMPLES["gemm split-K sum"] = _ptx_split_sum

@@ -8,13 +8,13 @@ from typing import Any
 
 from numba import types
 
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.reduce import block_sum, sum_partials
-from graphcnn.backends.cuda.registry import (MAX_BLOCKS, THREADS, Launch, blocks_for,
+from graphcnn.backends.cuda.registry import (dmax, dmin, MAX_BLOCKS, THREADS, Launch, blocks_for,
                                              cuda_kernel, device_kernel, flat, launch_1d,
                                              scratch)
 
-cu = cuda()
+cu = numba_cuda()
 f8, i8 = types.float64, types.int64
 
 
@@ -25,7 +25,7 @@ def _cross_entropy_rows(logits, labels, losses):
     while i < n:
         peak = f8(logits[i, 0])
         for j in range(1, c):
-            peak = max(peak, f8(logits[i, j]))
+            peak = dmax(peak, f8(logits[i, j]))
         total = 0.0
         for j in range(c):
             total += math.exp(logits[i, j] - peak)
@@ -51,7 +51,7 @@ def _cross_entropy_grad(g, logits, labels, per_row, out):
     while i < n:
         peak = f8(logits[i, 0])
         for j in range(1, c):
-            peak = max(peak, f8(logits[i, j]))
+            peak = dmax(peak, f8(logits[i, j]))
         total = 0.0
         for j in range(c):
             total += math.exp(logits[i, j] - peak)

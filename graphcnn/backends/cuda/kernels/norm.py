@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.reduce import block_sum
-from graphcnn.backends.cuda.registry import (THREADS, Launch, cuda_kernel, device_kernel,
+from graphcnn.backends.cuda.registry import (dmax, dmin, THREADS, Launch, cuda_kernel, device_kernel,
                                              flat, launch_1d, reduction_blocks, scratch)
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2
 
-cu = cuda()
+cu = numba_cuda()
 f8, i8, u8 = types.float64, types.int64, types.uint64
 
 
@@ -51,7 +51,7 @@ def _channel_stats(x, N, C, S, mean_out, var_out, mean64, var64):
     """One block per channel: float64 mean, then the biased variance around it."""
     buf = cu.shared.array(THREADS, f8)
     tid = cu.threadIdx.x
-    count = max(N * S, 1)
+    count = dmax(N * S, 1)
     c = cu.blockIdx.x
     while c < C:
         total = 0.0

@@ -11,12 +11,12 @@ from typing import Any
 from numba import types
 
 from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.gemm import _numba_dtype
-from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, Launch, cuda_kernel,
+from graphcnn.backends.cuda.registry import (dmax, dmin, PTX_EXAMPLES, Launch, cuda_kernel,
                                              device_function, flat, launch_1d)
 
-cu = cuda()
+cu = numba_cuda()
 i8 = types.int64
 
 
@@ -42,10 +42,10 @@ def argmax_in_window(x, n, c, oy, ox, geo):
 
 @device_function
 def avg_window(start, k, size, pad, include_pad):
-    end = min(start + k, size + pad)
+    end = dmin(start + k, size + pad)
     count = end - start
-    first = max(start, 0)
-    stop = min(end, size)
+    first = dmax(start, 0)
+    stop = dmin(end, size)
     if not include_pad:
         count = stop - first
     return first, stop, count
@@ -101,10 +101,10 @@ def make_max_pool_grad(epi: Any, dtype: Any) -> Any:
             n = t // geo[0]
             acc = dtype(0)
             # windows oy with oy*SH - PH <= y <= oy*SH - PH + (KH-1)*DH
-            oy_lo = max(0, (y + geo[9] - (geo[5] - 1) * geo[11] + geo[7] - 1) // geo[7])
-            oy_hi = min(geo[3] - 1, (y + geo[9]) // geo[7])
-            ox_lo = max(0, (xx + geo[10] - (geo[6] - 1) * geo[12] + geo[8] - 1) // geo[8])
-            ox_hi = min(geo[4] - 1, (xx + geo[10]) // geo[8])
+            oy_lo = dmax(0, (y + geo[9] - (geo[5] - 1) * geo[11] + geo[7] - 1) // geo[7])
+            oy_hi = dmin(geo[3] - 1, (y + geo[9]) // geo[7])
+            ox_lo = dmax(0, (xx + geo[10] - (geo[6] - 1) * geo[12] + geo[8] - 1) // geo[8])
+            ox_hi = dmin(geo[4] - 1, (xx + geo[10]) // geo[8])
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
                     by, bx = argmax_in_window(x, n, c, oy, ox, geo)
@@ -126,10 +126,10 @@ def make_avg_pool_grad(epi: Any, dtype: Any) -> Any:
             c = t % geo[0]
             n = t // geo[0]
             acc = dtype(0)
-            oy_lo = max(0, (y + geo[9] - geo[5] + geo[7]) // geo[7])
-            oy_hi = min(geo[3] - 1, (y + geo[9]) // geo[7])
-            ox_lo = max(0, (xx + geo[10] - geo[6] + geo[8]) // geo[8])
-            ox_hi = min(geo[4] - 1, (xx + geo[10]) // geo[8])
+            oy_lo = dmax(0, (y + geo[9] - geo[5] + geo[7]) // geo[7])
+            oy_hi = dmin(geo[3] - 1, (y + geo[9]) // geo[7])
+            ox_lo = dmax(0, (xx + geo[10] - geo[6] + geo[8]) // geo[8])
+            ox_hi = dmin(geo[4] - 1, (xx + geo[10]) // geo[8])
             for oy in range(oy_lo, oy_hi + 1):
                 y0, y1, cy = avg_window(oy * geo[7] - geo[9], geo[5], geo[1], geo[9],
                                         include_pad)

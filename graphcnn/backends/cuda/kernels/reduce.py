@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from graphcnn.backends.cuda.device import cuda
+from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.registry import (reduction_blocks, THREADS, Launch, cuda_kernel, device_function,
                                              device_kernel, flat, launch_1d)
 
-cu = cuda()
+cu = numba_cuda()
 f8 = types.float64
 i8 = types.int64
 U6 = types.UniTuple(i8, 6)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from graphcnn.backends.cuda.device import cuda
-from graphcnn.backends.cuda.registry import Launch, cuda_kernel, device_kernel, flat, launch_1d
+from graphcnn.backends.cuda.device import numba_cuda
+from graphcnn.backends.cuda.registry import dmax, dmin, Launch, cuda_kernel, device_kernel, flat, launch_1d
 
-cu = cuda()
+cu = numba_cuda()
 f8, i8, b1 = types.float64, types.int64, types.boolean
 
 
@@ -23,7 +23,7 @@ def _softmax_lines(x, out, outer, n, inner, log):
         base = o * n * inner + (line - o * inner)
         peak = f8(x[base])
         for j in range(1, n):
-            peak = max(peak, f8(x[base + j * inner]))
+            peak = dmax(peak, f8(x[base + j * inner]))
         total = 0.0
         for j in range(n):
             total += math.exp(f8(x[base + j * inner]) - peak)

@@ -1,0 +1,87 @@
+"""Every cuda kernel compiles to PTX for sm_90 (H100) with numba.cuda.compile_ptx, without a
+GPU: the kernels' recorded example argument types (graphcnn.backends.cuda.registry's
+PTX_EXAMPLES) are compiled with cc=(9, 0). Needs libNVVM (e.g. /usr/local/cuda/nvvm);
+skipped, saying why, where it is missing or where the simulator is on."""
+from __future__ import annotations
+
+import os
+import types as pytypes
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the CUDA simulator is on: it has no compile_ptx", allow_module_level=True)
+try:
+    from numba import cuda  # noqa: E402
+except ImportError as err:  # pragma: no cover - a Numba without the built-in target
+    pytest.skip(f"numba.cuda cannot be imported: {err}", allow_module_level=True)
+
+
+def _ptx_or_reason() -> str | None:
+    from numba import float32
+
+    def probe(a):
+        a[0] = 1
+
+    try:
+        cuda.compile_ptx(probe, (float32[::1],), cc=(9, 0))
+    except Exception as err:  # NvvmSupportError, missing libNVVM / NVRTC, ...
+        return f"compile_ptx does not work here ({type(err).__name__}: {str(err)[:200]})"
+    return None
+
+
+REASON = _ptx_or_reason()
+if REASON:
+    pytest.skip(REASON, allow_module_level=True)
+
+import graphcnn.backends.cuda.kernels  # noqa: E402,F401  (registers every example)
+from graphcnn.backends.cuda.registry import PTX_EXAMPLES  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_driver_device(monkeypatch):
+    """Device functions are compiled for the current device's compute capability; without
+    a driver there is none, so stand in an sm_90 device (the kernels target sm_90)."""
+    import numba.cuda.dispatcher as dispatcher
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: pytypes.SimpleNamespace(compute_capability=(9, 0)))
+
+
+def _compile(build, f):
+    py_func, sig = build(f)
+    ptx, _ = cuda.compile_ptx(py_func, sig, cc=(9, 0))
+    assert ".target sm_90" in ptx
+    assert ".entry" in ptx or ".visible .entry" in ptx
+    return ptx
+
+
+@pytest.mark.parametrize("name", sorted(PTX_EXAMPLES))
+def test_kernel_compiles_to_ptx_for_sm90(name):
+    from numba import float32
+    _compile(PTX_EXAMPLES[name], float32)
+
+
+def test_float64_gemm_and_fused_conv_epilogue_compile():
+    """A float64 instance, and a conv2d GEMM with a generated epilogue (a broadcast add of
+    a per-channel side input, then relu) as the fusion pass makes for conv + bias + relu."""
+    from numba import float64, types
+    from graphcnn.backends.cuda.codegen import epilogue
+    from graphcnn.backends.cuda.kernels import conv, gemm
+
+    _compile(PTX_EXAMPLES["conv2d fwd gemm"], float64)
+    _, epi = epilogue((("add", {}, (-1, 2)), ("relu", {}, (-1,))), (False,), (2,))
+    kernel = gemm.make_gemm(*conv.FWD, gemm.NO_BIAS, epi, types.float32)
+    arr = lambda nd: types.Array(types.float32, nd, "C")  # noqa: E731
+    sig = (arr(4), arr(4), arr(1), arr(1), types.int64, types.int64, types.int64,
+           types.int64, types.int64, types.UniTuple(types.int64, 17),
+           types.UniTuple(arr(1), 1), types.UniTuple(types.int64, 7), arr(1))
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+    assert "max.f32" in ptx or "setp" in ptx  # the relu made it in
+
+
+def test_every_kernel_family_has_examples():
+    families = {name.split()[0].split(".")[-2] if "." in name.split()[0] else name.split()[0]
+                for name in PTX_EXAMPLES}
+    for family in ("conv2d", "matmul", "pool", "reduce", "norm", "softmax", "loss", "shape",
+                   "fused", "gemm"):
+        assert family in families, f"no PTX example for {family}: {sorted(families)}"
