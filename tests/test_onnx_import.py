@@ -329,6 +329,12 @@ CASES = {
                                                     auto_pad="SAME_LOWER", hw=(6, 5),
                                                     count_include_pad=1),
     "globalaveragepool": lambda: pool_case("GlobalAveragePool"),
+    "reducemean_opset13_keepdims": lambda: pool_case("ReduceMean", opset=13, axes=[2, 3]),
+    "reducemean_opset13_no_keepdims": lambda: pool_case("ReduceMean", opset=13, axes=[-1, -2],
+                                                        keepdims=0),
+    "reducemean_opset18_axes_input": lambda: (
+        make([node("ReduceMean", ["x", "axes"], keepdims=0)], X4, opset=18,
+             inits={"axes": np.asarray([2, 3], np.int64)}), feed4()),
     "globalmaxpool": lambda: pool_case("GlobalMaxPool"),
     # dense
     "gemm_linear": lambda: gemm_case(transB=1),
@@ -586,6 +592,7 @@ def test_shape_error_names_the_node():
     (lambda: resize_case(scales=[1, 1, 1.5, 2])[0], "whole number"),
     (lambda: resize_case(scales=[1, 1, 3, 3], coordinate_transformation_mode="align_corners")[0],
      "does not repeat pixels"),
+    (lambda: make([node("ReduceMean", ["x"], axes=[1])], X4, opset=13), "axes \\[1\\]"),
     (lambda: make([node("Pad", ["x", "p"], mode="reflect")], X4,
                   inits={"p": np.zeros(8, np.int64)}), "mode 'reflect'"),
     (lambda: make([node("Clip", ["x", "lo"])], {"x": ("N", 3, 8, 8), "lo": ("N", 1)}),
