@@ -69,9 +69,6 @@ class Folded:
         return self.values[PROBES.index(batch)].shape
 
 
-Value = "Runtime | Folded"
-
-
 def fold(fn: Callable[..., np.ndarray], *args: Any) -> Folded:
     """Apply a NumPy function at both probes; Folded arguments give their probe value,
     other arguments (attributes) are passed as they are."""

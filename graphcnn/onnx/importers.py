@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from graphcnn.onnx.context import Folded, ImportContext, Runtime
+from graphcnn.onnx.context import Folded, ImportContext, Runtime  # noqa: F401 (Values)
 from graphcnn.onnx.reader import OnnxNode
 
 Values = list["Runtime | Folded | None"]

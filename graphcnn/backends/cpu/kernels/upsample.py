@@ -13,8 +13,8 @@ from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 @numba.njit(**JIT)
 def _upsample_nearest2d(x, out, sh, sw):
-    planes, in_h, in_w = x.shape[0], x.shape[1], x.shape[2]
-    out_h, out_w = out.shape[1], out.shape[2]
+    planes, in_w = x.shape[0], x.shape[2]
+    out_h = out.shape[1]
     for task in prange(planes * out_h):
         p, oy = task // out_h, task % out_h
         iy = oy // sh
