@@ -122,7 +122,7 @@ class TrainingStep:
 # ---- writing ------------------------------------------------------------------------------
 def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.require(array, requirements="C"), allow_pickle=False)
     return buf.getvalue()
 
 
