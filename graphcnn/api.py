@@ -6,11 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.autodiff import grad
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.mode_rules import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
-from graphcnn.passes import run_pipeline
 from graphcnn.runtime.executable import Executable
 from graphcnn import random as gc_random
 
@@ -51,6 +49,7 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     start = time.perf_counter()
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before = len(graph.compute_nodes())
+    from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)
     exe = Executable(graph, backend, ops_before=ops_before,
                      param_source=_parameter_source(model, dtype))
@@ -84,6 +83,7 @@ def training_graph(model: Model, loss: str | LossFn, batch_size: int,
             target = g.input("target", prediction.shape, prediction.dtype)
         loss_value = g.add(op, [prediction, target])
     params = [v for v in g.params if v.node.attrs["trainable"]]
+    from graphcnn.autodiff import grad
     grads = grad(g, loss_value, params)
     names = ["loss"] + [f"grad:{p.node.attrs['name']}" for p in params] + [n for n, _ in state]
     g.set_outputs([loss_value, *grads, *(v for _, v in state)], names)
@@ -156,6 +156,7 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     start = time.perf_counter()
     graph = training_graph(model, loss, batch_size, dtype)
     ops_before = len(graph.compute_nodes())
+    from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)
     exe = Executable(graph, backend, ops_before=ops_before,
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
