@@ -35,6 +35,7 @@ if REASON:
     pytest.skip(REASON, allow_module_level=True)
 
 import graphcnn.backends.cuda.kernels  # noqa: E402,F401  (registers every example)
+import graphcnn.backends.cuda.optim  # noqa: E402,F401
 from graphcnn.backends.cuda.registry import PTX_EXAMPLES  # noqa: E402
 
 
@@ -85,3 +86,13 @@ def test_every_kernel_family_has_examples():
     for family in ("conv2d", "matmul", "pool", "reduce", "norm", "softmax", "loss", "shape",
                    "fused", "gemm"):
         assert family in families, f"no PTX example for {family}: {sorted(families)}"
+
+
+@pytest.mark.parametrize("name", ["optim sgd", "optim adam"])
+def test_optimizer_kernels_round_every_operation(name):
+    """graphcnn.optim rounds after every NumPy operation: the device updates must not be
+    contracted into fused multiply-adds, or they would differ in the last bit."""
+    from numba import float32
+    ptx = _compile(PTX_EXAMPLES[name], float32)
+    assert "fma.rn.f32" not in ptx
+    assert "mul.rn.f32" in ptx and "add.rn.f32" in ptx
