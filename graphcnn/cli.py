@@ -4,7 +4,10 @@
     graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw] ...
     graphcnn inspect MODEL [--batch-size N] [--opt-level N] [--training] [--dot F] [--png F]
     graphcnn bench MODEL|conv-layers [--batch-size 1,16] [--training] [--against PEERS] ...
-    graphcnn compile MODEL [--batch-size N] [--backend cpu] [--opt-level N]
+    graphcnn compile MODEL [--batch-size N] [--backend cpu] [--opt-level N] [-o FILE]
+                           [--training [--loss cross_entropy|mse]]
+    graphcnn run FILE --input x.npy [--output y.npy]     (FILE: written by compile -o)
+    graphcnn inspect FILE                                  (what an artifact holds)
 
 MODEL is a zoo name (``lenet5``), an ``.onnx`` file, or ``path/to/file.py:function``
 returning a Model (the file is the user's own code: it is imported from its path). Errors in the arguments, the
@@ -291,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
                           description=cmd_compile.__doc__)
     compile_arguments(comp)
     comp.set_defaults(func=cmd_compile)
+
+    from graphcnn.run_command import add_arguments as run_arguments, cmd_run
+    run = sub.add_parser("run", help="run an artifact written by graphcnn compile -o",
+                         description=cmd_run.__doc__)
+    run_arguments(run)
+    run.set_defaults(func=cmd_run)
 
     from graphcnn.bench.cli import add_arguments as bench_arguments, cmd_bench
     bench = sub.add_parser("bench", help="time a model (or ResNet-18's 3x3 convolutions) "

@@ -1,6 +1,7 @@
 """``graphcnn compile``: compile a model for inference and print a summary.
 
     graphcnn compile MODEL [--batch-size N] [--backend cpu|reference|cuda] [--opt-level N]
+                           [-o model.gcnn] [--training [--loss cross_entropy|mse]]
 
 MODEL is a zoo name, an ``.onnx`` file or ``path/to/file.py:function``. The summary: the
 model (parameters, inputs, outputs), the op count before the passes and the kernels
@@ -8,7 +9,13 @@ after, the memory plan's peak next to the naive sum and the lower bound (from
 ``Executable.report()``), and the compile time.
 
 The steps are separate functions (`compile_model`, `summary_lines`) so that more
-outputs (an artifact file, ``-o model.gcnn``) can be added after compiling.
+outputs can be added after compiling.
+
+``-o FILE`` also writes an ahead-of-time compiled artifact (graphcnn/runtime/artifact.py):
+the optimized graph, memory plan, weights and the machine code of every kernel, which
+``graphcnn run FILE`` / ``gc.load(FILE)`` run in another process without compiling.
+``--training`` compiles the training step (forward + loss + backward, ``gc.value_and_grad``)
+instead; its artifact loads as a ``TrainingStep`` that takes and returns parameters.
 """
 from __future__ import annotations
 
@@ -24,6 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
     p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
                    help="graph optimization level, default 2")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="write an ahead-of-time compiled artifact (run it with graphcnn run)")
+    p.add_argument("--training", action="store_true",
+                   help="compile the training step (forward + loss + backward)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="the training step's loss, default cross_entropy")
 
 
 def compile_model(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -32,6 +45,11 @@ def compile_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from graphcnn.cli import load_model
 
     model = load_model(args.model)
+    if getattr(args, "training", False):
+        step = gc.value_and_grad(model, loss=args.loss, batch_size=args.batch_size,
+                                 backend=args.backend, opt_level=args.opt_level)
+        args.step = step
+        return model, step.executable
     exe = gc.compile(model, batch_size=args.batch_size, backend=args.backend,
                      opt_level=args.opt_level)
     return model, exe
@@ -62,7 +80,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """Compile MODEL (a zoo name, an .onnx file or path/to/file.py:function) for
     inference and print a summary: ops before the passes, kernels after, the memory plan
     and the compile time."""
+    if args.output and args.backend != "cpu":
+        from graphcnn.cli import CommandError
+        raise CommandError(f"-o: only the cpu backend makes artifacts, not {args.backend!r}")
     model, exe = compile_model(args)
     for line in summary_lines(model, exe, args.batch_size, args.opt_level):
         print(line)
+    if args.output:
+        import time
+
+        from graphcnn.runtime.artifact import read_manifest
+        start = time.perf_counter()
+        (args.step if args.training else exe).save(args.output)
+        manifest = read_manifest(args.output)
+        size = sum(m["size"] for m in manifest["members"].values())
+        what = "training step" if args.training else "inference"
+        print(f"artifact    {args.output} ({what}, {_mib(size)}, "
+              f"{len(manifest['kernels'])} precompiled kernel entries, saved in "
+              f"{time.perf_counter() - start:.2f} s)")
     return 0

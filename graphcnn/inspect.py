@@ -307,7 +307,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from graphcnn.cli import _positive_int
 
     parser.add_argument("model", metavar="MODEL",
-                        help="a zoo name (lenet5, resnet18, ...) or path/to/file.py:function")
+                        help="a zoo name (lenet5, resnet18, ...), path/to/file.py:function, "
+                             "or an artifact written by graphcnn compile -o")
     parser.add_argument("--batch-size", type=_positive_int, default=1, help="default 1")
     parser.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
                         help="default 2")
@@ -325,7 +326,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Print the kernels (fused groups with their ops), the memory plan and the report of
     MODEL compiled at an opt level; optionally write the graph before/after as DOT or PNG."""
     from graphcnn.cli import load_model
+    from graphcnn.run_command import inspect_artifact, is_artifact
 
+    if is_artifact(args.model):   # graphcnn compile -o FILE: what it holds
+        print(inspect_artifact(args.model))
+        return 0
     model = load_model(args.model)
     insp = inspect_model(model, batch_size=args.batch_size, opt_level=args.opt_level,
                          training=args.training)

@@ -655,55 +655,37 @@ def _kernel_list(manifest: dict[str, Any], members: dict[str, bytes], aot: Any) 
 
 
 def summarize(path: str | os.PathLike) -> str:
-    """A human-readable summary of an artifact's manifest (`graphcnn inspect FILE`)."""
+    """What an artifact is, from its manifest alone (nothing loaded or verified): kind,
+    versions, target (and whether this machine can run its code), inputs and outputs, the
+    precompiled kernel entries and the members."""
     manifest = read_manifest(path)
     made = manifest.get("created_by", {})
     target = manifest.get("target", {})
     members = manifest.get("members", {})
     size = sum(m.get("size", 0) for m in members.values() if isinstance(m, dict))
+    try:
+        reasons = _target_mismatch(manifest)
+    except (ValueError, TypeError, AttributeError):
+        reasons = ["unreadable target"]
+    here = "this machine runs it" if not reasons else "this machine compiles instead: " + \
+        "; ".join(reasons)
     lines = [f"artifact {os.fspath(path)}: {manifest.get('kind')} {manifest.get('name')!r}, "
-             f"format {manifest.get('format_version')}",
+             f"format {manifest.get('format_version')}, {size / 2**20:.2f} MiB in "
+             f"{len(members)} members",
              "made with " + ", ".join(f"{k} {v}" for k, v in made.items()),
-             f"target {target.get('triple')}, CPU {target.get('cpu_name')}"]
+             f"compiled for {target.get('triple')}, CPU {target.get('cpu_name')} ({here})"]
     for side in ("inputs", "outputs"):
         for v in manifest.get(side, []):
-            lines.append(f"  {side[:-1]:6} {v.get('name')}: {v.get('dtype')}{v.get('shape')}")
-    graph = manifest.get("graph", {})
-    nodes = graph.get("nodes", [])
-    lines.append(f"kernels in schedule order ({len(manifest.get('schedule', []))}):")
-    for node_id in manifest.get("schedule", []):
-        node = nodes[node_id] if isinstance(node_id, int) and node_id < len(nodes) else {}
-        label = node.get("op")
-        if label == "fused":
-            attrs = node.get("attrs", {})
-            ops = ([_plain(attrs.get("anchor"))] if _plain(attrs.get("anchor")) else []) + [
-                _plain(s)[0] for s in _plain(attrs.get("steps", {"$tuple": []}))]
-            label = f"fused[{' + '.join(ops)}]"
-        outs = node.get("outputs", [])
-        lines.append(f"  {node_id:4d}  {label:40} " + ", ".join(
-            f"{o[1]}{o[0]}" for o in outs))
-    plan = manifest.get("memory_plan", {})
-    lines.append(f"memory plan: {plan.get('arena_bytes', 0):,} arena bytes in "
-                 f"{len(plan.get('buffers', []))} buffers")
+            lines.append(f"{side[:-1]:7}{v.get('name')}: {v.get('dtype')}{v.get('shape')}")
+    training = manifest.get("training")
+    if isinstance(training, dict):
+        lines.append(f"training step: loss {training.get('loss')}, "
+                     f"{len(training.get('trainable', []))} trainable parameters")
     kernels = manifest.get("kernels", [])
     code = sum(members.get(m, {}).get("size", 0) for m in {k.get("member") for k in kernels})
-    lines.append(f"precompiled entries ({len(kernels)}, {code:,} bytes of object code):")
+    lines.append(f"precompiled kernel entries: {len(kernels)} ({code:,} bytes of object code)")
     for k in kernels:
         lines.append(f"  {k.get('name')}({', '.join(k.get('signature', []))})")
-    lines.append(f"{len(members)} members, {size:,} bytes; compiled in "
-                 f"{manifest.get('compile_seconds')} s")
+    lines.append(f"compiled in {manifest.get('compile_seconds')} s; memory plan arena "
+                 f"{manifest.get('memory_plan', {}).get('arena_bytes', 0):,} bytes")
     return "\n".join(lines)
-
-
-def _plain(data: Any) -> Any:
-    """Tagged JSON attribute data as plain Python (for display only; arrays as names)."""
-    if isinstance(data, list):
-        return [_plain(v) for v in data]
-    if isinstance(data, dict):
-        if "$tuple" in data:
-            return tuple(_plain(v) for v in data["$tuple"])
-        if "$dict" in data:
-            return {k: _plain(v) for k, v in data["$dict"].items()}
-        return {k: _plain(v) for k, v in data.items()}
-    return data
-
