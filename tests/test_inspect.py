@@ -66,7 +66,11 @@ def test_lenet5_inference_text():
     # three conv+tanh groups and a linear+tanh, with their types and the zoo's source lines
     assert text.count("fused[conv2d + tanh]") == 3
     assert "fused[linear + tanh]" in text
-    assert "f32[2,6,28,28]" in text and "lenet5.py:32" in text
+    first = insp.after.compute_nodes()[0]                 # c1 (conv + tanh)
+    assert first.loc and "lenet5.py:" in first.loc        # the zoo's own source line
+    line = re.search(r"^\s+0\s+fused\[conv2d \+ tanh\]\s+%\d+\s+(\S+)\s+(\S+)$", text, re.M)
+    assert line and line[1] == "f32[2,6,28,28]"
+    assert line[2].endswith("lenet5.py:" + first.loc.rsplit(":", 1)[1])
     assert "flatten  (view, no kernel)" in text
     report = insp.executable.report()
     assert f"kernels in schedule order: {report['kernels']} kernels" in text
