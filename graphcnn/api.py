@@ -9,7 +9,7 @@ import numpy as np
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.mode_rules import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
-from graphcnn.runtime.executable import Executable
+from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn import random as gc_random
 
 LossFn = Callable[[Graph, Value, Value], Value]
@@ -48,10 +48,10 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     """
     start = time.perf_counter()
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
-    ops_before = len(graph.compute_nodes())
+    ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)
-    exe = Executable(graph, backend, ops_before=ops_before,
+    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype))
     if backend != "reference":
         _warm_up(exe)
@@ -155,10 +155,10 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     """
     start = time.perf_counter()
     graph = training_graph(model, loss, batch_size, dtype)
-    ops_before = len(graph.compute_nodes())
+    ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)
-    exe = Executable(graph, backend, ops_before=ops_before,
+    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
     step = GradientStep(model, exe, loss)
     if backend != "reference":

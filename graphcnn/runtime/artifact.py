@@ -253,6 +253,7 @@ def save_artifact(obj: Any, path: str | os.PathLike) -> None:
         "backend": "cpu",
         "name": graph.name,
         "ops_before": int(exe._ops_before),
+        "naive_bytes_before": int(exe.report()["naive_bytes"]),
         "compile_seconds": round(float(exe.compile_seconds), 3),
         "seed": int(exe.seed),
         "inputs": [{"name": n, "shape": list(v.shape), "dtype": v.dtype}
@@ -602,6 +603,7 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
     runner.launch_table = table
     seed = _int(manifest, "seed", "manifest")
     exe = Executable(graph, "cpu", ops_before=_int(manifest, "ops_before", "manifest"),
+                     naive_bytes_before=_int(manifest, "naive_bytes_before", "manifest"),
                      param_source=(lambda: parameters) if parameters else None, seed=seed,
                      runner=runner)
     exe.compile_seconds = float(_field(manifest, "compile_seconds", (int, float), "manifest"))
