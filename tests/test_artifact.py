@@ -38,6 +38,13 @@ FRESH = textwrap.dedent("""
             compiles.append(_name)
             return _orig(*a, **k)
         setattr(compiler, name, counting)
+    import pickle
+    unpickled = []
+    for name in ("loads", "load", "Unpickler"):
+        def spy(*a, _orig=getattr(pickle, name), _name=name, **k):
+            unpickled.append(_name)
+            return _orig(*a, **k)
+        setattr(pickle, name, spy)
     import graphcnn as gc
     results = {}
     for path, x_path, y_path in json.loads(sys.argv[1]):
@@ -46,6 +53,7 @@ FRESH = textwrap.dedent("""
         results[path] = {"equal": bool(np.array_equal(y, np.load(y_path))),
                          "precompiled": exe.precompiled}
     results["compiles"] = compiles
+    results["unpickled"] = unpickled
     results["seconds"] = time.perf_counter() - start
     print(json.dumps(results))
 """)
@@ -85,7 +93,7 @@ def test_fresh_process_bitwise_equal_without_compiling(saved, tmp_path):
                           text=True, env=fresh_env(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["compiles"] == []
+    assert result["compiles"] == [] and result["unpickled"] == []
     for path, _, _ in jobs:
         assert result[path] == {"equal": True, "precompiled": True}
     assert "Warning" not in proc.stderr
@@ -181,6 +189,21 @@ def test_training_artifact_equals_in_process_step(tmp_path):
     assert np.array_equal(again(x, labels)[1]["c1.weight"], loaded(x, labels)[1]["c1.weight"])
     with pytest.raises(ValueError, match="labels"):
         loaded(x, np.array([0, 1, 2, 10]))
+
+
+def test_executable_fed_parameters_round_trip(tmp_path):
+    """frozen=False: the parameters are fed at each call; the artifact stores their values
+    and the loaded executable reads them from exe.parameters."""
+    gc.manual_seed(5)
+    model = gc.models.lenet5()
+    exe = gc.compile(model, batch_size=2, frozen=False)
+    x = np.random.default_rng(2).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    exe.save(tmp_path / "fed.gcnn")
+    loaded = gc.load(tmp_path / "fed.gcnn")
+    assert np.array_equal(loaded(x), exe(x))
+    loaded.parameters["f7.bias"][...] += 1.0
+    model.parameters()["f7.bias"][...] += 1.0
+    assert np.array_equal(loaded(x), exe(x))
 
 
 def test_only_cpu_executables_save(tmp_path):

@@ -336,13 +336,17 @@ def _open(path: str) -> zipfile.ZipFile:
                     ) from None
 
 
-def _read_member(zf: zipfile.ZipFile, path: str, name: str, limit: int | None = None) -> bytes:
+def _read_member(zf: zipfile.ZipFile, path: str, name: str, limit: int | None = None,
+                 size: int | None = None) -> bytes:
     try:
         info = zf.getinfo(name)
     except KeyError:
         raise _fail(path, f"missing member {name}") from None
     if limit is not None and info.file_size > limit:
         raise _fail(path, f"member {name} is too large ({info.file_size} bytes)")
+    if size is not None and info.file_size != size:   # checked before inflating anything
+        raise _fail(path, f"member {name} is corrupted (it is {info.file_size} bytes, the "
+                          f"manifest says {size})")
     try:
         return zf.read(name)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError,
@@ -393,7 +397,7 @@ def _verified_members(zf: zipfile.ZipFile, path: str, manifest: dict[str, Any]
         digest = _field(meta, "sha256", str, f"members[{name!r}]")
         if not _SHA256.match(digest):
             raise ValueError(f"members[{name!r}].sha256 is not a SHA-256 digest")
-        data = _read_member(zf, path, name)
+        data = _read_member(zf, path, name, size=size)
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise _fail(path, f"member {name} is corrupted (its SHA-256 does not match the "
                               f"manifest)")
