@@ -466,3 +466,44 @@ def test_kernel_wrappers_call_numba_functions_through_launch():
                             and call.func.id in numba_fns:
                         direct.append(f"{file}:{call.lineno} {call.func.id}(...)")
     assert not direct, f"call these through launch(fn, *args): {direct}"
+
+
+# ---- a precompiled kernel that raises ---------------------------------------------------------
+# Numba's C entry also reports the error as "unraisable" on stderr before returning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_precompiled_kernel_errors_do_not_unpickle(monkeypatch):
+    """Numba-generated code raises by unpickling exception data embedded in the code; in
+    precompiled entries those hooks are stubs: a clear RuntimeError, nothing unpickled."""
+    import numba
+
+    from graphcnn.backends.cpu import aot
+
+    @numba.njit
+    def divide(a, b):
+        return a[0] // b          # ZeroDivisionError: a static exception
+
+    @numba.njit
+    def check(a, n):
+        if n < 0:
+            raise ValueError("negative", n)   # a dynamic exception (runtime argument)
+        a[0] = n
+
+    a = np.ones(3, np.int64)
+    assert divide(a, 1) == 1
+    check(a, 2)
+    built = [aot.build_entry(divide, ("int64[1C]", "int64"), (False, False)),
+             aot.build_entry(check, ("int64[1C]", "int64"), (False, False))]
+    table = aot.load_entries([(b.name, b.signature, b.restype, b.symbol, b.obj)
+                              for b in built])
+    unpickled = []
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: unpickled.append(1))
+    run_divide = table.entries[(built[0].name, built[0].signature)]
+    run_check = table.entries[(built[1].name, built[1].signature)]
+    assert run_divide((a, 1)) == 2        # a[0] is 2 after check(a, 2)
+    with pytest.raises(RuntimeError, match="precompiled kernel raised"):
+        run_divide((a, 0))
+    run_check((a, 5))
+    assert a[0] == 5
+    with pytest.raises(RuntimeError, match=r"precompiled kernel raised .*-3"):
+        run_check((a, -3))
+    assert unpickled == []

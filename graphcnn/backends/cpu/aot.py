@@ -285,8 +285,14 @@ def build_entry(fn: Any, signature: tuple[str, ...], readonly: tuple[bool, ...])
 def undefined_symbols(obj: bytes) -> set[str]:
     """The symbols an ELF64 little-endian object needs from outside (empty set for other
     formats, which are not inspected). Raises ValueError on a malformed ELF file."""
+    return elf_symbols(obj)[0]
+
+
+def elf_symbols(obj: bytes) -> tuple[set[str], set[str]]:
+    """(undefined, defined) symbol names of an ELF64 little-endian object; two empty sets
+    for other formats. Raises ValueError on a malformed ELF file."""
     if obj[:4] != b"\x7fELF":
-        return set()
+        return set(), set()
     if len(obj) < 64 or obj[4] != 2 or obj[5] != 1:
         raise ValueError("not a 64-bit little-endian ELF object")
     try:
@@ -297,6 +303,7 @@ def undefined_symbols(obj: bytes) -> set[str]:
         sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * 64)
                     for i in range(shnum)]
         names: set[str] = set()
+        defined: set[str] = set()
         for sh in sections:
             if sh[1] != 2:  # SHT_SYMTAB
                 continue
@@ -308,15 +315,16 @@ def undefined_symbols(obj: bytes) -> set[str]:
                 raise ValueError("ELF table out of bounds")
             for k in range(size // 24):
                 st_name, st_info, _, st_shndx = struct.unpack_from("<IBBH", obj, offset + 24 * k)
-                if st_shndx != 0 or st_name == 0:
+                if st_name == 0:
                     continue
                 if st_name >= str_size:
                     raise ValueError("ELF symbol name out of bounds")
                 end = obj.find(b"\0", str_off + st_name, str_off + str_size)
                 if end < 0:
                     raise ValueError("unterminated ELF symbol name")
-                names.add(obj[str_off + st_name:end].decode("ascii"))
-        return names
+                (names if st_shndx == 0 else defined).add(
+                    obj[str_off + st_name:end].decode("ascii"))
+        return names, defined
     except (struct.error, UnicodeDecodeError) as err:
         raise ValueError(f"malformed ELF object: {err}") from None
 
@@ -374,6 +382,17 @@ def register_runtime_symbols() -> None:
         for stub, symbol in zip(_STUBS, UNPICKLING_HOOKS.values()):
             llvm.add_symbol(symbol, ctypes.cast(stub, ctypes.c_void_p).value)
         _RUNTIME_READY = True
+
+
+_ENVIRONMENT: Any = None
+
+
+def _environment() -> Any:
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        from numba.core.environment import Environment
+        _ENVIRONMENT = Environment({"__name__": "graphcnn.backends.cpu.aot"})
+    return _ENVIRONMENT
 
 
 class Entry:
@@ -447,12 +466,14 @@ def load_entries(entries: Sequence[tuple[str, Sequence[str], str, str, bytes]]) 
     module.triple = llvm.get_process_triple()
     engine = llvm.create_mcjit_compiler(module, tm)
     seen: set[bytes] = set()
+    environments: set[str] = set()
     for name, _, _, _, obj in entries:
         if obj in seen:
             continue
         seen.add(obj)
         try:
-            needed = undefined_symbols(obj)
+            needed, defined = elf_symbols(obj)
+            environments |= {s for s in defined if s.startswith("_ZN08NumbaEnv")}
         except ValueError as err:
             raise AotError(f"object code of kernel {name}: {err}") from None
         unresolved = sorted(s for s in needed if not llvm.address_of_symbol(s))
@@ -461,6 +482,13 @@ def load_entries(entries: Sequence[tuple[str, Sequence[str], str, str, bytes]]) 
                            f"provide: {', '.join(unresolved[:5])}")
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
+    # Numba's generated code reads its function's Environment (a Python object the JIT
+    # sets after compiling) when it raises with runtime values; unset, that error path
+    # leaves the GIL held. Every environment points at one empty Environment instead.
+    for symbol in environments:
+        address = engine.get_global_value_address(symbol)
+        if address:
+            ctypes.c_void_p.from_address(address).value = id(_environment())
     table: dict[tuple[str, tuple[str, ...]], Entry] = {}
     for name, signature, restype, symbol, _ in entries:
         address = engine.get_function_address(symbol)
