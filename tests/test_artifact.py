@@ -97,6 +97,11 @@ def test_fresh_process_bitwise_equal_without_compiling(saved, tmp_path):
     for path, _, _ in jobs:
         assert result[path] == {"equal": True, "precompiled": True}
     assert "Warning" not in proc.stderr
+    # Nothing was written to Numba's cache (no index, no object files, no generated
+    # fused-kernel sources): at most the empty folders Numba makes when a module loads.
+    written = [os.path.join(d, f) for d, _, files in os.walk(tmp_path / "empty-numba-cache")
+               for f in files]
+    assert written == []
 
 
 def test_in_process_load_matches_and_reports(saved):
