@@ -246,3 +246,12 @@ def test_torch_equivalents_match(name, options):
         assert check["grad_max_relative_diff"] < 1e-3
     assert check["grads_compared"] == len(gc.models.get_model(name, **options)
                                           .trainable_parameters())
+
+
+def test_measure_interleaved_alternates():
+    from graphcnn.bench.common import measure_interleaved
+    calls: list[str] = []
+    res = measure_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              repeats=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert set(res) == {"a", "b"} and all(len(r["times_ms"]) == 3 for r in res.values())

@@ -28,6 +28,24 @@ def measure(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, A
             "times_ms": [round(t * 1e3, 4) for t in times]}
 
 
+def measure_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+                        ) -> dict[str, dict[str, Any]]:
+    """Time several contenders in rounds (each round calls each one once, in order), so a
+    change in the machine's speed during the run (other load, clocks) hits all alike.
+    `warmup` untimed calls of each first. Per contender: as `measure`."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3,
+                "times_ms": [round(x * 1e3, 4) for x in t]} for k, t in times.items()}
+
+
 def sgemm_roof(n: int = 2048, repeats: int = 10) -> dict[str, Any]:
     """The measured SGEMM roof: numpy's float32 n x n matmul (the BLAS numpy links), in
     GFLOP/s (2 n^3 FLOPs per product), median over `repeats`."""

@@ -3,7 +3,8 @@
 gradient of graphcnn's registered cpu kernels (called directly, with preallocated
 buffers, as the runner calls them) against PyTorch's (F.conv2d, torch.nn.grad.conv2d_input,
 torch.nn.grad.conv2d_weight; same thread count), with GFLOP/s and the fraction of the
-SGEMM roof. Each kernel's result is compared with torch's before timing.
+SGEMM roof. Each kernel's result is compared with torch's before timing; the two are
+timed alternately (one call each per round).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.bench.common import gflops, measure, threads
+from graphcnn.bench.common import gflops, measure_interleaved, threads
 from graphcnn.bench.profile import conv_algorithm
 
 # (channels, spatial size) of ResNet-18's stride-1 3x3 layers
@@ -84,13 +85,17 @@ def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
                                "size": size, "batch": batch, "pass": pass_,
                                "algorithm": conv_algorithm(node), "flops": flops}
         kernel(ins, [out], attrs)  # compile / load now
-        timing = measure(lambda: kernel(ins, [out], attrs), repeats, warmup)
-        row["graphcnn"] = dict(timing, gflops=gflops(flops, timing["median_ms"]))
+        fns = {"graphcnn": lambda: kernel(ins, [out], attrs)}
         if pass_ in torch_fns:
             expected = torch_fns[pass_]().numpy()
             scale = float(np.max(np.abs(expected))) or 1.0
             row["check_relative_diff"] = float(np.max(np.abs(out - expected))) / scale
-            t = measure(torch_fns[pass_], repeats, warmup)
+            fns["torch"] = torch_fns[pass_]
+        timings = measure_interleaved(fns, repeats, warmup)
+        timing = timings["graphcnn"]
+        row["graphcnn"] = dict(timing, gflops=gflops(flops, timing["median_ms"]))
+        if "torch" in timings:
+            t = timings["torch"]
             row["torch"] = dict(t, gflops=gflops(flops, t["median_ms"]))
             row["ratio"] = timing["median_ms"] / t["median_ms"]
         log(f"  {row['layer']:>7s} b{batch:<3d} {pass_:11s} graphcnn {timing['median_ms']:9.3f} ms"

@@ -15,7 +15,8 @@ workload):
 
 Every peer's first result is compared with graphcnn's (logits; loss and gradients in
 training) before anything is timed. Times are medians over `repeats` calls after `warmup`
-calls. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
+calls, taken in rounds (graphcnn, then each peer, once per round) so that a change in the
+machine's speed during the run hits every contender alike. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.bench.common import gflops, measure, threads
+from graphcnn.bench.common import gflops, measure_interleaved, threads
 from graphcnn.bench.flops import flops_by_op, graph_flops
 
 PEERS = ("numpy", "torch", "onnxruntime")
@@ -251,10 +252,12 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
             "systems": {}, "checks": {}, "notes": notes, "ratios": {}}
         order = ["graphcnn"] + [p for p in against if p in peers]
         systems = {"graphcnn": mine, **peers}
+        for key in order[1:]:
+            result["checks"][key] = compare(mine.check, systems[key].check, training)
+        log(f"  timing {', '.join(order)} in {repeats} rounds ...")
+        timings = measure_interleaved({k: systems[k].run for k in order}, repeats, warmup)
         for key in order:
-            if key != "graphcnn":
-                result["checks"][key] = compare(mine.check, systems[key].check, training)
-            timing = measure(systems[key].run, repeats, warmup)
+            timing = timings[key]
             timing["gflops"] = gflops(flops, timing["median_ms"])
             result["systems"][key] = timing
             log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}"
