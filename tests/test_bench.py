@@ -248,10 +248,16 @@ def test_torch_equivalents_match(name, options):
                                           .trainable_parameters())
 
 
-def test_measure_interleaved_alternates():
+def test_measure_interleaved_alternates_blocks():
     from graphcnn.bench.common import measure_interleaved
     calls: list[str] = []
     res = measure_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                              repeats=3, warmup=1)
-    assert calls == ["a", "b"] + ["a", "b"] * 3
-    assert set(res) == {"a", "b"} and all(len(r["times_ms"]) == 3 for r in res.values())
+                              repeats=5, warmup=1, rounds=2, gap_s=0.0)
+    # warm-up, then rounds of blocks (3 then 2 timed calls each)
+    assert calls == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 2 + ["b"] * 2
+    assert set(res) == {"a", "b"} and all(len(r["times_ms"]) == 5 for r in res.values())
+    calls.clear()
+    measure_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        repeats=2, warmup=0, rounds=2, gap_s=0.001)
+    # with a gap, each block starts with an untimed call
+    assert calls == ["a", "a", "b", "b"] * 2

@@ -28,20 +28,31 @@ def measure(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, A
             "times_ms": [round(t * 1e3, 4) for t in times]}
 
 
-def measure_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
-                        ) -> dict[str, dict[str, Any]]:
-    """Time several contenders in rounds (each round calls each one once, in order), so a
-    change in the machine's speed during the run (other load, clocks) hits all alike.
-    `warmup` untimed calls of each first. Per contender: as `measure`."""
+def measure_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                        rounds: int = 4, gap_s: float = 0.2) -> dict[str, dict[str, Any]]:
+    """Time several contenders in `rounds` rounds: each round gives each contender, in
+    order, a block of consecutive timed calls (repeats / rounds of them, after one untimed
+    call), so that a drift in the machine's speed during the run (others' load, clocks)
+    hits all alike, while each block still runs hot, as a user's loop does. Between blocks
+    the process sleeps `gap_s`: the thread pools that spin after a call (ONNX Runtime's,
+    OpenMP's, the BLAS's) go idle before the next contender starts, and do not steal its
+    cores. `warmup` untimed calls of each first. Per contender: as `measure`."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    repeats = max(1, repeats)
+    rounds = max(1, min(rounds, repeats))
+    sizes = [repeats // rounds + (1 if r < repeats % rounds else 0) for r in range(rounds)]
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(1, repeats)):
+    for size in sizes:
         for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
+            if len(fns) > 1 and gap_s:
+                time.sleep(gap_s)
+                fn()
+            for _ in range(size):
+                start = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - start)
     return {k: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3,
                 "times_ms": [round(x * 1e3, 4) for x in t]} for k, t in times.items()}
 

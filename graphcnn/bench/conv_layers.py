@@ -4,7 +4,7 @@ gradient of graphcnn's registered cpu kernels (called directly, with preallocate
 buffers, as the runner calls them) against PyTorch's (F.conv2d, torch.nn.grad.conv2d_input,
 torch.nn.grad.conv2d_weight; same thread count), with GFLOP/s and the fraction of the
 SGEMM roof. Each kernel's result is compared with torch's before timing; the two are
-timed alternately (one call each per round).
+timed in alternating blocks (common.measure_interleaved).
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ workload):
 
 Every peer's first result is compared with graphcnn's (logits; loss and gradients in
 training) before anything is timed. Times are medians over `repeats` calls after `warmup`
-calls, taken in rounds (graphcnn, then each peer, once per round) so that a change in the
-machine's speed during the run hits every contender alike. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
+calls, taken in rounds of blocks (graphcnn, then each peer; common.measure_interleaved) so
+that a change in the machine's speed during the run hits every contender alike. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
 """
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
         systems = {"graphcnn": mine, **peers}
         for key in order[1:]:
             result["checks"][key] = compare(mine.check, systems[key].check, training)
-        log(f"  timing {', '.join(order)} in {repeats} rounds ...")
+        log(f"  timing {', '.join(order)}: {repeats} calls each, in rounds ...")
         timings = measure_interleaved({k: systems[k].run for k in order}, repeats, warmup)
         for key in order:
             timing = timings[key]
