@@ -8,6 +8,7 @@ import numpy as np
 
 from graphcnn.backends.cpu.codegen import GeneratedKernel, anchor_arguments, side_refs
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
+from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
 from graphcnn.backends.cpu.registry import cpu_kernel, launch
 
@@ -43,8 +44,9 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
         launch(kernel, out.reshape(view), *sides)
         return
     head = ins[:attrs["anchor_inputs"]]
-    if run_as_gemm(anchor, head, out, attrs["anchor_attrs"]):
-        has_bias = anchor == "conv2d" and len(head) == 3
+    blas = run_as_blas if anchor in ("linear", "matmul") else run_as_gemm
+    if blas(anchor, head, out, attrs["anchor_attrs"]):
+        has_bias = anchor in ("conv2d", "linear") and len(head) == 3
         bias = head[2] if has_bias else _NO_BIAS[out.dtype]
         launch(kernel, out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
     else:
