@@ -8,6 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.kernels.window import col_range, max_row
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
@@ -33,12 +34,24 @@ def _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
 @numba.njit(cache=True, nogil=True)
 def max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw):
     """One output plane out[n, c], task = n * C + c."""
-    c_len = x.shape[1]
+    # Row at a time: for each kernel tap, one max over the output row (no per-element
+    # window search or bounds test; every window holds at least one input element).
+    c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    ow_len = out.shape[3]
     n, c = task // c_len, task % c_len
     for oy in range(out.shape[2]):
-        for ox in range(out.shape[3]):
-            out[n, c, oy, ox] = _argmax_in_window(x, n, c, oy, ox, kh, kw, sh, sw,
-                                                  ph, pw, dh, dw)[0]
+        orow = out[n, c, oy]
+        for ox in range(ow_len):
+            orow[ox] = -np.inf
+        for i in range(kh):
+            iy = oy * sh - ph + i * dh
+            if iy < 0 or iy >= in_h:
+                continue
+            xrow = x[n, c, iy]
+            for j in range(kw):
+                off_x = j * dw - pw
+                lo, hi = col_range(off_x, sw, in_w, ow_len)
+                max_row(orow, lo, xrow, lo * sw + off_x, sw, hi - lo)
 
 
 @numba.njit(**JIT)

@@ -66,3 +66,16 @@ def copy_row(dst, d0, src, s0, sstep, count):
         s = src[s0:s0 + (count - 1) * sstep + 1:sstep]
         for k in range(count):
             d[k] = s[k]
+
+
+@numba.njit(inline="always")
+def max_row(dst, d0, src, s0, sstep, count):
+    """dst[d0 + k] = max(dst[d0 + k], src[s0 + k*sstep]) for k < count (the first of equal
+    values stays, as in the reference)."""
+    if count <= 0:
+        return
+    d = dst[d0:d0 + count]
+    s = src[s0:s0 + (count - 1) * sstep + 1:sstep]
+    for k in range(count):
+        if s[k] > d[k]:
+            d[k] = s[k]
