@@ -10,7 +10,7 @@ from graphcnn.backends.cpu.codegen import GeneratedKernel, anchor_arguments, sid
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
-from graphcnn.backends.cpu.registry import cpu_kernel, launch
+from graphcnn.backends.cpu.registry import cpu_kernel, get_kernel, launch
 
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
             np.dtype(np.float64): np.zeros(1, np.float64)}
@@ -50,5 +50,9 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
         bias = head[2] if has_bias else _NO_BIAS[out.dtype]
         launch(kernel, out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
     else:
-        launch(kernel, out, *sides, True, _NO_BIAS[out.dtype], False,
+        # The anchor's own parallel kernel, then the epilogue over its output (still in
+        # cache). Measured on LeNet-5's c1 at batch 64: 1.8 ms + 0.08 ms, where calling
+        # the anchor's per-task function from inside the generated loop took 5.2 ms.
+        get_kernel(anchor)(head, [out], attrs["anchor_attrs"])
+        launch(kernel, out, *sides, False, _NO_BIAS[out.dtype], False,
                *anchor_arguments(attrs, ins, out))
