@@ -1,25 +1,29 @@
 """Code generation for fused groups: one Numba kernel per group *structure*.
 
-A group (see graphcnn/ops/fused.py) becomes Python source like
+The group's anchor (conv2d, linear, a pooling op...; see graphcnn/ops/fused.py) runs as
+its own parallel kernel (direct, or a GEMM); the generated kernel is the epilogue that
+follows, over the anchor's output while it is still in cache, e.g. for conv + add + relu:
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def fused_kernel(out, s3, a0, a1, ...):
+    def fused_kernel(out, s3, pre_bias, add_bias):
         for task in prange(out.shape[0] * out.shape[1]):
-            anchor_task(task, a0, a1, ...)          # e.g. one conv2d output plane
             p, q = task // out.shape[1], task % out.shape[1]
             for y in range(out.shape[2]):
                 for x in range(out.shape[3]):
                     v = out[p, q, y, x]
+                    if add_bias:                    # a GEMM's bias, added here
+                        v = v + pre_bias[q]
                     t0 = (v + s3[p, q, y, x])       # the residual add
                     t1 = (t0 if t0 > 0 else 0.0)    # relu
                     out[p, q, y, x] = t1
 
-so the epilogue runs on each output plane (or row) right after the anchor computed it,
-while it is still in cache: no extra pass over memory, no intermediate buffer. The
-elementwise formulas come from the op registry (`OpDef.scalar`); anchor geometry is passed
-as arguments, so every conv2d + add + relu in every model shares one kernel. The source is
-written to a file named by a hash of the structure, under the Numba cache directory, so
-Numba's own on-disk cache (`cache=True`) keeps the machine code across processes.
+so the chain needs no intermediate buffers and one pass over the output. (Calling the
+anchor's per-task function from inside this loop, which an earlier version did, measured
+3x slower than the anchor's own kernel on LeNet-5's first convolution.) The elementwise
+formulas come from the op registry (`OpDef.scalar`), so every conv2d + add + relu in every
+model shares one kernel. The source is written to a file named by a hash of the
+structure, under the Numba cache directory, so Numba's own on-disk cache (`cache=True`)
+keeps the machine code across processes.
 """
 from __future__ import annotations
 
@@ -27,52 +31,17 @@ import hashlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from graphcnn.ops.registry import get_op
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 
-
-@dataclass(frozen=True)
-class Anchor:
-    """How a fused group calls its anchor: a per-task Numba function in `module`, the
-    function that builds its arguments after `task`, and how a task maps to the output:
-    'plane' (out[p, q, :, :] of a 4-D output) or 'row' (out[i, :] of a 2-D output)."""
-
-    module: str
-    task: Callable[[dict[str, Any]], str]
-    args: str
-    region: str
-
-
-_CONV = "graphcnn.backends.cpu.kernels.conv"
-_POOL = "graphcnn.backends.cpu.kernels.pool"
-_DENSE = "graphcnn.backends.cpu.kernels.dense"
-
-ANCHORS: dict[str, Anchor] = {
-    "conv2d": Anchor(_CONV, lambda a: "conv2d_task", "conv2d_args", "plane"),
-    "conv2d_input_grad": Anchor(_CONV, lambda a: "conv2d_input_grad_task",
-                                "conv2d_input_grad_args", "plane"),
-    "conv2d_weight_grad": Anchor(_CONV, lambda a: "conv2d_weight_grad_task",
-                                 "conv2d_weight_grad_args", "plane"),
-    "max_pool2d": Anchor(_POOL, lambda a: "max_pool2d_task", "max_pool2d_args", "plane"),
-    "avg_pool2d": Anchor(_POOL, lambda a: "avg_pool2d_task", "avg_pool2d_args", "plane"),
-    "max_pool2d_grad": Anchor(_POOL, lambda a: "max_pool2d_grad_task", "max_pool2d_grad_args",
-                              "plane"),
-    "avg_pool2d_grad": Anchor(_POOL, lambda a: "avg_pool2d_grad_task", "avg_pool2d_grad_args",
-                              "plane"),
-    "linear": Anchor(_DENSE, lambda a: "matmul_nt_task", "linear_args", "row"),
-    "matmul": Anchor(_DENSE, lambda a: {(False, False): "matmul_nn_task",
-                                        (False, True): "matmul_nt_task",
-                                        (True, False): "matmul_tn_task",
-                                        (True, True): "matmul_tt_task"}[
-                                            (a["trans_a"], a["trans_b"])],
-                     "matmul_args", "row"),
-}
+# Anchors with a 2-D output run the epilogue a row at a time; the rest have 4-D (N, C, H,
+# W) outputs and run it a plane at a time, with a per-channel bias.
+ROW_ANCHORS = ("linear", "matmul")
 
 
 def side_refs(attrs: dict[str, Any]) -> list[int]:
@@ -109,44 +78,28 @@ def epilogue_lines(attrs: dict[str, Any], index: str, first: str | None) -> list
 
 
 def generate_source(attrs: dict[str, Any]) -> str:
-    anchor = ANCHORS[attrs["anchor"]] if attrs["anchor"] else None
+    anchor = attrs["anchor"]
     sides = [f"s{r}" for r in side_refs(attrs)]
-    region = anchor.region if anchor else "plane"
     head = ["# Generated by graphcnn.backends.cpu.codegen; do not edit.",
             f"# group: {' -> '.join(_members(attrs))}",
             "import math", "import numba", "from numba import prange"]
-    nargs = 0
-    if anchor:
-        head.append(f"from {anchor.module} import {anchor.task(attrs['anchor_attrs'])} "
-                    f"as anchor_task")
-        nargs = _anchor_arity(anchor, attrs)
-    anchor_args = [f"a{i}" for i in range(nargs)]
-    # run_anchor=False: the anchor's output was already computed another way (a GEMM,
-    # kernels/conv.py run_as_gemm), and only its bias (pre_bias, if add_bias) and the
-    # epilogue remain.
-    control = ["run_anchor", "pre_bias", "add_bias"] if anchor else []
-    params = ", ".join(["out"] + sides + control + anchor_args)
+    # pre_bias/add_bias: a bias the anchor left out (a GEMM computes without it).
+    control = ["pre_bias", "add_bias"] if anchor else []
+    params = ", ".join(["out"] + sides + control)
     body = ["", "", "@numba.njit(parallel=True, cache=True, nogil=True, fastmath=False)",
             f"def fused_kernel({params}):"]
-    if region == "plane":
-        body.append("    for task in prange(out.shape[0] * out.shape[1]):")
-        if anchor:
-            body += ["        if run_anchor:",
-                     f"            anchor_task({', '.join(['task'] + anchor_args)})"]
-        body += ["        p, q = task // out.shape[1], task % out.shape[1]",
+    if anchor in ROW_ANCHORS:
+        body += ["    for task in prange(out.shape[0]):",
+                 "        for x in range(out.shape[1]):"]
+        index, channel, indent = "task, x", "x", " " * 12
+    else:
+        body += ["    for task in prange(out.shape[0] * out.shape[1]):",
+                 "        p, q = task // out.shape[1], task % out.shape[1]",
                  "        for y in range(out.shape[2]):",
                  "            for x in range(out.shape[3]):"]
-        index, indent = "p, q, y, x", " " * 16
-    else:
-        body.append("    for task in prange(out.shape[0]):")
-        body += ["        if run_anchor:",
-                 f"            anchor_task({', '.join(['task'] + anchor_args)})"]
-        body.append("        for x in range(out.shape[1]):")
-        index, indent = "task, x", " " * 12
-    first = f"out[{index}]" if anchor else None
-    lines = epilogue_lines(attrs, index, first)
+        index, channel, indent = "p, q, y, x", "q", " " * 16
+    lines = epilogue_lines(attrs, index, f"out[{index}]" if anchor else None)
     if anchor:
-        channel = "q" if region == "plane" else "x"
         lines[1:1] = ["if add_bias:", f"    v = v + pre_bias[{channel}]"]
     body += [indent + line for line in lines]
     return "\n".join(head + body) + "\n"
@@ -154,12 +107,6 @@ def generate_source(attrs: dict[str, Any]) -> str:
 
 def _members(attrs: dict[str, Any]) -> list[str]:
     return ([attrs["anchor"]] if attrs["anchor"] else []) + [s[0] for s in attrs["steps"]]
-
-
-def _anchor_arity(anchor: Anchor, attrs: dict[str, Any]) -> int:
-    """How many arguments the anchor's task function takes after `task`."""
-    task_fn = getattr(importlib.import_module(anchor.module), anchor.task(attrs["anchor_attrs"]))
-    return task_fn.py_func.__code__.co_argcount - 1
 
 
 def cache_dir() -> str:
@@ -215,11 +162,3 @@ def _import_kernel(source: str, digest: str) -> Callable[..., None]:
     spec.loader.exec_module(module)
     _LOADED[digest] = module.fused_kernel
     return module.fused_kernel
-
-
-def anchor_arguments(attrs: dict[str, Any], ins: list[np.ndarray], out: np.ndarray) -> tuple:
-    if not attrs["anchor"]:
-        return ()
-    anchor = ANCHORS[attrs["anchor"]]
-    build = getattr(importlib.import_module(anchor.module), anchor.args)
-    return build(ins[:attrs["anchor_inputs"]], out, attrs["anchor_attrs"])

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import GeneratedKernel, anchor_arguments, side_refs
+from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel, side_refs
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
@@ -44,15 +44,11 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
         launch(kernel, out.reshape(view), *sides)
         return
     head = ins[:attrs["anchor_inputs"]]
-    blas = run_as_blas if anchor in ("linear", "matmul") else run_as_gemm
+    blas = run_as_blas if anchor in ROW_ANCHORS else run_as_gemm
     if blas(anchor, head, out, attrs["anchor_attrs"]):
+        # The GEMM left the bias out: the epilogue adds it in the same pass.
         has_bias = anchor in ("conv2d", "linear") and len(head) == 3
-        bias = head[2] if has_bias else _NO_BIAS[out.dtype]
-        launch(kernel, out, *sides, False, bias, has_bias, *anchor_arguments(attrs, ins, out))
+        launch(kernel, out, *sides, head[2] if has_bias else _NO_BIAS[out.dtype], has_bias)
     else:
-        # The anchor's own parallel kernel, then the epilogue over its output (still in
-        # cache). Measured on LeNet-5's c1 at batch 64: 1.8 ms + 0.08 ms, where calling
-        # the anchor's per-task function from inside the generated loop took 5.2 ms.
         get_kernel(anchor)(head, [out], attrs["anchor_attrs"])
-        launch(kernel, out, *sides, False, _NO_BIAS[out.dtype], False,
-               *anchor_arguments(attrs, ins, out))
+        launch(kernel, out, *sides, _NO_BIAS[out.dtype], False)
