@@ -18,8 +18,12 @@ KernelFn = Callable[[list[np.ndarray], list[np.ndarray], dict[str, Any]], None]
 
 _KERNELS: dict[str, KernelFn] = {}
 
-# Shared Numba options: parallel loops, an on-disk cache so kernels compile once per machine.
-JIT = dict(parallel=True, cache=True, nogil=True)
+# Shared Numba options: parallel loops, an on-disk cache so kernels compile once per machine,
+# and IEEE division (x / 0 is inf or nan, as in NumPy): Python's error model tests every
+# float division for zero to raise, which stops LLVM vectorizing any loop that divides.
+JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+# The same for the serial per-task functions the parallel loops call.
+TASK_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 # ---- launching compiled functions -----------------------------------------------------

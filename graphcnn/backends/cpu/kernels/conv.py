@@ -13,12 +13,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.kernels.window import axpy, dot
+from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
     """One output plane out[n, o], task = n * O + o."""
     in_h, in_w = x.shape[2], x.shape[3]
@@ -27,11 +27,11 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
     n, o = task // o_len, task % o_len
     g = o // (o_len // groups)
     b = bias[o] if has_bias else 0.0
-    for oy in range(oh_len):
-        for ox in range(ow_len):
-            out[n, o, oy, ox] = b
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    out0 = task * oh_len * ow_len
+    fill(of, out0, oh_len * ow_len, b)
     for ci in range(cg):
-        c = g * cg + ci
+        x0 = (n * x.shape[1] + g * cg + ci) * in_h * in_w
         for i in range(kh):
             for j in range(kw):
                 wv = w[o, ci, i, j]
@@ -41,7 +41,8 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    axpy(out[n, o, oy], lo, 1, x[n, c, iy], lo * sw + off_x, sw, hi - lo, wv)
+                    axpy(of, out0 + oy * ow_len + lo, 1,
+                         xf, x0 + iy * in_w + lo * sw + off_x, sw, hi - lo, wv)
 
 
 @numba.njit(**JIT)
@@ -50,7 +51,7 @@ def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
         conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
     """One input-gradient plane dx[n, c], task = n * C + c."""
     c_len, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -59,11 +60,12 @@ def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
     og = o_len // groups
     n, c = task // c_len, task % c_len
     g, ci = c // cg, c % cg
-    for y in range(in_h):
-        for xx in range(in_w):
-            dx[n, c, y, xx] = 0
+    dxf, dyf = dx.reshape(dx.size), dy.reshape(dy.size)
+    dx0 = task * in_h * in_w
+    fill(dxf, dx0, in_h * in_w, 0.0)
     for oo in range(og):
         o = g * og + oo
+        dy0 = (n * o_len + o) * oh_len * ow_len
         for i in range(kh):
             for j in range(kw):
                 wv = w[o, ci, i, j]
@@ -73,7 +75,8 @@ def conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    axpy(dx[n, c, iy], lo * sw + off_x, sw, dy[n, o, oy], lo, 1, hi - lo, wv)
+                    axpy(dxf, dx0 + iy * in_w + lo * sw + off_x, sw,
+                         dyf, dy0 + oy * ow_len + lo, 1, hi - lo, wv)
 
 
 @numba.njit(**JIT)
@@ -82,7 +85,9 @@ def _conv2d_input_grad(dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
         conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups)
 
 
-@numba.njit(cache=True, nogil=True)
+# Reassociation lets LLVM split the dot products' float64 sums into vector lanes (3x here);
+# the sums then differ from the serial order by rounding only.
+@numba.njit(fastmath={"reassoc", "contract"}, **TASK_JIT)
 def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """One filter dw[o, ci], task = o * (C / groups) + ci."""
     n_len, in_h, in_w = x.shape[0], x.shape[2], x.shape[3]
@@ -91,17 +96,21 @@ def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
     og = o_len // groups
     o, ci = task // cg, task % cg
     c = (o // og) * cg + ci
+    dyf, xf = dy.reshape(dy.size), x.reshape(x.size)
     for i in range(kh):
         for j in range(kw):
             off_x = j * dw - pl
             lo, hi = _col_range(off_x, sw, in_w, ow_len)
             total = 0.0  # float64: sums over the whole batch
             for n in range(n_len):
+                dy0 = (n * o_len + o) * oh_len * ow_len
+                x0 = (n * x.shape[1] + c) * in_h * in_w
                 for oy in range(oh_len):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
-                    total += dot(dy[n, o, oy], lo, x[n, c, iy], lo * sw + off_x, sw, hi - lo)
+                    total += dot(dyf, dy0 + oy * ow_len + lo,
+                                 xf, x0 + iy * in_w + lo * sw + off_x, sw, hi - lo)
             dw_out[o, ci, i, j] = total
 
 

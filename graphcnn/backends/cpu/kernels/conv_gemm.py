@@ -16,7 +16,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, launch
@@ -54,36 +54,39 @@ def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, i
     return [(n0, min(per, n_len - n0)) for n0 in range(0, n_len, per)]
 
 
+# The copies below index flat arrays with unsigned integers and create no views in the
+# loops: a view per row costs an atomic reference-count update on the shared buffer, which
+# the two threads fight over (im2col of a 64@56 layer: 0.54 ms with row views, 0.18 ms
+# without), and an unsigned index needs no negative-index test, so LLVM vectorizes the copy.
+
 @numba.njit(**JIT)
 def _im2col(x, n0, nb, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
     """col[(ci, i, j), (b, oy, ox)] = x[n0 + b, c0 + ci, oy*sh - pt + i*dh, ox*sw - pl + j*dw]
-    (zero where that falls in the padding)."""
+    (zero where that falls in the padding). One task per (image, channel, kernel row)."""
     in_h, in_w = x.shape[2], x.shape[3]
-    taps = kh * kw
-    plane = oh_len * ow_len
-    for task in prange(col.shape[0] * nb):
-        row, b = task // nb, task % nb
-        ci, tap = row // taps, row % taps
-        i, j = tap // kw, tap % kw
-        off_x = j * dw - pl
-        lo, hi = _col_range(off_x, sw, in_w, ow_len)
-        for oy in range(oh_len):
-            iy = oy * sh - pt + i * dh
-            base = b * plane + oy * ow_len
-            if iy < 0 or iy >= in_h:
-                for ox in range(ow_len):
-                    col[row, base + ox] = 0
-                continue
-            for ox in range(lo):
-                col[row, base + ox] = 0
-            if sw == 1:  # a contiguous copy
-                for ox in range(lo, hi):
-                    col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox + off_x]
-            else:
-                for ox in range(lo, hi):
-                    col[row, base + ox] = x[n0 + b, c0 + ci, iy, ox * sw + off_x]
-            for ox in range(hi, ow_len):
-                col[row, base + ox] = 0
+    plane, width = oh_len * ow_len, col.shape[1]
+    cg_len = col.shape[0] // (kh * kw)
+    xf, cf = x.reshape(x.size), col.reshape(col.size)
+    for task in prange(nb * cg_len * kh):
+        b, ci, i = task // (cg_len * kh), task // kh % cg_len, task % kh
+        src0 = ((n0 + b) * x.shape[1] + c0 + ci) * in_h * in_w
+        ylo, yhi = _col_range(i * dh - pt, sh, in_h, oh_len)
+        for j in range(kw):
+            off_x = j * dw - pl
+            lo, hi = _col_range(off_x, sw, in_w, ow_len)
+            dst0 = ((ci * kh + i) * kw + j) * width + b * plane
+            if ylo > 0 or yhi < oh_len or lo > 0 or hi < ow_len:
+                for q in range(plane):
+                    cf[uint64(dst0 + q)] = 0
+            for oy in range(ylo, yhi):
+                s0 = src0 + (oy * sh - pt + i * dh) * in_w + lo * sw + off_x
+                d0 = dst0 + oy * ow_len + lo
+                if sw == 1:
+                    for k in range(hi - lo):
+                        cf[uint64(d0 + k)] = xf[uint64(s0 + k)]
+                else:
+                    for k in range(hi - lo):
+                        cf[uint64(d0 + k)] = xf[uint64(s0 + k * sw)]
 
 
 @numba.njit(**JIT)
@@ -91,29 +94,28 @@ def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_
     """The adjoint of _im2col: dx[n0 + b, c0 + ci] = the sum of col's entries taken from
     there. Parallel over (image, channel), so no two threads add into one element."""
     in_h, in_w = dx.shape[2], dx.shape[3]
-    plane = oh_len * ow_len
+    plane, width = oh_len * ow_len, col.shape[1]
+    df, cf = dx.reshape(dx.size), col.reshape(col.size)
     for task in prange(nb * cg):
         b, ci = task // cg, task % cg
-        n, c = n0 + b, c0 + ci
-        for y in range(in_h):
-            for xx in range(in_w):
-                dx[n, c, y, xx] = 0
+        dst0 = ((n0 + b) * dx.shape[1] + c0 + ci) * in_h * in_w
+        for q in range(in_h * in_w):
+            df[uint64(dst0 + q)] = 0
         for i in range(kh):
+            ylo, yhi = _col_range(i * dh - pt, sh, in_h, oh_len)
             for j in range(kw):
-                row = (ci * kh + i) * kw + j
                 off_x = j * dw - pl
                 lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                for oy in range(oh_len):
-                    iy = oy * sh - pt + i * dh
-                    if iy < 0 or iy >= in_h:
-                        continue
-                    base = b * plane + oy * ow_len
+                src0 = ((ci * kh + i) * kw + j) * width + b * plane
+                for oy in range(ylo, yhi):
+                    d0 = dst0 + (oy * sh - pt + i * dh) * in_w + lo * sw + off_x
+                    s0 = src0 + oy * ow_len + lo
                     if sw == 1:
-                        for ox in range(lo, hi):
-                            dx[n, c, iy, ox + off_x] += col[row, base + ox]
+                        for k in range(hi - lo):
+                            df[uint64(d0 + k)] += cf[uint64(s0 + k)]
                     else:
-                        for ox in range(lo, hi):
-                            dx[n, c, iy, ox * sw + off_x] += col[row, base + ox]
+                        for k in range(hi - lo):
+                            df[uint64(d0 + k * sw)] += cf[uint64(s0 + k)]
 
 
 @numba.njit(**JIT)

@@ -10,10 +10,10 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def matmul_nn_task(i, a, b, out):
     """Row i of out = a @ b; a (M,K), b (K,N): k-j order, the j loop is contiguous."""
     k_len, n_len = a.shape[1], b.shape[1]
@@ -25,7 +25,7 @@ def matmul_nn_task(i, a, b, out):
             out[i, j] += aik * b[k, j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def matmul_nt_task(i, a, b, out, bias, has_bias):
     """Row i of out = a @ b.T (+ bias); a (M,K), b (N,K): contiguous dot products."""
     k_len, n_len = a.shape[1], b.shape[0]
@@ -36,7 +36,7 @@ def matmul_nt_task(i, a, b, out, bias, has_bias):
         out[i, j] = total + bias[j] if has_bias else total
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def matmul_tn_task(i, a, b, out):
     """Row i of out = a.T @ b; a (K,M), b (K,N)."""
     k_len, n_len = a.shape[0], b.shape[1]
@@ -48,7 +48,7 @@ def matmul_tn_task(i, a, b, out):
             out[i, j] += aki * b[k, j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def matmul_tt_task(i, a, b, out):
     """Row i of out = a.T @ b.T; a (K,M), b (N,K). Only second-order graphs ask for it."""
     k_len, n_len = a.shape[0], b.shape[0]

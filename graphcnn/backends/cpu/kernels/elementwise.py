@@ -10,6 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.scalar_math import fast_tanh
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
@@ -57,7 +58,7 @@ def _sigmoid_grad(g, y, out):
 @numba.njit(**JIT)
 def _tanh(x, out):
     for i in prange(x.size):
-        out[i] = math.tanh(x[i])
+        out[i] = fast_tanh(x[i])
 
 
 @numba.njit(**JIT)

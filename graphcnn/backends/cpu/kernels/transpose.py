@@ -8,10 +8,10 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**TASK_JIT)
 def _row_base(row, out_shape, src_strides):
     """Offset in src of the first element of output row `row` (all axes but the last)."""
     base = 0
