@@ -43,6 +43,21 @@ def test_conv2d(case, seed):
     check_op("conv2d", arrays, attrs)
 
 
+@given(channels=st.integers(2, 5), n=st.integers(1, 2), h=st.integers(1, 9),
+       w=st.integers(1, 9), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_depthwise_3x3_conv2d(channels, n, h, w, stride, pads, bias, seed):
+    """MobileNet's depthwise 3x3 convolutions have their own cpu kernel (depthwise.py):
+    its unchecked interior and its checked border against the reference."""
+    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, (n, channels, h, w)), rand(rng, (channels, 1, 3, 3))]
+    arrays += [rand(rng, (channels,))] if bias else []
+    attrs = dict(stride=stride, padding=pads, dilation=(1, 1), groups=channels)
+    check_op("conv2d", arrays, attrs)
+
+
 def test_conv2d_depthwise_and_same_padding_shapes():
     g = Graph()
     x = g.input("x", (2, 8, 9, 9))

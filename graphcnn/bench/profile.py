@@ -34,7 +34,7 @@ def step_nodes(exe: Any) -> list[Any]:
 
 def conv_algorithm(node: Any) -> str:
     """Which algorithm the cpu backend's cost model picks for a (fused) convolution:
-    'gemm', 'gemm-1x1', 'direct' or 'direct-grouped'; '' for other ops."""
+    'gemm', 'gemm-1x1', 'depthwise-3x3', 'direct' or 'direct-grouped'; '' for other ops."""
     op, attrs = node.op, node.attrs
     if op == "fused":
         op, attrs = attrs["anchor"], attrs["anchor_attrs"]
@@ -51,6 +51,9 @@ def conv_algorithm(node: Any) -> str:
             x, w, hw = ins[1], out, ins[0][2:]
         if cg.use_gemm(x, w, hw, attrs):
             return "gemm-1x1" if cg.is_pointwise(w, attrs) else "gemm"
+        from graphcnn.backends.cpu.kernels import depthwise
+        if op == "conv2d" and depthwise.applies(x, w, attrs):
+            return "depthwise-3x3"
     except Exception:  # the kernels changed their helpers: leave the column empty
         return "?"
     return "direct-grouped" if attrs.get("groups", 1) > 1 else "direct"

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.kernels import depthwise
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
@@ -178,7 +179,11 @@ def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
             from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
             launch(add_channel_bias, outs[0], ins[2])
         return
-    launch(_conv2d, *conv2d_args(ins, outs[0], attrs))
+    args = conv2d_args(ins, outs[0], attrs)
+    if depthwise.applies(ins[0].shape, ins[1].shape, attrs):
+        depthwise.conv2d_depthwise3x3(*args[:5], attrs)
+        return
+    launch(_conv2d, *args)
 
 
 @cpu_kernel("conv2d_input_grad")
