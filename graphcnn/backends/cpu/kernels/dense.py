@@ -25,7 +25,7 @@ def matmul_nn_task(i, a, b, out):
             out[i, j] += aik * b[k, j]
 
 
-@numba.njit(**TASK_JIT)
+@numba.njit(fastmath={"reassoc"}, **TASK_JIT)  # vectorized dot sums
 def matmul_nt_task(i, a, b, out, bias, has_bias):
     """Row i of out = a @ b.T (+ bias); a (M,K), b (N,K): contiguous dot products."""
     k_len, n_len = a.shape[1], b.shape[0]
@@ -48,7 +48,7 @@ def matmul_tn_task(i, a, b, out):
             out[i, j] += aki * b[k, j]
 
 
-@numba.njit(**TASK_JIT)
+@numba.njit(fastmath={"reassoc"}, **TASK_JIT)  # vectorized dot sums
 def matmul_tt_task(i, a, b, out):
     """Row i of out = a.T @ b.T; a (K,M), b (N,K). Only second-order graphs ask for it."""
     k_len, n_len = a.shape[0], b.shape[0]

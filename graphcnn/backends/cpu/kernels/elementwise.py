@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from graphcnn.backends.cpu.scalar_math import fast_tanh
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -220,7 +220,7 @@ def _broadcast_4d(a: np.ndarray, shape4: tuple[int, ...]) -> np.ndarray:
 
 # ---- sum_to / broadcast_to ------------------------------------------------------------
 
-@numba.njit(**JIT)
+@numba.njit(**REDUCE_JIT)
 def _sum_outer_inner(x, out):
     """x: (A, B, C) -> out: (B,), summing over A and C; accumulates in float64."""
     a_len, b_len, c_len = x.shape

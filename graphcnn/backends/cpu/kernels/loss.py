@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
 
 
 @numba.njit(**JIT)
@@ -57,7 +57,7 @@ def cross_entropy_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
     launch(_cross_entropy_grad, scale, logits, labels, outs[0])
 
 
-@numba.njit(**JIT)
+@numba.njit(**REDUCE_JIT)
 def _sum_squared_difference(a, b):
     total = 0.0
     for i in prange(a.size):

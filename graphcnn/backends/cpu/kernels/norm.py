@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
 
 
@@ -35,7 +35,7 @@ def _batch_norm(x, weight, bias, mean, var, eps, out):
             out[n, c, s] = x[n, c, s] * scale + shift
 
 
-@numba.njit(**JIT)
+@numba.njit(**REDUCE_JIT)
 def _batch_norm_train(x, weight, bias, eps, out, mean_out, var_out):
     n_len, c_len, s_len = x.shape
     count = max(n_len * s_len, 1)
@@ -60,7 +60,7 @@ def _batch_norm_train(x, weight, bias, eps, out, mean_out, var_out):
                 out[n, c, s] = x[n, c, s] * scale + shift
 
 
-@numba.njit(**JIT)
+@numba.njit(**REDUCE_JIT)
 def _batch_norm_train_grad(dy, x, weight, mean, var, eps, dx, dweight, dbias):
     n_len, c_len, s_len = x.shape
     count = max(n_len * s_len, 1)

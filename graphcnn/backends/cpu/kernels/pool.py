@@ -9,7 +9,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels.window import col_range, fill
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, TASK_JIT, cpu_kernel, launch
 
 
 # Every kernel here owns one (n, c) plane per task and walks its output element by element,
@@ -75,15 +75,20 @@ def max_pool2d_grad_task(task, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
         for ox in range(ow_len):
             ix0 = ox * sw - pw
             jlo, jhi = col_range(ix0, dw, in_w, kw)
-            best, at = -np.inf, -1
+            if ilo >= ihi or jlo >= jhi:
+                continue  # a window of padding only: no input gets this gradient
+            # The first tap, then a strictly greater one: the first maximum. Selects, not
+            # branches: random data would mispredict a branch on every other tap.
+            at = x0 + (iy0 + ilo * dh) * in_w + ix0 + jlo * dw
+            best = xf[uint64(at)]
             for i in range(ilo, ihi):
                 row = x0 + (iy0 + i * dh) * in_w + ix0
                 for j in range(jlo, jhi):
                     v = xf[uint64(row + j * dw)]
-                    if v > best or at < 0:
-                        best, at = v, row + j * dw
-            if at >= 0:
-                dxf[uint64(at)] += dyf[uint64(dy0 + oy * ow_len + ox)]
+                    greater = v > best
+                    best = v if greater else best
+                    at = row + j * dw if greater else at
+            dxf[uint64(at)] += dyf[uint64(dy0 + oy * ow_len + ox)]
 
 
 @numba.njit(**JIT)
@@ -153,7 +158,7 @@ def _avg_pool2d_grad(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
         avg_pool2d_grad_task(task, dy, dx, kh, kw, sh, sw, ph, pw, include_pad)
 
 
-@numba.njit(**JIT)
+@numba.njit(**REDUCE_JIT)
 def _global_avg_pool2d(x, out):
     n_len, c_len, in_h, in_w = x.shape
     for task in prange(n_len * c_len):
