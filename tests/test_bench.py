@@ -218,7 +218,7 @@ def test_profile_covers_every_step():
     assert sum(r["flops"] for r in rows) == graph_flops(exe.graph)
     assert any(r["kernel"].startswith("fused[conv2d") for r in rows)
     assert {r["algorithm"] for r in rows if "conv2d" in r["kernel"]} <= {
-        "gemm", "gemm-1x1", "direct", "direct-grouped"}
+        "gemm", "gemm-1x1", "depthwise-3x3", "direct", "direct-grouped"}
     kinds = summarize_by_kernel(rows)
     assert sum(k["count"] for k in kinds) == len(rows)
     np.testing.assert_allclose(exe(x), expected)  # profiling leaves the executable usable

@@ -250,6 +250,18 @@ def test_conv2d_gemm_algorithm(case, seed):
         check_op("conv2d", arrays, attrs)
 
 
+def test_gemm_batches_small_images_only(force_gemm):
+    """Images of 512+ output pixels get one GEMM each, smaller ones share one; both ways
+    (and the gradients) equal the reference."""
+    from graphcnn.backends.cpu.kernels.conv_gemm import image_chunks
+    assert image_chunks(3, 9, 576, 4) == [(0, 1), (1, 1), (2, 1)]
+    assert image_chunks(64, 150, 100, 4) == [(0, 40), (40, 24)]  # LeNet's c3: 4000 columns
+    rng = np.random.default_rng(0)
+    attrs = dict(stride=1, padding=1, dilation=1, groups=1)
+    for x_shape in [(3, 2, 24, 24), (3, 2, 6, 6)]:
+        check_op("conv2d", [rand(rng, x_shape), rand(rng, (3, 2, 3, 3))], attrs)
+
+
 def test_gemm_path_inside_a_fused_group(force_gemm):
     """conv(+bias) computed by GEMM, then bias + add + relu in the generated epilogue."""
     import graphcnn as gc
