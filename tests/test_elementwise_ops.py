@@ -73,3 +73,20 @@ def test_sum_to_and_broadcast_to(shape, data):
     check_op("sum_to", [x], {"shape": target})
     small = np.random.default_rng(1).standard_normal(target).astype(np.float32)
     check_op("broadcast_to", [small], {"shape": shape})
+
+
+def test_clip_keeps_nan_like_numpy():
+    """clip's cpu kernel and generated epilogue use selects (vectorizable), not min/max;
+    NaN still comes out NaN, as in np.clip and the reference."""
+    import graphcnn as gc
+    from op_check import forward
+    x = np.float32([[np.nan, -1.0, 0.3, 2.0, 6.5, -np.inf]])
+    want = np.clip(x, 0.0, 6.0)
+    for backend in ("reference", "cpu"):
+        (y,) = forward("clip", [x], {"low": 0.0, "high": 6.0}, backend)
+        np.testing.assert_array_equal(y, want)
+    inp = gc.Input((6,), name="x")
+    model = gc.Model(inp, gc.relu6(inp * 2.0))  # mul + clip: one generated epilogue
+    exe = gc.compile(model, batch_size=1)
+    assert exe.report()["kernels"] == 1
+    np.testing.assert_array_equal(exe(x), np.clip(x * 2.0, 0.0, 6.0))

@@ -153,7 +153,9 @@ def clip_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 _bounds = {"low": Attr(convert=float), "high": Attr(convert=float)}
 register_op("clip", inputs=("x",), shape=same_as_first, ref=clip_ref, vjp=clip_vjp,
             kind=FusionKind.ELEMWISE, attrs=_bounds, doc="min(max(x, low), high); ReLU6",
-            scalar='min(max({0}, {low}), {high})')
+            # Selects, not min/max: Numba's NaN-aware min/max stop LLVM vectorizing (2.3x
+            # slower epilogues); this form keeps NaN as NaN, as np.clip does.
+            scalar='({low} if {0} < {low} else ({high} if {0} > {high} else {0}))')
 register_op("clip_grad", inputs=("g", "x"), shape=same_as_first, ref=clip_grad_ref,
             vjp=clip_grad_vjp, kind=FusionKind.ELEMWISE, attrs=_bounds,
             scalar='({0} if {low} < {1} < {high} else 0.0)')

@@ -38,7 +38,7 @@ import numpy as np
 from graphcnn.backends.cpu.scalar_math import CPU_SCALAR_CALLS
 from graphcnn.ops.registry import get_op
 
-CODEGEN_VERSION = "4"
+CODEGEN_VERSION = "5"
 
 # Anchors with a 2-D output run the epilogue a row at a time; the rest have 4-D (N, C, H,
 # W) outputs and run it a plane at a time, with a per-channel bias.

@@ -70,7 +70,8 @@ def _tanh_grad(g, y, out):
 @numba.njit(**JIT)
 def _clip(x, out, low, high):
     for i in prange(x.size):
-        out[i] = min(max(x[i], low), high)
+        v = x[i]  # selects, not min/max (see the clip op's scalar formula)
+        out[i] = low if v < low else (high if v > high else v)
 
 
 @numba.njit(**JIT)
