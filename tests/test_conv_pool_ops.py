@@ -132,6 +132,17 @@ def test_max_pool2d(case, seed):
     check_op("max_pool2d_grad", [dy, x], dict(y.node.attrs), grad=False)
 
 
+@given(kh=st.integers(1, 3), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.tuples(st.integers(0, 1), st.integers(0, 1)), ceil_mode=st.booleans(),
+       h=st.integers(3, 9), w=st.integers(3, 9), seed=st.integers(0, 2**16))
+def test_max_pool2d_width3_windows(kh, stride, padding, ceil_mode, h, w, seed):
+    """Windows three wide (ResNet's 3x3/2 stem pool) take their own cpu kernel."""
+    assume(padding[0] <= kh // 2)
+    x = np.random.default_rng(seed).permutation(2 * 3 * h * w).reshape(2, 3, h, w)
+    attrs = dict(kernel_size=(kh, 3), stride=stride, padding=padding, ceil_mode=ceil_mode)
+    check_op("max_pool2d", [(x / 5.0 - 2.0).astype(np.float32)], attrs)
+
+
 @given(case=pool_case(dilation=False), include_pad=st.booleans(), seed=st.integers(0, 2**16))
 def test_avg_pool2d(case, include_pad, seed):
     shape, attrs = case
