@@ -136,11 +136,23 @@ def test_max_pool2d(case, seed):
        padding=st.tuples(st.integers(0, 1), st.integers(0, 1)), ceil_mode=st.booleans(),
        h=st.integers(3, 9), w=st.integers(3, 9), seed=st.integers(0, 2**16))
 def test_max_pool2d_width3_windows(kh, stride, padding, ceil_mode, h, w, seed):
-    """Windows three wide (ResNet's 3x3/2 stem pool) take their own cpu kernel."""
+    """Windows three wide (ResNet's 3x3/2 stem pool) take their own forward kernel; the
+    gradient (the generic kernel) is checked on them too, ties included."""
     assume(padding[0] <= kh // 2)
     x = np.random.default_rng(seed).permutation(2 * 3 * h * w).reshape(2, 3, h, w)
     attrs = dict(kernel_size=(kh, 3), stride=stride, padding=padding, ceil_mode=ceil_mode)
-    check_op("max_pool2d", [(x / 5.0 - 2.0).astype(np.float32)], attrs)
+    x = (x / 5.0 - 2.0).astype(np.float32)
+    check_op("max_pool2d", [x], attrs)
+    g = Graph()
+    y = g.add("max_pool2d", [g.input("x", x.shape)], **attrs)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(np.float32)
+    check_op("max_pool2d_grad", [dy, x], dict(y.node.attrs), grad=False)
+    # Ties (ReLU's zeros): the first maximum in row-major order takes the gradient.
+    zeros = np.zeros_like(x)
+    (want,) = forward("max_pool2d_grad", [dy, zeros], dict(y.node.attrs), "reference")
+    (got,) = forward("max_pool2d_grad", [dy, zeros], dict(y.node.attrs), "cpu")
+    # The same taps take the gradients; overlapping windows may add them in another order.
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 @given(case=pool_case(dilation=False), include_pad=st.booleans(), seed=st.integers(0, 2**16))
