@@ -16,12 +16,6 @@ _os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(
 # run the next GEMM then fight them for the cores (measured: a ResNet-18 3x3 conv took 44 ms
 # instead of 8). Idle OpenMP threads that sleep at once cost nothing measurable here.
 _os.environ.setdefault("GOMP_SPINCOUNT", "0")
-# And the other way round: OpenBLAS's threads spin for 2^28 cycles after each GEMM, and the
-# next Numba parallel loop waits for the thread that shares its core with them (an epilogue
-# after a GEMM: 0.15 -> 0.24 ms). 2^12 cycles: LeNet-5's training step 9.9 -> 7.6 ms,
-# ResNet-18 b1 28.0 -> 26.8 ms (MobileNetV2 b1 +1.5%). OpenBLAS reads it when it loads, so
-# it takes effect only where graphcnn is imported before numpy (the `graphcnn` commands do).
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")
 
 from graphcnn.api import GradientStep, compile, training_graph, value_and_grad  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
