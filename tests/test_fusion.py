@@ -189,3 +189,16 @@ def test_training_step_opt2_equals_opt0(build, shape, backend):
         for name in want:
             np.testing.assert_allclose(grads[name], want[name], rtol=1e-4, atol=1e-4,
                                        err_msg=f"{backend} opt {level} {name}")
+
+
+@pytest.mark.parametrize("side_shape", [(4, 6, 6), (4, 1, 1), (4, 6, 1), (1, 1, 6), (6, 6)])
+def test_epilogue_sides_broadcast_into_the_flat_plane_view(side_shape):
+    """The cpu epilogue runs over (N, C, 1, H*W) views: full sides, per-channel sides and
+    sides broadcast along only one of H and W all give what opt level 0 gives."""
+    x = gc.Input((4, 6, 6), name="x")
+    side = gc.constant(RNG.normal(size=side_shape).astype(np.float32))
+    y = gc.relu(nn.Conv2d(4, 4, 3, padding=1)(x) * side + 1.0)
+    model = gc.Model(x, y)
+    exe = gc.compile(model, batch_size=2, opt_level=2)
+    check_schedule(exe, kernels=1)
+    assert_opt2_equals_opt0(model, RNG.normal(size=(2, 4, 6, 6)).astype(np.float32))

