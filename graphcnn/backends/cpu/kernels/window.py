@@ -49,14 +49,3 @@ def fill(dst, d0, count, value):
     """dst[d0 + k] = value for k < count."""
     for k in range(count):
         dst[uint64(d0 + k)] = value
-
-
-@numba.njit(inline="always")
-def copy_row(dst, d0, src, s0, sstep, count):
-    """dst[d0 + k] = src[s0 + k*sstep] for k < count."""
-    if sstep == 1:
-        for k in range(count):
-            dst[uint64(d0 + k)] = src[uint64(s0 + k)]
-    else:
-        for k in range(count):
-            dst[uint64(d0 + k)] = src[uint64(s0 + k * sstep)]
