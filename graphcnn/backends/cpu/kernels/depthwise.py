@@ -42,6 +42,17 @@ def _checked(xf, x0, in_h, in_w, iy0, ix0, w00, w01, w02, w10, w11, w12, w20, w2
     return acc
 
 
+@numba.njit(inline="always")
+def _inside(xf, r0, in_w, p, w00, w01, w02, w10, w11, w12, w20, w21, w22, acc):
+    """The window whose top-left tap is xf[r0 + p], all nine taps inside the input."""
+    r1, r2 = r0 + in_w, r0 + 2 * in_w
+    return (acc + w00 * xf[uint64(r0 + p)] + w01 * xf[uint64(r0 + p + 1)]
+            + w02 * xf[uint64(r0 + p + 2)] + w10 * xf[uint64(r1 + p)]
+            + w11 * xf[uint64(r1 + p + 1)] + w12 * xf[uint64(r1 + p + 2)]
+            + w20 * xf[uint64(r2 + p)] + w21 * xf[uint64(r2 + p + 1)]
+            + w22 * xf[uint64(r2 + p + 2)])
+
+
 @numba.njit(**TASK_JIT)
 def depthwise3x3_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl):
     """One output plane out[n, c], task = n * C + c."""
@@ -70,24 +81,14 @@ def depthwise3x3_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl):
             of[uint64(row + ox)] = _checked(xf, x0, in_h, in_w, iy0, ox * sw - pl, w00, w01,
                                             w02, w10, w11, w12, w20, w21, w22, b)
         r0 = x0 + iy0 * in_w - pl
-        r1, r2 = r0 + in_w, r0 + 2 * in_w
         if sw == 1:  # contiguous loads: LLVM vectorizes this loop
             for ox in range(lo, hi):
-                of[uint64(row + ox)] = (
-                    b + w00 * xf[uint64(r0 + ox)] + w01 * xf[uint64(r0 + ox + 1)]
-                    + w02 * xf[uint64(r0 + ox + 2)] + w10 * xf[uint64(r1 + ox)]
-                    + w11 * xf[uint64(r1 + ox + 1)] + w12 * xf[uint64(r1 + ox + 2)]
-                    + w20 * xf[uint64(r2 + ox)] + w21 * xf[uint64(r2 + ox + 1)]
-                    + w22 * xf[uint64(r2 + ox + 2)])
+                of[uint64(row + ox)] = _inside(xf, r0, in_w, ox, w00, w01, w02, w10, w11,
+                                               w12, w20, w21, w22, b)
         else:
             for ox in range(lo, hi):
-                p = ox * sw
-                of[uint64(row + ox)] = (
-                    b + w00 * xf[uint64(r0 + p)] + w01 * xf[uint64(r0 + p + 1)]
-                    + w02 * xf[uint64(r0 + p + 2)] + w10 * xf[uint64(r1 + p)]
-                    + w11 * xf[uint64(r1 + p + 1)] + w12 * xf[uint64(r1 + p + 2)]
-                    + w20 * xf[uint64(r2 + p)] + w21 * xf[uint64(r2 + p + 1)]
-                    + w22 * xf[uint64(r2 + p + 2)])
+                of[uint64(row + ox)] = _inside(xf, r0, in_w, ox * sw, w00, w01, w02, w10,
+                                               w11, w12, w20, w21, w22, b)
         for ox in range(hi, ow_len):
             of[uint64(row + ox)] = _checked(xf, x0, in_h, in_w, iy0, ox * sw - pl, w00, w01,
                                             w02, w10, w11, w12, w20, w21, w22, b)
