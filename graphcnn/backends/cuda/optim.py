@@ -51,19 +51,29 @@ def _rounded_ops(T: Any) -> tuple[Any, Any, Any, Any]:
     return ld.fmul_rn, ld.fadd_rn, ld.fdiv_rn, ld.fsqrt_rn
 
 
+def _regularized_gradient(T: Any, mul: Any, add: Any) -> Any:
+    """The device function g + wd * p + l1 * sign(p), rounded step by step as
+    Optimizer._gradient computes it (sign(0) = 0, sign(nan) = nan)."""
+    def gradient(pi, g, wd, l1):
+        d = T(g)
+        if wd != 0:
+            d = add(d, mul(pi, wd))
+        if l1 != 0:
+            s = T(1) if pi > 0 else (T(-1) if pi < 0 else mul(pi, T(0)))
+            d = add(d, mul(s, l1))
+        return d
+    return cu.jit(device=True)(gradient)
+
+
 def make_sgd(T: Any) -> Any:
     mul, add, div, sqrt = _rounded_ops(T)
+    gradient = _regularized_gradient(T, mul, add)
 
     def sgd(p, g, buf, wd, l1, momentum, damp1, neg_lr, first, nesterov):
         i = cu.grid(1)
         while i < p.size:
             pi = p[i]
-            d = T(g[i])
-            if wd != 0:
-                d = add(d, mul(pi, wd))
-            if l1 != 0:
-                s = T(1) if pi > 0 else (T(-1) if pi < 0 else mul(pi, T(0)))
-                d = add(d, mul(s, l1))
+            d = gradient(pi, g[i], wd, l1)
             if momentum != 0:
                 if first:
                     b = d
@@ -85,6 +95,7 @@ def make_sgd(T: Any) -> Any:
 
 def make_adam(T: Any) -> Any:
     mul, add, div, sqrt = _rounded_ops(T)
+    gradient = _regularized_gradient(T, mul, add)
 
     def adam(p, g, m, v, vmax, decay, wd, l1, one_m_b1, b2, one_m_b2, bc2s, eps,
              neg_step, amsgrad):
@@ -93,12 +104,7 @@ def make_adam(T: Any) -> Any:
             pi = p[i]
             if decay != 1:
                 pi = mul(pi, decay)
-            d = T(g[i])
-            if wd != 0:
-                d = add(d, mul(pi, wd))
-            if l1 != 0:
-                s = T(1) if pi > 0 else (T(-1) if pi < 0 else mul(pi, T(0)))
-                d = add(d, mul(s, l1))
+            d = gradient(pi, g[i], wd, l1)
             mi = m[i]
             mi = add(mi, mul(add(d, -mi), one_m_b1))
             m[i] = mi
