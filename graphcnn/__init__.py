@@ -12,10 +12,14 @@ import os as _os
 # Kernels compile once per machine: Numba's on-disk cache lives outside any checkout.
 _os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(
     _os.path.expanduser("~"), ".cache", "graphcnn", "numba"))
-# Numba's OpenMP threads spin for a while after each parallel loop; the BLAS threads that
-# run the next GEMM then fight them for the cores (measured: a ResNet-18 3x3 conv took 44 ms
-# instead of 8). Idle OpenMP threads that sleep at once cost nothing measurable here.
-_os.environ.setdefault("GOMP_SPINCOUNT", "0")
+# Numba's OpenMP threads spin for a while after each parallel loop before they sleep, and
+# waking a sleeping thread costs ~65 us per kernel on a VM. They may spin when they are the
+# only pool at work: the GEMMs run on them too (backends/cpu/blas.py). When numpy's
+# OpenBLAS cannot be driven that way, its own threads run the GEMMs and Numba's must sleep
+# at once to leave them the cores (a ResNet-18 3x3 conv took 44 ms instead of 8 otherwise).
+from graphcnn.backends.cpu.blas import AVAILABLE as _ONE_THREAD_POOL  # noqa: E402
+
+_os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 
 from graphcnn.api import GradientStep, compile, training_graph, value_and_grad  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from graphcnn.backends.cpu.blas import one_thread_pool
 from graphcnn.bench.common import fmt, text_table
 from graphcnn.bench.flops import node_flops
 
@@ -80,11 +81,12 @@ def profile_kernels(exe: Any, feeds: dict[str, np.ndarray], repeats: int = 5
     calls = [(kernel, [buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
              for kernel, ins, outs, attrs, _ in runner.steps]
     times: list[list[float]] = [[] for _ in calls]
-    for _ in range(max(1, repeats)):
-        for k, (kernel, ins, outs, attrs) in enumerate(calls):
-            start = time.perf_counter()
-            kernel(ins, outs, attrs)
-            times[k].append(time.perf_counter() - start)
+    with one_thread_pool():  # as in the runner
+        for _ in range(max(1, repeats)):
+            for k, (kernel, ins, outs, attrs) in enumerate(calls):
+                start = time.perf_counter()
+                kernel(ins, outs, attrs)
+                times[k].append(time.perf_counter() - start)
     medians = [statistics.median(t) * 1e3 for t in times]
     total = sum(medians) or 1.0
     rows = []

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from graphcnn.backends.cpu.blas import one_thread_pool
 from graphcnn.backends.cpu.registry import KernelFn, get_kernel, launch_mode
 from graphcnn.ir.graph import Graph
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
@@ -48,13 +49,10 @@ class CpuRunner:
         buffers = self.buffers
         for vid, array in feeds.items():
             buffers[vid] = np.require(array, requirements="C")
-        if self.launch_table is None:
+        # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
+        with one_thread_pool(), launch_mode(table=self.launch_table):
             for kernel, ins, outs, attrs, _ in self.steps:
                 kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
-        else:
-            with launch_mode(table=self.launch_table):
-                for kernel, ins, outs, attrs, _ in self.steps:
-                    kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
         # Copies: the arena is overwritten by the next call.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
 

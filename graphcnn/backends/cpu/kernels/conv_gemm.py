@@ -18,6 +18,7 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
+from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, launch
 
@@ -149,7 +150,7 @@ _WORKSPACES: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
 
 
 def workspace(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch buffer for one role ('col', 'rows', 'part'), reused by every call with this
+    """A scratch buffer for one role ('col', 'rows'), reused by every call with this
     shape (kernels run one at a time)."""
     key = (role, shape, np.dtype(dtype).str)
     if key not in _WORKSPACES:
@@ -189,9 +190,9 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
                 src = col
             weights = w2[g * og:(g + 1) * og]
             if nb == 1:
-                np.matmul(weights, src, out=out3[n0, g * og:(g + 1) * og])
+                matmul(weights, src, out3[n0, g * og:(g + 1) * og])
             else:
-                np.matmul(weights, src, out=res)
+                matmul(weights, src, res)
                 launch(_scatter, res, out3, n0, nb, g * og)
 
 
@@ -201,7 +202,6 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
     n_len, cg, og, k, p, chunks = _plan(x.shape, dw_out.shape, (oh, ow), groups, x.itemsize)
     dw2 = dw_out.reshape(dw_out.shape[0], k)
     dy3 = dy.reshape(n_len, -1, p)
-    part = workspace("part", (og, k), x.dtype)
     for g in range(groups):
         target = dw2[g * og:(g + 1) * og]
         for index, (n0, nb) in enumerate(chunks):
@@ -212,9 +212,7 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
             else:
                 lhs = workspace("rows", (og, nb * p), x.dtype)
                 launch(_gather, dy3, lhs, n0, nb, g * og)
-            np.matmul(lhs, col.T, out=target if index == 0 else part)
-            if index:
-                target += part
+            matmul(lhs, col.T, target, accumulate=index > 0)
 
 
 def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
@@ -231,7 +229,7 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
             else:
                 rhs = workspace("rows", (og, nb * p), dy.dtype)
                 launch(_gather, dy3, rhs, n0, nb, g * og)
-            np.matmul(w2[g * og:(g + 1) * og].T, rhs, out=col)
+            matmul(w2[g * og:(g + 1) * og].T, rhs, col)
             launch(_col2im, col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
 
 

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
@@ -115,11 +116,10 @@ def run_as_blas(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     if out.size * (a.shape[0] if op == "matmul" and attrs["trans_a"] else a.shape[1]) \
             < MIN_BLAS_WORK:
         return False
-    with np.errstate(all="ignore"):  # NaN/Inf pass through silently, as in the loops
-        if op == "linear":
-            np.matmul(a, b.T, out=out)
-        else:
-            np.matmul(a.T if attrs["trans_a"] else a, b.T if attrs["trans_b"] else b, out=out)
+    if op == "linear":
+        matmul(a, b.T, out)
+    else:
+        matmul(a.T if attrs["trans_a"] else a, b.T if attrs["trans_b"] else b, out)
     return True
 
 

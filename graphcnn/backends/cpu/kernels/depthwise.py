@@ -16,7 +16,6 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
-from graphcnn.backends.cpu.kernels.window import col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 
@@ -27,80 +26,112 @@ def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str,
             and tuple(w_shape[1:]) == (1, 3, 3) and tuple(attrs["dilation"]) == (1, 1))
 
 
+# The plane is copied into a zero-padded scratch split into stride phases, laid out
+# [column phase][row phase][row][column] with rows of `phase_len` elements: the input of
+# output (oy, ox) at tap (i, j) then sits at q + offset(i, j) with q = oy * phase_len + ox.
+# One flat loop over q computes every output (and a few columns past each row's end, which
+# are thrown away) with unit-stride loads and no bounds test: LLVM fills whole vectors even
+# when the rows are 7 wide (MobileNet's last layers), which a loop along one row cannot.
+
+_LANES = 16  # one AVX-512 vector of float32
+
 @numba.njit(inline="always")
-def _checked(xf, x0, in_h, in_w, iy0, ix0, w00, w01, w02, w10, w11, w12, w20, w21, w22,
-             acc):
-    """The window at (iy0, ix0) with the taps outside the input left out."""
-    weights = ((w00, w01, w02), (w10, w11, w12), (w20, w21, w22))
-    for i in range(3):
-        iy = iy0 + i
-        if 0 <= iy < in_h:
-            for j in range(3):
-                ix = ix0 + j
-                if 0 <= ix < in_w:
-                    acc += weights[i][j] * xf[uint64(x0 + iy * in_w + ix)]
-    return acc
+def _scratch_geometry(oh_len, ow_len, sh, sw):
+    """(rows per row phase, columns per column phase, scratch length)."""
+    ph, pw = (oh_len - 1) * sh + 3, (ow_len - 1) * sw + 3
+    rows, phase_len = (ph + sh - 1) // sh, (pw + sw - 1) // sw
+    # Slack at the end: the last row's thrown-away columns, and the last block of _LANES,
+    # read past it.
+    return rows, phase_len, sw * sh * rows * phase_len + 2 + _LANES
 
 
 @numba.njit(inline="always")
-def _inside(xf, r0, in_w, p, w00, w01, w02, w10, w11, w12, w20, w21, w22, acc):
-    """The window whose top-left tap is xf[r0 + p], all nine taps inside the input."""
-    r1, r2 = r0 + in_w, r0 + 2 * in_w
-    return (acc + w00 * xf[uint64(r0 + p)] + w01 * xf[uint64(r0 + p + 1)]
-            + w02 * xf[uint64(r0 + p + 2)] + w10 * xf[uint64(r1 + p)]
-            + w11 * xf[uint64(r1 + p + 1)] + w12 * xf[uint64(r1 + p + 2)]
-            + w20 * xf[uint64(r2 + p)] + w21 * xf[uint64(r2 + p + 1)]
-            + w22 * xf[uint64(r2 + p + 2)])
+def _wide_len(oh_len, phase_len):
+    """The outputs computed per plane, rows phase_len long, in whole blocks of _LANES."""
+    return (oh_len * phase_len + _LANES - 1) // _LANES * _LANES
+
+
+@numba.njit(inline="always")
+def _offset(i, j, sh, sw, rows, phase_len):
+    """Where tap (i, j) of output 0 sits in the scratch: row phase i % sh, row i // sh;
+    column phase j % sw, column j // sw."""
+    return (((j % sw) * sh + i % sh) * rows + i // sh) * phase_len + j // sw
 
 
 @numba.njit(**TASK_JIT)
-def depthwise3x3_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl):
-    """One output plane out[n, c], task = n * C + c."""
-    c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    c = task % c_len
-    xf, of, wf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size)
-    x0, o0, k0 = task * in_h * in_w, task * oh_len * ow_len, c * 9
+def _fill_padded(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad):
+    """pad = the plane at xf[x0:] with pt rows and pl columns of zeros before it, in the
+    phase layout above."""
+    for q in range(pad.size):
+        pad[uint64(q)] = 0
+    for iy in range(in_h):
+        r = iy + pt
+        if r >= sh * rows:
+            break
+        for cp in range(sw):
+            # Padded columns cp + k * sw hold input column cp + k * sw - pl.
+            k_lo = max(0, (pl - cp + sw - 1) // sw)
+            k_hi = min(phase_len, (in_w + pl - cp + sw - 1) // sw)
+            d0 = ((cp * sh + r % sh) * rows + r // sh) * phase_len
+            s0 = x0 + iy * in_w + cp - pl
+            for k in range(k_lo, k_hi):
+                pad[uint64(d0 + k)] = xf[uint64(s0 + k * sw)]
+
+
+@numba.njit(**TASK_JIT)
+def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_len,
+                      ow_len, sh, sw, pt, pl, pad, wide):
+    """One output plane of(n, c), task = n * C + c, through this thread's scratch `pad` and
+    `wide` (the outputs with each row phase_len long). The arrays come flat: a view made
+    here, per plane, is an atomic reference-count update that the threads fight over."""
+    rows, phase_len, _ = _scratch_geometry(oh_len, ow_len, sh, sw)
+    _fill_padded(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
+    c, o0 = task % c_len, task * oh_len * ow_len
+    b = bias[c] if has_bias else zero
+    k0 = c * 9
     w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
     w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
     w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
-    # The sums stay in the output's precision (a float64 0.0 here would widen them).
-    b = bias[c] if has_bias else np.zeros(1, out.dtype)[0]
-    # Output columns whose three taps all land inside the row: ox*sw - pl >= 0 and
-    # ox*sw - pl + 2 < in_w.
-    lo, hi = col_range(-pl, sw, in_w - 2, ow_len)
+    # Tap (i, j): row phase i % sh, row i // sh; column phase j % sw, column j // sw.
+    p0, p1, p2 = _offset(0, 0, sh, sw, rows, phase_len), _offset(0, 1, sh, sw, rows, phase_len), _offset(0, 2, sh, sw, rows, phase_len)
+    p3, p4, p5 = _offset(1, 0, sh, sw, rows, phase_len), _offset(1, 1, sh, sw, rows, phase_len), _offset(1, 2, sh, sw, rows, phase_len)
+    p6, p7, p8 = _offset(2, 0, sh, sw, rows, phase_len), _offset(2, 1, sh, sw, rows, phase_len), _offset(2, 2, sh, sw, rows, phase_len)
+    # Blocks of a fixed _LANES outputs: LLVM turns each block into whole vector operations,
+    # where a plain loop over 63 outputs (a 7x7 plane) would run its scalar remainder only.
+    for q0 in range(0, _wide_len(oh_len, phase_len), _LANES):
+        for lane in range(_LANES):
+            q = q0 + lane
+            wide[uint64(q)] = (
+                b + w00 * pad[uint64(p0 + q)] + w01 * pad[uint64(p1 + q)]
+                + w02 * pad[uint64(p2 + q)] + w10 * pad[uint64(p3 + q)]
+                + w11 * pad[uint64(p4 + q)] + w12 * pad[uint64(p5 + q)]
+                + w20 * pad[uint64(p6 + q)] + w21 * pad[uint64(p7 + q)]
+                + w22 * pad[uint64(p8 + q)])
     for oy in range(oh_len):
-        iy0 = oy * sh - pt
-        row = o0 + oy * ow_len
-        if iy0 < 0 or iy0 + 2 >= in_h or lo >= hi:
-            for ox in range(ow_len):
-                of[uint64(row + ox)] = _checked(xf, x0, in_h, in_w, iy0, ox * sw - pl, w00,
-                                                w01, w02, w10, w11, w12, w20, w21, w22, b)
-            continue
-        for ox in range(lo):
-            of[uint64(row + ox)] = _checked(xf, x0, in_h, in_w, iy0, ox * sw - pl, w00, w01,
-                                            w02, w10, w11, w12, w20, w21, w22, b)
-        r0 = x0 + iy0 * in_w - pl
-        if sw == 1:  # contiguous loads: LLVM vectorizes this loop
-            for ox in range(lo, hi):
-                of[uint64(row + ox)] = _inside(xf, r0, in_w, ox, w00, w01, w02, w10, w11,
-                                               w12, w20, w21, w22, b)
-        else:
-            for ox in range(lo, hi):
-                of[uint64(row + ox)] = _inside(xf, r0, in_w, ox * sw, w00, w01, w02, w10,
-                                               w11, w12, w20, w21, w22, b)
-        for ox in range(hi, ow_len):
-            of[uint64(row + ox)] = _checked(xf, x0, in_h, in_w, iy0, ox * sw - pl, w00, w01,
-                                            w02, w10, w11, w12, w20, w21, w22, b)
+        for ox in range(ow_len):
+            of[uint64(o0 + oy * ow_len + ox)] = wide[uint64(oy * phase_len + ox)]
 
 
 @numba.njit(**JIT)
-def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl):
-    for task in prange(out.shape[0] * out.shape[1]):
-        depthwise3x3_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl)
+def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks):
+    c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    oh_len, ow_len = out.shape[2], out.shape[3]
+    planes = out.shape[0] * c_len
+    rows, phase_len, pad_len = _scratch_geometry(oh_len, ow_len, sh, sw)
+    xf, of, wf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size)
+    blocks = min(planes, blocks)
+    for block in prange(blocks):
+        pad, wide = np.empty(pad_len, x.dtype), np.empty(_wide_len(oh_len, phase_len), x.dtype)
+        # The sums stay in the output's precision (a float64 0.0 would widen them).
+        zero = np.zeros(1, out.dtype)[0]
+        for task in range(block * planes // blocks, (block + 1) * planes // blocks):
+            depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
+                              oh_len, ow_len, sh, sw, pt, pl, pad, wide)
 
 
 def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias: bool,
                         out: np.ndarray, attrs: dict[str, Any]) -> None:
     (sh, sw), pads = attrs["stride"], attrs["padding"]
-    launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2])
+    # A few blocks of planes per thread, each with its own padded scratch plane.
+    blocks = 4 * numba.get_num_threads()
+    launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2], blocks)

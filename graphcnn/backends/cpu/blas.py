@@ -1,0 +1,170 @@
+"""GEMM for the cpu kernels: the OpenBLAS that numpy ships, called from Numba, with the work
+split over Numba's threads instead of OpenBLAS's own.
+
+Why not plain `np.matmul`: it runs on OpenBLAS's thread pool, and every other kernel runs on
+Numba's (OpenMP) pool. On a machine with as many cores as threads the two pools fight: an
+OpenBLAS worker spins for milliseconds after each GEMM, taking a core from the next Numba
+kernel, and Numba's workers cannot spin between kernels without taking the core from the
+next GEMM (with GOMP_SPINCOUNT=10000, MobileNetV2 at batch 1 went from 12 to 57 ms). So
+Numba's workers had to sleep after every kernel, and waking them costs ~65 us per kernel on
+this VM. Here OpenBLAS is held to one thread while a graph runs, each Numba thread calls it
+on its own block of rows or columns, and one pool does all the work.
+
+Where numpy's OpenBLAS cannot be found (another BLAS, an unknown naming), `matmul` falls
+back to `np.matmul` and everything still works, as before.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import numba
+import numpy as np
+from numba import prange, types
+
+from graphcnn.backends.cpu.registry import JIT, launch
+
+# (cblas gemm name, openblas thread-function name, integer width) of the builds numpy ships:
+# scipy-openblas (numpy >= 2), the ILP64 OpenBLAS of numpy 1.x wheels, a plain OpenBLAS.
+_NAMINGS = (("scipy_cblas_{}64_", "scipy_openblas_{}64_", 64),
+            ("cblas_{}64_", "openblas_{}64_", 64),
+            ("cblas_{}", "openblas_{}", 32))
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _find_openblas() -> tuple[str, ctypes.CDLL, str, str, int] | None:
+    package = os.path.dirname(np.__file__)
+    for folder in (package + ".libs", os.path.join(package, ".dylibs")):
+        for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for gemm, threads, bits in _NAMINGS:
+                names = (gemm.format("sgemm"), gemm.format("dgemm"),
+                         threads.format("set_num_threads"), threads.format("get_num_threads"))
+                if all(hasattr(lib, name) for name in names):
+                    return path, lib, gemm, threads, bits
+    return None
+
+
+_FOUND = None if os.environ.get("GRAPHCNN_NUMPY_MATMUL") else _find_openblas()
+AVAILABLE = _FOUND is not None
+
+
+def _gemm_function(name: str, scalar: types.Type, index: types.Type) -> types.ExternalFunction:
+    # Pointers travel as integers (the same registers in the C calling convention), so one
+    # compiled _gemm serves every array shape and layout.
+    return types.ExternalFunction(name, types.void(
+        types.int32, types.int32, types.int32, index, index, index, scalar, types.uintp,
+        index, types.uintp, index, scalar, types.uintp, index))
+
+
+if _FOUND is not None:
+    import llvmlite.binding as llvm
+
+    _PATH, _LIB, _GEMM_NAME, _THREADS_NAME, _BITS = _FOUND
+    # Numba's compiled code (and artifacts' object code) find the symbols through LLVM.
+    llvm.load_library_permanently(_PATH)
+    _INDEX = types.int64 if _BITS == 64 else types.int32
+    _sgemm = _gemm_function(_GEMM_NAME.format("sgemm"), types.float32, _INDEX)
+    _dgemm = _gemm_function(_GEMM_NAME.format("dgemm"), types.float64, _INDEX)
+    _set_threads = getattr(_LIB, _THREADS_NAME.format("set_num_threads"))
+    _get_threads = getattr(_LIB, _THREADS_NAME.format("get_num_threads"))
+    _set_threads.restype, _get_threads.restype = None, ctypes.c_int
+
+    @numba.njit(**JIT)
+    def _gemm(double, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, parts):
+        """c = a @ b + beta * c (row-major, raw pointers), in `parts` blocks of c's rows
+        (when it has at least as many rows as columns) or columns, one GEMM call each."""
+        size = 8 if double else 4
+        by_rows = m >= n
+        length = m if by_rows else n
+        step = (length + parts - 1) // parts
+        if not by_rows:
+            step = (step + 15) // 16 * 16  # whole vectors of columns per block
+        for part in prange(parts):
+            lo, hi = part * step, min(length, (part + 1) * step)
+            if hi <= lo:
+                continue
+            if by_rows:
+                rows, cols = hi - lo, n
+                a_at, b_at, c_at = lo * (1 if trans_a else lda), 0, lo * ldc
+            else:
+                rows, cols = m, hi - lo
+                a_at, b_at, c_at = 0, lo * (ldb if trans_b else 1), lo
+            ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
+            if double:
+                _dgemm(_ROW_MAJOR, ta, tb, rows, cols, k, 1.0, a + a_at * size, lda,
+                       b + b_at * size, ldb, beta, c + c_at * size, ldc)
+            else:
+                _sgemm(_ROW_MAJOR, ta, tb, rows, cols, k, np.float32(1.0), a + a_at * size,
+                       lda, b + b_at * size, ldb, np.float32(beta), c + c_at * size, ldc)
+
+
+# Below this many multiply-adds per thread, splitting a GEMM costs more than it saves.
+MIN_WORK_PER_THREAD = 1 << 18
+
+
+def _operand(x: np.ndarray) -> tuple[bool, int] | None:
+    """(transposed, leading dimension) of a 2-d array as BLAS sees it, or None when neither
+    its rows nor its columns are contiguous."""
+    size = x.itemsize
+    rows, cols = x.shape
+    if (x.strides[1] == size or cols <= 1) and x.strides[0] % size == 0 \
+            and x.strides[0] // size >= max(1, cols):
+        return False, x.strides[0] // size
+    if (x.strides[0] == size or rows <= 1) and x.strides[1] % size == 0 \
+            and x.strides[1] // size >= max(1, rows):
+        return True, x.strides[1] // size
+    return None
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:
+    """out = a @ b, or out += a @ b with `accumulate`, for 2-d arrays of one float dtype
+    (float32 or float64); a and b may be transposed views. NaN and Inf pass through
+    silently, as in the kernels' own loops."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if not accumulate:
+            out[...] = 0
+        return
+    ops = (_operand(a), _operand(b), _operand(out))
+    if (not AVAILABLE or out.dtype not in (np.float32, np.float64)
+            or a.dtype != out.dtype or b.dtype != out.dtype or None in ops or ops[2][0]):
+        with np.errstate(all="ignore"):
+            if accumulate:
+                out += a @ b
+            else:
+                np.matmul(a, b, out=out)
+        return
+    (ta, lda), (tb, ldb), (_, ldc) = ops
+    parts = max(1, min(numba.get_num_threads(), m * n * k // MIN_WORK_PER_THREAD))
+    if _get_threads() != 1:
+        parts = 1  # outside one_thread_pool: OpenBLAS splits the work with its own threads
+    launch(_gemm, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
+           b.ctypes.data, ldb, 1.0 if accumulate else 0.0, out.ctypes.data, ldc, parts)
+
+
+@contextmanager
+def one_thread_pool() -> Iterator[None]:
+    """Within the block, OpenBLAS runs each call on the calling thread alone (its own
+    workers stay asleep), so Numba's threads are the only ones at work; the user's setting
+    is back afterwards."""
+    if not AVAILABLE:
+        yield
+        return
+    previous = _get_threads()
+    if previous != 1:
+        _set_threads(1)
+    try:
+        yield
+    finally:
+        if previous != 1:
+            _set_threads(previous)

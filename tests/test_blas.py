@@ -1,0 +1,96 @@
+"""The GEMM the cpu kernels call (graphcnn/backends/cpu/blas.py): numpy's OpenBLAS called
+from Numba, its work split over Numba's threads while a graph runs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphcnn as gc
+from graphcnn import nn
+from graphcnn.backends.cpu import blas
+
+
+def _operand(rng: np.random.Generator, rows: int, cols: int, dtype: type, layout: str
+             ) -> np.ndarray:
+    """A (rows, cols) array stored row-major, as a transposed view, or as a slice of a
+    wider array (a leading dimension larger than its width)."""
+    if layout == "transposed":
+        return rng.standard_normal((cols, rows)).astype(dtype).T
+    if layout == "slice":
+        return rng.standard_normal((rows, cols + 3)).astype(dtype)[:, 1:cols + 1]
+    return rng.standard_normal((rows, cols)).astype(dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(0, 40),
+       layout_a=st.sampled_from(["rows", "transposed", "slice"]),
+       layout_b=st.sampled_from(["rows", "transposed", "slice"]),
+       dtype=st.sampled_from([np.float32, np.float64]), accumulate=st.booleans(),
+       pooled=st.booleans(), seed=st.integers(0, 2**16))
+def test_matmul_equals_numpy(m, n, k, layout_a, layout_b, dtype, accumulate, pooled, seed):
+    rng = np.random.default_rng(seed)
+    a, b = _operand(rng, m, k, dtype, layout_a), _operand(rng, k, n, dtype, layout_b)
+    out = rng.standard_normal((m, n)).astype(dtype)
+    expected = (out if accumulate else 0) + a.astype(np.float64) @ b.astype(np.float64)
+    if pooled:
+        with blas.one_thread_pool():
+            blas.matmul(a, b, out, accumulate=accumulate)
+    else:
+        blas.matmul(a, b, out, accumulate=accumulate)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * max(1, k))
+
+
+def test_big_matmul_is_split_over_the_threads_and_still_exact():
+    """Large enough to be cut into one block per thread, both along rows and columns."""
+    rng = np.random.default_rng(0)
+    for m, n in ((300, 40), (40, 300)):
+        a = rng.standard_normal((m, 256)).astype(np.float32)
+        b = rng.standard_normal((256, n)).astype(np.float32)
+        out = np.empty((m, n), np.float32)
+        with blas.one_thread_pool():
+            blas.matmul(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_nan_and_inf_pass_through_without_warnings():
+    a = np.array([[np.nan, 1.0], [np.inf, 2.0]], np.float32)
+    out = np.empty((2, 2), np.float32)
+    with np.errstate(all="raise"):
+        blas.matmul(a, np.eye(2, dtype=np.float32), out)
+    assert np.isnan(out[0, 0]) and np.isinf(out[1, 0])
+
+
+def test_one_thread_pool_restores_the_users_setting():
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's OpenBLAS was not found: matmul uses np.matmul")
+    before = blas._get_threads()
+    with blas.one_thread_pool():
+        assert blas._get_threads() == 1
+    assert blas._get_threads() == before
+
+
+def test_without_openblas_matmul_falls_back_to_numpy(monkeypatch):
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
+    out = np.ones((5, 3))
+    blas.matmul(a, b, out, accumulate=True)
+    np.testing.assert_allclose(out, 1 + a @ b)
+    with blas.one_thread_pool():
+        pass
+
+
+def test_compiled_model_matches_the_reference_through_the_split_gemms():
+    """A conv + linear model: every GEMM of the cpu backend runs inside the runner's
+    one_thread_pool."""
+    gc.manual_seed(0)
+    x = gc.Input((8, 12, 12), name="x")
+    h = gc.relu(nn.Conv2d(8, 32, 3, padding=1, name="conv")(x))
+    model = gc.Model(inputs=x, outputs=nn.Linear(32 * 12 * 12, 10, name="fc")(gc.flatten(h)))
+    feed = np.random.default_rng(2).standard_normal((2, 8, 12, 12)).astype(np.float32)
+    got = gc.compile(model, batch_size=2, backend="cpu")(feed)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(feed)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
