@@ -273,6 +273,38 @@ def test_conv2d_gemm_algorithm(case, seed):
         check_op("conv2d", arrays, attrs)
 
 
+@given(case=conv_case(), seed=st.integers(0, 2**16), block_bytes=st.sampled_from([64, 4096]))
+def test_conv2d_blocked_gemm_algorithm(case, seed, block_bytes):
+    """The forward GEMM path that builds im2col columns block by block, each block right
+    before its GEMM (conv_gemm._conv_blocks), forced on every shape and cut into blocks as
+    narrow as 16 pixels, equals the reference (grouped convs keep the other path)."""
+    from graphcnn.backends.cpu import blas
+    from graphcnn.backends.cpu.kernels import conv_gemm
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's OpenBLAS was not found: no blocked path")
+    x_shape, w_shape, bias, attrs = case
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+        patch.setattr(conv_gemm, "MIN_BLOCKED_PIXELS", 1)
+        patch.setattr(conv_gemm, "BLOCK_BYTES", block_bytes)
+        check_op("conv2d", arrays, attrs, grad=False)
+
+
+def test_block_count_fits_the_cache_and_the_threads():
+    import numba
+
+    from graphcnn.backends.cpu.kernels.conv_gemm import BLOCK_BYTES, block_count
+    threads = numba.get_num_threads()
+    for k, p in [(576, 3136), (147, 12544), (1152, 784), (2304, 196), (27, 150)]:
+        blocks = block_count(k, p, 4)
+        assert blocks % threads == 0
+        width = -(-p // blocks)
+        assert width >= 16 or blocks == threads
+        assert k * width * 4 <= max(BLOCK_BYTES, k * 16 * 4) or blocks == threads
+
+
 def test_gemm_batches_small_images_only(force_gemm):
     """Images of 512+ output pixels get one GEMM each, smaller ones share one; both ways
     (and the gradients) equal the reference."""

@@ -76,6 +76,16 @@ if _FOUND is not None:
     _get_threads = getattr(_LIB, _THREADS_NAME.format("get_num_threads"))
     _set_threads.restype, _get_threads.restype = None, ctypes.c_int
 
+    @numba.njit(inline="always")
+    def gemm_call(double, m, n, k, a, lda, b, ldb, c, ldc):
+        """c = a @ b on the calling thread (row-major, no transposes, raw pointers): for
+        Numba kernels that cut their own work into blocks (conv_gemm.py)."""
+        if double:
+            _dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc)
+        else:
+            _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), a, lda, b, ldb,
+                   np.float32(0.0), c, ldc)
+
     @numba.njit(**JIT)
     def _gemm(double, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, parts):
         """c = a @ b + beta * c (row-major, raw pointers), in `parts` blocks of c's rows
@@ -150,6 +160,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
         parts = 1  # outside one_thread_pool: OpenBLAS splits the work with its own threads
     launch(_gemm, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
            b.ctypes.data, ldb, 1.0 if accumulate else 0.0, out.ctypes.data, ldc, parts)
+
+
+def in_one_thread_pool() -> bool:
+    """Whether OpenBLAS is held to the calling thread (inside one_thread_pool)."""
+    return AVAILABLE and _get_threads() == 1
 
 
 @contextmanager

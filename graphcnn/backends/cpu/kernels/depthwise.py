@@ -2,11 +2,11 @@
 forward only; the gradients use the grouped direct kernels in conv.py.
 
 The generic direct kernel sweeps the whole output plane once per tap (nine passes, and a
-bounds computation per row and tap); here each output element is the nine taps' sum in a
-register, the nine weights are scalars held for the whole plane, and the loop along the
-output row runs without any bounds test wherever the window lies inside the input: only
-the padding border takes the checked path. MobileNetV2's depthwise layers: 5 -> 16+
-GFLOP/s.
+bounds computation per row and tap). Here each plane is first copied into a zero-padded
+scratch plane (per thread, in cache), so no window needs a bounds test; the nine weights
+are scalars held for the plane, and each output is the nine taps' sum in a register,
+computed in fixed blocks of 16 that LLVM turns into whole AVX-512 operations even on
+MobileNet's 7x7 planes. MobileNetV2's depthwise layers at batch 1: 1.6-19 -> 9-56 GFLOP/s.
 """
 from __future__ import annotations
 
