@@ -77,14 +77,16 @@ if _FOUND is not None:
     _set_threads.restype, _get_threads.restype = None, ctypes.c_int
 
     @numba.njit(inline="always")
-    def gemm_call(double, m, n, k, a, lda, b, ldb, c, ldc):
-        """c = a @ b on the calling thread (row-major, no transposes, raw pointers): for
-        Numba kernels that cut their own work into blocks (conv_gemm.py)."""
+    def gemm_call(double, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        """c = op(a) @ op(b) + beta * c on the calling thread (row-major, raw pointers): the
+        one place that calls OpenBLAS, for _gemm below and for Numba kernels that cut
+        their own work into blocks (conv_gemm.py)."""
+        ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
         if double:
-            _dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc)
+            _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
         else:
-            _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), a, lda, b, ldb,
-                   np.float32(0.0), c, ldc)
+            _sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0), a, lda, b, ldb,
+                   np.float32(beta), c, ldc)
 
     @numba.njit(**JIT)
     def _gemm(double, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, parts):
@@ -106,13 +108,8 @@ if _FOUND is not None:
             else:
                 rows, cols = m, hi - lo
                 a_at, b_at, c_at = 0, lo * (ldb if trans_b else 1), lo
-            ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
-            if double:
-                _dgemm(_ROW_MAJOR, ta, tb, rows, cols, k, 1.0, a + a_at * size, lda,
-                       b + b_at * size, ldb, beta, c + c_at * size, ldc)
-            else:
-                _sgemm(_ROW_MAJOR, ta, tb, rows, cols, k, np.float32(1.0), a + a_at * size,
-                       lda, b + b_at * size, ldb, np.float32(beta), c + c_at * size, ldc)
+            gemm_call(double, trans_a, trans_b, rows, cols, k, a + a_at * size, lda,
+                      b + b_at * size, ldb, beta, c + c_at * size, ldc)
 
 
 # Below this many multiply-adds per thread, splitting a GEMM costs more than it saves.

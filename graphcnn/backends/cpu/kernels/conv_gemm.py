@@ -171,8 +171,8 @@ if blas.AVAILABLE:
             c0 = blk * step * k
             _im2col_block(xf, n * c_len * in_h * in_w, in_h, in_w, c_len, kh, kw, sh, sw, pt,
                           pl, dh, dw, ow_len, q0, q1, cf, c0)
-            blas.gemm_call(double, og, q1 - q0, k, w2.ctypes.data, k,
-                           col.ctypes.data + c0 * size, q1 - q0,
+            blas.gemm_call(double, False, False, og, q1 - q0, k, w2.ctypes.data, k,
+                           col.ctypes.data + c0 * size, q1 - q0, 0.0,
                            out.ctypes.data + (n * og * p + q0) * size, p)
 
 
