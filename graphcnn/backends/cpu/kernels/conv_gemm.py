@@ -258,12 +258,13 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
     w2 = w.reshape(w.shape[0], k)
     out3 = out.reshape(n_len, -1, p)
     pointwise = is_pointwise(w.shape, attrs)
-    if groups == 1 and not pointwise and p >= MIN_BLOCKED_PIXELS and blas.in_one_thread_pool():
+    if groups == 1 and not pointwise and p >= MIN_BLOCKED_PIXELS and blas.AVAILABLE:
         blocks = block_count(k, p, x.itemsize)
         col = workspace("col", (k * blocks * ((p + blocks - 1) // blocks),), x.dtype)
-        for n in range(n_len):
-            launch(_conv_blocks, x, n, w2, out, col, *w.shape[2:], *_geometry(attrs), oh, ow,
-                   blocks)
+        with blas.one_thread_pool():
+            for n in range(n_len):
+                launch(_conv_blocks, x, n, w2, out, col, *w.shape[2:], *_geometry(attrs), oh,
+                       ow, blocks)
         return
     for n0, nb in chunks:
         col = workspace("col", (k, nb * p), x.dtype)
