@@ -305,6 +305,20 @@ def test_block_count_fits_the_cache_and_the_threads():
         assert k * width * 4 <= max(BLOCK_BYTES, k * 16 * 4) or blocks == threads
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_full_window_conv_runs_as_one_dense_gemm(force_gemm, stride):
+    """A window as large as the input (LeNet-5's c5) is a dense layer: one GEMM over the
+    flattened images, forward and both gradients, equal to the reference."""
+    from graphcnn.backends.cpu.kernels.conv_gemm import is_full_window
+    attrs = dict(stride=stride, padding=0, dilation=1, groups=1)
+    full = dict(stride=(stride, stride), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    assert is_full_window((64, 16, 5, 5), (120, 16, 5, 5), full)
+    assert not is_full_window((64, 16, 5, 5), (120, 16, 3, 3), full)
+    assert not is_full_window((64, 16, 5, 5), (120, 16, 5, 5), dict(full, padding=(1, 1, 1, 1)))
+    rng = np.random.default_rng(0)
+    check_op("conv2d", [rand(rng, (5, 3, 4, 5)), rand(rng, (7, 3, 4, 5)), rand(rng, (7,))], attrs)
+
+
 def test_gemm_batches_small_images_only(force_gemm):
     """Images of 512+ output pixels get one GEMM each, smaller ones share one; both ways
     (and the gradients) equal the reference."""

@@ -72,6 +72,15 @@ def is_pointwise(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
             and attrs["padding"] == (0, 0, 0, 0))
 
 
+def is_full_window(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                   attrs: dict[str, Any]) -> bool:
+    """A convolution whose one window covers the whole (unpadded) input: a dense layer
+    (LeNet-5's c5, 16x5x5 -> 120), computed as one GEMM over the flattened images, with no
+    im2col and no scatter (c5's forward 0.47 -> 0.05 ms at batch 64)."""
+    return (attrs["groups"] == 1 and tuple(w_shape[2:]) == tuple(x_shape[2:])
+            and tuple(attrs["padding"]) == (0, 0, 0, 0) and tuple(attrs["dilation"]) == (1, 1))
+
+
 def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, int]]:
     """[(first image, image count)]: enough images per GEMM to make it wide."""
     if p >= WIDE_ENOUGH_COLUMNS:
@@ -258,6 +267,9 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
     w2 = w.reshape(w.shape[0], k)
     out3 = out.reshape(n_len, -1, p)
     pointwise = is_pointwise(w.shape, attrs)
+    if is_full_window(x.shape, w.shape, attrs):  # out (N, O) = x (N, K) @ w2.T
+        matmul(x.reshape(n_len, k), w2.T, out.reshape(n_len, -1))
+        return
     if groups == 1 and not pointwise and p >= MIN_BLOCKED_PIXELS and blas.AVAILABLE:
         blocks = block_count(k, p, x.itemsize)
         col = workspace("col", (k * blocks * ((p + blocks - 1) // blocks),), x.dtype)
@@ -289,6 +301,9 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
     n_len, cg, og, k, p, chunks = _plan(x.shape, dw_out.shape, (oh, ow), groups, x.itemsize)
     dw2 = dw_out.reshape(dw_out.shape[0], k)
     dy3 = dy.reshape(n_len, -1, p)
+    if is_full_window(x.shape, dw_out.shape, attrs):  # dw2 (O, K) = dy (N, O).T @ x (N, K)
+        matmul(dy.reshape(n_len, -1).T, x.reshape(n_len, k), dw2)
+        return
     for g in range(groups):
         target = dw2[g * og:(g + 1) * og]
         for index, (n0, nb) in enumerate(chunks):
@@ -308,6 +323,9 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
     n_len, cg, og, k, p, chunks = _plan(dx.shape, w.shape, (oh, ow), groups, dy.itemsize)
     w2 = w.reshape(w.shape[0], k)
     dy3 = dy.reshape(n_len, -1, p)
+    if is_full_window(dx.shape, w.shape, attrs):  # dx (N, K) = dy (N, O) @ w2 (O, K)
+        matmul(dy.reshape(n_len, -1), w2, dx.reshape(n_len, k))
+        return
     for n0, nb in chunks:
         col = workspace("col", (k, nb * p), dy.dtype)
         for g in range(groups):
