@@ -48,8 +48,9 @@ def test_conv2d(case, seed):
        pads=st.tuples(*[st.integers(0, 2)] * 4), bias=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_depthwise_3x3_conv2d(channels, n, h, w, stride, pads, bias, seed):
-    """MobileNet's depthwise 3x3 convolutions have their own cpu kernel (depthwise.py):
-    its unchecked interior and its checked border against the reference."""
+    """MobileNet's depthwise 3x3 convolutions have their own cpu kernel (depthwise.py),
+    through a zero-padded scratch plane split by stride phase (stride 2 with its own
+    paired-column fill): every stride 1-3 and asymmetric padding against the reference."""
     assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, (n, channels, h, w)), rand(rng, (channels, 1, 3, 3))]

@@ -177,7 +177,8 @@ def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     if run_as_gemm("conv2d", ins, outs[0], attrs):
         if len(ins) == 3:
             from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
-            launch(add_channel_bias, outs[0], ins[2])
+            out = outs[0]  # seen as (N, C, 1, H*W): one long vectorized loop per plane
+            launch(add_channel_bias, out.reshape(out.shape[0], out.shape[1], 1, -1), ins[2])
         return
     args = conv2d_args(ins, outs[0], attrs)
     if depthwise.applies(ins[0].shape, ins[1].shape, attrs):

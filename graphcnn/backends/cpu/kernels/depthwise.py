@@ -58,6 +58,13 @@ def _offset(i, j, sh, sw, rows, phase_len):
     return (((j % sw) * sh + i % sh) * rows + i // sh) * phase_len + j // sw
 
 
+@numba.njit(inline="always")
+def _phase_span(cp, pl, sw, in_w, phase_len):
+    """Positions k of column phase cp that hold input: padded column cp + k * sw is input
+    column cp + k * sw - pl."""
+    return max(0, (pl - cp + sw - 1) // sw), min(phase_len, (in_w + pl - cp + sw - 1) // sw)
+
+
 @numba.njit(**TASK_JIT)
 def _fill_padded(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad):
     """pad = the plane at xf[x0:] with pt rows and pl columns of zeros before it, in the
@@ -68,14 +75,39 @@ def _fill_padded(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad):
         r = iy + pt
         if r >= sh * rows:
             break
+        row0 = (r % sh * rows + r // sh) * phase_len  # column phase 0 of this row
+        src = x0 + iy * in_w - pl                      # + padded column = input element
+        if sw == 2:
+            _fill_row_stride2(xf, src, pl, in_w, phase_len, pad, row0,
+                              row0 + sh * rows * phase_len)
+            continue
         for cp in range(sw):
-            # Padded columns cp + k * sw hold input column cp + k * sw - pl.
-            k_lo = max(0, (pl - cp + sw - 1) // sw)
-            k_hi = min(phase_len, (in_w + pl - cp + sw - 1) // sw)
-            d0 = ((cp * sh + r % sh) * rows + r // sh) * phase_len
-            s0 = x0 + iy * in_w + cp - pl
+            k_lo, k_hi = _phase_span(cp, pl, sw, in_w, phase_len)
+            d0 = row0 + cp * sh * rows * phase_len
             for k in range(k_lo, k_hi):
-                pad[uint64(d0 + k)] = xf[uint64(s0 + k * sw)]
+                pad[uint64(d0 + k)] = xf[uint64(src + cp + k * sw)]
+
+
+@numba.njit(inline="always")
+def _fill_row_stride2(xf, src, pl, in_w, phase_len, pad, even0, odd0):
+    """One row split into its even and odd padded columns. Where both phases hold input,
+    one loop reads each pair of neighbours together: LLVM turns that into vector loads and
+    shuffles, where a loop per phase is a gather per element (MobileNetV2's stride-2
+    layers spent most of their time here)."""
+    lo_e, hi_e = _phase_span(0, pl, 2, in_w, phase_len)
+    lo_o, hi_o = _phase_span(1, pl, 2, in_w, phase_len)
+    lo, hi = max(lo_e, lo_o), min(hi_e, hi_o)
+    for k in range(lo_e, min(lo, hi_e)):
+        pad[uint64(even0 + k)] = xf[uint64(src + 2 * k)]
+    for k in range(lo_o, min(lo, hi_o)):
+        pad[uint64(odd0 + k)] = xf[uint64(src + 2 * k + 1)]
+    for k in range(lo, hi):
+        pad[uint64(even0 + k)] = xf[uint64(src + 2 * k)]
+        pad[uint64(odd0 + k)] = xf[uint64(src + 2 * k + 1)]
+    for k in range(max(hi, lo_e), hi_e):
+        pad[uint64(even0 + k)] = xf[uint64(src + 2 * k)]
+    for k in range(max(hi, lo_o), hi_o):
+        pad[uint64(odd0 + k)] = xf[uint64(src + 2 * k + 1)]
 
 
 @numba.njit(**TASK_JIT)
