@@ -94,3 +94,56 @@ def test_compiled_model_matches_the_reference_through_the_split_gemms():
     got = gc.compile(model, batch_size=2, backend="cpu")(feed)
     want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(feed)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_one_thread_pool_nests_across_threads():
+    """Two Python threads running graphs at once: the first to finish must not give
+    OpenBLAS its threads back under the other; the user's setting is back at the end."""
+    import threading
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's OpenBLAS was not found: matmul uses np.matmul")
+    before = blas._get_threads()
+    blas._set_threads(2)
+    inside, first_done = threading.Event(), threading.Event()
+    seen = []
+
+    def second():
+        with blas.one_thread_pool():
+            inside.set()
+            first_done.wait(5)
+            seen.append(blas._get_threads())  # the first block has ended meanwhile
+
+    try:
+        with blas.one_thread_pool():
+            thread = threading.Thread(target=second)
+            thread.start()
+            inside.wait(5)
+        first_done.set()
+        thread.join(5)
+        assert seen == [1]
+        assert blas._get_threads() == 2
+    finally:
+        blas._set_threads(before)
+
+
+def test_two_threads_run_executables_at_once():
+    gc.manual_seed(1)
+    x = gc.Input((4, 16, 16), name="x")
+    model = gc.Model(inputs=x, outputs=gc.relu(nn.Conv2d(4, 16, 3, padding=1, name="c")(x)))
+    feed = np.random.default_rng(3).standard_normal((2, 4, 16, 16)).astype(np.float32)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(feed)
+    exes = [gc.compile(model, batch_size=2) for _ in range(2)]
+    results: list = [None, None]
+
+    def run(i: int) -> None:
+        for _ in range(20):
+            results[i] = exes[i](feed)
+
+    import threading
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -158,22 +159,36 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
                b.ctypes.data, ldb, 1.0 if accumulate else 0.0, out.ctypes.data, ldc, parts)
 
 
+class _Hold:
+    """How many blocks (in any Python thread) hold OpenBLAS to one thread, and the setting
+    to give back when the last one ends: executables run with the GIL released, so two
+    threads may run graphs at once, and the first to finish must not give OpenBLAS its
+    threads back under the other."""
+    lock = threading.Lock()
+    depth = 0
+    saved = 1
+
+
 @contextmanager
 def one_thread_pool() -> Iterator[None]:
     """Within the block, OpenBLAS runs each call on the calling thread alone (its own
     workers stay asleep), so Numba's threads are the only ones at work; the user's setting
-    is back afterwards. Every GEMM of the kernels runs inside one (a kernel called alone
-    too: OpenBLAS's threads and Numba's spinning ones must never share the cores); the
-    runner holds one around the whole graph, which makes the inner ones no-ops (2.5 us
-    saved per GEMM)."""
+    is back when the last such block ends. Every GEMM of the kernels runs inside one (a
+    kernel called alone too: OpenBLAS's threads and Numba's spinning ones must never share
+    the cores); the runner holds one around the whole graph, so the inner ones only count."""
     if not AVAILABLE:
         yield
         return
-    previous = _get_threads()
-    if previous != 1:
-        _set_threads(1)
+    with _Hold.lock:
+        if _Hold.depth == 0:
+            _Hold.saved = _get_threads()
+            if _Hold.saved != 1:
+                _set_threads(1)
+        _Hold.depth += 1
     try:
         yield
     finally:
-        if previous != 1:
-            _set_threads(previous)
+        with _Hold.lock:
+            _Hold.depth -= 1
+            if _Hold.depth == 0 and _Hold.saved != 1:
+                _set_threads(_Hold.saved)
