@@ -51,10 +51,12 @@ def use_gemm(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[i
 # Images with this many output pixels are cut into blocks of pixels, each block's im2col
 # and GEMM run back to back on one thread (_conv_blocks); a block's columns take about
 # BLOCK_BYTES, to stay in a core's L2 cache (1 MiB on Zen 4) between the two. Measured on
-# ResNet-18's layers at batch 1 (interleaved runs, medians): stem 3.7 -> 2.8 ms, 64@56 2.9
-# -> 1.9, 128@28 2.5 -> 2.1, 256@14 2.5 -> 2.1; 512@7 (49 pixels) 2.6 -> 3.0, so it keeps
-# the GEMM split by rows.
-MIN_BLOCKED_PIXELS = 128
+# ResNet-18's layers (interleaved runs, medians; this VM's noise is 10-20%): 64@56 at b16
+# 46.6 -> 32.0 ms, the stem at b1 2.6 -> 2.4 ms, 64@56 at b1 from equal to 2.9 -> 1.9 in
+# different runs; but 128@28 (784 pixels) lost in every run, 1.63 -> 1.79 ms at b1 and
+# 25.0 -> 28.1 at b16 (its blocks are 196 pixels wide: too narrow a GEMM), so smaller
+# images keep one GEMM per image (or per batch of images) split over the threads.
+MIN_BLOCKED_PIXELS = 1024
 BLOCK_BYTES = 1 << 20
 
 
