@@ -104,6 +104,24 @@ def test_fresh_process_bitwise_equal_without_compiling(saved, tmp_path):
     assert written == []
 
 
+def test_fresh_process_with_numpy_matmul_runs_an_artifact(saved, tmp_path):
+    """GRAPHCNN_NUMPY_MATMUL=1 (GEMMs through np.matmul) still links an artifact whose
+    kernels call numpy's OpenBLAS directly, and runs it to the same outputs."""
+    from graphcnn.backends.cpu import blas
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's OpenBLAS was not found: artifacts do not call it")
+    jobs = [(str(path), str(path.parent / f"{name}_x.npy"), str(path.parent / f"{name}_y.npy"))
+            for name, (_, path, _, _) in saved.items()]
+    env = dict(fresh_env(tmp_path), GRAPHCNN_NUMPY_MATMUL="1")
+    proc = subprocess.run([sys.executable, "-c", FRESH.replace(
+        "np.array_equal(y, np.load(y_path))", "np.allclose(y, np.load(y_path), atol=1e-5)"),
+        json.dumps(jobs)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for path, _, _ in jobs:
+        assert result[path]["equal"], path
+
+
 def test_in_process_load_matches_and_reports(saved):
     exe, path, x, y = saved["resnet"]
     loaded = gc.load(path)

@@ -52,8 +52,10 @@ def _find_openblas() -> tuple[str, ctypes.CDLL, str, str, int] | None:
     return None
 
 
-_FOUND = None if os.environ.get("GRAPHCNN_NUMPY_MATMUL") else _find_openblas()
-AVAILABLE = _FOUND is not None
+_FOUND = _find_openblas()
+# GRAPHCNN_NUMPY_MATMUL=1 sends the GEMMs back to np.matmul; the library is still declared
+# below, so an artifact whose kernels call it links in such a process too.
+AVAILABLE = _FOUND is not None and not os.environ.get("GRAPHCNN_NUMPY_MATMUL")
 
 
 def _gemm_function(name: str, scalar: types.Type, index: types.Type) -> types.ExternalFunction:
