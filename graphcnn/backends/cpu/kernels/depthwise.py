@@ -59,6 +59,16 @@ def _offset(i, j, sh, sw, rows, phase_len):
 
 
 @numba.njit(inline="always")
+def _tap_offsets(sh, sw, rows, phase_len):
+    """The nine taps' offsets, row by row."""
+    return (_offset(0, 0, sh, sw, rows, phase_len), _offset(0, 1, sh, sw, rows, phase_len),
+            _offset(0, 2, sh, sw, rows, phase_len), _offset(1, 0, sh, sw, rows, phase_len),
+            _offset(1, 1, sh, sw, rows, phase_len), _offset(1, 2, sh, sw, rows, phase_len),
+            _offset(2, 0, sh, sw, rows, phase_len), _offset(2, 1, sh, sw, rows, phase_len),
+            _offset(2, 2, sh, sw, rows, phase_len))
+
+
+@numba.njit(inline="always")
 def _phase_span(cp, pl, sw, in_w, phase_len):
     """Positions k of column phase cp that hold input: padded column cp + k * sw is input
     column cp + k * sw - pl."""
@@ -124,10 +134,7 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
     w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
     w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
     w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
-    # Tap (i, j): row phase i % sh, row i // sh; column phase j % sw, column j // sw.
-    p0, p1, p2 = _offset(0, 0, sh, sw, rows, phase_len), _offset(0, 1, sh, sw, rows, phase_len), _offset(0, 2, sh, sw, rows, phase_len)
-    p3, p4, p5 = _offset(1, 0, sh, sw, rows, phase_len), _offset(1, 1, sh, sw, rows, phase_len), _offset(1, 2, sh, sw, rows, phase_len)
-    p6, p7, p8 = _offset(2, 0, sh, sw, rows, phase_len), _offset(2, 1, sh, sw, rows, phase_len), _offset(2, 2, sh, sw, rows, phase_len)
+    p0, p1, p2, p3, p4, p5, p6, p7, p8 = _tap_offsets(sh, sw, rows, phase_len)
     # Blocks of a fixed _LANES outputs: LLVM turns each block into whole vector operations,
     # where a plain loop over 63 outputs (a 7x7 plane) would run its scalar remainder only.
     for q0 in range(0, _wide_len(oh_len, phase_len), _LANES):
