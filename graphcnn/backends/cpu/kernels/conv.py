@@ -11,7 +11,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels import depthwise
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
@@ -50,6 +50,45 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
 def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
     for task in prange(out.shape[0] * out.shape[1]):
         conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
+
+
+def wide_applies(attrs: dict[str, Any]) -> bool:
+    """Stride 1, no dilation, no padding: the case _conv2d_wide serves (LeNet-5's c1)."""
+    return (tuple(attrs["stride"]) == (1, 1) and tuple(attrs["dilation"]) == (1, 1)
+            and tuple(attrs["padding"]) == (0, 0, 0, 0))
+
+
+@numba.njit(**JIT)
+def _conv2d_wide(x, w, bias, has_bias, out, groups):
+    """conv2d_task's result for stride 1 without padding or dilation, with each tap one
+    long loop: output (oy, ox) reads tap (i, j) at input element q + i*W + j with q =
+    oy*W + ox, so the output rows laid end to end, W wide (the kw - 1 columns past each
+    row's end are computed and thrown away), make one vectorized axpy per tap instead of
+    OH short ones (LeNet-5's c1: 25 loops of 752 instead of 700 of 28)."""
+    n_len, c_len, in_h, in_w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    o_len, cg, kh, kw = w.shape
+    oh_len, ow_len = out.shape[2], out.shape[3]
+    span = (oh_len - 1) * in_w + ow_len  # the last row stops at its last real column
+    xf, of, wf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size)
+    for task in prange(n_len * o_len):
+        n, o = task // o_len, task % o_len
+        g = o // (o_len // groups)
+        wide = np.empty(span, out.dtype)
+        b = bias[o] if has_bias else wide.dtype.type(0)
+        for q in range(span):
+            wide[uint64(q)] = b
+        for ci in range(cg):
+            x0 = (n * c_len + g * cg + ci) * in_h * in_w
+            for i in range(kh):
+                for j in range(kw):
+                    wv = wf[uint64(((o * cg + ci) * kh + i) * kw + j)]
+                    s0 = x0 + i * in_w + j
+                    for q in range(span):
+                        wide[uint64(q)] += wv * xf[uint64(s0 + q)]
+        o0 = task * oh_len * ow_len
+        for oy in range(oh_len):
+            for ox in range(ow_len):
+                of[uint64(o0 + oy * ow_len + ox)] = wide[uint64(oy * in_w + ox)]
 
 
 @numba.njit(**TASK_JIT)
@@ -183,6 +222,9 @@ def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     args = conv2d_args(ins, outs[0], attrs)
     if depthwise.applies(ins[0].shape, ins[1].shape, attrs):
         depthwise.conv2d_depthwise3x3(*args[:5], attrs)
+        return
+    if wide_applies(attrs):
+        launch(_conv2d_wide, *args[:5], attrs["groups"])
         return
     launch(_conv2d, *args)
 
