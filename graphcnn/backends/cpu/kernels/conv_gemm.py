@@ -78,7 +78,7 @@ def is_full_window(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                    attrs: dict[str, Any]) -> bool:
     """A convolution whose one window covers the whole (unpadded) input: a dense layer
     (LeNet-5's c5, 16x5x5 -> 120), computed as one GEMM over the flattened images, with no
-    im2col and no scatter (c5's forward 0.47 -> 0.05 ms at batch 64)."""
+    im2col and no scatter (c5's forward at batch 64, with its tanh: 0.47 -> 0.20 ms)."""
     return (attrs["groups"] == 1 and tuple(w_shape[2:]) == tuple(x_shape[2:])
             and tuple(attrs["padding"]) == (0, 0, 0, 0) and tuple(attrs["dilation"]) == (1, 1))
 
