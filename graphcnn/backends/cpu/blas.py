@@ -115,6 +115,18 @@ if _FOUND is not None:
                       b + b_at * size, ldb, beta, c + c_at * size, ldc)
 
 
+def core_name() -> str:
+    """The kernel set OpenBLAS picked for this CPU ('SkylakeX', 'Haswell'...), or 'numpy'
+    when the GEMMs go through np.matmul."""
+    if not AVAILABLE:
+        return "numpy"
+    name = getattr(_LIB, _THREADS_NAME.format("get_corename"), None)
+    if name is None:
+        return "openblas"
+    name.restype = ctypes.c_char_p
+    return (name() or b"openblas").decode("ascii", "replace")
+
+
 # Below this many multiply-adds per thread, splitting a GEMM costs more than it saves.
 MIN_WORK_PER_THREAD = 1 << 18
 

@@ -54,6 +54,11 @@ def launch(fn: Callable[..., Any], *args: Any) -> Any:
     return dispatch(state.table, state.recorder, fn, args)
 
 
+def recording() -> bool:
+    """Whether launches in this thread are being recorded for an artifact."""
+    return _STATE.recorder is not None
+
+
 _KEEP: Any = object()
 
 

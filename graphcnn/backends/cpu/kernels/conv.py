@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
+from graphcnn.backends.cpu import autotune
 from graphcnn.backends.cpu.kernels import depthwise
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
@@ -195,7 +196,7 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
         x, w = ins[0], ins[1]
         if not cg.use_gemm(x.shape, w.shape, out.shape[2:], attrs):
             return False
-        cg.conv2d_gemm(x, w, out, attrs)
+        _conv2d_by_gemms(x, w, out, attrs)
     elif op == "conv2d_input_grad":
         dy, w = ins[0], ins[1]
         if not cg.use_gemm(out.shape, w.shape, dy.shape[2:], attrs):
@@ -209,6 +210,24 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     else:
         return False
     return True
+
+
+def _conv2d_by_gemms(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
+                     ) -> None:
+    """im2col + GEMM, or Winograd F(2x2, 3x3) where it applies: the cost model's default
+    is Winograd wherever its blocks of tiles are wide enough; autotune.py measures."""
+    from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+
+    candidates = {"gemm": lambda: conv_gemm.conv2d_gemm(x, w, out, attrs)}
+    if winograd.applies(x.shape, w.shape, attrs) and winograd.worth_trying(
+            x.shape[0], out.shape[2:], x.shape[1], x.itemsize, numba.get_num_threads()):
+        candidates["winograd"] = lambda: winograd.conv2d_winograd(x, w, out, attrs)
+    key = (x.shape, w.shape, tuple(sorted((k, attrs[k]) for k in ("stride", "padding",
+                                                                   "dilation", "groups"))),
+           x.dtype.str, "frozen" if not w.flags.writeable else "live")
+    name = autotune.pick("conv2d", key, candidates,
+                         default="winograd" if "winograd" in candidates else "gemm")
+    candidates[name]()
 
 
 @cpu_kernel("conv2d")

@@ -1,0 +1,159 @@
+"""Measured choice between a kernel's algorithms, per shape, cached on disk per machine.
+
+A kernel with several ways to compute one layer (conv2d: im2col + GEMM, or Winograd) calls
+
+    name = autotune.pick("conv2d", key, {"gemm": run_gemm, "winograd": run_winograd}, default)
+
+The first time a key is seen on a machine each candidate runs a few times (it computes the
+whole result each time, so the output is right whichever ran last) and the fastest wins;
+the choice goes into a JSON file (GRAPHCNN_AUTOTUNE_CACHE, else
+~/.cache/graphcnn/autotune.json) under a key naming the CPU, its flags, the thread count
+and the BLAS core, so a file copied to another machine is not trusted there. The file is
+only ever parsed as JSON; a damaged one is ignored with a warning and written afresh.
+
+GRAPHCNN_AUTOTUNE=0 measures nothing: every kernel takes its cost model's `default`
+(what the test suite does, so its runs do not depend on timings). While an ahead-of-time
+artifact is being recorded every candidate runs once, so the artifact holds the kernels of
+whichever one the machine that loads it picks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import warnings
+from typing import Callable
+
+import numba
+
+VERSION = 1
+RUNS = 3  # timed runs per candidate, after one untimed (compiling, warming the caches)
+
+_LOCK = threading.Lock()
+_CHOICES: dict[str, str] | None = None
+
+
+def enabled() -> bool:
+    return os.environ.get("GRAPHCNN_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "")
+
+
+def cache_path() -> str:
+    explicit = os.environ.get("GRAPHCNN_AUTOTUNE_CACHE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "graphcnn", "autotune.json")
+
+
+def _cpu_description() -> str:
+    model, flags = "", ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    return f"{model} | flags {hashlib.sha256(flags.encode()).hexdigest()[:12]}"
+
+
+def machine_key() -> str:
+    """The CPU (name and a digest of its feature flags), the thread count and the BLAS
+    kernel set: a choice measured under one of these says nothing about another."""
+    from graphcnn.backends.cpu import blas
+    return (f"{_cpu_description()} | threads={numba.get_num_threads()} | "
+            f"blas={blas.core_name()}")
+
+
+def _read_file(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {"version": VERSION, "machines": {}}
+    except (OSError, ValueError) as err:
+        warnings.warn(f"graphcnn: ignoring the autotune cache {path}: {err}", stacklevel=3)
+        return {"version": VERSION, "machines": {}}
+    if not isinstance(data, dict) or data.get("version") != VERSION \
+            or not isinstance(data.get("machines"), dict):
+        warnings.warn(f"graphcnn: ignoring the autotune cache {path}: not a version-{VERSION} "
+                      f"graphcnn autotune file", stacklevel=3)
+        return {"version": VERSION, "machines": {}}
+    return data
+
+
+def _choices() -> dict[str, str]:
+    global _CHOICES
+    if _CHOICES is None:
+        machine = _read_file(cache_path())["machines"].get(machine_key(), {})
+        choices = machine.get("choices", {}) if isinstance(machine, dict) else {}
+        _CHOICES = {k: v["choice"] for k, v in choices.items()
+                    if isinstance(v, dict) and isinstance(v.get("choice"), str)}
+    return _CHOICES
+
+
+def _save(key: str, choice: str, times_ms: dict[str, float]) -> None:
+    """Add one choice to the file: read it again (another process may have added some),
+    write a temporary file beside it and rename it over (never a half-written file)."""
+    path = cache_path()
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        data = _read_file(path)
+        machine = data["machines"].setdefault(machine_key(), {"choices": {}})
+        machine.setdefault("choices", {})[key] = {
+            "choice": choice, "ms": {k: round(v, 4) for k, v in times_ms.items()}}
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only home: keep the choice for this process only
+        warnings.warn(f"graphcnn: cannot write the autotune cache {path}: {err}", stacklevel=3)
+
+
+def _measure(run: Callable[[], None]) -> float:
+    run()
+    best = float("inf")
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
+         default: str) -> str:
+    """The candidate to run for `key` (which must say everything the speed depends on:
+    shapes, attributes, dtype). Measures the candidates the first time on this machine."""
+    from graphcnn.backends.cpu.registry import recording
+    if recording():  # an artifact being built: it must hold every candidate's kernels
+        for run in candidates.values():
+            run()
+    if len(candidates) == 1:
+        return next(iter(candidates))
+    if not enabled():
+        return default
+    text = f"{kind}{key!r}"
+    with _LOCK:
+        known = _choices().get(text)
+    if known in candidates:
+        return known
+    times = {name: _measure(run) for name, run in candidates.items()}
+    choice = min(times, key=times.get)
+    with _LOCK:
+        _choices()[text] = choice
+        _save(text, choice, times)
+    return choice
+
+
+def forget() -> None:
+    """Drop the choices read into this process (the next pick reads the file again)."""
+    global _CHOICES
+    with _LOCK:
+        _CHOICES = None

@@ -1,0 +1,144 @@
+"""Winograd F(2x2, 3x3) convolution (backends/cpu/kernels/winograd.py): against the
+reference on randomized shapes, in float32 and float64, alone and inside fused groups and
+compiled models; its weight transform, its cache of frozen weights and its blocking."""
+import gc as python_gc
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import graphcnn as gc
+from graphcnn import nn
+from graphcnn.backends.cpu import blas
+from graphcnn.ops.conv import conv2d_ref
+from op_check import check_op
+
+pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
+                                reason="numpy's OpenBLAS was not found: no Winograd path")
+
+
+def rand(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def force_winograd(monkeypatch):
+    """Every conv the cost model sends to GEMMs and Winograd accepts goes to Winograd."""
+    from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+    monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+    monkeypatch.setattr(winograd, "worth_trying", lambda *args: True)
+    calls = []
+    original = winograd.conv2d_winograd
+    monkeypatch.setattr(winograd, "conv2d_winograd",
+                        lambda *args: (calls.append(args[0].shape), original(*args)))
+    return calls
+
+
+@st.composite
+def winograd_case(draw):
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    return (n, c, h, w), (o, c, 3, 3), pads, draw(st.booleans())
+
+
+@given(case=winograd_case(), seed=st.integers(0, 2**16))
+def test_winograd_conv2d_equals_the_reference(case, seed):
+    """Odd and even output sizes (a last half tile), any padding, with and without bias,
+    through the cpu kernel (the bias added after the GEMMs): equal to the reference."""
+    x_shape, w_shape, pads, bias = case
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    with pytest.MonkeyPatch.context() as patch:
+        from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+        patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+        patch.setattr(winograd, "worth_trying", lambda *args: True)
+        check_op("conv2d", arrays, dict(stride=1, padding=pads, dilation=1, groups=1),
+                 grad=False)
+
+
+@given(case=winograd_case(), seed=st.integers(0, 2**16),
+       per_block=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, dtype):
+    """The kernel itself, with blocks of 1-4 tile rows that cross image boundaries: float64
+    to 1e-12 of the reference (the transforms are exact), float32 to 1e-5."""
+    from graphcnn.backends.cpu.kernels import winograd
+    x_shape, w_shape, pads, _ = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, x_shape, dtype), rand(rng, w_shape, dtype)
+    attrs = dict(stride=(1, 1), padding=pads, dilation=(1, 1), groups=1)
+    want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
+    out = np.full(want.shape, np.nan, dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "block_rows", lambda *args: per_block)
+        winograd.conv2d_winograd(x, w, out, attrs)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
+
+
+def test_weight_transform_is_g_w_gt():
+    from graphcnn.backends.cpu.kernels.winograd import WINOGRAD_G, weight_transform
+    w = np.random.default_rng(0).standard_normal((5, 3, 3, 3))
+    u = weight_transform(w)
+    want = np.einsum("ai,ocij,bj->aboc", WINOGRAD_G, w, WINOGRAD_G).reshape(16, 5, 3)
+    np.testing.assert_allclose(u, want, rtol=1e-14, atol=1e-14)
+
+
+def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
+    from graphcnn.backends.cpu.kernels import winograd
+    w = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
+    live = winograd.weight_transform(w)
+    assert winograd.weight_transform(w) is not live  # writable: a parameter, may change
+    w.setflags(write=False)
+    frozen = winograd.weight_transform(w)
+    assert winograd.weight_transform(w) is frozen
+    key = id(w)
+    assert key in winograd._TRANSFORMED
+    del w
+    python_gc.collect()
+    assert key not in winograd._TRANSFORMED
+
+
+def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
+    from graphcnn.backends.cpu.kernels.winograd import (MIN_BLOCK_TILES, block_rows, tiles,
+                                                        worth_trying)
+    threads = numba.get_num_threads()
+    for n, hw, c in [(1, (56, 56), 64), (16, (28, 28), 128), (1, (14, 14), 256),
+                     (16, (7, 7), 512), (3, (5, 9), 8)]:
+        per = block_rows(n, hw, c, 4, threads)
+        rows = n * tiles(hw)[0]
+        blocks = -(-rows // per)
+        assert blocks >= min(threads, rows)  # every thread has a block
+        assert per * tiles(hw)[1] >= MIN_BLOCK_TILES or blocks <= threads
+    assert worth_trying(1, (56, 56), 64, 4, 2)      # ResNet-18's 64@56 at batch 1
+    assert not worth_trying(1, (7, 7), 512, 4, 2)   # 512@7 at batch 1: blocks of 8 tiles
+
+
+def test_cost_model_sends_resnet_3x3_layers_to_winograd_only_where_it_applies():
+    from graphcnn.backends.cpu.kernels.winograd import applies
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    assert applies((1, 64, 56, 56), (64, 64, 3, 3), attrs)
+    assert not applies((1, 64, 56, 56), (64, 64, 3, 3), dict(attrs, stride=(2, 2)))
+    assert not applies((1, 64, 56, 56), (64, 64, 3, 3), dict(attrs, dilation=(2, 2)))
+    assert not applies((1, 64, 56, 56), (64, 32, 3, 3), dict(attrs, groups=2))
+    assert not applies((1, 64, 56, 56), (64, 64, 5, 5), attrs)
+
+
+def test_compiled_model_runs_winograd_with_its_fused_epilogue(force_winograd):
+    """conv + bias + residual add + relu as one fused kernel whose conv is Winograd, on
+    frozen weights (transformed once): equal to the reference at opt level 0."""
+    x = gc.Input((8, 10, 10), name="x")
+    y = gc.relu(nn.Conv2d(8, 8, 3, padding=1)(x) + x)
+    y = nn.Conv2d(8, 12, 3, padding=1, bias=False)(y)
+    model = gc.Model(x, y)
+    xs = rand(np.random.default_rng(0), (3, 8, 10, 10))
+    fast = gc.compile(model, batch_size=3, opt_level=2)
+    assert fast.report()["kernels"] == 2
+    force_winograd.clear()
+    got = fast(xs)
+    assert force_winograd == [(3, 8, 10, 10), (3, 8, 10, 10)]
+    want = gc.compile(model, batch_size=3, backend="reference", opt_level=0)(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast(xs), got, rtol=0, atol=0)  # the cached transform
