@@ -78,12 +78,60 @@ def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, dtype):
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
 
 
+@given(case=winograd_case(), seed=st.integers(0, 2**16), per_block=st.integers(1, 4),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_gradient_kernels(case, seed, per_block, dtype):
+    """The input gradient (a Winograd conv of dy with the turned weight, padded 2 - p) and
+    the weight gradient (dU = sum over tiles of (A dY A^T) * V, then G^T dU G), with blocks
+    of 1-4 tile rows split over the threads' accumulators: equal to the reference."""
+    from graphcnn.backends.cpu.kernels import winograd
+    from graphcnn.ops.conv import conv2d_input_grad_ref, conv2d_weight_grad_ref
+    x_shape, w_shape, pads, _ = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, x_shape, dtype), rand(rng, w_shape, dtype)
+    attrs = dict(stride=(1, 1), padding=pads, dilation=(1, 1), groups=1)
+    dy = rand(rng, conv2d_ref(x, w, **attrs).shape, dtype)
+    want_dx = conv2d_input_grad_ref(dy.astype(np.float64), w.astype(np.float64),
+                                    x_shape[2:], **attrs)
+    want_dw = conv2d_weight_grad_ref(dy.astype(np.float64), x.astype(np.float64), (3, 3),
+                                     **attrs)
+    dx, dw = np.full(x.shape, np.nan, dtype), np.full(w.shape, np.nan, dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "block_rows", lambda *args: per_block)
+        winograd.conv2d_weight_grad_winograd(dy, x, dw, attrs)
+        if winograd.input_grad_applies(w_shape, attrs):
+            winograd.conv2d_input_grad_winograd(dy, w, dx, attrs)
+            np.testing.assert_allclose(dx, want_dx, rtol=tol,
+                                       atol=tol * max(1.0, np.abs(want_dx).max()))
+    np.testing.assert_allclose(dw, want_dw, rtol=tol, atol=tol * max(1.0, np.abs(want_dw).max()))
+
+
+@given(case=winograd_case(), seed=st.integers(0, 2**16))
+def test_winograd_gradient_ops_through_the_cpu_kernels(case, seed):
+    """conv2d's gradients by Winograd through the kernels (and fused groups) of a
+    value_and_grad graph: equal to the reference backend's."""
+    x_shape, w_shape, pads, bias = case
+    assume(max(pads) <= 2)
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    from op_check import check_gradients_backends
+    with pytest.MonkeyPatch.context() as patch:
+        from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+        patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+        patch.setattr(winograd, "worth_trying", lambda *args: True)
+        check_gradients_backends("conv2d", arrays, dict(stride=1, padding=pads, dilation=1,
+                                                        groups=1))
+
+
 def test_weight_transform_is_g_w_gt():
     from graphcnn.backends.cpu.kernels.winograd import WINOGRAD_G, weight_transform
     w = np.random.default_rng(0).standard_normal((5, 3, 3, 3))
-    u = weight_transform(w)
     want = np.einsum("ai,ocij,bj->aboc", WINOGRAD_G, w, WINOGRAD_G).reshape(16, 5, 3)
-    np.testing.assert_allclose(u, want, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(weight_transform(w), want, rtol=1e-14, atol=1e-14)
+    turned = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    want = np.einsum("ai,ocij,bj->aboc", WINOGRAD_G, turned, WINOGRAD_G).reshape(16, 3, 5)
+    np.testing.assert_allclose(weight_transform(w, flip=True), want, rtol=1e-14, atol=1e-14)
 
 
 def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
@@ -94,11 +142,13 @@ def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
     w.setflags(write=False)
     frozen = winograd.weight_transform(w)
     assert winograd.weight_transform(w) is frozen
-    key = id(w)
-    assert key in winograd._TRANSFORMED
+    turned = winograd.weight_transform(w, flip=True)  # the input gradient's, kept apart
+    assert turned.shape == (16, 2, 4) and winograd.weight_transform(w, flip=True) is turned
+    keys = [(id(w), False), (id(w), True)]
+    assert all(key in winograd._TRANSFORMED for key in keys)
     del w
     python_gc.collect()
-    assert key not in winograd._TRANSFORMED
+    assert not any(key in winograd._TRANSFORMED for key in keys)
 
 
 def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
@@ -112,8 +162,11 @@ def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
         blocks = -(-rows // per)
         assert blocks >= min(threads, rows)  # every thread has a block
         assert per * tiles(hw)[1] >= MIN_BLOCK_TILES or blocks <= threads
-    assert worth_trying(1, (56, 56), 64, 4, 2)      # ResNet-18's 64@56 at batch 1
-    assert not worth_trying(1, (7, 7), 512, 4, 2)   # 512@7 at batch 1: blocks of 8 tiles
+    assert worth_trying(1, (56, 56), 64, 4, 2, True)      # ResNet-18's 64@56 at batch 1
+    assert worth_trying(1, (56, 56), 64, 4, 2, False)     # ... in training too
+    assert worth_trying(1, (14, 14), 256, 4, 2, True)     # 256@14, frozen: 28-tile blocks
+    assert not worth_trying(1, (14, 14), 256, 4, 2, False)  # not with the transform
+    assert not worth_trying(1, (7, 7), 512, 4, 2, True)   # 512@7 at batch 1: 8-tile blocks
 
 
 def test_cost_model_sends_resnet_3x3_layers_to_winograd_only_where_it_applies():
@@ -142,3 +195,30 @@ def test_compiled_model_runs_winograd_with_its_fused_epilogue(force_winograd):
     want = gc.compile(model, batch_size=3, backend="reference", opt_level=0)(xs)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fast(xs), got, rtol=0, atol=0)  # the cached transform
+
+
+def test_training_step_runs_all_three_conv_ops_by_winograd(monkeypatch):
+    """A value_and_grad step whose 3x3 convs go to Winograd forward, input gradient and
+    weight gradient: loss and gradients equal the reference backend's."""
+    from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+    monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+    monkeypatch.setattr(winograd, "worth_trying", lambda *args: True)
+    calls = []
+    for name in ("conv2d_winograd", "conv2d_input_grad_winograd", "conv2d_weight_grad_winograd"):
+        original = getattr(winograd, name)
+        monkeypatch.setattr(winograd, name, lambda *args, _name=name, _f=original: (
+            calls.append(_name), _f(*args)))
+    x = gc.Input((3, 8, 8), name="x")
+    y = gc.relu(nn.Conv2d(3, 8, 3, padding=1)(x))
+    y = gc.relu(nn.Conv2d(8, 8, 3, padding=1)(y))
+    model = gc.Model(x, nn.Linear(8 * 8 * 8, 4)(gc.flatten(y)))
+    rng = np.random.default_rng(0)
+    xs, labels = rand(rng, (2, 3, 8, 8)), np.array([1, 3])
+    loss, grads = gc.value_and_grad(model, batch_size=2)(xs, labels)
+    assert {"conv2d_winograd", "conv2d_input_grad_winograd",
+            "conv2d_weight_grad_winograd"} <= set(calls)
+    want_loss, want = gc.value_and_grad(model, batch_size=2, backend="reference",
+                                        opt_level=0)(xs, labels)
+    assert abs(loss - want_loss) <= 1e-5 * max(1.0, abs(want_loss))
+    for name, value in want.items():
+        np.testing.assert_allclose(grads[name], value, rtol=1e-4, atol=1e-5, err_msg=name)

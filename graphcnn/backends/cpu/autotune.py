@@ -152,6 +152,15 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
     return choice
 
 
+def known(kind: str, key: tuple, default: str) -> str:
+    """The choice pick made (or would take from the file) for `key`, measuring nothing:
+    `default` where none is known or measuring is off."""
+    if not enabled():
+        return default
+    with _LOCK:
+        return _choices().get(f"{kind}{key!r}", default)
+
+
 def forget() -> None:
     """Drop the choices read into this process (the next pick reads the file again)."""
     global _CHOICES

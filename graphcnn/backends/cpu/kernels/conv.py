@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import depthwise
+from graphcnn.backends.cpu.kernels import conv_gemm, depthwise, winograd
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
@@ -188,46 +188,77 @@ def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[
 
 
 def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
-    """Compute `op` (without its bias) by im2col + GEMM if the cost model prefers it;
-    False leaves the work to the direct kernel. Fused groups call this too."""
-    from graphcnn.backends.cpu.kernels import conv_gemm as cg
-
-    if op == "conv2d":
-        x, w = ins[0], ins[1]
-        if not cg.use_gemm(x.shape, w.shape, out.shape[2:], attrs):
-            return False
-        _conv2d_by_gemms(x, w, out, attrs)
-    elif op == "conv2d_input_grad":
-        dy, w = ins[0], ins[1]
-        if not cg.use_gemm(out.shape, w.shape, dy.shape[2:], attrs):
-            return False
-        cg.conv2d_input_grad_gemm(dy, w, out, attrs)
-    elif op == "conv2d_weight_grad":
-        dy, x = ins[0], ins[1]
-        if not cg.use_gemm(x.shape, out.shape, dy.shape[2:], attrs):
-            return False
-        cg.conv2d_weight_grad_gemm(dy, x, out, attrs)
-    else:
+    """Compute `op` (without its bias) by GEMMs (im2col + GEMM, or Winograd) if the cost
+    model prefers them; False leaves the work to the direct kernel. Fused groups call this
+    too. Where both algorithms fit, autotune.py measures which is faster."""
+    if op not in GEMM_CONVS:
         return False
+    x_shape, w_shape, out_hw = conv_operands(op, [a.shape for a in ins], out.shape)
+    if not conv_gemm.use_gemm(x_shape, w_shape, out_hw, attrs):
+        return False
+    # The weight gradient's second operand is the input x, not a weight.
+    frozen = op != "conv2d_weight_grad" and not ins[1].flags.writeable
+    by_im2col, by_winograd = (getattr(conv_gemm, GEMM_CONVS[op][0]),
+                              getattr(winograd, GEMM_CONVS[op][1]))
+    candidates = {"gemm": lambda: by_im2col(ins[0], ins[1], out, attrs)}
+    if winograd_fits(op, x_shape, w_shape, out_hw, attrs, out.itemsize, frozen):
+        candidates["winograd"] = lambda: by_winograd(ins[0], ins[1], out, attrs)
+    key = algorithm_key(x_shape, w_shape, attrs, out.dtype.str, frozen)
+    name = autotune.pick(op, key, candidates, "winograd" if "winograd" in candidates else "gemm")
+    candidates[name]()
     return True
 
 
-def _conv2d_by_gemms(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
-                     ) -> None:
-    """im2col + GEMM, or Winograd F(2x2, 3x3) where it applies: the cost model's default
-    is Winograd wherever its blocks of tiles are wide enough; autotune.py measures."""
-    from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py), each
+# called as f(ins[0], ins[1], out, attrs).
+GEMM_CONVS = {
+    "conv2d": ("conv2d_gemm", "conv2d_winograd"),
+    "conv2d_input_grad": ("conv2d_input_grad_gemm", "conv2d_input_grad_winograd"),
+    "conv2d_weight_grad": ("conv2d_weight_grad_gemm", "conv2d_weight_grad_winograd"),
+}
 
-    candidates = {"gemm": lambda: conv_gemm.conv2d_gemm(x, w, out, attrs)}
-    if winograd.applies(x.shape, w.shape, attrs) and winograd.worth_trying(
-            x.shape[0], out.shape[2:], x.shape[1], x.itemsize, numba.get_num_threads()):
-        candidates["winograd"] = lambda: winograd.conv2d_winograd(x, w, out, attrs)
-    key = (x.shape, w.shape, tuple(sorted((k, attrs[k]) for k in ("stride", "padding",
-                                                                   "dilation", "groups"))),
-           x.dtype.str, "frozen" if not w.flags.writeable else "live")
-    name = autotune.pick("conv2d", key, candidates,
-                         default="winograd" if "winograd" in candidates else "gemm")
-    candidates[name]()
+
+def conv_operands(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]
+                  ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(input x's shape, weight's shape, conv output's H, W) of any of the three conv ops."""
+    if op == "conv2d_input_grad":   # (dy, w) -> dx
+        return tuple(out_shape), tuple(in_shapes[1]), tuple(in_shapes[0][2:])
+    if op == "conv2d_weight_grad":  # (dy, x) -> dw
+        return tuple(in_shapes[1]), tuple(out_shape), tuple(in_shapes[0][2:])
+    return tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shape[2:])
+
+
+def winograd_fits(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                  out_hw: tuple[int, ...], attrs: dict[str, Any], itemsize: int,
+                  frozen: bool) -> bool:
+    """Whether Winograd is a candidate for this conv op. Each runs as a forward-shaped
+    Winograd conv; the input gradient's maps the O channels of dy to the input's H, W."""
+    threads = numba.get_num_threads()
+    if op == "conv2d_input_grad":
+        return winograd.input_grad_applies(w_shape, attrs) and winograd.worth_trying(
+            x_shape[0], x_shape[2:], w_shape[0], itemsize, threads, frozen)
+    return winograd.applies(x_shape, w_shape, attrs) and winograd.worth_trying(
+        x_shape[0], out_hw, x_shape[1], itemsize, threads, frozen)
+
+
+def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
+                  dtype: str, frozen: bool) -> tuple:
+    """Everything a conv op's speed depends on: autotune's key."""
+    geometry = tuple((k, tuple(attrs[k]) if isinstance(attrs[k], (list, tuple)) else attrs[k])
+                     for k in ("stride", "padding", "dilation", "groups"))
+    return (tuple(x_shape), tuple(w_shape), geometry, dtype, "frozen" if frozen else "live")
+
+
+def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
+                     attrs: dict[str, Any], dtype: str, frozen: bool) -> str:
+    """'gemm' or 'winograd': what run_as_gemm picked (or would pick) for a conv the cost
+    model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
+    x_shape, w_shape, out_hw = conv_operands(op, in_shapes, out_shape)
+    itemsize = np.dtype(dtype).itemsize
+    if not winograd_fits(op, x_shape, w_shape, out_hw, attrs, itemsize, frozen):
+        return "gemm"
+    key = algorithm_key(x_shape, w_shape, attrs, np.dtype(dtype).str, frozen)
+    return autotune.known(op, key, default="winograd")
 
 
 @cpu_kernel("conv2d")

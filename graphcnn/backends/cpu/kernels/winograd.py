@@ -32,6 +32,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch, recording
 
 WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -39,8 +40,11 @@ WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 # each block's 16 GEMMs pack all of U again, so a narrow block spends its time packing.
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_TILES = 128
-# Below this many tiles per block the GEMMs are too thin to be worth trying.
-MIN_TILES_PER_BLOCK = 16
+# Below this many tiles per block the GEMMs are too thin to be worth trying: 16 with
+# frozen weights (transformed once), 64 where the weights are transformed at every call
+# (ResNet-18 at batch 1, measured: frozen 256@14, 28 tiles a block, 0.77x im2col's time;
+# its input gradient, with the transform, 1.57x; 128@28, 98 tiles, 0.69x).
+MIN_TILES_PER_BLOCK = {True: 16, False: 64}
 
 
 def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -55,44 +59,59 @@ def tiles(out_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def block_rows(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-               threads: int) -> int:
-    """Tile rows per block: about BLOCK_BYTES of V (at least MIN_BLOCK_TILES tiles), and a
-    block count that is a multiple of the thread count, so every thread gets as many."""
+               threads: int, min_tiles: int = MIN_BLOCK_TILES) -> int:
+    """Tile rows per block: about BLOCK_BYTES of V (at least min_tiles tiles), and a block
+    count that is a multiple of the thread count, so every thread gets as many."""
     th, tw = tiles(out_hw)
     rows = n_len * th  # the tile rows of all the images, in a row
-    wanted = max(MIN_BLOCK_TILES, BLOCK_BYTES // (16 * c_len * itemsize))
+    wanted = max(min_tiles, BLOCK_BYTES // (16 * c_len * itemsize))
     blocks = -(-rows // max(1, -(-wanted // tw)))
     blocks = max(threads, -(-blocks // threads) * threads)
     return max(1, -(-rows // blocks))
 
 
 def worth_trying(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-                 threads: int) -> bool:
+                 threads: int, frozen_weights: bool) -> bool:
+    """Whether the forward-shaped Winograd conv of n_len images of c_len channels to
+    out_hw has wide enough blocks (the cost model's default, and what autotune measures)."""
     per = block_rows(n_len, out_hw, c_len, itemsize, threads)
-    return per * tiles(out_hw)[1] >= MIN_TILES_PER_BLOCK
+    return per * tiles(out_hw)[1] >= MIN_TILES_PER_BLOCK[frozen_weights]
 
 
 @numba.njit(**JIT)
-def transform_weights(w, u):
-    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b], in the weight's own precision."""
+def transform_weights(w, u, flip):
+    """u[4a + b, o, c] = (G w[o, c] G^T)[a, b]; with `flip`, the weight of the input
+    gradient, w'[c, o] = w[o, c] turned by 180 degrees: u[4a + b, c, o] = (G w' G^T)[a, b].
+    One task per row of u: its taps are gathered into 9 contiguous runs first, so each
+    step of G g G^T is one vectorized loop along the row."""
     o_len, c_len = w.shape[0], w.shape[1]
-    for task in prange(o_len * c_len):
-        o, c = task // c_len, task % c_len
-        for a in range(4):
-            # row a of G w[o, c]
-            if a == 0:
-                r0, r1, r2 = w[o, c, 0, 0], w[o, c, 0, 1], w[o, c, 0, 2]
-            elif a == 3:
-                r0, r1, r2 = w[o, c, 2, 0], w[o, c, 2, 1], w[o, c, 2, 2]
-            else:
-                sign = 1.0 if a == 1 else -1.0
-                r0 = 0.5 * (w[o, c, 0, 0] + sign * w[o, c, 1, 0] + w[o, c, 2, 0])
-                r1 = 0.5 * (w[o, c, 0, 1] + sign * w[o, c, 1, 1] + w[o, c, 2, 1])
-                r2 = 0.5 * (w[o, c, 0, 2] + sign * w[o, c, 1, 2] + w[o, c, 2, 2])
-            u[4 * a + 0, o, c] = r0
-            u[4 * a + 1, o, c] = 0.5 * (r0 + r1 + r2)
-            u[4 * a + 2, o, c] = 0.5 * (r0 - r1 + r2)
-            u[4 * a + 3, o, c] = r2
+    rows, cols = (c_len, o_len) if flip else (o_len, c_len)
+    wf, uf = w.reshape(w.size), u.reshape(u.size)
+    plane = rows * cols
+    for row in prange(rows):
+        g = np.empty(9 * cols, np.float64)  # g[(3i + j) * cols + col]
+        for col in range(cols):
+            src = (col * c_len + row) * 9 if flip else (row * c_len + col) * 9
+            for ij in range(9):
+                g[uint64(ij * cols + col)] = wf[uint64(src + (8 - ij if flip else ij))]
+        r = np.empty(12 * cols, np.float64)  # G g: r[(3a + j) * cols + col]
+        for j in range(3):
+            for col in range(cols):
+                g0, g1 = g[uint64(j * cols + col)], g[uint64((3 + j) * cols + col)]
+                g2 = g[uint64((6 + j) * cols + col)]
+                r[uint64(j * cols + col)] = g0
+                r[uint64((3 + j) * cols + col)] = 0.5 * (g0 + g1 + g2)
+                r[uint64((6 + j) * cols + col)] = 0.5 * (g0 - g1 + g2)
+                r[uint64((9 + j) * cols + col)] = g2
+        for a in range(4):  # (G g) G^T
+            d = 4 * a * plane + row * cols
+            for col in range(cols):
+                r0, r1 = r[uint64(3 * a * cols + col)], r[uint64((3 * a + 1) * cols + col)]
+                r2 = r[uint64((3 * a + 2) * cols + col)]
+                uf[uint64(d + col)] = r0
+                uf[uint64(d + plane + col)] = 0.5 * (r0 + r1 + r2)
+                uf[uint64(d + 2 * plane + col)] = 0.5 * (r0 - r1 + r2)
+                uf[uint64(d + 3 * plane + col)] = r2
 
 
 @numba.njit(**TASK_JIT)
@@ -220,40 +239,188 @@ if blas.AVAILABLE:
 
 # Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
 # entry goes when its array does (the weak reference's callback), so an id is never reused.
-_TRANSFORMED: dict[int, tuple[weakref.ref, np.ndarray]] = {}
-_SCRATCH: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_TRANSFORMED: dict[tuple[int, bool], tuple[weakref.ref, np.ndarray]] = {}
 
 
-def weight_transform(w: np.ndarray) -> np.ndarray:
-    """U = G w G^T as (16, O, C). A read-only weight (a frozen constant) is transformed
-    once and kept; a writable one (a parameter in training) at every call."""
-    entry = _TRANSFORMED.get(id(w))
+def weight_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
+    """U = G w G^T as (16, O, C) (with `flip`: of the input gradient's weight, (16, C, O)).
+    A read-only weight (a frozen constant) is transformed once and kept; a writable one (a
+    parameter in training) at every call."""
+    key = (id(w), flip)
+    entry = _TRANSFORMED.get(key)
     if entry is not None and entry[0]() is w and not recording():  # an artifact needs the
         return entry[1]                                           # transform's kernel too
-    u = np.empty((16, w.shape[0], w.shape[1]), w.dtype)
-    launch(transform_weights, w, u)
+    shape = (16, w.shape[1], w.shape[0]) if flip else (16, w.shape[0], w.shape[1])
+    u = np.empty(shape, w.dtype)
+    launch(transform_weights, w, u, flip)
     if not w.flags.writeable:
-        key = id(w)
         _TRANSFORMED[key] = (weakref.ref(w, lambda _: _TRANSFORMED.pop(key, None)), u)
     return u
+
+
+def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int) -> None:
+    """out = the Winograd convolution of x with transformed weights u (16, O, C)."""
+    n_len, c_len = x.shape[:2]
+    o_len, tw = u.shape[1], tiles(out.shape[2:])[1]
+    threads = numba.get_num_threads()
+    per_block = block_rows(n_len, out.shape[2:], c_len, x.itemsize, threads)
+    cap = per_block * tw
+    v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
+    m = workspace("winograd-m", (threads, 16 * o_len * cap), x.dtype)
+    scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
+    with blas.one_thread_pool():
+        launch(_winograd, x, u, out, pt, pl, per_block, v, m, scratch)
 
 
 def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
                     ) -> None:
     """out = conv2d(x, w) without bias, for a convolution `applies` accepts."""
+    pads = attrs["padding"]
+    _run(x, weight_transform(w), out, pads[0], pads[2])
+
+
+def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """The input gradient of such a conv is the forward conv of dy with the weight turned
+    and transposed, padded by 2 - p on each side: p <= 2 (any 'same' 3x3 conv)."""
+    return applies((0, w_shape[1]) + (0, 0), w_shape, attrs) and max(attrs["padding"]) <= 2
+
+
+def conv2d_input_grad_winograd(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
+                               attrs: dict[str, Any]) -> None:
+    """dx = conv2d_input_grad(dy, w), for a convolution `input_grad_applies` accepts."""
+    pads = attrs["padding"]
+    _run(dy, weight_transform(w, flip=True), dx, 2 - pads[0], 2 - pads[2])
+
+
+# ---- the weight gradient ---------------------------------------------------------------
+# y = A^T [U * V] A is linear in U, so dL/dU = sum over tiles of (A dY A^T) * V, and
+# dL/dw = G^T (dL/dU) G: 16 GEMMs again, dU[e] (O, C) += Y[e] (O, T) @ V[e].T, now with
+# the tiles as the reduction, each thread summing its own blocks into its own dU.
+
+# Each block's GEMMs read and write all of a thread's dU (16 O C values), so blocks are
+# wider than the forward's: at least this many tiles.
+MIN_GRAD_BLOCK_TILES = 256
+
+
+@numba.njit(**TASK_JIT)
+def _gradient_transform(df, o_len, oh_len, ow_len, row0, th, tw, tb, yf, y0, line):
+    """yf[y0 + (e * O + o) * tb + t] = (A dY A^T)[a, b] for the block's tiles, dY the 2x2
+    output-gradient tile (zero past the output's last row or column)."""
+    width = 2 * tw
+    count = tb // tw
+    step = o_len * tb
+    for o in range(o_len):
+        for r in range(count):
+            n, oy = (row0 + r) // th, 2 * ((row0 + r) % th)
+            for i in range(2):
+                p0 = i * width
+                if oy + i < oh_len:
+                    s = ((n * o_len + o) * oh_len + oy + i) * ow_len
+                    for k in range(ow_len):
+                        line[uint64(p0 + k)] = df[uint64(s + k)]
+                    for k in range(ow_len, width):
+                        line[uint64(p0 + k)] = 0
+                else:
+                    for k in range(width):
+                        line[uint64(p0 + k)] = 0
+            e0 = y0 + o * tb + r * tw
+            for tx in range(tw):
+                q = 2 * tx
+                y00, y01 = line[uint64(q)], line[uint64(q + 1)]
+                y10, y11 = line[uint64(width + q)], line[uint64(width + q + 1)]
+                # z = A dY (4 x 2), rows: y0, y0 + y1, y0 - y1, -y1; then z A^T (4 x 4)
+                for a in range(4):
+                    if a == 0:
+                        z0, z1 = y00, y01
+                    elif a == 1:
+                        z0, z1 = y00 + y10, y01 + y11
+                    elif a == 2:
+                        z0, z1 = y00 - y10, y01 - y11
+                    else:
+                        z0, z1 = -y10, -y11
+                    d = e0 + 4 * a * step + tx
+                    yf[uint64(d)] = z0
+                    yf[uint64(d + step)] = z0 + z1
+                    yf[uint64(d + 2 * step)] = z0 - z1
+                    yf[uint64(d + 3 * step)] = -z1
+
+
+@numba.njit(inline="always")
+def _gt_x_g(x0, x1, x2, x3):
+    """One 4-vector of (G^T X): entries 0..2 of G^T applied to (x0, x1, x2, x3)."""
+    return x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3
+
+
+if blas.AVAILABLE:
+    @numba.njit(**JIT)
+    def _winograd_weight_grad(dy, x, dw_out, pt, pl, per_block, v, yg, du, scratch):
+        c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+        o_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
+        th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
+        rows = x.shape[0] * th
+        blocks = (rows + per_block - 1) // per_block
+        slots = v.shape[0]
+        per_slot = (blocks + slots - 1) // slots
+        cap = per_block * tw
+        size = x.itemsize
+        double = size == 8
+        xf, df = x.reshape(x.size), dy.reshape(dy.size)
+        vf, yf, uf = v.reshape(v.size), yg.reshape(yg.size), du.reshape(du.size)
+        width = 2 * tw + 2
+        plane = 16 * o_len * c_len
+        for slot in prange(slots):
+            v0, y0, u0 = slot * 16 * c_len * cap, slot * 16 * o_len * cap, slot * plane
+            pad, line_rows, line = scratch[slot, :4 * width], scratch[slot, 4 * width:8 * width], \
+                scratch[slot, 8 * width:8 * width + 4 * tw]
+            first = True
+            for blk in range(slot * per_slot, min(blocks, (slot + 1) * per_slot)):
+                row0 = blk * per_block
+                tb = (min(rows, row0 + per_block) - row0) * tw
+                _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad,
+                                 line_rows)
+                _gradient_transform(df, o_len, oh_len, ow_len, row0, th, tw, tb, yf, y0, line)
+                for e in range(16):
+                    blas.gemm_call(double, False, True, o_len, c_len, tb,
+                                   yg.ctypes.data + (y0 + e * o_len * tb) * size, tb,
+                                   v.ctypes.data + (v0 + e * c_len * tb) * size, tb,
+                                   0.0 if first else 1.0,
+                                   du.ctypes.data + (u0 + e * o_len * c_len) * size, c_len)
+                first = False
+            if first:  # a thread without blocks adds nothing
+                for k in range(plane):
+                    uf[uint64(u0 + k)] = 0
+        # dw[o, c] = G^T (the threads' dU summed) G
+        for task in prange(o_len * c_len):
+            o, c = task // c_len, task % c_len
+            t = np.zeros(16, np.float64)
+            for slot in range(slots):
+                for e in range(16):
+                    t[e] += uf[uint64(slot * plane + e * o_len * c_len + task)]
+            # columns of G^T X, for X's 4 columns b
+            z0 = _gt_x_g(t[0], t[4], t[8], t[12])
+            z1 = _gt_x_g(t[1], t[5], t[9], t[13])
+            z2 = _gt_x_g(t[2], t[6], t[10], t[14])
+            z3 = _gt_x_g(t[3], t[7], t[11], t[15])
+            for i in range(3):
+                r = _gt_x_g(z0[i], z1[i], z2[i], z3[i])
+                for j in range(3):
+                    dw_out[o, c, i, j] = r[j]
+
+
+def conv2d_weight_grad_winograd(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
+                                attrs: dict[str, Any]) -> None:
+    """dw_out = conv2d_weight_grad(dy, x), for a convolution `applies` accepts."""
     n_len, c_len = x.shape[:2]
-    o_len = w.shape[0]
-    th, tw = tiles(out.shape[2:])
+    o_len, tw = dy.shape[1], tiles(dy.shape[2:])[1]
     threads = numba.get_num_threads()
-    per_block = block_rows(n_len, out.shape[2:], c_len, x.itemsize, threads)
+    per_block = block_rows(n_len, dy.shape[2:], c_len, x.itemsize, threads,
+                           MIN_GRAD_BLOCK_TILES)
     cap = per_block * tw
-    key = (x.dtype.str, c_len, o_len, cap, tw, threads)
-    if key not in _SCRATCH:
-        _SCRATCH[key] = (np.empty((threads, 16 * c_len * cap), x.dtype),
-                         np.empty((threads, 16 * o_len * cap), x.dtype),
-                         np.empty((threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype))
-    v, m, scratch = _SCRATCH[key]
-    u = weight_transform(w)
+    v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
+    yg = workspace("winograd-m", (threads, 16 * o_len * cap), x.dtype)
+    du = workspace("winograd-du", (threads, 16 * o_len * c_len), x.dtype)
+    scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
     pads = attrs["padding"]
     with blas.one_thread_pool():
-        launch(_winograd, x, u, out, pads[0], pads[2], per_block, v, m, scratch)
+        launch(_winograd_weight_grad, dy, x, dw_out, pads[0], pads[2], per_block, v, yg, du,
+               scratch)
