@@ -150,7 +150,9 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
         dest.append("")
         dest.append("ms: median per call; x PEER: graphcnn's time / the peer's (below 1: "
                     "graphcnn is faster); GFLOP/s: conv/linear/matmul FLOPs of the graph "
-                    "graphcnn runs, per second; % roof: of the SGEMM roof.")
+                    "graphcnn runs, per second (a Winograd conv counts the direct conv's "
+                    "FLOPs: an effective rate, which can pass the roof); % roof: of the "
+                    "SGEMM roof.")
         for title, text in (("Skipped", report.notes_text(results)),
                             ("Cross-checks (before timing)", report.checks_text(results)),
                             ("Targets (issue 5)", report.targets_text(targets))):
@@ -195,8 +197,9 @@ def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
     out.update(res)
     out["notes"] = [note] if note else []
     legend = ("ms: median per call of the registered cpu kernel with preallocated buffers; "
-              "x torch: graphcnn's time / torch's; % roof: of the SGEMM roof; algorithm: "
-              "what the cpu backend's cost model picks.")
+              "x torch: graphcnn's time / torch's; % roof: of the SGEMM roof (Winograd "
+              "rows count the direct conv's FLOPs: an effective rate); algorithm: what "
+              "the cpu backend picks (its cost model, or autotune's measured choice).")
     texts = []
     for markdown in (False, True):
         parts = [report.conv_table(res["rows"], markdown), "", legend]
