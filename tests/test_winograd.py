@@ -59,11 +59,12 @@ def test_winograd_conv2d_equals_the_reference(case, seed):
                  grad=False)
 
 
-@given(case=winograd_case(), seed=st.integers(0, 2**16),
-       per_block=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]))
-def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, dtype):
-    """The kernel itself, with blocks of 1-4 tile rows that cross image boundaries: float64
-    to 1e-12 of the reference (the transforms are exact), float32 to 1e-5."""
+@given(case=winograd_case(), seed=st.integers(0, 2**16), per_block=st.integers(1, 4),
+       split_channels=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, split_channels, dtype):
+    """The kernel itself, with blocks of 1-4 tile rows that cross image boundaries, the
+    threads splitting the tiles or the output channels: float64 to 1e-12 of the reference
+    (the transforms are exact), float32 to 1e-5."""
     from graphcnn.backends.cpu.kernels import winograd
     x_shape, w_shape, pads, _ = case
     rng = np.random.default_rng(seed)
@@ -71,8 +72,9 @@ def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, dtype):
     attrs = dict(stride=(1, 1), padding=pads, dilation=(1, 1), groups=1)
     want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
     out = np.full(want.shape, np.nan, dtype)
+    parts = numba.get_num_threads() if split_channels else 1
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(winograd, "block_rows", lambda *args: per_block)
+        patch.setattr(winograd, "forward_plan", lambda *args: (per_block, parts))
         winograd.conv2d_winograd(x, w, out, attrs)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
@@ -99,6 +101,7 @@ def test_winograd_gradient_kernels(case, seed, per_block, dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(winograd, "block_rows", lambda *args: per_block)
+        patch.setattr(winograd, "forward_plan", lambda *args: (per_block, 1))
         winograd.conv2d_weight_grad_winograd(dy, x, dw, attrs)
         if winograd.input_grad_applies(w_shape, attrs):
             winograd.conv2d_input_grad_winograd(dy, w, dx, attrs)
@@ -152,8 +155,8 @@ def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
 
 
 def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
-    from graphcnn.backends.cpu.kernels.winograd import (MIN_BLOCK_TILES, block_rows, tiles,
-                                                        worth_trying)
+    from graphcnn.backends.cpu.kernels.winograd import (MIN_BLOCK_TILES, block_rows,
+                                                        forward_plan, tiles, worth_trying)
     threads = numba.get_num_threads()
     for n, hw, c in [(1, (56, 56), 64), (16, (28, 28), 128), (1, (14, 14), 256),
                      (16, (7, 7), 512), (3, (5, 9), 8)]:
@@ -162,11 +165,13 @@ def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
         blocks = -(-rows // per)
         assert blocks >= min(threads, rows)  # every thread has a block
         assert per * tiles(hw)[1] >= MIN_BLOCK_TILES or blocks <= threads
+    assert forward_plan(1, (56, 56), 64, 4, 2) == (7, 1)   # 196-tile blocks, tiles split
+    assert forward_plan(1, (14, 14), 256, 4, 2) == (7, 2)  # all 49 tiles, channels split
     assert worth_trying(1, (56, 56), 64, 4, 2, True)      # ResNet-18's 64@56 at batch 1
     assert worth_trying(1, (56, 56), 64, 4, 2, False)     # ... in training too
     assert worth_trying(1, (14, 14), 256, 4, 2, True)     # 256@14, frozen: 28-tile blocks
     assert not worth_trying(1, (14, 14), 256, 4, 2, False)  # not with the transform
-    assert not worth_trying(1, (7, 7), 512, 4, 2, True)   # 512@7 at batch 1: 8-tile blocks
+    assert not worth_trying(1, (7, 7), 512, 4, 2, True)   # 512@7 at batch 1: 16 tiles
 
 
 def test_cost_model_sends_resnet_3x3_layers_to_winograd_only_where_it_applies():

@@ -40,11 +40,17 @@ WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 # each block's 16 GEMMs pack all of U again, so a narrow block spends its time packing.
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_TILES = 128
-# Below this many tiles per block the GEMMs are too thin to be worth trying: 16 with
+# Where splitting the tiles over the threads leaves blocks narrower than this, the threads
+# split the output channels instead (ResNet-18 at batch 1, interleaved runs, median ms:
+# 256@14, blocks of 28 tiles, 1.20 -> 1.12; 512@7, 8 tiles, 3.40 -> 2.41; but 128@28, 98
+# tiles, 0.99 -> 1.13, so it keeps splitting the tiles).
+SPLIT_CHANNELS_BELOW = 64
+# Below this many tiles per block the GEMMs are too thin to be worth trying: 32 with
 # frozen weights (transformed once), 64 where the weights are transformed at every call
-# (ResNet-18 at batch 1, measured: frozen 256@14, 28 tiles a block, 0.77x im2col's time;
-# its input gradient, with the transform, 1.57x; 128@28, 98 tiles, 0.69x).
-MIN_TILES_PER_BLOCK = {True: 16, False: 64}
+# (ResNet-18 at batch 1: frozen 256@14, 49 tiles a block, 0.65-0.77x im2col's time, but
+# 512@7, 16 tiles, 1.1x; 256@14's input gradient, with the transform, 1.57x; 128@28, 98
+# tiles, 0.69x).
+MIN_TILES_PER_BLOCK = {True: 32, False: 64}
 
 
 def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -70,11 +76,25 @@ def block_rows(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
     return max(1, -(-rows // blocks))
 
 
+def forward_plan(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
+                 threads: int) -> tuple[int, int]:
+    """(tile rows per block, output-channel parts) for _winograd: the threads split the
+    tiles, unless that leaves blocks under SPLIT_CHANNELS_BELOW tiles (every block packs
+    all of U again); then each thread takes all the tiles (in blocks of BLOCK_BYTES or
+    more) and its share of the output channels."""
+    per = block_rows(n_len, out_hw, c_len, itemsize, threads)
+    th, tw = tiles(out_hw)
+    if per * tw >= SPLIT_CHANNELS_BELOW or threads == 1:
+        return per, 1
+    wanted = max(MIN_BLOCK_TILES, BLOCK_BYTES // (16 * c_len * itemsize))
+    return min(n_len * th, max(1, -(-wanted // tw))), threads
+
+
 def worth_trying(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
                  threads: int, frozen_weights: bool) -> bool:
     """Whether the forward-shaped Winograd conv of n_len images of c_len channels to
     out_hw has wide enough blocks (the cost model's default, and what autotune measures)."""
-    per = block_rows(n_len, out_hw, c_len, itemsize, threads)
+    per, _ = forward_plan(n_len, out_hw, c_len, itemsize, threads)
     return per * tiles(out_hw)[1] >= MIN_TILES_PER_BLOCK[frozen_weights]
 
 
@@ -170,15 +190,17 @@ def _four(f, q, step):
 
 
 @numba.njit(**TASK_JIT)
-def _output_transform(mf, m0, o_len, tb, row0, th, tw, of, oh_len, ow_len, line):
-    """The output rows of the tb // tw tile rows from row0, from M (mf[m0 + (e * O + o) *
-    tb + t]) by Y = A^T M A."""
+def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, ow_len,
+                      line):
+    """The output rows of channels o0 <= o < o0 + o_rows (of o_len) for the tb // tw tile
+    rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A."""
     count = tb // tw
     width = 2 * tw
-    step = o_len * tb
-    for o in range(o_len):
+    step = o_rows * tb
+    for oo in range(o_rows):
+        o = o0 + oo
         for r in range(count):
-            t0 = m0 + o * tb + r * tw
+            t0 = m0 + oo * tb + r * tw
             for tx in range(tw):
                 q = t0 + tx
                 m0_, m1, m2, m3 = _four(mf, q, step)
@@ -203,17 +225,22 @@ def _output_transform(mf, m0, o_len, tb, row0, th, tw, of, oh_len, ow_len, line)
 
 if blas.AVAILABLE:
     @numba.njit(**JIT)
-    def _winograd(x, u, out, pt, pl, per_block, v, m, scratch):
+    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch):
         """out = conv2d(x, w) for u = transform_weights(w), in blocks of `per_block` tile
-        rows (of all images in a row); thread k runs the k-th run of blocks in its own
-        slot of v, m and scratch."""
+        rows (of all images in a row). Thread k (slot k of v, m and scratch) runs one run
+        of blocks for one of `o_parts` ranges of output channels: with o_parts = 1 the
+        threads split the tiles; with as many parts as threads each thread takes all the
+        tiles (transforming the input again) and packs only its rows of U, which is what
+        a layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
         th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
         rows = x.shape[0] * th
         blocks = (rows + per_block - 1) // per_block
         slots = v.shape[0]
-        per_slot = (blocks + slots - 1) // slots
+        row_parts = slots // o_parts
+        per_slot = (blocks + row_parts - 1) // row_parts
+        o_step = (o_len + o_parts - 1) // o_parts
         cap = per_block * tw
         size = x.itemsize
         double = size == 8
@@ -221,20 +248,25 @@ if blas.AVAILABLE:
         vf, mf = v.reshape(v.size), m.reshape(m.size)
         width = 2 * tw + 2
         for slot in prange(slots):
-            v0, m0 = slot * 16 * c_len * cap, slot * 16 * o_len * cap
+            part, o0 = slot // o_parts, (slot % o_parts) * o_step
+            o_rows = min(o_len, o0 + o_step) - o0
+            if o_rows <= 0:
+                continue
+            v0, m0 = slot * 16 * c_len * cap, slot * 16 * o_step * cap
             pad, line_rows, line = scratch[slot, :4 * width], scratch[slot, 4 * width:8 * width], \
                 scratch[slot, 8 * width:8 * width + 4 * tw]
-            for blk in range(slot * per_slot, min(blocks, (slot + 1) * per_slot)):
+            for blk in range(part * per_slot, min(blocks, (part + 1) * per_slot)):
                 row0 = blk * per_block
                 tb = (min(rows, row0 + per_block) - row0) * tw
                 _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad,
                                  line_rows)
                 for e in range(16):
-                    blas.gemm_call(double, False, False, o_len, tb, c_len,
-                                   u.ctypes.data + e * o_len * c_len * size, c_len,
+                    blas.gemm_call(double, False, False, o_rows, tb, c_len,
+                                   u.ctypes.data + (e * o_len + o0) * c_len * size, c_len,
                                    v.ctypes.data + (v0 + e * c_len * tb) * size, tb, 0.0,
-                                   m.ctypes.data + (m0 + e * o_len * tb) * size, tb)
-                _output_transform(mf, m0, o_len, tb, row0, th, tw, of, oh_len, ow_len, line)
+                                   m.ctypes.data + (m0 + e * o_rows * tb) * size, tb)
+                _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len,
+                                  ow_len, line)
 
 
 # Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
@@ -263,13 +295,13 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int) -> Non
     n_len, c_len = x.shape[:2]
     o_len, tw = u.shape[1], tiles(out.shape[2:])[1]
     threads = numba.get_num_threads()
-    per_block = block_rows(n_len, out.shape[2:], c_len, x.itemsize, threads)
+    per_block, o_parts = forward_plan(n_len, out.shape[2:], c_len, x.itemsize, threads)
     cap = per_block * tw
     v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
-    m = workspace("winograd-m", (threads, 16 * o_len * cap), x.dtype)
+    m = workspace("winograd-m", (threads, 16 * (-(-o_len // o_parts)) * cap), x.dtype)
     scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
     with blas.one_thread_pool():
-        launch(_winograd, x, u, out, pt, pl, per_block, v, m, scratch)
+        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch)
 
 
 def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
