@@ -122,6 +122,27 @@ def test_fresh_process_with_numpy_matmul_runs_an_artifact(saved, tmp_path):
         assert result[path]["equal"], path
 
 
+def test_fresh_process_that_autotunes_runs_an_artifact_without_compiling(saved, tmp_path):
+    """A machine that measures its own algorithm choices (GRAPHCNN_AUTOTUNE=1, an empty
+    choice file) may pick Winograd or im2col for each conv: the artifact holds the kernels
+    of both, so nothing compiles, and the outputs equal the saved ones to rounding."""
+    jobs = [(str(path), str(path.parent / f"{name}_x.npy"), str(path.parent / f"{name}_y.npy"))
+            for name, (_, path, _, _) in saved.items()]
+    choices = tmp_path / "autotune.json"
+    env = dict(fresh_env(tmp_path), GRAPHCNN_AUTOTUNE="1", GRAPHCNN_AUTOTUNE_CACHE=str(choices))
+    proc = subprocess.run([sys.executable, "-c", FRESH.replace(
+        "np.array_equal(y, np.load(y_path))", "np.allclose(y, np.load(y_path), atol=1e-5)"),
+        json.dumps(jobs)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["compiles"] == []
+    for path, _, _ in jobs:
+        assert result[path] == {"equal": True, "precompiled": True}
+    tuned = json.loads(choices.read_text())["machines"]
+    assert any("winograd" in entry["ms"] for machine in tuned.values()
+               for entry in machine["choices"].values())  # the resnet had a choice to make
+
+
 def test_in_process_load_matches_and_reports(saved):
     exe, path, x, y = saved["resnet"]
     loaded = gc.load(path)
