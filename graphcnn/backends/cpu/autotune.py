@@ -31,7 +31,9 @@ from typing import Callable
 import numba
 
 VERSION = 1
-RUNS = 3  # timed runs per candidate, after one untimed (compiling, warming the caches)
+# Timed runs per candidate, after one untimed (compiling, warming the caches); the
+# candidates take turns, so a slow moment of the machine hits them alike.
+RUNS = 5
 
 _LOCK = threading.Lock()
 _CHOICES: dict[str, str] | None = None
@@ -117,14 +119,17 @@ def _save(key: str, choice: str, times_ms: dict[str, float]) -> None:
         warnings.warn(f"graphcnn: cannot write the autotune cache {path}: {err}", stacklevel=3)
 
 
-def _measure(run: Callable[[], None]) -> float:
-    run()
-    best = float("inf")
-    for _ in range(RUNS):
-        start = time.perf_counter()
+def _measure(candidates: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """Each candidate's best time in ms over RUNS turns."""
+    for run in candidates.values():
         run()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+    best = {name: float("inf") for name in candidates}
+    for _ in range(RUNS):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: seconds * 1e3 for name, seconds in best.items()}
 
 
 def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
@@ -144,7 +149,7 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
         known = _choices().get(text)
     if known in candidates:
         return known
-    times = {name: _measure(run) for name, run in candidates.items()}
+    times = _measure(candidates)
     choice = min(times, key=times.get)
     with _LOCK:
         _choices()[text] = choice
