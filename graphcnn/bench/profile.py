@@ -35,8 +35,8 @@ def step_nodes(exe: Any) -> list[Any]:
 
 def conv_algorithm(node: Any) -> str:
     """Which algorithm the cpu backend picks for a (fused) convolution: 'gemm', 'gemm-1x1',
-    'winograd' (as measured by autotune, once the graph has run), 'depthwise-3x3',
-    'direct' or 'direct-grouped'; '' for other ops."""
+    'winograd', 'packed', 'packed-1x1' (as measured by autotune, once the graph has run),
+    'depthwise-3x3', 'direct' or 'direct-grouped'; '' for other ops."""
     op, attrs = node.op, node.attrs
     if op == "fused":
         op, attrs = attrs["anchor"], attrs["anchor_attrs"]
@@ -55,9 +55,9 @@ def conv_algorithm(node: Any) -> str:
             from graphcnn.backends.cpu.kernels.conv import chosen_algorithm
             weight = node.inputs[1].node  # a frozen weight is a constant
             frozen = op != "conv2d_weight_grad" and weight.op == "constant"
-            if chosen_algorithm(op, ins[:2], out, attrs, node.outputs[0].dtype,
-                                frozen) == "winograd":
-                return "winograd"
+            chosen = chosen_algorithm(op, ins[:2], out, attrs, node.outputs[0].dtype, frozen)
+            if chosen != "gemm":
+                return chosen + ("-1x1" if cg.is_pointwise(w, attrs) else "")
             return "gemm-1x1" if cg.is_pointwise(w, attrs) else "gemm"
         from graphcnn.backends.cpu.kernels import depthwise
         if op == "conv2d" and depthwise.applies(x, w, attrs):

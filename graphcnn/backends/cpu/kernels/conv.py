@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import conv_gemm, depthwise, winograd
+from graphcnn.backends.cpu.kernels import conv_gemm, depthwise, packed_gemm, winograd
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
@@ -188,9 +188,10 @@ def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[
 
 
 def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
-    """Compute `op` (without its bias) by GEMMs (im2col + GEMM, or Winograd) if the cost
-    model prefers them; False leaves the work to the direct kernel. Fused groups call this
-    too. Where both algorithms fit, autotune.py measures which is faster."""
+    """Compute `op` (without its bias) by GEMMs (im2col + GEMM, Winograd, or the packed-
+    weights GEMM) if the cost model prefers them; False leaves the work to the direct
+    kernel. Fused groups call this too. Where several algorithms fit, autotune.py measures
+    which is fastest."""
     if op not in GEMM_CONVS:
         return False
     x_shape, w_shape, out_hw = conv_operands(op, [a.shape for a in ins], out.shape)
@@ -198,15 +199,34 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
         return False
     # The weight gradient's second operand is the input x, not a weight.
     frozen = op != "conv2d_weight_grad" and not ins[1].flags.writeable
-    by_im2col, by_winograd = (getattr(conv_gemm, GEMM_CONVS[op][0]),
-                              getattr(winograd, GEMM_CONVS[op][1]))
-    candidates = {"gemm": lambda: by_im2col(ins[0], ins[1], out, attrs)}
-    if winograd_fits(op, x_shape, w_shape, out_hw, attrs, out.itemsize, frozen):
-        candidates["winograd"] = lambda: by_winograd(ins[0], ins[1], out, attrs)
+    names = algorithms(op, x_shape, w_shape, out_hw, attrs, out.dtype, frozen)
+    runs = {"gemm": getattr(conv_gemm, GEMM_CONVS[op][0]),
+            "winograd": getattr(winograd, GEMM_CONVS[op][1]),
+            "packed": packed_gemm.conv2d_packed}
+    candidates = {name: (lambda run=runs[name]: run(ins[0], ins[1], out, attrs))
+                  for name in names}
     key = algorithm_key(x_shape, w_shape, attrs, out.dtype.str, frozen)
-    name = autotune.pick(op, key, candidates, "winograd" if "winograd" in candidates else "gemm")
-    candidates[name]()
+    candidates[autotune.pick(op, key, candidates, default_algorithm(names))]()
     return True
+
+
+def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+               out_hw: tuple[int, ...], attrs: dict[str, Any], dtype: Any, frozen: bool
+               ) -> list[str]:
+    """The algorithms that may compute this GEMM-sized conv op: 'gemm' (im2col + OpenBLAS)
+    always; 'winograd' and 'packed' where they apply."""
+    names = ["gemm"]
+    if winograd_fits(op, x_shape, w_shape, out_hw, attrs, np.dtype(dtype).itemsize, frozen):
+        names.append("winograd")
+    if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
+        names.append("packed")
+    return names
+
+
+def default_algorithm(names: list[str]) -> str:
+    """The cost model's choice (GRAPHCNN_AUTOTUNE=0): Winograd wherever it is a candidate
+    (its blocks wide enough), else im2col; the packed GEMM only when measured."""
+    return "winograd" if "winograd" in names else "gemm"
 
 
 # op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py), each
@@ -241,6 +261,14 @@ def winograd_fits(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         x_shape[0], out_hw, x_shape[1], itemsize, threads, frozen)
 
 
+def packed_fits(x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: Any,
+                attrs: dict[str, Any]) -> bool:
+    """Whether the packed-weights microkernel GEMM (packed_gemm.py) is a candidate: float32,
+    one group, not a window as large as the input (one dense GEMM already)."""
+    return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
+            and not conv_gemm.is_full_window(x_shape, w_shape, attrs))
+
+
 def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
                   dtype: str, frozen: bool) -> tuple:
     """Everything a conv op's speed depends on: autotune's key."""
@@ -251,14 +279,14 @@ def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dic
 
 def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
                      attrs: dict[str, Any], dtype: str, frozen: bool) -> str:
-    """'gemm' or 'winograd': what run_as_gemm picked (or would pick) for a conv the cost
-    model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
+    """'gemm', 'winograd' or 'packed': what run_as_gemm picked (or would pick) for a conv
+    the cost model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
     x_shape, w_shape, out_hw = conv_operands(op, in_shapes, out_shape)
-    itemsize = np.dtype(dtype).itemsize
-    if not winograd_fits(op, x_shape, w_shape, out_hw, attrs, itemsize, frozen):
-        return "gemm"
+    names = algorithms(op, x_shape, w_shape, out_hw, attrs, dtype, frozen)
+    if len(names) == 1:
+        return names[0]
     key = algorithm_key(x_shape, w_shape, attrs, np.dtype(dtype).str, frozen)
-    return autotune.known(op, key, default="winograd")
+    return autotune.known(op, key, default=default_algorithm(names))
 
 
 @cpu_kernel("conv2d")

@@ -1,0 +1,110 @@
+"""The packed-weights GEMM (backends/cpu/kernels/packed_gemm.py): its microkernel, written
+as LLVM vector code, against numpy on randomized shapes (partial blocks of rows and of
+pixels, strided views), and the convolutions that run on it against the reference."""
+import gc as python_gc
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import graphcnn as gc
+from graphcnn import nn
+from graphcnn.ops.conv import conv2d_ref
+from op_check import check_op
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@given(m=st.integers(1, 20), k=st.integers(1, 40), n=st.integers(1, 70),
+       extra=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_matmul_packed_equals_numpy(m, k, n, extra, seed):
+    """Rows past the last block of 6 and pixels past the last 16 (the zero-padded tail),
+    operands as views into wider rows: equal to numpy's product to float32 rounding."""
+    from graphcnn.backends.cpu.kernels.packed_gemm import matmul_packed, packed
+    rng = np.random.default_rng(seed)
+    w = rand(rng, (m, k))
+    b = rand(rng, (k, n + extra))[:, extra:]          # rows longer than the view
+    c_wide = np.full((m, n + 3), np.nan, np.float32)
+    c = c_wide[:, 3:]
+    matmul_packed(packed(w, w), m, b, c)
+    want = w.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * max(1.0, k ** 0.5))
+    assert np.isnan(c_wide[:, :3]).all()  # nothing written outside c
+
+
+def test_frozen_weights_are_packed_once_and_forgotten_with_their_array():
+    from graphcnn.backends.cpu.kernels import packed_gemm
+    w = rand(np.random.default_rng(0), (7, 5))
+    assert packed_gemm.packed(w, w) is not packed_gemm.packed(w, w)  # writable: repacked
+    w.setflags(write=False)
+    first = packed_gemm.packed(w, w)
+    assert packed_gemm.packed(w, w) is first
+    assert first.shape == (2, 5, 6) and not first[1, :, 1:].any()  # zero rows past row 7
+    key = id(w)
+    del w
+    python_gc.collect()
+    assert key not in packed_gemm._PACKED
+
+
+@st.composite
+def packed_case(draw):
+    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 6)), draw(st.integers(1, 13))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
+    assume(h + pads[0] + pads[1] >= kh and w + pads[2] + pads[3] >= kw)
+    return (n, c, h, w), (o, c, kh, kw), dict(stride=stride, padding=pads, dilation=1,
+                                              groups=1), draw(st.booleans())
+
+
+@given(case=packed_case(), seed=st.integers(0, 2**16))
+def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed):
+    """conv2d through the cpu kernel with the packed GEMM chosen (1x1 convs on the image
+    itself, others on im2col columns), bias added after: equal to the reference."""
+    from graphcnn.backends.cpu import autotune
+    from graphcnn.backends.cpu.kernels import conv_gemm
+    x_shape, w_shape, attrs, bias = case
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+        patch.setattr(autotune, "pick", lambda kind, key, candidates, default: (
+            "packed" if "packed" in candidates else default))
+        check_op("conv2d", arrays, attrs, grad=False)
+
+
+def test_compiled_resnet_block_on_the_packed_gemm(monkeypatch):
+    """A stride-2 conv, a 1x1 conv and a 3x3 conv with their fused epilogues, all on the
+    packed GEMM with frozen weights: equal to the reference at opt level 0."""
+    from graphcnn.backends.cpu import autotune
+    from graphcnn.backends.cpu.kernels import conv_gemm, packed_gemm
+    monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
+    chosen = []
+    monkeypatch.setattr(autotune, "pick", lambda kind, key, candidates, default: (
+        chosen.append(key) or ("packed" if "packed" in candidates else default)))
+    calls = []
+    original = packed_gemm.conv2d_packed
+    monkeypatch.setattr(packed_gemm, "conv2d_packed",
+                        lambda *args: (calls.append(args[1].shape), original(*args)))
+    x = gc.Input((8, 12, 12), name="x")
+    y = gc.relu(nn.Conv2d(8, 16, 3, stride=2, padding=1)(x))
+    y = gc.relu(nn.Conv2d(16, 16, 3, padding=1)(y) + nn.Conv2d(8, 16, 1, stride=2)(x))
+    model = gc.Model(x, y)
+    xs = rand(np.random.default_rng(0), (2, 8, 12, 12))
+    got = gc.compile(model, batch_size=2)(xs)
+    assert len(calls) >= 3
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(xs)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_float64_and_grouped_convs_are_not_candidates():
+    from graphcnn.backends.cpu.kernels.conv import packed_fits
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    assert packed_fits((1, 8, 9, 9), (8, 8, 3, 3), np.float32, attrs)
+    assert not packed_fits((1, 8, 9, 9), (8, 8, 3, 3), np.float64, attrs)
+    assert not packed_fits((1, 8, 9, 9), (8, 4, 3, 3), np.float32, dict(attrs, groups=2))
+    full = dict(attrs, padding=(0, 0, 0, 0))
+    assert not packed_fits((1, 8, 3, 3), (8, 8, 3, 3), np.float32, full)  # one dense GEMM
