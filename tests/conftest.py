@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Numba's cache outside the checkout: kernels compile once per machine, not once per run.
@@ -15,3 +16,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("thorough", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_conv_choices():
+    """Each test decides its convolutions' algorithms afresh (tests patch the cost model
+    and autotune; the cpu backend remembers its decisions per shape within a process)."""
+    from graphcnn.backends.cpu.kernels.conv import forget_choices
+    forget_choices()
+    yield
+    forget_choices()

@@ -17,7 +17,7 @@ from graphcnn.backends.cpu import autotune
 from graphcnn.backends.cpu.kernels import conv_gemm, depthwise, packed_gemm, winograd
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
 
 
 @numba.njit(**TASK_JIT)
@@ -187,6 +187,17 @@ def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[
     return (ins[0], ins[1], out) + _geometry(attrs)
 
 
+# (op, shapes, dtype, frozen, geometry) -> the algorithm run_as_gemm runs, or None for the
+# direct kernel: deciding costs ~30 us of Python per call (the cost model, the candidates,
+# autotune's key), as much as a small layer's GEMM (MobileNetV2's 1x1 convs). Cleared by
+# forget_choices (the tests do, before each test, as they patch the cost model).
+_CHOSEN: dict[tuple, str | None] = {}
+
+
+def forget_choices() -> None:
+    _CHOSEN.clear()
+
+
 def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
     """Compute `op` (without its bias) by GEMMs (im2col + GEMM, Winograd, or the packed-
     weights GEMM) if the cost model prefers them; False leaves the work to the direct
@@ -194,20 +205,39 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     which is fastest."""
     if op not in GEMM_CONVS:
         return False
-    x_shape, w_shape, out_hw = conv_operands(op, [a.shape for a in ins], out.shape)
-    if not conv_gemm.use_gemm(x_shape, w_shape, out_hw, attrs):
-        return False
     # The weight gradient's second operand is the input x, not a weight.
     frozen = op != "conv2d_weight_grad" and not ins[1].flags.writeable
+    memo = (op, ins[0].shape, ins[1].shape, out.shape, out.dtype.char, frozen,
+            attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"])
+    name = _CHOSEN.get(memo, "")
+    if name == "" or recording():
+        name = _choose(op, ins, out, attrs, frozen)  # may run (and time) the candidates
+        _CHOSEN[memo] = name
+    if name is None:
+        return False
+    _RUNS[name](op)(ins[0], ins[1], out, attrs)
+    return True
+
+
+def _choose(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+            frozen: bool) -> str | None:
+    x_shape, w_shape, out_hw = conv_operands(op, [a.shape for a in ins], out.shape)
+    if not conv_gemm.use_gemm(x_shape, w_shape, out_hw, attrs):
+        return None
     names = algorithms(op, x_shape, w_shape, out_hw, attrs, out.dtype, frozen)
-    runs = {"gemm": getattr(conv_gemm, GEMM_CONVS[op][0]),
-            "winograd": getattr(winograd, GEMM_CONVS[op][1]),
-            "packed": packed_gemm.conv2d_packed}
-    candidates = {name: (lambda run=runs[name]: run(ins[0], ins[1], out, attrs))
+    candidates = {name: (lambda run=_RUNS[name](op): run(ins[0], ins[1], out, attrs))
                   for name in names}
     key = algorithm_key(x_shape, w_shape, attrs, out.dtype.str, frozen)
-    candidates[autotune.pick(op, key, candidates, default_algorithm(names))]()
-    return True
+    return autotune.pick(op, key, candidates, default_algorithm(names))
+
+
+# algorithm -> op -> its function, called as f(ins[0], ins[1], out, attrs); looked up at
+# each call, so tests may patch the modules' functions.
+_RUNS = {
+    "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
+    "winograd": lambda op: getattr(winograd, GEMM_CONVS[op][1]),
+    "packed": lambda op: packed_gemm.conv2d_packed,
+}
 
 
 def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
