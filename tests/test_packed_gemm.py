@@ -17,18 +17,22 @@ def rand(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@given(m=st.integers(1, 20), k=st.integers(1, 40), n=st.integers(1, 70),
-       extra=st.integers(0, 5), seed=st.integers(0, 2**16))
-def test_matmul_packed_equals_numpy(m, k, n, extra, seed):
-    """Rows past the last block of 6 and pixels past the last 16 (the zero-padded tail),
-    operands as views into wider rows: equal to numpy's product to float32 rounding."""
-    from graphcnn.backends.cpu.kernels.packed_gemm import matmul_packed, packed
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 70),
+       extra=st.integers(0, 5), channels=st.booleans(), seed=st.integers(0, 2**16))
+def test_matmul_packed_equals_numpy(m, k, n, extra, channels, seed):
+    """Both microkernels (pixels or output channels in the lanes), with rows and pixels
+    past the last whole panel, operands as views into wider rows: equal to numpy's product
+    to float32 rounding, nothing written outside c."""
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
     rng = np.random.default_rng(seed)
     w = rand(rng, (m, k))
     b = rand(rng, (k, n + extra))[:, extra:]          # rows longer than the view
     c_wide = np.full((m, n + 3), np.nan, np.float32)
     c = c_wide[:, 3:]
-    matmul_packed(packed(w, w), m, b, c)
+    if channels:
+        pg.matmul_packed_channels(pg.packed(w, w, pg.LANES), m, b, c)
+    else:
+        pg.matmul_packed(pg.packed(w, w), m, b, c)
     want = w.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * max(1.0, k ** 0.5))
     assert np.isnan(c_wide[:, :3]).all()  # nothing written outside c
@@ -42,10 +46,12 @@ def test_frozen_weights_are_packed_once_and_forgotten_with_their_array():
     first = packed_gemm.packed(w, w)
     assert packed_gemm.packed(w, w) is first
     assert first.shape == (2, 5, 6) and not first[1, :, 1:].any()  # zero rows past row 7
-    key = id(w)
+    wide = packed_gemm.packed(w, w, packed_gemm.LANES)
+    assert wide.shape == (1, 5, 16) and packed_gemm.packed(w, w, packed_gemm.LANES) is wide
+    keys = [(id(w), packed_gemm.MR), (id(w), packed_gemm.LANES)]
     del w
     python_gc.collect()
-    assert key not in packed_gemm._PACKED
+    assert not any(key in packed_gemm._PACKED for key in keys)
 
 
 @st.composite
@@ -60,9 +66,10 @@ def packed_case(draw):
                                               groups=1), draw(st.booleans())
 
 
-@given(case=packed_case(), seed=st.integers(0, 2**16))
-def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed):
-    """conv2d through the cpu kernel with the packed GEMM chosen (1x1 convs on the image
+@given(case=packed_case(), seed=st.integers(0, 2**16),
+       algorithm=st.sampled_from(["packed", "packed-channels"]))
+def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed, algorithm):
+    """conv2d through the cpu kernel with a packed GEMM chosen (1x1 convs on the image
     itself, others on im2col columns), bias added after: equal to the reference."""
     from graphcnn.backends.cpu import autotune
     from graphcnn.backends.cpu.kernels import conv_gemm
@@ -72,7 +79,7 @@ def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
         patch.setattr(autotune, "pick", lambda kind, key, candidates, default: (
-            "packed" if "packed" in candidates else default))
+            algorithm if algorithm in candidates else default))
         check_op("conv2d", arrays, attrs, grad=False)
 
 

@@ -237,6 +237,7 @@ _RUNS = {
     "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
     "winograd": lambda op: getattr(winograd, GEMM_CONVS[op][1]),
     "packed": lambda op: packed_gemm.conv2d_packed,
+    "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
 }
 
 
@@ -244,12 +245,13 @@ def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                out_hw: tuple[int, ...], attrs: dict[str, Any], dtype: Any, frozen: bool
                ) -> list[str]:
     """The algorithms that may compute this GEMM-sized conv op: 'gemm' (im2col + OpenBLAS)
-    always; 'winograd' and 'packed' where they apply."""
+    always; 'winograd' and the packed-weights GEMM, pixels or output channels in the vector
+    lanes ('packed', 'packed-channels'), where they apply."""
     names = ["gemm"]
     if winograd_fits(op, x_shape, w_shape, out_hw, attrs, np.dtype(dtype).itemsize, frozen):
         names.append("winograd")
     if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
-        names.append("packed")
+        names += ["packed", "packed-channels"]
     return names
 
 
