@@ -35,6 +35,58 @@ MR = 6       # output channels per block: six accumulators (and one load) per k
 LANES = 16   # pixels per block: one 512-bit vector of float32
 
 
+_F32, _I64, _I32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+_VEC = ir.VectorType(_F32, LANES)
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
+
+
+def _emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
+                   count: int) -> list[ir.Value]:
+    """The loop both microkernels are: for kk < k_len (>= 1), for j < count,
+    acc[j] = fma(vector_at(kk), broadcast(scalar_at(kk, j)), acc[j]), the accumulators
+    being loop phis (vector registers); returns the final acc values."""
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
+                                         "llvm.fma.v16f32")
+    zero = ir.Constant(_VEC, [ir.Constant(_F32, 0.0)] * LANES)
+    undef = ir.Constant(_VEC, ir.Undefined)
+    broadcast = ir.Constant(ir.VectorType(_I32, LANES), [ir.Constant(_I32, 0)] * LANES)
+    before = builder.block
+    loop = builder.append_basic_block("tile.loop")
+    done = builder.append_basic_block("tile.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    kk = builder.phi(_I64)
+    accs = [builder.phi(_VEC) for _ in range(count)]
+    kk.add_incoming(_i64(0), before)
+    for acc in accs:
+        acc.add_incoming(zero, before)
+    vector = vector_at(kk)
+    sums = []
+    for j in range(count):
+        one = builder.insert_element(undef, scalar_at(kk, j), ir.Constant(_I32, 0))
+        sums.append(builder.call(fma, [vector, builder.shuffle_vector(one, undef, broadcast),
+                                       accs[j]]))
+    step = builder.add(kk, _i64(1))
+    end = builder.block
+    kk.add_incoming(step, end)
+    for acc, value in zip(accs, sums):
+        acc.add_incoming(value, end)
+    builder.cbranch(builder.icmp_signed("<", step, k_len), loop, done)
+    builder.position_at_end(done)
+    return sums
+
+
+def _load_vector(builder: ir.IRBuilder, base: ir.Value, at: ir.Value) -> ir.Value:
+    return builder.load(builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
+
+
+def _store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.Value) -> None:
+    builder.store(value, builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
+
+
 @intrinsic
 def _tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
     """c[r * ldc + q] = sum_k w[k * MR + r] * b[k * ldb + q] for q < 16 and r < rows, with
@@ -44,46 +96,14 @@ def _tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
 
     def codegen(context, builder, signature, args):
         w_int, b_int, ldb, c_int, ldc, k, rows = args
-        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
-        vec = ir.VectorType(f32, LANES)
-        w = builder.inttoptr(w_int, f32.as_pointer())
-        b = builder.inttoptr(b_int, f32.as_pointer())
-        c = builder.inttoptr(c_int, f32.as_pointer())
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             "llvm.fma.v16f32")
-        zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * LANES)
-        undef = ir.Constant(vec, ir.Undefined)
-        broadcast = ir.Constant(ir.VectorType(i32, LANES), [ir.Constant(i32, 0)] * LANES)
-        before = builder.block
-        loop = builder.append_basic_block("tile.loop")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        kk = builder.phi(i64)
-        accs = [builder.phi(vec) for _ in range(MR)]
-        kk.add_incoming(ir.Constant(i64, 0), before)
-        for acc in accs:
-            acc.add_incoming(zero, before)
-        row = builder.bitcast(builder.gep(b, [builder.mul(kk, ldb)]), vec.as_pointer())
-        bv = builder.load(row, align=4)
-        base = builder.mul(kk, ir.Constant(i64, MR))
-        sums = []
+        w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
+        sums = _emit_fma_loop(
+            builder, k, lambda kk: _load_vector(builder, b, builder.mul(kk, ldb)),
+            lambda kk, r: builder.load(builder.gep(
+                w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4), MR)
         for r in range(MR):
-            wr = builder.load(builder.gep(w, [builder.add(base, ir.Constant(i64, r))]), align=4)
-            wv = builder.shuffle_vector(builder.insert_element(undef, wr, ir.Constant(i32, 0)),
-                                        undef, broadcast)
-            sums.append(builder.call(fma, [wv, bv, accs[r]]))
-        step = builder.add(kk, ir.Constant(i64, 1))
-        end = builder.block
-        kk.add_incoming(step, end)
-        for acc, value in zip(accs, sums):
-            acc.add_incoming(value, end)
-        builder.cbranch(builder.icmp_signed("<", step, k), loop, done)
-        builder.position_at_end(done)
-        for r in range(MR):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), rows)):
-                out = builder.gep(c, [builder.mul(ir.Constant(i64, r), ldc)])
-                builder.store(sums[r], builder.bitcast(out, vec.as_pointer()), align=4)
+            with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                _store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -177,45 +197,13 @@ def _tile_channels(typingctx, a_addr, b_addr, t_addr, k_len):
 
     def codegen(context, builder, signature, args):
         a_int, b_int, t_int, k = args
-        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
-        vec = ir.VectorType(f32, LANES)
-        a = builder.inttoptr(a_int, f32.as_pointer())
-        b = builder.inttoptr(b_int, f32.as_pointer())
-        t = builder.inttoptr(t_int, f32.as_pointer())
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             "llvm.fma.v16f32")
-        zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * LANES)
-        undef = ir.Constant(vec, ir.Undefined)
-        broadcast = ir.Constant(ir.VectorType(i32, LANES), [ir.Constant(i32, 0)] * LANES)
-        before = builder.block
-        loop = builder.append_basic_block("tile.loop")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        kk = builder.phi(i64)
-        accs = [builder.phi(vec) for _ in range(NR)]
-        kk.add_incoming(ir.Constant(i64, 0), before)
-        for acc in accs:
-            acc.add_incoming(zero, before)
-        panel = builder.gep(a, [builder.mul(kk, ir.Constant(i64, LANES))])
-        av = builder.load(builder.bitcast(panel, vec.as_pointer()), align=4)
-        base = builder.mul(kk, ir.Constant(i64, NR))
-        sums = []
+        a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
+        sums = _emit_fma_loop(
+            builder, k, lambda kk: _load_vector(builder, a, builder.mul(kk, _i64(LANES))),
+            lambda kk, j: builder.load(builder.gep(
+                b, [builder.add(builder.mul(kk, _i64(NR)), _i64(j))]), align=4), NR)
         for j in range(NR):
-            bj = builder.load(builder.gep(b, [builder.add(base, ir.Constant(i64, j))]), align=4)
-            bv = builder.shuffle_vector(builder.insert_element(undef, bj, ir.Constant(i32, 0)),
-                                        undef, broadcast)
-            sums.append(builder.call(fma, [av, bv, accs[j]]))
-        step = builder.add(kk, ir.Constant(i64, 1))
-        end = builder.block
-        kk.add_incoming(step, end)
-        for acc, value in zip(accs, sums):
-            acc.add_incoming(value, end)
-        builder.cbranch(builder.icmp_signed("<", step, k), loop, done)
-        builder.position_at_end(done)
-        for j in range(NR):
-            out = builder.gep(t, [ir.Constant(i64, LANES * j)])
-            builder.store(sums[j], builder.bitcast(out, vec.as_pointer()), align=4)
+            _store_vector(builder, sums[j], t, _i64(LANES * j))
         return context.get_dummy_value()
 
     return sig, codegen
