@@ -223,6 +223,14 @@ def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, o
                         of[uint64(d0 + k)] = line[uint64(i * width + k)]
 
 
+@numba.njit(inline="always")
+def _tiling(n_len, oh_len, ow_len, per_block):
+    """(tiles down, tiles across, tile rows of all the images, blocks of per_block rows)."""
+    th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
+    rows = n_len * th
+    return th, tw, rows, (rows + per_block - 1) // per_block
+
+
 if blas.AVAILABLE:
     @numba.njit(**JIT)
     def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch):
@@ -234,9 +242,7 @@ if blas.AVAILABLE:
         a layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-        th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
-        rows = x.shape[0] * th
-        blocks = (rows + per_block - 1) // per_block
+        th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
         slots = v.shape[0]
         row_parts = slots // o_parts
         per_slot = (blocks + row_parts - 1) // row_parts
@@ -386,11 +392,11 @@ def _gt_x_g(x0, x1, x2, x3):
 if blas.AVAILABLE:
     @numba.njit(**JIT)
     def _winograd_weight_grad(dy, x, dw_out, pt, pl, per_block, v, yg, du, scratch):
+        """dw_out = conv2d_weight_grad(dy, x): thread k sums its run of blocks into its own
+        dU (slot k of du), then the slots are added and turned back by G^T dU G."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
-        th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
-        rows = x.shape[0] * th
-        blocks = (rows + per_block - 1) // per_block
+        th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
         slots = v.shape[0]
         per_slot = (blocks + slots - 1) // slots
         cap = per_block * tw
