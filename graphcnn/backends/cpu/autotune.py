@@ -1,6 +1,7 @@
 """Measured choice between a kernel's algorithms, per shape, cached on disk per machine.
 
-A kernel with several ways to compute one layer (conv2d: im2col + GEMM, or Winograd) calls
+A kernel with several ways to compute one layer (conv2d: im2col + OpenBLAS, Winograd, or
+one of the packed-weights GEMMs; kernels/conv.py) calls
 
     name = autotune.pick("conv2d", key, {"gemm": run_gemm, "winograd": run_winograd}, default)
 
