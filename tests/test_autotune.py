@@ -123,3 +123,25 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     (entry,) = json.loads(tuning.read_text())["machines"][autotune.machine_key()]["choices"].values()
     assert set(entry["ms"]) == {"gemm", "winograd", "packed", "packed-channels"}
     assert entry["choice"] in entry["ms"]
+
+
+def test_another_thread_count_is_another_machine(tuning):
+    """Choices measured with two threads say nothing about one: after gc.set_num_threads
+    the candidates are measured again, and both entries stay in the file."""
+    import numba
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("needs two threads to compare")
+    calls = []
+    assert autotune.pick("conv2d", ("k",), candidates(calls), default="a") == "b"
+    try:
+        numba.set_num_threads(1)
+        calls.clear()
+        assert autotune.pick("conv2d", ("k",), candidates(calls), default="a") == "b"
+        assert calls  # measured again
+    finally:
+        numba.set_num_threads(threads)
+    calls.clear()
+    assert autotune.pick("conv2d", ("k",), candidates(calls), default="a") == "b"
+    assert calls == []
+    assert len(json.loads(tuning.read_text())["machines"]) == 2

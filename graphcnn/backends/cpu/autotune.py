@@ -19,6 +19,7 @@ whichever one the machine that loads it picks.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,7 +38,8 @@ VERSION = 1
 RUNS = 5
 
 _LOCK = threading.Lock()
-_CHOICES: dict[str, str] | None = None
+# machine key (which names the thread count) -> the choices read for it, or made here
+_CHOICES: dict[str, dict[str, str]] = {}
 
 
 def enabled() -> bool:
@@ -52,6 +54,7 @@ def cache_path() -> str:
     return os.path.join(base, "graphcnn", "autotune.json")
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_description() -> str:
     model, flags = "", ""
     try:
@@ -93,13 +96,15 @@ def _read_file(path: str) -> dict:
 
 
 def _choices() -> dict[str, str]:
-    global _CHOICES
-    if _CHOICES is None:
-        machine = _read_file(cache_path())["machines"].get(machine_key(), {})
+    """This machine's choices, read from the file once per machine key (a thread count
+    set with gc.set_num_threads is another key)."""
+    machine_id = machine_key()
+    if machine_id not in _CHOICES:
+        machine = _read_file(cache_path())["machines"].get(machine_id, {})
         choices = machine.get("choices", {}) if isinstance(machine, dict) else {}
-        _CHOICES = {k: v["choice"] for k, v in choices.items()
-                    if isinstance(v, dict) and isinstance(v.get("choice"), str)}
-    return _CHOICES
+        _CHOICES[machine_id] = {k: v["choice"] for k, v in choices.items()
+                                if isinstance(v, dict) and isinstance(v.get("choice"), str)}
+    return _CHOICES[machine_id]
 
 
 def _save(key: str, choice: str, times_ms: dict[str, float]) -> None:
@@ -169,6 +174,5 @@ def known(kind: str, key: tuple, default: str) -> str:
 
 def forget() -> None:
     """Drop the choices read into this process (the next pick reads the file again)."""
-    global _CHOICES
     with _LOCK:
-        _CHOICES = None
+        _CHOICES.clear()

@@ -187,10 +187,10 @@ def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[
     return (ins[0], ins[1], out) + _geometry(attrs)
 
 
-# (op, shapes, dtype, frozen, geometry) -> the algorithm run_as_gemm runs, or None for the
-# direct kernel: deciding costs ~30 us of Python per call (the cost model, the candidates,
-# autotune's key), as much as a small layer's GEMM (MobileNetV2's 1x1 convs). Cleared by
-# forget_choices (the tests do, before each test, as they patch the cost model).
+# (op, shapes, dtype, frozen, geometry, threads) -> the algorithm run_as_gemm runs, or None
+# for the direct kernel: deciding costs ~30 us of Python per call (the cost model, the
+# candidates, autotune's key), as much as a small layer's GEMM (MobileNetV2's 1x1 convs).
+# Cleared by forget_choices (the tests do, before each test, as they patch the cost model).
 _CHOSEN: dict[tuple, str | None] = {}
 
 
@@ -208,7 +208,8 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     # The weight gradient's second operand is the input x, not a weight.
     frozen = op != "conv2d_weight_grad" and not ins[1].flags.writeable
     memo = (op, ins[0].shape, ins[1].shape, out.shape, out.dtype.char, frozen,
-            attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"])
+            attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"],
+            numba.get_num_threads())
     name = _CHOSEN.get(memo, "")
     if name == "" or recording():
         name = _choose(op, ins, out, attrs, frozen)  # may run (and time) the candidates
