@@ -39,7 +39,7 @@ def test_measures_once_picks_the_faster_and_keeps_it_on_disk(tuning):
     (machine, entry), = data["machines"].items()
     assert machine == autotune.machine_key()
     (key, choice), = entry["choices"].items()
-    assert key == "conv2d((1, 2), 'f4')" and choice["choice"] == "b"
+    assert key == "conv2d((1, 2), 'f4')['a', 'b']" and choice["choice"] == "b"
     assert choice["ms"]["a"] > choice["ms"]["b"]
     autotune.forget()  # a new process reads the file: no measuring again
     assert autotune.pick("conv2d", ((1, 2), "f4"), candidates(calls), default="a") == "b"
@@ -49,7 +49,7 @@ def test_measures_once_picks_the_faster_and_keeps_it_on_disk(tuning):
 def test_other_machines_choices_are_not_trusted(tuning):
     tuning.write_text(json.dumps({"version": autotune.VERSION, "machines": {
         "another CPU | threads=64 | blas=Zen": {"choices": {
-            "conv2d((1, 2), 'f4')": {"choice": "a", "ms": {}}}}}}))
+            "conv2d((1, 2), 'f4')['a', 'b']": {"choice": "a", "ms": {}}}}}}))
     calls = []
     assert autotune.pick("conv2d", ((1, 2), "f4"), candidates(calls), default="a") == "b"
     assert calls  # measured here
@@ -63,6 +63,18 @@ def test_a_damaged_file_is_ignored_with_a_warning_and_replaced(tuning, content):
     with pytest.warns(UserWarning, match="ignoring the autotune cache"):
         assert autotune.pick("conv2d", ("k",), candidates([]), default="a") == "b"
     assert json.loads(tuning.read_text())["version"] == autotune.VERSION
+
+
+def test_a_new_candidate_is_measured_not_skipped_by_an_old_choice(tuning):
+    """A choice made among a and b says nothing about c: offering c measures again."""
+    calls = []
+    assert autotune.pick("conv2d", ("k",), candidates(calls), default="a") == "b"
+    with_c = dict(candidates(calls), c=lambda: (calls.append("c"), time.sleep(0.008)))
+    calls.clear()
+    assert autotune.pick("conv2d", ("k",), with_c, default="a") == "b"
+    assert "c" in calls
+    assert autotune.known("conv2d", ("k",), ["a", "b", "c"], default="a") == "b"
+    assert autotune.known("conv2d", ("k",), ["a", "c"], default="a") == "a"  # never measured
 
 
 def test_turned_off_it_takes_the_default_without_running_anything(tuning, monkeypatch):

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import numba
 
@@ -150,7 +150,7 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
         return next(iter(candidates))
     if not enabled():
         return default
-    text = f"{kind}{key!r}"
+    text = _entry(kind, key, candidates)
     with _LOCK:
         known = _choices().get(text)
     if known in candidates:
@@ -163,13 +163,20 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
     return choice
 
 
-def known(kind: str, key: tuple, default: str) -> str:
-    """The choice pick made (or would take from the file) for `key`, measuring nothing:
-    `default` where none is known or measuring is off."""
+def known(kind: str, key: tuple, names: list[str], default: str) -> str:
+    """The choice pick made (or would take from the file) for `key` among the candidates
+    `names`, measuring nothing: `default` where none is known or measuring is off."""
     if not enabled():
         return default
     with _LOCK:
-        return _choices().get(f"{kind}{key!r}", default)
+        return _choices().get(_entry(kind, key, names), default)
+
+
+def _entry(kind: str, key: tuple, names: Any) -> str:
+    """The file's name for a choice: the kind, the key and the candidates, so a version of
+    graphcnn with another algorithm to offer measures again instead of reusing a choice
+    made without it."""
+    return f"{kind}{key!r}{sorted(names)!r}"
 
 
 def forget() -> None:

@@ -319,7 +319,7 @@ def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple
     if len(names) == 1:
         return names[0]
     key = algorithm_key(x_shape, w_shape, attrs, np.dtype(dtype).str, frozen)
-    return autotune.known(op, key, default=default_algorithm(names))
+    return autotune.known(op, key, names, default=default_algorithm(names))
 
 
 @cpu_kernel("conv2d")
