@@ -29,6 +29,8 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from graphcnn.backends.cpu.kernels import conv_gemm
+from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, launch, recording
 
 MR = 6       # output channels per block: six accumulators (and one load) per k
@@ -155,7 +157,6 @@ def _gemm(wp, b, c, m_len, tail):
 # Packed weights of frozen (read-only) arrays, by the array's identity and panel width (as
 # winograd.py's transforms).
 _PACKED: dict[tuple[int, int], tuple[weakref.ref, np.ndarray]] = {}
-_TAILS: dict[int, np.ndarray] = {}
 
 
 def packed(w2: np.ndarray, owner: np.ndarray, width: int = MR) -> np.ndarray:
@@ -175,9 +176,7 @@ def packed(w2: np.ndarray, owner: np.ndarray, width: int = MR) -> np.ndarray:
 def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
     """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
     k_len = wp.shape[1]
-    tail = _TAILS.get(k_len)
-    if tail is None:
-        tail = _TAILS[k_len] = np.empty((k_len, LANES), np.float32)
+    tail = workspace("packed-tail", (k_len, LANES), np.float32)
     launch(_gemm, wp, b, c, m_len, tail)
 
 
@@ -229,18 +228,9 @@ def _gemm_channels(ap, bp, c, m_len):
 def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)`; b packed here."""
     k_len, n_len = b.shape
-    bp = _workspace(("columns", k_len, n_len), (-(-n_len // NR), k_len, NR))
+    bp = workspace("packed-columns", (-(-n_len // NR), k_len, NR), np.float32)
     launch(pack_panels, b.T, bp)
     launch(_gemm_channels, ap, bp, c, m_len)
-
-
-_SCRATCH: dict[tuple, np.ndarray] = {}
-
-
-def _workspace(key: tuple, shape: tuple[int, ...]) -> np.ndarray:
-    if key not in _SCRATCH:
-        _SCRATCH[key] = np.empty(shape, np.float32)
-    return _SCRATCH[key]
 
 
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
@@ -248,8 +238,6 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of the
     weights packed `width` rows a panel with the image itself (a 1x1 stride-1 conv) or its
     im2col columns."""
-    from graphcnn.backends.cpu.kernels import conv_gemm
-
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     oh, ow = out.shape[2:]
@@ -260,7 +248,7 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
             product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
         return
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
-    col = conv_gemm.workspace("col", (k, oh * ow), x.dtype)
+    col = workspace("col", (k, oh * ow), x.dtype)
     for n in range(n_len):
         launch(conv_gemm._im2col, x, n, 1, 0, col, w.shape[2], w.shape[3], sh, sw, pads[0],
                pads[2], dh, dw, oh, ow)
