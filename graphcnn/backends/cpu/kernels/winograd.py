@@ -428,21 +428,25 @@ if blas.AVAILABLE:
                 for k in range(plane):
                     uf[uint64(u0 + k)] = 0
         # dw[o, c] = G^T (the threads' dU summed) G
-        for task in prange(o_len * c_len):
-            o, c = task // c_len, task % c_len
-            t = np.zeros(16, np.float64)
-            for slot in range(slots):
-                for e in range(16):
-                    t[e] += uf[uint64(slot * plane + e * o_len * c_len + task)]
-            # columns of G^T X, for X's 4 columns b
-            z0 = _gt_x_g(t[0], t[4], t[8], t[12])
-            z1 = _gt_x_g(t[1], t[5], t[9], t[13])
-            z2 = _gt_x_g(t[2], t[6], t[10], t[14])
-            z3 = _gt_x_g(t[3], t[7], t[11], t[15])
-            for i in range(3):
-                r = _gt_x_g(z0[i], z1[i], z2[i], z3[i])
-                for j in range(3):
-                    dw_out[o, c, i, j] = r[j]
+        # (one task per output channel: the sum's buffer is allocated once per row, not
+        # once per (o, c) pair)
+        for o in prange(o_len):
+            t = np.empty(16, np.float64)
+            for c in range(c_len):
+                task = o * c_len + c
+                t[:] = 0
+                for slot in range(slots):
+                    for e in range(16):
+                        t[e] += uf[uint64(slot * plane + e * o_len * c_len + task)]
+                # columns of G^T X, for X's 4 columns b
+                z0 = _gt_x_g(t[0], t[4], t[8], t[12])
+                z1 = _gt_x_g(t[1], t[5], t[9], t[13])
+                z2 = _gt_x_g(t[2], t[6], t[10], t[14])
+                z3 = _gt_x_g(t[3], t[7], t[11], t[15])
+                for i in range(3):
+                    r = _gt_x_g(z0[i], z1[i], z2[i], z3[i])
+                    for j in range(3):
+                        dw_out[o, c, i, j] = r[j]
 
 
 def conv2d_weight_grad_winograd(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
