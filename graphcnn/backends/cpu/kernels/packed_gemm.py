@@ -128,7 +128,12 @@ def pack_panels(src, dst):
 @numba.njit(**JIT)
 def _gemm(wp, b, c, m_len, tail):
     """c (M, N) = W @ b for W packed in wp; b and c may be row-strided views (b's rows
-    contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy."""
+    contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy.
+    Tasks go column block by column block, all the weight panels over one block of b
+    before the next: the block (K rows of 16 pixels) is read from memory once and stays
+    in the core's L1 while the panels pass (one panel after the other over every block
+    read the columns M / 6 times: ResNet's stem GEMM, 64x147 @ 147x12544, 2.2 -> 1.9 ms,
+    64x576 @ 576x3136 1.35 -> 1.13 in interleaved runs)."""
     ob_len, k_len = wp.shape[0], wp.shape[1]
     n_len = b.shape[1]
     ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
@@ -140,7 +145,7 @@ def _gemm(wp, b, c, m_len, tail):
                 n = full * LANES + q
                 tail[k, q] = b[k, n] if n < n_len else 0
     for task in prange(ob_len * blocks):
-        ob, nb = task // blocks, task % blocks
+        nb, ob = task // ob_len, task % ob_len
         rows = min(MR, m_len - ob * MR)
         w_at = wp.ctypes.data + ob * k_len * MR * 4
         if nb < full:
