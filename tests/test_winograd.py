@@ -86,7 +86,7 @@ def test_winograd_gradient_kernels(case, seed, per_block, dtype):
     """The input gradient (a Winograd conv of dy with the turned weight, padded 2 - p) and
     the weight gradient (dU = sum over tiles of (A dY A^T) * V, then G^T dU G), with blocks
     of 1-4 tile rows split over the threads' accumulators: equal to the reference."""
-    from graphcnn.backends.cpu.kernels import winograd
+    from graphcnn.backends.cpu.kernels import winograd, winograd_weight_grad
     from graphcnn.ops.conv import conv2d_input_grad_ref, conv2d_weight_grad_ref
     x_shape, w_shape, pads, _ = case
     rng = np.random.default_rng(seed)
@@ -102,7 +102,7 @@ def test_winograd_gradient_kernels(case, seed, per_block, dtype):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(winograd, "block_rows", lambda *args: per_block)
         patch.setattr(winograd, "forward_plan", lambda *args: (per_block, 1))
-        winograd.conv2d_weight_grad_winograd(dy, x, dw, attrs)
+        winograd_weight_grad.conv2d_weight_grad_winograd(dy, x, dw, attrs)
         if winograd.input_grad_applies(w_shape, attrs):
             winograd.conv2d_input_grad_winograd(dy, w, dx, attrs)
             np.testing.assert_allclose(dx, want_dx, rtol=tol,
@@ -205,13 +205,14 @@ def test_compiled_model_runs_winograd_with_its_fused_epilogue(force_winograd):
 def test_training_step_runs_all_three_conv_ops_by_winograd(monkeypatch):
     """A value_and_grad step whose 3x3 convs go to Winograd forward, input gradient and
     weight gradient: loss and gradients equal the reference backend's."""
-    from graphcnn.backends.cpu.kernels import conv_gemm, winograd
+    from graphcnn.backends.cpu.kernels import conv_gemm, winograd, winograd_weight_grad
     monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
     monkeypatch.setattr(winograd, "worth_trying", lambda *args: True)
     calls = []
-    for name in ("conv2d_winograd", "conv2d_input_grad_winograd", "conv2d_weight_grad_winograd"):
-        original = getattr(winograd, name)
-        monkeypatch.setattr(winograd, name, lambda *args, _name=name, _f=original: (
+    for module, name in ((winograd, "conv2d_winograd"), (winograd, "conv2d_input_grad_winograd"),
+                         (winograd_weight_grad, "conv2d_weight_grad_winograd")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _name=name, _f=original: (
             calls.append(_name), _f(*args)))
     x = gc.Input((3, 8, 8), name="x")
     y = gc.relu(nn.Conv2d(3, 8, 3, padding=1)(x))

@@ -14,7 +14,8 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import conv_gemm, depthwise, packed_gemm, winograd
+from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, packed_gemm, winograd,
+                                          winograd_weight_grad)
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
@@ -236,7 +237,8 @@ def _choose(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, An
 # each call, so tests may patch the modules' functions.
 _RUNS = {
     "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
-    "winograd": lambda op: getattr(winograd, GEMM_CONVS[op][1]),
+    "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
+                                   else winograd, GEMM_CONVS[op][1]),
     "packed": lambda op: packed_gemm.conv2d_packed,
     "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
 }
@@ -262,8 +264,9 @@ def default_algorithm(names: list[str]) -> str:
     return "winograd" if "winograd" in names else "gemm"
 
 
-# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py), each
-# called as f(ins[0], ins[1], out, attrs).
+# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py or,
+# the weight gradient's, winograd_weight_grad.py), each called as f(ins[0], ins[1], out,
+# attrs).
 GEMM_CONVS = {
     "conv2d": ("conv2d_gemm", "conv2d_winograd"),
     "conv2d_input_grad": ("conv2d_input_grad_gemm", "conv2d_input_grad_winograd"),

@@ -1,0 +1,152 @@
+"""The weight gradient of a Winograd F(2x2, 3x3) convolution (winograd.py has the forward
+and the input gradient, and the transforms' algebra).
+
+y = A^T [U * V] A is linear in U, so dL/dU = sum over tiles of (A dY A^T) * V, and
+dL/dw = G^T (dL/dU) G: 16 GEMMs again, dU[e] (O, C) += Y[e] (O, T) @ V[e].T, now with
+the tiles as the reduction, each thread summing its own blocks into its own dU.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange, uint64
+
+from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.kernels import winograd
+from graphcnn.backends.cpu.kernels.conv_gemm import workspace
+from graphcnn.backends.cpu.kernels.winograd import _input_transform, _tiling, tiles
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
+
+# Each block's GEMMs read and write all of a thread's dU (16 O C values), so blocks are
+# wider than the forward's: at least this many tiles.
+MIN_GRAD_BLOCK_TILES = 256
+
+
+@numba.njit(**TASK_JIT)
+def _gradient_transform(df, o_len, oh_len, ow_len, row0, th, tw, tb, yf, y0, line):
+    """yf[y0 + (e * O + o) * tb + t] = (A dY A^T)[a, b] for the block's tiles, dY the 2x2
+    output-gradient tile (zero past the output's last row or column)."""
+    width = 2 * tw
+    count = tb // tw
+    step = o_len * tb
+    for o in range(o_len):
+        for r in range(count):
+            n, oy = (row0 + r) // th, 2 * ((row0 + r) % th)
+            for i in range(2):
+                p0 = i * width
+                if oy + i < oh_len:
+                    s = ((n * o_len + o) * oh_len + oy + i) * ow_len
+                    for k in range(ow_len):
+                        line[uint64(p0 + k)] = df[uint64(s + k)]
+                    for k in range(ow_len, width):
+                        line[uint64(p0 + k)] = 0
+                else:
+                    for k in range(width):
+                        line[uint64(p0 + k)] = 0
+            e0 = y0 + o * tb + r * tw
+            for tx in range(tw):
+                q = 2 * tx
+                y00, y01 = line[uint64(q)], line[uint64(q + 1)]
+                y10, y11 = line[uint64(width + q)], line[uint64(width + q + 1)]
+                # z = A dY (4 x 2), rows: y0, y0 + y1, y0 - y1, -y1; then z A^T (4 x 4)
+                for a in range(4):
+                    if a == 0:
+                        z0, z1 = y00, y01
+                    elif a == 1:
+                        z0, z1 = y00 + y10, y01 + y11
+                    elif a == 2:
+                        z0, z1 = y00 - y10, y01 - y11
+                    else:
+                        z0, z1 = -y10, -y11
+                    d = e0 + 4 * a * step + tx
+                    yf[uint64(d)] = z0
+                    yf[uint64(d + step)] = z0 + z1
+                    yf[uint64(d + 2 * step)] = z0 - z1
+                    yf[uint64(d + 3 * step)] = -z1
+
+
+@numba.njit(inline="always")
+def _gt_x_g(x0, x1, x2, x3):
+    """One 4-vector of (G^T X): entries 0..2 of G^T applied to (x0, x1, x2, x3)."""
+    return x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3
+
+
+if blas.AVAILABLE:
+    @numba.njit(**JIT)
+    def _winograd_weight_grad(dy, x, dw_out, pt, pl, per_block, v, yg, du, scratch):
+        """dw_out = conv2d_weight_grad(dy, x): thread k sums its run of blocks into its own
+        dU (slot k of du), then the slots are added and turned back by G^T dU G."""
+        c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+        o_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
+        th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
+        slots = v.shape[0]
+        per_slot = (blocks + slots - 1) // slots
+        cap = per_block * tw
+        size = x.itemsize
+        double = size == 8
+        xf, df = x.reshape(x.size), dy.reshape(dy.size)
+        vf, yf, uf = v.reshape(v.size), yg.reshape(yg.size), du.reshape(du.size)
+        width = 2 * tw + 2
+        plane = 16 * o_len * c_len
+        for slot in prange(slots):
+            v0, y0, u0 = slot * 16 * c_len * cap, slot * 16 * o_len * cap, slot * plane
+            pad, line_rows, line = scratch[slot, :4 * width], scratch[slot, 4 * width:8 * width], \
+                scratch[slot, 8 * width:8 * width + 4 * tw]
+            first = True
+            for blk in range(slot * per_slot, min(blocks, (slot + 1) * per_slot)):
+                row0 = blk * per_block
+                tb = (min(rows, row0 + per_block) - row0) * tw
+                _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad,
+                                 line_rows)
+                _gradient_transform(df, o_len, oh_len, ow_len, row0, th, tw, tb, yf, y0, line)
+                for e in range(16):
+                    blas.gemm_call(double, False, True, o_len, c_len, tb,
+                                   yg.ctypes.data + (y0 + e * o_len * tb) * size, tb,
+                                   v.ctypes.data + (v0 + e * c_len * tb) * size, tb,
+                                   0.0 if first else 1.0,
+                                   du.ctypes.data + (u0 + e * o_len * c_len) * size, c_len)
+                first = False
+            if first:  # a thread without blocks adds nothing
+                for k in range(plane):
+                    uf[uint64(u0 + k)] = 0
+        # dw[o, c] = G^T (the threads' dU summed) G
+        # (one task per output channel: the sum's buffer is allocated once per row, not
+        # once per (o, c) pair)
+        for o in prange(o_len):
+            t = np.empty(16, np.float64)
+            for c in range(c_len):
+                task = o * c_len + c
+                t[:] = 0
+                for slot in range(slots):
+                    for e in range(16):
+                        t[e] += uf[uint64(slot * plane + e * o_len * c_len + task)]
+                # columns of G^T X, for X's 4 columns b
+                z0 = _gt_x_g(t[0], t[4], t[8], t[12])
+                z1 = _gt_x_g(t[1], t[5], t[9], t[13])
+                z2 = _gt_x_g(t[2], t[6], t[10], t[14])
+                z3 = _gt_x_g(t[3], t[7], t[11], t[15])
+                for i in range(3):
+                    r = _gt_x_g(z0[i], z1[i], z2[i], z3[i])
+                    for j in range(3):
+                        dw_out[o, c, i, j] = r[j]
+
+
+def conv2d_weight_grad_winograd(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
+                                attrs: dict[str, Any]) -> None:
+    """dw_out = conv2d_weight_grad(dy, x), for a convolution `applies` accepts."""
+    n_len, c_len = x.shape[:2]
+    o_len, tw = dy.shape[1], tiles(dy.shape[2:])[1]
+    threads = numba.get_num_threads()
+    per_block = winograd.block_rows(n_len, dy.shape[2:], c_len, x.itemsize, threads,
+                           MIN_GRAD_BLOCK_TILES)
+    cap = per_block * tw
+    v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
+    yg = workspace("winograd-m", (threads, 16 * o_len * cap), x.dtype)
+    du = workspace("winograd-du", (threads, 16 * o_len * c_len), x.dtype)
+    scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
+    pads = attrs["padding"]
+    with blas.one_thread_pool():
+        launch(_winograd_weight_grad, dy, x, dw_out, pads[0], pads[2], per_block, v, yg, du,
+               scratch)
