@@ -67,10 +67,11 @@ def packed_case(draw):
 
 
 @given(case=packed_case(), seed=st.integers(0, 2**16),
-       algorithm=st.sampled_from(["packed", "packed-channels"]))
+       algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed"]))
 def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed, algorithm):
     """conv2d through the cpu kernel with a packed GEMM chosen (1x1 convs on the image
-    itself, others on im2col columns), bias added after: equal to the reference."""
+    itself, others on im2col columns, 3x3 stride-1 ones also by Winograd with its products
+    on the microkernel), bias added after: equal to the reference."""
     from graphcnn.backends.cpu import autotune
     from graphcnn.backends.cpu.kernels import conv_gemm
     x_shape, w_shape, attrs, bias = case

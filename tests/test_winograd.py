@@ -80,6 +80,28 @@ def test_winograd_kernel_in_blocks_of_any_size(case, seed, per_block, split_chan
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
 
 
+@given(case=winograd_case(), o=st.integers(1, 40), seed=st.integers(0, 2**16),
+       per_block=st.integers(1, 4), split_channels=st.booleans())
+def test_winograd_with_packed_products_in_blocks_of_any_size(case, o, seed, per_block,
+                                                             split_channels):
+    """The float32 variant whose 16 products run on packed_gemm's microkernel (U packed in
+    panels of 16 output channels, V read in place, NR tiles a step): up to 40 output
+    channels (partial panels, threads taking whole panels), blocks of 1-4 tile rows, equal
+    to the reference; the tiles' last step reads past V without changing the result."""
+    from graphcnn.backends.cpu.kernels import winograd
+    x_shape, (_, c, kh, kw), pads, _ = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, x_shape), rand(rng, (o, c, kh, kw))
+    attrs = dict(stride=(1, 1), padding=pads, dilation=(1, 1), groups=1)
+    want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
+    out = np.full(want.shape, np.nan, np.float32)
+    parts = numba.get_num_threads() if split_channels else 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "forward_plan", lambda *args: (per_block, parts))
+        winograd.conv2d_winograd_packed(x, w, out, attrs)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
 @given(case=winograd_case(), seed=st.integers(0, 2**16), per_block=st.integers(1, 4),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_winograd_gradient_kernels(case, seed, per_block, dtype):
@@ -147,7 +169,11 @@ def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
     assert winograd.weight_transform(w) is frozen
     turned = winograd.weight_transform(w, flip=True)  # the input gradient's, kept apart
     assert turned.shape == (16, 2, 4) and winograd.weight_transform(w, flip=True) is turned
-    keys = [(id(w), False), (id(w), True)]
+    panels = winograd.weight_transform(w, packed=True)  # for the microkernel, kept apart
+    assert panels.shape == (16, 1, 2, 16) and winograd.weight_transform(w, packed=True) is panels
+    np.testing.assert_array_equal(panels[:, 0, :, :4], frozen.transpose(0, 2, 1))
+    assert not panels[:, 0, :, 4:].any()  # the panel's rows past the 4 channels are zero
+    keys = [(id(w), False, False), (id(w), True, False), (id(w), False, True)]
     assert all(key in winograd._TRANSFORMED for key in keys)
     del w
     python_gc.collect()

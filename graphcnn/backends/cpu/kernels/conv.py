@@ -239,6 +239,7 @@ _RUNS = {
     "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
     "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
                                    else winograd, GEMM_CONVS[op][1]),
+    "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
     "packed": lambda op: packed_gemm.conv2d_packed,
     "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
 }
@@ -249,10 +250,14 @@ def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                ) -> list[str]:
     """The algorithms that may compute this GEMM-sized conv op: 'gemm' (im2col + OpenBLAS)
     always; 'winograd' and the packed-weights GEMM, pixels or output channels in the vector
-    lanes ('packed', 'packed-channels'), where they apply."""
+    lanes ('packed', 'packed-channels'), where they apply, and for a float32 forward conv
+    Winograd with its products on that GEMM ('winograd-packed', even for few tiles: it
+    does not pack U again per block)."""
     names = ["gemm"]
     if winograd_fits(op, x_shape, w_shape, out_hw, attrs, np.dtype(dtype).itemsize, frozen):
         names.append("winograd")
+    if op == "conv2d" and winograd.packed_applies(x_shape, w_shape, attrs, dtype):
+        names.append("winograd-packed")
     if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
         names += ["packed", "packed-channels"]
     return names

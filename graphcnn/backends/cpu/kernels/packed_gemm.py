@@ -114,8 +114,7 @@ def _tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
 @numba.njit(**JIT)
 def pack_panels(src, dst):
     """dst[p, k, r] = src[p * R + r, k], R = dst.shape[2] (zero past src's last row): the
-    weights as panels of R rows, or (src = the columns transposed) the columns as panels
-    of R pixels."""
+    weights as panels of R rows."""
     m_len, k_len = src.shape
     width = dst.shape[2]
     for p in prange(dst.shape[0]):
@@ -194,18 +193,19 @@ NR = 6
 
 
 @intrinsic
-def _tile_channels(typingctx, a_addr, b_addr, t_addr, k_len):
-    """t[j * 16 + l] = sum_k a[k * 16 + l] * b[k * NR + j]: a panel of 16 packed weight
-    rows by a panel of NR packed columns, into the scratch tile t; k_len >= 1."""
-    sig = types.void(types.uintp, types.uintp, types.uintp, types.int64)
+def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
+    """t[j * 16 + l] = sum_k a[k * 16 + l] * b[k * ldb + j]: a panel of 16 packed weight
+    rows by NR columns of b (a packed panel, ldb = NR, or NR neighbouring columns of a
+    row-major matrix, ldb its row length), into the scratch tile t; k_len >= 1."""
+    sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64)
 
     def codegen(context, builder, signature, args):
-        a_int, b_int, t_int, k = args
+        a_int, b_int, ldb, t_int, k = args
         a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
         sums = _emit_fma_loop(
             builder, k, lambda kk: _load_vector(builder, a, builder.mul(kk, _i64(LANES))),
             lambda kk, j: builder.load(builder.gep(
-                b, [builder.add(builder.mul(kk, _i64(NR)), _i64(j))]), align=4), NR)
+                b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), NR)
         for j in range(NR):
             _store_vector(builder, sums[j], t, _i64(LANES * j))
         return context.get_dummy_value()
@@ -223,18 +223,32 @@ def _gemm_channels(ap, bp, c, m_len):
         tile = np.empty(LANES * NR, np.float32)
         rows = min(LANES, m_len - mb * LANES)
         for nb in range(nb_len):
-            _tile_channels(ap.ctypes.data + mb * k_len * LANES * 4,
-                           bp.ctypes.data + nb * k_len * NR * 4, tile.ctypes.data, k_len)
+            tile_channels(ap.ctypes.data + mb * k_len * LANES * 4,
+                          bp.ctypes.data + nb * k_len * NR * 4, NR, tile.ctypes.data, k_len)
             for j in range(min(NR, n_len - nb * NR)):
                 for l in range(rows):
                     c[mb * LANES + l, nb * NR + j] = tile[uint64(j * LANES + l)]
+
+
+@numba.njit(**JIT)
+def pack_columns(b, dst):
+    """dst[p, k, j] = b[k, p * NR + j] (zero past b's last column): b's columns as panels
+    of NR. One task per row of b, read once along its length (pack_panels on b.T, a task
+    per panel reading NR values per row, took 2.4x as long: 0.18 ms for ResNet's 512@7
+    columns, 4608 x 49)."""
+    k_len, n_len = b.shape
+    for k in prange(k_len):
+        for p in range(dst.shape[0]):
+            for j in range(NR):
+                n = p * NR + j
+                dst[p, k, j] = b[k, n] if n < n_len else 0
 
 
 def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)`; b packed here."""
     k_len, n_len = b.shape
     bp = workspace("packed-columns", (-(-n_len // NR), k_len, NR), np.float32)
-    launch(pack_panels, b.T, bp)
+    launch(pack_columns, b, bp)
     launch(_gemm_channels, ap, bp, c, m_len)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch, recording
 
@@ -233,22 +234,46 @@ def _tiling(n_len, oh_len, ow_len, per_block):
     return th, tw, rows, (rows + per_block - 1) // per_block
 
 
+@numba.njit(**TASK_JIT)
+def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
+    """M[e] = U[e] @ V[e] for the block's tb tiles and output channels o0 <= o < o0 + o_rows
+    (o0 a multiple of 16), with U packed as (16, O/16, C, 16) panels (packed_weight_
+    transform) and V read in place (vf[v0 + (e * C + c) * tb + t]): packed_gemm's
+    microkernel, 16 output channels by NR tiles a step, into mf[m0 + (e * o_rows + o - o0)
+    * tb + t]. The last step of a block reads up to NR - 1 values past its V (the slack
+    _run leaves), for columns that are thrown away."""
+    first = o0 // packed_gemm.LANES
+    panels = (o_rows + packed_gemm.LANES - 1) // packed_gemm.LANES
+    for e in range(16):
+        for p in range(panels):
+            rows = min(packed_gemm.LANES, o_rows - p * packed_gemm.LANES)
+            a_at = up.ctypes.data + (e * up.shape[1] + first + p) * c_len * packed_gemm.LANES * 4
+            for t0 in range(0, tb, packed_gemm.NR):
+                packed_gemm.tile_channels(a_at, v.ctypes.data + (v0 + e * c_len * tb + t0) * 4,
+                                          tb, tile.ctypes.data, c_len)
+                for j in range(min(packed_gemm.NR, tb - t0)):
+                    for l in range(rows):
+                        mf[uint64(m0 + (e * o_rows + p * packed_gemm.LANES + l) * tb + t0
+                                  + j)] = tile[uint64(j * packed_gemm.LANES + l)]
+
+
 if blas.AVAILABLE:
     @numba.njit(**JIT)
-    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch):
-        """out = conv2d(x, w) for u = transform_weights(w), in blocks of `per_block` tile
-        rows (of all images in a row). Thread k (slot k of v, m and scratch) runs one run
-        of blocks for one of `o_parts` ranges of output channels: with o_parts = 1 the
-        threads split the tiles; with as many parts as threads each thread takes all the
-        tiles (transforming the input again) and packs only its rows of U, which is what
-        a layer with few tiles (ResNet's 512@7 at batch 1) needs."""
+    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles):
+        """out = conv2d(x, w) for u = transform_weights(w) (or, with `packed`, u =
+        packed_weight_transform(w)), in blocks of `per_block` tile rows (of all images in
+        a row). Thread k (slot k of v, m, scratch and tiles) runs one run of blocks for one
+        of `o_parts` ranges of output channels: with o_parts = 1 the threads split the
+        tiles; with as many parts as threads each thread takes all the tiles (transforming
+        the input again) and reads (OpenBLAS: packs) only its rows of U, which is what a
+        layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
         th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
         slots = v.shape[0]
         row_parts = slots // o_parts
         per_slot = (blocks + row_parts - 1) // row_parts
-        o_step = (o_len + o_parts - 1) // o_parts
+        o_step = _channel_step(o_len, o_parts, packed)
         cap = per_block * tw
         size = x.itemsize
         double = size == 8
@@ -260,7 +285,7 @@ if blas.AVAILABLE:
             o_rows = min(o_len, o0 + o_step) - o0
             if o_rows <= 0:
                 continue
-            v0, m0 = slot * 16 * c_len * cap, slot * 16 * o_step * cap
+            v0, m0 = slot * v.shape[1], slot * m.shape[1]
             pad, line_rows, line = scratch[slot, :4 * width], scratch[slot, 4 * width:8 * width], \
                 scratch[slot, 8 * width:8 * width + 4 * tw]
             for blk in range(part * per_slot, min(blocks, (part + 1) * per_slot)):
@@ -268,13 +293,25 @@ if blas.AVAILABLE:
                 tb = (min(rows, row0 + per_block) - row0) * tw
                 _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad,
                                  line_rows)
-                for e in range(16):
-                    blas.gemm_call(double, False, False, o_rows, tb, c_len,
-                                   u.ctypes.data + (e * o_len + o0) * c_len * size, c_len,
-                                   v.ctypes.data + (v0 + e * c_len * tb) * size, tb, 0.0,
-                                   m.ctypes.data + (m0 + e * o_rows * tb) * size, tb)
+                if packed:
+                    _packed_products(u, v, v0, c_len, tb, mf, m0, o0, o_rows, tiles[slot])
+                else:
+                    for e in range(16):
+                        blas.gemm_call(double, False, False, o_rows, tb, c_len,
+                                       u.ctypes.data + (e * o_len + o0) * c_len * size, c_len,
+                                       v.ctypes.data + (v0 + e * c_len * tb) * size, tb, 0.0,
+                                       m.ctypes.data + (m0 + e * o_rows * tb) * size, tb)
                 _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len,
                                   ow_len, line)
+
+
+@numba.njit(inline="always")
+def _channel_step(o_len, o_parts, packed):
+    """Output channels per part: with `packed`, whole panels of 16."""
+    step = (o_len + o_parts - 1) // o_parts
+    if packed:
+        step = (step + packed_gemm.LANES - 1) // packed_gemm.LANES * packed_gemm.LANES
+    return step
 
 
 # Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
@@ -282,34 +319,48 @@ if blas.AVAILABLE:
 _TRANSFORMED: dict[tuple[int, bool], tuple[weakref.ref, np.ndarray]] = {}
 
 
-def weight_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
-    """U = G w G^T as (16, O, C) (with `flip`: of the input gradient's weight, (16, C, O)).
-    A read-only weight (a frozen constant) is transformed once and kept; a writable one (a
+def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) -> np.ndarray:
+    """U = G w G^T as (16, O, C) (with `flip`: of the input gradient's weight, (16, C, O);
+    with `packed`, float32, as (16, O/16, C, 16) panels for packed_gemm's microkernel). A
+    read-only weight (a frozen constant) is transformed once and kept; a writable one (a
     parameter in training) at every call."""
-    key = (id(w), flip)
+    key = (id(w), flip, packed)
     entry = _TRANSFORMED.get(key)
     if entry is not None and entry[0]() is w and not recording():  # an artifact needs the
         return entry[1]                                           # transform's kernel too
     shape = (16, w.shape[1], w.shape[0]) if flip else (16, w.shape[0], w.shape[1])
     u = np.empty(shape, w.dtype)
     launch(transform_weights, w, u, flip)
+    if packed:
+        width = packed_gemm.LANES
+        panels = np.empty((16, -(-shape[1] // width), shape[2], width), np.float32)
+        for e in range(16):
+            launch(packed_gemm.pack_panels, u[e], panels[e])
+        u = panels
     if not w.flags.writeable:
         _TRANSFORMED[key] = (weakref.ref(w, lambda _: _TRANSFORMED.pop(key, None)), u)
     return u
 
 
-def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int) -> None:
-    """out = the Winograd convolution of x with transformed weights u (16, O, C)."""
+def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
+         packed: bool = False) -> None:
+    """out = the Winograd convolution of x with transformed weights u (16, O, C), or
+    (`packed`) u packed in panels by weight_transform(.., packed=True)."""
     n_len, c_len = x.shape[:2]
-    o_len, tw = u.shape[1], tiles(out.shape[2:])[1]
+    o_len, tw = out.shape[1], tiles(out.shape[2:])[1]
     threads = numba.get_num_threads()
     per_block, o_parts = forward_plan(n_len, out.shape[2:], c_len, x.itemsize, threads)
     cap = per_block * tw
-    v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
-    m = workspace("winograd-m", (threads, 16 * (-(-o_len // o_parts)) * cap), x.dtype)
+    slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
+    v = workspace("winograd-v", (threads, 16 * c_len * cap + slack), x.dtype)
+    v[:, v.shape[1] - slack:] = 0
+    o_step = _channel_step(o_len, o_parts, packed)
+    m = workspace("winograd-m", (threads, 16 * o_step * cap), x.dtype)
     scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
+    tile = workspace("winograd-tile", (threads, packed_gemm.LANES * packed_gemm.NR),
+                     np.float32)
     with blas.one_thread_pool():
-        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch)
+        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
 
 
 def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
@@ -317,6 +368,21 @@ def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[s
     """out = conv2d(x, w) without bias, for a convolution `applies` accepts."""
     pads = attrs["padding"]
     _run(x, weight_transform(w), out, pads[0], pads[2])
+
+
+def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
+                   dtype: Any) -> bool:
+    """Where conv2d_winograd_packed runs: a float32 conv `applies` accepts."""
+    return np.dtype(dtype) == np.float32 and applies(x_shape, w_shape, attrs)
+
+
+def conv2d_winograd_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                           attrs: dict[str, Any]) -> None:
+    """conv2d_winograd with the 16 products M[e] = U[e] @ V[e] run by packed_gemm's
+    microkernel on U packed once (frozen weights) instead of OpenBLAS, which packs U again
+    for every block: float32."""
+    pads = attrs["padding"]
+    _run(x, weight_transform(w, packed=True), out, pads[0], pads[2], packed=True)
 
 
 def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
