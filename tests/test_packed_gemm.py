@@ -67,11 +67,12 @@ def packed_case(draw):
 
 
 @given(case=packed_case(), seed=st.integers(0, 2**16),
-       algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed"]))
+       algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed", "implicit"]))
 def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed, algorithm):
     """conv2d through the cpu kernel with a packed GEMM chosen (1x1 convs on the image
-    itself, others on im2col columns, 3x3 stride-1 ones also by Winograd with its products
-    on the microkernel), bias added after: equal to the reference."""
+    itself, others on im2col columns or, 'implicit', on the padded image through a table
+    of tap offsets; 3x3 stride-1 ones also by Winograd with its products on the
+    microkernel), bias added after: equal to the reference."""
     from graphcnn.backends.cpu import autotune
     from graphcnn.backends.cpu.kernels import conv_gemm
     x_shape, w_shape, attrs, bias = case
@@ -116,3 +117,32 @@ def test_float64_and_grouped_convs_are_not_candidates():
     assert not packed_fits((1, 8, 9, 9), (8, 4, 3, 3), np.float32, dict(attrs, groups=2))
     full = dict(attrs, padding=(0, 0, 0, 0))
     assert not packed_fits((1, 8, 3, 3), (8, 8, 3, 3), np.float32, full)  # one dense GEMM
+
+
+@st.composite
+def implicit_case(draw):
+    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 13))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 40))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = draw(st.tuples(*[st.integers(0, 3)] * 4))
+    assume(h + pads[0] + pads[1] >= (kh - 1) * dilation[0] + 1
+           and w + pads[2] + pads[3] >= (kw - 1) * dilation[1] + 1)
+    return (n, c, h, w), (o, c, kh, kw), dict(stride=stride, padding=pads, dilation=dilation,
+                                              groups=1)
+
+
+@given(case=implicit_case(), seed=st.integers(0, 2**16))
+def test_implicit_gemm_kernel_equals_the_reference(case, seed):
+    """The implicit GEMM alone at any stride, dilation and padding, output rows up to 40
+    wide (whole and partial blocks of 16 pixels) and partial panels of output channels:
+    equal to the reference, every output written."""
+    from graphcnn.backends.cpu.kernels.implicit_gemm import conv2d_implicit_gemm
+    x_shape, w_shape, attrs = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, x_shape), rand(rng, w_shape)
+    want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
+    out = np.full(want.shape, np.nan, np.float32)
+    conv2d_implicit_gemm(x, w, out, attrs)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))

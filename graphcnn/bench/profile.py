@@ -35,8 +35,8 @@ def step_nodes(exe: Any) -> list[Any]:
 
 def conv_algorithm(node: Any) -> str:
     """Which algorithm the cpu backend picks for a (fused) convolution: 'gemm', 'gemm-1x1',
-    'winograd', 'packed', 'packed-channels' (+ '-1x1') as measured by autotune once the
-    graph has run,
+    'winograd', 'winograd-packed', 'packed', 'packed-channels', 'implicit' (+ '-1x1') as
+    measured by autotune once the graph has run,
     'depthwise-3x3', 'direct' or 'direct-grouped'; '' for other ops."""
     op, attrs = node.op, node.attrs
     if op == "fused":

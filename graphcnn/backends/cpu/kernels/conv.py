@@ -14,8 +14,8 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, packed_gemm, winograd,
-                                          winograd_weight_grad)
+from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, implicit_gemm, packed_gemm,
+                                          winograd, winograd_weight_grad)
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
@@ -242,6 +242,7 @@ _RUNS = {
     "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
     "packed": lambda op: packed_gemm.conv2d_packed,
     "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
+    "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
 }
 
 
@@ -250,9 +251,11 @@ def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                ) -> list[str]:
     """The algorithms that may compute this GEMM-sized conv op: 'gemm' (im2col + OpenBLAS)
     always; 'winograd' and the packed-weights GEMM, pixels or output channels in the vector
-    lanes ('packed', 'packed-channels'), where they apply, and for a float32 forward conv
-    Winograd with its products on that GEMM ('winograd-packed', even for few tiles: it
-    does not pack U again per block)."""
+    lanes ('packed', 'packed-channels'), and that GEMM's microkernel reading the padded
+    image through a table of tap offsets ('implicit', no im2col; not for a 1x1 stride-1
+    unpadded conv, which reads the image itself already), where they apply; and for a float32
+    forward conv Winograd with its products on that GEMM ('winograd-packed', even for few
+    tiles: it does not pack U again per block)."""
     names = ["gemm"]
     if winograd_fits(op, x_shape, w_shape, out_hw, attrs, np.dtype(dtype).itemsize, frozen):
         names.append("winograd")
@@ -260,6 +263,8 @@ def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         names.append("winograd-packed")
     if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
         names += ["packed", "packed-channels"]
+        if not conv_gemm.is_pointwise(w_shape, attrs):
+            names.append("implicit")
     return names
 
 

@@ -76,7 +76,7 @@ def _phase_span(cp, pl, sw, in_w, phase_len):
 
 
 @numba.njit(**TASK_JIT)
-def _fill_padded(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad):
+def fill_phases(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad):
     """pad = the plane at xf[x0:] with pt rows and pl columns of zeros before it, in the
     phase layout above."""
     for q in range(pad.size):
@@ -127,7 +127,7 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
     `wide` (the outputs with each row phase_len long). The arrays come flat: a view made
     here, per plane, is an atomic reference-count update that the threads fight over."""
     rows, phase_len, _ = _scratch_geometry(oh_len, ow_len, sh, sw)
-    _fill_padded(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
+    fill_phases(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
     c, o0 = task % c_len, task * oh_len * ow_len
     b = bias[c] if has_bias else zero
     k0 = c * 9

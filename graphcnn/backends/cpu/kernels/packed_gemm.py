@@ -45,7 +45,7 @@ def _i64(value: int) -> ir.Constant:
     return ir.Constant(_I64, value)
 
 
-def _emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
+def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
                    count: int) -> list[ir.Value]:
     """The loop both microkernels are: for kk < k_len (>= 1), for j < count,
     acc[j] = fma(vector_at(kk), broadcast(scalar_at(kk, j)), acc[j]), the accumulators
@@ -81,11 +81,11 @@ def _emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scala
     return sums
 
 
-def _load_vector(builder: ir.IRBuilder, base: ir.Value, at: ir.Value) -> ir.Value:
+def load_vector(builder: ir.IRBuilder, base: ir.Value, at: ir.Value) -> ir.Value:
     return builder.load(builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
 
 
-def _store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.Value) -> None:
+def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.Value) -> None:
     builder.store(value, builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
 
 
@@ -99,13 +99,13 @@ def _tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
     def codegen(context, builder, signature, args):
         w_int, b_int, ldb, c_int, ldc, k, rows = args
         w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
-        sums = _emit_fma_loop(
-            builder, k, lambda kk: _load_vector(builder, b, builder.mul(kk, ldb)),
+        sums = emit_fma_loop(
+            builder, k, lambda kk: load_vector(builder, b, builder.mul(kk, ldb)),
             lambda kk, r: builder.load(builder.gep(
                 w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4), MR)
         for r in range(MR):
             with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
-                _store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
+                store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -202,12 +202,12 @@ def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
     def codegen(context, builder, signature, args):
         a_int, b_int, ldb, t_int, k = args
         a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
-        sums = _emit_fma_loop(
-            builder, k, lambda kk: _load_vector(builder, a, builder.mul(kk, _i64(LANES))),
+        sums = emit_fma_loop(
+            builder, k, lambda kk: load_vector(builder, a, builder.mul(kk, _i64(LANES))),
             lambda kk, j: builder.load(builder.gep(
                 b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), NR)
         for j in range(NR):
-            _store_vector(builder, sums[j], t, _i64(LANES * j))
+            store_vector(builder, sums[j], t, _i64(LANES * j))
         return context.get_dummy_value()
 
     return sig, codegen
