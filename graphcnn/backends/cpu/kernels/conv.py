@@ -14,8 +14,8 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, epilogue, implicit_gemm,
-                                          packed_gemm, winograd, winograd_weight_grad)
+from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, implicit_gemm, packed_gemm,
+                                          winograd, winograd_weight_grad)
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
@@ -199,13 +199,11 @@ def forget_choices() -> None:
     _CHOSEN.clear()
 
 
-def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                ep: epilogue.Epilogue | None = None) -> bool:
+def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
     """Compute `op` (without its bias) by GEMMs (im2col + GEMM, Winograd, or the packed-
-    weights GEMM) if the cost model prefers them, then the epilogue `ep` (conv2d only; its
-    bias included): in the kernel as it writes where the algorithm can, else as a pass of
-    its own. False leaves the work to the direct kernel. Fused groups call this too. Where
-    several algorithms fit, autotune.py measures which is fastest."""
+    weights GEMM) if the cost model prefers them; False leaves the work to the direct
+    kernel. Fused groups call this too. Where several algorithms fit, autotune.py measures
+    which is fastest."""
     if op not in GEMM_CONVS:
         return False
     # The weight gradient's second operand is the input x, not a weight.
@@ -219,40 +217,8 @@ def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
         _CHOSEN[memo] = name
     if name is None:
         return False
-    run = _RUNS[name](op)
-    if ep is None or ep.is_identity:
-        run(ins[0], ins[1], out, attrs)
-    elif op == "conv2d" and name in FINISHING:
-        run(ins[0], ins[1], out, attrs, ep)
-    else:
-        run(ins[0], ins[1], out, attrs)
-        launch(epilogue.apply, out, *ep.args())
+    _RUNS[name](op)(ins[0], ins[1], out, attrs)
     return True
-
-
-# The algorithms whose conv2d applies an epilogue as it writes (a parameter `ep`).
-FINISHING = ("winograd", "winograd-packed", "packed", "packed-channels", "implicit")
-
-
-def conv2d_with_epilogue(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                         ep: epilogue.Epilogue) -> None:
-    """out = conv2d(*ins) (its bias is ep's) and the epilogue, in whichever kernel runs it:
-    the GEMM algorithms, the depthwise kernel, or a direct kernel and a pass after it."""
-    if run_as_gemm("conv2d", ins[:2], out, attrs, ep):
-        return
-    x, w = ins[0], ins[1]
-    bias, has_bias = (ep.bias, True) if ep.has_bias else (ep.values[:1], False)
-    if depthwise.applies(x.shape, w.shape, attrs):
-        depthwise.conv2d_depthwise3x3(x, w, bias, has_bias, out, attrs, ep.without_bias())
-        return
-    args = conv2d_args([x, w, bias] if has_bias else [x, w], out, attrs)
-    if wide_applies(attrs):
-        launch(_conv2d_wide, *args[:5], attrs["groups"])
-    else:
-        launch(_conv2d, *args)
-    rest = ep.without_bias()
-    if not rest.is_identity:
-        launch(epilogue.apply, out, *rest.args())
 
 
 def _choose(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
@@ -371,9 +337,20 @@ def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple
 
 @cpu_kernel("conv2d")
 def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    out = outs[0]
-    conv2d_with_epilogue(ins, out, attrs,
-                         epilogue.make(out.dtype, ins[2] if len(ins) == 3 else None))
+    if run_as_gemm("conv2d", ins, outs[0], attrs):
+        if len(ins) == 3:
+            from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
+            out = outs[0]  # seen as (N, C, 1, H*W): one long vectorized loop per plane
+            launch(add_channel_bias, out.reshape(out.shape[0], out.shape[1], 1, -1), ins[2])
+        return
+    args = conv2d_args(ins, outs[0], attrs)
+    if depthwise.applies(ins[0].shape, ins[1].shape, attrs):
+        depthwise.conv2d_depthwise3x3(*args[:5], attrs)
+        return
+    if wide_applies(attrs):
+        launch(_conv2d_wide, *args[:5], attrs["groups"])
+        return
+    launch(_conv2d, *args)
 
 
 @cpu_kernel("conv2d_input_grad")

@@ -338,3 +338,15 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
                 launch(_gather, dy3, rhs, n0, nb, g * og)
             matmul(w2[g * og:(g + 1) * og].T, rhs, col)
             launch(_col2im, col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
+
+
+@numba.njit(**JIT)
+def add_channel_bias(out, bias):
+    """out[n, c] += bias[c], in place."""
+    c_len = out.shape[1]
+    for task in prange(out.shape[0] * c_len):
+        n, c = task // c_len, task % c_len
+        b = bias[c]
+        for y in range(out.shape[2]):
+            for x in range(out.shape[3]):
+                out[n, c, y, x] += b

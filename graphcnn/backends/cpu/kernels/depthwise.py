@@ -16,7 +16,6 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
-from graphcnn.backends.cpu.kernels import epilogue
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 
@@ -123,7 +122,7 @@ def _fill_row_stride2(xf, src, pl, in_w, phase_len, pad, even0, odd0):
 
 @numba.njit(**TASK_JIT)
 def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_len,
-                      ow_len, sh, sw, pt, pl, pad, wide, rf, ep):
+                      ow_len, sh, sw, pt, pl, pad, wide):
     """One output plane of(n, c), task = n * C + c, through this thread's scratch `pad` and
     `wide` (the outputs with each row phase_len long). The arrays come flat: a view made
     here, per plane, is an atomic reference-count update that the threads fight over."""
@@ -150,20 +149,15 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
     for oy in range(oh_len):
         for ox in range(ow_len):
             of[uint64(o0 + oy * ow_len + ox)] = wide[uint64(oy * phase_len + ox)]
-    if epilogue.active_jit(ep):  # the plane is still in this core's cache
-        epilogue.finish_row(of, o0, oh_len * ow_len, c, rf, ep)
 
 
 @numba.njit(**JIT)
-def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks, ep_bias, res,
-                  ep_has_bias, has_residual, act, low, high, values):
+def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks):
     c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     oh_len, ow_len = out.shape[2], out.shape[3]
     planes = out.shape[0] * c_len
     rows, phase_len, pad_len = _scratch_geometry(oh_len, ow_len, sh, sw)
     xf, of, wf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size)
-    rf = res.reshape(res.size)
-    ep = (ep_bias, ep_has_bias, has_residual, act, low, high, values)
     blocks = min(planes, blocks)
     for block in prange(blocks):
         pad, wide = np.empty(pad_len, x.dtype), np.empty(_wide_len(oh_len, phase_len), x.dtype)
@@ -171,17 +165,12 @@ def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks, ep_bias, re
         zero = np.zeros(1, out.dtype)[0]
         for task in range(block * planes // blocks, (block + 1) * planes // blocks):
             depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
-                              oh_len, ow_len, sh, sw, pt, pl, pad, wide, rf, ep)
+                              oh_len, ow_len, sh, sw, pt, pl, pad, wide)
 
 
 def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias: bool,
-                        out: np.ndarray, attrs: dict[str, Any],
-                        ep: epilogue.Epilogue | None = None) -> None:
-    """out = the depthwise conv (+ bias) and then the epilogue `ep` (its residual add and
-    activation; its bias must be left out, as this kernel adds `bias` in its sums)."""
+                        out: np.ndarray, attrs: dict[str, Any]) -> None:
     (sh, sw), pads = attrs["stride"], attrs["padding"]
-    ep = ep or epilogue.make(out.dtype)
     # A few blocks of planes per thread, each with its own padded scratch plane.
     blocks = 4 * numba.get_num_threads()
-    launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2], blocks,
-           *ep.args())
+    launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2], blocks)

@@ -1,7 +1,5 @@
 """The cpu kernel of `fused` nodes: the generated kernel of the group (codegen.py),
-called with the anchor's arguments and broadcast views of the epilogue's side inputs; or,
-for a convolution whose chain is a residual add and/or relu or clip (epilogue.py), the
-conv kernels applying that chain as they write, with no pass of its own."""
+called with the anchor's arguments and broadcast views of the epilogue's side inputs."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -9,8 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel, side_refs
-from graphcnn.backends.cpu.kernels import epilogue
-from graphcnn.backends.cpu.kernels.conv import conv2d_with_epilogue, run_as_gemm
+from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
 from graphcnn.backends.cpu.registry import cpu_kernel, get_kernel, launch
@@ -38,19 +35,15 @@ def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...])
 
 @cpu_kernel("fused")
 def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    kernel, refs = _prepared(attrs)
     out = outs[0]
     anchor = attrs["anchor"]
-    head = ins[:attrs["anchor_inputs"]]
-    ep = epilogue.recognize(attrs, ins, out)
-    if ep is not None:  # the conv kernels apply it as they write: no pass of its own
-        conv2d_with_epilogue(head, out, attrs["anchor_attrs"], ep)
-        return
-    kernel, refs = _prepared(attrs)
     view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape)
     sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
     if not anchor:
         launch(kernel, out.reshape(view), *sides)
         return
+    head = ins[:attrs["anchor_inputs"]]
     blas = run_as_blas if anchor in ROW_ANCHORS else run_as_gemm
     if blas(anchor, head, out, attrs["anchor_attrs"]):
         # The GEMM left the bias out: the epilogue adds it in the same pass.

@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange, types, uint64
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import depthwise, epilogue, packed_gemm
+from graphcnn.backends.cpu.kernels import depthwise, packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, MR, emit_fma_loop, load_vector,
                                                        store_vector)
@@ -78,21 +78,17 @@ def _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane):
 
 
 @numba.njit(**JIT)
-def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, bias, res,
-                   has_bias, has_residual, act, low, high, values):
-    """out = conv2d(x, W) for W packed by packed_gemm.packed, and the epilogue (res
-    laid out as out), image by image: the image split into phases (one task per channel),
-    then one task per block of 16 pixels of an output row, all the weight panels over it,
-    each tile finished as it is written."""
-    ep = (bias, has_bias, has_residual, act, low, high, values)
+def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off):
+    """out = conv2d(x, W) for W packed by packed_gemm.packed, image by image: the image
+    split into phases (one task per channel), then one task per block of 16 pixels of an
+    output row, all the weight panels over it."""
     n_len, c_len, in_h, in_w = x.shape
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
     ob_len, k_len = wp.shape[0], wp.shape[1]
     rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
     _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane)
-    xf, of, rf = x.reshape(x.size), out.reshape(out.size), res.reshape(res.size)
+    xf = x.reshape(x.size)
     ldc = oh_len * ow_len
-    finishing = epilogue.active_jit(ep)
     per_row = (ow_len + LANES - 1) // LANES
     for n in range(n_len):
         for c in prange(c_len):
@@ -116,17 +112,11 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, bias
                     for r in range(rows_here):
                         for q in range(cols):
                             out[n, ob * MR + r, oy, ox + q] = tile[uint64(r * LANES + q)]
-                if finishing:
-                    for r in range(rows_here):
-                        o = ob * MR + r
-                        epilogue.finish_row(of, ((n * o_len + o) * oh_len + oy) * ow_len + ox,
-                                            cols, o, rf, ep)
 
 
 def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                         attrs: dict[str, Any], ep: epilogue.Epilogue | None = None) -> None:
-    """out = conv2d(x, w) and the epilogue `ep` (none: without bias), float32, one group."""
-    ep = ep or epilogue.make(out.dtype)
+                         attrs: dict[str, Any]) -> None:
+    """out = conv2d(x, w) without bias (float32, one group)."""
     o_len, c_len, kh, kw = w.shape
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     oh, ow = out.shape[2:]
@@ -136,5 +126,4 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     phases[-LANES:] = 0  # read (and thrown away) by a row's last block
     off = workspace("implicit-offsets", (c_len * kh * kw,), np.int64)
     wp = packed_gemm.packed(w.reshape(o_len, -1), w)
-    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
-           *ep.args())
+    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off)

@@ -29,7 +29,7 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import conv_gemm, epilogue
+from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, launch, recording
 
@@ -125,16 +125,14 @@ def pack_panels(src, dst):
 
 
 @numba.njit(**JIT)
-def _gemm(wp, b, c, m_len, tail, bias, res, has_bias, has_residual, act, low, high, values):
-    """c (M, N) = W @ b for W packed in wp, then the epilogue (epilogue.py; res laid out as
-    c) on each tile as it is written; b and c may be row-strided views (b's rows
+def _gemm(wp, b, c, m_len, tail):
+    """c (M, N) = W @ b for W packed in wp; b and c may be row-strided views (b's rows
     contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy.
     Tasks go column block by column block, all the weight panels over one block of b
     before the next: the block (K rows of 16 pixels) is read from memory once and stays
     in the core's L1 while the panels pass (one panel after the other over every block
     read the columns M / 6 times: ResNet's stem GEMM, 64x147 @ 147x12544, 2.2 -> 1.9 ms,
     64x576 @ 576x3136 1.35 -> 1.13 in interleaved runs)."""
-    ep = (bias, has_bias, has_residual, act, low, high, values)
     ob_len, k_len = wp.shape[0], wp.shape[1]
     n_len = b.shape[1]
     ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
@@ -152,16 +150,12 @@ def _gemm(wp, b, c, m_len, tail, bias, res, has_bias, has_residual, act, low, hi
         if nb < full:
             _tile(w_at, b.ctypes.data + nb * LANES * 4, ldb,
                   c.ctypes.data + (ob * MR * ldc + nb * LANES) * 4, ldc, k_len, rows)
-            if epilogue.active_jit(ep):
-                epilogue.finish_block(c, res, ob * MR, rows, nb * LANES, LANES, ep)
         else:
             block = np.empty(MR * LANES, np.float32)
             _tile(w_at, tail.ctypes.data, LANES, block.ctypes.data, LANES, k_len, rows)
             for r in range(rows):
                 for q in range(n_len - full * LANES):
                     c[ob * MR + r, full * LANES + q] = block[uint64(r * LANES + q)]
-            epilogue.finish_block(c, res, ob * MR, rows, full * LANES, n_len - full * LANES,
-                                  ep)
 
 
 # Packed weights of frozen (read-only) arrays, by the array's identity and panel width (as
@@ -183,21 +177,11 @@ def packed(w2: np.ndarray, owner: np.ndarray, width: int = MR) -> np.ndarray:
     return wp
 
 
-def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
-                  ep: epilogue.Epilogue | None = None, res: np.ndarray | None = None) -> None:
-    """c = W @ b for float32 W packed by `packed`, then the epilogue `ep` if any (res: its
-    residual laid out as c); b and c 2-d with contiguous rows."""
+def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
+    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
-    ep, res = _with_residual(ep, res, c)
-    launch(_gemm, wp, b, c, m_len, tail, *ep.args(res))
-
-
-def _with_residual(ep: epilogue.Epilogue | None, res: np.ndarray | None, c: np.ndarray
-                   ) -> tuple[epilogue.Epilogue, np.ndarray]:
-    """(ep, res) with none of them left out: no epilogue, a dummy residual."""
-    ep = ep or epilogue.make(c.dtype)
-    return ep, res if res is not None else ep.values[:1].reshape(1, 1)
+    launch(_gemm, wp, b, c, m_len, tail)
 
 
 # ---- output channels in the lanes ------------------------------------------------------
@@ -230,12 +214,9 @@ def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
 
 
 @numba.njit(**JIT)
-def _gemm_channels(ap, bp, c, m_len, bias, res, has_bias, has_residual, act, low, high,
-                   values):
-    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/NR, K, NR) panels, then
-    the epilogue (res laid out as c). One task per panel of W, which stays in the core's
-    cache across the column panels."""
-    ep = (bias, has_bias, has_residual, act, low, high, values)
+def _gemm_channels(ap, bp, c, m_len):
+    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/NR, K, NR) panels. One
+    task per panel of W, which stays in the core's cache across the column panels."""
     mb_len, k_len = ap.shape[0], ap.shape[1]
     nb_len, n_len = bp.shape[0], c.shape[1]
     for mb in prange(mb_len):
@@ -246,10 +227,7 @@ def _gemm_channels(ap, bp, c, m_len, bias, res, has_bias, has_residual, act, low
                           bp.ctypes.data + nb * k_len * NR * 4, NR, tile.ctypes.data, k_len)
             for j in range(min(NR, n_len - nb * NR)):
                 for l in range(rows):
-                    row, col = mb * LANES + l, nb * NR + j
-                    v = tile[uint64(j * LANES + l)]
-                    c[row, col] = epilogue.finish(v, row, res[row, col] if has_residual else v,
-                                                  ep)
+                    c[mb * LANES + l, nb * NR + j] = tile[uint64(j * LANES + l)]
 
 
 @numba.njit(**JIT)
@@ -266,24 +244,19 @@ def pack_columns(b, dst):
                 dst[p, k, j] = b[k, n] if n < n_len else 0
 
 
-def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
-                           ep: epilogue.Epilogue | None = None, res: np.ndarray | None = None
-                           ) -> None:
-    """c = W @ b for float32 W packed by `packed(.., width=LANES)`, then the epilogue `ep`
-    if any (res: its residual laid out as c); b packed here."""
-    ep, res = _with_residual(ep, res, c)
+def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
+    """c = W @ b for float32 W packed by `packed(.., width=LANES)`; b packed here."""
     k_len, n_len = b.shape
     bp = workspace("packed-columns", (-(-n_len // NR), k_len, NR), np.float32)
     launch(pack_columns, b, bp)
-    launch(_gemm_channels, ap, bp, c, m_len, *ep.args(res))
+    launch(_gemm_channels, ap, bp, c, m_len)
 
 
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-              width: int, product: Any, ep: epilogue.Epilogue | None) -> None:
-    """out = conv2d(x, w) and the epilogue `ep` (none: no bias), image by image:
-    `product(panels, M, b, c, ep, res)` of the weights packed `width` rows a panel with the
-    image itself (a 1x1 stride-1 conv) or its im2col columns."""
-    ep = ep or epilogue.make(out.dtype)
+              width: int, product: Any) -> None:
+    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of the
+    weights packed `width` rows a panel with the image itself (a 1x1 stride-1 conv) or its
+    im2col columns."""
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     oh, ow = out.shape[2:]
@@ -291,26 +264,23 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     out3 = out.reshape(n_len, o_len, oh * ow)
     if conv_gemm.is_pointwise(w.shape, attrs):
         for n in range(n_len):
-            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n], ep,
-                    epilogue.image_residual(ep, n, o_len))
+            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
         return
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     col = workspace("col", (k, oh * ow), x.dtype)
     for n in range(n_len):
         launch(conv_gemm._im2col, x, n, 1, 0, col, w.shape[2], w.shape[3], sh, sw, pads[0],
                pads[2], dh, dw, oh, ow)
-        product(wp, o_len, col, out3[n], ep, epilogue.image_residual(ep, n, o_len))
+        product(wp, o_len, col, out3[n])
 
 
 def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], ep: epilogue.Epilogue | None = None) -> None:
-    """out = conv2d(x, w) and the epilogue `ep` (none: without bias), float32, one group,
-    output channels in the lanes."""
-    _by_image(x, w, out, attrs, LANES, matmul_packed_channels, ep)
+                           attrs: dict[str, Any]) -> None:
+    """out = conv2d(x, w) without bias (float32, one group), output channels in the lanes."""
+    _by_image(x, w, out, attrs, LANES, matmul_packed_channels)
 
 
-def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-                  ep: epilogue.Epilogue | None = None) -> None:
-    """out = conv2d(x, w) and the epilogue `ep` (none: without bias), float32, one group,
-    pixels in the lanes."""
-    _by_image(x, w, out, attrs, MR, matmul_packed, ep)
+def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
+                  ) -> None:
+    """out = conv2d(x, w) without bias (float32, one group), pixels in the lanes."""
+    _by_image(x, w, out, attrs, MR, matmul_packed)

@@ -34,7 +34,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import blas
-from graphcnn.backends.cpu.kernels import epilogue, packed_gemm
+from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch, recording
 
@@ -194,11 +194,9 @@ def _four(f, q, step):
 
 @numba.njit(**TASK_JIT)
 def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, ow_len,
-                      line, rf, ep):
+                      line):
     """The output rows of channels o0 <= o < o0 + o_rows (of o_len) for the tb // tw tile
-    rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A, each
-    row finished by the epilogue `ep` (rf: the residual, laid out as of) once written."""
-    finishing = epilogue.active_jit(ep)
+    rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A."""
     count = tb // tw
     width = 2 * tw
     step = o_rows * tb
@@ -226,8 +224,6 @@ def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, o
                     d0 = ((n * o_len + o) * oh_len + oy + i) * ow_len
                     for k in range(ow_len):
                         of[uint64(d0 + k)] = line[uint64(i * width + k)]
-                    if finishing:
-                        epilogue.finish_row(of, d0, ow_len, o, rf, ep)
 
 
 @numba.njit(inline="always")
@@ -236,17 +232,6 @@ def _tiling(n_len, oh_len, ow_len, per_block):
     th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
     rows = n_len * th
     return th, tw, rows, (rows + per_block - 1) // per_block
-
-
-def channel_step(o_len: int, o_parts: int, packed: bool) -> int:
-    """Output channels per part: with `packed`, whole panels of 16."""
-    step = (o_len + o_parts - 1) // o_parts
-    if packed:
-        step = (step + packed_gemm.LANES - 1) // packed_gemm.LANES * packed_gemm.LANES
-    return step
-
-
-_channel_step = numba.njit(inline="always")(channel_step)  # the kernels' copy
 
 
 @numba.njit(**TASK_JIT)
@@ -274,18 +259,14 @@ def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
 
 if blas.AVAILABLE:
     @numba.njit(**JIT)
-    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles,
-                  bias, res, has_bias, has_residual, act, low, high, values):
+    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles):
         """out = conv2d(x, w) for u = transform_weights(w) (or, with `packed`, u =
         packed_weight_transform(w)), in blocks of `per_block` tile rows (of all images in
         a row). Thread k (slot k of v, m, scratch and tiles) runs one run of blocks for one
         of `o_parts` ranges of output channels: with o_parts = 1 the threads split the
         tiles; with as many parts as threads each thread takes all the tiles (transforming
         the input again) and reads (OpenBLAS: packs) only its rows of U, which is what a
-        layer with few tiles (ResNet's 512@7 at batch 1) needs. The epilogue (res flat,
-        laid out as out) finishes each output row as the output transform writes it."""
-        ep = (bias, has_bias, has_residual, act, low, high, values)
-        rf = res.reshape(res.size)
+        layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
         th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
@@ -321,7 +302,16 @@ if blas.AVAILABLE:
                                        v.ctypes.data + (v0 + e * c_len * tb) * size, tb, 0.0,
                                        m.ctypes.data + (m0 + e * o_rows * tb) * size, tb)
                 _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len,
-                                  ow_len, line, rf, ep)
+                                  ow_len, line)
+
+
+@numba.njit(inline="always")
+def _channel_step(o_len, o_parts, packed):
+    """Output channels per part: with `packed`, whole panels of 16."""
+    step = (o_len + o_parts - 1) // o_parts
+    if packed:
+        step = (step + packed_gemm.LANES - 1) // packed_gemm.LANES * packed_gemm.LANES
+    return step
 
 
 # Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
@@ -353,11 +343,9 @@ def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) ->
 
 
 def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
-         packed: bool = False, ep: epilogue.Epilogue | None = None) -> None:
+         packed: bool = False) -> None:
     """out = the Winograd convolution of x with transformed weights u (16, O, C), or
-    (`packed`) u packed in panels by weight_transform(.., packed=True), and the epilogue
-    `ep` (none: nothing added)."""
-    ep = ep or epilogue.make(out.dtype)
+    (`packed`) u packed in panels by weight_transform(.., packed=True)."""
     n_len, c_len = x.shape[:2]
     o_len, tw = out.shape[1], tiles(out.shape[2:])[1]
     threads = numba.get_num_threads()
@@ -366,22 +354,20 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
     slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
     v = workspace("winograd-v", (threads, 16 * c_len * cap + slack), x.dtype)
     v[:, v.shape[1] - slack:] = 0
-    o_step = channel_step(o_len, o_parts, packed)
+    o_step = _channel_step(o_len, o_parts, packed)
     m = workspace("winograd-m", (threads, 16 * o_step * cap), x.dtype)
     scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
     tile = workspace("winograd-tile", (threads, packed_gemm.LANES * packed_gemm.NR),
                      np.float32)
     with blas.one_thread_pool():
-        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile,
-               *ep.args())
+        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
 
 
-def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-                    ep: epilogue.Epilogue | None = None) -> None:
-    """out = conv2d(x, w) and the epilogue `ep` (none: without bias), for a convolution
-    `applies` accepts."""
+def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
+                    ) -> None:
+    """out = conv2d(x, w) without bias, for a convolution `applies` accepts."""
     pads = attrs["padding"]
-    _run(x, weight_transform(w), out, pads[0], pads[2], ep=ep)
+    _run(x, weight_transform(w), out, pads[0], pads[2])
 
 
 def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
@@ -391,12 +377,12 @@ def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: di
 
 
 def conv2d_winograd_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], ep: epilogue.Epilogue | None = None) -> None:
+                           attrs: dict[str, Any]) -> None:
     """conv2d_winograd with the 16 products M[e] = U[e] @ V[e] run by packed_gemm's
     microkernel on U packed once (frozen weights) instead of OpenBLAS, which packs U again
-    for every block: float32; then the epilogue `ep` (none: without bias)."""
+    for every block: float32."""
     pads = attrs["padding"]
-    _run(x, weight_transform(w, packed=True), out, pads[0], pads[2], packed=True, ep=ep)
+    _run(x, weight_transform(w, packed=True), out, pads[0], pads[2], packed=True)
 
 
 def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
