@@ -234,6 +234,17 @@ def _tiling(n_len, oh_len, ow_len, per_block):
     return th, tw, rows, (rows + per_block - 1) // per_block
 
 
+def channel_step(o_len: int, o_parts: int, packed: bool) -> int:
+    """Output channels per part: with `packed`, whole panels of 16."""
+    step = (o_len + o_parts - 1) // o_parts
+    if packed:
+        step = (step + packed_gemm.LANES - 1) // packed_gemm.LANES * packed_gemm.LANES
+    return step
+
+
+_channel_step = numba.njit(inline="always")(channel_step)  # the kernels' copy
+
+
 @numba.njit(**TASK_JIT)
 def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
     """M[e] = U[e] @ V[e] for the block's tb tiles and output channels o0 <= o < o0 + o_rows
@@ -305,15 +316,6 @@ if blas.AVAILABLE:
                                   ow_len, line)
 
 
-@numba.njit(inline="always")
-def _channel_step(o_len, o_parts, packed):
-    """Output channels per part: with `packed`, whole panels of 16."""
-    step = (o_len + o_parts - 1) // o_parts
-    if packed:
-        step = (step + packed_gemm.LANES - 1) // packed_gemm.LANES * packed_gemm.LANES
-    return step
-
-
 # Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
 # entry goes when its array does (the weak reference's callback), so an id is never reused.
 _TRANSFORMED: dict[tuple[int, bool], tuple[weakref.ref, np.ndarray]] = {}
@@ -354,7 +356,7 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
     slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
     v = workspace("winograd-v", (threads, 16 * c_len * cap + slack), x.dtype)
     v[:, v.shape[1] - slack:] = 0
-    o_step = _channel_step(o_len, o_parts, packed)
+    o_step = channel_step(o_len, o_parts, packed)
     m = workspace("winograd-m", (threads, 16 * o_step * cap), x.dtype)
     scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
     tile = workspace("winograd-tile", (threads, packed_gemm.LANES * packed_gemm.NR),
