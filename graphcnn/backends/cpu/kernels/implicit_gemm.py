@@ -77,14 +77,36 @@ def _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane):
                                                            + y // sh) * phase_len + x // sw)
 
 
+@numba.njit(**TASK_JIT)
+def _block(block, per_row, phases, phase_len, wp, off, out, out_n, n, o_len, ow_len, ldc,
+           tile):
+    """All the weight panels over one block of 16 pixels of an output row."""
+    ob_len, k_len = wp.shape[0], wp.shape[1]
+    oy, ox = block // per_row, block % per_row * LANES
+    b_at = phases.ctypes.data + (oy * phase_len + ox) * 4
+    cols = min(LANES, ow_len - ox)
+    for ob in range(ob_len):
+        rows_here = min(MR, o_len - ob * MR)
+        w_at = wp.ctypes.data + ob * k_len * MR * 4
+        c_at = out_n + (ob * MR * ldc + oy * ow_len + ox) * 4
+        if cols == LANES:
+            _tile_gather(w_at, b_at, off.ctypes.data, c_at, ldc, k_len, rows_here)
+        else:
+            _tile_gather(w_at, b_at, off.ctypes.data, tile.ctypes.data, LANES, k_len,
+                         rows_here)
+            for r in range(rows_here):
+                for q in range(cols):
+                    out[n, ob * MR + r, oy, ox + q] = tile[uint64(r * LANES + q)]
+
+
 @numba.njit(**JIT)
-def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off):
+def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs):
     """out = conv2d(x, W) for W packed by packed_gemm.packed, image by image: the image
-    split into phases (one task per channel), then one task per block of 16 pixels of an
-    output row, all the weight panels over it."""
+    split into phases (one task per channel), then the blocks of 16 pixels of the output
+    rows in `runs` runs (a few per thread, each with its scratch tile: none is allocated
+    per block), all the weight panels over each block."""
     n_len, c_len, in_h, in_w = x.shape
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-    ob_len, k_len = wp.shape[0], wp.shape[1]
     rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
     _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane)
     xf = x.reshape(x.size)
@@ -95,23 +117,13 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off):
             depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl, sh,
                                   sw, rows, phase_len, phases[c * plane:(c + 1) * plane])
         out_n = out.ctypes.data + n * o_len * ldc * 4
-        for block in prange(oh_len * per_row):
-            oy, ox = block // per_row, block % per_row * LANES
-            b_at = phases.ctypes.data + (oy * phase_len + ox) * 4
-            cols = min(LANES, ow_len - ox)
+        blocks = oh_len * per_row
+        parts = min(blocks, runs)
+        for part in prange(parts):
             tile = np.empty(MR * LANES, np.float32)
-            for ob in range(ob_len):
-                rows_here = min(MR, o_len - ob * MR)
-                w_at = wp.ctypes.data + ob * k_len * MR * 4
-                c_at = out_n + (ob * MR * ldc + oy * ow_len + ox) * 4
-                if cols == LANES:
-                    _tile_gather(w_at, b_at, off.ctypes.data, c_at, ldc, k_len, rows_here)
-                else:
-                    _tile_gather(w_at, b_at, off.ctypes.data, tile.ctypes.data, LANES, k_len,
-                                 rows_here)
-                    for r in range(rows_here):
-                        for q in range(cols):
-                            out[n, ob * MR + r, oy, ox + q] = tile[uint64(r * LANES + q)]
+            for block in range(part * blocks // parts, (part + 1) * blocks // parts):
+                _block(block, per_row, phases, phase_len, wp, off, out, out_n, n, o_len,
+                       ow_len, ldc, tile)
 
 
 def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
@@ -126,4 +138,5 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     phases[-LANES:] = 0  # read (and thrown away) by a row's last block
     off = workspace("implicit-offsets", (c_len * kh * kw,), np.int64)
     wp = packed_gemm.packed(w.reshape(o_len, -1), w)
-    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off)
+    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
+           4 * numba.get_num_threads())
