@@ -146,3 +146,10 @@ def test_implicit_gemm_kernel_equals_the_reference(case, seed):
     out = np.full(want.shape, np.nan, np.float32)
     conv2d_implicit_gemm(x, w, out, attrs)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+def test_channel_panels_are_six_or_seven_pixels_wide_whichever_wastes_less():
+    from graphcnn.backends.cpu.kernels.packed_gemm import NR, NR_WIDE, panel_width
+    assert panel_width(49) == NR_WIDE == 7   # ResNet's 7x7 planes: seven whole panels
+    assert panel_width(48) == NR == 6        # a tie or a better fit keeps six
+    assert panel_width(196) == NR_WIDE and panel_width(12) == NR and panel_width(1) == NR

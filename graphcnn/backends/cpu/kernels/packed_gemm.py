@@ -189,65 +189,89 @@ def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> N
 # vectors with 49 pixels; there the lanes hold 16 output channels instead and a tile is
 # 16 channels by NR pixels, with the columns packed as (N/NR, K, NR) panels per call
 # (512x4608 @ 4608x49: 1.49 ms against OpenBLAS's 1.71 and 2.57 with pixels in the lanes).
+# Tiles are NR = 6 pixels wide, or 7 where that leaves fewer columns over: 49 pixels make
+# seven panels of 7 and no wasted column, against nine of 6 with five (512x4608 @ 4608x49
+# 1.66 -> 1.45 ms, 512x2304 @ 2304x49 0.79 -> 0.70, interleaved in one process).
 NR = 6
+NR_WIDE = 7
 
 
-@intrinsic
-def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
-    """t[j * 16 + l] = sum_k a[k * 16 + l] * b[k * ldb + j]: a panel of 16 packed weight
-    rows by NR columns of b (a packed panel, ldb = NR, or NR neighbouring columns of a
-    row-major matrix, ldb its row length), into the scratch tile t; k_len >= 1."""
-    sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64)
+def _tile_channels_of(nr: int) -> Any:
+    @intrinsic
+    def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
+        """t[j * 16 + l] = sum_k a[k * 16 + l] * b[k * ldb + j] for j < nr: a panel of 16
+        packed weight rows by nr columns of b (a packed panel, ldb = nr, or nr neighbouring
+        columns of a row-major matrix, ldb its row length), into the scratch tile t;
+        k_len >= 1."""
+        sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64)
 
-    def codegen(context, builder, signature, args):
-        a_int, b_int, ldb, t_int, k = args
-        a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
-        sums = emit_fma_loop(
-            builder, k, lambda kk: load_vector(builder, a, builder.mul(kk, _i64(LANES))),
-            lambda kk, j: builder.load(builder.gep(
-                b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), NR)
-        for j in range(NR):
-            store_vector(builder, sums[j], t, _i64(LANES * j))
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            a_int, b_int, ldb, t_int, k = args
+            a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
+            sums = emit_fma_loop(
+                builder, k, lambda kk: load_vector(builder, a, builder.mul(kk, _i64(LANES))),
+                lambda kk, j: builder.load(builder.gep(
+                    b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), nr)
+            for j in range(nr):
+                store_vector(builder, sums[j], t, _i64(LANES * j))
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return tile_channels
+
+
+tile_channels = _tile_channels_of(NR)
+tile_channels_wide = _tile_channels_of(NR_WIDE)
+
+
+def panel_width(n_len: int) -> int:
+    """NR or NR_WIDE, whichever leaves fewer columns over in the last panel (NR on a tie)."""
+    return NR_WIDE if -n_len % NR_WIDE < -n_len % NR else NR
 
 
 @numba.njit(**JIT)
 def _gemm_channels(ap, bp, c, m_len):
-    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/NR, K, NR) panels. One
-    task per panel of W, which stays in the core's cache across the column panels."""
+    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/nr, K, nr) panels (nr =
+    NR or NR_WIDE). One task per panel of W, which stays in the core's cache across the
+    column panels."""
     mb_len, k_len = ap.shape[0], ap.shape[1]
-    nb_len, n_len = bp.shape[0], c.shape[1]
+    nb_len, nr, n_len = bp.shape[0], bp.shape[2], c.shape[1]
     for mb in prange(mb_len):
-        tile = np.empty(LANES * NR, np.float32)
+        tile = np.empty(LANES * NR_WIDE, np.float32)
         rows = min(LANES, m_len - mb * LANES)
         for nb in range(nb_len):
-            tile_channels(ap.ctypes.data + mb * k_len * LANES * 4,
-                          bp.ctypes.data + nb * k_len * NR * 4, NR, tile.ctypes.data, k_len)
-            for j in range(min(NR, n_len - nb * NR)):
+            a_at = ap.ctypes.data + mb * k_len * LANES * 4
+            b_at = bp.ctypes.data + nb * k_len * nr * 4
+            if nr == NR_WIDE:
+                tile_channels_wide(a_at, b_at, NR_WIDE, tile.ctypes.data, k_len)
+            else:
+                tile_channels(a_at, b_at, NR, tile.ctypes.data, k_len)
+            for j in range(min(nr, n_len - nb * nr)):
                 for l in range(rows):
-                    c[mb * LANES + l, nb * NR + j] = tile[uint64(j * LANES + l)]
+                    c[mb * LANES + l, nb * nr + j] = tile[uint64(j * LANES + l)]
 
 
 @numba.njit(**JIT)
 def pack_columns(b, dst):
-    """dst[p, k, j] = b[k, p * NR + j] (zero past b's last column): b's columns as panels
-    of NR. One task per row of b, read once along its length (pack_panels on b.T, a task
-    per panel reading NR values per row, took 2.4x as long: 0.18 ms for ResNet's 512@7
-    columns, 4608 x 49)."""
+    """dst[p, k, j] = b[k, p * nr + j] (zero past b's last column), nr = dst.shape[2]: b's
+    columns as panels of nr. One task per row of b, read once along its length
+    (pack_panels on b.T, a task per panel reading nr values per row, took 2.4x as long:
+    0.18 ms for ResNet's 512@7 columns, 4608 x 49)."""
     k_len, n_len = b.shape
+    nr = dst.shape[2]
     for k in prange(k_len):
         for p in range(dst.shape[0]):
-            for j in range(NR):
-                n = p * NR + j
+            for j in range(nr):
+                n = p * nr + j
                 dst[p, k, j] = b[k, n] if n < n_len else 0
 
 
 def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)`; b packed here."""
     k_len, n_len = b.shape
-    bp = workspace("packed-columns", (-(-n_len // NR), k_len, NR), np.float32)
+    nr = panel_width(n_len)
+    bp = workspace("packed-columns", (-(-n_len // nr), k_len, nr), np.float32)
     launch(pack_columns, b, bp)
     launch(_gemm_channels, ap, bp, c, m_len)
 
