@@ -19,6 +19,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import prange, types, uint64
 from numba.extending import intrinsic
 
@@ -28,8 +29,11 @@ from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, MR, emit_fma_loop,
                                                        store_vector)
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
-_F32 = packed_gemm.ir.FloatType()
-_I64 = packed_gemm.ir.IntType(64)
+_F32, _I64 = ir.FloatType(), ir.IntType(64)
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
 
 
 @intrinsic
@@ -47,11 +51,11 @@ def _tile_gather(typingctx, w_addr, b_addr, off_addr, c_addr, ldc, k_len, rows):
             builder, k,
             lambda kk: load_vector(builder, b, builder.load(builder.gep(off, [kk]), align=8)),
             lambda kk, r: builder.load(builder.gep(
-                w, [builder.add(builder.mul(kk, packed_gemm._i64(MR)), packed_gemm._i64(r))]),
+                w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]),
                 align=4), MR)
         for r in range(MR):
-            with builder.if_then(builder.icmp_signed("<", packed_gemm._i64(r), rows)):
-                store_vector(builder, sums[r], c, builder.mul(packed_gemm._i64(r), ldc))
+            with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
         return context.get_dummy_value()
 
     return sig, codegen
