@@ -61,13 +61,16 @@ def _tile_gather(typingctx, w_addr, b_addr, off_addr, c_addr, ldc, k_len, rows):
     return sig, codegen
 
 
-@numba.njit(inline="always")
-def _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw):
+def phase_geometry(oh_len: int, ow_len: int, kh: int, kw: int, sh: int, sw: int, dh: int,
+                   dw: int) -> tuple[int, int, int]:
     """(rows per row phase, columns per column phase, values per channel) of the padded
     image split into stride phases: the outputs' windows, and no more."""
     ph, pw = (oh_len - 1) * sh + (kh - 1) * dh + 1, (ow_len - 1) * sw + (kw - 1) * dw + 1
     rows, phase_len = (ph + sh - 1) // sh, (pw + sw - 1) // sw
     return rows, phase_len, sh * sw * rows * phase_len
+
+
+_phase_geometry = numba.njit(inline="always")(phase_geometry)  # the kernel's copy
 
 
 @numba.njit(**TASK_JIT)
@@ -135,9 +138,7 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     """out = conv2d(x, w) without bias (float32, one group)."""
     o_len, c_len, kh, kw = w.shape
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
-    oh, ow = out.shape[2:]
-    ph, pw = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
-    plane = sh * sw * -(-ph // sh) * -(-pw // sw)
+    plane = phase_geometry(out.shape[2], out.shape[3], kh, kw, sh, sw, dh, dw)[2]
     phases = workspace("implicit-phases", (c_len * plane + LANES,), np.float32)
     phases[-LANES:] = 0  # read (and thrown away) by a row's last block
     off = workspace("implicit-offsets", (c_len * kh * kw,), np.int64)
