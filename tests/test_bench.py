@@ -214,6 +214,7 @@ def test_profile_covers_every_step():
     expected = exe(x)
     rows = profile_kernels(exe, {"image": x}, repeats=2)
     assert len(rows) == len(exe.runner.steps)
+    assert all(r["ms"] > 0 and r["warm_ms"] > 0 for r in rows)  # in order, and again at once
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     assert sum(r["flops"] for r in rows) == graph_flops(exe.graph)
     assert any(r["kernel"].startswith("fused[conv2d") for r in rows)

@@ -163,11 +163,14 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
             for r in results:
                 name = f"{r['model']} b{r['batch']} {r['mode']}"
                 total = sum(row["ms"] for row in r["profile"])
+                warm = sum(row["warm_ms"] for row in r["profile"])
                 call = r["systems"]["graphcnn"]["median_ms"]
                 dest += ["", f"Profile of {name}: {len(r['profile'])} kernels, "
-                             f"{total:.2f} ms summed (median of each kernel timed alone, "
-                             f"in order; the whole call's median above: {call:.2f} ms); "
-                             f"by kernel kind:",
+                             f"{total:.2f} ms summed (median of each kernel timed in "
+                             f"order inside whole passes; the whole call's median above: "
+                             f"{call:.2f} ms); warm ms: each kernel run again at once, its "
+                             f"data in cache ({warm:.2f} ms summed: the rest is the "
+                             f"network's memory traffic); by kernel kind:",
                          summary_table(r["profile"], args.profile, roof, markdown),
                          "", f"The {args.profile} slowest steps:",
                          profile_table(r["profile"], args.profile, roof, markdown)]
