@@ -55,27 +55,30 @@ def test_frozen_weights_are_packed_once_and_forgotten_with_their_array():
 
 
 @st.composite
-def packed_case(draw):
-    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 6)), draw(st.integers(1, 13))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
-    assume(h + pads[0] + pads[1] >= kh and w + pads[2] + pads[3] >= kw)
-    return (n, c, h, w), (o, c, kh, kw), dict(stride=stride, padding=pads, dilation=1,
-                                              groups=1), draw(st.booleans())
+def conv_case(draw, kernel=3, height=20, width=20, stride=2, dilation=1, pad=2, channels=6):
+    """(x shape, w shape, attrs) of a one-group conv with sizes up to the bounds given."""
+    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, channels)), draw(st.integers(1, 13))
+    kh, kw = draw(st.integers(1, kernel)), draw(st.integers(1, kernel))
+    h, w = draw(st.integers(1, height)), draw(st.integers(1, width))
+    strides = (draw(st.integers(1, stride)), draw(st.integers(1, stride)))
+    dilations = (draw(st.integers(1, dilation)), draw(st.integers(1, dilation)))
+    pads = draw(st.tuples(*[st.integers(0, pad)] * 4))
+    assume(h + pads[0] + pads[1] >= (kh - 1) * dilations[0] + 1
+           and w + pads[2] + pads[3] >= (kw - 1) * dilations[1] + 1)
+    return (n, c, h, w), (o, c, kh, kw), dict(stride=strides, padding=pads,
+                                              dilation=dilations, groups=1)
 
 
-@given(case=packed_case(), seed=st.integers(0, 2**16),
+@given(case=conv_case(), bias=st.booleans(), seed=st.integers(0, 2**16),
        algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed", "implicit"]))
-def test_conv2d_on_the_packed_gemm_equals_the_reference(case, seed, algorithm):
+def test_conv2d_on_the_packed_gemm_equals_the_reference(case, bias, seed, algorithm):
     """conv2d through the cpu kernel with a packed GEMM chosen (1x1 convs on the image
     itself, others on im2col columns or, 'implicit', on the padded image through a table
     of tap offsets; 3x3 stride-1 ones also by Winograd with its products on the
     microkernel), bias added after: equal to the reference."""
     from graphcnn.backends.cpu import autotune
     from graphcnn.backends.cpu.kernels import conv_gemm
-    x_shape, w_shape, attrs, bias = case
+    x_shape, w_shape, attrs = case
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
     with pytest.MonkeyPatch.context() as patch:
@@ -119,21 +122,8 @@ def test_float64_and_grouped_convs_are_not_candidates():
     assert not packed_fits((1, 8, 3, 3), (8, 8, 3, 3), np.float32, full)  # one dense GEMM
 
 
-@st.composite
-def implicit_case(draw):
-    n, c, o = draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 13))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 40))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = draw(st.tuples(*[st.integers(0, 3)] * 4))
-    assume(h + pads[0] + pads[1] >= (kh - 1) * dilation[0] + 1
-           and w + pads[2] + pads[3] >= (kw - 1) * dilation[1] + 1)
-    return (n, c, h, w), (o, c, kh, kw), dict(stride=stride, padding=pads, dilation=dilation,
-                                              groups=1)
-
-
-@given(case=implicit_case(), seed=st.integers(0, 2**16))
+@given(case=conv_case(kernel=5, height=12, width=40, stride=3, dilation=2, pad=3, channels=5),
+       seed=st.integers(0, 2**16))
 def test_implicit_gemm_kernel_equals_the_reference(case, seed):
     """The implicit GEMM alone at any stride, dilation and padding, output rows up to 40
     wide (whole and partial blocks of 16 pixels) and partial panels of output channels:
