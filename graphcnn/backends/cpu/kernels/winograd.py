@@ -248,8 +248,8 @@ _channel_step = numba.njit(inline="always")(channel_step)  # the kernels' copy
 @numba.njit(**TASK_JIT)
 def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
     """M[e] = U[e] @ V[e] for the block's tb tiles and output channels o0 <= o < o0 + o_rows
-    (o0 a multiple of 16), with U packed as (16, O/16, C, 16) panels (packed_weight_
-    transform) and V read in place (vf[v0 + (e * C + c) * tb + t]): packed_gemm's
+    (o0 a multiple of 16), with U packed as (16, O/16, C, 16) panels (weight_transform(w,
+    packed=True)) and V read in place (vf[v0 + (e * C + c) * tb + t]): packed_gemm's
     microkernel, 16 output channels by NR tiles a step, into mf[m0 + (e * o_rows + o - o0)
     * tb + t]. The last step of a block reads up to NR - 1 values past its V (the slack
     _run leaves), for columns that are thrown away."""
@@ -272,7 +272,7 @@ if blas.AVAILABLE:
     @numba.njit(**JIT)
     def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles):
         """out = conv2d(x, w) for u = transform_weights(w) (or, with `packed`, u =
-        packed_weight_transform(w)), in blocks of `per_block` tile rows (of all images in
+        weight_transform(w, packed=True)), in blocks of `per_block` tile rows (of all images in
         a row). Thread k (slot k of v, m, scratch and tiles) runs one run of blocks for one
         of `o_parts` ranges of output channels: with o_parts = 1 the threads split the
         tiles; with as many parts as threads each thread takes all the tiles (transforming
