@@ -55,6 +55,30 @@ def test_big_matmul_is_split_over_the_threads_and_still_exact():
         np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
 
 
+def test_matrix_vector_product_is_split_by_the_bytes_it_reads(monkeypatch):
+    """A classifier at batch 1 (1 x 512 @ 512 x 1000, the weights a transposed view): too
+    little work to split by multiply-adds, but 2 MB of weights to read, so every thread
+    takes a block of columns; still equal to numpy."""
+    import numba
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's OpenBLAS was not found: np.matmul runs instead")
+    parts = []
+    original = blas.launch
+    monkeypatch.setattr(blas, "launch", lambda fn, *args: (parts.append(args[-1]),
+                                                           original(fn, *args))[1])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 512)).astype(np.float32)
+    w = rng.standard_normal((1000, 512)).astype(np.float32)
+    out = np.empty((1, 1000), np.float32)
+    with blas.one_thread_pool():
+        blas.matmul(x, w.T, out)
+    np.testing.assert_allclose(out, x @ w.T, rtol=1e-4, atol=1e-4)
+    threads = numba.get_num_threads()
+    assert parts == [threads]
+    if threads > 1:  # the bytes split it, not the multiply-adds
+        assert 1 * 1000 * 512 // blas.MIN_WORK_PER_THREAD < threads
+
+
 def test_nan_and_inf_pass_through_without_warnings():
     a = np.array([[np.nan, 1.0], [np.inf, 2.0]], np.float32)
     out = np.empty((2, 2), np.float32)
