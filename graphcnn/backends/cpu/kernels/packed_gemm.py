@@ -125,9 +125,10 @@ def pack_panels(src, dst):
 
 
 @numba.njit(**JIT)
-def _gemm(wp, b, c, m_len, tail):
+def _gemm(wp, b, c, m_len, tail, blocks_out):
     """c (M, N) = W @ b for W packed in wp; b and c may be row-strided views (b's rows
-    contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy.
+    contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy, each
+    weight panel's tile into its row of `blocks_out` (M/6, 6 * 16) before the copy to c.
     Tasks go column block by column block, all the weight panels over one block of b
     before the next: the block (K rows of 16 pixels) is read from memory once and stays
     in the core's L1 while the panels pass (one panel after the other over every block
@@ -136,6 +137,7 @@ def _gemm(wp, b, c, m_len, tail):
     ob_len, k_len = wp.shape[0], wp.shape[1]
     n_len = b.shape[1]
     ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
+    tile_values = blocks_out.reshape(blocks_out.size)
     full = n_len // LANES
     blocks = full + (1 if n_len % LANES else 0)
     if n_len % LANES:
@@ -151,11 +153,12 @@ def _gemm(wp, b, c, m_len, tail):
             _tile(w_at, b.ctypes.data + nb * LANES * 4, ldb,
                   c.ctypes.data + (ob * MR * ldc + nb * LANES) * 4, ldc, k_len, rows)
         else:
-            block = np.empty(MR * LANES, np.float32)
-            _tile(w_at, tail.ctypes.data, LANES, block.ctypes.data, LANES, k_len, rows)
+            at = ob * MR * LANES  # this panel's tile in blocks_out (no view per task)
+            _tile(w_at, tail.ctypes.data, LANES, blocks_out.ctypes.data + at * 4, LANES, k_len,
+                  rows)
             for r in range(rows):
                 for q in range(n_len - full * LANES):
-                    c[ob * MR + r, full * LANES + q] = block[uint64(r * LANES + q)]
+                    c[ob * MR + r, full * LANES + q] = tile_values[uint64(at + r * LANES + q)]
 
 
 # Packed weights of frozen (read-only) arrays, by the array's identity and panel width (as
@@ -181,7 +184,8 @@ def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> N
     """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
-    launch(_gemm, wp, b, c, m_len, tail)
+    blocks_out = workspace("packed-tail-tiles", (wp.shape[0], MR * LANES), np.float32)
+    launch(_gemm, wp, b, c, m_len, tail, blocks_out)
 
 
 # ---- output channels in the lanes ------------------------------------------------------
