@@ -131,7 +131,7 @@ def summarize_by_kernel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                "ms": 0.0, "warm_ms": 0.0, "flops": 0, "share": 0.0})
         g["count"] += 1
         g["ms"] += r["ms"]
-        g["warm_ms"] += r.get("warm_ms", 0.0)
+        g["warm_ms"] += r["warm_ms"]
         g["flops"] += r["flops"]
         g["share"] += r["share"]
     out = sorted(groups.values(), key=lambda g: -g["ms"])
@@ -149,7 +149,7 @@ def profile_table(rows: list[dict[str, Any]], top: int = 10, roof: float | None 
     body = []
     for r in sorted(rows, key=lambda r: -r["ms"])[:top]:
         line = [str(r["step"]), r["kernel"], r["algorithm"] or "-", r["shapes"],
-                f"{r['ms']:.3f}", fmt(r.get("warm_ms"), ".3f"), f"{r['share']:.1%}",
+                f"{r['ms']:.3f}", f"{r['warm_ms']:.3f}", f"{r['share']:.1%}",
                 fmt(r["gflops"], ".1f")]
         if roof:
             line.append(fmt(r["gflops"] / roof * 100 if r["gflops"] else None, ".0f"))

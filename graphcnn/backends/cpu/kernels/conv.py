@@ -325,8 +325,8 @@ def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dic
 
 def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
                      attrs: dict[str, Any], dtype: str, frozen: bool) -> str:
-    """'gemm', 'winograd' or 'packed': what run_as_gemm picked (or would pick) for a conv
-    the cost model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
+    """One of `algorithms(...)`: what run_as_gemm picked (or would pick) for a conv the cost
+    model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
     x_shape, w_shape, out_hw = conv_operands(op, in_shapes, out_shape)
     names = algorithms(op, x_shape, w_shape, out_hw, attrs, dtype, frozen)
     if len(names) == 1:
