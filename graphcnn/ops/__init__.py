@@ -2,3 +2,4 @@
 from graphcnn.ops import (conv, dense, elementwise, fused, loss, norm, pool,  # noqa: F401
                           shape, softmax, source)
 from graphcnn.ops import transpose, upsample  # noqa: F401,E402  (ONNX interop ops)
+from graphcnn.ops import layout  # noqa: F401,E402  (made by the layout pass)

@@ -1,0 +1,252 @@
+"""CPU kernels of the blocked layout NCHW16c (graphcnn/ops/layout.py): the two conversions,
+the depthwise 3x3 convolution, and conv2d_blocked's choice among its kernels.
+
+Why the layout pays for depthwise convolutions: in NCHW each channel is its own plane, and
+MobileNetV2's deep layers have many small ones (960 planes of 7x7): the NCHW kernel
+(depthwise.py) sets up every plane (a padded copy, nine weights, a 49-output loop in
+vectors of 16) for 441 multiply-adds, 4-9 GFLOP/s. In NCHW16c one output pixel of a block
+is nine whole-vector multiply-adds of the pixel's neighbours, with no setup and no copy.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from graphcnn.backends.cpu.kernels import blocked_pointwise
+from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
+from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
+
+# ---- the conversions -----------------------------------------------------------------
+# Both go through 16 x 16 tiles (16 channels by 16 pixels), so the reads of one side and
+# the writes of the other are runs of 16 in cache.
+
+
+@numba.njit(**JIT)
+def _to_blocked(x, out):
+    n_len, c_len, cb_len = x.shape[0], x.shape[1], out.shape[1]
+    hw = x.shape[2] * x.shape[3]
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    zero = np.zeros(1, out.dtype)[0]
+    for task in prange(n_len * cb_len):
+        n, cb = task // cb_len, task % cb_len
+        o0 = task * hw * BLOCK
+        for p0 in range(0, hw, BLOCK):
+            for l in range(BLOCK):
+                c = cb * BLOCK + l
+                src = (n * c_len + c) * hw
+                for p in range(p0, min(hw, p0 + BLOCK)):
+                    of[uint64(o0 + p * BLOCK + l)] = xf[uint64(src + p)] if c < c_len else zero
+
+
+@numba.njit(**JIT)
+def _from_blocked(x, out):
+    n_len, c_len, cb_len = out.shape[0], out.shape[1], x.shape[1]
+    hw = out.shape[2] * out.shape[3]
+    xf, of = x.reshape(x.size), out.reshape(out.size)
+    for task in prange(n_len * cb_len):
+        n, cb = task // cb_len, task % cb_len
+        x0 = task * hw * BLOCK
+        for p0 in range(0, hw, BLOCK):
+            for l in range(min(BLOCK, c_len - cb * BLOCK)):
+                dst = (n * c_len + cb * BLOCK + l) * hw
+                for p in range(p0, min(hw, p0 + BLOCK)):
+                    of[uint64(dst + p)] = xf[uint64(x0 + p * BLOCK + l)]
+
+
+@cpu_kernel("to_blocked")
+def to_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
+                      ) -> None:
+    launch(_to_blocked, ins[0], outs[0])
+
+
+@cpu_kernel("from_blocked")
+def from_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
+                        ) -> None:
+    launch(_from_blocked, ins[0], outs[0])
+
+
+# ---- depthwise 3x3 ----------------------------------------------------------------------
+
+_F32, _I64 = ir.FloatType(), ir.IntType(64)
+_VEC = ir.VectorType(_F32, LANES)
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
+
+
+@intrinsic
+def _taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr):
+    """For i < count: o[i * 16 + l] = b[l] + sum over the nine taps t of
+    w[t * 16 + l] * src[r0 + i * step + (t // 3) * row + (t % 3) * 16 + l], for the 16
+    lanes l: a run of 3x3 windows along an output row of one block, in <16 x float> vector
+    code with the nine weight vectors held in registers for the run. (The same as a Numba
+    loop over the lanes, per window, took ~50 cycles a window: LLVM vectorized it for a
+    trip count 16 lanes never reach, and the weights were loaded again at every window.)"""
+    sig = types.void(types.uintp, types.int64, types.int64, types.int64, types.int64,
+                     types.uintp, types.uintp, types.uintp)
+
+    def codegen(context, builder, signature, args):
+        src_int, r0, row, step, count, w_int, b_int, o_int = args
+        src, w, b, o = (builder.inttoptr(v, _F32.as_pointer())
+                        for v in (src_int, w_int, b_int, o_int))
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        weights = [load_vector(builder, w, _i64(t * BLOCK)) for t in range(9)]
+        bias = load_vector(builder, b, _i64(0))
+        with cgutils.for_range(builder, count) as loop:
+            base = builder.add(r0, builder.mul(loop.index, step))
+            acc = bias
+            for t in range(9):
+                at = builder.add(builder.add(base, builder.mul(row, _i64(t // 3))),
+                                 _i64(t % 3 * BLOCK))
+                acc = builder.call(fma, [weights[t], load_vector(builder, src, at), acc])
+            store_vector(builder, acc, o, builder.mul(loop.index, _i64(BLOCK)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _copy_vector(typingctx, src_addr, dst_addr, keep):
+    """dst[l] = src[l] if keep else 0, for the 16 lanes l (src is read either way)."""
+    sig = types.void(types.uintp, types.uintp, types.boolean)
+
+    def codegen(context, builder, signature, args):
+        src, dst = (builder.inttoptr(v, _F32.as_pointer()) for v in args[:2])
+        zero = ir.Constant(_VEC, [ir.Constant(_F32, 0.0)] * LANES)
+        value = builder.select(args[2], load_vector(builder, src, _i64(0)), zero)
+        store_vector(builder, value, dst, _i64(0))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(**TASK_JIT)
+def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, sw, pt, pl,
+                   window):
+    """Output row oy of one block: of[o0 + ox * 16 + l] for every ox and lane l. The
+    windows inside the image are one run read in place; each one over the border is first
+    copied into `window` (3 x 3 x 16, zeros outside the image) and run alone."""
+    iy0 = oy * sh - pt
+    row = in_w * BLOCK
+    # Addresses taken once: `.ctypes` counts a reference (an atomic the threads share).
+    x_at, o_at, window_at = xf.ctypes.data, of.ctypes.data, window.ctypes.data
+    w_at, b_at = wf.ctypes.data + w0 * 4, bf.ctypes.data + b0 * 4
+    lo, hi = 0, 0  # the run of windows inside the image: ox in [lo, hi)
+    if iy0 >= 0 and iy0 + 2 < in_h:
+        lo = min(ow_len, (pl + sw - 1) // sw)
+        hi = max(lo, min(ow_len, (in_w - 3 + pl) // sw + 1))
+        if hi > lo:
+            _taps_run(x_at, x0 + (iy0 * in_w + lo * sw - pl) * BLOCK, row, sw * BLOCK,
+                      hi - lo, w_at, b_at, o_at + (o0 + lo * BLOCK) * 4)
+    for ox in range(ow_len):
+        if lo <= ox < hi:
+            continue
+        ix0 = ox * sw - pl
+        for t in range(9):
+            iy, ix = iy0 + t // 3, ix0 + t % 3
+            inside = iy >= 0 and iy < in_h and ix >= 0 and ix < in_w
+            src = x0 + (iy * in_w + ix) * BLOCK if inside else x0  # x0: any pixel in bounds
+            _copy_vector(x_at + src * 4, window_at + t * BLOCK * 4, inside)
+        _taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + (o0 + ox * BLOCK) * 4)
+
+
+@numba.njit(**JIT)
+def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads):
+    """out = depthwise3x3(x) + bias in NCHW16c, wk the weights as (C/16, 9, 16); one task
+    per output row of a block."""
+    cb_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    oh_len, ow_len = out.shape[2], out.shape[3]
+    xf, of, wf = x.reshape(x.size), out.reshape(out.size), wk.reshape(wk.size)
+    tasks = out.shape[0] * cb_len * oh_len
+    threads = min(tasks, threads)
+    for thread in prange(threads):
+        window = np.empty(9 * BLOCK, x.dtype)
+        for task in range(thread * tasks // threads, (thread + 1) * tasks // threads):
+            plane, oy = task // oh_len, task % oh_len
+            cb = plane % cb_len
+            _depthwise_row(xf, plane * in_h * in_w * BLOCK, wf, cb * 9 * BLOCK, bias16,
+                           cb * BLOCK, of, (plane * oh_len + oy) * ow_len * BLOCK, oy, in_h,
+                           in_w, ow_len, sh, sw, pt, pl, window)
+
+
+def depthwise_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """A 3x3 convolution with one filter per channel and no dilation."""
+    return (attrs["groups"] == channels == w_shape[0] and tuple(w_shape[1:]) == (1, 3, 3)
+            and tuple(attrs["dilation"]) == (1, 1))
+
+
+# ---- weights and bias in blocks, kept for frozen (read-only) arrays ---------------------
+
+_FROZEN: dict[tuple[str, int], tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _prepared(role: str, owner: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
+    key = (role, id(owner))
+    entry = _FROZEN.get(key)
+    if entry is not None and entry[0]() is owner and not recording():
+        return entry[1]
+    value = make()
+    if not owner.flags.writeable:
+        _FROZEN[key] = (weakref.ref(owner, lambda _: _FROZEN.pop(key, None)), value)
+    return value
+
+
+def _padded_to_blocks(a: np.ndarray, length: int) -> np.ndarray:
+    """a (C, ...) with zeros past C up to `length` along its first axis."""
+    out = np.zeros((length,) + a.shape[1:], a.dtype)
+    out[:a.shape[0]] = a
+    return out
+
+
+def _depthwise_weights(w: np.ndarray) -> np.ndarray:
+    """w (C, 1, 3, 3) as (C/16, 9, 16): tap t of channel c at [c // 16, t, c % 16]."""
+    cb_len = -(-w.shape[0] // BLOCK)
+    taps = _padded_to_blocks(w.reshape(w.shape[0], 9), cb_len * BLOCK)
+    return np.ascontiguousarray(taps.reshape(cb_len, BLOCK, 9).transpose(0, 2, 1))
+
+
+def _bias16(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
+    if len(ins) < 3:
+        return np.zeros(blocks * BLOCK, dtype)
+    return _prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
+
+
+@cpu_kernel("conv2d_blocked")
+def conv2d_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
+                          attrs: dict[str, Any]) -> None:
+    x, w, out = ins[0], ins[1], outs[0]
+    bias16 = _bias16(ins, out.shape[1], out.dtype)
+    if blocked_pointwise.applies(w.shape, attrs, x.dtype):
+        blocked_pointwise.conv2d_pointwise_blocked(x, w, bias16, out)
+        return
+    if depthwise_applies(in_channels(w.shape, attrs["groups"]), w.shape, attrs):
+        wk = _prepared("depthwise", w, lambda: _depthwise_weights(w))
+        (sh, sw), pads = attrs["stride"], attrs["padding"]
+        launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
+               numba.get_num_threads())
+        return
+    _through_nchw(ins, out, attrs)
+
+
+def _through_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Any other convolution: converted to NCHW, run by the conv2d kernel, converted back
+    (correct, not fast; the layout pass does not make these)."""
+    x, w = ins[0], ins[1]
+    logical = np.empty((x.shape[0], in_channels(w.shape, attrs["groups"])) + x.shape[2:4],
+                       x.dtype)
+    launch(_from_blocked, x, logical)
+    n, cb, oh, ow, _ = out.shape
+    y = np.empty((n, w.shape[0], oh, ow), out.dtype)
+    get_kernel("conv2d")([logical] + list(ins[1:]), [y], attrs)
+    assert blocked_shape(y.shape) == out.shape
+    launch(_to_blocked, y, out)
