@@ -50,7 +50,7 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
-    graph, _ = run_pipeline(graph, opt_level)
+    graph, _ = run_pipeline(graph, opt_level, backend)
     exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype))
     if backend != "reference":

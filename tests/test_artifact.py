@@ -67,13 +67,16 @@ def fresh_env(tmp_path):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """lenet5 and a small ResNet-18, compiled, saved, with an input and its output."""
+    """lenet5, a small ResNet-18 and a small MobileNetV2 (its depthwise blocks run in the
+    blocked layout), compiled, saved, with an input and its output."""
     root = tmp_path_factory.mktemp("artifacts")
     rng = np.random.default_rng(0)
     out = {}
     gc.manual_seed(0)
     for name, model in [("lenet5", gc.models.lenet5()),
-                        ("resnet", gc.models.resnet18(width=8, input_size=32, num_classes=10))]:
+                        ("resnet", gc.models.resnet18(width=8, input_size=32, num_classes=10)),
+                        ("mobilenet", gc.models.mobilenet_v2(10, width_mult=0.5,
+                                                             input_size=32))]:
         exe = gc.compile(model, batch_size=2)
         x = rng.standard_normal(exe.graph.inputs[0].shape).astype(np.float32)
         y = exe(x)

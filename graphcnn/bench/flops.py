@@ -4,6 +4,7 @@ Only the multiply-add work is counted (what an SGEMM roof measures), 2 FLOPs per
 multiply-add:
 
     conv2d, conv2d_input_grad, conv2d_weight_grad   2 * N * O * OH * OW * (C/groups) * kH * kW
+    conv2d_blocked                                  the same (O from its weight)
     linear                                          2 * N * in * out
     matmul                                          2 * M * K * N
 
@@ -17,7 +18,8 @@ from typing import Any, Sequence
 
 from graphcnn.ir.graph import Graph, Node
 
-DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "linear", "matmul")
+DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_blocked", "linear",
+             "matmul")
 
 
 def op_flops(op: str, in_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...],
@@ -30,6 +32,9 @@ def op_flops(op: str, in_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int
         head = list(in_shapes[:attrs["anchor_inputs"]])
         anchor_out = out_shape  # elementwise steps keep the anchor's shape
         return op_flops(anchor, head, anchor_out, attrs["anchor_attrs"])
+    if op == "conv2d_blocked":  # (N, O/16, OH, OW, 16): the real O is the weight's
+        (n, _, oh, ow, _), w = out_shape, in_shapes[1]
+        return 2 * n * w[0] * oh * ow * w[1] * w[2] * w[3]
     if op in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
         if op == "conv2d":
             (n, o, oh, ow), w = out_shape, in_shapes[1]

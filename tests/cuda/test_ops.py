@@ -39,6 +39,19 @@ def test_conv2d_and_its_gradients(attrs, shape_w, bias):
     check_cuda("conv2d", arrays, attrs)
 
 
+@pytest.mark.parametrize("channels", [16, 20])
+def test_blocked_layout_ops(channels):
+    """NCHW16c on the device: both conversions (with their gradients, each other), and
+    conv2d_blocked, 1x1 and depthwise, with a last block of 4 channels or none."""
+    blocks = -(-channels // 16)
+    check_cuda("to_blocked", [rand(2, channels, 3, 4)])
+    check_cuda("from_blocked", [rand(2, blocks, 3, 4, 16)], {"channels": channels})
+    x = rand(2, blocks, 5, 4, 16)
+    check_cuda("conv2d_blocked", [x, rand(24, channels, 1, 1), rand(24)], grad=False)
+    check_cuda("conv2d_blocked", [x, rand(channels, 1, 3, 3)],
+               {"groups": channels, "padding": 1, "stride": 2}, grad=False)
+
+
 def test_split_k_weight_gradient(monkeypatch):
     from graphcnn.backends.cuda.kernels import gemm
     monkeypatch.setattr(gemm, "SPLIT_K_MIN", 16)

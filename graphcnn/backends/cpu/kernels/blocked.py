@@ -221,15 +221,26 @@ def _bias16(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
     return _prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
 
 
+def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> str:
+    """Which kernel conv2d_blocked_kernel runs (for the bench's profile)."""
+    if blocked_pointwise.applies(w_shape, attrs, dtype):
+        return "blocked-1x1"
+    if np.dtype(dtype) == np.float32 and depthwise_applies(
+            in_channels(w_shape, attrs["groups"]), w_shape, attrs):
+        return "blocked-depthwise-3x3"
+    return "blocked-via-nchw"
+
+
 @cpu_kernel("conv2d_blocked")
 def conv2d_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                           attrs: dict[str, Any]) -> None:
     x, w, out = ins[0], ins[1], outs[0]
     bias16 = _bias16(ins, out.shape[1], out.dtype)
-    if blocked_pointwise.applies(w.shape, attrs, x.dtype):
+    algorithm = blocked_algorithm(w.shape, attrs, x.dtype)
+    if algorithm == "blocked-1x1":
         blocked_pointwise.conv2d_pointwise_blocked(x, w, bias16, out)
         return
-    if depthwise_applies(in_channels(w.shape, attrs["groups"]), w.shape, attrs):
+    if algorithm == "blocked-depthwise-3x3":
         wk = _prepared("depthwise", w, lambda: _depthwise_weights(w))
         (sh, sw), pads = attrs["stride"], attrs["padding"]
         launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],

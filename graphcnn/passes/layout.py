@@ -1,0 +1,109 @@
+"""The layout pass: regions of the graph that run in NCHW16c (graphcnn/ops/layout.py).
+
+Which nodes can run blocked: a float32 conv2d that the blocked kernels compute well (1x1
+stride 1 unpadded with one group: output channels in the lanes; depthwise 3x3: whole
+vectors of channels), and elementwise ops whose operands all have the output's shape (no
+broadcasting: the epilogues between them, clip and the residual add). Those nodes, joined
+where one reads another, make regions; a region runs blocked if it holds a depthwise
+convolution (the cost model: that is where NCHW loses, 4-9 GFLOP/s on MobileNet's small
+planes against a third of the time blocked; a region of 1x1 convolutions alone gains
+less than its conversions cost). The pass converts a value once where a region reads it
+(`to_blocked`) and once where it leaves (`from_blocked`), each conversion placed just
+before its first reader and shared by the others; the weights stay as they are (the
+kernels pack them once).
+
+The pass runs for the cpu backend in inference graphs, before fusion, so the fused groups
+form around conv2d_blocked as they do around conv2d.
+"""
+from __future__ import annotations
+
+from graphcnn.ir.graph import Graph, Node, Value
+from graphcnn.ops.registry import get_op
+
+
+def _pointwise(node: Node) -> bool:
+    w = node.inputs[1].shape
+    a = node.attrs
+    return (tuple(w[2:]) == (1, 1) and a["groups"] == 1 and tuple(a["stride"]) == (1, 1)
+            and tuple(a["padding"]) == (0, 0, 0, 0))
+
+
+def is_depthwise(node: Node) -> bool:
+    if node.op != "conv2d" or node.inputs[0].dtype != "float32":
+        return False
+    channels, w = node.inputs[0].shape[1], node.inputs[1].shape
+    return (node.attrs["groups"] == channels == w[0] > 1 and tuple(w[1:]) == (1, 3, 3)
+            and tuple(node.attrs["dilation"]) == (1, 1))
+
+
+def _can_run_blocked(node: Node) -> bool:
+    if len(node.outputs) != 1 or node.outputs[0].type.ndim != 4:
+        return False
+    if node.op == "conv2d":
+        return node.inputs[0].dtype == "float32" and (_pointwise(node) or is_depthwise(node))
+    out = node.outputs[0].type
+    return (get_op(node.op).scalar is not None and out.is_float
+            and all(v.type == out for v in node.inputs))
+
+
+def blocked_regions(graph: Graph) -> set[int]:
+    """The ids of the nodes that run blocked: the regions (nodes that can, joined where one
+    reads another) that hold a depthwise convolution. An elementwise op can only where an
+    operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
+    able: dict[int, Node] = {}
+    for n in graph.nodes:  # in order: an elementwise op joins only after a blocked input
+        if _can_run_blocked(n) and (n.op == "conv2d"
+                                    or any(v.node.id in able for v in n.inputs)):
+            able[n.id] = n
+    parent = {i: i for i in able}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for node in able.values():
+        for v in node.inputs:
+            if v.node.id in able:
+                parent[root(v.node.id)] = root(node.id)
+    with_depthwise = {root(i) for i, n in able.items() if is_depthwise(n)}
+    return {i for i in able if root(i) in with_depthwise}
+
+
+def blocked_layout(graph: Graph) -> Graph:
+    chosen = blocked_regions(graph)
+    if not chosen:
+        return graph
+    out = Graph(graph.name)
+    nchw: dict[int, Value] = {}     # old value id -> the new graph's NCHW value
+    blocked: dict[int, Value] = {}  # old value id -> the new graph's NCHW16c value
+
+    def as_nchw(v: Value, loc: str | None) -> Value:
+        if v.id not in nchw:
+            nchw[v.id] = out.add_node("from_blocked", [blocked[v.id]],
+                                      {"channels": v.shape[1]}, loc=loc).outputs[0]
+        return nchw[v.id]
+
+    def as_blocked(v: Value, loc: str | None) -> Value:
+        if v.id not in blocked:
+            blocked[v.id] = out.add_node("to_blocked", [nchw[v.id]], {}, loc=loc).outputs[0]
+        return blocked[v.id]
+
+    for node in graph.nodes:
+        if node.id in chosen:
+            if node.op == "conv2d":
+                inputs = [as_blocked(node.inputs[0], node.loc)] + [
+                    as_nchw(v, node.loc) for v in node.inputs[1:]]
+                new = out.add_node("conv2d_blocked", inputs, dict(node.attrs), loc=node.loc)
+            else:
+                new = out.add_node(node.op, [as_blocked(v, node.loc) for v in node.inputs],
+                                   dict(node.attrs), loc=node.loc)
+            blocked[node.outputs[0].id] = new.outputs[0]
+            continue
+        new = out.add_node(node.op, [as_nchw(v, node.loc) for v in node.inputs],
+                           dict(node.attrs), loc=node.loc)
+        for old, fresh in zip(node.outputs, new.outputs):
+            nchw[old.id] = fresh
+    out.set_outputs([as_nchw(v, None) for v in graph.outputs], graph.output_names)
+    return out

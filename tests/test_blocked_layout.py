@@ -1,0 +1,228 @@
+"""The blocked layout NCHW16c: its ops (graphcnn/ops/layout.py), their cpu kernels against
+the reference on randomized shapes (backends/cpu/kernels/blocked*.py), and the layout pass
+(passes/layout.py) alone and in the pipeline, numerically against opt level 0."""
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import graphcnn as gc
+from graphcnn.errors import GraphBuildError
+from graphcnn.ir.graph import Graph
+from graphcnn.ops.layout import blocks, from_blocked_ref, to_blocked_ref
+from graphcnn.passes.layout import blocked_layout, blocked_regions
+from op_check import check_op, forward
+
+
+def rand(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---- the ops ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("channels", [1, 16, 20, 33])
+def test_conversions_round_trip_with_zero_padding(channels):
+    x = rand(np.random.default_rng(channels), 2, channels, 3, 5)
+    xb = to_blocked_ref(x)
+    assert xb.shape == (2, blocks(channels), 3, 5, 16)
+    assert xb[0, 0, 1, 2, 0] == x[0, 0, 1, 2] and xb[1, -1, 2, 4, (channels - 1) % 16] == \
+        x[1, -1, 2, 4]
+    assert not xb[:, -1, ..., channels % 16 or 16:].any()  # the padding lanes are zero
+    assert np.array_equal(from_blocked_ref(xb, channels), x)
+
+
+@pytest.mark.parametrize("channels", [5, 16, 20])
+def test_conversions_on_cpu_equal_the_reference_with_their_gradients(channels):
+    rng = np.random.default_rng(channels)
+    check_op("to_blocked", [rand(rng, 2, channels, 3, 4)])
+    check_op("from_blocked", [rand(rng, 2, blocks(channels), 3, 4, 16)],
+             {"channels": channels})
+
+
+def test_bad_blocked_shapes_name_the_op_and_the_shapes():
+    g = Graph()
+    x = g.input("x", (1, 2, 4, 4, 16))
+    with pytest.raises(GraphBuildError, match=r"from_blocked.*\(1, 2, 4, 4, 16\).*40 channels"):
+        g.add("from_blocked", [x], channels=40)
+    w = g.input("w", (8, 20, 1, 1))
+    with pytest.raises(GraphBuildError, match=r"conv2d_blocked.*\(1, 2, 4, 4, 8\).*20 channels"):
+        g.add("conv2d_blocked", [g.input("y", (1, 2, 4, 4, 8)), w])
+    with pytest.raises(GraphBuildError, match="N, C, H, W"):
+        g.add("to_blocked", [x])
+
+
+# ---- the kernels -------------------------------------------------------------------------------
+
+@st.composite
+def blocked_conv_case(draw):
+    """(x shape NCHW, w shape, attrs): a 1x1 conv, a depthwise 3x3, or another conv (which
+    the kernel runs through NCHW), up to 40 channels (partial last blocks)."""
+    kind = draw(st.sampled_from(["pointwise", "depthwise", "other"]))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 40))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    if kind == "pointwise":
+        return (n, c, h, w), (draw(st.integers(1, 40)), c, 1, 1), dict(
+            stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    if kind == "depthwise":
+        return (n, c, h, w), (c, 1, 3, 3), dict(stride=stride, padding=pads, dilation=(1, 1),
+                                                groups=c)
+    return (n, c, h, w), (draw(st.integers(1, 20)), c, 3, 3), dict(
+        stride=stride, padding=pads, dilation=(1, 1), groups=1)
+
+
+@given(case=blocked_conv_case(), bias=st.booleans(), frozen=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
+    """The cpu kernel on random shapes, the input's padding lanes NaN: the real channels
+    equal the reference's (padding never read into them); weights frozen or not."""
+    from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
+    from graphcnn.backends.cpu.registry import get_kernel
+    from graphcnn.ops.registry import get_op
+    x_shape, w_shape, attrs = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, *x_shape), rand(rng, *w_shape)
+    ins = [to_blocked_ref(x), w] + ([rand(rng, w_shape[0])] if bias else [])
+    ins[0][:, -1, ..., x_shape[1] % 16 or 16:] = np.nan
+    for a in ins[1:]:
+        a.setflags(write=not frozen)
+    op = get_op("conv2d_blocked")
+    out_type = op.infer([gc.ir.types.TensorType(a.shape, "float32") for a in ins], attrs)[0]
+    out = np.full(out_type.shape, 7.0, np.float32)
+    get_kernel("conv2d_blocked")(ins, [out], attrs)
+    want = from_blocked_ref(op.run_ref([to_blocked_ref(x)] + ins[1:], attrs)[0], w_shape[0])
+    got = from_blocked_ref(out, w_shape[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1, x_shape[1]) ** 0.5,
+                               err_msg=blocked_algorithm(w_shape, attrs, np.float32))
+
+
+def test_each_conv_goes_to_its_kernel():
+    from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
+    one = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    depthwise = dict(one, padding=(1, 1, 1, 1), groups=24)
+    assert blocked_algorithm((32, 24, 1, 1), one, np.float32) == "blocked-1x1"
+    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float32) == "blocked-depthwise-3x3"
+    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float64) == "blocked-via-nchw"
+    assert blocked_algorithm((32, 24, 1, 1), one, np.float64) == "blocked-via-nchw"
+    assert blocked_algorithm((32, 24, 3, 3), one, np.float32) == "blocked-via-nchw"
+
+
+def test_conv2d_blocked_in_float64_and_fused_with_its_epilogue():
+    """float64 runs through NCHW; a fused conv2d_blocked + clip + add on the cpu equals
+    the reference."""
+    rng = np.random.default_rng(3)
+    x = to_blocked_ref(rand(rng, 2, 20, 6, 5))
+    attrs = dict(padding=1, groups=20)
+    w, b = rand(rng, 20, 1, 3, 3), rand(rng, 20)
+    check_op("conv2d_blocked", [x, w, b], attrs, grad=False)
+    got = forward("conv2d_blocked", [x, w], attrs, "cpu", "float64")[0]
+    want = forward("conv2d_blocked", [x, w], attrs, "reference", "float64")[0]
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    g = Graph()
+    xs, ws, bs = (g.input(name, a.shape) for name, a in (("x", x), ("w", w), ("b", b)))
+    conv = g.add("conv2d_blocked", [xs, ws, bs], **attrs)
+    g.set_outputs([g.add("add", [g.add("clip", [conv], low=0.0, high=1.0), xs])])
+    fused = gc.passes.fusion.fuse_operators(g)
+    assert [n.op for n in fused.nodes if n.op != "input"] == ["fused"]
+    from graphcnn.runtime.executable import make_runner
+    feeds = {v.id: a for v, a in zip(g.inputs, (x, w, b))}
+    want = make_runner(g, "reference").run(feeds)[0]
+    got = make_runner(fused, "cpu").run({v.id: feeds[v.id] for v in fused.inputs})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ---- the pass ----------------------------------------------------------------------------------
+
+def inverted_residual(channels: int = 20, expand: int = 3, dtype: str = "float32",
+                      depthwise: bool = True, extra_reader: bool = False) -> Graph:
+    """A MobileNetV2 block after batch-norm folding: a 3x3 stem, 1x1 expand + relu6,
+    depthwise 3x3 + relu6, 1x1 project, residual add, then global pooling and a dense
+    layer. `extra_reader`: the depthwise output is also max-pooled into a second output."""
+    rng = np.random.default_rng(0)
+    g = Graph("block")
+
+    def const(*shape):
+        return g.constant(rand(rng, *shape, dtype=dtype) * 0.3)
+
+    x = g.input("x", (2, 3, 12, 12), dtype)
+    stem = g.add("clip", [g.add("conv2d", [x, const(channels, 3, 3, 3), const(channels)],
+                                padding=1)], low=0.0, high=6.0)
+    wide = channels * expand
+    h = g.add("clip", [g.add("conv2d", [stem, const(wide, channels, 1, 1), const(wide)])],
+              low=0.0, high=6.0)
+    if depthwise:
+        d = g.add("clip", [g.add("conv2d", [h, const(wide, 1, 3, 3), const(wide)],
+                                 padding=1, groups=wide)], low=0.0, high=6.0)
+    else:
+        d = g.add("relu", [h])
+    y = g.add("add", [g.add("conv2d", [d, const(channels, wide, 1, 1), const(channels)]), stem])
+    pooled = g.add("flatten", [g.add("global_avg_pool2d", [y])])
+    outputs = [g.add("linear", [pooled, const(5, channels), const(5)])]
+    if extra_reader:
+        outputs.append(g.add("max_pool2d", [d], kernel_size=2))
+    g.set_outputs(outputs)
+    return g
+
+
+def run(graph: Graph, x: np.ndarray, backend: str) -> list[np.ndarray]:
+    from graphcnn.runtime.executable import make_runner
+    return make_runner(graph, backend).run({graph.inputs[0].id: x})
+
+
+def test_the_depthwise_region_runs_blocked_with_one_conversion_each_way():
+    graph = inverted_residual()
+    after = blocked_layout(graph)
+    ops = Counter(n.op for n in after.nodes)
+    # The stem stays NCHW (3x3, not a kernel of the layout); its clip too (its input is
+    # NCHW), so fusion can still join the two; expand, depthwise, project, add blocked.
+    assert ops["conv2d"] == 1 and ops["conv2d_blocked"] == 3
+    assert ops["to_blocked"] == 1 and ops["from_blocked"] == 1
+    assert [n.op for n in after.nodes if n.op in ("clip", "add")].count("clip") == 3
+    assert str(graph).count("conv2d_blocked") == 0  # the pass does not mutate its input
+    x = rand(np.random.default_rng(1), 2, 3, 12, 12)
+    want = run(graph, x, "reference")
+    for backend in ("reference", "cpu"):
+        np.testing.assert_allclose(run(after, x, backend)[0], want[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_value_read_outside_the_region_is_converted_once():
+    graph = inverted_residual(extra_reader=True)
+    after = blocked_layout(graph)
+    ops = Counter(n.op for n in after.nodes)
+    assert ops["from_blocked"] == 2 and ops["max_pool2d"] == 1  # the residual sum, d
+    x = rand(np.random.default_rng(2), 2, 3, 12, 12)
+    for got, want in zip(run(after, x, "cpu"), run(graph, x, "reference")):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(depthwise=False), dict(dtype="float64")])
+def test_graphs_without_a_float32_depthwise_region_are_left_alone(kwargs):
+    graph = inverted_residual(**kwargs)
+    assert blocked_regions(graph) == set()
+    assert blocked_layout(graph) is graph
+
+
+def test_the_pipeline_runs_the_pass_for_the_cpu_backend_before_fusion():
+    from graphcnn.passes import run_pipeline
+    from graphcnn.passes.fusion import fuse_operators
+    from graphcnn.passes.pipeline import passes_for
+    cpu = passes_for(2, "cpu")
+    assert cpu.index(blocked_layout) == cpu.index(fuse_operators) - 1
+    assert blocked_layout not in passes_for(2) + passes_for(2, "cuda") + passes_for(1, "cpu")
+    fused, _ = run_pipeline(inverted_residual(), 2, "cpu")
+    anchors = Counter(n.attrs["anchor"] for n in fused.nodes if n.op == "fused")
+    assert anchors["conv2d_blocked"] >= 3 and anchors["conv2d"] == 1
+
+
+def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
+    model = gc.models.mobilenet_v2(10, width_mult=0.5, input_size=32)
+    x = rand(np.random.default_rng(4), 2, 3, 32, 32)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(x)
+    exe = gc.compile(model, batch_size=2)
+    ops = Counter(n.attrs.get("anchor") or n.op for n in exe.graph.nodes)
+    assert ops["conv2d_blocked"] > 10 and ops["to_blocked"] == 1
+    np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)
