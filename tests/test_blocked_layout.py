@@ -56,47 +56,59 @@ def test_bad_blocked_shapes_name_the_op_and_the_shapes():
 
 @st.composite
 def blocked_conv_case(draw):
-    """(x shape NCHW, w shape, attrs): a 1x1 conv, a depthwise 3x3, or another conv (which
+    """(x shape NCHW, w shape, attrs, whether x comes blocked): a 1x1 conv, a depthwise
+    3x3, any other one-group conv (on a blocked or an NCHW input), or a grouped one (which
     the kernel runs through NCHW), up to 40 channels (partial last blocks)."""
-    kind = draw(st.sampled_from(["pointwise", "depthwise", "other"]))
+    kind = draw(st.sampled_from(["pointwise", "depthwise", "general", "grouped"]))
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 40))
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
     if kind == "pointwise":
         return (n, c, h, w), (draw(st.integers(1, 40)), c, 1, 1), dict(
-            stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+            stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1), True
     pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    dilation = (1, 1) if kind == "depthwise" else (draw(st.integers(1, 2)),
+                                                   draw(st.integers(1, 2)))
+    kernel = (3, 3) if kind == "depthwise" else (draw(st.integers(1, 3)),
+                                                 draw(st.integers(1, 3)))
+    assume(h + pads[0] + pads[1] >= (kernel[0] - 1) * dilation[0] + 1
+           and w + pads[2] + pads[3] >= (kernel[1] - 1) * dilation[1] + 1)
+    attrs = dict(stride=stride, padding=pads, dilation=dilation, groups=1)
     if kind == "depthwise":
-        return (n, c, h, w), (c, 1, 3, 3), dict(stride=stride, padding=pads, dilation=(1, 1),
-                                                groups=c)
-    return (n, c, h, w), (draw(st.integers(1, 20)), c, 3, 3), dict(
-        stride=stride, padding=pads, dilation=(1, 1), groups=1)
+        return (n, c, h, w), (c, 1) + kernel, dict(attrs, groups=c), True
+    if kind == "grouped":
+        c = 2 * -(-c // 2)
+        return (n, c, h, w), (4, c // 2) + kernel, dict(attrs, groups=2), True
+    return (n, c, h, w), (draw(st.integers(1, 20)), c) + kernel, attrs, draw(st.booleans())
 
 
 @given(case=blocked_conv_case(), bias=st.booleans(), frozen=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
-    """The cpu kernel on random shapes, the input's padding lanes NaN: the real channels
-    equal the reference's (padding never read into them); weights frozen or not."""
+    """The cpu kernel on random shapes, a blocked input's padding lanes NaN: the real
+    channels equal the reference's (padding never read into them); weights frozen or
+    not."""
     from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
     from graphcnn.backends.cpu.registry import get_kernel
     from graphcnn.ops.registry import get_op
-    x_shape, w_shape, attrs = case
+    x_shape, w_shape, attrs, blocked_input = case
     rng = np.random.default_rng(seed)
     x, w = rand(rng, *x_shape), rand(rng, *w_shape)
-    ins = [to_blocked_ref(x), w] + ([rand(rng, w_shape[0])] if bias else [])
-    ins[0][:, -1, ..., x_shape[1] % 16 or 16:] = np.nan
+    ins = [to_blocked_ref(x) if blocked_input else x, w] + (
+        [rand(rng, w_shape[0])] if bias else [])
+    if blocked_input:
+        ins[0][:, -1, ..., x_shape[1] % 16 or 16:] = np.nan
     for a in ins[1:]:
         a.setflags(write=not frozen)
     op = get_op("conv2d_blocked")
     out_type = op.infer([gc.ir.types.TensorType(a.shape, "float32") for a in ins], attrs)[0]
     out = np.full(out_type.shape, 7.0, np.float32)
     get_kernel("conv2d_blocked")(ins, [out], attrs)
-    want = from_blocked_ref(op.run_ref([to_blocked_ref(x)] + ins[1:], attrs)[0], w_shape[0])
+    want = from_blocked_ref(op.run_ref([x] + ins[1:], attrs)[0], w_shape[0])
     got = from_blocked_ref(out, w_shape[0])
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1, x_shape[1]) ** 0.5,
-                               err_msg=blocked_algorithm(w_shape, attrs, np.float32))
+    np.testing.assert_allclose(
+        got, want, rtol=1e-4, atol=1e-4 * max(1, x_shape[1]) ** 0.5,
+        err_msg=blocked_algorithm(w_shape, attrs, np.float32, blocked_input))
 
 
 def test_each_conv_goes_to_its_kernel():
@@ -104,10 +116,13 @@ def test_each_conv_goes_to_its_kernel():
     one = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     depthwise = dict(one, padding=(1, 1, 1, 1), groups=24)
     assert blocked_algorithm((32, 24, 1, 1), one, np.float32) == "blocked-1x1"
+    assert blocked_algorithm((32, 24, 1, 1), one, np.float32, False) == "blocked-implicit"
     assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float32) == "blocked-depthwise-3x3"
     assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float64) == "blocked-via-nchw"
     assert blocked_algorithm((32, 24, 1, 1), one, np.float64) == "blocked-via-nchw"
-    assert blocked_algorithm((32, 24, 3, 3), one, np.float32) == "blocked-via-nchw"
+    assert blocked_algorithm((32, 24, 3, 3), one, np.float32) == "blocked-implicit"
+    assert blocked_algorithm((32, 12, 3, 3), dict(one, groups=2), np.float32) == \
+        "blocked-via-nchw"
 
 
 def test_conv2d_blocked_in_float64_and_fused_with_its_epilogue():
@@ -177,11 +192,12 @@ def test_the_depthwise_region_runs_blocked_with_one_conversion_each_way():
     graph = inverted_residual()
     after = blocked_layout(graph)
     ops = Counter(n.op for n in after.nodes)
-    # The stem stays NCHW (3x3, not a kernel of the layout); its clip too (its input is
-    # NCHW), so fusion can still join the two; expand, depthwise, project, add blocked.
-    assert ops["conv2d"] == 1 and ops["conv2d_blocked"] == 3
-    assert ops["to_blocked"] == 1 and ops["from_blocked"] == 1
-    assert [n.op for n in after.nodes if n.op in ("clip", "add")].count("clip") == 3
+    # The stem reads the NCHW image and writes blocks: no conversion on the way in; one
+    # on the way out, before the global pooling.
+    assert ops["conv2d"] == 0 and ops["conv2d_blocked"] == 4
+    assert ops["to_blocked"] == 0 and ops["from_blocked"] == 1
+    stem = next(n for n in after.nodes if n.op == "conv2d_blocked")
+    assert stem.inputs[0].type.ndim == 4 and stem.outputs[0].type.ndim == 5
     assert str(graph).count("conv2d_blocked") == 0  # the pass does not mutate its input
     x = rand(np.random.default_rng(1), 2, 3, 12, 12)
     want = run(graph, x, "reference")
@@ -215,7 +231,7 @@ def test_the_pipeline_runs_the_pass_for_the_cpu_backend_before_fusion():
     assert blocked_layout not in passes_for(2) + passes_for(2, "cuda") + passes_for(1, "cpu")
     fused, _ = run_pipeline(inverted_residual(), 2, "cpu")
     anchors = Counter(n.attrs["anchor"] for n in fused.nodes if n.op == "fused")
-    assert anchors["conv2d_blocked"] >= 3 and anchors["conv2d"] == 1
+    assert anchors["conv2d_blocked"] == 4 and anchors["conv2d"] == 0
 
 
 def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
@@ -224,5 +240,5 @@ def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
     want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(x)
     exe = gc.compile(model, batch_size=2)
     ops = Counter(n.attrs.get("anchor") or n.op for n in exe.graph.nodes)
-    assert ops["conv2d_blocked"] > 10 and ops["to_blocked"] == 1
+    assert ops["conv2d_blocked"] > 10 and ops["conv2d"] == ops["to_blocked"] == 0
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)

@@ -40,13 +40,14 @@ def conv_algorithm(node: Any) -> str:
     'winograd', 'winograd-packed', 'packed', 'packed-channels', 'implicit' (+ '-1x1') as
     measured by autotune once the graph has run,
     'depthwise-3x3', 'direct' or 'direct-grouped'; in NCHW16c 'blocked-1x1',
-    'blocked-depthwise-3x3' or 'blocked-via-nchw'; '' for other ops."""
+    'blocked-depthwise-3x3', 'blocked-implicit' or 'blocked-via-nchw'; '' for other ops."""
     op, attrs = node.op, node.attrs
     if op == "fused":
         op, attrs = attrs["anchor"], attrs["anchor_attrs"]
     if op == "conv2d_blocked":
         from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
-        return blocked_algorithm(node.inputs[1].shape, attrs, node.outputs[0].dtype)
+        return blocked_algorithm(node.inputs[1].shape, attrs, node.outputs[0].dtype,
+                                 node.inputs[0].type.ndim == 5)
     if op not in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
         return ""
     ins, out = [v.shape for v in node.inputs], node.outputs[0].shape

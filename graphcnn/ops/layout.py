@@ -14,7 +14,8 @@ sigmoid makes 0.5 there), and nothing ever reads them into a real channel.
 
     to_blocked(x)                           NCHW -> NCHW16c
     from_blocked(x, channels=C)             NCHW16c -> NCHW, the padding dropped
-    conv2d_blocked(x, weight, bias?)        conv2d on blocked x and y; weight and bias as
+    conv2d_blocked(x, weight, bias?)        conv2d with y blocked, x blocked or (the first
+                                            conv of a region) NCHW; weight and bias as
                                             conv2d's (O, C/groups, kH, kW) and (O,)
 
 These ops are made by the layout pass after differentiation, so conv2d_blocked has no VJP
@@ -104,14 +105,15 @@ def conv2d_blocked_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> T
     x, w = in_types[0], in_types[1]
     expect_float(x, "input")
     expect_ndim(w, 4, "conv2d_blocked weight", "out_channels, in_channels/groups, kH, kW")
-    logical = logical_type(x, in_channels(w.shape, attrs["groups"]), "conv2d_blocked input")
+    logical = x if x.ndim == 4 else logical_type(x, in_channels(w.shape, attrs["groups"]),
+                                                 "conv2d_blocked input")
     out = conv2d_shape([logical] + list(in_types[1:]), attrs)
     return TensorType(blocked_shape(out.shape), out.dtype)
 
 
 def conv2d_blocked_ref(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
                        **attrs: Any) -> np.ndarray:
-    logical = from_blocked_ref(x, in_channels(w.shape, attrs["groups"]))
+    logical = x if x.ndim == 4 else from_blocked_ref(x, in_channels(w.shape, attrs["groups"]))
     return to_blocked_ref(conv2d_ref(logical, w, b, **attrs))
 
 
@@ -131,4 +133,5 @@ register_op("from_blocked", inputs=("x",), shape=from_blocked_shape, ref=from_bl
 register_op("conv2d_blocked", inputs=("x", "weight", "bias?"), shape=conv2d_blocked_shape,
             ref=conv2d_blocked_ref, vjp=formed_after_differentiation,
             kind=FusionKind.OUT_ELEMWISE_FUSABLE, attrs=CONV_ATTRS,
-            doc="conv2d with its input and output in NCHW16c (weight and bias as conv2d's).")
+            doc="conv2d with its output in NCHW16c, its input in NCHW16c or NCHW (weight and "
+                "bias as conv2d's).")

@@ -2,8 +2,10 @@
 
 Which nodes can run blocked: a float32 conv2d that the blocked kernels compute well (1x1
 stride 1 unpadded with one group: output channels in the lanes; depthwise 3x3: whole
-vectors of channels), and elementwise ops whose operands all have the output's shape (no
-broadcasting: the epilogues between them, clip and the residual add). Those nodes, joined
+vectors of channels; any other one-group conv on an NCHW input, which it reads in place:
+a region's 3x3 stem, so the image needs no conversion), and elementwise ops whose
+operands all have the output's shape (no broadcasting: the epilogues between them, clip
+and the residual add). Those nodes, joined
 where one reads another, make regions; a region runs blocked if it holds a depthwise
 convolution (the cost model: that is where NCHW loses, 4-9 GFLOP/s on MobileNet's small
 planes against a third of the time blocked; a region of 1x1 convolutions alone gains
@@ -36,13 +38,19 @@ def is_depthwise(node: Node) -> bool:
             and tuple(node.attrs["dilation"]) == (1, 1))
 
 
-def _can_run_blocked(node: Node) -> bool:
+def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
+    """Whether `node` can run blocked, its (first) input coming blocked or not."""
     if len(node.outputs) != 1 or node.outputs[0].type.ndim != 4:
         return False
     if node.op == "conv2d":
-        return node.inputs[0].dtype == "float32" and (_pointwise(node) or is_depthwise(node))
+        if node.inputs[0].dtype != "float32":
+            return False
+        # A 1x1 or depthwise conv converts an NCHW input; another conv (a region's 3x3
+        # stem) runs blocked only on an NCHW input, which its kernel reads as it is.
+        return _pointwise(node) or is_depthwise(node) or (
+            node.attrs["groups"] == 1 and not blocked_input)
     out = node.outputs[0].type
-    return (get_op(node.op).scalar is not None and out.is_float
+    return (blocked_input and get_op(node.op).scalar is not None and out.is_float
             and all(v.type == out for v in node.inputs))
 
 
@@ -51,9 +59,8 @@ def blocked_regions(graph: Graph) -> set[int]:
     reads another) that hold a depthwise convolution. An elementwise op can only where an
     operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
     able: dict[int, Node] = {}
-    for n in graph.nodes:  # in order: an elementwise op joins only after a blocked input
-        if _can_run_blocked(n) and (n.op == "conv2d"
-                                    or any(v.node.id in able for v in n.inputs)):
+    for n in graph.nodes:  # in order, so each node knows whether its inputs come blocked
+        if _can_run_blocked(n, any(v.node.id in able for v in n.inputs)):
             able[n.id] = n
     parent = {i: i for i in able}
 
@@ -93,8 +100,10 @@ def blocked_layout(graph: Graph) -> Graph:
     for node in graph.nodes:
         if node.id in chosen:
             if node.op == "conv2d":
-                inputs = [as_blocked(node.inputs[0], node.loc)] + [
-                    as_nchw(v, node.loc) for v in node.inputs[1:]]
+                x = node.inputs[0]
+                first = as_blocked(x, node.loc) if _pointwise(node) or is_depthwise(node) \
+                    else as_nchw(x, node.loc)
+                inputs = [first] + [as_nchw(v, node.loc) for v in node.inputs[1:]]
                 new = out.add_node("conv2d_blocked", inputs, dict(node.attrs), loc=node.loc)
             else:
                 new = out.add_node(node.op, [as_blocked(v, node.loc) for v in node.inputs],

@@ -19,7 +19,7 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import blocked_pointwise
+from graphcnn.backends.cpu.kernels import blocked_conv
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
@@ -221,13 +221,16 @@ def _bias16(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
     return _prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
 
 
-def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> str:
-    """Which kernel conv2d_blocked_kernel runs (for the bench's profile)."""
-    if blocked_pointwise.applies(w_shape, attrs, dtype):
+def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any,
+                      input_blocked: bool = True) -> str:
+    """Which kernel conv2d_blocked_kernel runs (for the bench's profile too)."""
+    if input_blocked and blocked_conv.pointwise_applies(w_shape, attrs, dtype):
         return "blocked-1x1"
-    if np.dtype(dtype) == np.float32 and depthwise_applies(
+    if input_blocked and np.dtype(dtype) == np.float32 and depthwise_applies(
             in_channels(w_shape, attrs["groups"]), w_shape, attrs):
         return "blocked-depthwise-3x3"
+    if blocked_conv.general_applies(attrs, dtype):
+        return "blocked-implicit"
     return "blocked-via-nchw"
 
 
@@ -236,26 +239,29 @@ def conv2d_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                           attrs: dict[str, Any]) -> None:
     x, w, out = ins[0], ins[1], outs[0]
     bias16 = _bias16(ins, out.shape[1], out.dtype)
-    algorithm = blocked_algorithm(w.shape, attrs, x.dtype)
+    algorithm = blocked_algorithm(w.shape, attrs, x.dtype, x.ndim == 5)
     if algorithm == "blocked-1x1":
-        blocked_pointwise.conv2d_pointwise_blocked(x, w, bias16, out)
-        return
-    if algorithm == "blocked-depthwise-3x3":
+        blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out)
+    elif algorithm == "blocked-depthwise-3x3":
         wk = _prepared("depthwise", w, lambda: _depthwise_weights(w))
         (sh, sw), pads = attrs["stride"], attrs["padding"]
         launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
                numba.get_num_threads())
-        return
-    _through_nchw(ins, out, attrs)
+    elif algorithm == "blocked-implicit":
+        blocked_conv.conv2d_blocked_general(x, w, bias16, out, attrs)
+    else:
+        _through_nchw(ins, out, attrs)
 
 
 def _through_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
     """Any other convolution: converted to NCHW, run by the conv2d kernel, converted back
     (correct, not fast; the layout pass does not make these)."""
     x, w = ins[0], ins[1]
-    logical = np.empty((x.shape[0], in_channels(w.shape, attrs["groups"])) + x.shape[2:4],
-                       x.dtype)
-    launch(_from_blocked, x, logical)
+    logical = x
+    if x.ndim == 5:
+        logical = np.empty((x.shape[0], in_channels(w.shape, attrs["groups"])) + x.shape[2:4],
+                           x.dtype)
+        launch(_from_blocked, x, logical)
     n, cb, oh, ow, _ = out.shape
     y = np.empty((n, w.shape[0], oh, ow), out.dtype)
     get_kernel("conv2d")([logical] + list(ins[1:]), [y], attrs)

@@ -46,10 +46,11 @@ def _i64(value: int) -> ir.Constant:
 
 
 def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
-                   count: int) -> list[ir.Value]:
-    """The loop both microkernels are: for kk < k_len (>= 1), for j < count,
-    acc[j] = fma(vector_at(kk), broadcast(scalar_at(kk, j)), acc[j]), the accumulators
-    being loop phis (vector registers); returns the final acc values."""
+                   count: int, vectors: int = 1) -> list[ir.Value]:
+    """The loop the microkernels are: for kk < k_len (>= 1), for v < vectors, j < count,
+    acc[v * count + j] = fma(vector_at(kk, v), broadcast(scalar_at(kk, j)), acc[...]), the
+    accumulators being loop phis (vector registers); returns the final acc values.
+    (vector_at takes (kk) alone when vectors == 1.)"""
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
                                          "llvm.fma.v16f32")
     zero = ir.Constant(_VEC, [ir.Constant(_F32, 0.0)] * LANES)
@@ -61,16 +62,18 @@ def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar
     builder.branch(loop)
     builder.position_at_end(loop)
     kk = builder.phi(_I64)
-    accs = [builder.phi(_VEC) for _ in range(count)]
+    accs = [builder.phi(_VEC) for _ in range(count * vectors)]
     kk.add_incoming(_i64(0), before)
     for acc in accs:
         acc.add_incoming(zero, before)
-    vector = vector_at(kk)
-    sums = []
+    rows = [vector_at(kk)] if vectors == 1 else [vector_at(kk, v) for v in range(vectors)]
+    sums: list[ir.Value] = [zero] * (count * vectors)
     for j in range(count):
         one = builder.insert_element(undef, scalar_at(kk, j), ir.Constant(_I32, 0))
-        sums.append(builder.call(fma, [vector, builder.shuffle_vector(one, undef, broadcast),
-                                       accs[j]]))
+        splat = builder.shuffle_vector(one, undef, broadcast)
+        for v, vector in enumerate(rows):
+            at = v * count + j
+            sums[at] = builder.call(fma, [vector, splat, accs[at]])
     step = builder.add(kk, _i64(1))
     end = builder.block
     kk.add_incoming(step, end)

@@ -54,11 +54,14 @@ def from_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
 def conv2d_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
                         ) -> list[Launch]:
     x, w, out = ins[0], ins[1], outs[0]
-    n, _, h, wd, _ = x.shape
+    n, h, wd = x.shape[0], x.shape[2], x.shape[3]
     c = in_channels(w.shape, attrs["groups"])
     _, _, oh, ow, _ = out.shape
-    x_nchw = scratch(n * c * h * wd, x.dtype).reshape(n, c, h, wd)
     y_nchw = scratch(n * w.shape[0] * oh * ow, out.dtype).reshape(n, w.shape[0], oh, ow)
+    if x.ndim == 4:  # an NCHW input (a region's first conv)
+        return (plan_conv2d(list(ins), y_nchw, attrs, identity_epilogue(out.dtype))
+                + to_blocked_plan([y_nchw], [out], {}))
+    x_nchw = scratch(n * c * h * wd, x.dtype).reshape(n, c, h, wd)
     return (_block_copies(x_nchw, x, to_blocked=False)
             + plan_conv2d([x_nchw] + list(ins[1:]), y_nchw, attrs,
                           identity_epilogue(out.dtype))

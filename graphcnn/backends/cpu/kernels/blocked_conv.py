@@ -1,0 +1,199 @@
+"""Convolutions with their output in the blocked layout NCHW16c: 1x1 ones on a blocked
+input, and any other one-group convolution on a blocked or an NCHW input (MobileNet's 3x3
+stem reads the NCHW image and writes blocks, so no conversion is needed after it).
+
+In NCHW16c a pixel's 16 channels of one block are one vector, so a tile of the output, 16
+output channels by NR pixels of a row, is NR whole vectors stored one after the other: the
+microkernel keeps NB such tiles in registers; per k (an input channel and a kernel tap) it
+loads the 16 weights of each of the NB output blocks (a panel packed once, as packed_gemm's
+`packed(.., width=32)`: (O/32, C*kH*kW, 32)) and broadcasts the input's value at each of
+the NR pixels, for NB * NR multiply-adds. Where that value lies is a table of offsets by k
+(as the implicit GEMM's, implicit_gemm.py) plus j * the pixel step: no im2col. Only the
+real input channels are read (the padding lanes of a blocked input's last block never
+are), and the output's padding lanes come out as zero weights and zero bias make them:
+zero.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, emit_fma_loop, load_vector,
+                                                       packed, store_vector)
+from graphcnn.backends.cpu.registry import JIT, launch
+
+NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
+
+_F32, _I64 = ir.FloatType(), ir.IntType(64)
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(_I64, value)
+
+
+NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight broadcasts
+
+
+@intrinsic
+def _tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
+          blocks, valid):
+    """out[v * plane + j * 16 + l] = bias[v * 16 + l] + sum_k w[k * 32 + v * 16 + l] *
+    x[table[k] + j * step] for output blocks v < blocks (<= NB) and pixels j < valid
+    (<= NR); k_len >= 1. Pixels past `valid` read the last valid pixel again (in bounds)
+    and are not stored; a missing second block computes on zero weights, unstored."""
+    sig = types.void(types.uintp, types.uintp, types.uintp, types.int64, types.int64,
+                     types.uintp, types.uintp, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        w_int, x_int, t_int, k, step, b_int, o_int, plane, blocks, valid = args
+        w, x, bias, out = (builder.inttoptr(v, _F32.as_pointer())
+                           for v in (w_int, x_int, b_int, o_int))
+        table = builder.inttoptr(t_int, _I64.as_pointer())
+        last = builder.sub(valid, _i64(1))
+        offsets = []
+        for j in range(NR):  # pixel j's offset, clamped to the last valid pixel
+            jj = builder.select(builder.icmp_signed("<", _i64(j), valid), _i64(j), last)
+            offsets.append(builder.mul(jj, step))
+        at: dict[int, ir.Value] = {}
+
+        def scalar_at(kk: ir.Value, j: int) -> ir.Value:
+            if j == 0:  # one table load per k, shared by the NR pixels
+                at[0] = builder.load(builder.gep(table, [kk]), align=8)
+            return builder.load(builder.gep(x, [builder.add(at[0], offsets[j])]), align=4)
+
+        def vector_at(kk: ir.Value, v: int = 0) -> ir.Value:
+            return load_vector(builder, w, builder.add(builder.mul(kk, _i64(NB * LANES)),
+                                                       _i64(v * LANES)))
+
+        sums = emit_fma_loop(builder, k, vector_at, scalar_at, NR, NB)
+        for v in range(NB):
+            with builder.if_then(builder.icmp_signed("<", _i64(v), blocks)):
+                b = load_vector(builder, bias, _i64(v * LANES))
+                base = builder.mul(plane, _i64(v))
+                for j in range(NR):
+                    with builder.if_then(builder.icmp_signed("<", _i64(j), valid)):
+                        store_vector(builder, builder.fadd(sums[v * NR + j], b), out,
+                                     builder.add(base, _i64(j * LANES)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(**JIT)
+def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk, groups):
+    """out = conv(x) + bias, out in NCHW16c seen as (N, O/16, rows, row length, 16): tile
+    (n, row, t) reads x from n * image_step + row * row_step + t * NR * step on, through
+    the table. Tasks are (chunk of tiles, group of weight panels); within one, the tiles
+    go outer and the panels inner: a tile's input stays in L1 while the panels pass."""
+    n_len, ob_len = out.shape[0], out.shape[1]
+    panels = wp.shape[0]
+    plane = out.shape[2] * out.shape[3] * LANES
+    row_len = out.shape[2] * out.shape[3] // rows
+    k_len = table.shape[0]
+    per_row = (row_len + NR - 1) // NR
+    total = n_len * rows * per_row
+    chunks = (total + chunk - 1) // chunk
+    per_group = (panels + groups - 1) // groups
+    x0, o0, t0, b0, w0 = (x.ctypes.data, out.ctypes.data, table.ctypes.data,
+                          bias.ctypes.data, wp.ctypes.data)
+    for task in prange(chunks * groups):
+        ck, grp = task // groups, task % groups
+        for g in range(ck * chunk, min(total, (ck + 1) * chunk)):
+            image, rest = g // (rows * per_row), g % (rows * per_row)
+            row, t = rest // per_row, rest % per_row
+            valid = min(NR, row_len - t * NR)
+            x_at = x0 + (image * image_step + row * row_step + t * NR * step) * 4
+            pixel = row * row_len + t * NR
+            for p in range(grp * per_group, min(panels, (grp + 1) * per_group)):
+                ob = p * NB
+                _tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
+                      b0 + ob * LANES * 4,
+                      o0 + ((image * ob_len + ob) * plane + pixel * LANES) * 4, plane,
+                      min(NB, ob_len - ob), valid)
+
+
+def split(tiles: int, panels: int, threads: int) -> tuple[int, int]:
+    """(tiles per chunk, groups of weight panels): about four tasks per thread, from the
+    tiles where there are enough of them, else from the panels too (a 7x7 plane at
+    batch 1 is seven tiles)."""
+    want = 4 * threads
+    if tiles >= want:
+        return -(-tiles // want), 1
+    return 1, min(panels, -(-want // tiles))
+
+
+def _run(w: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
+         out: np.ndarray, step: int, row_step: int, image_step: int, rows: int) -> None:
+    o_len = w.shape[0]
+    wp = packed(w.reshape(o_len, table.shape[0]), w, NB * LANES)
+    row_len = out.shape[2] * out.shape[3] // rows
+    tiles = out.shape[0] * rows * -(-row_len // NR)
+    chunk, groups = split(tiles, wp.shape[0], numba.get_num_threads())
+    launch(_conv_rows, wp, xp, table, bias16, out, step, row_step, image_step, rows, chunk,
+           groups)
+
+
+def conv2d_pointwise_blocked(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
+                             out: np.ndarray) -> None:
+    """out = conv2d(x, w) + bias, x and out NCHW16c, for a float32 1x1 stride-1 unpadded
+    conv with one group (bias16: the bias zero-padded to whole blocks): the plane is one
+    row, so tiles run across the image's row ends."""
+    hw = x.shape[2] * x.shape[3]
+    c = np.arange(w.shape[1], dtype=np.int64)
+    table = c // LANES * hw * LANES + c % LANES
+    _run(w, x, table, bias16, out, LANES, 0, x.shape[1] * hw * LANES, 1)
+
+
+@numba.njit(**JIT)
+def _pad_image(x, xp, pt, pl):
+    """xp = x with pt rows and pl columns of zeros before (and what xp has room for
+    after), for NCHW (4-d) or NCHW16c (5-d seen as 4-d with the lanes in the columns)."""
+    n_len, c_len, h, w = x.shape
+    hp, wp = xp.shape[2], xp.shape[3]
+    for task in prange(n_len * c_len):
+        n, c = task // c_len, task % c_len
+        for r in range(hp):
+            for q in range(wp):
+                xp[n, c, r, q] = 0
+            if pt <= r < pt + h:
+                for q in range(w):
+                    xp[n, c, r, pl + q] = x[n, c, r - pt, q]
+
+
+def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out: np.ndarray,
+                           attrs: dict[str, Any]) -> None:
+    """out (NCHW16c) = conv2d(x, w) + bias for any float32 one-group conv, x NCHW16c (5-d)
+    or NCHW (4-d), through a zero-padded copy of x when the conv pads."""
+    (sh, sw), (dh, dw), pads = attrs["stride"], attrs["dilation"], attrs["padding"]
+    blocked_in = x.ndim == 5
+    lanes = LANES if blocked_in else 1
+    n, cx, h, wd = x.shape[:4]
+    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+    xp = x
+    if any(pads):
+        from graphcnn.backends.cpu.kernels.conv_gemm import workspace
+        xp = workspace("blocked-padded", (n, cx, hp, wp * lanes), x.dtype)
+        launch(_pad_image, x.reshape(n, cx, h, wd * lanes), xp, pads[0], pads[2] * lanes)
+    kh, kw = w.shape[2], w.shape[3]
+    c, i, j = np.meshgrid(np.arange(w.shape[1]), np.arange(kh), np.arange(kw), indexing="ij")
+    c, i, j = c.ravel().astype(np.int64), i.ravel(), j.ravel()
+    channel = c // LANES * hp * wp * LANES + c % LANES if blocked_in else c * hp * wp
+    table = channel + (i * dh * wp + j * dw) * lanes
+    oh = out.shape[2]
+    _run(w, xp, table.astype(np.int64), bias16, out, sw * lanes, sh * wp * lanes,
+         cx * hp * wp * lanes, oh)
+
+
+def pointwise_applies(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> bool:
+    return (np.dtype(dtype) == np.float32 and tuple(w_shape[2:]) == (1, 1)
+            and attrs["groups"] == 1 and tuple(attrs["stride"]) == (1, 1)
+            and tuple(attrs["padding"]) == (0, 0, 0, 0))
+
+
+def general_applies(attrs: dict[str, Any], dtype: Any) -> bool:
+    return np.dtype(dtype) == np.float32 and attrs["groups"] == 1
