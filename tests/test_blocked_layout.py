@@ -242,3 +242,60 @@ def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
     ops = Counter(n.attrs.get("anchor") or n.op for n in exe.graph.nodes)
     assert ops["conv2d_blocked"] > 10 and ops["conv2d"] == ops["to_blocked"] == 0
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "depthwise", "stem"])
+@pytest.mark.parametrize("steps", [("add",), ("clip",), ("relu",), ("add", "clip"),
+                                   ("add", "relu"), ("clip", "add"), ("mul",)])
+def test_epilogues_in_the_blocked_kernels_equal_the_ops_run_one_by_one(kind, steps,
+                                                                       monkeypatch):
+    """A fused conv2d_blocked + add/clip/relu group, run by the cpu (the kernels apply add,
+    then clip or relu, as they store; other chains go through the generated epilogue):
+    bit for bit what the unfused ops give one kernel each, NaN in the side input too."""
+    from graphcnn.passes.fusion import fuse_operators
+    from graphcnn.runtime.executable import make_runner
+    rng = np.random.default_rng(len(steps))
+    c = 20
+    x = rand(rng, 2, 3, 9, 8) if kind == "stem" else to_blocked_ref(rand(rng, 2, c, 9, 8))
+    w = {"pointwise": rand(rng, 24, c, 1, 1), "depthwise": rand(rng, c, 1, 3, 3),
+         "stem": rand(rng, 24, 3, 3, 3)}[kind]
+    attrs = {"pointwise": {}, "depthwise": dict(padding=1, groups=c),
+             "stem": dict(padding=1, stride=2)}[kind]
+    g = Graph()
+    xs, ws = g.input("x", x.shape), g.input("w", w.shape)
+    y = g.add("conv2d_blocked", [xs, ws], **attrs)
+    side = rand(rng, *y.shape) * 3
+    side[0, 0, 0, 0, :3] = np.nan
+    ss = g.input("side", side.shape)
+    for step in steps:
+        y = {"add": lambda v: g.add("add", [ss, v]), "mul": lambda v: g.add("mul", [v, ss]),
+             "clip": lambda v: g.add("clip", [v], low=-0.5, high=1.5),
+             "relu": lambda v: g.add("relu", [v])}[step](y)
+    g.set_outputs([y])
+    fused = fuse_operators(g)
+    assert [n.op for n in fused.nodes if n.op != "input"] == ["fused"]
+    from graphcnn.backends.cpu.kernels import blocked
+    modes = []
+    run_blocked = blocked.run_blocked
+    monkeypatch.setattr(blocked, "run_blocked", lambda *a: (
+        modes.append(a[3].mode) if len(a) == 4 else None) or run_blocked(*a))
+    feeds = {"x": x, "w": w, "side": side}
+    got = make_runner(fused, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
+    want = make_runner(g, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in g.inputs})
+    np.testing.assert_array_equal(got[0], want[0])
+    in_kernel = steps not in (("clip", "add"), ("mul",))
+    assert bool(modes) == in_kernel and all(modes)
+
+
+def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
+    from graphcnn.backends.cpu.kernels.blocked import epilogue_of
+    from graphcnn.backends.cpu.kernels.blocked_conv import ADD_SIDE, CLIP, RELU
+    out, side, small = np.zeros((1, 2, 3, 3, 16)), np.ones((1, 2, 3, 3, 16)), np.ones((1, 16))
+    ins = [None, None, side, small]
+    clip = ("clip", {"low": 0.0, "high": 6.0}, (-1,))
+    assert epilogue_of((clip,), ins, out).mode == CLIP
+    add_relu = epilogue_of((("add", {}, (2, -1)), ("relu", {}, (-1,))), ins, out)
+    assert add_relu.mode == ADD_SIDE | RELU and add_relu.side is side
+    assert epilogue_of((("add", {}, (-1, 3)),), ins, out) is None     # broadcast side
+    assert epilogue_of((clip, ("add", {}, (-1, 2))), ins, out) is None  # add after clip
+    assert epilogue_of((("sigmoid", {}, (-1,)),), ins, out) is None

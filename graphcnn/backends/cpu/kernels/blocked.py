@@ -20,6 +20,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import blocked_conv
+from graphcnn.backends.cpu.kernels.blocked_conv import (ADD_SIDE, CLIP, NO_EPILOGUE, RELU,
+                                                        Epilogue, emit_epilogue)
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
@@ -84,20 +86,23 @@ def _i64(value: int) -> ir.Constant:
 
 
 @intrinsic
-def _taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr):
+def _taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, side_addr,
+              mode, low, high):
     """For i < count: o[i * 16 + l] = b[l] + sum over the nine taps t of
     w[t * 16 + l] * src[r0 + i * step + (t // 3) * row + (t % 3) * 16 + l], for the 16
     lanes l: a run of 3x3 windows along an output row of one block, in <16 x float> vector
     code with the nine weight vectors held in registers for the run. (The same as a Numba
     loop over the lanes, per window, took ~50 cycles a window: LLVM vectorized it for a
-    trip count 16 lanes never reach, and the weights were loaded again at every window.)"""
+    trip count 16 lanes never reach, and the weights were loaded again at every window.)
+    The epilogue (`mode`: blocked_conv.emit_epilogue) reads side at o's offsets."""
     sig = types.void(types.uintp, types.int64, types.int64, types.int64, types.int64,
-                     types.uintp, types.uintp, types.uintp)
+                     types.uintp, types.uintp, types.uintp, types.uintp, types.int64,
+                     types.float32, types.float32)
 
     def codegen(context, builder, signature, args):
-        src_int, r0, row, step, count, w_int, b_int, o_int = args
-        src, w, b, o = (builder.inttoptr(v, _F32.as_pointer())
-                        for v in (src_int, w_int, b_int, o_int))
+        src_int, r0, row, step, count, w_int, b_int, o_int, s_int, mode, low, high = args
+        src, w, b, o, side = (builder.inttoptr(v, _F32.as_pointer())
+                              for v in (src_int, w_int, b_int, o_int, s_int))
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
         weights = [load_vector(builder, w, _i64(t * BLOCK)) for t in range(9)]
@@ -109,7 +114,8 @@ def _taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr)
                 at = builder.add(builder.add(base, builder.mul(row, _i64(t // 3))),
                                  _i64(t % 3 * BLOCK))
                 acc = builder.call(fma, [weights[t], load_vector(builder, src, at), acc])
-            store_vector(builder, acc, o, builder.mul(loop.index, _i64(BLOCK)))
+            at = builder.mul(loop.index, _i64(BLOCK))
+            store_vector(builder, emit_epilogue(builder, acc, side, at, mode, low, high), o, at)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -132,7 +138,7 @@ def _copy_vector(typingctx, src_addr, dst_addr, keep):
 
 @numba.njit(**TASK_JIT)
 def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, sw, pt, pl,
-                   window):
+                   window, side, mode, low, high):
     """Output row oy of one block: of[o0 + ox * 16 + l] for every ox and lane l. The
     windows inside the image are one run read in place; each one over the border is first
     copied into `window` (3 x 3 x 16, zeros outside the image) and run alone."""
@@ -140,14 +146,16 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
     row = in_w * BLOCK
     # Addresses taken once: `.ctypes` counts a reference (an atomic the threads share).
     x_at, o_at, window_at = xf.ctypes.data, of.ctypes.data, window.ctypes.data
+    s_at = side.ctypes.data
     w_at, b_at = wf.ctypes.data + w0 * 4, bf.ctypes.data + b0 * 4
     lo, hi = 0, 0  # the run of windows inside the image: ox in [lo, hi)
     if iy0 >= 0 and iy0 + 2 < in_h:
         lo = min(ow_len, (pl + sw - 1) // sw)
         hi = max(lo, min(ow_len, (in_w - 3 + pl) // sw + 1))
         if hi > lo:
+            at = (o0 + lo * BLOCK) * 4
             _taps_run(x_at, x0 + (iy0 * in_w + lo * sw - pl) * BLOCK, row, sw * BLOCK,
-                      hi - lo, w_at, b_at, o_at + (o0 + lo * BLOCK) * 4)
+                      hi - lo, w_at, b_at, o_at + at, s_at + at, mode, low, high)
     for ox in range(ow_len):
         if lo <= ox < hi:
             continue
@@ -157,16 +165,19 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
             inside = iy >= 0 and iy < in_h and ix >= 0 and ix < in_w
             src = x0 + (iy * in_w + ix) * BLOCK if inside else x0  # x0: any pixel in bounds
             _copy_vector(x_at + src * 4, window_at + t * BLOCK * 4, inside)
-        _taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + (o0 + ox * BLOCK) * 4)
+        at = (o0 + ox * BLOCK) * 4
+        _taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + at, s_at + at, mode, low,
+                  high)
 
 
 @numba.njit(**JIT)
-def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads):
+def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads, side, mode, low, high):
     """out = depthwise3x3(x) + bias in NCHW16c, wk the weights as (C/16, 9, 16); one task
     per output row of a block."""
     cb_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     oh_len, ow_len = out.shape[2], out.shape[3]
     xf, of, wf = x.reshape(x.size), out.reshape(out.size), wk.reshape(wk.size)
+    sf = side.reshape(side.size)
     tasks = out.shape[0] * cb_len * oh_len
     threads = min(tasks, threads)
     for thread in prange(threads):
@@ -176,7 +187,7 @@ def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads):
             cb = plane % cb_len
             _depthwise_row(xf, plane * in_h * in_w * BLOCK, wf, cb * 9 * BLOCK, bias16,
                            cb * BLOCK, of, (plane * oh_len + oy) * ow_len * BLOCK, oy, in_h,
-                           in_w, ow_len, sh, sw, pt, pl, window)
+                           in_w, ow_len, sh, sw, pt, pl, window, sf, mode, low, high)
 
 
 def depthwise_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -237,20 +248,48 @@ def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: An
 @cpu_kernel("conv2d_blocked")
 def conv2d_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                           attrs: dict[str, Any]) -> None:
-    x, w, out = ins[0], ins[1], outs[0]
+    run_blocked(ins, outs[0], attrs)
+
+
+def run_blocked(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+                epilogue: Epilogue = NO_EPILOGUE) -> bool:
+    """conv2d_blocked into out, with `epilogue` applied as each vector is stored; False
+    (nothing done) for an epilogue on a kernel that takes none (through NCHW)."""
+    x, w = ins[0], ins[1]
     bias16 = _bias16(ins, out.shape[1], out.dtype)
     algorithm = blocked_algorithm(w.shape, attrs, x.dtype, x.ndim == 5)
     if algorithm == "blocked-1x1":
-        blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out)
+        blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out, epilogue)
     elif algorithm == "blocked-depthwise-3x3":
         wk = _prepared("depthwise", w, lambda: _depthwise_weights(w))
         (sh, sw), pads = attrs["stride"], attrs["padding"]
         launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
-               numba.get_num_threads())
+               numba.get_num_threads(), *epilogue.args(out))
     elif algorithm == "blocked-implicit":
-        blocked_conv.conv2d_blocked_general(x, w, bias16, out, attrs)
+        blocked_conv.conv2d_blocked_general(x, w, bias16, out, attrs, epilogue)
+    elif epilogue.mode:
+        return False
     else:
         _through_nchw(ins, out, attrs)
+    return True
+
+
+def epilogue_of(steps: tuple[Any, ...], ins: list[np.ndarray], out: np.ndarray
+                ) -> Epilogue | None:
+    """The Epilogue a fused group's steps are, if they are one: an add of a side input of
+    the output's shape, then clip or relu (either or both), in that order; else None."""
+    mode, side, low, high, rest = 0, None, 0.0, 0.0, list(steps)
+    if rest and rest[0][0] == "add" and sorted(rest[0][2])[0] == -1 \
+            and len(rest[0][2]) == 2 and max(rest[0][2]) >= 0:
+        side = ins[max(rest[0][2])]
+        if side.shape != out.shape or side.dtype != out.dtype:
+            return None
+        mode, rest = ADD_SIDE, rest[1:]
+    if rest and rest[0][0] == "clip" and rest[0][2] == (-1,):
+        mode, low, high, rest = mode | CLIP, rest[0][1]["low"], rest[0][1]["high"], rest[1:]
+    elif rest and rest[0][0] == "relu" and rest[0][2] == (-1,):
+        mode, rest = mode | RELU, rest[1:]
+    return Epilogue(side, mode, low, high) if not rest and mode else None
 
 
 def _through_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:

@@ -15,7 +15,8 @@ zero.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -36,23 +37,61 @@ def _i64(value: int) -> ir.Constant:
     return ir.Constant(_I64, value)
 
 
+# The epilogue the kernels apply before they store (so a fused group needs no second pass
+# over its output): bits of `mode`; the formulas are the registry's, in the same order
+# (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
+ADD_SIDE, CLIP, RELU = 1, 2, 4
+
+
+def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
+                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
+    """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
+    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
+    vec = value.type
+
+    def flag(bit: int) -> ir.Value:
+        return builder.icmp_signed("!=", builder.and_(mode, _i64(bit)), _i64(0))
+
+    def splat(scalar: ir.Value) -> ir.Value:
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
+
+    value = builder.select(flag(ADD_SIDE),
+                           builder.fadd(value, load_vector(builder, side, at)), value)
+    lo, hi = splat(low), splat(high)
+    # clip: low if x < low else (high if x > high else x)
+    clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
+        builder.fcmp_ordered(">", value, hi), hi, value))
+    value = builder.select(flag(CLIP), clipped, value)
+    # relu: x if x > 0 else 0
+    zero = ir.Constant(vec, [ir.Constant(_F32, 0.0)] * LANES)
+    rectified = builder.select(builder.fcmp_ordered(">", value, zero), value, zero)
+    return builder.select(flag(RELU), rectified, value)
+
+
 NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight broadcasts
 
 
 @intrinsic
 def _tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
-          blocks, valid):
+          blocks, valid, side_addr, mode, low, high):
     """out[v * plane + j * 16 + l] = bias[v * 16 + l] + sum_k w[k * 32 + v * 16 + l] *
     x[table[k] + j * step] for output blocks v < blocks (<= NB) and pixels j < valid
     (<= NR); k_len >= 1. Pixels past `valid` read the last valid pixel again (in bounds)
-    and are not stored; a missing second block computes on zero weights, unstored."""
+    and are not stored; a missing second block computes on zero weights, unstored. The
+    epilogue (`mode`, see emit_epilogue) reads side at the output's offsets."""
     sig = types.void(types.uintp, types.uintp, types.uintp, types.int64, types.int64,
-                     types.uintp, types.uintp, types.int64, types.int64, types.int64)
+                     types.uintp, types.uintp, types.int64, types.int64, types.int64,
+                     types.uintp, types.int64, types.float32, types.float32)
 
     def codegen(context, builder, signature, args):
-        w_int, x_int, t_int, k, step, b_int, o_int, plane, blocks, valid = args
-        w, x, bias, out = (builder.inttoptr(v, _F32.as_pointer())
-                           for v in (w_int, x_int, b_int, o_int))
+        (w_int, x_int, t_int, k, step, b_int, o_int, plane, blocks, valid, s_int, mode, low,
+         high) = args
+        w, x, bias, out, side = (builder.inttoptr(v, _F32.as_pointer())
+                                 for v in (w_int, x_int, b_int, o_int, s_int))
         table = builder.inttoptr(t_int, _I64.as_pointer())
         last = builder.sub(valid, _i64(1))
         offsets = []
@@ -77,15 +116,18 @@ def _tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_add
                 base = builder.mul(plane, _i64(v))
                 for j in range(NR):
                     with builder.if_then(builder.icmp_signed("<", _i64(j), valid)):
-                        store_vector(builder, builder.fadd(sums[v * NR + j], b), out,
-                                     builder.add(base, _i64(j * LANES)))
+                        at = builder.add(base, _i64(j * LANES))
+                        value = emit_epilogue(builder, builder.fadd(sums[v * NR + j], b),
+                                              side, at, mode, low, high)
+                        store_vector(builder, value, out, at)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @numba.njit(**JIT)
-def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk, groups):
+def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk, groups,
+               side, mode, low, high):
     """out = conv(x) + bias, out in NCHW16c seen as (N, O/16, rows, row length, 16): tile
     (n, row, t) reads x from n * image_step + row * row_step + t * NR * step on, through
     the table. Tasks are (chunk of tiles, group of weight panels); within one, the tiles
@@ -101,6 +143,7 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
     per_group = (panels + groups - 1) // groups
     x0, o0, t0, b0, w0 = (x.ctypes.data, out.ctypes.data, table.ctypes.data,
                           bias.ctypes.data, wp.ctypes.data)
+    s0 = side.ctypes.data
     for task in prange(chunks * groups):
         ck, grp = task // groups, task % groups
         for g in range(ck * chunk, min(total, (ck + 1) * chunk)):
@@ -111,10 +154,10 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
             pixel = row * row_len + t * NR
             for p in range(grp * per_group, min(panels, (grp + 1) * per_group)):
                 ob = p * NB
+                at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
                 _tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
-                      b0 + ob * LANES * 4,
-                      o0 + ((image * ob_len + ob) * plane + pixel * LANES) * 4, plane,
-                      min(NB, ob_len - ob), valid)
+                      b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
+                      s0 + at, mode, low, high)
 
 
 def split(tiles: int, panels: int, threads: int) -> tuple[int, int]:
@@ -127,26 +170,50 @@ def split(tiles: int, panels: int, threads: int) -> tuple[int, int]:
     return 1, min(panels, -(-want // tiles))
 
 
+class Epilogue(NamedTuple):
+    """What a kernel applies before it stores (see emit_epilogue): `side` (the output's
+    shape) added if mode has ADD_SIDE, then clip(low, high) or relu."""
+    side: np.ndarray | None = None
+    mode: int = 0
+    low: float = 0.0
+    high: float = 0.0
+
+    def args(self, out: np.ndarray) -> tuple[Any, ...]:
+        """(side, mode, low, high) as the kernels take them (side: out when absent)."""
+        side = out if self.side is None else self.side
+        return side, self.mode, np.float32(self.low), np.float32(self.high)
+
+
+NO_EPILOGUE = Epilogue()
+
+
 def _run(w: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
-         out: np.ndarray, step: int, row_step: int, image_step: int, rows: int) -> None:
+         out: np.ndarray, step: int, row_step: int, image_step: int, rows: int,
+         epilogue: Epilogue) -> None:
     o_len = w.shape[0]
     wp = packed(w.reshape(o_len, table.shape[0]), w, NB * LANES)
     row_len = out.shape[2] * out.shape[3] // rows
     tiles = out.shape[0] * rows * -(-row_len // NR)
     chunk, groups = split(tiles, wp.shape[0], numba.get_num_threads())
     launch(_conv_rows, wp, xp, table, bias16, out, step, row_step, image_step, rows, chunk,
-           groups)
+           groups, *epilogue.args(out))
+
+
+@functools.lru_cache(maxsize=256)
+def _pointwise_table(c_len: int, hw: int) -> np.ndarray:
+    """Where input channel k of pixel 0 lies in a blocked image of hw pixels."""
+    c = np.arange(c_len, dtype=np.int64)
+    return _frozen(c // LANES * hw * LANES + c % LANES)
 
 
 def conv2d_pointwise_blocked(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
-                             out: np.ndarray) -> None:
+                             out: np.ndarray, epilogue: Epilogue = NO_EPILOGUE) -> None:
     """out = conv2d(x, w) + bias, x and out NCHW16c, for a float32 1x1 stride-1 unpadded
     conv with one group (bias16: the bias zero-padded to whole blocks): the plane is one
     row, so tiles run across the image's row ends."""
     hw = x.shape[2] * x.shape[3]
-    c = np.arange(w.shape[1], dtype=np.int64)
-    table = c // LANES * hw * LANES + c % LANES
-    _run(w, x, table, bias16, out, LANES, 0, x.shape[1] * hw * LANES, 1)
+    _run(w, x, _pointwise_table(w.shape[1], hw), bias16, out, LANES, 0,
+         x.shape[1] * hw * LANES, 1, epilogue)
 
 
 @numba.njit(**JIT)
@@ -166,7 +233,7 @@ def _pad_image(x, xp, pt, pl):
 
 
 def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any]) -> None:
+                           attrs: dict[str, Any], epilogue: Epilogue = NO_EPILOGUE) -> None:
     """out (NCHW16c) = conv2d(x, w) + bias for any float32 one-group conv, x NCHW16c (5-d)
     or NCHW (4-d), through a zero-padded copy of x when the conv pads."""
     (sh, sw), (dh, dw), pads = attrs["stride"], attrs["dilation"], attrs["padding"]
@@ -179,14 +246,27 @@ def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out
         from graphcnn.backends.cpu.kernels.conv_gemm import workspace
         xp = workspace("blocked-padded", (n, cx, hp, wp * lanes), x.dtype)
         launch(_pad_image, x.reshape(n, cx, h, wd * lanes), xp, pads[0], pads[2] * lanes)
-    kh, kw = w.shape[2], w.shape[3]
-    c, i, j = np.meshgrid(np.arange(w.shape[1]), np.arange(kh), np.arange(kw), indexing="ij")
+    table = _tap_table(w.shape[1:], hp, wp, dh, dw, blocked_in)
+    _run(w, xp, table, bias16, out, sw * lanes, sh * wp * lanes, cx * hp * wp * lanes,
+         out.shape[2], epilogue)
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_table(w_shape: tuple[int, ...], hp: int, wp: int, dh: int, dw: int,
+               blocked_in: bool) -> np.ndarray:
+    """Where input k = (channel, tap row, tap column) of output pixel 0 lies in the padded
+    image (hp x wp a plane), NCHW16c or NCHW."""
+    c_len, kh, kw = w_shape
+    c, i, j = np.meshgrid(np.arange(c_len), np.arange(kh), np.arange(kw), indexing="ij")
     c, i, j = c.ravel().astype(np.int64), i.ravel(), j.ravel()
+    lanes = LANES if blocked_in else 1
     channel = c // LANES * hp * wp * LANES + c % LANES if blocked_in else c * hp * wp
-    table = channel + (i * dh * wp + j * dw) * lanes
-    oh = out.shape[2]
-    _run(w, xp, table.astype(np.int64), bias16, out, sw * lanes, sh * wp * lanes,
-         cx * hp * wp * lanes, oh)
+    return _frozen((channel + (i * dh * wp + j * dw) * lanes).astype(np.int64))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)  # shared by every call that finds it in the cache
+    return a
 
 
 def pointwise_applies(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel, side_refs
+from graphcnn.backends.cpu.kernels import blocked
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
@@ -44,6 +45,12 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
         launch(kernel, out.reshape(view), *sides)
         return
     head = ins[:attrs["anchor_inputs"]]
+    if anchor == "conv2d_blocked":
+        # The blocked kernels apply an add, clip or relu as they store: no second pass.
+        epilogue = blocked.epilogue_of(attrs["steps"], ins, out)
+        if epilogue is not None and blocked.run_blocked(head, out, attrs["anchor_attrs"],
+                                                        epilogue):
+            return
     blas = run_as_blas if anchor in ROW_ANCHORS else run_as_gemm
     if blas(anchor, head, out, attrs["anchor_attrs"]):
         # The GEMM left the bias out: the epilogue adds it in the same pass.
