@@ -184,7 +184,7 @@ def as_4d(shape: tuple[int, ...]) -> tuple[int, ...]:
     """Pad a shape of rank <= 4 with leading ones; collapse leading axes of a longer one."""
     if len(shape) <= 4:
         return (1,) * (4 - len(shape)) + tuple(shape)
-    return (int(np.prod(shape[:-3])),) + tuple(shape[-3:])
+    return (math.prod(shape[:-3]),) + tuple(shape[-3:])
 
 
 def _broadcast_4d(a: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:

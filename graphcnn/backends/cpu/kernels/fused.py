@@ -36,14 +36,8 @@ def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...])
 
 @cpu_kernel("fused")
 def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    kernel, refs = _prepared(attrs)
     out = outs[0]
     anchor = attrs["anchor"]
-    view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape)
-    sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
-    if not anchor:
-        launch(kernel, out.reshape(view), *sides)
-        return
     head = ins[:attrs["anchor_inputs"]]
     if anchor == "conv2d_blocked":
         # The blocked kernels apply an add, clip or relu as they store: no second pass.
@@ -51,6 +45,12 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
         if epilogue is not None and blocked.run_blocked(head, out, attrs["anchor_attrs"],
                                                         epilogue):
             return
+    kernel, refs = _prepared(attrs)
+    view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape)
+    sides = [broadcast_view(ins[r], out.shape, view) for r in refs]
+    if not anchor:
+        launch(kernel, out.reshape(view), *sides)
+        return
     blas = run_as_blas if anchor in ROW_ANCHORS else run_as_gemm
     if blas(anchor, head, out, attrs["anchor_attrs"]):
         # The GEMM left the bias out: the epilogue adds it in the same pass.
