@@ -71,6 +71,18 @@ def test_op_flops_formulas():
     assert op_flops("fused", [(5, 7), (3, 7)], (5, 3), fused) == 2 * 5 * 7 * 3
 
 
+def test_the_blocked_layout_keeps_a_graphs_flops():
+    """MobileNetV2 through the cpu pipeline (blocked convs, fused expansions) counts the
+    FLOPs of the NCHW graph it came from."""
+    from graphcnn.passes import run_pipeline
+    graph = gc.models.mobilenet_v2(10, width_mult=0.5, input_size=32).graph(2)
+    blocked, _ = run_pipeline(graph, 2, "cpu")
+    plain, _ = run_pipeline(graph, 2)
+    assert {n.attrs.get("anchor") for n in blocked.nodes} >= {"conv2d_blocked",
+                                                             "expand_depthwise_blocked"}
+    assert graph_flops(blocked) == graph_flops(plain) > 0
+
+
 @pytest.mark.parametrize("opt_level", [0, 2])
 def test_lenet5_graph_flops(opt_level):
     model = gc.models.lenet5()

@@ -11,7 +11,7 @@ import graphcnn as gc
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir.graph import Graph
 from graphcnn.ops.layout import blocks, from_blocked_ref, to_blocked_ref
-from graphcnn.passes.layout import blocked_layout, blocked_regions
+from graphcnn.passes.layout import blocked_layout, blocked_regions, fuse_expand_depthwise
 from op_check import check_op, forward
 
 
@@ -227,11 +227,12 @@ def test_the_pipeline_runs_the_pass_for_the_cpu_backend_before_fusion():
     from graphcnn.passes.fusion import fuse_operators
     from graphcnn.passes.pipeline import passes_for
     cpu = passes_for(2, "cpu")
-    assert cpu.index(blocked_layout) == cpu.index(fuse_operators) - 1
+    assert cpu[-3:] == [blocked_layout, fuse_expand_depthwise, fuse_operators]
     assert blocked_layout not in passes_for(2) + passes_for(2, "cuda") + passes_for(1, "cpu")
     fused, _ = run_pipeline(inverted_residual(), 2, "cpu")
     anchors = Counter(n.attrs["anchor"] for n in fused.nodes if n.op == "fused")
-    assert anchors["conv2d_blocked"] == 4 and anchors["conv2d"] == 0
+    # stem + clip, expand + clip + depthwise + clip, project + add
+    assert anchors == {"conv2d_blocked": 2, "expand_depthwise_blocked": 1}
 
 
 def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
@@ -241,6 +242,7 @@ def test_a_compiled_mobilenet_runs_blocked_and_equals_opt_level_0():
     exe = gc.compile(model, batch_size=2)
     ops = Counter(n.attrs.get("anchor") or n.op for n in exe.graph.nodes)
     assert ops["conv2d_blocked"] > 10 and ops["conv2d"] == ops["to_blocked"] == 0
+    assert ops["expand_depthwise_blocked"] == 16  # every block but the first (no expansion)
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)
 
 
@@ -276,9 +278,8 @@ def test_epilogues_in_the_blocked_kernels_equal_the_ops_run_one_by_one(kind, ste
     assert [n.op for n in fused.nodes if n.op != "input"] == ["fused"]
     from graphcnn.backends.cpu.kernels import blocked
     modes = []
-    run_blocked = blocked.run_blocked
-    monkeypatch.setattr(blocked, "run_blocked", lambda *a: (
-        modes.append(a[3].mode) if len(a) == 4 else None) or run_blocked(*a))
+    monkeypatch.setitem(blocked.BLOCKED_RUNNERS, "conv2d_blocked", lambda *a: (
+        modes.append(a[3].mode) or blocked.run_blocked(*a)))
     feeds = {"x": x, "w": w, "side": side}
     got = make_runner(fused, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
     want = make_runner(g, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in g.inputs})
@@ -299,3 +300,71 @@ def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
     assert epilogue_of((("add", {}, (-1, 3)),), ins, out) is None     # broadcast side
     assert epilogue_of((clip, ("add", {}, (-1, 2))), ins, out) is None  # add after clip
     assert epilogue_of((("sigmoid", {}, (-1,)),), ins, out) is None
+
+
+# ---- the expansion and depthwise conv as one op --------------------------------------------
+
+def test_expand_clip_depthwise_become_one_node_where_nothing_else_reads_them():
+    after = fuse_expand_depthwise(blocked_layout(inverted_residual()))
+    ops = Counter(n.op for n in after.nodes)
+    assert ops["expand_depthwise_blocked"] == 1 and ops["conv2d_blocked"] == 2
+    x = rand(np.random.default_rng(5), 2, 3, 12, 12)
+    want = run(inverted_residual(), x, "reference")[0]
+    for backend in ("reference", "cpu"):
+        np.testing.assert_allclose(run(after, x, backend)[0], want, rtol=1e-4, atol=1e-5)
+    # the depthwise output read twice is fine; the expanded tensor read twice is not fused
+    extra = fuse_expand_depthwise(blocked_layout(inverted_residual(extra_reader=True)))
+    assert Counter(n.op for n in extra.nodes)["expand_depthwise_blocked"] == 1
+    graph = blocked_layout(inverted_residual())
+    expanded = [n for n in graph.nodes if n.op == "clip"][1].outputs[0]  # after the stem's
+    graph.set_outputs(graph.outputs + [expanded], graph.output_names + ["expanded"])
+    assert Counter(n.op for n in fuse_expand_depthwise(graph).nodes)[
+        "expand_depthwise_blocked"] == 0
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 40), e=st.integers(1, 70),
+       h=st.integers(1, 13), w=st.integers(1, 13), stride=st.integers(1, 2),
+       pads=st.tuples(*[st.integers(0, 1)] * 4), epilogue=st.sampled_from(["", "clip", "add"]),
+       seed=st.integers(0, 2**16))
+def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pads, epilogue,
+                                                      seed):
+    """The fused kernel on random shapes (partial blocks, an odd number of expanded
+    blocks, rows shorter than a tile, both strides, any padding up to 1, several bands
+    when the image is tall), alone and with a fused clip or residual add, the input's
+    padding lanes NaN: equal to the reference."""
+    from graphcnn.backends.cpu.kernels import blocked
+    from graphcnn.backends.cpu.kernels.blocked_conv import ADD_SIDE, CLIP, Epilogue
+    from graphcnn.backends.cpu.kernels.blocked_expand import run_expand_depthwise
+    from graphcnn.ops.registry import get_op
+    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    rng = np.random.default_rng(seed)
+    x = to_blocked_ref(rand(rng, n, c, h, w))
+    x[:, -1, ..., c % 16 or 16:] = np.nan
+    ins = [x, rand(rng, e, c, 1, 1), rand(rng, e), rand(rng, e, 1, 3, 3), rand(rng, e)]
+    attrs = dict(stride=(stride, stride), padding=pads, dilation=(1, 1), groups=e,
+                 low=-0.5, high=1.0)
+    op = get_op("expand_depthwise_blocked")
+    want = op.run_ref(ins, attrs)[0]
+    side = rand(rng, *want.shape)
+    mode = {"": 0, "clip": CLIP, "add": ADD_SIDE}[epilogue]
+    out = np.full(want.shape, 7.0, np.float32)
+    run_expand_depthwise(ins, out, attrs, Epilogue(side if mode == ADD_SIDE else None, mode,
+                                                   -0.3, 0.3))
+    if mode == CLIP:
+        want = np.clip(want, -0.3, 0.3)
+    elif mode == ADD_SIDE:
+        want = want + side
+    np.testing.assert_allclose(from_blocked_ref(out, e), from_blocked_ref(want, e),
+                               rtol=1e-4, atol=1e-4 * max(1, c) ** 0.5)
+    assert blocked.BLOCKED_RUNNERS["expand_depthwise_blocked"]
+
+
+def test_expand_depthwise_in_float64_runs_the_two_convolutions():
+    rng = np.random.default_rng(6)
+    x = to_blocked_ref(rand(rng, 2, 20, 6, 5))
+    ins = [x, rand(rng, 24, 20, 1, 1), rand(rng, 24), rand(rng, 24, 1, 3, 3), rand(rng, 24)]
+    attrs = dict(padding=1, groups=24, low=0.0, high=6.0)
+    want = forward("expand_depthwise_blocked", ins, attrs, "reference", "float64")[0]
+    got = forward("expand_depthwise_blocked", ins, attrs, "cpu", "float64")[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    check_op("expand_depthwise_blocked", ins, attrs, grad=False)

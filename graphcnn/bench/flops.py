@@ -5,6 +5,7 @@ multiply-add:
 
     conv2d, conv2d_input_grad, conv2d_weight_grad   2 * N * O * OH * OW * (C/groups) * kH * kW
     conv2d_blocked                                  the same (O from its weight)
+    expand_depthwise_blocked                        its 1x1 conv's + its depthwise conv's
     linear                                          2 * N * in * out
     matmul                                          2 * M * K * N
 
@@ -18,8 +19,8 @@ from typing import Any, Sequence
 
 from graphcnn.ir.graph import Graph, Node
 
-DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_blocked", "linear",
-             "matmul")
+DENSE_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "conv2d_blocked",
+             "expand_depthwise_blocked", "linear", "matmul")
 
 
 def op_flops(op: str, in_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...],
@@ -35,6 +36,10 @@ def op_flops(op: str, in_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int
     if op == "conv2d_blocked":  # (N, O/16, OH, OW, 16): the real O is the weight's
         (n, _, oh, ow, _), w = out_shape, in_shapes[1]
         return 2 * n * w[0] * oh * ow * w[1] * w[2] * w[3]
+    if op == "expand_depthwise_blocked":  # (x, w1, b1, w2, b2): x (N, C/16, H, W, 16)
+        (n, _, h, wd, _), w1, w2 = in_shapes[0], in_shapes[1], in_shapes[3]
+        _, _, oh, ow, _ = out_shape
+        return 2 * n * w1[0] * (h * wd * w1[1] + oh * ow * w2[2] * w2[3])
     if op in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
         if op == "conv2d":
             (n, o, oh, ow), w = out_shape, in_shapes[1]

@@ -40,10 +40,13 @@ def conv_algorithm(node: Any) -> str:
     'winograd', 'winograd-packed', 'packed', 'packed-channels', 'implicit' (+ '-1x1') as
     measured by autotune once the graph has run,
     'depthwise-3x3', 'direct' or 'direct-grouped'; in NCHW16c 'blocked-1x1',
-    'blocked-depthwise-3x3', 'blocked-implicit' or 'blocked-via-nchw'; '' for other ops."""
+    'blocked-depthwise-3x3', 'blocked-implicit', 'blocked-via-nchw' or
+    'blocked-expand-depthwise'; '' for other ops."""
     op, attrs = node.op, node.attrs
     if op == "fused":
         op, attrs = attrs["anchor"], attrs["anchor_attrs"]
+    if op == "expand_depthwise_blocked":
+        return "blocked-expand-depthwise"
     if op == "conv2d_blocked":
         from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
         return blocked_algorithm(node.inputs[1].shape, attrs, node.outputs[0].dtype,

@@ -18,8 +18,15 @@ sigmoid makes 0.5 there), and nothing ever reads them into a real channel.
                                             conv of a region) NCHW; weight and bias as
                                             conv2d's (O, C/groups, kH, kW) and (O,)
 
-These ops are made by the layout pass after differentiation, so conv2d_blocked has no VJP
-of its own; the two conversions are each other's.
+    expand_depthwise_blocked(x, w1, b1, w2, b2)
+                                            MobileNetV2's expansion, as one op: a 1x1 conv
+                                            (w1, b1), clip(low, high), then a depthwise 3x3
+                                            conv (w2, b2, the conv attributes), blocked in
+                                            and out; the kernel never writes the expanded
+                                            tensor, the block's largest
+
+These ops are made by the layout pass after differentiation, so the convolutions have no
+VJP of their own; the two conversions are each other's.
 """
 from __future__ import annotations
 
@@ -122,6 +129,31 @@ def formed_after_differentiation(graph: Any, node: Any, cot: list[Any]) -> list[
                               "differentiation; differentiate the NCHW graph instead")
 
 
+# ---- a 1x1 expansion and a depthwise conv, fused ------------------------------------------
+
+_POINTWISE = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}
+
+
+def _conv_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: attrs[k] for k in CONV_ATTRS}
+
+
+def expand_depthwise_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    x, w1, b1, w2, b2 = in_types
+    expanded = conv2d_blocked_shape([x, w1, b1], _POINTWISE)
+    if w2.ndim != 4 or w2.shape[0] != w1.shape[0] or attrs["groups"] != w1.shape[0]:
+        raise ShapeError(f"the depthwise weight {w2.shape} (groups={attrs['groups']}) must "
+                         f"have one filter per expanded channel ({w1.shape[0]})")
+    return conv2d_blocked_shape([expanded, w2, b2], _conv_attrs(attrs))
+
+
+def expand_depthwise_ref(x: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
+                         b2: np.ndarray, **attrs: Any) -> np.ndarray:
+    expanded = conv2d_blocked_ref(x, w1, b1, **_POINTWISE)
+    clipped = np.clip(expanded, attrs["low"], attrs["high"]).astype(expanded.dtype)
+    return conv2d_blocked_ref(clipped, w2, b2, **_conv_attrs(attrs))
+
+
 register_op("to_blocked", inputs=("x",), shape=to_blocked_shape, ref=to_blocked_ref,
             vjp=to_blocked_vjp, kind=FusionKind.OPAQUE,
             doc="NCHW -> NCHW16c (channels in blocks of 16, the block innermost; zeros "
@@ -135,3 +167,10 @@ register_op("conv2d_blocked", inputs=("x", "weight", "bias?"), shape=conv2d_bloc
             kind=FusionKind.OUT_ELEMWISE_FUSABLE, attrs=CONV_ATTRS,
             doc="conv2d with its output in NCHW16c, its input in NCHW16c or NCHW (weight and "
                 "bias as conv2d's).")
+register_op("expand_depthwise_blocked", inputs=("x", "w1", "b1", "w2", "b2"),
+            shape=expand_depthwise_shape, ref=expand_depthwise_ref,
+            vjp=formed_after_differentiation, kind=FusionKind.OUT_ELEMWISE_FUSABLE,
+            attrs=dict(CONV_ATTRS, low=Attr(convert=float), high=Attr(convert=float)),
+            doc="conv2d_blocked(x, w1, b1) (1x1), clip(low, high), then a depthwise 3x3 "
+                "conv2d_blocked with w2, b2 and the conv attributes: MobileNetV2's expansion "
+                "without its expanded tensor.")

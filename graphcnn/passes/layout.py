@@ -15,7 +15,9 @@ before its first reader and shared by the others; the weights stay as they are (
 kernels pack them once).
 
 The pass runs for the cpu backend in inference graphs, before fusion, so the fused groups
-form around conv2d_blocked as they do around conv2d.
+form around conv2d_blocked as they do around conv2d. A second pass here,
+fuse_expand_depthwise, then joins each 1x1 expansion, its clip and the depthwise conv
+after them into one op whose kernel keeps the expanded tensor out of memory.
 """
 from __future__ import annotations
 
@@ -115,4 +117,61 @@ def blocked_layout(graph: Graph) -> Graph:
         for old, fresh in zip(node.outputs, new.outputs):
             nchw[old.id] = fresh
     out.set_outputs([as_nchw(v, None) for v in graph.outputs], graph.output_names)
+    return out
+
+
+def _single_reader(value: Value, users: dict[int, list[Node]], outputs: set[int]) -> bool:
+    return value.id not in outputs and len(users.get(value.id, [])) == 1
+
+
+def _expansion_of(node: Node, users: dict[int, list[Node]], outputs: set[int]
+                  ) -> tuple[Node, Node] | None:
+    """(the 1x1 conv, the clip) before `node` if node is the depthwise conv of a blocked
+    expand -> clip -> depthwise chain whose inner values nothing else reads."""
+    if node.op != "conv2d_blocked" or len(node.inputs) != 3 or node.inputs[0].type.ndim != 5:
+        return None
+    w = node.inputs[1].shape
+    if not (node.attrs["groups"] == w[0] and tuple(w[1:]) == (1, 3, 3)
+            and tuple(node.attrs["dilation"]) == (1, 1)):
+        return None
+    clip = node.inputs[0].node
+    if clip.op != "clip" or not _single_reader(clip.outputs[0], users, outputs):
+        return None
+    conv = clip.inputs[0].node
+    if (conv.op != "conv2d_blocked" or len(conv.inputs) != 3 or conv.inputs[0].type.ndim != 5
+            or not _pointwise(conv) or not _single_reader(conv.outputs[0], users, outputs)):
+        return None
+    return conv, clip
+
+
+def fuse_expand_depthwise(graph: Graph) -> Graph:
+    """MobileNetV2's expansion in the blocked layout, conv2d_blocked (1x1) -> clip ->
+    conv2d_blocked (depthwise 3x3), becomes one expand_depthwise_blocked node, placed
+    where the depthwise conv was: its kernel never writes the expanded tensor (the
+    block's largest) to memory."""
+    users, outputs = graph.users(), {v.id for v in graph.outputs}
+    chains = {}
+    for node in graph.nodes:
+        found = _expansion_of(node, users, outputs)
+        if found is not None:
+            chains[node.id] = found
+    if not chains:
+        return graph
+    inner = {n.id for pair in chains.values() for n in pair}
+    out = Graph(graph.name)
+    mapping: dict[int, Value] = {}
+    for node in graph.nodes:
+        if node.id in inner:
+            continue
+        if node.id in chains:
+            conv, clip = chains[node.id]
+            inputs = [mapping[v.id] for v in conv.inputs + node.inputs[1:]]
+            attrs = dict(node.attrs, low=clip.attrs["low"], high=clip.attrs["high"])
+            new = out.add_node("expand_depthwise_blocked", inputs, attrs, loc=node.loc)
+        else:
+            new = out.add_node(node.op, [mapping[v.id] for v in node.inputs],
+                               dict(node.attrs), loc=node.loc)
+        for old, fresh in zip(node.outputs, new.outputs):
+            mapping[old.id] = fresh
+    out.set_outputs([mapping[v.id] for v in graph.outputs], graph.output_names)
     return out

@@ -274,6 +274,11 @@ def run_blocked(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
     return True
 
 
+# The blocked anchors of fused groups, each with a runner (ins, out, attrs, epilogue) ->
+# bool that applies the group's epilogue as it stores (False: it cannot, nothing done).
+BLOCKED_RUNNERS: dict[str, Callable[..., bool]] = {"conv2d_blocked": run_blocked}
+
+
 def epilogue_of(steps: tuple[Any, ...], ins: list[np.ndarray], out: np.ndarray
                 ) -> Epilogue | None:
     """The Epilogue a fused group's steps are, if they are one: an add of a side input of

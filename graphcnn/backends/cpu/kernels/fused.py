@@ -39,11 +39,11 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
     out = outs[0]
     anchor = attrs["anchor"]
     head = ins[:attrs["anchor_inputs"]]
-    if anchor == "conv2d_blocked":
+    if anchor in blocked.BLOCKED_RUNNERS:
         # The blocked kernels apply an add, clip or relu as they store: no second pass.
         epilogue = blocked.epilogue_of(attrs["steps"], ins, out)
-        if epilogue is not None and blocked.run_blocked(head, out, attrs["anchor_attrs"],
-                                                        epilogue):
+        if epilogue is not None and blocked.BLOCKED_RUNNERS[anchor](
+                head, out, attrs["anchor_attrs"], epilogue):
             return
     kernel, refs = _prepared(attrs)
     view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape)
