@@ -50,6 +50,9 @@ def test_blocked_layout_ops(channels):
     check_cuda("conv2d_blocked", [x, rand(24, channels, 1, 1), rand(24)], grad=False)
     check_cuda("conv2d_blocked", [x, rand(channels, 1, 3, 3)],
                {"groups": channels, "padding": 1, "stride": 2}, grad=False)
+    check_cuda("expand_depthwise_blocked", [x, rand(24, channels, 1, 1), rand(24),
+                                            rand(24, 1, 3, 3), rand(24)],
+               {"groups": 24, "padding": 1, "low": 0.0, "high": 1.0}, grad=False)
 
 
 def test_split_k_weight_gradient(monkeypatch):

@@ -10,7 +10,8 @@ from typing import Any
 from graphcnn.backends.cuda.kernels.conv import plan_conv2d
 from graphcnn.backends.cuda.codegen import identity_epilogue
 from graphcnn.backends.cuda.kernels.shape import _fill, plan_copy
-from graphcnn.backends.cuda.registry import Launch, cuda_kernel, flat, launch_1d, scratch
+from graphcnn.backends.cuda.registry import (Launch, cuda_kernel, flat, get_kernel, launch_1d,
+                                             scratch)
 from graphcnn.ops.layout import BLOCK, in_channels
 
 
@@ -66,3 +67,21 @@ def conv2d_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
             + plan_conv2d([x_nchw] + list(ins[1:]), y_nchw, attrs,
                           identity_epilogue(out.dtype))
             + to_blocked_plan([y_nchw], [out], {}))
+
+
+@cuda_kernel("expand_depthwise_blocked")
+def expand_depthwise_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
+                                  ) -> list[Launch]:
+    """The 1x1 conv, the clip and the depthwise conv one after the other, through NCHW."""
+    x, w1, b1, w2, b2 = ins
+    n, h, wd = x.shape[0], x.shape[2], x.shape[3]
+    e = w1.shape[0]
+    expanded = scratch(n * -(-e // BLOCK) * h * wd * BLOCK, x.dtype).reshape(
+        n, -(-e // BLOCK), h, wd, BLOCK)
+    clipped = scratch(expanded.size, x.dtype).reshape(expanded.shape)
+    conv = {k: attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+    pointwise = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}
+    return (conv2d_blocked_plan([x, w1, b1], [expanded], pointwise)
+            + get_kernel("clip")([expanded], [clipped], {"low": attrs["low"],
+                                                         "high": attrs["high"]})
+            + conv2d_blocked_plan([clipped, w2, b2], outs, conv))
