@@ -239,12 +239,11 @@ def _kept_block(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[int, int, i
     dst = (1,) * (len(src) - len(dst)) + tuple(dst)
     kept = [i for i, (s, d) in enumerate(zip(src, dst)) if s == d and s != 1]
     if not kept:
-        return (int(np.prod(src)), 1, 1)
+        return (math.prod(src), 1, 1)
     first, last = kept[0], kept[-1]
     if any(src[i] != dst[i] for i in range(first, last + 1)):
         return None
-    return (int(np.prod(src[:first])), int(np.prod(src[first:last + 1])),
-            int(np.prod(src[last + 1:])))
+    return (math.prod(src[:first]), math.prod(src[first:last + 1]), math.prod(src[last + 1:]))
 
 
 @cpu_kernel("sum_to")

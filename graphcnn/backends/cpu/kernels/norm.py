@@ -20,7 +20,7 @@ from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
 
 def ncs(a: np.ndarray) -> np.ndarray:
     """(N, C, ...) viewed as (N, C, S)."""
-    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
 
 
 @numba.njit(**JIT)

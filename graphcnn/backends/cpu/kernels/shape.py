@@ -4,6 +4,7 @@ viewed as 4-D (leading ones); box copies take offsets and sizes as arguments, so
 compiles once per dtype."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numba
@@ -72,8 +73,8 @@ def reshape_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[st
 def concat_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     out, axis = outs[0], attrs["axis"]
     # Every input and the output as (outer, size along axis, inner): rank 3 for any rank.
-    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    outer = math.prod(out.shape[:axis])
+    inner = math.prod(out.shape[axis + 1:])
     out3 = out.reshape(outer, out.shape[axis], inner)
     offset = 0
     for x in ins:

@@ -57,8 +57,8 @@ def _softmax_grad_lines(g, y, out, log):
 
 def lines(a: np.ndarray, axis: int) -> np.ndarray:
     """`a` viewed as (outer, size along axis, inner)."""
-    outer = int(np.prod(a.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
+    outer = math.prod(a.shape[:axis])
+    inner = math.prod(a.shape[axis + 1:])
     return a.reshape(outer, a.shape[axis], inner)
 
 
