@@ -86,7 +86,7 @@ def _i64(value: int) -> ir.Constant:
 
 
 @intrinsic
-def _taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, side_addr,
+def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, side_addr,
               mode, low, high):
     """For i < count: o[i * 16 + l] = b[l] + sum over the nine taps t of
     w[t * 16 + l] * src[r0 + i * step + (t // 3) * row + (t % 3) * 16 + l], for the 16
@@ -154,7 +154,7 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
         hi = max(lo, min(ow_len, (in_w - 3 + pl) // sw + 1))
         if hi > lo:
             at = (o0 + lo * BLOCK) * 4
-            _taps_run(x_at, x0 + (iy0 * in_w + lo * sw - pl) * BLOCK, row, sw * BLOCK,
+            taps_run(x_at, x0 + (iy0 * in_w + lo * sw - pl) * BLOCK, row, sw * BLOCK,
                       hi - lo, w_at, b_at, o_at + at, s_at + at, mode, low, high)
     for ox in range(ow_len):
         if lo <= ox < hi:
@@ -166,7 +166,7 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
             src = x0 + (iy * in_w + ix) * BLOCK if inside else x0  # x0: any pixel in bounds
             _copy_vector(x_at + src * 4, window_at + t * BLOCK * 4, inside)
         at = (o0 + ox * BLOCK) * 4
-        _taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + at, s_at + at, mode, low,
+        taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + at, s_at + at, mode, low,
                   high)
 
 
@@ -201,7 +201,9 @@ def depthwise_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, 
 _FROZEN: dict[tuple[str, int], tuple[weakref.ref, np.ndarray]] = {}
 
 
-def _prepared(role: str, owner: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
+def prepared(role: str, owner: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """make(), the `role` form of `owner`; kept while owner lives if it is read-only (a
+    frozen weight: prepared once), made again at every call if not (a live parameter)."""
     key = (role, id(owner))
     entry = _FROZEN.get(key)
     if entry is not None and entry[0]() is owner and not recording():
@@ -219,17 +221,18 @@ def _padded_to_blocks(a: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _depthwise_weights(w: np.ndarray) -> np.ndarray:
+def depthwise_weights(w: np.ndarray) -> np.ndarray:
     """w (C, 1, 3, 3) as (C/16, 9, 16): tap t of channel c at [c // 16, t, c % 16]."""
     cb_len = -(-w.shape[0] // BLOCK)
     taps = _padded_to_blocks(w.reshape(w.shape[0], 9), cb_len * BLOCK)
     return np.ascontiguousarray(taps.reshape(cb_len, BLOCK, 9).transpose(0, 2, 1))
 
 
-def _bias16(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
+def padded_bias(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
+    """The bias ins[2] (zeros if absent) zero-padded to `blocks` whole blocks."""
     if len(ins) < 3:
         return np.zeros(blocks * BLOCK, dtype)
-    return _prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
+    return prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
 
 
 def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any,
@@ -256,12 +259,12 @@ def run_blocked(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
     """conv2d_blocked into out, with `epilogue` applied as each vector is stored; False
     (nothing done) for an epilogue on a kernel that takes none (through NCHW)."""
     x, w = ins[0], ins[1]
-    bias16 = _bias16(ins, out.shape[1], out.dtype)
+    bias16 = padded_bias(ins, out.shape[1], out.dtype)
     algorithm = blocked_algorithm(w.shape, attrs, x.dtype, x.ndim == 5)
     if algorithm == "blocked-1x1":
         blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out, epilogue)
     elif algorithm == "blocked-depthwise-3x3":
-        wk = _prepared("depthwise", w, lambda: _depthwise_weights(w))
+        wk = prepared("depthwise", w, lambda: depthwise_weights(w))
         (sh, sw), pads = attrs["stride"], attrs["padding"]
         launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
                numba.get_num_threads(), *epilogue.args(out))

@@ -76,7 +76,7 @@ NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight b
 
 
 @intrinsic
-def _tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
+def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
           blocks, valid, side_addr, mode, low, high):
     """out[v * plane + j * 16 + l] = bias[v * 16 + l] + sum_k w[k * 32 + v * 16 + l] *
     x[table[k] + j * step] for output blocks v < blocks (<= NB) and pixels j < valid
@@ -155,7 +155,7 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
             for p in range(grp * per_group, min(panels, (grp + 1) * per_group)):
                 ob = p * NB
                 at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
-                _tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
+                tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
                       b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
                       s0 + at, mode, low, high)
 
@@ -200,7 +200,7 @@ def _run(w: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
 
 
 @functools.lru_cache(maxsize=256)
-def _pointwise_table(c_len: int, hw: int) -> np.ndarray:
+def pointwise_table(c_len: int, hw: int) -> np.ndarray:
     """Where input channel k of pixel 0 lies in a blocked image of hw pixels."""
     c = np.arange(c_len, dtype=np.int64)
     return _frozen(c // LANES * hw * LANES + c % LANES)
@@ -212,7 +212,7 @@ def conv2d_pointwise_blocked(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
     conv with one group (bias16: the bias zero-padded to whole blocks): the plane is one
     row, so tiles run across the image's row ends."""
     hw = x.shape[2] * x.shape[3]
-    _run(w, x, _pointwise_table(w.shape[1], hw), bias16, out, LANES, 0,
+    _run(w, x, pointwise_table(w.shape[1], hw), bias16, out, LANES, 0,
          x.shape[1] * hw * LANES, 1, epilogue)
 
 

@@ -21,7 +21,7 @@ from numba import prange
 
 from graphcnn.backends.cpu.kernels import blocked
 from graphcnn.backends.cpu.kernels.blocked_conv import (CLIP, NB, NO_EPILOGUE, NR, Epilogue,
-                                                        _pointwise_table, _tile, packed)
+                                                        pointwise_table, tile, packed)
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 LANES = 16
@@ -70,7 +70,7 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                     continue
                 x_row = x0 + ((n * cb_len * in_h + iy) * in_w) * LANES * 4
                 for t in range((in_w + NR - 1) // NR):
-                    _tile(w0 + p * k_len * NB * LANES * 4, x_row + t * NR * LANES * 4, t0,
+                    tile(w0 + p * k_len * NB * LANES * 4, x_row + t * NR * LANES * 4, t0,
                           k_len, LANES, b10 + p * NB * LANES * 4,
                           sc + ((r * width + pl + t * NR) * LANES) * 4, plane, blocks,
                           min(NR, in_w - t * NR), sc, CLIP, low1, high1)
@@ -78,7 +78,7 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                 eb = p * NB + v
                 for oy in range(oy0, oy1):
                     at = (((n * eb_len + eb) * oh + oy) * ow) * LANES * 4
-                    blocked._taps_run(sc + v * plane * 4, (oy - oy0) * sh * width * LANES,
+                    blocked.taps_run(sc + v * plane * 4, (oy - oy0) * sh * width * LANES,
                                       width * LANES, sw * LANES, ow, wk0 + eb * 9 * LANES * 4,
                                       b20 + eb * LANES * 4, o0 + at, s0 + at, mode, low,
                                       high)
@@ -92,10 +92,10 @@ def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     oh, ow = out.shape[2], out.shape[3]
     eb_len = out.shape[1]
     wp = packed(w1.reshape(w1.shape[0], w1.shape[1]), w1, NB * LANES)
-    table = _pointwise_table(w1.shape[1], in_h * in_w)
-    wk = blocked._prepared("depthwise", w2, lambda: blocked._depthwise_weights(w2))
-    b1_16, b2_16 = blocked._bias16([x, w1, b1], eb_len, out.dtype), \
-        blocked._bias16([x, w2, b2], eb_len, out.dtype)
+    table = pointwise_table(w1.shape[1], in_h * in_w)
+    wk = blocked.prepared("depthwise", w2, lambda: blocked.depthwise_weights(w2))
+    b1_16, b2_16 = blocked.padded_bias([x, w1, b1], eb_len, out.dtype), \
+        blocked.padded_bias([x, w2, b2], eb_len, out.dtype)
     width = max((ow - 1) * sw + 3, pads[2] + in_w)
     rows_fit = SCRATCH_BYTES // (NB * width * LANES * 4)
     band = max(1, min(oh, (rows_fit - 3) // sh + 1))  # output rows per task
