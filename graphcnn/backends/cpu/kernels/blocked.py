@@ -87,7 +87,7 @@ def _i64(value: int) -> ir.Constant:
 
 @intrinsic
 def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, side_addr,
-              mode, low, high):
+             mode, low, high):
     """For i < count: o[i * 16 + l] = b[l] + sum over the nine taps t of
     w[t * 16 + l] * src[r0 + i * step + (t // 3) * row + (t % 3) * 16 + l], for the 16
     lanes l: a run of 3x3 windows along an output row of one block, in <16 x float> vector
@@ -155,7 +155,7 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
         if hi > lo:
             at = (o0 + lo * BLOCK) * 4
             taps_run(x_at, x0 + (iy0 * in_w + lo * sw - pl) * BLOCK, row, sw * BLOCK,
-                      hi - lo, w_at, b_at, o_at + at, s_at + at, mode, low, high)
+                     hi - lo, w_at, b_at, o_at + at, s_at + at, mode, low, high)
     for ox in range(ow_len):
         if lo <= ox < hi:
             continue
@@ -167,7 +167,7 @@ def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, s
             _copy_vector(x_at + src * 4, window_at + t * BLOCK * 4, inside)
         at = (o0 + ox * BLOCK) * 4
         taps_run(window_at, 0, 3 * BLOCK, 0, 1, w_at, b_at, o_at + at, s_at + at, mode, low,
-                  high)
+                 high)
 
 
 @numba.njit(**JIT)

@@ -77,7 +77,7 @@ NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight b
 
 @intrinsic
 def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
-          blocks, valid, side_addr, mode, low, high):
+         blocks, valid, side_addr, mode, low, high):
     """out[v * plane + j * 16 + l] = bias[v * 16 + l] + sum_k w[k * 32 + v * 16 + l] *
     x[table[k] + j * step] for output blocks v < blocks (<= NB) and pixels j < valid
     (<= NR); k_len >= 1. Pixels past `valid` read the last valid pixel again (in bounds)
@@ -156,8 +156,8 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
                 ob = p * NB
                 at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
                 tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
-                      b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
-                      s0 + at, mode, low, high)
+                     b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
+                     s0 + at, mode, low, high)
 
 
 def split(tiles: int, panels: int, threads: int) -> tuple[int, int]:

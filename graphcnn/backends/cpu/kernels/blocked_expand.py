@@ -71,17 +71,17 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                 x_row = x0 + ((n * cb_len * in_h + iy) * in_w) * LANES * 4
                 for t in range((in_w + NR - 1) // NR):
                     tile(w0 + p * k_len * NB * LANES * 4, x_row + t * NR * LANES * 4, t0,
-                          k_len, LANES, b10 + p * NB * LANES * 4,
-                          sc + ((r * width + pl + t * NR) * LANES) * 4, plane, blocks,
-                          min(NR, in_w - t * NR), sc, CLIP, low1, high1)
+                         k_len, LANES, b10 + p * NB * LANES * 4,
+                         sc + ((r * width + pl + t * NR) * LANES) * 4, plane, blocks,
+                         min(NR, in_w - t * NR), sc, CLIP, low1, high1)
             for v in range(blocks):
                 eb = p * NB + v
                 for oy in range(oy0, oy1):
                     at = (((n * eb_len + eb) * oh + oy) * ow) * LANES * 4
                     blocked.taps_run(sc + v * plane * 4, (oy - oy0) * sh * width * LANES,
-                                      width * LANES, sw * LANES, ow, wk0 + eb * 9 * LANES * 4,
-                                      b20 + eb * LANES * 4, o0 + at, s0 + at, mode, low,
-                                      high)
+                                     width * LANES, sw * LANES, ow, wk0 + eb * 9 * LANES * 4,
+                                     b20 + eb * LANES * 4, o0 + at, s0 + at, mode, low,
+                                     high)
 
 
 def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
