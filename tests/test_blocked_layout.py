@@ -222,6 +222,18 @@ def test_graphs_without_a_float32_depthwise_region_are_left_alone(kwargs):
     assert blocked_layout(graph) is graph
 
 
+def test_a_region_with_more_conversions_than_convolutions_stays_nchw():
+    """Compiled with frozen=False the batch norms stay (their parameters are inputs), so
+    each depthwise conv would be a region of its own, converted in and out: none is."""
+    model = gc.models.mobilenet_v2(10, width_mult=0.5, input_size=32)
+    exe = gc.compile(model, batch_size=2, frozen=False)
+    ops = Counter(n.attrs.get("anchor") or n.op for n in exe.graph.nodes)
+    assert ops["batch_norm"] > 0 and not ops["to_blocked"] and not ops["conv2d_blocked"]
+    x = rand(np.random.default_rng(7), 2, 3, 32, 32)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(x)
+    np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)
+
+
 def test_the_pipeline_runs_the_pass_for_the_cpu_backend_before_fusion():
     from graphcnn.passes import run_pipeline
     from graphcnn.passes.fusion import fuse_operators

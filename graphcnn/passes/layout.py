@@ -5,11 +5,12 @@ stride 1 unpadded with one group: output channels in the lanes; depthwise 3x3: w
 vectors of channels; any other one-group conv on an NCHW input, which it reads in place:
 a region's 3x3 stem, so the image needs no conversion), and elementwise ops whose
 operands all have the output's shape (no broadcasting: the epilogues between them, clip
-and the residual add). Those nodes, joined
-where one reads another, make regions; a region runs blocked if it holds a depthwise
-convolution (the cost model: that is where NCHW loses, 4-9 GFLOP/s on MobileNet's small
-planes against a third of the time blocked; a region of 1x1 convolutions alone gains
-less than its conversions cost). The pass converts a value once where a region reads it
+and the residual add). Those nodes, joined where one reads another, make regions; a
+region runs blocked if it holds a depthwise convolution and more convolutions than values
+to convert at its border (the cost model: depthwise layers are where NCHW loses, 4-9
+GFLOP/s on MobileNet's small planes against a third of the time blocked; a region of 1x1
+convolutions alone, or a lone depthwise conv, gains less than its conversions cost). The
+pass converts a value once where a region reads it
 (`to_blocked`) and once where it leaves (`from_blocked`), each conversion placed just
 before its first reader and shared by the others; the weights stay as they are (the
 kernels pack them once).
@@ -58,7 +59,9 @@ def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
 
 def blocked_regions(graph: Graph) -> set[int]:
     """The ids of the nodes that run blocked: the regions (nodes that can, joined where one
-    reads another) that hold a depthwise convolution. An elementwise op can only where an
+    reads another) that hold a depthwise convolution and more convolutions than values
+    to convert at their border (a lone depthwise conv between two batch norms, as in a
+    graph compiled with frozen=False, stays NCHW). An elementwise op can only where an
     operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
     able: dict[int, Node] = {}
     for n in graph.nodes:  # in order, so each node knows whether its inputs come blocked
@@ -77,7 +80,33 @@ def blocked_regions(graph: Graph) -> set[int]:
             if v.node.id in able:
                 parent[root(v.node.id)] = root(node.id)
     with_depthwise = {root(i) for i, n in able.items() if is_depthwise(n)}
-    return {i for i in able if root(i) in with_depthwise}
+    regions: dict[int, set[int]] = {}
+    for i in able:
+        if root(i) in with_depthwise:
+            regions.setdefault(root(i), set()).add(i)
+    chosen: set[int] = set()
+    for members in regions.values():
+        if _conversions(graph, members) < sum(able[i].op == "conv2d" for i in members):
+            chosen |= members
+    return chosen
+
+
+def _conversions(graph: Graph, members: set[int]) -> int:
+    """How many values would be converted at the region's border: read into it from NCHW
+    (a blocked conv's or elementwise op's operand; weights and a stem's image are read as
+    they are) and read out of it (by other nodes or as graph outputs)."""
+    entering: set[int] = set()
+    for n in graph.nodes:
+        if n.id not in members:
+            continue
+        operands = n.inputs[:1] if n.op == "conv2d" else n.inputs
+        if n.op == "conv2d" and not (_pointwise(n) or is_depthwise(n)):
+            operands = []
+        entering |= {v.id for v in operands if v.node.id not in members}
+    leaving = {v.id for n in graph.nodes if n.id not in members
+               for v in n.inputs if v.node.id in members}
+    leaving |= {v.id for v in graph.outputs if v.node.id in members}
+    return len(entering) + len(leaving)
 
 
 def blocked_layout(graph: Graph) -> Graph:
