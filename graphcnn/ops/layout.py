@@ -131,27 +131,29 @@ def formed_after_differentiation(graph: Any, node: Any, cot: list[Any]) -> list[
 
 # ---- a 1x1 expansion and a depthwise conv, fused ------------------------------------------
 
-_POINTWISE = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}
+# The attributes of the 1x1 conv inside expand_depthwise_blocked.
+POINTWISE = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}
 
 
-def _conv_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+def conv_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The depthwise conv's attributes among expand_depthwise_blocked's."""
     return {k: attrs[k] for k in CONV_ATTRS}
 
 
 def expand_depthwise_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
     x, w1, b1, w2, b2 = in_types
-    expanded = conv2d_blocked_shape([x, w1, b1], _POINTWISE)
+    expanded = conv2d_blocked_shape([x, w1, b1], POINTWISE)
     if w2.ndim != 4 or w2.shape[0] != w1.shape[0] or attrs["groups"] != w1.shape[0]:
         raise ShapeError(f"the depthwise weight {w2.shape} (groups={attrs['groups']}) must "
                          f"have one filter per expanded channel ({w1.shape[0]})")
-    return conv2d_blocked_shape([expanded, w2, b2], _conv_attrs(attrs))
+    return conv2d_blocked_shape([expanded, w2, b2], conv_attrs(attrs))
 
 
 def expand_depthwise_ref(x: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray,
                          b2: np.ndarray, **attrs: Any) -> np.ndarray:
-    expanded = conv2d_blocked_ref(x, w1, b1, **_POINTWISE)
+    expanded = conv2d_blocked_ref(x, w1, b1, **POINTWISE)
     clipped = np.clip(expanded, attrs["low"], attrs["high"]).astype(expanded.dtype)
-    return conv2d_blocked_ref(clipped, w2, b2, **_conv_attrs(attrs))
+    return conv2d_blocked_ref(clipped, w2, b2, **conv_attrs(attrs))
 
 
 register_op("to_blocked", inputs=("x",), shape=to_blocked_shape, ref=to_blocked_ref,

@@ -120,12 +120,12 @@ def expand_depthwise_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
         return
     # Any other: the two convolutions one after the other (correct, not fast; the layout
     # pass does not make these).
-    from graphcnn.ops.layout import _POINTWISE, _conv_attrs
+    from graphcnn.ops.layout import POINTWISE, conv_attrs
     x, w1, b1, w2, b2 = ins
     expanded = np.empty(outs[0].shape[:2] + x.shape[2:], x.dtype)
-    blocked.run_blocked([x, w1, b1], expanded, dict(_POINTWISE))
+    blocked.run_blocked([x, w1, b1], expanded, dict(POINTWISE))
     clipped = np.clip(expanded, attrs["low"], attrs["high"]).astype(x.dtype)
-    blocked.run_blocked([clipped, w2, b2], outs[0], _conv_attrs(attrs))
+    blocked.run_blocked([clipped, w2, b2], outs[0], conv_attrs(attrs))
 
 
 blocked.BLOCKED_RUNNERS["expand_depthwise_blocked"] = (

@@ -12,7 +12,7 @@ from graphcnn.backends.cuda.codegen import identity_epilogue
 from graphcnn.backends.cuda.kernels.shape import _fill, plan_copy
 from graphcnn.backends.cuda.registry import (Launch, cuda_kernel, flat, get_kernel, launch_1d,
                                              scratch)
-from graphcnn.ops.layout import BLOCK, in_channels
+from graphcnn.ops.layout import BLOCK, POINTWISE, conv_attrs, in_channels
 
 
 def _block_copies(nchw: Any, blocked: Any, to_blocked: bool) -> list[Launch]:
@@ -79,9 +79,7 @@ def expand_depthwise_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[s
     expanded = scratch(n * -(-e // BLOCK) * h * wd * BLOCK, x.dtype).reshape(
         n, -(-e // BLOCK), h, wd, BLOCK)
     clipped = scratch(expanded.size, x.dtype).reshape(expanded.shape)
-    conv = {k: attrs[k] for k in ("stride", "padding", "dilation", "groups")}
-    pointwise = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1), "groups": 1}
-    return (conv2d_blocked_plan([x, w1, b1], [expanded], pointwise)
+    return (conv2d_blocked_plan([x, w1, b1], [expanded], dict(POINTWISE))
             + get_kernel("clip")([expanded], [clipped], {"low": attrs["low"],
                                                          "high": attrs["high"]})
-            + conv2d_blocked_plan([clipped, w2, b2], outs, conv))
+            + conv2d_blocked_plan([clipped, w2, b2], outs, conv_attrs(attrs)))
