@@ -158,10 +158,13 @@ def test_two_threads_run_executables_at_once():
     want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(feed)
     exes = [gc.compile(model, batch_size=2) for _ in range(2)]
     results: list = [None, None]
+    wrong = []
 
     def run(i: int) -> None:
         for _ in range(20):
             results[i] = exes[i](feed)
+            if not np.allclose(results[i], want, rtol=1e-4, atol=1e-4):
+                wrong.append(i)  # every call checked: a race need not hit the last one
 
     import threading
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
@@ -171,3 +174,19 @@ def test_two_threads_run_executables_at_once():
         t.join(60)
     for got in results:
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert wrong == []
+
+
+def test_each_python_thread_has_its_own_workspaces():
+    """The kernels' scratch buffers (im2col columns, Winograd tiles...) are per Python
+    thread: two executables running at once in two threads must not share them."""
+    import threading
+    from graphcnn.backends.cpu.kernels.conv_gemm import workspace
+    mine = workspace("col", (3, 5), np.float32)
+    assert workspace("col", (3, 5), np.float32) is mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(workspace("col", (3, 5),
+                                                                     np.float32)))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine and theirs[0].shape == (3, 5)

@@ -12,6 +12,7 @@ generated epilogue kernel (backends/cpu/kernels/fused.py), while the output is i
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numba
@@ -236,16 +237,28 @@ def _gather(src, res, n0, nb, c0):
             res[o, b * plane + q] = src[n0 + b, c0 + o, q]
 
 
-_WORKSPACES: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
+class _Workspaces(threading.local):
+    """Each Python thread's scratch buffers: executables release the GIL while their
+    kernels run, so two threads may run graphs at once, and buffers shared between them
+    were written by both (two Winograd convs at once gave wrong results in 18 of 60
+    runs)."""
+    buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+
+    def __init__(self) -> None:
+        self.buffers = {}
+
+
+_WORKSPACES = _Workspaces()
 
 
 def workspace(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A scratch buffer for one role ('col', 'rows'), reused by every call with this
-    shape (kernels run one at a time)."""
+    shape in this Python thread (its kernels run one at a time)."""
     key = (role, shape, np.dtype(dtype).str)
-    if key not in _WORKSPACES:
-        _WORKSPACES[key] = np.empty(shape, dtype)
-    return _WORKSPACES[key]
+    buffers = _WORKSPACES.buffers
+    if key not in buffers:
+        buffers[key] = np.empty(shape, dtype)
+    return buffers[key]
 
 
 def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
