@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphcnn.ir.graph import Graph, Node, Value
+from graphcnn.ir.rebuild import replace_groups
 from graphcnn.ops.registry import FusionKind, get_op
 
 
@@ -91,21 +92,8 @@ def _group_node(chain: list[Node]) -> tuple[list[Value], dict[str, Any]]:
 
 def fuse_operators(graph: Graph) -> Graph:
     groups = find_groups(graph)
-    last_of = {chain[-1].id: chain for chain in groups}
-    inner = {n.id for chain in groups for n in chain[:-1]}
-    out = Graph(graph.name)
-    mapping: dict[int, Value] = {}
-    for node in graph.nodes:
-        if node.id in inner:
-            continue
-        if node.id in last_of:
-            old_inputs, attrs = _group_node(last_of[node.id])
-            new = out.add_node("fused", [mapping[v.id] for v in old_inputs], attrs,
-                               loc=last_of[node.id][0].loc)
-        else:
-            new = out.add_node(node.op, [mapping[v.id] for v in node.inputs],
-                               dict(node.attrs), loc=node.loc)
-        for old, fresh in zip(node.outputs, new.outputs):
-            mapping[old.id] = fresh
-    out.set_outputs([mapping[v.id] for v in graph.outputs], graph.output_names)
-    return out
+    replacements = {}
+    for chain in groups:
+        inputs, attrs = _group_node(chain)
+        replacements[chain[-1].id] = ("fused", inputs, attrs, chain[0].loc)
+    return replace_groups(graph, replacements, {n.id for chain in groups for n in chain[:-1]})

@@ -23,6 +23,7 @@ after them into one op whose kernel keeps the expanded tensor out of memory.
 from __future__ import annotations
 
 from graphcnn.ir.graph import Graph, Node, Value
+from graphcnn.ir.rebuild import Replacement, replace_groups
 from graphcnn.ops.registry import get_op
 
 
@@ -181,28 +182,15 @@ def fuse_expand_depthwise(graph: Graph) -> Graph:
     where the depthwise conv was: its kernel never writes the expanded tensor (the
     block's largest) to memory."""
     users, outputs = graph.users(), {v.id for v in graph.outputs}
-    chains = {}
+    replacements: dict[int, Replacement] = {}
+    removed: set[int] = set()
     for node in graph.nodes:
         found = _expansion_of(node, users, outputs)
-        if found is not None:
-            chains[node.id] = found
-    if not chains:
-        return graph
-    inner = {n.id for pair in chains.values() for n in pair}
-    out = Graph(graph.name)
-    mapping: dict[int, Value] = {}
-    for node in graph.nodes:
-        if node.id in inner:
+        if found is None:
             continue
-        if node.id in chains:
-            conv, clip = chains[node.id]
-            inputs = [mapping[v.id] for v in conv.inputs + node.inputs[1:]]
-            attrs = dict(node.attrs, low=clip.attrs["low"], high=clip.attrs["high"])
-            new = out.add_node("expand_depthwise_blocked", inputs, attrs, loc=node.loc)
-        else:
-            new = out.add_node(node.op, [mapping[v.id] for v in node.inputs],
-                               dict(node.attrs), loc=node.loc)
-        for old, fresh in zip(node.outputs, new.outputs):
-            mapping[old.id] = fresh
-    out.set_outputs([mapping[v.id] for v in graph.outputs], graph.output_names)
-    return out
+        conv, clip = found
+        attrs = dict(node.attrs, low=clip.attrs["low"], high=clip.attrs["high"])
+        replacements[node.id] = ("expand_depthwise_blocked", conv.inputs + node.inputs[1:],
+                                 attrs, node.loc)
+        removed |= {conv.id, clip.id}
+    return replace_groups(graph, replacements, removed) if replacements else graph
