@@ -24,6 +24,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, emit_fma_loop, load_vector,
                                                        packed, store_vector)
 from graphcnn.backends.cpu.registry import JIT, launch
@@ -243,7 +244,6 @@ def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out
     hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
     xp = x
     if any(pads):
-        from graphcnn.backends.cpu.kernels.conv_gemm import workspace
         xp = workspace("blocked-padded", (n, cx, hp, wp * lanes), x.dtype)
         launch(_pad_image, x.reshape(n, cx, h, wd * lanes), xp, pads[0], pads[2] * lanes)
     table = _tap_table(w.shape[1:], hp, wp, dh, dw, blocked_in)
