@@ -287,9 +287,9 @@ def epilogue_of(steps: tuple[Any, ...], ins: list[np.ndarray], out: np.ndarray
     """The Epilogue a fused group's steps are, if they are one: an add of a side input of
     the output's shape, then clip or relu (either or both), in that order; else None."""
     mode, side, low, high, rest = 0, None, 0.0, 0.0, list(steps)
-    if rest and rest[0][0] == "add" and sorted(rest[0][2])[0] == -1 \
-            and len(rest[0][2]) == 2 and max(rest[0][2]) >= 0:
-        side = ins[max(rest[0][2])]
+    refs = rest[0][2] if rest else ()
+    if rest and rest[0][0] == "add" and len(refs) == 2 and -1 in refs and max(refs) >= 0:
+        side = ins[max(refs)]  # add(running, side) or add(side, running): the same sum
         if side.shape != out.shape or side.dtype != out.dtype:
             return None
         mode, rest = ADD_SIDE, rest[1:]

@@ -23,6 +23,7 @@ from graphcnn.backends.cpu.kernels import blocked
 from graphcnn.backends.cpu.kernels.blocked_conv import (CLIP, NB, NO_EPILOGUE, NR, Epilogue,
                                                         pointwise_table, tile, packed)
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.ops.layout import POINTWISE, conv_attrs
 
 LANES = 16
 SCRATCH_BYTES = 256 * 1024  # a task's scratch band: in the core's L2 with room to spare
@@ -120,7 +121,6 @@ def expand_depthwise_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
         return
     # Any other: the two convolutions one after the other (correct, not fast; the layout
     # pass does not make these).
-    from graphcnn.ops.layout import POINTWISE, conv_attrs
     x, w1, b1, w2, b2 = ins
     expanded = np.empty(outs[0].shape[:2] + x.shape[2:], x.dtype)
     blocked.run_blocked([x, w1, b1], expanded, dict(POINTWISE))
