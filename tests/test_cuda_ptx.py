@@ -1,7 +1,8 @@
 """Every cuda kernel compiles to PTX for sm_90 (H100) with numba.cuda.compile_ptx, without a
 GPU: the kernels' recorded example argument types (graphcnn.backends.cuda.registry's
-PTX_EXAMPLES) are compiled with cc=(9, 0). Needs libNVVM (e.g. /usr/local/cuda/nvvm);
-skipped, saying why, where it is missing or where the simulator is on."""
+PTX_EXAMPLES) are compiled with cc=(9, 0), and assembled with ptxas where it is installed.
+Needs libNVVM (e.g. /usr/local/cuda/nvvm); skipped, saying why, where it is missing or
+where the simulator is on."""
 from __future__ import annotations
 
 import os
@@ -36,6 +37,7 @@ if REASON:
 
 import graphcnn.backends.cuda.kernels  # noqa: E402,F401  (registers every example)
 import graphcnn.backends.cuda.optim  # noqa: E402,F401
+from graphcnn.backends.cuda import ptx_report  # noqa: E402
 from graphcnn.backends.cuda.registry import PTX_EXAMPLES  # noqa: E402
 
 
@@ -56,10 +58,24 @@ def _compile(build, f):
     return ptx
 
 
+MAX_THREADS_PER_BLOCK = 256          # the GEMM's 16 x 16 and registry.THREADS on a GPU
+REGISTERS_PER_SM = 65_536
+STATIC_SHARED_LIMIT = 48 * 1024
+
+
 @pytest.mark.parametrize("name", sorted(PTX_EXAMPLES))
 def test_kernel_compiles_to_ptx_for_sm90(name):
+    """And, where ptxas is installed, assembles to sm_90 code that a 256-thread block can
+    launch with (registers and static shared memory within an SM's), with no register
+    spills to local memory. The simulator checks none of these."""
     from numba import float32
-    _compile(PTX_EXAMPLES[name], float32)
+    ptx = _compile(PTX_EXAMPLES[name], float32)
+    if ptx_report.PTXAS is None:
+        return
+    used = ptx_report.ptxas_resources(ptx)
+    assert used["registers"] * MAX_THREADS_PER_BLOCK <= REGISTERS_PER_SM, (name, used)
+    assert used["shared"] <= STATIC_SHARED_LIMIT, (name, used)
+    assert used["spills"] == 0, (name, used)
 
 
 def test_float64_gemm_and_fused_conv_epilogue_compile():
@@ -71,11 +87,8 @@ def test_float64_gemm_and_fused_conv_epilogue_compile():
 
     _compile(PTX_EXAMPLES["conv2d fwd gemm"], float64)
     _, epi = epilogue((("add", {}, (-1, 2)), ("relu", {}, (-1,))), (False,), (2,))
-    kernel = gemm.make_gemm(*conv.FWD, gemm.NO_BIAS, epi, types.float32)
-    arr = lambda nd: types.Array(types.float32, nd, "C")  # noqa: E731
-    sig = (arr(4), arr(4), arr(1), arr(1), types.int64, types.int64, types.int64,
-           types.int64, types.int64, types.UniTuple(types.int64, 17),
-           types.UniTuple(arr(1), 1), types.UniTuple(types.int64, 7), arr(1))
+    kernel = gemm.make_gemm(conv.FWD, gemm.NO_BIAS, epi, types.float32)
+    sig = gemm.gemm_signature(types.float32, 17, egeo=7)
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
     assert "max.f32" in ptx or "setp" in ptx  # the relu made it in
 
@@ -96,3 +109,15 @@ def test_optimizer_kernels_round_every_operation(name):
     ptx = _compile(PTX_EXAMPLES[name], float32)
     assert "fma.rn.f32" not in ptx
     assert "mul.rn.f32" in ptx and "add.rn.f32" in ptx
+
+
+@pytest.mark.parametrize("name", ["conv2d fwd gemm", "conv2d wgrad gemm",
+                                  "matmul gemm trans_a=True trans_b=False"])
+def test_gemm_k_loop_divides_nothing(name):
+    """The implicit GEMM's K loop reads offsets (its rows and column are located before
+    it, its K axis from the offset table) and never divides: a 64-bit division is dozens
+    of instructions on a GPU, and the loop once held 12 of them per K step."""
+    from numba import float32
+    _, step = ptx_report.k_loop(_compile(PTX_EXAMPLES[name], float32))
+    assert sum(line.startswith("fma.rn.f32") for line in step) == 128   # 8 k x 4 x 4
+    assert ptx_report.divisions(step) == 0

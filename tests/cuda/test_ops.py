@@ -39,6 +39,27 @@ def test_conv2d_and_its_gradients(attrs, shape_w, bias):
     check_cuda("conv2d", arrays, attrs)
 
 
+@pytest.mark.parametrize("attrs", [{"padding": (0, 1)}, {"stride": 2, "padding": (1, 0),
+                                                          "dilation": (1, 2)}])
+def test_conv2d_gemms_over_several_tiles(attrs):
+    """More output channels and pixels than one 64 x 64 tile, and K not a multiple of the
+    K step, in all three GEMMs: each thread's rows and column are located once, before the
+    K loop, and the K axis through the offset table (gemm.py)."""
+    check_cuda("conv2d", [rand(1, 3, 9, 9), rand(66, 3, 1, 3), rand(66)], attrs)
+
+
+def test_offset_tables_widen_to_int64_when_needed(monkeypatch):
+    """A tensor past 2**31 elements needs int64 offsets: the table widens, and the GEMMs run
+    on either width (forced to int64 here, on a small conv)."""
+    from graphcnn.backends.cuda.kernels import gemm
+    assert gemm.offset_table(np.array([[0, 2**31 - 1, 0, 0]])).dtype == np.int32
+    assert gemm.offset_table(np.array([[0, 2**31, 0, 0]])).dtype == np.int64
+    widen = gemm.offset_table
+    monkeypatch.setattr(gemm, "offset_table",
+                        lambda rows: widen(np.append(rows, [[0, 2**40, 0, 0]], axis=0)))
+    check_cuda("conv2d", [rand(2, 3, 5, 4), rand(4, 3, 3, 3), rand(4)], {"padding": 1})
+
+
 @pytest.mark.parametrize("channels", [16, 20])
 def test_blocked_layout_ops(channels):
     """NCHW16c on the device: both conversions (with their gradients, each other), and

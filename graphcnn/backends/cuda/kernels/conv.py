@@ -13,47 +13,56 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import gemm
 from graphcnn.backends.cuda.kernels.reduce import block_sum
-from graphcnn.backends.cuda.registry import (reduction_blocks, PTX_EXAMPLES, THREADS, Launch, cuda_kernel,
-                                             device_function, dummy, flat, launch_1d)
+from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, THREADS, Launch, cuda_kernel,
+                                             device_function, dummy, flat, launch_1d,
+                                             reduction_blocks)
 
 cu = numba_cuda()
 i8 = types.int64
 
 
-# ---- forward -------------------------------------------------------------------------------
+# ---- the three GEMMs' operands (gemm.Operands) ----------------------------------------------
+# Each K axis is decomposed by a table (`k_table`): row k holds
+#   [0] the A offset of k, [1] the B offset of k, [2] its y shift, [3] its x shift.
 @device_function
-def fwd_a(w, g, m, k, geo, As, kk, mm):
-    KK = geo[7] * geo[8]
-    ci = k // KK
-    r = k - ci * KK
-    i = r // geo[8]
-    As[kk, mm] = w[g * geo[16] + m, ci, i, r - i * geo[8]]
+def a_from_table(A, base, k, ktab, geo, As, kk, mm):
+    As[kk, mm] = A[base + ktab[k, 0]]
 
 
 @device_function
-def fwd_b(x, g, k, col, geo, Bs, kk, nn):
-    KK = geo[7] * geo[8]
-    ci = k // KK
-    r = k - ci * KK
-    i = r // geo[8]
-    j = r - i * geo[8]
+def gather_x(x, base, y0, x0, ktab, k, geo, Bs, kk, nn):
+    """x at (y0, x0) shifted by row k, zero in the padding (forward and weight gradient)."""
+    iy = y0 + ktab[k, 2]
+    ix = x0 + ktab[k, 3]
+    if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
+        Bs[kk, nn] = x[base + ktab[k, 1]]
+    else:
+        Bs[kk, nn] = 0
+
+
+@device_function
+def fwd_a_row(g, m, geo):
+    return (g * geo[16] + m) * (geo[15] * geo[7] * geo[8])
+
+
+@device_function
+def fwd_b_col(g, col, geo):
+    """Output pixel col = (n, oy, ox): the offset of x[n, g * C/groups, oy * sh - pt,
+    ox * sw - pl] (outside x where it starts in the padding) and that origin."""
     S = geo[5] * geo[6]
     n = col // S
     r = col - n * S
     oy = r // geo[6]
-    ox = r - oy * geo[6]
-    iy = oy * geo[9] - geo[11] + i * geo[13]
-    ix = ox * geo[10] - geo[12] + j * geo[14]
-    if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
-        Bs[kk, nn] = x[n, g * geo[15] + ci, iy, ix]
-    else:
-        Bs[kk, nn] = 0
+    y0 = oy * geo[9] - geo[11]
+    x0 = (r - oy * geo[6]) * geo[10] - geo[12]
+    return (n * geo[1] + g * geo[15]) * geo[2] * geo[3] + y0 * geo[3] + x0, y0, x0
 
 
 @device_function
@@ -63,36 +72,37 @@ def fwd_out(g, m, col, geo):
     return (n * geo[4] + g * geo[16] + m) * S + (col - n * S)
 
 
-# ---- input gradient -------------------------------------------------------------------------
 @device_function
-def dgrad_a(w, g, m, k, geo, As, kk, mm):
-    KK = geo[7] * geo[8]
-    oo = k // KK
-    r = k - oo * KK
-    i = r // geo[8]
-    As[kk, mm] = w[g * geo[16] + oo, m, i, r - i * geo[8]]
+def dgrad_a_row(g, m, geo):
+    return (g * geo[16] * geo[15] + m) * (geo[7] * geo[8])
 
 
 @device_function
-def dgrad_b(dy, g, k, col, geo, Bs, kk, nn):
-    KK = geo[7] * geo[8]
-    oo = k // KK
-    r = k - oo * KK
-    i = r // geo[8]
-    j = r - i * geo[8]
+def dgrad_b_col(g, col, geo):
+    """Input pixel col = (n, y, x): the offset of dy[n, g * O/groups] and (y + pt, x + pl),
+    from which each tap's output pixel is found."""
     HW = geo[2] * geo[3]
     n = col // HW
     r = col - n * HW
     y = r // geo[3]
-    x = r - y * geo[3]
-    ty = y + geo[11] - i * geo[13]
-    tx = x + geo[12] - j * geo[14]
+    return (n * geo[4] + g * geo[16]) * geo[5] * geo[6], y + geo[11], r - y * geo[3] + geo[12]
+
+
+@device_function
+def dgrad_b_load(dy, base, y0, x0, ktab, k, geo, Bs, kk, nn):
+    """dy at the output pixel whose window puts tap k on this input pixel, if any."""
+    ty = y0 - ktab[k, 2]
+    tx = x0 - ktab[k, 3]
     Bs[kk, nn] = 0
     if ty >= 0 and tx >= 0:
-        oy = ty // geo[9]
-        ox = tx // geo[10]
+        if geo[9] == 1 and geo[10] == 1:
+            oy = ty
+            ox = tx
+        else:
+            oy = ty // geo[9]
+            ox = tx // geo[10]
         if oy * geo[9] == ty and ox * geo[10] == tx and oy < geo[5] and ox < geo[6]:
-            Bs[kk, nn] = dy[n, g * geo[16] + oo, oy, ox]
+            Bs[kk, nn] = dy[base + ktab[k, 1] + oy * geo[6] + ox]
 
 
 @device_function
@@ -102,34 +112,22 @@ def dgrad_out(g, m, col, geo):
     return (n * geo[1] + g * geo[15] + m) * HW + (col - n * HW)
 
 
-# ---- weight gradient --------------------------------------------------------------------------
 @device_function
-def wgrad_a(dy, g, m, k, geo, As, kk, mm):
-    S = geo[5] * geo[6]
-    n = k // S
-    r = k - n * S
-    oy = r // geo[6]
-    As[kk, mm] = dy[n, g * geo[16] + m, oy, r - oy * geo[6]]
+def wgrad_a_row(g, m, geo):
+    return (g * geo[16] + m) * (geo[5] * geo[6])
 
 
 @device_function
-def wgrad_b(x, g, k, col, geo, Bs, kk, nn):
+def wgrad_b_col(g, col, geo):
+    """Filter tap col = (ci, i, j): the offset of x[0, g * C/groups + ci, i * dh - pt,
+    j * dw - pl] and that origin."""
     KK = geo[7] * geo[8]
     ci = col // KK
     r = col - ci * KK
     i = r // geo[8]
-    j = r - i * geo[8]
-    S = geo[5] * geo[6]
-    n = k // S
-    r = k - n * S
-    oy = r // geo[6]
-    ox = r - oy * geo[6]
-    iy = oy * geo[9] - geo[11] + i * geo[13]
-    ix = ox * geo[10] - geo[12] + j * geo[14]
-    if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
-        Bs[kk, nn] = x[n, g * geo[15] + ci, iy, ix]
-    else:
-        Bs[kk, nn] = 0
+    y0 = i * geo[13] - geo[11]
+    x0 = (r - i * geo[8]) * geo[14] - geo[12]
+    return (g * geo[15] + ci) * geo[2] * geo[3] + y0 * geo[3] + x0, y0, x0
 
 
 @device_function
@@ -137,11 +135,32 @@ def wgrad_out(g, m, col, geo):
     return (g * geo[16] + m) * (geo[15] * geo[7] * geo[8]) + col
 
 
-FWD, DGRAD, WGRAD = (fwd_a, fwd_b, fwd_out), (dgrad_a, dgrad_b, dgrad_out), \
-    (wgrad_a, wgrad_b, wgrad_out)
-for _name, _loaders, _bias in (("fwd", FWD, gemm.ROW_BIAS), ("dgrad", DGRAD, gemm.NO_BIAS),
-                               ("wgrad", WGRAD, gemm.NO_BIAS)):
-    gemm.register_ptx_example(f"conv2d {_name} gemm", _loaders, _bias, 4, 4, 17)
+FWD = gemm.Operands(fwd_a_row, a_from_table, fwd_b_col, gather_x, fwd_out)
+DGRAD = gemm.Operands(dgrad_a_row, a_from_table, dgrad_b_col, dgrad_b_load, dgrad_out)
+WGRAD = gemm.Operands(wgrad_a_row, a_from_table, wgrad_b_col, gather_x, wgrad_out)
+for _name, _ops, _bias in (("fwd", FWD, gemm.ROW_BIAS), ("dgrad", DGRAD, gemm.NO_BIAS),
+                           ("wgrad", WGRAD, gemm.NO_BIAS)):
+    gemm.register_ptx_example(f"conv2d {_name} gemm", _ops, _bias, 17)
+
+
+def k_table(which: str, geo: tuple[int, ...]) -> np.ndarray:
+    """The (K, 4) offsets of one GEMM's K axis (see the device functions above).
+
+    fwd    k = (ci, i, j):   A = w row,  B = x at  ci, +i*dh, +j*dw
+    dgrad  k = (o, i, j):    A = w[o, ., i, j],  B = dy[., o], shifted -i*dh, -j*dw
+    wgrad  k = (n, oy, ox):  A = dy[n, ., oy, ox],  B = x[n] at +oy*sh, +ox*sw
+    """
+    n, c, h, w, o, oh, ow, kh, kw, sh, sw, _, _, dh, dw, cg, og = geo
+    if which == "wgrad":
+        nn, oy, ox = (a.ravel() for a in np.indices((n, oh, ow), dtype=np.int64))
+        return np.stack([nn * o * oh * ow + oy * ow + ox, nn * c * h * w + oy * sh * w + ox * sw,
+                         oy * sh, ox * sw], axis=1)
+    ch, i, j = (a.ravel() for a in np.indices((og if which == "dgrad" else cg, kh, kw),
+                                              dtype=np.int64))
+    if which == "dgrad":
+        return np.stack([ch * cg * kh * kw + i * kw + j, ch * oh * ow, i * dh, j * dw], axis=1)
+    return np.stack([np.arange(ch.size), ch * h * w + i * dh * w + j * dw, i * dh, j * dw],
+                    axis=1)
 
 
 def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], y_shape: tuple[int, ...],
@@ -287,7 +306,8 @@ def plan_conv2d(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
     n, groups = x.shape[0], attrs["groups"]
     M, NC, K = geo[16], n * geo[5] * geo[6], geo[15] * geo[7] * geo[8]
     return gemm.plan_gemm(FWD, w, x, out, bias, gemm.ROW_BIAS if bias is not None
-                          else gemm.NO_BIAS, M, NC, K, groups, geo, epilogue)
+                          else gemm.NO_BIAS, M, NC, K, groups, geo, epilogue,
+                          gemm.offset_table(k_table("fwd", geo)))
 
 
 def plan_conv2d_input_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
@@ -300,7 +320,7 @@ def plan_conv2d_input_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epil
         return [launch_1d(kernel, out.size, dy, w, flat(out), geo, sides, egeo)]
     M, NC, K = geo[15], out.shape[0] * geo[2] * geo[3], geo[16] * geo[7] * geo[8]
     return gemm.plan_gemm(DGRAD, w, dy, out, None, gemm.NO_BIAS, M, NC, K, attrs["groups"],
-                          geo, epilogue)
+                          geo, epilogue, gemm.offset_table(k_table("dgrad", geo)))
 
 
 def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
@@ -314,7 +334,7 @@ def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epi
         return [Launch(kernel[blocks, THREADS], (dy, x, flat(out), geo, sides, egeo))]
     M, NC, K = geo[16], geo[15] * geo[7] * geo[8], x.shape[0] * geo[5] * geo[6]
     return gemm.plan_gemm(WGRAD, dy, x, out, None, gemm.NO_BIAS, M, NC, K, attrs["groups"],
-                          geo, epilogue)
+                          geo, epilogue, gemm.offset_table(k_table("wgrad", geo)))
 
 
 def _plain(plan: Any) -> Any:
