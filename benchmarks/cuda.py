@@ -1,14 +1,25 @@
 """ResNet-18 on the GPU: graphcnn's cuda backend against PyTorch CUDA, in the same run.
 
-    python benchmarks/cuda.py [--repeats 20] [--warmup 3]
+    python benchmarks/cuda.py [--repeats 20] [--warmup 3] [--image-size 224]
+                              [--batches 1,64] [--train-batch 64]
 
-Measures inference at batch 1 and 64 (compile(frozen=True), device arrays in and out: the
-model's own time, not PCIe) and one training step at batch 64 (forward, loss, backward,
-running statistics and the SGD update, all on the device: DeviceTraining), against
-torchvision's resnet18 in float32 (model.eval() / train(), torch.cuda.synchronize around
-each timing; cuDNN and TF32 at PyTorch's defaults, noted in the output). PyTorch is
-optional: without it graphcnn's times are printed alone. Without a GPU it stops with a
-clear message. The figures go to benchmarks/RESULTS.md by hand, with the GPU named.
+First the numbers: the inference logits (batch 1) and one training step's loss and
+gradients (the training batch) against PyTorch in strict float32 (TF32 off), with the
+same weights (graphcnn.bench.torch_models, loaded by name). Then the times: inference
+(compile(frozen=True), device arrays in and out: the model's own time, not PCIe) and one
+training step (forward, loss, backward, running statistics and the SGD update, all on the
+device: DeviceTraining), against PyTorch with TF32 at its defaults (cuDNN convolutions
+in TF32) and with TF32 off, which is what graphcnn computes. Medians over --repeats, each
+timing closed by a device synchronize.
+
+PyTorch is optional: without it graphcnn's times are printed alone. Without a GPU it stops
+with a clear message, unless NUMBA_ENABLE_CUDASIM=1 is set: then the script runs on the
+simulator, which checks the script and not the speed, at tiny sizes only:
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/cuda.py --image-size 32 --batches 1 \\
+        --train-batch 2 --repeats 1 --warmup 0 --torch-device cpu --width 4
+(--torch-device cpu puts the PyTorch peer on the CPU, to run its code paths there;
+--width narrows every layer, ResNet-18's being far too slow for the simulator.)
+The figures go to benchmarks/RESULTS.md by hand, with the GPU named.
 """
 from __future__ import annotations
 
@@ -35,14 +46,28 @@ def _timed(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats
     return statistics.median(times)
 
 
+def _batches(text: str) -> list[int]:
+    return [int(b) for b in text.split(",") if b]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batches", type=_batches, default=[1, 64],
+                        help="inference batch sizes, comma-separated")
+    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64,
+                        help="ResNet-18's first width (64; smaller only to check the script)")
+    parser.add_argument("--torch-device", default="cuda", choices=("cuda", "cpu"),
+                        help="where the PyTorch peer runs (cpu: to check this script on "
+                             "the simulator)")
     args = parser.parse_args(argv)
 
     import graphcnn as gc
-    from graphcnn.backends.cuda.device import CudaUnavailableError, cuda, implementation
+    from graphcnn.backends.cuda.device import (CudaUnavailableError, cuda, implementation,
+                                              is_simulator)
     try:
         cu = cuda()
     except CudaUnavailableError as err:
@@ -51,84 +76,165 @@ def main(argv: list[str] | None = None) -> int:
     from graphcnn.backends.cuda.optim import DeviceTraining
     from graphcnn.backends.cuda.runner import run_device
 
-    device = cu.get_current_device()
-    print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}; "
-          f"numba.cuda: {implementation()}")
+    if is_simulator():
+        name = "none: Numba's CUDA simulator (this run checks the script, not the speed)"
+    else:
+        name = cu.get_current_device().name
+        name = name.decode() if isinstance(name, bytes) else name
+    print(f"GPU: {name}; numba.cuda: {implementation()}; ResNet-18 width {args.width}, "
+          f"images {args.image_size} x {args.image_size}", flush=True)
     sync = cu.synchronize
     rng = np.random.default_rng(0)
-    model = gc.models.resnet18(num_classes=1000)
-    rows: list[tuple[str, float, float | None]] = []
-    torch = _torch()
+    size = args.image_size
+    model = gc.models.resnet18(num_classes=1000, width=args.width, input_size=size)
+    torch = _torch(args.torch_device)
+    net = _torch_model(torch, model, args) if torch is not None else None
+    executables: dict[int, Any] = {}
 
-    for batch in (1, 64):
-        x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
-        exe = gc.compile(model, batch_size=batch, backend="cuda")
-        name = exe.input_names[0]
+    def compiled(batch: int) -> Any:
+        if batch not in executables:
+            executables[batch] = gc.compile(model, batch_size=batch, backend="cuda")
+        return executables[batch]
+
+    # ---- the numbers first ----
+    x1 = rng.standard_normal((args.batches[0], 3, size, size)).astype(np.float32)
+    logits = compiled(args.batches[0])(x1)
+    xt = rng.standard_normal((args.train_batch, 3, size, size)).astype(np.float32)
+    yt = rng.integers(0, 1000, args.train_batch)
+    step = gc.value_and_grad(model, batch_size=args.train_batch, backend="cuda")
+    loss, grads = step(xt, yt)
+    if net is not None:
+        _check_against_torch(torch, net, x1, logits, xt, yt, loss, grads)
+    else:
+        print(f"no PyTorch: logits not cross-checked; training loss {loss:.6f}")
+
+    # ---- then the times ----
+    rows: list[tuple[str, float, float | None, float | None]] = []
+    for batch in args.batches:
+        x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+        exe = compiled(batch)
+        input_name = exe.input_names[0]
         xd = cu.to_device(x)
-        ours = _timed(lambda: run_device(exe, {name: xd}, copy=False), sync, args.warmup,
-                      args.repeats)
-        theirs = None
-        if torch is not None:
-            theirs = _torch_inference(torch, model, x, args)
-        rows.append((f"inference batch {batch}", ours, theirs))
+        ours = _timed(lambda: run_device(exe, {input_name: xd}, copy=False), sync,
+                      args.warmup, args.repeats)
+        peers = [_torch_inference(torch, net, x, args, tf32) for tf32 in (True, False)] \
+            if net is not None else [None, None]
+        rows.append((f"inference batch {batch}", ours, *peers))
 
-    batch = 64
-    x = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    batch = args.train_batch
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
     y = rng.integers(0, 1000, batch)
-    step = gc.value_and_grad(model, batch_size=batch, backend="cuda")
     train = DeviceTraining(step, gc.optim.SGD(lr=0.01, momentum=0.9, weight_decay=1e-4))
     xd, yd = cu.to_device(x), cu.to_device(y.astype(np.int64))
     ours = _timed(lambda: train(xd, yd), sync, args.warmup, args.repeats)
-    theirs = _torch_training(torch, model, x, y, args) if torch is not None else None
-    rows.append((f"training step batch {batch}", ours, theirs))
+    peers = [_torch_training(torch, net, x, y, args, tf32) for tf32 in (True, False)] \
+        if net is not None else [None, None]
+    rows.append((f"training step batch {batch}", ours, *peers))
 
-    print(f"{'':28s} {'graphcnn ms':>12s} {'torch ms':>10s} {'ratio':>7s}")
-    for label, ours, theirs in rows:
-        ratio = f"{ours / theirs:7.2f}" if theirs else "      -"
-        t = f"{theirs * 1e3:10.2f}" if theirs else "         -"
-        print(f"{label:28s} {ours * 1e3:12.2f} {t} {ratio}")
+    print(f"{'':26s} {'graphcnn ms':>11s} {'torch ms':>9s} {'ratio':>6s} "
+          f"{'torch fp32':>10s} {'ratio':>6s}   (torch: TF32 at its defaults / off)")
+    for label, ours, tf32, fp32 in rows:
+        line = f"{label:26s} {ours * 1e3:11.2f}"
+        for theirs, width in ((tf32, 9), (fp32, 10)):
+            line += f" {theirs * 1e3:{width}.2f} {ours / theirs:6.2f}" if theirs else \
+                f" {'-':>{width}s} {'-':>6s}"
+        print(line)
     if torch is None:
-        print("PyTorch is not installed: no comparison (pip install torch torchvision)")
+        print("PyTorch with CUDA is not available here: no comparison")
     return 0
 
 
-def _torch() -> Any:
+def _torch(device: str) -> Any:
     try:
         import torch
-        import torchvision  # noqa: F401
     except ImportError:
         return None
-    return torch if torch.cuda.is_available() else None
+    return torch if device == "cpu" or torch.cuda.is_available() else None
 
 
-def _torch_model(torch: Any, model: Any) -> Any:
-    import torchvision
-    net = torchvision.models.resnet18(num_classes=1000)
-    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
-                         model.parameters().items()}, strict=False)
-    print(f"torch {torch.__version__}: cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
-          f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
-    return net.cuda()
+def _sync(torch: Any) -> Callable[[], None]:
+    return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
 
-def _torch_inference(torch: Any, model: Any, x: np.ndarray, args: Any) -> float:
-    net = _torch_model(torch, model).eval()
-    xt = torch.from_numpy(x).cuda()
-    with torch.no_grad():
-        return _timed(lambda: net(xt), torch.cuda.synchronize, args.warmup, args.repeats)
+def _torch_model(torch: Any, model: Any, args: Any) -> Any:
+    from graphcnn.bench.torch_models import build, load_graphcnn_weights
+    print(f"torch {torch.__version__}: defaults cudnn.allow_tf32="
+          f"{torch.backends.cudnn.allow_tf32}, matmul.allow_tf32="
+          f"{torch.backends.cuda.matmul.allow_tf32}")
+    net = build("resnet18", num_classes=1000, width=args.width)
+    return load_graphcnn_weights(net, model).to(args.torch_device)
 
 
-def _torch_training(torch: Any, model: Any, x: np.ndarray, y: np.ndarray, args: Any) -> float:
-    net = _torch_model(torch, model).train()
+def _on(torch: Any, net: Any, array: np.ndarray) -> Any:
+    """A tensor of `array` on the device where `net` is."""
+    return torch.from_numpy(array).to(next(net.parameters()).device)
+
+
+class _Tf32:
+    """TF32 on (as at PyTorch's defaults for cuDNN) or off (strict float32) for a block."""
+
+    def __init__(self, torch: Any, on: bool) -> None:
+        self.torch, self.on = torch, on
+
+    def __enter__(self) -> None:
+        b = self.torch.backends
+        self.saved = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+        b.cudnn.allow_tf32 = self.on
+        b.cuda.matmul.allow_tf32 = self.on and self.saved[1]
+
+    def __exit__(self, *exc: Any) -> None:
+        b = self.torch.backends
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = self.saved
+
+
+def _check_against_torch(torch: Any, net: Any, x1: np.ndarray, logits: np.ndarray,
+                         xt: np.ndarray, yt: np.ndarray, loss: float,
+                         grads: dict[str, np.ndarray]) -> None:
+    """Print how far graphcnn's GPU numbers are from PyTorch's strict-float32 ones."""
+    with _Tf32(torch, on=False):
+        net.eval()
+        with torch.no_grad():
+            want = net(_on(torch, net, x1)).cpu().numpy()
+        net.train()
+        net.zero_grad(set_to_none=True)
+        out = net(_on(torch, net, xt))
+        torch_loss = torch.nn.functional.cross_entropy(out, _on(torch, net, yt))
+        torch_loss.backward()
+    scale = float(np.abs(want).max())
+    print(f"logits (batch {len(x1)}): max |graphcnn - torch fp32| = "
+          f"{float(np.abs(logits - want).max()):.3g} (logits up to {scale:.3g})")
+    worst, where = 0.0, ""
+    for key, param in net.named_parameters():
+        g = param.grad.cpu().numpy()
+        rel = float(np.abs(grads[key] - g).max() / max(float(np.abs(g).max()), 1e-30))
+        if rel > worst:
+            worst, where = rel, key
+    print(f"training batch {len(xt)}: loss {loss:.6f} vs torch fp32 "
+          f"{float(torch_loss):.6f}; gradients: worst max-relative difference {worst:.3g} "
+          f"({where})", flush=True)
+    net.zero_grad(set_to_none=True)
+
+
+def _torch_inference(torch: Any, net: Any, x: np.ndarray, args: Any, tf32: bool) -> float:
+    net.eval()
+    xt = _on(torch, net, x)
+    with _Tf32(torch, tf32), torch.no_grad():
+        return _timed(lambda: net(xt), _sync(torch), args.warmup, args.repeats)
+
+
+def _torch_training(torch: Any, net: Any, x: np.ndarray, y: np.ndarray, args: Any,
+                    tf32: bool) -> float:
+    net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+    xt, yt = _on(torch, net, x), _on(torch, net, y)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         loss_fn(net(xt), yt).backward()
         opt.step()
-    return _timed(step, torch.cuda.synchronize, args.warmup, args.repeats)
+    with _Tf32(torch, tf32):
+        return _timed(step, _sync(torch), args.warmup, args.repeats)
 
 
 if __name__ == "__main__":
