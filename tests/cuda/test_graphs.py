@@ -44,6 +44,26 @@ def test_fused_conv_bias_residual_relu_and_elementwise_chain():
     assert sum(1 for op, _ in runner.steps if op == "fused") == len(kinds)
 
 
+def test_one_kernel_planned_with_two_grids():
+    """Two convs share one compiled GEMM (same operands, epilogue and dtype) with different
+    grids: the first needs 4 column tiles, the second 1. Each launch keeps its own grid.
+    (The simulator's kernel[grid, block] sets the grid on the shared kernel and returns
+    it, so a launch planned once and configured then ran with the last plan's grid:
+    ResNet-18 on the simulator computed 1 of conv1's 4 tiles.)"""
+    g = Graph("two grids")
+    x = g.input("x", (1, 3, 16, 16))
+    y = g.add("conv2d", [x, g.input("w1", (4, 3, 3, 3))], padding=1)        # 256 pixels
+    y = g.add("conv2d", [y, g.input("w2", (4, 4, 3, 3))], stride=2, padding=1)  # 64
+    g.set_outputs([y])
+    arrays = [rand(1, 3, 16, 16), rand(4, 3, 3, 3), rand(4, 4, 3, 3)]
+    inputs = [n.output for n in g.nodes if n.op == "input"]
+    want, _ = _run(g, "reference", zip(inputs, arrays))
+    got, runner = _run(g, "cuda", zip(inputs, arrays))
+    (_, (first,)), (_, (second,)) = runner.steps
+    assert first.grid != second.grid
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
+
+
 def _tiny_model():
     x = gc.Input((3, 8, 8), name="image")
     h = nn.Conv2d(3, 4, 3, padding=1)(x)

@@ -6,7 +6,7 @@ every call:
     plan(inputs: list[DeviceNDArray], outputs: list[DeviceNDArray], attrs) -> list[Launch]
 
 so a call costs one kernel launch per Launch and no Python work on shapes. A Launch is a
-configured `numba.cuda` kernel (`kernel[grid, block]`) and its arguments. Scratch arrays a
+`numba.cuda` kernel with its grid, block and arguments. Scratch arrays a
 plan needs (float64 partial sums, split-K partial products) are allocated by the plan and
 kept alive by its launches' arguments.
 
@@ -15,19 +15,30 @@ types, so tests/test_cuda_ptx.py can compile every kernel to PTX without a GPU.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.backends.cuda.device import numba_cuda
+from graphcnn.backends.cuda.device import is_simulator, numba_cuda
 
 
-class Launch(NamedTuple):
-    kernel: Any     # a configured kernel (kernel[grid, block]) or a plain callable
-    args: tuple
+class Launch:
+    """One planned kernel launch: a `cuda.jit` kernel, its grid and block, its arguments.
+
+    numba.cuda's `kernel[grid, block]` makes a fresh launch configuration, which is kept
+    and replayed. The simulator's sets the grid and block on the kernel object itself and
+    returns it; kernels are shared between plans (codegen.specialized), so there each call
+    configures its kernel again, or every launch would run with the last plan's grid."""
+
+    __slots__ = ("kernel", "grid", "block", "args", "_configured")
+
+    def __init__(self, kernel: Any, grid: Any, block: Any, args: tuple) -> None:
+        self.kernel, self.grid, self.block, self.args = kernel, grid, block, args
+        self._configured = None if is_simulator() else kernel[grid, block]
 
     def __call__(self) -> None:
-        self.kernel(*self.args)
+        configured = self._configured or self.kernel[self.grid, self.block]
+        configured(*self.args)
 
 
 PlanFn = Callable[[list[Any], list[Any], dict[str, Any]], list[Launch]]
@@ -84,8 +95,6 @@ def device_function(fn: Callable[..., Any]) -> Any:
 # Threads per block of the 1-D kernels, and the most blocks a grid-stride launch uses.
 # The simulator runs every thread as a Python thread: there, small blocks and few of them
 # (the grid-stride loops then take several turns, which the tests want to exercise too).
-from graphcnn.backends.cuda.device import is_simulator  # noqa: E402
-
 THREADS = 32 if is_simulator() else 256
 MAX_BLOCKS = 4 if is_simulator() else 65_535 * 8
 
@@ -101,7 +110,7 @@ def reduction_blocks(outputs: int) -> int:
 
 def launch_1d(kernel: Any, n: int, *args: Any, threads: int = THREADS) -> Launch:
     """A grid-stride launch over n elements."""
-    return Launch(kernel[blocks_for(n, threads), threads], args)
+    return Launch(kernel, blocks_for(n, threads), threads, args)
 
 
 def flat(a: Any) -> Any:

@@ -98,7 +98,7 @@ class CudaRunner:
     def _launch(self) -> None:
         for _, launches in self.steps:
             for launch in launches:
-                launch.kernel(*launch.args)
+                launch()
 
     def run(self, feeds: dict[int, np.ndarray]) -> list[np.ndarray]:
         """feeds: value id -> host array for every input and param (resident params are

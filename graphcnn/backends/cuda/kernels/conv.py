@@ -331,7 +331,7 @@ def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epi
     if _depthwise(attrs, x.shape[1], out.shape[0]):
         kernel = specialized(make_depthwise_wgrad, epi)
         blocks = reduction_blocks(out.size)
-        return [Launch(kernel[blocks, THREADS], (dy, x, flat(out), geo, sides, egeo))]
+        return [Launch(kernel, blocks, THREADS, (dy, x, flat(out), geo, sides, egeo))]
     M, NC, K = geo[16], geo[15] * geo[7] * geo[8], x.shape[0] * geo[5] * geo[6]
     return gemm.plan_gemm(WGRAD, dy, x, out, None, gemm.NO_BIAS, M, NC, K, attrs["groups"],
                           geo, epilogue, gemm.offset_table(k_table("wgrad", geo)))

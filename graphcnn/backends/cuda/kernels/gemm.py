@@ -181,7 +181,7 @@ def plan_gemm(ops: Operands, A: Any, B: Any, out: Any, bias: Any, bias_mode: int
     ktab = ktab if ktab is not None else no_table()
     grid = (math.ceil(NC / BN), math.ceil(M / BM), groups * splits)
     partial = scratch(splits * C.size, out.dtype) if splits > 1 else dummy(out.dtype)
-    launches = [Launch(kernel[grid, (TX, TY)], (flat(A), flat(B), C, bias, M, NC, K, splits,
+    launches = [Launch(kernel, grid, (TX, TY), (flat(A), flat(B), C, bias, M, NC, K, splits,
                                                  k_chunk, tuple(geo), ktab, sides, egeo,
                                                  partial))]
     if splits > 1:

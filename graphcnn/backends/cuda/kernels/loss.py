@@ -40,7 +40,7 @@ def cross_entropy_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -
     losses = scratch(n)
     scale = 1.0 / n if attrs["reduction"] == "mean" and n else 1.0
     return [launch_1d(_cross_entropy_rows, n, logits, labels, losses),
-            Launch(sum_partials[1, THREADS], (losses, n, flat(outs[0]), scale))]
+            Launch(sum_partials, 1, THREADS, (losses, n, flat(outs[0]), scale))]
 
 
 @device_kernel(lambda f: (f[::1], f[:, ::1], i8[::1], f8, f[:, ::1]))
@@ -91,9 +91,9 @@ def mse_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Lau
     blocks = min(blocks_for(pred.size), MAX_BLOCKS, 1024)
     partials = scratch(blocks)
     scale = 1.0 / pred.size if attrs["reduction"] == "mean" and pred.size else 1.0
-    return [Launch(_squared_difference_blocks[blocks, THREADS],
+    return [Launch(_squared_difference_blocks, blocks, THREADS,
                    (flat(pred), flat(target), partials)),
-            Launch(sum_partials[1, THREADS], (partials, blocks, flat(outs[0]), scale))]
+            Launch(sum_partials, 1, THREADS, (partials, blocks, flat(outs[0]), scale))]
 
 
 @device_kernel(lambda f: (f[::1], f[::1], f[::1], f8, f[::1]))

@@ -15,8 +15,8 @@ from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.reduce import block_sum
-from graphcnn.backends.cuda.registry import (dmax, dmin, THREADS, Launch, cuda_kernel, device_kernel,
-                                             flat, launch_1d, reduction_blocks, scratch)
+from graphcnn.backends.cuda.registry import (THREADS, Launch, cuda_kernel, device_kernel, dmax,
+                                             dmin, flat, launch_1d, reduction_blocks, scratch)
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2
 
 cu = numba_cuda()
@@ -94,7 +94,7 @@ def batch_norm_train_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
     y, mean, var = outs
     n, c, s = _ncs(x.shape)
     mean64, var64 = scratch(c), scratch(c)
-    return [Launch(_channel_stats[reduction_blocks(c), THREADS],
+    return [Launch(_channel_stats, reduction_blocks(c), THREADS,
                    (flat(x), n, c, s, mean, var, mean64, var64)),
             launch_1d(_normalize, x.size, flat(x), weight, bias, mean64, var64,
                       float(attrs["eps"]), c, s, flat(y))]
@@ -151,7 +151,7 @@ def batch_norm_train_grad_plan(ins: list[Any], outs: list[Any], attrs: dict[str,
     n, c, s = _ncs(x.shape)
     s1, s2 = scratch(c), scratch(c)
     eps = float(attrs["eps"])
-    return [Launch(_grad_sums[reduction_blocks(c), THREADS],
+    return [Launch(_grad_sums, reduction_blocks(c), THREADS,
                    (flat(dy), flat(x), mean, var, eps, n, c, s, dweight, dbias, s1, s2)),
             launch_1d(_grad_dx, x.size, flat(dy), flat(x), weight, mean, var, s1, s2, eps,
                       max(n * s, 1), c, s, flat(dx))]

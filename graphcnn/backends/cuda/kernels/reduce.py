@@ -10,8 +10,8 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.backends.cuda.registry import (reduction_blocks, THREADS, Launch, cuda_kernel, device_function,
-                                             device_kernel, flat, launch_1d)
+from graphcnn.backends.cuda.registry import (THREADS, Launch, cuda_kernel, device_function,
+                                             device_kernel, flat, launch_1d, reduction_blocks)
 
 cu = numba_cuda()
 f8 = types.float64
@@ -133,7 +133,7 @@ def plan_reduce(x: Any, out: Any, src_shape: tuple[int, ...], dst_shape: tuple[i
     args = (flat(x), flat(out), R, kdims6, kst6, rdims6, rst6, float(scale))
     if R >= BLOCK_REDUCE_MIN:
         blocks = reduction_blocks(out.size)
-        return [Launch(_reduce_blocks[blocks, THREADS], args)]
+        return [Launch(_reduce_blocks, blocks, THREADS, args)]
     return [launch_1d(_reduce_threads, out.size, *args)]
 
 
