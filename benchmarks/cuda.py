@@ -210,8 +210,8 @@ def _check_against_torch(torch: Any, net: Any, x1: np.ndarray, logits: np.ndarra
         if rel > worst:
             worst, where = rel, key
     print(f"training batch {len(xt)}: loss {loss:.6f} vs torch fp32 "
-          f"{float(torch_loss):.6f}; gradients: worst max-relative difference {worst:.3g} "
-          f"({where})", flush=True)
+          f"{float(torch_loss.detach()):.6f}; gradients: worst max-relative difference "
+          f"{worst:.3g} ({where})", flush=True)
     net.zero_grad(set_to_none=True)
 
 
