@@ -6,7 +6,6 @@ where the simulator is on."""
 from __future__ import annotations
 
 import os
-import types as pytypes
 
 import pytest
 
@@ -46,13 +45,11 @@ def _no_driver_device(monkeypatch):
     """Device functions are compiled for the current device's compute capability; without
     a driver there is none, so stand in an sm_90 device (the kernels target sm_90)."""
     import numba.cuda.dispatcher as dispatcher
-    monkeypatch.setattr(dispatcher, "get_current_device",
-                        lambda: pytypes.SimpleNamespace(compute_capability=(9, 0)))
+    monkeypatch.setattr(dispatcher, "get_current_device", ptx_report.sm90_device)
 
 
-def _compile(build, f):
-    py_func, sig = build(f)
-    ptx, _ = cuda.compile_ptx(py_func, sig, cc=(9, 0))
+def _compile(name, f):
+    ptx = ptx_report.compile_example(name, f)
     assert ".target sm_90" in ptx
     assert ".entry" in ptx or ".visible .entry" in ptx
     return ptx
@@ -69,7 +66,7 @@ def test_kernel_compiles_to_ptx_for_sm90(name):
     launch with (registers and static shared memory within an SM's), with no register
     spills to local memory. The simulator checks none of these."""
     from numba import float32
-    ptx = _compile(PTX_EXAMPLES[name], float32)
+    ptx = _compile(name, float32)
     if ptx_report.PTXAS is None:
         return
     used = ptx_report.ptxas_resources(ptx)
@@ -85,7 +82,7 @@ def test_float64_gemm_and_fused_conv_epilogue_compile():
     from graphcnn.backends.cuda.codegen import epilogue
     from graphcnn.backends.cuda.kernels import conv, gemm
 
-    _compile(PTX_EXAMPLES["conv2d fwd gemm"], float64)
+    _compile("conv2d fwd gemm", float64)
     _, epi = epilogue((("add", {}, (-1, 2)), ("relu", {}, (-1,))), (False,), (2,))
     kernel = gemm.make_gemm(conv.FWD, gemm.NO_BIAS, epi, types.float32)
     sig = gemm.gemm_signature(types.float32, 17, egeo=7)
@@ -106,7 +103,7 @@ def test_optimizer_kernels_round_every_operation(name):
     """graphcnn.optim rounds after every NumPy operation: the device updates must not be
     contracted into fused multiply-adds, or they would differ in the last bit."""
     from numba import float32
-    ptx = _compile(PTX_EXAMPLES[name], float32)
+    ptx = _compile(name, float32)
     assert "fma.rn.f32" not in ptx
     assert "mul.rn.f32" in ptx and "add.rn.f32" in ptx
 
@@ -118,6 +115,6 @@ def test_gemm_k_loop_divides_nothing(name):
     it, its K axis from the offset table) and never divides: a 64-bit division is dozens
     of instructions on a GPU, and the loop once held 12 of them per K step."""
     from numba import float32
-    _, step = ptx_report.k_loop(_compile(PTX_EXAMPLES[name], float32))
+    _, step = ptx_report.k_loop(_compile(name, float32))
     assert sum(line.startswith("fma.rn.f32") for line in step) == 128   # 8 k x 4 x 4
     assert ptx_report.divisions(step) == 0

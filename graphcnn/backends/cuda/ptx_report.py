@@ -24,11 +24,11 @@ PTXAS = shutil.which("ptxas") or next(
     (p for p in ("/usr/local/cuda/bin/ptxas",) if os.access(p, os.X_OK)), None)
 
 
-def stand_in_sm90() -> None:
+def sm90_device() -> Any:
     """Device functions compile for the current device's compute capability; with no
-    driver there is none, so stand in an sm_90 device (the kernels' target)."""
-    import numba.cuda.dispatcher as dispatcher
-    dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+    driver there is none, so this stands in for `numba.cuda.dispatcher.get_current_device`
+    with an sm_90 device (the kernels' target)."""
+    return pytypes.SimpleNamespace(compute_capability=(9, 0))
 
 
 def compile_example(name: str, float_type: Any) -> str:
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = sys.argv[1:] if argv is None else argv
     from numba import cuda, float32
     if not cuda.is_available():
-        stand_in_sm90()
+        import numba.cuda.dispatcher as dispatcher
+        dispatcher.get_current_device = sm90_device
     import graphcnn.backends.cuda.kernels  # noqa: F401  (records every example)
     import graphcnn.backends.cuda.optim  # noqa: F401
     from graphcnn.backends.cuda.registry import PTX_EXAMPLES

@@ -118,14 +118,14 @@ def flat(a: Any) -> Any:
     return a.reshape(a.size) if a.ndim != 1 else a
 
 
-_DUMMIES: dict[str, Any] = {}
+_DUMMIES: dict[tuple, Any] = {}
 
 
-def dummy(dtype: Any) -> Any:
-    """A 1-element device array standing in for an absent optional input."""
-    key = np.dtype(dtype).str
+def dummy(dtype: Any, shape: tuple[int, ...] = (1,)) -> Any:
+    """A small zero device array standing in for an absent optional input."""
+    key = (np.dtype(dtype).str, shape)
     if key not in _DUMMIES:
-        _DUMMIES[key] = numba_cuda().to_device(np.zeros(1, dtype))
+        _DUMMIES[key] = numba_cuda().to_device(np.zeros(shape, dtype))
     return _DUMMIES[key]
 
 

@@ -178,7 +178,7 @@ def plan_gemm(ops: Operands, A: Any, B: Any, out: Any, bias: Any, bias_mode: int
     splits = math.ceil(K / k_chunk) if splits > 1 else 1
     C = flat(out)
     bias = flat(bias) if bias is not None else dummy(out.dtype)
-    ktab = ktab if ktab is not None else no_table()
+    ktab = ktab if ktab is not None else dummy(np.int32, (1, 4))  # the ops that read none
     grid = (math.ceil(NC / BN), math.ceil(M / BM), groups * splits)
     partial = scratch(splits * C.size, out.dtype) if splits > 1 else dummy(out.dtype)
     launches = [Launch(kernel, grid, (TX, TY), (flat(A), flat(B), C, bias, M, NC, K, splits,
@@ -188,16 +188,6 @@ def plan_gemm(ops: Operands, A: Any, B: Any, out: Any, bias: Any, bias_mode: int
         reduce = specialized(make_split_sum, epi)
         launches.append(launch_1d(reduce, C.size, partial, C, splits, sides, egeo))
     return launches
-
-
-_NO_TABLE: list[Any] = []
-
-
-def no_table() -> Any:
-    """The 1 x 4 stand-in table of the ops that read none."""
-    if not _NO_TABLE:
-        _NO_TABLE.append(numba_cuda().to_device(np.zeros((1, 4), np.int32)))
-    return _NO_TABLE[0]
 
 
 def offset_table(rows: np.ndarray) -> Any:
