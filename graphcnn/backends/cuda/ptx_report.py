@@ -20,8 +20,7 @@ import tempfile
 import types as pytypes
 from typing import Any
 
-PTXAS = shutil.which("ptxas") or next(
-    (p for p in ("/usr/local/cuda/bin/ptxas",) if os.access(p, os.X_OK)), None)
+PTXAS = shutil.which("ptxas") or shutil.which("ptxas", path="/usr/local/cuda/bin")
 
 
 def sm90_device() -> Any:
