@@ -27,6 +27,7 @@ from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_softmax,  # noqa: E402
                                  mul, pad2d, relu, relu6, reshape, sigmoid, softmax, sub, tanh)
 from graphcnn.ir import Graph, TensorType  # noqa: E402
+import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn.model import Model  # noqa: E402
 from graphcnn.random import manual_seed  # noqa: E402
 from graphcnn.runtime import Executable  # noqa: E402

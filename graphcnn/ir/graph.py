@@ -12,50 +12,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from graphcnn.errors import GraphBuildError, ShapeError
+from graphcnn.ir.node import Node, Value
+from graphcnn.ir.printer import format_node
+from graphcnn.ir.rules import op_rules
 from graphcnn.ir.types import TensorType
 
-
-class Value:
-    __slots__ = ("id", "type", "node", "index")
-
-    def __init__(self, id: int, type: TensorType, node: "Node", index: int) -> None:
-        self.id = id
-        self.type = type
-        self.node = node
-        self.index = index
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.type.shape
-
-    @property
-    def dtype(self) -> str:
-        return self.type.dtype
-
-    def __repr__(self) -> str:
-        return f"%{self.id}:{self.type}"
-
-
-class Node:
-    __slots__ = ("id", "op", "inputs", "attrs", "outputs", "loc")
-
-    def __init__(self, id: int, op: str, inputs: list[Value], attrs: dict[str, Any],
-                 loc: str | None) -> None:
-        self.id = id
-        self.op = op
-        self.inputs = inputs
-        self.attrs = attrs
-        self.outputs: list[Value] = []
-        self.loc = loc
-
-    @property
-    def output(self) -> Value:
-        if len(self.outputs) != 1:
-            raise ValueError(f"{self.op} has {len(self.outputs)} outputs, not one")
-        return self.outputs[0]
-
-    def __repr__(self) -> str:
-        return f"Node({self.op}, id={self.id})"
+__all__ = ["Graph", "Node", "Value", "describe_location", "infer_node"]
 
 
 def describe_location(loc: str | None) -> str:
@@ -66,9 +28,7 @@ def infer_node(op: str, in_types: list[TensorType], attrs: dict[str, Any],
                loc: str | None) -> tuple[dict[str, Any], list[TensorType]]:
     """Validate an op's attributes and infer its output types, or raise a GraphBuildError
     that names the op, the input shapes and the user's location."""
-    from graphcnn.ops.registry import get_op
-
-    opdef = get_op(op)
+    opdef = op_rules(op)
     try:
         opdef.check_arity(len(in_types))
         full_attrs = opdef.normalize_attrs(attrs, in_types)
@@ -163,6 +123,10 @@ class Graph:
         return [n for n in self.nodes if n.op not in ("input", "param", "constant")]
 
     def __str__(self) -> str:
-        from graphcnn.ir.printer import format_graph
-
-        return format_graph(self)
+        """One deterministic text form: what golden tests and dumps compare."""
+        lines = [f"graph {self.name} {{"]
+        lines += ["  " + format_node(n) for n in self.nodes]
+        outs = ", ".join(f"{name}=%{v.id}" for name, v in zip(self.output_names, self.outputs))
+        lines.append(f"  return {outs}")
+        lines.append("}")
+        return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""One deterministic text form of a graph: what golden tests and dumps compare."""
+"""The text form of a node and its attributes, deterministic (arrays print by digest);
+`str(graph)` (graph.py) puts the nodes together into the text that golden tests compare."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.ir.graph import Graph, Node
+from graphcnn.ir.node import Node
 
 
 def format_attr(value: Any) -> str:
@@ -29,12 +30,3 @@ def format_node(node: Node) -> str:
     attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(node.attrs.items()))
     attr_text = f" {{{attrs}}}" if attrs else ""
     return f"{lhs} = {node.op}({args}){attr_text} : {types}"
-
-
-def format_graph(graph: Graph) -> str:
-    lines = [f"graph {graph.name} {{"]
-    lines += ["  " + format_node(n) for n in graph.nodes]
-    outs = ", ".join(f"{name}=%{v.id}" for name, v in zip(graph.output_names, graph.outputs))
-    lines.append(f"  return {outs}")
-    lines.append("}")
-    return "\n".join(lines)

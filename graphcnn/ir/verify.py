@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from graphcnn.errors import VerificationError
 from graphcnn.ir.graph import Graph
-from graphcnn.ops.registry import get_op
+from graphcnn.ir.rules import op_rules
 
 
 def verify(graph: Graph) -> None:
@@ -16,8 +16,7 @@ def verify(graph: Graph) -> None:
         for v in node.inputs:
             if v.id not in defined:
                 raise VerificationError(f"{where} reads %{v.id} before it is defined")
-        opdef = get_op(node.op)
-        inferred = opdef.infer([v.type for v in node.inputs], node.attrs)
+        inferred = op_rules(node.op).infer([v.type for v in node.inputs], node.attrs)
         if inferred != [v.type for v in node.outputs]:
             raise VerificationError(f"{where}: output types {[str(v.type) for v in node.outputs]} "
                                     f"differ from its shape rule {[str(t) for t in inferred]}")

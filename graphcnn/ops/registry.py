@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphcnn.errors import ShapeError
+from graphcnn.ir.rules import set_op_resolver
 from graphcnn.ir.types import TensorType
 
 
@@ -140,6 +141,10 @@ def all_ops() -> dict[str, OpDef]:
 
 def _load_all() -> None:
     import graphcnn.ops  # noqa: F401  (importing the package registers every op family)
+
+
+# The IR builds and verifies graphs with these rules; it cannot import this layer itself.
+set_op_resolver(get_op)
 
 
 # ---- small helpers shared by the op families ---------------------------------------
