@@ -7,7 +7,7 @@ exported model: ``pip install 'graphcnn[onnx]'``).
 """
 from graphcnn.onnx.errors import OnnxExportError, OnnxImportError
 from graphcnn.onnx.exporter import save, to_proto
-from graphcnn.onnx.importers import supported_ops
+from graphcnn.onnx.dispatch import supported_ops
 from graphcnn.onnx.loader import load
 from graphcnn.onnx.reader import MAX_OPSET, MIN_OPSET
 

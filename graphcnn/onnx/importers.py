@@ -6,6 +6,9 @@
 
 An op with a folder and no importer (Gather, Slice, ConstantOfShape, ...) is supported in
 shape computations only. `inputs` holds a value per ONNX input, None where omitted.
+
+This module holds the tables and the decorators only; the op modules (ops_*.py) fill the
+tables when they are imported, and dispatch.py imports them all and runs a node.
 """
 from __future__ import annotations
 
@@ -40,23 +43,3 @@ def folder(*op_types: str) -> Callable[[OpFn], OpFn]:
         return fn
     return register
 
-
-def _load_all() -> None:
-    from graphcnn.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401
-
-
-def supported_ops() -> set[str]:
-    _load_all()
-    return set(IMPORTERS) | set(FOLDERS)
-
-
-def import_node(ctx: ImportContext, node: OnnxNode, inputs: Values) -> list[Any]:
-    _load_all()
-    present = [v for v in inputs if v is not None]
-    if node.op_type in FOLDERS and all(isinstance(v, Folded) for v in present):
-        return FOLDERS[node.op_type](ctx, node, inputs)
-    if node.op_type in IMPORTERS:
-        return IMPORTERS[node.op_type](ctx, node, inputs)
-    raise ctx.error("graphcnn supports this op only in shape computations that fold at "
-                    "import time (on constants and shapes), not on tensors computed at run "
-                    "time")

@@ -1,0 +1,25 @@
+"""Running an ONNX node through its folder or importer (importers.py): this module imports
+every op module, so the tables are full before the first node is looked up."""
+from __future__ import annotations
+
+from typing import Any
+
+from graphcnn.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401  (fill the tables)
+from graphcnn.onnx.context import Folded, ImportContext
+from graphcnn.onnx.importers import FOLDERS, IMPORTERS, Values
+from graphcnn.onnx.reader import OnnxNode
+
+
+def supported_ops() -> set[str]:
+    return set(IMPORTERS) | set(FOLDERS)
+
+
+def import_node(ctx: ImportContext, node: OnnxNode, inputs: Values) -> list[Any]:
+    present = [v for v in inputs if v is not None]
+    if node.op_type in FOLDERS and all(isinstance(v, Folded) for v in present):
+        return FOLDERS[node.op_type](ctx, node, inputs)
+    if node.op_type in IMPORTERS:
+        return IMPORTERS[node.op_type](ctx, node, inputs)
+    raise ctx.error("graphcnn supports this op only in shape computations that fold at "
+                    "import time (on constants and shapes), not on tensors computed at run "
+                    "time")
