@@ -69,7 +69,7 @@ def peak_tensors(graph: Any, plan: Any, top: int = 4) -> dict[str, Any]:
         total = sum(b.size for b in plan.buffers if b.first <= s <= b.last)
         if total > best:
             best_step, best = s, total
-    from graphcnn.inspect import op_label
+    from graphcnn.ops.fused import op_label
     made_by = {v.id: n for n in steps for v in n.outputs}
     live = sorted((b for b in plan.buffers if b.first <= best_step <= b.last),
                   key=lambda b: -b.size)

@@ -3,7 +3,8 @@ import textwrap
 
 import pytest
 
-from graphcnn.cli import build_parser, load_model, main
+from graphcnn.cli import build_parser, main
+from graphcnn.commands.common import load_model
 
 pytest.importorskip("sklearn")
 
@@ -106,7 +107,7 @@ def test_train_a_user_model_with_options(tmp_path, capsys):
 
 @pytest.mark.parametrize("schedule", ["step", "exponential", "cyclic", "plateau"])
 def test_every_schedule_builds(schedule):
-    from graphcnn.cli import make_schedule
+    from graphcnn.commands.train import make_schedule
     import graphcnn as gc
     sched = make_schedule(schedule, 0.1, 10, 20)
     sched.bind(gc.optim.SGD(lr=0.1))

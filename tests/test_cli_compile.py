@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 import graphcnn as gc
-from graphcnn.cli import CommandError, load_model, main
+from graphcnn.cli import main
+from graphcnn.commands.common import CommandError, load_model
 
 SUMMARY = ("model ", "inputs ", "outputs ", "target ", "ops ", "before the passes",
            "kernels", "memory ", "peak", "naive", "lower bound", "compile ")

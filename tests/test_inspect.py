@@ -1,5 +1,6 @@
-"""`graphcnn inspect` and graphcnn/inspect.py: the kernels (fused groups named by their ops),
-the memory plan rows, the report keys; DOT text of the graph before and after; a PNG."""
+"""`graphcnn inspect` and graphcnn/commands/inspection.py: the kernels (fused groups named
+by their ops), the memory plan rows, the report keys; DOT text of the graph before and
+after; a PNG."""
 from __future__ import annotations
 
 import re
@@ -11,9 +12,9 @@ import pytest
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.cli import main
-from graphcnn.inspect import (format_inspection, format_kernels, format_memory_plan,
-                              format_report, inspect_model, op_label, render_png,
-                              to_dot_before_after)
+from graphcnn.commands.inspection import (format_inspection, format_kernels,
+                                          format_memory_plan, format_report, inspect_model,
+                                          op_label, render_png, to_dot_before_after)
 
 REPORT_KEYS = ("ops_before", "kernels", "peak_bytes", "naive_bytes", "lower_bound_bytes",
                "compile_seconds", "peak/lower_bound", "peak/naive")
@@ -161,7 +162,7 @@ def test_png_is_written(tmp_path):
 
 def test_png_falls_back_to_matplotlib_without_graphviz(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr("graphcnn.inspect.shutil.which", lambda name: None)
+    monkeypatch.setattr("graphcnn.commands.inspection.shutil.which", lambda name: None)
     insp = inspect_model(conv_bias_relu(), batch_size=1, opt_level=2, backend="reference")
     path = tmp_path / "g.png"
     assert render_png(insp.before, insp.after, path) == "matplotlib"

@@ -187,7 +187,7 @@ def test_unbound_and_bad_arguments():
 
 
 def test_cli_schedules_build_and_step():
-    from graphcnn.cli import make_schedule
+    from graphcnn.commands.train import make_schedule
     for name in ("step", "exponential", "cosine", "cyclic", "plateau"):
         opt = SGD(lr=0.1)
         sched = make_schedule(name, 0.1, 10, 20)

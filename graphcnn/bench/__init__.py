@@ -1,5 +1,5 @@
-"""Benchmarks of graphcnn against its peers (issue 5): ``graphcnn bench MODEL`` and
-``graphcnn bench conv-layers``; see graphcnn/bench/cli.py.
+"""Benchmarks of graphcnn against its peers: the machinery behind ``graphcnn bench MODEL``
+and ``graphcnn bench conv-layers`` (the command itself is graphcnn/commands/bench.py).
 
     >>> from graphcnn.bench import bench_model                         # doctest: +SKIP
     >>> results = bench_model("lenet5", [64], training=True, against=["torch"])

@@ -93,7 +93,7 @@ def profile_kernels(exe: Any, feeds: dict[str, np.ndarray], repeats: int = 5
     the difference is what the network's memory traffic costs it). One row per step, in
     schedule order: index, kernel label, algorithm, shapes, FLOPs, ms, warm_ms, GFLOP/s,
     share of the total."""
-    from graphcnn.inspect import op_label
+    from graphcnn.ops.fused import op_label
 
     exe.run(feeds)  # fills runner.buffers with this call's inputs and parameters
     runner = exe.runner

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from graphcnn.errors import ShapeError
+from graphcnn.ir.node import Node
 from graphcnn.ir.types import TensorType
 from graphcnn.ops.registry import Attr, FusionKind, get_op, register_op
 
@@ -66,6 +67,14 @@ def fused_vjp(graph: Any, node: Any, cotangents: list[Any]) -> list[Any]:
 def member_ops(attrs: dict[str, Any]) -> list[str]:
     """The ops inside a group, in order (for printing and inspection)."""
     return ([attrs["anchor"]] if attrs["anchor"] else []) + [s[0] for s in attrs["steps"]]
+
+
+def op_label(node: Node) -> str:
+    """``conv2d``, or ``fused[conv2d + add + relu]`` for a fused group: how inspection and
+    kernel profiles name a node."""
+    if node.op == "fused":
+        return "fused[" + " + ".join(member_ops(node.attrs)) + "]"
+    return node.op
 
 
 register_op("fused", inputs=("xs*",), shape=fused_shape, ref=fused_ref, vjp=fused_vjp,

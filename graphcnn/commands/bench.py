@@ -1,4 +1,4 @@
-"""The ``graphcnn bench`` command (registered in graphcnn/cli.py).
+"""``graphcnn bench``: the command over the benchmark machinery in graphcnn/bench/.
 
     graphcnn bench MODEL [--batch-size 1,16] [--training] [--against numpy,torch,onnxruntime]
                          [--repeats N] [--opt-level N] [--json FILE] [--png FILE]
@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from graphcnn.commands.common import CommandError
 
 CONV_LAYERS = "conv-layers"
 
@@ -76,13 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the tables as Markdown (for benchmarks/RESULTS.md)")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Time MODEL's inference (or training step) with graphcnn and each peer in one run:
     medians over repeats, time ratios (graphcnn / peer: below 1 is faster), GFLOP/s and
     the fraction of the measured SGEMM roof; a table, JSON and a PNG bar chart."""
     import graphcnn as gc
     from graphcnn.bench import common
-    from graphcnn.cli import CommandError
 
     is_conv = args.model.lower() == CONV_LAYERS
     if not is_conv:
@@ -210,3 +211,11 @@ def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
             parts += ["", note]
         texts.append("\n".join(parts))
     return texts[0], texts[1]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("bench", help="time a model (or ResNet-18's 3x3 convolutions) "
+                       "against numpy, torch and onnxruntime", description=run.__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p

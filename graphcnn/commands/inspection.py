@@ -23,6 +23,10 @@ matplotlib (a layered drawing; params and constants are left out of that picture
 
 Every section is a function returning a string (easy to test); `inspect_model` builds the
 graphs and the executable, `format_inspection` puts the sections together.
+
+``graphcnn inspect FILE`` with an artifact written by ``graphcnn compile -o`` shows what it
+holds (`inspect_artifact`). (This module is not called ``inspect.py``: that is the standard
+library's name.)
 """
 from __future__ import annotations
 
@@ -31,11 +35,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphcnn.ir.graph import Graph, Node
+from graphcnn.commands.common import CommandError, load_model, positive_int
+from graphcnn.ir.graph import Graph
+from graphcnn.ops.fused import op_label
 from graphcnn.runtime.memory_plan import MemoryPlan
 
 SOURCES = ("input", "param", "constant")
@@ -75,14 +82,6 @@ def inspect_model(model: Any, batch_size: int = 1, opt_level: int = 2,
 
 
 # ---- text --------------------------------------------------------------------------------
-
-def op_label(node: Node) -> str:
-    """``conv2d``, or ``fused[conv2d + add + relu]`` for a fused group."""
-    if node.op == "fused":
-        from graphcnn.ops.fused import member_ops
-        return "fused[" + " + ".join(member_ops(node.attrs)) + "]"
-    return node.op
-
 
 def short_location(loc: str | None) -> str:
     """The user's file:line, relative to the working directory when it is below it."""
@@ -301,15 +300,37 @@ def render_png(before: Graph, after: Graph, path: str | Path,
     return "matplotlib"
 
 
+# ---- artifacts -----------------------------------------------------------------------------
+
+def is_artifact(path: str) -> bool:
+    return os.path.isfile(path) and zipfile.is_zipfile(path)
+
+
+def inspect_artifact(path: str) -> str:
+    """The artifact's manifest summary, then the kernels in schedule order, the memory plan
+    and the report of the executable it loads (as `graphcnn inspect MODEL` shows them)."""
+    import warnings
+
+    from graphcnn.runtime.artifact import TrainingStep, load, summarize
+
+    parts = [summarize(path)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the summary already says if the code runs here
+        loaded = load(path, warm_up=False)
+    exe = loaded.executable if isinstance(loaded, TrainingStep) else loaded
+    plan = exe.runner.plan
+    parts += ["", format_kernels(exe.graph, plan), "", format_memory_plan(exe.graph, plan), "",
+              format_report(exe.report())]
+    return "\n".join(parts)
+
+
 # ---- the command ----------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from graphcnn.cli import _positive_int
-
     parser.add_argument("model", metavar="MODEL",
                         help="a zoo name (lenet5, resnet18, ...), path/to/file.py:function, "
                              "or an artifact written by graphcnn compile -o")
-    parser.add_argument("--batch-size", type=_positive_int, default=1, help="default 1")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="default 1")
     parser.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
                         help="default 2")
     parser.add_argument("--training", action="store_true",
@@ -322,12 +343,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Graphviz if installed, else networkx + matplotlib)")
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the kernels (fused groups with their ops), the memory plan and the report of
     MODEL compiled at an opt level; optionally write the graph before/after as DOT or PNG."""
-    from graphcnn.cli import load_model
-    from graphcnn.run_command import inspect_artifact, is_artifact
-
     if is_artifact(args.model):   # graphcnn compile -o FILE: what it holds
         print(inspect_artifact(args.model))
         return 0
@@ -343,8 +361,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             how = render_png(insp.before, insp.after, args.png, insp.opt_level)
         except ImportError:
-            from graphcnn.cli import CommandError
             raise CommandError("--png needs Graphviz's `dot` or matplotlib "
                                "(pip install 'graphcnn[demo]')") from None
         print(f"{'' if args.dot else chr(10)}picture (before and after, {how}): {args.png}")
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("inspect", help="show the kernels, memory plan and report of a "
+                       "compiled model", description=run.__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p

@@ -11,17 +11,18 @@ in order, or ``--input NAME=FILE``. Arrays are read with ``allow_pickle=False``.
 arg-max of each row of a 2-D output); ``--output`` writes it (``.npy``; ``.npz`` when there
 are several outputs, and for a training step's gradients).
 
-``graphcnn inspect model.gcnn`` describes an artifact (`inspect_artifact`).
+``graphcnn inspect model.gcnn`` describes an artifact (`inspect_artifact` in inspection.py).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import time
-import zipfile
 from typing import Any
 
 import numpy as np
+
+from graphcnn.commands.common import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,13 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the output (.npy, or .npz for several outputs / gradients)")
 
 
-def is_artifact(path: str) -> bool:
-    return os.path.isfile(path) and zipfile.is_zipfile(path)
-
-
 def _read_npy(path: str) -> np.ndarray:
-    from graphcnn.cli import CommandError
-
     if not os.path.isfile(path):
         raise CommandError(f"input file {path} does not exist")
     try:
@@ -53,8 +48,6 @@ def _read_npy(path: str) -> np.ndarray:
 
 
 def _feeds(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:
-    from graphcnn.cli import CommandError
-
     feeds: dict[str, np.ndarray] = {}
     positional = [s for s in specs if "=" not in s or os.path.isfile(s)]
     named = [s for s in specs if s not in positional]
@@ -86,11 +79,10 @@ def describe(name: str, array: np.ndarray) -> list[str]:
     return lines
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ARTIFACT (written by graphcnn compile -o) on the --input arrays, with its
     precompiled code: no compilation."""
     import graphcnn as gc
-    from graphcnn.cli import CommandError
     from graphcnn.runtime.artifact import TrainingStep
 
     start = time.perf_counter()
@@ -126,20 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_artifact(path: str) -> str:
-    """The artifact's manifest summary, then the kernels in schedule order, the memory plan
-    and the report of the executable it loads (as `graphcnn inspect MODEL` shows them)."""
-    import warnings
-
-    from graphcnn.inspect import format_kernels, format_memory_plan, format_report
-    from graphcnn.runtime.artifact import TrainingStep, load, summarize
-
-    parts = [summarize(path)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # the summary already says if the code runs here
-        loaded = load(path, warm_up=False)
-    exe = loaded.executable if isinstance(loaded, TrainingStep) else loaded
-    plan = exe.runner.plan
-    parts += ["", format_kernels(exe.graph, plan), "", format_memory_plan(exe.graph, plan), "",
-              format_report(exe.report())]
-    return "\n".join(parts)
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="run an artifact written by graphcnn compile -o",
+                       description=run.__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p

@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from graphcnn.commands.common import CommandError, load_model, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from graphcnn.cli import _positive_int
     p.add_argument("model", metavar="MODEL",
                    help="a zoo name, an .onnx file or path/to/file.py:function")
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="default 1")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="default 1")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
     p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
                    help="graph optimization level, default 2")
@@ -42,7 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def compile_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """(model, executable) for the options in `args`."""
     import graphcnn as gc
-    from graphcnn.cli import load_model
 
     model = load_model(args.model)
     if getattr(args, "training", False):
@@ -76,12 +76,11 @@ def summary_lines(model: Any, exe: Any, batch_size: int, opt_level: int) -> list
     ]
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Compile MODEL (a zoo name, an .onnx file or path/to/file.py:function) for
     inference and print a summary: ops before the passes, kernels after, the memory plan
     and the compile time."""
     if args.output and args.backend != "cpu":
-        from graphcnn.cli import CommandError
         raise CommandError(f"-o: only the cpu backend makes artifacts, not {args.backend!r}")
     model, exe = compile_model(args)
     for line in summary_lines(model, exe, args.batch_size, args.opt_level):
@@ -99,3 +98,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
               f"{len(manifest['kernels'])} precompiled kernel entries, saved in "
               f"{time.perf_counter() - start:.2f} s)")
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("compile", help="compile a model and print a summary",
+                       description=run.__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
