@@ -21,7 +21,12 @@ from graphcnn.backends.cpu.blas import AVAILABLE as _ONE_THREAD_POOL  # noqa: E4
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 
+# Transitional: api.py still reads `from graphcnn import random` (the module is seeding.py
+# now, a name that does not shadow the standard library's); the alias lives only while api
+# is imported. Delete both lines when api.py imports graphcnn.seeding.
+from graphcnn import seeding as random  # noqa: E402
 from graphcnn.api import GradientStep, compile, training_graph, value_and_grad  # noqa: E402
+del random
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_softmax,  # noqa: E402
@@ -29,7 +34,7 @@ from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_sof
 from graphcnn.ir import Graph, TensorType  # noqa: E402
 import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn.model import Model  # noqa: E402
-from graphcnn.random import manual_seed  # noqa: E402
+from graphcnn.seeding import manual_seed  # noqa: E402
 from graphcnn.runtime import Executable  # noqa: E402
 from graphcnn import nn  # noqa: E402
 

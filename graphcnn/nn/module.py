@@ -9,7 +9,7 @@ import numpy as np
 
 from graphcnn import dsl
 from graphcnn.dsl import Parameter, Tensor
-from graphcnn.random import generator
+from graphcnn.seeding import generator
 
 
 class Layer:
