@@ -17,7 +17,8 @@ _os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(
 # only pool at work: the GEMMs run on them too (backends/cpu/blas.py). When numpy's
 # OpenBLAS cannot be driven that way, its own threads run the GEMMs and Numba's must sleep
 # at once to leave them the cores (a ResNet-18 3x3 conv took 44 ms instead of 8 otherwise).
-from graphcnn.backends.cpu.blas import AVAILABLE as _ONE_THREAD_POOL  # noqa: E402
+# It must be set before Numba's OpenMP runtime starts; openblas.py decides without Numba.
+from graphcnn.backends.cpu.openblas import AVAILABLE as _ONE_THREAD_POOL  # noqa: E402
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 

@@ -10,14 +10,12 @@ Numba's workers had to sleep after every kernel, and waking them costs ~65 us pe
 this VM. Here OpenBLAS is held to one thread while a graph runs, each Numba thread calls it
 on its own block of rows or columns, and one pool does all the work.
 
-Where numpy's OpenBLAS cannot be found (another BLAS, an unknown naming), `matmul` falls
-back to `np.matmul` and everything still works, as before.
+Where numpy's OpenBLAS cannot be found (another BLAS, an unknown naming: openblas.py looks),
+`matmul` falls back to `np.matmul` and everything still works, as before.
 """
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -26,36 +24,11 @@ import numba
 import numpy as np
 from numba import prange, types
 
+from graphcnn.backends.cpu.openblas import AVAILABLE
+from graphcnn.backends.cpu.openblas import FOUND as _FOUND
 from graphcnn.backends.cpu.registry import JIT, launch
 
-# (cblas gemm name, openblas thread-function name, integer width) of the builds numpy ships:
-# scipy-openblas (numpy >= 2), the ILP64 OpenBLAS of numpy 1.x wheels, a plain OpenBLAS.
-_NAMINGS = (("scipy_cblas_{}64_", "scipy_openblas_{}64_", 64),
-            ("cblas_{}64_", "openblas_{}64_", 64),
-            ("cblas_{}", "openblas_{}", 32))
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-
-
-def _find_openblas() -> tuple[str, ctypes.CDLL, str, str, int] | None:
-    package = os.path.dirname(np.__file__)
-    for folder in (package + ".libs", os.path.join(package, ".dylibs")):
-        for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for gemm, threads, bits in _NAMINGS:
-                names = (gemm.format("sgemm"), gemm.format("dgemm"),
-                         threads.format("set_num_threads"), threads.format("get_num_threads"))
-                if all(hasattr(lib, name) for name in names):
-                    return path, lib, gemm, threads, bits
-    return None
-
-
-_FOUND = _find_openblas()
-# GRAPHCNN_NUMPY_MATMUL=1 sends the GEMMs back to np.matmul; the library is still declared
-# below, so an artifact whose kernels call it links in such a process too.
-AVAILABLE = _FOUND is not None and not os.environ.get("GRAPHCNN_NUMPY_MATMUL")
 
 
 def _gemm_function(name: str, scalar: types.Type, index: types.Type) -> types.ExternalFunction:
