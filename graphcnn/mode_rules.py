@@ -12,8 +12,8 @@ import numpy as np
 
 from graphcnn.dsl import Parameter, Tensor
 from graphcnn.ir.graph import Graph, Value
-
-DROPOUT_SEED_INPUT = "dropout_seed"
+# defined beside the dropout op, so that the runtime can read it without the DSL
+from graphcnn.ops.norm import DROPOUT_SEED_INPUT
 
 
 class LoweringContext:
