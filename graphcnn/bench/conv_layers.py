@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[int, int], ...] = ((64, 56), (128, 28), (256, 14), (512, 7))
 PASSES = ("forward", "input_grad", "weight_grad")
 OPS = {"forward": "conv2d", "input_grad": "conv2d_input_grad",
        "weight_grad": "conv2d_weight_grad"}
-# the targets: time ratio to torch, and (forward) the fraction of the SGEMM roof
+# the speed targets: time ratio to torch, and (forward) the fraction of the SGEMM roof
 TARGET_RATIO = {"forward": 1.0, "input_grad": 1.2, "weight_grad": 1.2}
 TARGET_ROOF = {"forward": 0.60}
 

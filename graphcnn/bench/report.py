@@ -1,4 +1,4 @@
-"""Tables, the issue's targets and the PNG bar charts of the benchmarks."""
+"""Tables, the speed targets and the PNG bar charts of the benchmarks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,7 +65,7 @@ def targets_text(targets: list[dict[str, Any]]) -> str:
         elif t["met"]:
             status = f"{t['ratio']:.2f} -> met"
         else:
-            status = f"{t['ratio']:.2f} -> MISSED by {t['missed_by']:.2f}x"
+            status = f"{t['ratio']:.2f} -> missed by {t['missed_by']:.2f}x"
         lines.append(f"- {t['workload']}: {t['target']}: {status}")
     return "\n".join(lines)
 

@@ -156,7 +156,7 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                     "SGEMM roof.")
         for title, text in (("Skipped", report.notes_text(results)),
                             ("Cross-checks (before timing)", report.checks_text(results)),
-                            ("Targets (issue 5)", report.targets_text(targets))):
+                            ("graphcnn's speed targets", report.targets_text(targets))):
             if text:
                 dest += ["", f"{title}:", text]
         if args.profile:
