@@ -12,6 +12,7 @@ import numpy as np
 
 from graphcnn.dsl import Parameter, Tensor
 from graphcnn.ir.graph import Graph, Value
+
 # defined beside the dropout op, so that the runtime can read it without the DSL
 from graphcnn.ops.norm import DROPOUT_SEED_INPUT
 

@@ -5,9 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from graphcnn.train.augment import (Compose, RandomBrightness, RandomCrop, RandomFlip,
-                                    RandomNoise, RandomRotation, RandomTranslate, parse_augment,
-                                    rotate)
+from graphcnn.train.augment import (
+    Compose,
+    RandomBrightness,
+    RandomCrop,
+    RandomFlip,
+    RandomNoise,
+    RandomRotation,
+    RandomTranslate,
+    parse_augment,
+    rotate,
+)
 from graphcnn.train.normalize import Normalize
 
 

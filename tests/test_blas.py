@@ -181,6 +181,7 @@ def test_each_python_thread_has_its_own_workspaces():
     """The kernels' scratch buffers (im2col columns, Winograd tiles...) are per Python
     thread: two executables running at once in two threads must not share them."""
     import threading
+
     from graphcnn.backends.cpu.kernels.conv_gemm import workspace
     mine = workspace("col", (3, 5), np.float32)
     assert workspace("col", (3, 5), np.float32) is mine

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from graphcnn.train import checkpoint as ckpt
-from graphcnn.train.checkpoint import (checkpoint_exists, checkpoint_paths, load_checkpoint,
-                                       save_checkpoint)
+from graphcnn.train.checkpoint import (
+    checkpoint_exists,
+    checkpoint_paths,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _save(path, scale=1.0, epoch=1):

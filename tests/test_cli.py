@@ -107,8 +107,8 @@ def test_train_a_user_model_with_options(tmp_path, capsys):
 
 @pytest.mark.parametrize("schedule", ["step", "exponential", "cyclic", "plateau"])
 def test_every_schedule_builds(schedule):
-    from graphcnn.commands.train import make_schedule
     import graphcnn as gc
+    from graphcnn.commands.train import make_schedule
     sched = make_schedule(schedule, 0.1, 10, 20)
     sched.bind(gc.optim.SGD(lr=0.1))
 

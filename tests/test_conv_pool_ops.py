@@ -2,12 +2,13 @@
 attributes, gradients vs finite differences, and PyTorch's exact pooling semantics."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from op_check import check_op, forward
 
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir import Graph
 from graphcnn.ops.window import pool_out_size
-from op_check import check_op, forward
 
 
 def rand(rng, shape):

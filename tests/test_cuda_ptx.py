@@ -79,6 +79,7 @@ def test_float64_gemm_and_fused_conv_epilogue_compile():
     """A float64 instance, and a conv2d GEMM with a generated epilogue (a broadcast add of
     a per-channel side input, then relu) as the fusion pass makes for conv + bias + relu."""
     from numba import float64, types
+
     from graphcnn.backends.cuda.codegen import epilogue
     from graphcnn.backends.cuda.kernels import conv, gemm
 

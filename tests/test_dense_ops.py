@@ -2,11 +2,12 @@
 kernels (small) and on the BLAS path (from MIN_BLAS_WORK multiply-adds on)."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from op_check import check_op
 
 import graphcnn as gc
 from graphcnn import nn
-from op_check import check_op
 
 
 def rand(rng, shape):

@@ -12,9 +12,16 @@ import pytest
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.cli import main
-from graphcnn.commands.inspection import (format_inspection, format_kernels,
-                                          format_memory_plan, format_report, inspect_model,
-                                          op_label, render_png, to_dot_before_after)
+from graphcnn.commands.inspection import (
+    format_inspection,
+    format_kernels,
+    format_memory_plan,
+    format_report,
+    inspect_model,
+    op_label,
+    render_png,
+    to_dot_before_after,
+)
 
 REPORT_KEYS = ("ops_before", "kernels", "peak_bytes", "naive_bytes", "lower_bound_bytes",
                "compile_seconds", "peak/lower_bound", "peak/naive")

@@ -10,10 +10,10 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import graphcnn as gc
-from graphcnn import nn
 from graphcnn.ir import Graph
 from graphcnn.ops.registry import get_op
 from graphcnn.passes import run_pipeline

@@ -3,12 +3,13 @@ gradients vs finite differences, batch statistics vs a hand-written NumPy formul
 dropout mask bit for bit across backends, and build errors."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from op_check import check_forward, check_op, forward, run_graph
 
 from graphcnn.autodiff import grad
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir import Graph
-from op_check import check_forward, check_op, forward, run_graph
 
 bn_shapes = st.one_of(
     st.tuples(st.integers(1, 4), st.integers(1, 4)),

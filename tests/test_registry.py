@@ -35,9 +35,10 @@ def test_the_issue_op_list_is_registered():
 
 
 def test_attribute_defaults_and_unknown_attribute():
-    from graphcnn.ir import Graph
-    from graphcnn.errors import GraphBuildError
     import pytest
+
+    from graphcnn.errors import GraphBuildError
+    from graphcnn.ir import Graph
 
     g = Graph()
     x = g.input("x", (2, 3))

@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from graphcnn.optim import (SGD, Adam, CosineAnnealingLR, CyclicLR, ExponentialLR,
-                            ReduceLROnPlateau, StepLR)
+from graphcnn.optim import (
+    SGD,
+    Adam,
+    CosineAnnealingLR,
+    CyclicLR,
+    ExponentialLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
 
 
 def epoch_lrs(schedule, epochs, lr=0.1):

@@ -2,11 +2,12 @@
 vs finite differences, and the build errors a user sees for bad shapes or attributes."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from op_check import check_op, forward
 
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir import Graph
-from op_check import check_op, forward
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=5).map(tuple)
 

@@ -2,11 +2,12 @@
 reference, gradients vs finite differences, and their build errors."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from op_check import check_op, forward
 
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir import Graph
-from op_check import check_op, forward
 
 
 def data(seed: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 # ---- LeNet-5 --------------------------------------------------------------------------------
 
 class LeNet5(nn.Module):

@@ -8,8 +8,12 @@ import argparse
 import time
 from pathlib import Path
 
-from graphcnn.commands.common import (add_training_arguments, augment_spec, load_dataset,
-                                      print_report)
+from graphcnn.commands.common import (
+    add_training_arguments,
+    augment_spec,
+    load_dataset,
+    print_report,
+)
 
 
 def run(args: argparse.Namespace) -> int:

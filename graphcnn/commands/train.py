@@ -14,8 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphcnn.commands.common import (add_training_arguments, augment_spec, load_dataset,
-                                      load_model, non_negative_float, print_report)
+from graphcnn.commands.common import (
+    add_training_arguments,
+    augment_spec,
+    load_dataset,
+    load_model,
+    non_negative_float,
+    print_report,
+)
 
 SCHEDULES = ("none", "step", "exponential", "cosine", "cyclic", "plateau")
 OPTIMIZERS = ("sgd", "adam", "adamw")

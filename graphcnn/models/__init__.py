@@ -17,8 +17,7 @@ from graphcnn.models.lenet5 import lenet5
 from graphcnn.models.mobilenet_v1 import mobilenet_v1
 from graphcnn.models.mobilenet_v2 import mobilenet_v2
 from graphcnn.models.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
-from graphcnn.models.vgg import (vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19,
-                                 vgg19_bn)
+from graphcnn.models.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 # name -> constructor; the CLI resolves model names here. Each takes num_classes first
 # and keyword options (in_channels, input_size, width multipliers: see each function).

@@ -1,8 +1,26 @@
 """Layers, as in torch.nn."""
-from graphcnn.nn.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d,
-                                Dropout, Flatten, GlobalAvgPool2d, Identity, LeakyReLU, Linear,
-                                LogSoftmax, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Softmax,
-                                Tanh, ZeroPad2d)
+from graphcnn.nn.layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    ZeroPad2d,
+)
 from graphcnn.nn.module import Layer
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",

@@ -254,6 +254,6 @@ class Sequential(Model, Layer):
     def __getattr__(self, item: str) -> Any:
         if item in ("_params", "tensors", "outputs"):
             raise AttributeError(
-                f"this Sequential has no input_shape, so it is a layer, not a Model; "
-                f"pass input_shape=... to compile it")
+                "this Sequential has no input_shape, so it is a layer, not a Model; "
+                "pass input_shape=... to compile it")
         raise AttributeError(item)

@@ -5,9 +5,9 @@ exported model: ``pip install 'graphcnn[onnx]'``).
     >>> model = gc.onnx.load("model.onnx")                  # doctest: +SKIP
     >>> gc.onnx.save(gc.models.lenet5(), "lenet5.onnx")      # doctest: +SKIP
 """
+from graphcnn.onnx.dispatch import supported_ops
 from graphcnn.onnx.errors import OnnxExportError, OnnxImportError
 from graphcnn.onnx.exporter import save, to_proto
-from graphcnn.onnx.dispatch import supported_ops
 from graphcnn.onnx.loader import load
 from graphcnn.onnx.reader import MAX_OPSET, MIN_OPSET
 

@@ -8,8 +8,8 @@ from graphcnn.dsl import Input
 from graphcnn.errors import GraphBuildError
 from graphcnn.model import Model
 from graphcnn.onnx.context import Folded, ImportContext, Runtime
-from graphcnn.onnx.errors import OnnxImportError
 from graphcnn.onnx.dispatch import import_node, supported_ops
+from graphcnn.onnx.errors import OnnxImportError
 from graphcnn.onnx.reader import OnnxGraph, parse, read_proto
 
 

@@ -14,10 +14,16 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, as_int_pair, expect_float, expect_ndim,
-                                   positive_pair, register_op)
-from graphcnn.ops.window import (check_window_fits, conv_out_size, conv_padding,
-                                 resolve_same)
+from graphcnn.ops.registry import (
+    Attr,
+    FusionKind,
+    as_int_pair,
+    expect_float,
+    expect_ndim,
+    positive_pair,
+    register_op,
+)
+from graphcnn.ops.window import check_window_fits, conv_out_size, conv_padding, resolve_same
 
 
 def _positive_int(name: str) -> Any:

@@ -7,8 +7,7 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, expect_float, expect_ndim,
-                                   register_op)
+from graphcnn.ops.registry import Attr, FusionKind, expect_float, expect_ndim, register_op
 
 
 def linear_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:

@@ -37,7 +37,7 @@ import numpy as np
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
 from graphcnn.ops.conv import CONV_ATTRS, conv2d_ref, conv2d_shape
-from graphcnn.ops.registry import (Attr, FusionKind, expect_float, expect_ndim, register_op)
+from graphcnn.ops.registry import Attr, FusionKind, expect_float, expect_ndim, register_op
 
 BLOCK = 16  # channels per block: one 512-bit vector of float32
 

@@ -8,8 +8,14 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, expect_float, expect_ndim,
-                                   no_second_order, register_op)
+from graphcnn.ops.registry import (
+    Attr,
+    FusionKind,
+    expect_float,
+    expect_ndim,
+    no_second_order,
+    register_op,
+)
 
 
 def _reduction(value: Any) -> str:

@@ -9,8 +9,16 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, as_int_pair, expect_float, expect_ndim,
-                                   no_second_order, positive_pair, register_op)
+from graphcnn.ops.registry import (
+    Attr,
+    FusionKind,
+    as_int_pair,
+    expect_float,
+    expect_ndim,
+    no_second_order,
+    positive_pair,
+    register_op,
+)
 from graphcnn.ops.window import check_window_fits, pool_out_size
 
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, expect_float, no_second_order,
-                                   register_op)
+from graphcnn.ops.registry import Attr, FusionKind, expect_float, no_second_order, register_op
 from graphcnn.ops.shape import normalize_axis
 
 

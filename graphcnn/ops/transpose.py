@@ -10,7 +10,6 @@ from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
 from graphcnn.ops.registry import Attr, FusionKind, register_op
 
-
 # ---- transpose ----------------------------------------------------------------------------
 
 def _perm_attr(value: Any) -> tuple[int, ...]:

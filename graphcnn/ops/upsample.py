@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, expect_float, expect_ndim, positive_pair,
-                                   register_op)
+from graphcnn.ops.registry import (
+    Attr,
+    FusionKind,
+    expect_float,
+    expect_ndim,
+    positive_pair,
+    register_op,
+)
 
 
 def upsample_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:

@@ -10,8 +10,14 @@ Optimizers update dicts of NumPy parameter arrays in place: ``opt.step(params, g
 See :mod:`graphcnn.optim.optimizers` and :mod:`graphcnn.optim.schedules`.
 """
 from graphcnn.optim.optimizers import SGD, Adam, AdamW, Optimizer
-from graphcnn.optim.schedules import (CosineAnnealingLR, CyclicLR, ExponentialLR, LRSchedule,
-                                      ReduceLROnPlateau, StepLR)
+from graphcnn.optim.schedules import (
+    CosineAnnealingLR,
+    CyclicLR,
+    ExponentialLR,
+    LRSchedule,
+    ReduceLROnPlateau,
+    StepLR,
+)
 
 __all__ = ["Adam", "AdamW", "CosineAnnealingLR", "CyclicLR", "ExponentialLR", "LRSchedule",
            "Optimizer", "ReduceLROnPlateau", "SGD", "StepLR"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import networkx as nx
 
 from graphcnn.ir.graph import Graph
-from graphcnn.ir.rebuild import copy_graph
 from graphcnn.ir.nx import to_networkx
+from graphcnn.ir.rebuild import copy_graph
 
 
 def dead_code_elimination(graph: Graph) -> Graph:

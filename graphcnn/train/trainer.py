@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphcnn.api import compile as gc_compile, value_and_grad
+from graphcnn.api import compile as gc_compile
+from graphcnn.api import value_and_grad
 from graphcnn.model import Model
 from graphcnn.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from graphcnn.train.history import History
