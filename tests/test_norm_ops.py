@@ -61,7 +61,7 @@ def test_batch_norm_inference(shape, seed):
     for k in range(3):
         direction = rng.standard_normal(a64[k].shape)
 
-        def loss_at(step):
+        def loss_at(step, k=k, direction=direction):
             values = list(a64[:3])
             values[k] = values[k] + step * direction
             return float(runner.run({v.id: a for v, a in zip(ins, values)})[0])

@@ -85,7 +85,10 @@ def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
                                "size": size, "batch": batch, "pass": pass_,
                                "algorithm": conv_algorithm(node), "flops": flops}
         kernel(ins, [out], attrs)  # compile / load now
-        fns = {"graphcnn": lambda: kernel(ins, [out], attrs)}
+        # the loop variables bound as defaults (the lambda is timed in this iteration only)
+        fns: dict[str, Callable[[], Any]] = {
+            "graphcnn": lambda kernel=kernel, ins=ins, out=out, attrs=attrs: kernel(
+                ins, [out], attrs)}
         if pass_ in torch_fns:
             expected = torch_fns[pass_]().numpy()
             scale = float(np.max(np.abs(expected))) or 1.0
