@@ -18,7 +18,7 @@ with the batch gets -1, so the model replays at any batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence, overload
 
 import numpy as np
 
@@ -55,6 +55,12 @@ class Folded:
     def static(array: np.ndarray, initializer: str | None = None) -> "Folded":
         array = np.asarray(array)
         return Folded((array, array), initializer)
+
+    @staticmethod
+    def from_probes(arrays: Iterable[np.ndarray]) -> "Folded":
+        """From the two arrays at PROBES[0] and PROBES[1], in that order."""
+        a, b = arrays
+        return Folded((a, b))
 
     @property
     def is_static(self) -> bool:
@@ -97,9 +103,24 @@ class ImportContext:
         return OnnxImportError(f"{self.graph.source}: {where}{message}")
 
     # ---- reading values ---------------------------------------------------------------
-    def tensor(self, value: Runtime | Folded, what: str = "input") -> Tensor:
+    @overload
+    def required(self, value: Folded | None, what: str = "input") -> Folded: ...
+    @overload
+    def required(self, value: Runtime | Folded | None, what: str = "input"
+                 ) -> Runtime | Folded: ...
+
+    def required(self, value: Runtime | Folded | None, what: str = "input"
+                 ) -> Runtime | Folded:
+        """`value`, which must be given (an op's inputs are None where omitted); a
+        folder's inputs stay Folded."""
+        if value is None:
+            raise self.error(f"{what} is missing")
+        return value
+
+    def tensor(self, value: Runtime | Folded | None, what: str = "input") -> Tensor:
         """A DSL tensor for `value`: an initializer becomes a parameter under its ONNX
         name (once), other folded arrays become constants."""
+        value = self.required(value, what)
         if isinstance(value, Runtime):
             return value.tensor
         if not value.is_static:
@@ -117,7 +138,7 @@ class ImportContext:
             return self.params[name]
         return constant(array.astype(np.float32))
 
-    def runtime(self, value: Runtime | Folded, what: str = "input") -> Runtime:
+    def runtime(self, value: Runtime | Folded | None, what: str = "input") -> Runtime:
         if isinstance(value, Runtime):
             return value
         return Runtime(self.tensor(value, what), None)
@@ -155,11 +176,12 @@ class ImportContext:
             t.loc = f"{self.graph.source}: {self.node.label}"
         return t
 
-    def unary(self, op: str, x: Runtime | Folded, **attrs: Any) -> Runtime:
+    def unary(self, op: str, x: Runtime | Folded | None, **attrs: Any) -> Runtime:
         r = self.runtime(x)
         return Runtime(self.apply(op, [r.tensor], **attrs), r.batch_axis)
 
-    def binary(self, op: str, a: Runtime | Folded, b: Runtime | Folded) -> Runtime:
+    def binary(self, op: str, a: Runtime | Folded | None, b: Runtime | Folded | None
+               ) -> Runtime:
         """A broadcasting op (add, sub, mul, div); the batch axis must line up."""
         ra, rb = self.runtime(a, "input A"), self.runtime(b, "input B")
         ndim = max(ra.ndim, rb.ndim)
@@ -182,7 +204,8 @@ class ImportContext:
         out = self.apply(op, [ra.tensor, rb.tensor])
         return Runtime(out, axis)
 
-    def reshape_to(self, x: Runtime | Folded, targets: Sequence[Sequence[int]]) -> Runtime:
+    def reshape_to(self, x: Runtime | Folded | None, targets: Sequence[Sequence[int]]
+                   ) -> Runtime:
         """Reshape x to `targets[k]` at probe batch PROBES[k]: a static reshape for a
         weight, else a DSL reshape whose batch-scaled axis is -1."""
         r = self.runtime(x)

@@ -15,9 +15,9 @@ def supported_ops() -> set[str]:
 
 
 def import_node(ctx: ImportContext, node: OnnxNode, inputs: Values) -> list[Any]:
-    present = [v for v in inputs if v is not None]
-    if node.op_type in FOLDERS and all(isinstance(v, Folded) for v in present):
-        return FOLDERS[node.op_type](ctx, node, inputs)
+    folded = [v for v in inputs if v is None or isinstance(v, Folded)]
+    if node.op_type in FOLDERS and len(folded) == len(inputs):   # every input given folded
+        return FOLDERS[node.op_type](ctx, node, folded)
     if node.op_type in IMPORTERS:
         return IMPORTERS[node.op_type](ctx, node, inputs)
     raise ctx.error("graphcnn supports this op only in shape computations that fold at "

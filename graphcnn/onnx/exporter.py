@@ -273,7 +273,7 @@ def to_proto(model: Model, batch_size: int | None = None, opset: int = 17) -> An
     ctx.other = other if dynamic else None
     inputs = []
     for node in graph.nodes:
-        out = node.outputs[0] if node.outputs else None
+        out = node.outputs[0]   # every op has an output (each branch below names it)
         if node.op == "input":
             name = node.attrs["name"]
             ctx.names[out.id] = name

@@ -12,20 +12,26 @@ tables when they are imported, and dispatch.py imports them all and runs a node.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 from graphcnn.onnx.context import Folded, ImportContext, Runtime  # noqa: F401 (Values)
 from graphcnn.onnx.reader import OnnxNode
 
-Values = list["Runtime | Folded | None"]
+Values = Sequence["Runtime | Folded | None"]
+# a folder runs only when every input given is folded (dispatch.py)
+FoldedValues = Sequence["Folded | None"]
 OpFn = Callable[[ImportContext, OnnxNode, Values], list[Any]]
+FoldFn = Callable[[ImportContext, OnnxNode, FoldedValues], list[Any]]
+# the decorators return the function as it is (Identity's is both an importer and a folder)
+ImportT = TypeVar("ImportT", bound=OpFn)
+FoldT = TypeVar("FoldT", bound=FoldFn)
 
 IMPORTERS: dict[str, OpFn] = {}
-FOLDERS: dict[str, OpFn] = {}
+FOLDERS: dict[str, FoldFn] = {}
 
 
-def importer(*op_types: str) -> Callable[[OpFn], OpFn]:
-    def register(fn: OpFn) -> OpFn:
+def importer(*op_types: str) -> Callable[[ImportT], ImportT]:
+    def register(fn: ImportT) -> ImportT:
         for op in op_types:
             if op in IMPORTERS:
                 raise ValueError(f"ONNX importer for {op!r} registered twice")
@@ -34,8 +40,8 @@ def importer(*op_types: str) -> Callable[[OpFn], OpFn]:
     return register
 
 
-def folder(*op_types: str) -> Callable[[OpFn], OpFn]:
-    def register(fn: OpFn) -> OpFn:
+def folder(*op_types: str) -> Callable[[FoldT], FoldT]:
+    def register(fn: FoldT) -> FoldT:
         for op in op_types:
             if op in FOLDERS:
                 raise ValueError(f"ONNX folder for {op!r} registered twice")

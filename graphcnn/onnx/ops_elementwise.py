@@ -3,13 +3,13 @@ Identity, Dropout and Cast; and the NumPy folders of the arithmetic that shape
 computations use."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from graphcnn.dsl import constant
 from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime, fold
-from graphcnn.onnx.importers import Values, folder, importer
+from graphcnn.onnx.importers import FoldedValues, Values, folder, importer
 from graphcnn.onnx.reader import OnnxNode
 
 
@@ -97,11 +97,12 @@ def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a / b
 
 
-_NUMPY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _divide}
+_NUMPY: dict[str, Callable[..., np.ndarray]] = {"Add": np.add, "Sub": np.subtract,
+                                                 "Mul": np.multiply, "Div": _divide}
 
 
 @folder(*_BINARY)
-def fold_binary(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_binary(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     return [fold(_NUMPY[node.op_type], ins[0], ins[1])]
 
 
@@ -168,7 +169,7 @@ def cast(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 
 @folder("Cast")
-def fold_cast(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_cast(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     to = int(node.attrs.get("to", 0))
     if to not in ONNX_DTYPES:
         raise ctx.error(f"cast to ONNX data type {to} is not supported")

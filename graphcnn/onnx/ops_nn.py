@@ -247,9 +247,9 @@ def batch_normalization(ctx: ImportContext, node: OnnxNode, ins: Values) -> list
         raise ctx.error(f"the input must be (N, C, ...), got shape {x.shape_at(PROBES[0])}")
     ctx.check_batch_first(x, "BatchNormalization")
     names = ("scale", "B", "input_mean", "input_var")
-    params = [ctx.tensor(ins[k], names[k - 1]) if k < len(ins) and ins[k] is not None
-              else None for k in range(1, 5)]
-    if any(p is None for p in params):
+    params = [ctx.tensor(ins[k], names[k - 1]) for k in range(1, 5)
+              if k < len(ins) and ins[k] is not None]
+    if len(params) != 4:
         raise ctx.error("scale, B, mean and var are all required")
     momentum = float(node.attrs.get("momentum", 0.9))  # ONNX: running = running * momentum + ...
     y = ctx.apply("batch_norm", [x.tensor] + params, eps=float(node.attrs.get("epsilon", 1e-5)),

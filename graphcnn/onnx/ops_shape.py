@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime, fold
-from graphcnn.onnx.importers import Values, folder, importer
+from graphcnn.onnx.importers import FoldedValues, Values, folder, importer
 from graphcnn.onnx.reader import OnnxNode
 
 
@@ -84,14 +84,16 @@ def reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
         raise ctx.error("the target shape must fold at import time (a constant or a shape "
                         "computation), not be computed at run time")
     allowzero = bool(node.attrs.get("allowzero", 0))
-    return [ctx.reshape_to(ins[0], _reshape_targets(ctx, ins[0], ins[1], allowzero))]
+    x = ctx.required(ins[0])
+    return [ctx.reshape_to(x, _reshape_targets(ctx, x, ins[1], allowzero))]
 
 
 @folder("Reshape")
-def fold_reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_reshape(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     allowzero = bool(node.attrs.get("allowzero", 0))
-    targets = _reshape_targets(ctx, ins[0], ins[1], allowzero)
-    return [Folded(tuple(v.reshape(t) for v, t in zip(ins[0].values, targets)))]
+    x = ctx.required(ins[0])
+    targets = _reshape_targets(ctx, x, ctx.required(ins[1], "shape"), allowzero)
+    return [Folded.from_probes(v.reshape(t) for v, t in zip(x.values, targets))]
 
 
 def _flatten_targets(ctx: ImportContext, node: OnnxNode, x: Runtime | Folded
@@ -106,13 +108,15 @@ def _flatten_targets(ctx: ImportContext, node: OnnxNode, x: Runtime | Folded
 
 @importer("Flatten")
 def flatten(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    return [ctx.reshape_to(ins[0], _flatten_targets(ctx, node, ins[0]))]
+    x = ctx.required(ins[0])
+    return [ctx.reshape_to(x, _flatten_targets(ctx, node, x))]
 
 
 @folder("Flatten")
-def fold_flatten(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    targets = _flatten_targets(ctx, node, ins[0])
-    return [Folded(tuple(v.reshape(t) for v, t in zip(ins[0].values, targets)))]
+def fold_flatten(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
+    x = ctx.required(ins[0])
+    targets = _flatten_targets(ctx, node, x)
+    return [Folded.from_probes(v.reshape(t) for v, t in zip(x.values, targets))]
 
 
 def _squeezed(ctx: ImportContext, shape: tuple[int, ...], axes: list[int] | None
@@ -143,25 +147,29 @@ def _unsqueezed(ctx: ImportContext, shape: tuple[int, ...], axes: list[int] | No
 @importer("Squeeze")
 def squeeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     axes = _axes_input(ctx, node, ins, 1, since=13)
-    return [ctx.reshape_to(ins[0], [_squeezed(ctx, s, axes) for s in _shapes(ins[0])])]
+    x = ctx.required(ins[0])
+    return [ctx.reshape_to(x, [_squeezed(ctx, s, axes) for s in _shapes(x)])]
 
 
 @folder("Squeeze")
-def fold_squeeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_squeeze(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     axes = _axes_input(ctx, node, ins, 1, since=13)
-    return [Folded(tuple(v.reshape(_squeezed(ctx, v.shape, axes)) for v in ins[0].values))]
+    x = ctx.required(ins[0])
+    return [Folded.from_probes(v.reshape(_squeezed(ctx, v.shape, axes)) for v in x.values)]
 
 
 @importer("Unsqueeze")
 def unsqueeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     axes = _axes_input(ctx, node, ins, 1, since=13)
-    return [ctx.reshape_to(ins[0], [_unsqueezed(ctx, s, axes) for s in _shapes(ins[0])])]
+    x = ctx.required(ins[0])
+    return [ctx.reshape_to(x, [_unsqueezed(ctx, s, axes) for s in _shapes(x)])]
 
 
 @folder("Unsqueeze")
-def fold_unsqueeze(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_unsqueeze(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     axes = _axes_input(ctx, node, ins, 1, since=13)
-    return [Folded(tuple(v.reshape(_unsqueezed(ctx, v.shape, axes)) for v in ins[0].values))]
+    x = ctx.required(ins[0])
+    return [Folded.from_probes(v.reshape(_unsqueezed(ctx, v.shape, axes)) for v in x.values)]
 
 
 # ---- Transpose / Concat -----------------------------------------------------------------------
@@ -184,8 +192,9 @@ def transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 
 @folder("Transpose")
-def fold_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    return [fold(np.transpose, ins[0], _perm(ctx, node, ins[0].ndim))]
+def fold_transpose(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
+    x = ctx.required(ins[0])
+    return [fold(np.transpose, x, _perm(ctx, node, x.ndim))]
 
 
 @importer("Concat")
@@ -205,7 +214,7 @@ def concat(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 
 @folder("Concat")
-def fold_concat(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_concat(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     parts = [v for v in ins if v is not None]
     axis = int(node.attrs.get("axis", 0))
     return [fold(lambda *a: np.concatenate(a, axis=axis), *parts)]
@@ -246,9 +255,10 @@ def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 
 @folder("Pad")
-def fold_pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    pairs, value = _pad_args(ctx, node, ins, ins[0].ndim)
-    return [fold(lambda a: np.pad(a, pairs, constant_values=value), ins[0])]
+def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
+    x = ctx.required(ins[0])
+    pairs, value = _pad_args(ctx, node, ins, x.ndim)
+    return [fold(lambda a: np.pad(a, pairs, constant_values=value), x)]
 
 
 # ---- Resize (nearest, integer scales) -----------------------------------------------------------
@@ -368,7 +378,7 @@ def constant_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 @importer("Shape")
 def shape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    x = ins[0]
+    x = ctx.required(ins[0])
     start = int(node.attrs.get("start", 0))
     end = node.attrs.get("end")
     shapes = []
@@ -380,11 +390,12 @@ def shape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 @importer("Size")
 def size(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    return [Folded(tuple(np.asarray(math.prod(s), np.int64) for s in _shapes(ins[0])))]
+    return [Folded.from_probes(np.asarray(math.prod(s), np.int64)
+                               for s in _shapes(ctx.required(ins[0])))]
 
 
 @folder("Gather")
-def gather(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def gather(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     axis = int(node.attrs.get("axis", 0))
     return [fold(lambda data, idx: np.take(data, idx.astype(np.int64), axis=axis),
                  ins[0], ins[1])]
@@ -403,13 +414,13 @@ def _slice(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: Any, st
 
 
 @folder("Slice")
-def fold_slice(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def fold_slice(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     args = list(ins) + [None] * (5 - len(ins))
     return [fold(_slice, *args[:5])]
 
 
 @folder("ConstantOfShape")
-def constant_of_shape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+def constant_of_shape(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     value = np.asarray(node.attrs.get("value", np.zeros(1, np.float32)))
     return [fold(lambda s: np.full(tuple(int(d) for d in s.reshape(-1)), value.reshape(-1)[0],
                                    value.dtype), ins[0])]
