@@ -36,6 +36,7 @@ class Optimizer:
 
     _HYPER: tuple[str, ...] = ()     # hyperparameter attribute names saved in the scalars
     _BUFFERS: tuple[str, ...] = ()   # per-parameter state arrays, created on first step
+    l1: float                        # the L1 strength _gradient adds: each subclass sets it
 
     def __init__(self, lr: float) -> None:
         _check_non_negative("lr", lr)
@@ -228,12 +229,12 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
                  l1: float = 0.0) -> None:
         super().__init__(lr)
-        betas = tuple(float(b) for b in betas)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        values = tuple(float(b) for b in betas)
+        if len(values) != 2 or not all(0.0 <= b < 1.0 for b in values):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {values!r}")
         for key, value in (("eps", eps), ("weight_decay", weight_decay), ("l1", l1)):
             _check_non_negative(key, value)
-        self.betas: tuple[float, float] = betas  # type: ignore[assignment]
+        self.betas: tuple[float, float] = (values[0], values[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
         self.amsgrad, self.l1 = bool(amsgrad), float(l1)
 

@@ -61,6 +61,12 @@ class LRSchedule:
             raise RuntimeError(f"{type(self).__name__} is not attached to an optimizer: "
                                f"call bind(optimizer) first (Trainer does it)")
 
+    def _bound_base_lr(self) -> float:
+        """The base rate; the schedule must be bound (bind() sets both)."""
+        self._require_bound()
+        assert self.base_lr is not None, "bind() sets base_lr with the optimizer"
+        return self.base_lr
+
     def lr_at(self, t: int) -> float:
         """The learning rate after t steps (t = 0: the base rate)."""
         raise NotImplementedError
@@ -117,8 +123,7 @@ class StepLR(LRSchedule):
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
-        self._require_bound()
-        return self.base_lr * self.gamma ** (t // self.step_size)
+        return self._bound_base_lr() * self.gamma ** (t // self.step_size)
 
 
 class ExponentialLR(LRSchedule):
@@ -132,8 +137,7 @@ class ExponentialLR(LRSchedule):
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
-        self._require_bound()
-        return self.base_lr * self.gamma ** t
+        return self._bound_base_lr() * self.gamma ** t
 
 
 class CosineAnnealingLR(LRSchedule):
@@ -151,8 +155,7 @@ class CosineAnnealingLR(LRSchedule):
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
-        self._require_bound()
-        return self.eta_min + (self.base_lr - self.eta_min) * (
+        return self.eta_min + (self._bound_base_lr() - self.eta_min) * (
             1 + math.cos(math.pi * t / self.T_max)) / 2
 
 
@@ -169,6 +172,7 @@ class CyclicLR(LRSchedule):
     """
 
     per_batch = True
+    base_lr: float   # the schedule's own, set by __init__ (bound or not)
     MODES = ("triangular", "triangular2", "exp_range")
     _HYPER = ("base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma",
               "cycle_momentum", "base_momentum", "max_momentum")
