@@ -104,6 +104,7 @@ def _max_with_argmax(x: np.ndarray, attrs: dict[str, Any]) -> tuple[np.ndarray, 
             take = vals > best  # strictly greater: the first maximum wins, as in PyTorch
             best = np.where(take, vals, best)
             best_index = np.where(take, index, best_index)
+    assert best is not None and best_index is not None  # a kernel has at least one tap
     return best, best_index
 
 

@@ -172,11 +172,12 @@ def _pads_attr(value: Any) -> tuple[tuple[int, int], ...]:
         pads = tuple((int(p[0]), int(p[1])) if len(p) == 2 else None for p in value)
     except (TypeError, ValueError):
         raise ShapeError(f"pads must be ((before, after), ...) per axis, got {value!r}") from None
-    if any(p is None for p in pads):
+    pairs = tuple(p for p in pads if p is not None)
+    if len(pairs) != len(pads):
         raise ShapeError(f"pads must be ((before, after), ...) per axis, got {value!r}")
-    if any(b < 0 or a < 0 for b, a in pads):
-        raise ShapeError(f"pads must be non-negative, got {pads}")
-    return pads
+    if any(b < 0 or a < 0 for b, a in pairs):
+        raise ShapeError(f"pads must be non-negative, got {pairs}")
+    return pairs
 
 
 def pad_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:

@@ -35,10 +35,10 @@ def conv_padding(value: Any) -> "Padding4 | str":
             raise ShapeError(f"padding must have 1, 2 or 4 values, got {tuple(value)}")
     if min(pads) < 0:
         raise ShapeError(f"padding must be non-negative, got {pads}")
-    return pads  # type: ignore[return-value]
+    return pads
 
 
-def resolve_same(in_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: tuple[int, int],
+def resolve_same(in_hw: tuple[int, ...], kernel_hw: tuple[int, ...], stride: tuple[int, int],
                  dilation: tuple[int, int]) -> Padding4:
     """'same' padding: output size ceil(in / stride), the odd pixel at the bottom/right
     (PyTorch's rule at stride 1, TensorFlow's at any stride)."""
@@ -64,7 +64,7 @@ def pool_out_size(size: int, pad: int, k: int, s: int, d: int, ceil_mode: bool) 
     return out
 
 
-def check_window_fits(in_hw: tuple[int, int], pads: Padding4, kernel_hw: tuple[int, int],
+def check_window_fits(in_hw: tuple[int, ...], pads: Padding4, kernel_hw: tuple[int, ...],
                       dilation: tuple[int, int]) -> None:
     padded = (in_hw[0] + pads[0] + pads[1], in_hw[1] + pads[2] + pads[3])
     effective = tuple(d * (k - 1) + 1 for k, d in zip(kernel_hw, dilation))
