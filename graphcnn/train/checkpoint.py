@@ -109,7 +109,10 @@ def save_checkpoint(path: str | os.PathLike[str], parameters: Mapping[str, np.nd
                             f"can be saved (checkpoints are never pickled)")
     # Both files are written in full before either replaces anything, so a failure while
     # writing (an exception, a full disk, Ctrl-C) leaves the previous checkpoint as it was.
-    npz_tmp, digest = _write_temp(npz_path, lambda f: np.savez(f, **arrays))
+    # ignore: mypy matches **arrays against savez's `allow_pickle: bool` keyword too (a
+    # stub with a typed keyword beside **kwds); the keys start "param/" or "opt/"
+    npz_tmp, digest = _write_temp(npz_path,
+                                  lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     json_tmp = None
     try:
         meta = dict(metadata)

@@ -107,5 +107,6 @@ class Normalize:
     def __repr__(self) -> str:
         if not self.fitted:
             return f"Normalize(per_channel={self.per_channel}, unfitted)"
+        assert self.mean is not None and self.std is not None
         return (f"Normalize(mean={np.round(self.mean, 4).tolist()}, "
                 f"std={np.round(self.std, 4).tolist()})")
