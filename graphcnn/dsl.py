@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from types import FrameType
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ _layer_stack: list[Any] = []   # layers whose __call__ is running (for summary r
 
 def user_location() -> str | None:
     """The file:line of the innermost caller outside graphcnn's internals."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
         inside = filename.startswith(_PACKAGE_DIR + os.sep)

@@ -64,8 +64,11 @@ def lower_batch_norm(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Valu
         kept = g.add("mul", [old, ctx.scalar(1.0 - momentum)])
         return g.add("add", [kept, g.add("mul", [new, ctx.scalar(momentum * factor)])])
 
-    ctx.state_updates[t.inputs[3].parameter] = blend(running_mean, mean, 1.0)
-    ctx.state_updates[t.inputs[4].parameter] = blend(running_var, var, unbiased)
+    mean_param, var_param = t.inputs[3].parameter, t.inputs[4].parameter
+    assert mean_param is not None and var_param is not None, \
+        "the running statistics of a batch norm in training are parameters"
+    ctx.state_updates[mean_param] = blend(running_mean, mean, 1.0)
+    ctx.state_updates[var_param] = blend(running_var, var, unbiased)
     return y
 
 

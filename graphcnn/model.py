@@ -98,6 +98,7 @@ class Model:
                 env[t.id] = g.input(t.name, (batch_size,) + t.type.shape[1:], in_dtype)
             elif t.op == "param":
                 p = t.parameter
+                assert p is not None, "a param tensor is made with its Parameter"
                 name = self.parameter_name(p)
                 if not frozen:
                     env[t.id] = g.param(name, p.shape, dtype, trainable=p.trainable)

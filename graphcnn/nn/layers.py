@@ -224,7 +224,9 @@ class Identity(Layer):
         return x
 
 
-class Sequential(Model, Layer):
+# ignore: Model's name is a str, a Layer's may be None; a Sequential is a Model only when
+# built with input_shape (then its name is a str), and else a layer whose name may be None
+class Sequential(Model, Layer):  # type: ignore[misc]
     """Layers applied in order. With `input_shape` it is also a Model you can compile;
     without, it is a layer to call inside a bigger model.
 
