@@ -97,6 +97,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     cpu = cpu or platform.processor() or "unknown"
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -34,7 +34,7 @@ def conv_nodes(batch: int, channels: int, size: int, kernel: int = 3, stride: in
     g = Graph("conv_layer")
     x = g.input("x", (batch, channels, size, size))
     w = g.param("w", (channels, channels, kernel, kernel))
-    geometry = dict(stride=stride, padding=padding)
+    geometry: dict[str, Any] = dict(stride=stride, padding=padding)
     y = g.add("conv2d", [x, w], **geometry)
     dy = g.input("dy", y.shape)
     dx = g.add("conv2d_input_grad", [dy, w], input_hw=(size, size), **geometry)
@@ -58,6 +58,7 @@ def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
     torch_fns: dict[str, Callable[[], Any]] = {}
     if use_torch:
         import torch
+        import torch.nn.grad  # conv2d_input and conv2d_weight (a submodule)
         F = torch.nn.functional
         xt, wt, dyt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
 
@@ -85,10 +86,13 @@ def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
                                "size": size, "batch": batch, "pass": pass_,
                                "algorithm": conv_algorithm(node), "flops": flops}
         kernel(ins, [out], attrs)  # compile / load now
-        # the loop variables bound as defaults (the lambda is timed in this iteration only)
-        fns: dict[str, Callable[[], Any]] = {
-            "graphcnn": lambda kernel=kernel, ins=ins, out=out, attrs=attrs: kernel(
-                ins, [out], attrs)}
+
+        # the loop's values bound as defaults (it is timed in this iteration only)
+        def run_kernel(kernel: Any = kernel, ins: list[np.ndarray] = ins,
+                       out: np.ndarray = out, attrs: dict[str, Any] = attrs) -> Any:
+            return kernel(ins, [out], attrs)
+
+        fns: dict[str, Callable[[], Any]] = {"graphcnn": run_kernel}
         if pass_ in torch_fns:
             expected = torch_fns[pass_]().numpy()
             scale = float(np.max(np.abs(expected))) or 1.0

@@ -31,7 +31,7 @@ from graphcnn.bench.flops import flops_by_op, graph_flops
 
 PEERS = ("numpy", "torch", "onnxruntime")
 NUMPY_MAX_GFLOP = 1.0
-SGD_OPTIONS = {"lr": 0.01, "momentum": 0.9}
+SGD_OPTIONS: dict[str, Any] = {"lr": 0.01, "momentum": 0.9}
 
 
 class Skip(Exception):
@@ -123,16 +123,19 @@ def torch_system(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndar
     net.zero_grad(set_to_none=True)
     loss = F.cross_entropy(net(xt), yt)
     loss.backward()
-    check = (float(loss.item()),
-             {k: p.grad.numpy().copy() for k, p in net.named_parameters()})
+    grads = {}
+    for k, p in net.named_parameters():
+        assert p.grad is not None, "every parameter takes part in the loss"
+        grads[k] = p.grad.numpy().copy()
+    check = (float(loss.item()), grads)
     opt = torch.optim.SGD(net.parameters(), **SGD_OPTIONS)
 
-    def run() -> None:
+    def train_step() -> None:
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(net(xt), yt).backward()
         opt.step()
 
-    return System(run, check)
+    return System(train_step, check)
 
 
 def onnxruntime_system(model: Any, x: np.ndarray, training: bool, n_threads: int,

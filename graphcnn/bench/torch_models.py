@@ -63,6 +63,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
+    # set in __init__ with setattr, one per stage
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, counts: tuple[int, ...], num_classes: int = 1000, in_channels: int = 3,
                  width: int = 64) -> None:
         super().__init__()

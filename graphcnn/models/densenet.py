@@ -4,7 +4,7 @@ networks", CVPR 2017), DenseNet-BC as torchvision.models.densenet*: bottleneck d
 transitions that halve the channels (compression 0.5) and the resolution."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import graphcnn as gc
 from graphcnn import nn
@@ -84,9 +84,9 @@ def densenet(num_classes: int = 1000, *, growth_rate: int = 32,
     return Model(inputs=x, outputs=logits, name=name)
 
 
-def _preset(name: str, num_classes: int, options: dict) -> Model:
+def _preset(name: str, num_classes: int, options: dict[str, Any]) -> Model:
     growth_rate, block_config, num_init_features = CONFIGS[name]
-    kwargs = dict(growth_rate=growth_rate, block_config=block_config,
+    kwargs: dict[str, Any] = dict(growth_rate=growth_rate, block_config=block_config,
                   num_init_features=num_init_features, name=name)
     kwargs.update(options)
     return densenet(num_classes, **kwargs)
