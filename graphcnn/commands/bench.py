@@ -145,7 +145,8 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
         r["roof_fraction"] = g / roof if roof and g else None
     targets = report.model_targets(results)
     out["results"], out["targets"] = results, targets
-    sections, md = [], []
+    sections: list[str] = []
+    md: list[str] = []
     for markdown, dest in ((False, sections), (True, md)):
         dest.append(report.model_table(results, roof, markdown))
         dest.append("")

@@ -38,7 +38,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from graphcnn.commands.common import CommandError, load_model, positive_int
 from graphcnn.ir.graph import Graph
@@ -97,7 +97,8 @@ def short_location(loc: str | None) -> str:
     return f"{rel}:{line}" if not rel.startswith("..") else loc
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]
+           ) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:

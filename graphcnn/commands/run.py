@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = gc.load(args.artifact)
     load_s = time.perf_counter() - start
     step = loaded if isinstance(loaded, TrainingStep) else None
-    exe = step.executable if step else loaded
+    # Any, as load() returns: artifact.load gives the executable a `precompiled` flag that
+    # the Executable class does not declare
+    exe: Any = step.executable if step else loaded
     names = [n for n in exe.input_names if not (step and n == "target")]
     feeds = _feeds(args.input, names)
     start = time.perf_counter()
