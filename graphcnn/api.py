@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.ir.graph import Graph, Value
-from graphcnn.mode_rules import DROPOUT_SEED_INPUT
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn import random as gc_random

@@ -11,9 +11,8 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.dsl import Parameter, Tensor
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
-
-DROPOUT_SEED_INPUT = "dropout_seed"
 
 
 class LoweringContext:

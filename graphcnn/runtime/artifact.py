@@ -54,7 +54,7 @@ import numpy as np
 from graphcnn.errors import ArtifactError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.serialize import graph_from_json, graph_to_json, resolve_ref, value_ref
-from graphcnn.mode_rules import DROPOUT_SEED_INPUT
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.runtime.executable import Executable
 from graphcnn.runtime.memory_plan import ALIGN, VIEW_OPS, Buffer, MemoryPlan
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.ir.graph import Graph
-from graphcnn.mode_rules import DROPOUT_SEED_INPUT
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 
 BACKENDS = ("reference", "cpu", "cuda")
 

@@ -147,7 +147,7 @@ def run_device(exe: Any, feeds: dict[str, Any], copy: bool = True) -> dict[str, 
     arrays by output name, with no host round trip: the zero-copy path of the cuda
     backend. Parameters come from the executable's model as in Executable.run (unless
     resident); a dropout seed is drawn as Executable.run draws it."""
-    from graphcnn.mode_rules import DROPOUT_SEED_INPUT
+    from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
     runner = exe.runner
     if not isinstance(runner, CudaRunner):
         raise ValueError(f"run_device needs an executable compiled with backend='cuda', "
