@@ -56,7 +56,7 @@ from graphcnn.ir.graph import Graph
 from graphcnn.ir.serialize import graph_from_json, graph_to_json, resolve_ref, value_ref
 from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.runtime.executable import Executable
-from graphcnn.runtime.memory_plan import ALIGN, VIEW_OPS, Buffer, MemoryPlan
+from graphcnn.runtime.memory_plan import ALIGN, VIEW_OPS, Buffer, MemoryPlan, liveness
 
 FORMAT = "graphcnn-artifact"
 FORMAT_VERSION = 1
@@ -422,27 +422,13 @@ def _load_array(path: str, name: str, data: bytes, meta: Any) -> np.ndarray:
     return array
 
 
-def _liveness(graph: Graph) -> tuple[dict[int, int], dict[int, int]]:
-    steps = graph.compute_nodes()
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for step, node in enumerate(steps):
-        for v in node.inputs:
-            last[v.id] = step
-        for v in node.outputs:
-            first[v.id] = step
-            last.setdefault(v.id, step)
-    for v in graph.outputs:
-        last[v.id] = len(steps)
-    return first, last
-
-
 def _plan_from_json(graph: Graph, data: Any) -> MemoryPlan:
     """The stored memory plan, checked: every tensor the kernels write has a buffer large
     enough, inside the arena, aligned; buffers whose lifetimes overlap do not share bytes;
     views are reshapes over their input's bytes."""
     arena = _int(data, "arena_bytes", "memory_plan")
-    first, last = _liveness(graph)
+    live_range = liveness(graph)
+    first, last = live_range.first, live_range.last
     buffers, offsets = [], {}
     for i, b in enumerate(_field(data, "buffers", list, "memory_plan")):
         where = f"memory_plan.buffers[{i}]"

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.ir.graph import Graph
+from graphcnn.runtime.memory_plan import live_bytes_lower_bound
 from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 
 BACKENDS = ("reference", "cpu", "cuda")
@@ -28,28 +29,6 @@ def make_runner(graph: Graph, backend: str) -> Any:
 def intermediate_bytes(graph: Graph) -> int:
     """The bytes of every value a compute node makes: one buffer per value."""
     return sum(v.type.nbytes for n in graph.compute_nodes() for v in n.outputs)
-
-
-def live_bytes_lower_bound(graph: Graph) -> int:
-    """The largest total size of tensors alive at once at any single op (the floor no
-    memory plan can go under, with this schedule)."""
-    last_use: dict[int, int] = {}
-    for step, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last_use[v.id] = step
-    for v in graph.outputs:
-        last_use[v.id] = len(graph.nodes)
-    best = 0
-    live: dict[int, int] = {}
-    for step, node in enumerate(graph.nodes):
-        if node.op in ("input", "param", "constant"):
-            continue
-        for v in node.outputs:
-            live[v.id] = v.type.nbytes
-        best = max(best, sum(live.values()))
-        for vid in [k for k in live if last_use.get(k, -1) <= step]:
-            del live[vid]
-    return best
 
 
 class Executable:
