@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
-from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn import random as gc_random
@@ -20,19 +20,7 @@ LOSSES: dict[str, tuple[str, str]] = {
 }
 
 
-def _warm_up(exe: Executable) -> None:
-    """Run once on zeros so that every kernel is compiled (or loaded from the cache) now,
-    not at the user's first call."""
-    feeds = {}
-    for name in exe.input_names:
-        value = exe._inputs[name]
-        feeds[name] = np.zeros(value.shape, value.dtype)
-    if DROPOUT_SEED_INPUT in exe._inputs:  # do not use up a seed: runs stay reproducible
-        feeds[DROPOUT_SEED_INPUT] = np.asarray(0, np.int64)
-    exe.run(feeds)
-
-
-def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: int = 2,
+def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", opt_level: int = 2,
             dtype: str = "float32", frozen: bool = True) -> Executable:
     """Compile `model` for inference at a fixed batch size.
 
@@ -47,14 +35,15 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     (2, 10)
     """
     start = time.perf_counter()
+    target = get_backend(backend)
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
-    graph, _ = run_pipeline(graph, opt_level, backend)
-    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
+    graph, _ = run_pipeline(graph, opt_level, target)
+    exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype))
-    if backend != "reference":
-        _warm_up(exe)
+    if target.compiles_kernels:
+        exe.warm_up()
     exe.compile_seconds = time.perf_counter() - start
     return exe
 
@@ -143,7 +132,7 @@ def check_labels(labels: np.ndarray, num_classes: int) -> None:
 
 
 def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_size: int = 32,
-                   backend: str = "cpu", opt_level: int = 2,
+                   backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32") -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
@@ -154,14 +143,15 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     ['c1.bias', 'c1.weight']
     """
     start = time.perf_counter()
+    target = get_backend(backend)
     graph = training_graph(model, loss, batch_size, dtype)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
-    graph, _ = run_pipeline(graph, opt_level)
-    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
+    graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes
+    exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
     step = GradientStep(model, exe, loss)
-    if backend != "reference":
-        _warm_up(exe)  # runs the executable alone: the model's state is not touched
+    if target.compiles_kernels:
+        exe.warm_up()  # runs the executable alone: the model's state is not touched
     exe.compile_seconds = time.perf_counter() - start
     return step

@@ -54,7 +54,6 @@ import numpy as np
 from graphcnn.errors import ArtifactError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.serialize import graph_from_json, graph_to_json, resolve_ref, value_ref
-from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.runtime.executable import Executable
 from graphcnn.runtime.memory_plan import ALIGN, VIEW_OPS, Buffer, MemoryPlan, liveness
 
@@ -136,26 +135,17 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _zero_feeds(exe: Executable) -> dict[str, np.ndarray]:
-    feeds = {name: np.zeros(exe._inputs[name].shape, exe._inputs[name].dtype)
-             for name in exe.input_names}
-    if DROPOUT_SEED_INPUT in exe._inputs:   # do not use up a seed
-        feeds[DROPOUT_SEED_INPUT] = np.asarray(0, np.int64)
-    return feeds
-
-
 def _kernel_entries(exe: Executable) -> list[Any]:
     """The precompiled entries of every kernel launch the executable makes: those it was
     loaded with (same machine and sources), else recorded from one run on zeros and built."""
     from graphcnn.backends.cpu import aot
     from graphcnn.backends.cpu.registry import launch_mode
 
-    own = getattr(exe, "_artifact_entries", None)
-    if own is not None:
-        return own
+    if exe.precompiled_entries is not None:
+        return exe.precompiled_entries
     recorder = aot.Recorder()
     with launch_mode(recorder=recorder):
-        exe.run(_zero_feeds(exe))
+        exe.run(exe.zero_feeds())
     entries = []
     for (_, signature), (fn, readonly) in recorder.launches.items():
         try:
@@ -194,17 +184,17 @@ def _what_to_save(obj: Any) -> tuple[Executable, str, dict[str, np.ndarray], dic
         kind = "training"
     elif isinstance(obj, Executable):
         exe, kind, info = obj, "inference", {}
-        params = obj._param_source() if obj._params and obj._param_source else {}
+        params = obj.parameters if obj.param_values else {}
     else:
         raise TypeError(f"cannot save a {type(obj).__name__}; expected an Executable or a "
                         f"gradient step")
-    if exe.backend != "cpu":
+    if not exe.backend.saves_artifacts:
         raise ValueError(f"only cpu executables can be saved as artifacts (this one runs on "
-                         f"{exe.backend!r})")
-    missing = sorted(set(exe._params) - set(params))
+                         f"{exe.backend.name!r})")
+    missing = sorted(set(exe.param_values) - set(params))
     if missing:
         raise ValueError(f"no value for parameter(s) {missing[:5]}")
-    return exe, kind, {name: np.asarray(params[name]) for name in exe._params}, info
+    return exe, kind, {name: np.asarray(params[name]) for name in exe.param_values}, info
 
 
 def save_artifact(obj: Any, path: str | os.PathLike) -> None:
@@ -229,7 +219,7 @@ def save_artifact(obj: Any, path: str | os.PathLike) -> None:
     graph_json = graph_to_json(graph, add_array)
     parameters = []
     for name, value in params.items():
-        want = exe._params[name]
+        want = exe.param_values[name]
         if value.shape != want.shape or value.dtype != np.dtype(want.dtype):
             raise ValueError(f"parameter {name!r} is {value.dtype}{list(value.shape)}, the graph "
                              f"needs {want.dtype}{list(want.shape)}")
@@ -250,14 +240,14 @@ def save_artifact(obj: Any, path: str | os.PathLike) -> None:
         "kind": kind,
         "created_by": _versions(),
         "target": {**aot.host_target(), "kernels_fingerprint": aot.kernels_fingerprint()},
-        "backend": "cpu",
+        "backend": exe.backend.name,
         "name": graph.name,
         "ops_before": int(exe._ops_before),
         "naive_bytes_before": int(exe.report()["naive_bytes"]),
         "compile_seconds": round(float(exe.compile_seconds), 3),
         "seed": int(exe.seed),
         "inputs": [{"name": n, "shape": list(v.shape), "dtype": v.dtype}
-                   for n, v in exe._inputs.items()],
+                   for n, v in exe.input_values.items()],
         "outputs": [{"name": n, "shape": list(v.shape), "dtype": v.dtype}
                     for n, v in zip(graph.output_names, graph.outputs)],
         "graph": graph_json,
@@ -602,7 +592,7 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
     exe.precompiled = table is not None
     exe._artifact_entries = kernels if table is not None else None
     if table is None and warm_up:
-        exe.run(_zero_feeds(exe))
+        exe.run(exe.zero_feeds())
     exe.load_seconds = time.perf_counter() - start
     if kind == "inference":
         return exe
