@@ -1,8 +1,9 @@
-"""The entry points: compile a model for inference, or build a gradient step."""
+"""The entry points: compile a model for inference, or build a gradient step. They build
+the runtime's objects (Executable, GradientStep); the runtime never imports this module."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -10,7 +11,10 @@ from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
+from graphcnn.runtime.gradient_step import GradientStep, check_labels
 from graphcnn import random as gc_random
+
+__all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 
 LossFn = Callable[[Graph, Value, Value], Value]
 LOSSES: dict[str, tuple[str, str]] = {
@@ -86,51 +90,6 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
     return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
-class GradientStep:
-    """`loss, grads = step(x, target)`: the loss and d(loss)/d(each trainable parameter).
-
-    Batch-norm running statistics are updated in the model as a side effect of each call
-    (training mode), as in PyTorch.
-    """
-
-    def __init__(self, model: Model, executable: Executable, loss: str | LossFn) -> None:
-        self.model = model
-        self.executable = executable
-        self.loss = loss
-        self._state_names = [n for n in executable.output_names if n.startswith("state:")]
-        self.num_classes = model.outputs[0].type.shape[-1]
-
-    def __call__(self, x: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        if self.loss == "cross_entropy":
-            check_labels(target, int(self.num_classes))
-        input_name = self.executable.input_names[0]
-        outputs = self.executable.run({input_name: x, "target": target})
-        params = self.model.parameters()
-        for name in self._state_names:
-            params[name[len("state:"):]][...] = outputs[name]
-        grads = {name[len("grad:"):]: value for name, value in outputs.items()
-                 if name.startswith("grad:")}
-        return float(outputs["loss"]), grads
-
-    def report(self) -> dict[str, Any]:
-        return self.executable.report()
-
-    def save(self, path: Any) -> None:
-        """Write this step (code and the model's current parameters) as an artifact that
-        `graphcnn.load` returns as a TrainingStep, without compiling (runtime/artifact.py)."""
-        from graphcnn.runtime.artifact import save_artifact
-        save_artifact(self, path)
-
-
-def check_labels(labels: np.ndarray, num_classes: int) -> None:
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise ValueError(f"labels must be in [0, {num_classes}); got {sorted(set(bad.tolist()))[:5]}")
-
-
 def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_size: int = 32,
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32") -> GradientStep:
@@ -150,7 +109,7 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes
     exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
-    step = GradientStep(model, exe, loss)
+    step = GradientStep(exe, loss, model, num_classes=int(model.outputs[0].type.shape[-1]))
     if target.compiles_kernels:
         exe.warm_up()  # runs the executable alone: the model's state is not touched
     exe.compile_seconds = time.perf_counter() - start

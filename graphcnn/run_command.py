@@ -91,12 +91,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     precompiled code: no compilation."""
     import graphcnn as gc
     from graphcnn.cli import CommandError
-    from graphcnn.runtime.artifact import TrainingStep
+    from graphcnn.runtime.gradient_step import GradientStep
 
     start = time.perf_counter()
     loaded = gc.load(args.artifact)
     load_s = time.perf_counter() - start
-    step = loaded if isinstance(loaded, TrainingStep) else None
+    step = loaded if isinstance(loaded, GradientStep) else None
     exe = step.executable if step else loaded
     names = [n for n in exe.input_names if not (step and n == "target")]
     feeds = _feeds(args.input, names)
@@ -132,13 +132,14 @@ def inspect_artifact(path: str) -> str:
     import warnings
 
     from graphcnn.inspect import format_kernels, format_memory_plan, format_report
-    from graphcnn.runtime.artifact import TrainingStep, load, summarize
+    from graphcnn.runtime.artifact import load, summarize
+    from graphcnn.runtime.gradient_step import GradientStep
 
     parts = [summarize(path)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the summary already says if the code runs here
         loaded = load(path, warm_up=False)
-    exe = loaded.executable if isinstance(loaded, TrainingStep) else loaded
+    exe = loaded.executable if isinstance(loaded, GradientStep) else loaded
     plan = exe.runner.plan
     parts += ["", format_kernels(exe.graph, plan), "", format_memory_plan(exe.graph, plan), "",
               format_report(exe.report())]

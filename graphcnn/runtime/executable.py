@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.runtime.memory_plan import live_bytes_lower_bound
 from graphcnn.runtime.runner import Runner
+
+if TYPE_CHECKING:
+    from graphcnn.runtime.artifact.writer import ArtifactContents
 
 # (input name, array, shape, dtype) -> the array as the runner takes it, or a ValueError
 CheckFn = Callable[[str, Any, tuple[int, ...], str], Any]
@@ -135,8 +138,14 @@ class Executable:
     def save(self, path: str | os.PathLike) -> None:
         """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled
         artifact that `graphcnn.load` runs without compiling."""
-        from graphcnn.runtime.artifact import save_artifact
-        save_artifact(self, path)
+        from graphcnn.runtime.artifact.writer import save
+        save(self, path)
+
+    def artifact_contents(self) -> ArtifactContents:
+        """What `graphcnn.save` writes of this executable: it, and the values of its
+        parameters (none when they are frozen into the graph)."""
+        from graphcnn.runtime.artifact.writer import ArtifactContents
+        return ArtifactContents(self, self.parameters if self.param_values else {})
 
     # ---- reporting --------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
