@@ -22,12 +22,7 @@ from graphcnn.backends.cpu.openblas import AVAILABLE as _ONE_THREAD_POOL  # noqa
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 
-# Transitional: api.py still reads `from graphcnn import random` (the module is seeding.py
-# now, a name that does not shadow the standard library's); the alias lives only while api
-# is imported. Delete both lines when api.py imports graphcnn.seeding.
-from graphcnn import seeding as random  # noqa: E402
-from graphcnn.api import GradientStep, compile, training_graph, value_and_grad  # noqa: E402
-del random
+from graphcnn.api import compile, training_graph, value_and_grad  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_softmax,  # noqa: E402
@@ -37,6 +32,7 @@ import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds gra
 from graphcnn.model import Model  # noqa: E402
 from graphcnn.seeding import manual_seed  # noqa: E402
 from graphcnn.runtime import Executable  # noqa: E402
+from graphcnn.runtime.gradient_step import GradientStep  # noqa: E402
 from graphcnn import nn  # noqa: E402
 
 
@@ -52,9 +48,9 @@ def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
         module = importlib.import_module(f"graphcnn.{name}")
         globals()[name] = module
         return module
-    if name == "load":
-        from graphcnn.runtime.artifact import load
-        return load
+    if name in ("load", "save"):   # the artifact format: imported when first used
+        from graphcnn.runtime import artifact
+        return getattr(artifact, name)
     if name == "Trainer":
         from graphcnn.train.trainer import Trainer
         return Trainer
@@ -65,5 +61,5 @@ __version__ = "0.1.0"
 __all__ = ["Executable", "Graph", "GraphBuildError", "GradientStep", "Input", "Model",
            "Parameter", "Tensor", "TensorType", "VerificationError", "add", "clip", "compile",
            "concat", "constant", "flatten", "leaky_relu", "load", "log_softmax", "manual_seed",
-           "mul", "nn", "pad2d", "relu", "relu6", "reshape", "set_num_threads", "sigmoid",
+           "mul", "nn", "pad2d", "relu", "relu6", "reshape", "save", "set_num_threads", "sigmoid",
            "softmax", "sub", "tanh", "training_graph", "value_and_grad"]

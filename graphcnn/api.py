@@ -1,16 +1,20 @@
-"""The entry points: compile a model for inference, or build a gradient step."""
+"""The entry points: compile a model for inference, or build a gradient step. They build
+the runtime's objects (Executable, GradientStep); the runtime never imports this module."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
-from graphcnn.mode_rules import DROPOUT_SEED_INPUT
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
-from graphcnn import random as gc_random
+from graphcnn.runtime.gradient_step import GradientStep, check_labels
+from graphcnn import seeding as gc_random
+
+__all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 
 LossFn = Callable[[Graph, Value, Value], Value]
 LOSSES: dict[str, tuple[str, str]] = {
@@ -20,19 +24,7 @@ LOSSES: dict[str, tuple[str, str]] = {
 }
 
 
-def _warm_up(exe: Executable) -> None:
-    """Run once on zeros so that every kernel is compiled (or loaded from the cache) now,
-    not at the user's first call."""
-    feeds = {}
-    for name in exe.input_names:
-        value = exe._inputs[name]
-        feeds[name] = np.zeros(value.shape, value.dtype)
-    if DROPOUT_SEED_INPUT in exe._inputs:  # do not use up a seed: runs stay reproducible
-        feeds[DROPOUT_SEED_INPUT] = np.asarray(0, np.int64)
-    exe.run(feeds)
-
-
-def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: int = 2,
+def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", opt_level: int = 2,
             dtype: str = "float32", frozen: bool = True) -> Executable:
     """Compile `model` for inference at a fixed batch size.
 
@@ -47,14 +39,15 @@ def compile(model: Model, batch_size: int = 1, backend: str = "cpu", opt_level: 
     (2, 10)
     """
     start = time.perf_counter()
+    target = get_backend(backend)
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
-    graph, _ = run_pipeline(graph, opt_level, backend)
-    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
+    graph, _ = run_pipeline(graph, opt_level, target)
+    exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype))
-    if backend != "reference":
-        _warm_up(exe)
+    if target.compiles_kernels:
+        exe.warm_up()
     exe.compile_seconds = time.perf_counter() - start
     return exe
 
@@ -97,53 +90,8 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
     return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
-class GradientStep:
-    """`loss, grads = step(x, target)`: the loss and d(loss)/d(each trainable parameter).
-
-    Batch-norm running statistics are updated in the model as a side effect of each call
-    (training mode), as in PyTorch.
-    """
-
-    def __init__(self, model: Model, executable: Executable, loss: str | LossFn) -> None:
-        self.model = model
-        self.executable = executable
-        self.loss = loss
-        self._state_names = [n for n in executable.output_names if n.startswith("state:")]
-        self.num_classes = model.outputs[0].type.shape[-1]
-
-    def __call__(self, x: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        if self.loss == "cross_entropy":
-            check_labels(target, int(self.num_classes))
-        input_name = self.executable.input_names[0]
-        outputs = self.executable.run({input_name: x, "target": target})
-        params = self.model.parameters()
-        for name in self._state_names:
-            params[name[len("state:"):]][...] = outputs[name]
-        grads = {name[len("grad:"):]: value for name, value in outputs.items()
-                 if name.startswith("grad:")}
-        return float(outputs["loss"]), grads
-
-    def report(self) -> dict[str, Any]:
-        return self.executable.report()
-
-    def save(self, path: Any) -> None:
-        """Write this step (code and the model's current parameters) as an artifact that
-        `graphcnn.load` returns as a TrainingStep, without compiling (runtime/artifact.py)."""
-        from graphcnn.runtime.artifact import save_artifact
-        save_artifact(self, path)
-
-
-def check_labels(labels: np.ndarray, num_classes: int) -> None:
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise ValueError(f"labels must be in [0, {num_classes}); got {sorted(set(bad.tolist()))[:5]}")
-
-
 def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_size: int = 32,
-                   backend: str = "cpu", opt_level: int = 2,
+                   backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32") -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
@@ -154,14 +102,15 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     ['c1.bias', 'c1.weight']
     """
     start = time.perf_counter()
+    target = get_backend(backend)
     graph = training_graph(model, loss, batch_size, dtype)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
-    graph, _ = run_pipeline(graph, opt_level)
-    exe = Executable(graph, backend, ops_before=ops_before, naive_bytes_before=naive_bytes,
+    graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes
+    exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
-    step = GradientStep(model, exe, loss)
-    if backend != "reference":
-        _warm_up(exe)  # runs the executable alone: the model's state is not touched
+    step = GradientStep(exe, loss, model, num_classes=int(model.outputs[0].type.shape[-1]))
+    if target.compiles_kernels:
+        exe.warm_up()  # runs the executable alone: the model's state is not touched
     exe.compile_seconds = time.perf_counter() - start
     return step

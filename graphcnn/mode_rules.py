@@ -11,10 +11,8 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.dsl import Parameter, Tensor
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
-
-# defined beside the dropout op, so that the runtime can read it without the DSL
-from graphcnn.ops.norm import DROPOUT_SEED_INPUT
 
 
 class LoweringContext:

@@ -1,4 +1,4 @@
-"""Ahead-of-time artifacts (graphcnn/runtime/artifact.py, graphcnn/backends/cpu/aot.py):
+"""Ahead-of-time artifacts (graphcnn/runtime/artifact/, graphcnn/backends/cpu/aot.py):
 round trips in a fresh process with no Numba compilation, training artifacts, and every
 kind of bad file (truncated, corrupted, tampered, newer, incomplete, crafted to run code),
 atomic writes."""
@@ -220,7 +220,8 @@ def test_training_artifact_equals_in_process_step(tmp_path):
     x = rng.standard_normal((4, 1, 32, 32)).astype(np.float32)
     labels = np.array([0, 3, 9, 3])
     loaded = gc.load(path)
-    assert isinstance(loaded, art.TrainingStep) and loaded.executable.precompiled
+    assert isinstance(loaded, gc.GradientStep) and loaded.executable.precompiled
+    assert loaded.model is None and "GradientStep" in repr(loaded)
     loss, grads = step(x, labels)
     loss2, grads2 = loaded(x, labels)
     assert loss == loss2 and sorted(grads) == sorted(grads2)

@@ -10,22 +10,14 @@ not one either: that is the package's face.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import subprocess
 import sys
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "graphcnn"
 MAX_LINES = 500
-
-# ---- allowlist: what the runtime rework is fixing; delete both entries after merging it ----
-# A cycle is allowed when every module in it matches one of the entry's '/'-separated patterns.
-ALLOWED_UNTIL_RUNTIME_REWORK_CYCLES = ("graphcnn.api/graphcnn.runtime.*",)
-ALLOWED_UNTIL_RUNTIME_REWORK_LONG_FILES = ("graphcnn/runtime/artifact.py",)
-
 
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     """Dotted module name -> file, for every .py file under `package`."""
@@ -86,11 +78,6 @@ def cycles(graph: nx.DiGraph) -> list[set[str]]:
     return [c for c in nx.strongly_connected_components(graph) if len(c) > 1]
 
 
-def allowed(cycle: set[str], entry: str) -> bool:
-    patterns = entry.split("/")
-    return all(any(fnmatch.fnmatchcase(m, p) for p in patterns) for m in cycle)
-
-
 # ---- the checker itself ---------------------------------------------------------------------
 
 def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
@@ -107,38 +94,19 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     assert cycles(graph) == [{"pkg.a", "pkg.sub.b"}]
 
 
-def test_allowlist_entries_match_whole_cycles_only():
-    entry = "graphcnn.api/graphcnn.runtime.*"
-    assert allowed({"graphcnn.api", "graphcnn.runtime.executable"}, entry)
-    assert not allowed({"graphcnn.api", "graphcnn.runtime.executable", "graphcnn.cli"}, entry)
-
-
 # ---- the package --------------------------------------------------------------------------------
 
 def test_no_import_cycles():
     found = cycles(import_graph())
-    unexpected = [sorted(c) for c in found
-                  if not any(allowed(c, e) for e in ALLOWED_UNTIL_RUNTIME_REWORK_CYCLES)]
-    assert not unexpected, f"import cycles: {unexpected}"
-    stale = [e for e in ALLOWED_UNTIL_RUNTIME_REWORK_CYCLES
-             if not any(allowed(c, e) for c in found)]
-    assert not stale, f"allowed cycles that are gone (delete them from the allowlist): {stale}"
-    if found:
-        pytest.xfail(f"known import cycles, being fixed: {[sorted(c) for c in found]}")
+    assert not found, f"import cycles: {[sorted(c) for c in found]}"
 
 
 def test_no_file_over_the_line_limit():
     root = PACKAGE.parent
-    long = {path.relative_to(root).as_posix(): path.read_text().count("\n")
-            for path in module_files().values()}
-    long = {p: n for p, n in long.items() if n > MAX_LINES}
-    unexpected = {p: n for p, n in long.items()
-                  if p not in ALLOWED_UNTIL_RUNTIME_REWORK_LONG_FILES}
-    assert not unexpected, f"files over {MAX_LINES} lines: {unexpected}"
-    stale = [p for p in ALLOWED_UNTIL_RUNTIME_REWORK_LONG_FILES if p not in long]
-    assert not stale, f"allowed long files that are short now (delete them): {stale}"
-    if long:
-        pytest.xfail(f"known files over {MAX_LINES} lines, being split: {long}")
+    lines = {path.relative_to(root).as_posix(): path.read_text().count("\n")
+             for path in module_files().values()}
+    long = {p: n for p, n in lines.items() if n > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines: {long}"
 
 
 def test_the_ir_imports_nothing_above_it():

@@ -1,33 +1,48 @@
 """The NumPy interpreter: slow and obviously right; the oracle for every other backend."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
-from graphcnn.ir.graph import Graph
+from graphcnn.ir.graph import Graph, Node, Value
+from graphcnn.ir.types import TensorType
 from graphcnn.ops.registry import get_op
+from graphcnn.runtime.runner import Runner
 
 
-class ReferenceRunner:
-    """Evaluates each node with its op's NumPy reference rule."""
+class ReferenceRunner(Runner):
+    """Evaluates each node with its op's NumPy reference rule (a step's kernel), into new
+    arrays at every call: no memory plan, nothing shared between calls."""
 
     name = "reference"
 
     def __init__(self, graph: Graph) -> None:
-        self.graph = graph
+        self._types: dict[int, TensorType] = {}   # what each step's outputs must be
+        super().__init__(graph, plan=None)
 
-    def run(self, feeds: dict[int, np.ndarray]) -> list[np.ndarray]:
-        """feeds: value id -> array for every input and param; returns the outputs."""
-        env: dict[int, np.ndarray] = dict(feeds)
-        for node in self.graph.nodes:
-            if node.op in ("input", "param"):
-                continue
-            args = [env[v.id] for v in node.inputs]
-            results = get_op(node.op).run_ref(args, node.attrs)
-            for value, array in zip(node.outputs, results):
+    def place(self, value: Value) -> None:
+        self._types[value.id] = value.type
+
+    def build_kernel(self, node: Node) -> Callable[..., Any]:
+        return get_op(node.op).run_ref
+
+    def feed(self, feeds: dict[int, Any]) -> dict[int, Any]:
+        env = dict(self.buffers)   # the constants
+        env.update(feeds)
+        return env
+
+    def launch(self, env: dict[int, Any]) -> None:
+        for step in self.steps:
+            results = step.kernel([env[i] for i in step.inputs], step.attrs)
+            for vid, array in zip(step.outputs, results):
                 array = np.asarray(array)
-                if array.shape != value.shape or array.dtype != np.dtype(value.dtype):
+                want = self._types[vid]
+                if array.shape != want.shape or array.dtype != np.dtype(want.dtype):
                     raise AssertionError(
-                        f"reference rule of {node.op} returned {array.dtype}{array.shape}, "
-                        f"its shape rule says {value.type}")
-                env[value.id] = array
+                        f"reference rule of {step.op} returned {array.dtype}{array.shape}, "
+                        f"its shape rule says {want}")
+                env[vid] = array
+
+    def collect(self, env: dict[int, Any]) -> list[np.ndarray]:
         return [env[v.id] for v in self.graph.outputs]

@@ -99,8 +99,8 @@ def profile_kernels(exe: Any, feeds: dict[str, np.ndarray], repeats: int = 5
     runner = exe.runner
     nodes = step_nodes(exe)
     buffers = runner.buffers
-    calls = [(kernel, [buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
-             for kernel, ins, outs, attrs, _ in runner.steps]
+    calls = [(step.kernel, [buffers[i] for i in step.inputs],
+              [buffers[o] for o in step.outputs], step.attrs) for step in runner.steps]
     times: list[list[float]] = [[] for _ in calls]
     warm: list[list[float]] = [[] for _ in calls]
     with one_thread_pool():  # as in the runner

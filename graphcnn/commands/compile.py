@@ -11,11 +11,11 @@ after, the memory plan's peak next to the naive sum and the lower bound (from
 The steps are separate functions (`compile_model`, `summary_lines`) so that more
 outputs can be added after compiling.
 
-``-o FILE`` also writes an ahead-of-time compiled artifact (graphcnn/runtime/artifact.py):
+``-o FILE`` also writes an ahead-of-time compiled artifact (graphcnn/runtime/artifact/):
 the optimized graph, memory plan, weights and the machine code of every kernel, which
 ``graphcnn run FILE`` / ``gc.load(FILE)`` run in another process without compiling.
 ``--training`` compiles the training step (forward + loss + backward, ``gc.value_and_grad``)
-instead; its artifact loads as a ``TrainingStep`` that takes and returns parameters.
+instead; its artifact loads as a ``GradientStep`` that holds its parameters.
 """
 from __future__ import annotations
 

@@ -312,13 +312,14 @@ def inspect_artifact(path: str) -> str:
     and the report of the executable it loads (as `graphcnn inspect MODEL` shows them)."""
     import warnings
 
-    from graphcnn.runtime.artifact import TrainingStep, load, summarize
+    from graphcnn.runtime.artifact import load, summarize
+    from graphcnn.runtime.gradient_step import GradientStep
 
     parts = [summarize(path)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the summary already says if the code runs here
         loaded = load(path, warm_up=False)
-    exe = loaded.executable if isinstance(loaded, TrainingStep) else loaded
+    exe = loaded.executable if isinstance(loaded, GradientStep) else loaded
     plan = exe.runner.plan
     parts += ["", format_kernels(exe.graph, plan), "", format_memory_plan(exe.graph, plan), "",
               format_report(exe.report())]

@@ -83,15 +83,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ARTIFACT (written by graphcnn compile -o) on the --input arrays, with its
     precompiled code: no compilation."""
     import graphcnn as gc
-    from graphcnn.runtime.artifact import TrainingStep
+    from graphcnn.runtime.gradient_step import GradientStep
 
     start = time.perf_counter()
     loaded = gc.load(args.artifact)
     load_s = time.perf_counter() - start
-    step = loaded if isinstance(loaded, TrainingStep) else None
-    # Any, as load() returns: artifact.load gives the executable a `precompiled` flag that
-    # the Executable class does not declare
-    exe: Any = step.executable if step else loaded
+    step = loaded if isinstance(loaded, GradientStep) else None
+    exe = step.executable if step else loaded
     names = [n for n in exe.input_names if not (step and n == "target")]
     feeds = _feeds(args.input, names)
     start = time.perf_counter()

@@ -217,10 +217,6 @@ register_op("batch_norm_train_grad", inputs=("dy", "x", "weight", "mean", "var")
 
 # ---- dropout --------------------------------------------------------------------------
 
-# The name of the int64 scalar input that feeds every dropout's seed in a training graph
-# (mode_rules.py adds it); executables feed it a fresh value per call.
-DROPOUT_SEED_INPUT = "dropout_seed"
-
 _MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Callable
 
+from graphcnn.backends import Backend, get_backend
 from graphcnn.errors import VerificationError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.verify import verify
@@ -16,7 +17,6 @@ from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
 from graphcnn.passes.fusion import fuse_operators
-from graphcnn.passes.layout import blocked_layout, fuse_expand_depthwise
 from graphcnn.passes.simplify import algebraic_simplification
 
 Pass = Callable[[Graph], Graph]
@@ -37,28 +37,23 @@ PIPELINES: dict[int, list[Pass]] = {
         common_subexpression_elimination, dead_code_elimination, fuse_operators],
 }
 
-# Passes for one backend's kernels, run at opt level 2 and up just before fusion (so the
-# groups form around the ops they make): the cpu backend's blocked layout for depthwise
-# regions (inference graphs only: the backward kernels are NCHW), then MobileNetV2's
-# expand -> clip -> depthwise chains in it as one op.
-BACKEND_PASSES: dict[str, list[Pass]] = {"cpu": [blocked_layout, fuse_expand_depthwise]}
 
-
-def passes_for(opt_level: int, backend: str | None = None) -> list[Pass]:
-    """The pipeline of `opt_level`, with `backend`'s own passes (None: none)."""
+def passes_for(opt_level: int, backend: str | Backend | None = None) -> list[Pass]:
+    """The pipeline of `opt_level`, with `backend`'s own passes (None: none) just before
+    fusion at opt level 2 and up (see Backend.passes)."""
     if opt_level not in PIPELINES:
         raise ValueError(f"opt_level must be one of {sorted(PIPELINES)}, got {opt_level}")
     passes = list(PIPELINES[opt_level])
-    if opt_level >= 2 and backend in BACKEND_PASSES:
+    if opt_level >= 2 and backend is not None:
         at = passes.index(fuse_operators)
-        passes[at:at] = BACKEND_PASSES[backend]
+        passes[at:at] = get_backend(backend).passes()
     return passes
 
 
-def run_pipeline(graph: Graph, opt_level: int, backend: str | None = None
+def run_pipeline(graph: Graph, opt_level: int, backend: str | Backend | None = None
                  ) -> tuple[Graph, dict[str, float]]:
     """Run the passes of `opt_level` (and of `backend`, if it has its own: see
-    BACKEND_PASSES) on `graph`."""
+    Backend.passes) on `graph`."""
     passes = passes_for(opt_level, backend)
     dump = {p.strip() for p in os.environ.get("GRAPHCNN_DUMP_AFTER", "").split(",") if p.strip()}
     timings: dict[str, float] = {}

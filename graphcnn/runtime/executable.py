@@ -2,27 +2,27 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+import os
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 import numpy as np
 
-from graphcnn.ir.graph import Graph
-from graphcnn.mode_rules import DROPOUT_SEED_INPUT
+from graphcnn.backends import Backend, get_backend
+from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
+from graphcnn.ir.graph import Graph, Value
+from graphcnn.runtime.memory_plan import live_bytes_lower_bound
+from graphcnn.runtime.runner import Runner
 
-BACKENDS = ("reference", "cpu", "cuda")
+if TYPE_CHECKING:
+    from graphcnn.runtime.artifact.writer import ArtifactContents
+
+# (input name, array, shape, dtype) -> the array as the runner takes it, or a ValueError
+CheckFn = Callable[[str, Any, tuple[int, ...], str], Any]
 
 
-def make_runner(graph: Graph, backend: str) -> Any:
-    if backend == "reference":
-        from graphcnn.backends.reference import ReferenceRunner
-        return ReferenceRunner(graph)
-    if backend == "cpu":
-        from graphcnn.backends.cpu import CpuRunner
-        return CpuRunner(graph)
-    if backend == "cuda":
-        from graphcnn.backends.cuda.runner import CudaRunner  # imports numba.cuda only now
-        return CudaRunner(graph)
-    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+def make_runner(graph: Graph, backend: str | Backend) -> Runner:
+    """The runner of `graph` on `backend` (a name or a Backend), with its own memory plan."""
+    return get_backend(backend).make_runner(graph)
 
 
 def intermediate_bytes(graph: Graph) -> int:
@@ -30,73 +30,90 @@ def intermediate_bytes(graph: Graph) -> int:
     return sum(v.type.nbytes for n in graph.compute_nodes() for v in n.outputs)
 
 
-def live_bytes_lower_bound(graph: Graph) -> int:
-    """The largest total size of tensors alive at once at any single op (the floor no
-    memory plan can go under, with this schedule)."""
-    last_use: dict[int, int] = {}
-    for step, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last_use[v.id] = step
-    for v in graph.outputs:
-        last_use[v.id] = len(graph.nodes)
-    best = 0
-    live: dict[int, int] = {}
-    for step, node in enumerate(graph.nodes):
-        if node.op in ("input", "param", "constant"):
-            continue
-        for v in node.outputs:
-            live[v.id] = v.type.nbytes
-        best = max(best, sum(live.values()))
-        for vid in [k for k in live if last_use.get(k, -1) <= step]:
-            del live[vid]
-    return best
-
-
 class Executable:
     """Runs a graph on a backend. Call it with arrays for the model's inputs (positional,
-    in order, or by name); it returns the output (or a tuple of outputs)."""
+    in order, or by name); it returns the output (or a tuple of outputs).
 
-    def __init__(self, graph: Graph, backend: str, *, ops_before: int,
+    `backend` is a name ("reference", "cpu", "cuda") or a Backend, resolved once here.
+    `param_source` gives the values of the graph's `param` nodes at each call (None: the
+    graph has none, its parameters are frozen into it as constants).
+    """
+
+    def __init__(self, graph: Graph, backend: str | Backend, *, ops_before: int,
                  naive_bytes_before: int | None = None,
                  compile_seconds: float = 0.0,
                  param_source: Callable[[], dict[str, np.ndarray]] | None = None,
-                 seed: int = 0, runner: Any = None) -> None:
+                 seed: int = 0, runner: Runner | None = None) -> None:
         self.graph = graph
-        self.backend = backend
-        self.runner = runner if runner is not None else make_runner(graph, backend)
+        self.backend = get_backend(backend)
+        self.runner = runner if runner is not None else self.backend.make_runner(graph)
         self._ops_before = ops_before
         self._naive_bytes_before = naive_bytes_before
         self.compile_seconds = compile_seconds
         self._param_source = param_source
         self.seed = seed
         self._seeds = itertools.count(seed * 1_000_003)
-        self._inputs = {n.attrs["name"]: n.output for n in graph.nodes if n.op == "input"}
-        self._params = {n.attrs["name"]: n.output for n in graph.nodes if n.op == "param"}
-        self.input_names = [k for k in self._inputs if k != DROPOUT_SEED_INPUT]
+        # Every input by name (the dropout seed included) and every parameter by name.
+        self.input_values: dict[str, Value] = {
+            n.attrs["name"]: n.output for n in graph.nodes if n.op == "input"}
+        self.param_values: dict[str, Value] = {
+            n.attrs["name"]: n.output for n in graph.nodes if n.op == "param"}
+        self.input_names = [k for k in self.input_values if k != DROPOUT_SEED_INPUT]
         self.output_names = list(graph.output_names)
+        # Set by graphcnn.load: the artifact this executable was loaded from, how long that
+        # took, and the precompiled kernel entries it runs (None: its kernels are Numba's),
+        # which saving it again reuses instead of compiling them.
+        self.artifact_path: str | None = None
+        self.load_seconds: float | None = None
+        self.precompiled_entries: list[Any] | None = None
+
+    @property
+    def precompiled(self) -> bool:
+        """Whether the kernels run machine code loaded from an artifact (no compiler)."""
+        return self.precompiled_entries is not None
+
+    @property
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The parameter values the next call reads, by name: the model's arrays (compiled
+        with frozen=False), or those a loaded artifact holds (update them in place); empty
+        when the parameters are frozen into the graph."""
+        return self._param_source() if self._param_source else {}
 
     # ---- calling ----------------------------------------------------------------------
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Inputs by name -> outputs by name."""
-        unknown = sorted(set(feeds) - set(self._inputs))
+    def bind(self, feeds: Mapping[str, Any], *, check: CheckFn | None = None,
+             skip: Collection[int] = ()) -> dict[int, Any]:
+        """What the runner is fed for one call, by value id: each input of `feeds` (by
+        name) passed through `check` (default `check_array`: host arrays as the graph
+        needs them, or a ValueError saying what was expected), a fresh dropout seed unless
+        one is fed, and the current value of every parameter whose value id is not in
+        `skip` (a device runner's resident parameters)."""
+        unknown = sorted(set(feeds) - set(self.input_values))
         if unknown:
             raise ValueError(f"unknown input(s) {unknown}; this model takes {self.input_names}")
-        by_id: dict[int, np.ndarray] = {}
-        for name, value in self._inputs.items():
+        check = check or check_array
+        by_id: dict[int, Any] = {}
+        for name, value in self.input_values.items():
             if name in feeds:
                 array = feeds[name]
             elif name == DROPOUT_SEED_INPUT:
                 array = np.asarray(next(self._seeds), dtype=np.int64)
             else:
                 raise ValueError(f"missing input {name!r}; this model takes {self.input_names}")
-            by_id[value.id] = check_array(name, array, value.shape, value.dtype)
-        if self._params:
-            source = self._param_source() if self._param_source else {}
-            for name, value in self._params.items():
-                if name not in source:
-                    raise ValueError(f"no value for parameter {name!r}")
-                by_id[value.id] = check_array(name, source[name], value.shape, value.dtype)
-        outputs = self.runner.run(by_id)
+            by_id[value.id] = check(name, array, value.shape, value.dtype)
+        source: dict[str, np.ndarray] | None = None
+        for name, value in self.param_values.items():
+            if value.id in skip:
+                continue
+            if source is None:   # asked once per call, and only when a parameter is fed
+                source = self.parameters
+            if name not in source:
+                raise ValueError(f"no value for parameter {name!r}")
+            by_id[value.id] = check_array(name, source[name], value.shape, value.dtype)
+        return by_id
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inputs by name -> outputs by name."""
+        outputs = self.runner.run(self.bind(feeds))
         return dict(zip(self.output_names, outputs))
 
     def __call__(self, *args: np.ndarray, **kwargs: np.ndarray) -> Any:
@@ -107,12 +124,28 @@ class Executable:
         outputs = list(self.run(feeds).values())
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def save(self, path: Any) -> None:
-        """Write this executable as an ahead-of-time compiled artifact: graph, memory plan,
-        weights and machine code in one file that `graphcnn.load` runs without compiling
-        (see graphcnn/runtime/artifact.py). The write is atomic."""
-        from graphcnn.runtime.artifact import save_artifact
-        save_artifact(self, path)
+    def zero_feeds(self) -> dict[str, np.ndarray]:
+        """Zeros for every input. The dropout seed is fed too, so that a run on them uses up
+        no seed: the calls after it draw the same masks as without it."""
+        return {name: np.zeros(value.shape, value.dtype)
+                for name, value in self.input_values.items()}
+
+    def warm_up(self) -> None:
+        """Run once on zeros so that every kernel is compiled (or loaded from the cache)
+        now, not at the first call."""
+        self.run(self.zero_feeds())
+
+    def save(self, path: str | os.PathLike) -> None:
+        """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled
+        artifact that `graphcnn.load` runs without compiling."""
+        from graphcnn.runtime.artifact.writer import save
+        save(self, path)
+
+    def artifact_contents(self) -> ArtifactContents:
+        """What `graphcnn.save` writes of this executable: it, and the values of its
+        parameters (none when they are frozen into the graph)."""
+        from graphcnn.runtime.artifact.writer import ArtifactContents
+        return ArtifactContents(self, self.parameters if self.param_values else {})
 
     # ---- reporting --------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -124,11 +157,11 @@ class Executable:
         optimized_naive = intermediate_bytes(self.graph)
         naive = self._naive_bytes_before if self._naive_bytes_before is not None \
             else optimized_naive
-        plan = getattr(self.runner, "plan", None)
+        plan = self.runner.plan
         return {
-            "backend": self.backend,
+            "backend": self.backend.name,
             "ops_before": self._ops_before,
-            "kernels": len(getattr(self.runner, "steps", self.graph.compute_nodes())),
+            "kernels": len(self.runner.steps),
             "peak_bytes": plan.arena_bytes if plan is not None else optimized_naive,
             "naive_bytes": naive,
             "optimized_naive_bytes": optimized_naive,
@@ -137,7 +170,7 @@ class Executable:
         }
 
     def __repr__(self) -> str:
-        return (f"Executable({self.graph.name!r}, backend={self.backend!r}, "
+        return (f"Executable({self.graph.name!r}, backend={self.backend.name!r}, "
                 f"inputs={self.input_names}, outputs={self.output_names})")
 
 

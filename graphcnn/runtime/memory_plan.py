@@ -24,6 +24,46 @@ VIEW_OPS = ("reshape", "flatten")
 
 
 @dataclass
+class Liveness:
+    """When each tensor lives, over the schedule (the graph's compute nodes, in order)."""
+    steps: list[Node]
+    first: dict[int, int]   # value id -> the step that makes it (compute nodes' outputs only)
+    last: dict[int, int]    # value id -> the last step that reads it; graph outputs: len(steps)
+
+
+def liveness(graph: Graph) -> Liveness:
+    """The one liveness of a graph: what the planner places by, what a stored plan is checked
+    against (graphcnn/runtime/artifact/plan.py), and what the live-bytes floor sums."""
+    steps = graph.compute_nodes()
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for step, node in enumerate(steps):
+        for v in node.inputs:
+            last[v.id] = step
+        for v in node.outputs:
+            first[v.id] = step
+            last.setdefault(v.id, step)  # never read: still written by its kernel
+    for v in graph.outputs:
+        last[v.id] = len(steps)
+    return Liveness(steps, first, last)
+
+
+def live_bytes_lower_bound(graph: Graph) -> int:
+    """The largest total size of tensors alive at once at any single op (the floor no
+    memory plan can go under, with this schedule, unless ops write in place)."""
+    live_range = liveness(graph)
+    best = 0
+    live: dict[int, int] = {}
+    for step, node in enumerate(live_range.steps):
+        for v in node.outputs:
+            live[v.id] = v.type.nbytes
+        best = max(best, sum(live.values()))
+        for vid in [k for k in live if live_range.last[k] <= step]:
+            del live[vid]
+    return best
+
+
+@dataclass
 class Buffer:
     values: list[Value]
     size: int
@@ -65,19 +105,9 @@ def _can_write_over(node: Node, value: Value) -> bool:
 
 
 def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
-    steps = graph.compute_nodes()
-    end = len(steps)
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for step, node in enumerate(steps):
-        for v in node.inputs:
-            last[v.id] = step
-        for v in node.outputs:
-            first[v.id] = step
-            last.setdefault(v.id, step)  # never read: still written by its kernel
-    for v in graph.outputs:
-        last[v.id] = end
-    planned = {vid for vid in first}
+    live_range = liveness(graph)
+    steps, first, last = live_range.steps, live_range.first, live_range.last
+    planned = set(first)
 
     # Union the in-place pairs; each set becomes one buffer.
     owner: dict[int, int] = {vid: vid for vid in planned}

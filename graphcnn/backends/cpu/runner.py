@@ -8,51 +8,49 @@ import numpy as np
 
 from graphcnn.backends.cpu.blas import one_thread_pool
 from graphcnn.backends.cpu.registry import KernelFn, get_kernel, launch_mode
-from graphcnn.ir.graph import Graph
+from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
+from graphcnn.runtime.runner import Runner
 
 
-class CpuRunner:
+class CpuRunner(Runner):
+    """A step's kernel is the op's cpu kernel function, called as kernel(ins, outs, attrs)
+    on the arrays of its input and output values."""
+
     name = "cpu"
+    plan: MemoryPlan
 
     def __init__(self, graph: Graph, plan: MemoryPlan | None = None) -> None:
-        self.graph = graph
-        self.plan = plan if plan is not None else plan_memory(graph)
-        self.arena = _aligned_bytes(self.plan.arena_bytes)
-        self.buffers: dict[int, np.ndarray] = {}
-        self.steps: list[tuple[KernelFn, list[int], list[int], dict[str, Any], str]] = []
+        plan = plan if plan is not None else plan_memory(graph)
+        self.arena = _aligned_bytes(plan.arena_bytes)
         self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
-        for node in graph.nodes:
-            if node.op in ("input", "param"):
-                continue
-            if node.op == "constant":
-                self.buffers[node.output.id] = np.require(node.attrs["value"], requirements="C")
-                continue
-            for value in node.outputs:
-                self.buffers[value.id] = self._view(value.id, value.shape, value.dtype)
-            if node.id in self.plan.views:
-                continue  # a reshape over its own input's memory: nothing to run
-            self.steps.append((get_kernel(node.op), [v.id for v in node.inputs],
-                               [v.id for v in node.outputs], node.attrs, node.op))
+        super().__init__(graph, plan)
 
-    def _view(self, vid: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-        offset = self.plan.offsets[vid]
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        return self.arena[offset:offset + nbytes].view(dtype).reshape(shape)
+    def constant(self, value: Value, array: Any) -> np.ndarray:
+        return np.require(array, requirements="C")
 
-    @property
-    def allocated_bytes(self) -> int:
-        return self.plan.arena_bytes
+    def place(self, value: Value) -> np.ndarray:
+        offset = self.plan.offsets[value.id]
+        nbytes = int(np.prod(value.shape, dtype=np.int64)) * np.dtype(value.dtype).itemsize
+        return self.arena[offset:offset + nbytes].view(value.dtype).reshape(value.shape)
 
-    def run(self, feeds: dict[int, np.ndarray]) -> list[np.ndarray]:
-        """feeds: value id -> array for every input and param; returns the outputs."""
+    def build_kernel(self, node: Node) -> KernelFn:
+        return get_kernel(node.op)
+
+    def feed(self, feeds: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         buffers = self.buffers
         for vid, array in feeds.items():
             buffers[vid] = np.require(array, requirements="C")
+        return buffers
+
+    def launch(self, buffers: dict[int, np.ndarray]) -> None:
         # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
         with one_thread_pool(), launch_mode(table=self.launch_table):
-            for kernel, ins, outs, attrs, _ in self.steps:
-                kernel([buffers[i] for i in ins], [buffers[o] for o in outs], attrs)
+            for step in self.steps:
+                step.kernel([buffers[i] for i in step.inputs],
+                            [buffers[o] for o in step.outputs], step.attrs)
+
+    def collect(self, buffers: dict[int, np.ndarray]) -> list[np.ndarray]:
         # Copies: the arena is overwritten by the next call.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
 

@@ -227,7 +227,7 @@ class DeviceTraining:
             raise ValueError("DeviceTraining needs a step built with backend='cuda'")
         self.step, self.runner = step, runner
         self.optimizer = DeviceOptimizer(optimizer)
-        runner.make_resident(step.model.parameters())
+        runner.make_resident(step.parameters)
         self._input = step.executable.input_names[0]
         names = step.executable.output_names
         self._grads = [n[len("grad:"):] for n in names if n.startswith("grad:")]
@@ -236,7 +236,7 @@ class DeviceTraining:
     def __call__(self, x: Any, target: Any) -> float:
         from graphcnn.backends.cuda.runner import run_device
         if self.step.loss == "cross_entropy" and not hasattr(target, "copy_to_host"):
-            from graphcnn.api import check_labels
+            from graphcnn.runtime.gradient_step import check_labels
             check_labels(target, int(self.step.num_classes))
         out = run_device(self.step.executable, {self._input: x, "target": target},
                          copy=False)
@@ -247,7 +247,7 @@ class DeviceTraining:
         return float(out["loss"].copy_to_host().reshape(-1)[0])
 
     def sync_to_host(self) -> None:
-        self.runner.download_parameters(self.step.model.parameters())
+        self.runner.download_parameters(self.step.parameters)
         self.optimizer.sync_to_host()
 
 

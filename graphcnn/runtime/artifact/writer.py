@@ -1,0 +1,138 @@
+"""`graphcnn.save`: an Executable or a GradientStep as an artifact (the package's
+docstring describes the file)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphcnn.ir.serialize import graph_to_json
+from graphcnn.runtime.artifact.format import (ARRAY_DTYPES, FORMAT, FORMAT_VERSION,
+                                              member_records, npy_bytes, versions, write_zip)
+from graphcnn.runtime.artifact.plan import plan_to_json
+
+
+@dataclass
+class ArtifactContents:
+    """What an artifact holds of the object saved, as its `artifact_contents()` says.
+
+    executable: the Executable whose graph, memory plan and kernels are saved (the writer
+    reads it; it does not import the class, which imports the writer). parameters: values
+    for the graph's `param` nodes. training: for a training step, its loss name,
+    num_classes and trainable parameter names; None for inference.
+    """
+
+    executable: Any
+    parameters: dict[str, np.ndarray]
+    training: dict[str, Any] | None = None
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Save `obj`, an Executable or a GradientStep, as an ahead-of-time compiled artifact:
+    the optimized graph, memory plan, weights and the machine code of every kernel, in one
+    file that `graphcnn.load` runs in another process without compiling. Compiles each
+    kernel's entry once (seconds), unless `obj` was loaded from an artifact and runs its
+    code. The write is atomic: an interrupted save leaves no file at `path` (or the
+    previous one, intact). Only cpu executables save; a training step must have a named
+    loss.
+
+    >>> import os, tempfile
+    >>> import numpy as np, graphcnn as gc
+    >>> exe = gc.compile(gc.models.lenet5(), batch_size=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "lenet5.gcnn")
+    >>> gc.save(exe, path)
+    >>> x = np.ones((1, 1, 32, 32), np.float32)
+    >>> bool(np.array_equal(gc.load(path)(x), exe(x)))
+    True
+    """
+    contents_of = getattr(obj, "artifact_contents", None)
+    if not callable(contents_of):
+        raise TypeError(f"cannot save a {type(obj).__name__}; expected an Executable or a "
+                        f"gradient step")
+    contents: ArtifactContents = contents_of()
+    exe = contents.executable
+    if not exe.backend.saves_artifacts:
+        raise ValueError(f"only cpu executables can be saved as artifacts (this one runs on "
+                         f"{exe.backend.name!r})")
+    missing = sorted(set(exe.param_values) - set(contents.parameters))
+    if missing:
+        raise ValueError(f"no value for parameter(s) {missing[:5]}")
+    params = {name: np.asarray(contents.parameters[name]) for name in exe.param_values}
+    manifest, members = _manifest(exe, params, contents.training)
+    write_zip(os.fspath(path), manifest, members)
+
+
+def _kernel_entries(exe: Any) -> list[Any]:
+    """The precompiled entries of every kernel launch the executable makes: those it was
+    loaded with (same machine and sources), else recorded from one run on zeros and built."""
+    from graphcnn.backends.cpu.precompiled import record_entries
+
+    if exe.precompiled_entries is not None:
+        return exe.precompiled_entries
+    return record_entries(lambda: exe.run(exe.zero_feeds()), repr(exe.graph.name))
+
+
+def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] | None
+              ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    from graphcnn.backends.cpu.precompiled import target_record
+
+    graph = exe.graph
+    entries = _kernel_entries(exe)
+    members: dict[str, bytes] = {}
+    arrays: dict[str, dict[str, Any]] = {}
+
+    def add_array(array: np.ndarray, prefix: str = "constants") -> str:
+        if array.dtype.name not in ARRAY_DTYPES:
+            raise ValueError(f"cannot save an array of dtype {array.dtype}")
+        name = f"{prefix}/{len([m for m in members if m.startswith(prefix)])}.npy"
+        members[name] = npy_bytes(array)
+        arrays[name] = {"shape": list(array.shape), "dtype": array.dtype.name}
+        return name
+
+    graph_json = graph_to_json(graph, add_array)
+    parameters = []
+    for name, value in params.items():
+        want = exe.param_values[name]
+        if value.shape != want.shape or value.dtype != np.dtype(want.dtype):
+            raise ValueError(f"parameter {name!r} is {value.dtype}{list(value.shape)}, the graph "
+                             f"needs {want.dtype}{list(want.shape)}")
+        parameters.append({"name": name, "member": add_array(value, "parameters")})
+    kernels = []
+    objects: dict[bytes, str] = {}
+    for entry in entries:
+        if entry.obj not in objects:
+            objects[entry.obj] = f"code/{len(objects)}.o"
+            members[objects[entry.obj]] = entry.obj
+        kernels.append({"name": entry.name, "signature": list(entry.signature),
+                        "restype": entry.restype, "symbol": entry.symbol,
+                        "member": objects[entry.obj], "imports": list(entry.imports)})
+    plan = exe.runner.plan
+    report = exe.report()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "training" if training else "inference",
+        "created_by": versions(),
+        "target": target_record(),
+        "backend": exe.backend.name,
+        "name": graph.name,
+        "ops_before": int(report["ops_before"]),
+        "naive_bytes_before": int(report["naive_bytes"]),
+        "compile_seconds": round(float(exe.compile_seconds), 3),
+        "seed": int(exe.seed),
+        "inputs": [{"name": n, "shape": list(v.shape), "dtype": v.dtype}
+                   for n, v in exe.input_values.items()],
+        "outputs": [{"name": n, "shape": list(v.shape), "dtype": v.dtype}
+                    for n, v in zip(graph.output_names, graph.outputs)],
+        "graph": graph_json,
+        "schedule": [n.id for n in graph.compute_nodes() if n.id not in plan.views],
+        "memory_plan": plan_to_json(graph, plan),
+        "kernels": kernels,
+        "arrays": arrays,
+        "parameters": parameters,
+        "training": training or None,
+        "members": member_records(members),
+    }
+    return manifest, members
