@@ -6,12 +6,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel, side_refs
+from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel
 from graphcnn.backends.cpu.kernels import blocked
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
 from graphcnn.backends.cpu.registry import cpu_kernel, get_kernel, launch
+from graphcnn.backends.lowering import side_refs
 
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
             np.dtype(np.float64): np.zeros(1, np.float64)}
@@ -23,7 +24,7 @@ _PREPARED: dict[int, tuple[dict[str, Any], Callable[..., None], list[int]]] = {}
 def _prepared(attrs: dict[str, Any]) -> tuple[Callable[..., None], list[int]]:
     entry = _PREPARED.get(id(attrs))
     if entry is None or entry[0] is not attrs:
-        entry = (attrs, GeneratedKernel(attrs), side_refs(attrs))
+        entry = (attrs, GeneratedKernel(attrs), side_refs(attrs["steps"]))
         _PREPARED[id(attrs)] = entry
     return entry[1], entry[2]
 

@@ -1,0 +1,61 @@
+"""The shared lowering of elementwise chains (graphcnn/backends/lowering.py): its SSA
+lines, and the cpu and cuda renderers consuming the same lines."""
+import pytest
+
+from graphcnn.backends import lowering
+from graphcnn.backends.cpu import codegen as cpu_codegen
+from graphcnn.backends.cpu.scalar_math import CPU_SCALAR_CALLS
+from graphcnn.backends.cuda import codegen as cuda_codegen
+
+# conv2d -> add(side 3) -> clip -> tanh -> mul(side 4): attributes, a libm call, two sides
+CHAIN = (("add", {}, (-1, 3)), ("clip", {"low": 0.0, "high": 6.0}, (-1,)),
+         ("tanh", {}, (-1,)), ("mul", {}, (4, -1)))
+
+
+def test_a_chain_lowers_to_ssa_lines_with_inlined_attributes():
+    chain = lowering.lower(CHAIN, anchored=True)
+    assert [str(line) for line in chain.lines] == [
+        "t0 = (v + a0)",
+        "t1 = (0.0 if t0 < 0.0 else (6.0 if t0 > 6.0 else t0))",
+        "t2 = math.tanh(t1)",
+        "t3 = (a1 * t2)",
+    ]
+    assert chain.result == "t3" and chain.sides == (3, 4)
+    assert chain.calls == {"math.tanh"}
+    assert chain.render({"math.tanh": "fast_tanh"})[2] == "t2 = fast_tanh(t1)"
+
+
+def test_cpu_and_cuda_render_the_same_ssa_lines():
+    chain = lowering.lower(CHAIN, anchored=True)
+    attrs = {"anchor": "conv2d", "anchor_attrs": {}, "anchor_inputs": 3, "steps": CHAIN}
+    cpu = [line.strip() for line in cpu_codegen.generate_source(attrs).splitlines()]
+    cuda = [line.strip() for line in
+            cuda_codegen.epilogue_source(CHAIN, (True, False), chain.sides).splitlines()]
+
+    def block(source: list[str], lines: list[str]) -> list[str]:
+        start = source.index(lines[0])
+        return source[start:start + len(lines)]
+
+    # The same lines, in order; the cpu's with its vectorizable tanh, the device's as
+    # lowered. Both bind the same side names before them and store the same result.
+    assert block(cpu, chain.render(CPU_SCALAR_CALLS)) == chain.render(CPU_SCALAR_CALLS)
+    assert block(cuda, chain.render()) == chain.render()
+    assert "t2 = fast_tanh(t1)" in cpu and "t2 = math.tanh(t1)" in cuda
+    for name in ("a0", "a1"):
+        assert any(line.startswith(f"{name} = ") for line in cpu)
+        assert any(line.startswith(f"{name} = ") for line in cuda)
+    assert cpu[-1].endswith(f"= {chain.result}") and cuda[-1] == f"return {chain.result}"
+
+
+def test_render_renames_whole_calls_only():
+    chain = lowering.Lowered((lowering.Ssa("t0", "math.tanh(a0) + xmath.tanh(a0)"),),
+                             "t0", (0,), False)
+    assert chain.render({"math.tanh": "fast_tanh"}) == [
+        "t0 = fast_tanh(a0) + xmath.tanh(a0)"]
+
+
+def test_a_chain_without_an_anchor_cannot_read_a_running_value():
+    with pytest.raises(ValueError, match="running value"):
+        lowering.lower((("relu", {}, (-1,)),), anchored=False)
+    with pytest.raises(NotImplementedError, match="no scalar formula"):
+        lowering.lower((("reshape", {"shape": (1,)}, (0,)),), anchored=False)
