@@ -1,5 +1,7 @@
 """The shared lowering of elementwise chains (graphcnn/backends/lowering.py): its SSA
-lines, and the cpu and cuda renderers consuming the same lines."""
+lines, the cpu and cuda renderers consuming the same lines, and single elementwise ops
+running as generated cpu kernels."""
+import numpy as np
 import pytest
 
 from graphcnn.backends import lowering
@@ -59,3 +61,42 @@ def test_a_chain_without_an_anchor_cannot_read_a_running_value():
         lowering.lower((("relu", {}, (-1,)),), anchored=False)
     with pytest.raises(NotImplementedError, match="no scalar formula"):
         lowering.lower((("reshape", {"shape": (1,)}, (0,)),), anchored=False)
+
+
+def test_single_elementwise_ops_run_as_generated_cpu_kernels():
+    from graphcnn.backends.cpu.aot import Recorder
+    from graphcnn.backends.cpu.registry import get_kernel, launch_mode
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    bias = rng.standard_normal((3, 1, 1)).astype(np.float32)
+    out = np.empty_like(x)
+    recorder = Recorder()
+    with launch_mode(recorder=recorder):
+        get_kernel("relu")([x], [out], {})
+        np.testing.assert_array_equal(out, np.maximum(x, 0))
+        get_kernel("add")([x, bias], [out], {})       # broadcasting: the 4-D nest
+        np.testing.assert_array_equal(out, x + bias)
+    names = sorted(name for name, _ in recorder.launches)
+    assert len(names) == 2 and all(n.startswith("graphcnn_fused_") for n in names)
+
+
+def test_single_op_kernels_go_into_artifacts(tmp_path):
+    """An unfused graph (opt_level=0) runs each elementwise op as a generated kernel; an
+    artifact holds them precompiled, so the loaded executable launches no missing entry
+    (which would warn and compile)."""
+    import warnings
+
+    import graphcnn as gc
+    x = gc.Input((3, 4, 5), name="x")
+    y = gc.sigmoid(gc.relu(x) + gc.tanh(x)) * 2.0       # one broadcast: the scalar
+    exe = gc.compile(gc.Model(x, gc.clip(y, 0.0, 1.5)), batch_size=2, opt_level=0)
+    assert exe.report()["kernels"] >= 5
+    data = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    want = exe(data)
+    exe.save(tmp_path / "ew.gcnn")
+    loaded = gc.load(tmp_path / "ew.gcnn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = loaded(data)
+    assert loaded.precompiled
+    np.testing.assert_array_equal(got, want)

@@ -29,8 +29,9 @@ anchor's per-task function from inside this loop, which an earlier version did, 
 one of three (`NESTS`): "plane" over a 4-D (N, C, H, W) view as above (the caller passes
 (N, C, 1, H*W) views where it can: see kernels/fused.py), "row" over the 2-D output of a
 linear/matmul anchor, and "flat" over 1-D views, for a group without an anchor whose
-side inputs all have the output's shape. Every conv2d + add + relu in every model shares
-one kernel. The source is written to a file named by a hash of the
+side inputs all have the output's shape: a single elementwise op (relu, add...) runs as
+such a group, so its formula too is the registry's. Every conv2d + add + relu in every
+model shares one kernel. The source is written to a file named by a hash of the
 structure, under the Numba cache directory, so Numba's own on-disk cache (`cache=True`)
 keeps the machine code across processes.
 """
@@ -121,6 +122,9 @@ class GeneratedKernel:
         self.source = generate_source(attrs, nest)
         self.digest = hashlib.sha256((CODEGEN_VERSION + self.source).encode()).hexdigest()[:20]
         self.aot_name = f"graphcnn_fused_{self.digest}.fused_kernel"
+        # The dispatcher once a call has loaded it; a launch may pass it instead of this
+        # object (its function has the same name), saving a call per launch.
+        self.loaded: Callable[..., None] | None = None
 
     @property
     def dispatcher(self) -> Callable[..., None]:
@@ -128,7 +132,10 @@ class GeneratedKernel:
         return kernel if kernel is not None else _import_kernel(self.source, self.digest)
 
     def __call__(self, *args: Any) -> None:
-        return self.dispatcher(*args)
+        kernel = self.loaded
+        if kernel is None:
+            kernel = self.loaded = self.dispatcher
+        return kernel(*args)
 
 
 def load_kernel(attrs: dict[str, Any], nest: str | None = None) -> Callable[..., None]:
