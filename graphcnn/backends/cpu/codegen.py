@@ -20,7 +20,7 @@ conv + add + relu:
                         v = v + pre_bias[q]
                     a0 = s0[p, q, y, x]             # the residual (a broadcast view)
                     t0 = (v + a0)                   # add
-                    t1 = (t0 if t0 > 0 else 0.0)    # relu
+                    t1 = (0.0 if t0 <= 0 else t0)   # relu
                     out[p, q, y, x] = t1
 
 so the chain needs no intermediate buffers and one pass over the output. (Calling the
@@ -46,7 +46,7 @@ from typing import Any, Callable
 from graphcnn.backends.cpu.scalar_math import CPU_SCALAR_CALLS
 from graphcnn.backends.lowering import lower, side_name
 
-CODEGEN_VERSION = "6"
+CODEGEN_VERSION = "7"
 
 # Anchors with a 2-D output run the epilogue a row at a time; the rest have 4-D (N, C, H,
 # W) outputs and run it a plane at a time, with a per-channel bias.

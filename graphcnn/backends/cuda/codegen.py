@@ -8,7 +8,7 @@ function, the lines as they are (math calls stay the device's own)
         a0 = sides[0][i]               # a side input of the output's shape
         a1 = sides[1][i0 * geo[3] + i1 * geo[4] + i2 * geo[5] + i3 * geo[6]]  # broadcast
         t0 = (v + a1)                  # add
-        t1 = (t0 if t0 > 0 else 0.0)   # relu
+        t1 = (0.0 if t0 <= 0 else t0)  # relu
         return t1
 
 and the anchor kernel (a tiled GEMM for conv2d/linear, a pooling kernel, ...) calls it on
@@ -26,7 +26,7 @@ import numpy as np
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.lowering import lower, side_name, side_refs
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 IDENTITY = ()  # the steps of "no epilogue"
 
 
