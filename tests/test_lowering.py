@@ -100,3 +100,16 @@ def test_single_op_kernels_go_into_artifacts(tmp_path):
         got = loaded(data)
     assert loaded.precompiled
     np.testing.assert_array_equal(got, want)
+
+
+def test_ops_with_a_formula_are_elementwise_or_broadcast():
+    """The fusion pass fuses ELEMWISE and BROADCAST ops into epilogues; a formula on an op
+    of another kind (which moves or combines elements) is refused at registration."""
+    from graphcnn.ops.registry import FusionKind, all_ops, register_op
+    for name, op in all_ops().items():
+        if op.scalar is not None:
+            assert op.kind in (FusionKind.ELEMWISE, FusionKind.BROADCAST), name
+    with pytest.raises(ValueError, match="fusion kind"):
+        register_op("not_registered", inputs=("x",), shape=None, ref=None, vjp=None,
+                    kind=FusionKind.INJECTIVE, scalar="{0}")
+    assert "not_registered" not in all_ops()
