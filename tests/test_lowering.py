@@ -113,3 +113,17 @@ def test_ops_with_a_formula_are_elementwise_or_broadcast():
         register_op("not_registered", inputs=("x",), shape=None, ref=None, vjp=None,
                     kind=FusionKind.INJECTIVE, scalar="{0}")
     assert "not_registered" not in all_ops()
+
+
+def test_infinite_attributes_are_math_constants():
+    """A clip with one bound (ONNX Clip without max) has the other at infinity."""
+    from op_check import forward
+    assert lowering.literal(float("inf")) == "math.inf"
+    assert lowering.literal(-np.inf) == "(-math.inf)"
+    assert lowering.literal(np.float32(0.5)) == "0.5"
+    x = np.float32([[np.nan, -np.inf, -2.0, 0.5, 7.0, np.inf]])
+    attrs = {"low": -1.0, "high": float("inf")}
+    (got,) = forward("clip", [x], attrs, "cpu")
+    np.testing.assert_array_equal(got, forward("clip", [x], attrs, "reference")[0])
+    source = cuda_codegen.epilogue_source((("clip", attrs, (-1,)),), (), ())
+    assert "math.inf" in source

@@ -14,8 +14,8 @@ scalar formulas (`OpDef.scalar`) with the step's attributes inlined as literals:
 The names: `v` is the anchor's output element (a group with an anchor), `a<k>` the
 element of the k-th side input (the fused node's inputs the chain reads, in `side_refs`
 order), `t<k>` the value after step k; the last `t` is the chain's result. The lines are
-plain Python expressions (arithmetic, comparisons, conditional expressions and `math`
-calls) that Numba compiles for the CPU and for CUDA alike. A renderer (the cpu code
+plain Python expressions (arithmetic, comparisons, conditional expressions, `math`
+calls and constants) that Numba compiles for the CPU and for CUDA alike. A renderer (the cpu code
 generator, backends/cpu/codegen.py, and the cuda one, backends/cuda/codegen.py) binds v
 and the a<k> in its own loop nest or device function, renames library calls to its own
 (`Lowered.render`: the cpu writes `math.tanh` as a vectorizable `fast_tanh`), and stores
@@ -24,6 +24,7 @@ renderers share one language; this module imports neither Numba nor any backend.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -87,11 +88,18 @@ def side_refs(steps: Sequence[Step]) -> list[int]:
 
 
 def literal(value: Any) -> str:
-    """An attribute value as a source literal (floats exactly, by repr)."""
+    """An attribute value as a source literal (floats exactly, by repr; the non-finite
+    ones, which repr writes as names no generated module defines, as `math` constants:
+    a clip without one bound has the other at infinity)."""
     if isinstance(value, (bool, np.bool_)):
         return "True" if value else "False"
     if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+        value = float(value)
+        if math.isnan(value):
+            return "math.nan"
+        if math.isinf(value):
+            return "math.inf" if value > 0 else "(-math.inf)"
+        return repr(value)
     if isinstance(value, (int, np.integer)):
         return repr(int(value))
     raise TypeError(f"cannot inline attribute value {value!r} into generated code")
