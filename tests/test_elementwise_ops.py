@@ -76,8 +76,8 @@ def test_sum_to_and_broadcast_to(shape, data):
 
 
 def test_clip_keeps_nan_like_numpy():
-    """clip's cpu kernel and generated epilogue use selects (vectorizable), not min/max;
-    NaN still comes out NaN, as in np.clip and the reference."""
+    """clip's formula, in the cpu's generated kernels alone or fused, is selects
+    (vectorizable), not min/max; NaN still comes out NaN, as in np.clip and the reference."""
     import graphcnn as gc
     from op_check import forward
     x = np.float32([[np.nan, -1.0, 0.3, 2.0, 6.5, -np.inf]])
@@ -90,3 +90,41 @@ def test_clip_keeps_nan_like_numpy():
     exe = gc.compile(model, batch_size=1)
     assert exe.report()["kernels"] == 1
     np.testing.assert_array_equal(exe(x), np.clip(x * 2.0, 0.0, 6.0))
+
+
+@pytest.mark.parametrize("op,attrs", [("relu", {}), ("leaky_relu", {"alpha": 0.1}),
+                                      ("clip", {"low": -1.0, "high": 1.0}), ("sigmoid", {}),
+                                      ("tanh", {})])
+def test_activations_propagate_nan_like_the_reference(op, attrs):
+    """NaN in, NaN out (relu too, as in PyTorch: relu(nan) is nan), on the cpu backend's
+    generated kernels as in the reference; infinities as the reference says."""
+    from op_check import forward
+    x = np.float32([[np.nan, -np.inf, -2.0, -0.0, 0.0, 0.5, 3.0, np.inf]])
+    (want,) = forward(op, [x], attrs, "reference")
+    (got,) = forward(op, [x], attrs, "cpu")
+    assert np.isnan(want[0, 0]) and np.isnan(got[0, 0])
+    np.testing.assert_allclose(got, want, rtol=4e-7, atol=0)  # the cpu's tanh: 3 ulps
+
+
+def test_relu_grad_passes_g_where_x_is_nan_like_pytorch():
+    from op_check import forward
+    g = np.float32([[1.5, 2.0, 3.0, np.nan]])
+    x = np.float32([[np.nan, -1.0, 2.0, 1.0]])
+    for backend in ("reference", "cpu"):
+        (y,) = forward("relu_grad", [g, x], {}, backend)
+        np.testing.assert_array_equal(y, np.float32([[1.5, 0.0, 3.0, np.nan]]))
+
+
+def test_fused_conv_relu_propagates_nan():
+    import graphcnn as gc
+    from graphcnn import nn
+    inp = gc.Input((2, 6, 6), name="x")
+    model = gc.Model(inp, gc.relu(nn.Conv2d(2, 3, 3, padding=1)(inp)))
+    x = np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    x[0, 0, 2, 2] = np.nan            # NaN in the 3x3 windows around (2, 2) only
+    exe = gc.compile(model, batch_size=1)
+    assert exe.report()["kernels"] == 1
+    want = gc.compile(model, batch_size=1, backend="reference")(x)
+    got = exe(x)
+    assert np.isnan(got[0, :, 1:4, 1:4]).all() and not np.isnan(got[0, :, 5, 5]).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # NaN where it has NaN

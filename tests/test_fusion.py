@@ -107,6 +107,16 @@ def test_conv_bias_relu_is_one_kernel(explicit_bias):
     assert_opt2_equals_opt0(model, RNG.normal(size=(2, 3, 8, 8)).astype(np.float32))
 
 
+def test_the_pass_decides_by_fusion_kind(monkeypatch):
+    """relu fuses into conv2d's epilogue because it is ELEMWISE (and has a formula); the
+    same op declared INJECTIVE would stay its own kernel."""
+    from graphcnn.ops.registry import FusionKind, get_op
+    model = conv_bias_relu(False)
+    assert schedule(gc.compile(model, batch_size=2).graph) == [("conv2d", "relu")]
+    monkeypatch.setattr(get_op("relu"), "kind", FusionKind.INJECTIVE)
+    assert schedule(gc.compile(model, batch_size=2).graph) == [("conv2d",), ("relu",)]
+
+
 def test_resnet_basic_block_is_at_most_two_kernels():
     model = basic_block()
     exe = gc.compile(model, batch_size=2, opt_level=2)

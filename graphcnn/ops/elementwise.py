@@ -35,19 +35,22 @@ def relu_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 
 def relu_grad_ref(g: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, g, 0).astype(g.dtype)
+    return np.where(x <= 0, 0, g).astype(g.dtype)  # NaN x passes g, as in PyTorch
 
 
 def relu_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     return [graph.add("relu_grad", [cot[0], node.inputs[1]]), None]
 
 
+# `x <= 0`, not `x > 0`: a comparison with NaN is false, so relu(NaN) is NaN (as in
+# PyTorch and np.maximum) and relu_grad passes g where x is NaN (PyTorch's
+# threshold_backward); -0.0 still becomes 0.0. A select either way, which vectorizes.
 register_op("relu", inputs=("x",), shape=same_as_first, ref=relu_ref, vjp=relu_vjp,
             kind=FusionKind.ELEMWISE,
-            scalar='({0} if {0} > 0 else 0.0)')
+            scalar='(0.0 if {0} <= 0 else {0})')
 register_op("relu_grad", inputs=("g", "x"), shape=same_as_first, ref=relu_grad_ref,
             vjp=relu_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * (x > 0)",
-            scalar='({0} if {1} > 0 else 0.0)')
+            scalar='(0.0 if {1} <= 0 else {0})')
 
 
 def leaky_relu_ref(x: np.ndarray, alpha: float) -> np.ndarray:

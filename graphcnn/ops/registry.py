@@ -18,7 +18,9 @@ from graphcnn.ir.types import TensorType
 
 
 class FusionKind(IntEnum):
-    """TVM's op patterns: an op fuses into a group whose anchor has a kind >= its own."""
+    """TVM's op patterns. The fusion pass (graphcnn/passes/fusion.py) reads them: ELEMWISE
+    and BROADCAST ops chain into the epilogue of an OUT_ELEMWISE_FUSABLE anchor (or into a
+    group of their own); ops of the other kinds run as their own kernels."""
 
     ELEMWISE = 0
     BROADCAST = 1
@@ -62,9 +64,9 @@ class OpDef:
     attrs: dict[str, Attr] = field(default_factory=dict)
     canonicalize: Canonicalize | None = None
     doc: str = ""
-    # Elementwise ops only: the per-element formula as a Python expression over operands
-    # {0}, {1}, ... and attributes {alpha}, ...; code generators for fused kernels (cpu
-    # and cuda alike) paste it into their loops, so the formula lives here, once.
+    # ELEMWISE and BROADCAST ops only: the per-element formula as a Python expression over
+    # operands {0}, {1}, ... and attributes {alpha}, ...; graphcnn/backends/lowering.py
+    # lowers it for the code generators of every backend, so the formula lives here, once.
     scalar: str | None = None
 
     @property
@@ -120,6 +122,9 @@ def register_op(name: str, *, inputs: Sequence[str], shape: ShapeRule, ref: RefR
                 scalar: str | None = None) -> OpDef:
     if name in _REGISTRY:
         raise ValueError(f"op {name!r} registered twice")
+    if scalar is not None and kind > FusionKind.BROADCAST:
+        raise ValueError(f"op {name!r} has a scalar formula, so its fusion kind must be "
+                         f"ELEMWISE or BROADCAST, not {kind.name}")
     opdef = OpDef(name, tuple(inputs), shape, ref, vjp, kind, dict(attrs or {}),
                   canonicalize, doc, scalar)
     _REGISTRY[name] = opdef

@@ -1,11 +1,18 @@
-"""Operator fusion in the manner of TVM's FuseOps, for chains.
+"""Operator fusion in the manner of TVM's FuseOps, for chains, decided by the ops' fusion
+kinds (`OpDef.kind`, graphcnn/ops/registry.py).
 
 An *anchor* whose output loop takes an elementwise epilogue (FusionKind
 OUT_ELEMWISE_FUSABLE: conv2d and its gradients, linear/matmul, pooling) absorbs the chain
-of elementwise ops (ops with a scalar formula) that follows it, as long as each link is
-the only reader of the value before it and keeps its shape: conv + bias + relu, conv + add
-+ relu (the ResNet residual), conv-input-grad + relu-grad in the backward pass. A chain of
-elementwise ops with no anchor in front becomes one elementwise kernel. Each group becomes
+of ELEMWISE and BROADCAST ops that follows it, as long as each link is the only reader of
+the value before it and keeps its shape (a broadcast op's other operands may be smaller:
+they are read through broadcast views): conv + bias + relu, conv + add + relu (the
+ResNet residual), conv-input-grad + relu-grad in the backward pass. A chain of such ops
+with no anchor in front becomes one elementwise kernel. INJECTIVE, REDUCTION and OPAQUE
+ops never join a group: an epilogue computes each output element from the same element
+of its operands, and cannot move or combine elements. A link must also have a scalar
+formula (`OpDef.scalar`), which is what the code generators lower
+(graphcnn/backends/lowering.py); an ELEMWISE op without one (dropout, which draws a mask)
+stays its own kernel. Each group becomes
 one `fused` node (graphcnn/ops/fused.py), placed where its last member was, which keeps the
 graph topologically ordered: every side input of the chain was made before the member that
 reads it, and the chain's inner values have no readers outside it.
@@ -20,7 +27,10 @@ from graphcnn.ops.registry import FusionKind, get_op
 
 
 def _is_elementwise(node: Node) -> bool:
-    return get_op(node.op).scalar is not None and len(node.outputs) == 1
+    """Whether `node` can be a link of an epilogue chain."""
+    op = get_op(node.op)
+    return (op.kind <= FusionKind.BROADCAST and op.scalar is not None
+            and len(node.outputs) == 1)
 
 
 def _is_anchor(node: Node) -> bool:

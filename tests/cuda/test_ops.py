@@ -14,6 +14,15 @@ def test_activations_and_their_grads(op, attrs):
     check_cuda(op, [rand(3, 5, 7)], attrs)
 
 
+def test_relu_and_clip_propagate_nan_like_the_reference():
+    x = np.float32([[np.nan, -np.inf, -2.0, -0.0, 0.5, np.inf]])
+    for op, attrs in (("relu", {}), ("clip", {"low": -1.0, "high": 1.0})):
+        (want,) = forward(op, [x], attrs, "reference")
+        (got,) = forward(op, [x], attrs, "cuda")
+        assert np.isnan(got[0, 0])
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 def test_broadcast_binary(op):
     b = rand(5, 1) + (3.0 if op == "div" else 0.0)

@@ -1,11 +1,16 @@
-"""Code generation for fused groups: one Numba kernel per group *structure*.
+"""The cpu renderer of elementwise chains: one Numba kernel per group *structure*.
 
-The group's anchor (conv2d, linear, a pooling op...; see graphcnn/ops/fused.py) runs as
-its own parallel kernel (direct, or a GEMM); the generated kernel is the epilogue that
-follows, over the anchor's output while it is still in cache, e.g. for conv + add + relu:
+A fused group's chain is lowered once for every backend (graphcnn/backends/lowering.py:
+SSA lines `t0 = ...` from the op registry's scalar formulas, attributes inlined); this
+module renders those lines in a parallel loop nest, with libm calls written as their
+vectorizable cpu versions (`CPU_SCALAR_CALLS`: `math.tanh` -> `fast_tanh`). For a group
+with an anchor (conv2d, linear, a pooling op...; see graphcnn/ops/fused.py) the anchor
+runs as its own parallel kernel (direct, or a GEMM) and the generated kernel is the
+epilogue that follows, over the anchor's output while it is still in cache, e.g. for
+conv + add + relu:
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def fused_kernel(out, s3, pre_bias, add_bias):
+    @numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+    def fused_kernel(out, s0, pre_bias, add_bias):
         for task in prange(out.shape[0] * out.shape[1]):
             p, q = task // out.shape[1], task % out.shape[1]
             for y in range(out.shape[2]):
@@ -13,14 +18,19 @@ follows, over the anchor's output while it is still in cache, e.g. for conv + ad
                     v = out[p, q, y, x]
                     if add_bias:                    # a GEMM's bias, added here
                         v = v + pre_bias[q]
-                    t0 = (v + s3[p, q, y, x])       # the residual add
-                    t1 = (t0 if t0 > 0 else 0.0)    # relu
+                    a0 = s0[p, q, y, x]             # the residual (a broadcast view)
+                    t0 = (v + a0)                   # add
+                    t1 = (0.0 if t0 <= 0 else t0)   # relu
                     out[p, q, y, x] = t1
 
 so the chain needs no intermediate buffers and one pass over the output. (Calling the
 anchor's per-task function from inside this loop, which an earlier version did, measured
-3x slower than the anchor's own kernel on LeNet-5's first convolution.) The elementwise
-formulas come from the op registry (`OpDef.scalar`), so every conv2d + add + relu in every
+3x slower than the anchor's own kernel on LeNet-5's first convolution.) The loop nest is
+one of three (`NESTS`): "plane" over a 4-D (N, C, H, W) view as above (the caller passes
+(N, C, 1, H*W) views where it can: see kernels/fused.py), "row" over the 2-D output of a
+linear/matmul anchor, and "flat" over 1-D views, for a group without an anchor whose
+side inputs all have the output's shape: a single elementwise op (relu, add...) runs as
+such a group, so its formula too is the registry's. Every conv2d + add + relu in every
 model shares one kernel. The source is written to a file named by a hash of the
 structure, under the Numba cache directory, so Numba's own on-disk cache (`cache=True`)
 keeps the machine code across processes.
@@ -33,78 +43,58 @@ import os
 import sys
 from typing import Any, Callable
 
-import numpy as np
-
 from graphcnn.backends.cpu.scalar_math import CPU_SCALAR_CALLS
-from graphcnn.ops.registry import get_op
+from graphcnn.backends.lowering import lower, side_name
 
-CODEGEN_VERSION = "5"
+CODEGEN_VERSION = "7"
 
 # Anchors with a 2-D output run the epilogue a row at a time; the rest have 4-D (N, C, H,
 # W) outputs and run it a plane at a time, with a per-channel bias.
 ROW_ANCHORS = ("linear", "matmul")
 
-
-def side_refs(attrs: dict[str, Any]) -> list[int]:
-    """The fused-node inputs the epilogue reads, in the order the kernel takes them."""
-    return sorted({r for _, _, refs in attrs["steps"] for r in refs if r >= 0})
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    if isinstance(value, (int, np.integer)):
-        return repr(int(value))
-    raise TypeError(f"cannot inline attribute value {value!r} into generated code")
+PLANE, ROW, FLAT = "plane", "row", "flat"
+# nest -> (loop lines, the element index, the bias channel, the body's indent)
+NESTS: dict[str, tuple[list[str], str, str, str]] = {
+    PLANE: (["    for task in prange(out.shape[0] * out.shape[1]):",
+             "        p, q = task // out.shape[1], task % out.shape[1]",
+             "        for y in range(out.shape[2]):",
+             "            for x in range(out.shape[3]):"], "p, q, y, x", "q", " " * 16),
+    ROW: (["    for task in prange(out.shape[0]):",
+           "        for x in range(out.shape[1]):"], "task, x", "x", " " * 12),
+    FLAT: (["    for i in prange(out.shape[0]):"], "i", "", " " * 8),
+}
 
 
-def epilogue_lines(attrs: dict[str, Any], index: str, first: str | None) -> list[str]:
-    """Statements computing the chain at one element: `first` is the running value's
-    initial expression (the anchor's output element), or None if the first step starts
-    from inputs only. Ends with `out[index] = t<last>`."""
-    lines = [] if first is None else [f"v = {first}"]
-    running = None if first is None else "v"
-    for k, (op, step_attrs, refs) in enumerate(attrs["steps"]):
-        operands = [running if r < 0 else f"s{r}[{index}]" for r in refs]
-        formula = get_op(op).scalar
-        if formula is None:
-            raise NotImplementedError(f"op {op!r} has no scalar formula; it cannot be fused")
-        for call, fast_call in CPU_SCALAR_CALLS.items():  # vectorizable versions of libm
-            formula = formula.replace(call, fast_call)
-        expr = formula.format(*operands, **{k2: _literal(v) for k2, v in step_attrs.items()})
-        lines.append(f"t{k} = {expr}")
-        running = f"t{k}"
-    lines.append(f"out[{index}] = {running}")
-    return lines
+def default_nest(anchor: str) -> str:
+    """The nest of a group with this anchor ("" for none) when its sides broadcast."""
+    return ROW if anchor in ROW_ANCHORS else PLANE
 
 
-def generate_source(attrs: dict[str, Any]) -> str:
+def generate_source(attrs: dict[str, Any], nest: str | None = None) -> str:
+    """The module source of a group's kernel `fused_kernel(out, s0, s1, ...[, pre_bias,
+    add_bias])`: s<k> are the side inputs (`lowering.side_refs` order) as views of the
+    nest's rank; pre_bias/add_bias, for a group with an anchor, are a bias the anchor
+    left out (a GEMM computes without it)."""
     anchor = attrs["anchor"]
-    sides = [f"s{r}" for r in side_refs(attrs)]
+    nest = nest or default_nest(anchor)
+    if anchor and nest == FLAT:
+        raise ValueError("a group with an anchor needs its output's axes (a per-channel bias)")
+    chain = lower(attrs["steps"], anchored=bool(anchor))
+    loops, index, channel, indent = NESTS[nest]
+    sides = [f"s{k}" for k in range(len(chain.sides))]
     head = ["# Generated by graphcnn.backends.cpu.codegen; do not edit.",
             f"# group: {' -> '.join(_members(attrs))}",
             "import math", "import numba", "from numba import prange",
             "from graphcnn.backends.cpu.scalar_math import fast_tanh"]
-    # pre_bias/add_bias: a bias the anchor left out (a GEMM computes without it).
-    control = ["pre_bias", "add_bias"] if anchor else []
-    params = ", ".join(["out"] + sides + control)
+    params = ", ".join(["out"] + sides + (["pre_bias", "add_bias"] if anchor else []))
     body = ["", "", "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
-            f"def fused_kernel({params}):"]
-    if anchor in ROW_ANCHORS:
-        body += ["    for task in prange(out.shape[0]):",
-                 "        for x in range(out.shape[1]):"]
-        index, channel, indent = "task, x", "x", " " * 12
-    else:
-        body += ["    for task in prange(out.shape[0] * out.shape[1]):",
-                 "        p, q = task // out.shape[1], task % out.shape[1]",
-                 "        for y in range(out.shape[2]):",
-                 "            for x in range(out.shape[3]):"]
-        index, channel, indent = "p, q, y, x", "q", " " * 16
-    lines = epilogue_lines(attrs, index, f"out[{index}]" if anchor else None)
+            f"def fused_kernel({params}):"] + loops
+    lines = []
     if anchor:
-        lines[1:1] = ["if add_bias:", f"    v = v + pre_bias[{channel}]"]
+        lines += [f"v = out[{index}]", "if add_bias:", f"    v = v + pre_bias[{channel}]"]
+    lines += [f"{side_name(k)} = {s}[{index}]" for k, s in enumerate(sides)]
+    lines += chain.render(CPU_SCALAR_CALLS)
+    lines.append(f"out[{index}] = {chain.result}")
     body += [indent + line for line in lines]
     return "\n".join(head + body) + "\n"
 
@@ -128,10 +118,13 @@ class GeneratedKernel:
     through Numba, not before: a run on precompiled code (an artifact, see aot.py) never
     writes or imports it. `aot_name` is the name the dispatcher's function has."""
 
-    def __init__(self, attrs: dict[str, Any]) -> None:
-        self.source = generate_source(attrs)
+    def __init__(self, attrs: dict[str, Any], nest: str | None = None) -> None:
+        self.source = generate_source(attrs, nest)
         self.digest = hashlib.sha256((CODEGEN_VERSION + self.source).encode()).hexdigest()[:20]
         self.aot_name = f"graphcnn_fused_{self.digest}.fused_kernel"
+        # The dispatcher once a call has loaded it; a launch may pass it instead of this
+        # object (its function has the same name), saving a call per launch.
+        self.loaded: Callable[..., None] | None = None
 
     @property
     def dispatcher(self) -> Callable[..., None]:
@@ -139,12 +132,15 @@ class GeneratedKernel:
         return kernel if kernel is not None else _import_kernel(self.source, self.digest)
 
     def __call__(self, *args: Any) -> None:
-        return self.dispatcher(*args)
+        kernel = self.loaded
+        if kernel is None:
+            kernel = self.loaded = self.dispatcher
+        return kernel(*args)
 
 
-def load_kernel(attrs: dict[str, Any]) -> Callable[..., None]:
+def load_kernel(attrs: dict[str, Any], nest: str | None = None) -> Callable[..., None]:
     """The compiled kernel of a group, generated and written once per structure."""
-    return GeneratedKernel(attrs).dispatcher
+    return GeneratedKernel(attrs, nest).dispatcher
 
 
 def _import_kernel(source: str, digest: str) -> Callable[..., None]:

@@ -5,8 +5,9 @@ fused multiply-adds and one division that run 16 lanes at a time (about 0.3 ns).
 float32 it is within 4e-7 of the exact tanh (3 ulps near 1); float64
 keeps libm, so gradient checks in float64 see the exact function.
 
-The cpu code generator writes `math.tanh` in an op's scalar formula as `fast_tanh`
-(`CPU_SCALAR_CALLS`); the CUDA generator keeps the device's own tanh.
+The cpu code generator renders `math.tanh` in an op's scalar formula as `fast_tanh`
+(`CPU_SCALAR_CALLS`, applied by graphcnn/backends/lowering.py's `Lowered.render`); the
+CUDA generator keeps the device's own tanh.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ _P = tuple(_F32(a) for a in (4.89352455891786e-03, 6.37261928875436e-04,
 _Q = tuple(_F32(b) for b in (4.89352518554385e-03, 2.26843463243900e-03,
                              1.18534705686654e-04, 1.19825839466702e-06))
 
-# Calls in ops' scalar formulas that the cpu generator replaces, and with what.
-CPU_SCALAR_CALLS = {"math.tanh(": "fast_tanh("}
+# Library calls in ops' scalar formulas that the cpu generator renames, and to what.
+CPU_SCALAR_CALLS = {"math.tanh": "fast_tanh"}
 
 
 def fast_tanh(x: float) -> float:

@@ -1,14 +1,14 @@
-"""Epilogues of fused groups as CUDA device functions, generated from the fusion pass's
-`fused` attributes and the op registry's scalar formulas (`OpDef.scalar`), the same
-formulas the cpu code generator pastes into its loops.
-
-A group's chain becomes one device function
+"""The cuda renderer of elementwise chains: a fused group's epilogue as a CUDA device
+function. The chain is lowered once for every backend (graphcnn/backends/lowering.py: SSA
+lines `t0 = ...` from the op registry's scalar formulas, attributes inlined); the cpu
+code generator renders the same lines in its loops. A group's chain becomes one device
+function, the lines as they are (math calls stay the device's own)
 
     def epi(v, i, sides, geo):        # v: the anchor's value at flat output index i
         a0 = sides[0][i]               # a side input of the output's shape
         a1 = sides[1][i0 * geo[3] + i1 * geo[4] + i2 * geo[5] + i3 * geo[6]]  # broadcast
         t0 = (v + a1)                  # add
-        t1 = (t0 if t0 > 0 else 0.0)   # relu
+        t1 = (0.0 if t0 <= 0 else t0)  # relu
         return t1
 
 and the anchor kernel (a tiled GEMM for conv2d/linear, a pooling kernel, ...) calls it on
@@ -23,11 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import _literal, side_refs
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.ops.registry import get_op
+from graphcnn.backends.lowering import lower, side_name, side_refs
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "3"
 IDENTITY = ()  # the steps of "no epilogue"
 
 
@@ -80,7 +79,8 @@ def side_layout(out_shape: Sequence[int], side_shapes: Sequence[Sequence[int]]
 
 def epilogue_source(steps: Any, full: Sequence[bool], refs: Sequence[int]) -> str:
     """The device function of a chain. `refs`: the fused node's input indexes the chain
-    reads, in `sides` order; `full[k]`: whether sides[k] has the output's shape."""
+    reads, in `sides` order (lowering.side_refs); `full[k]`: whether sides[k] has the
+    output's shape. Without steps it returns v (an anchor's plain store)."""
     lines = ["import math", "from numba import cuda", "", "",
              "def epi(v, i, sides, geo):"]
     if not all(full):
@@ -89,22 +89,18 @@ def epilogue_source(steps: Any, full: Sequence[bool], refs: Sequence[int]) -> st
     g = 3
     for k, is_full in enumerate(full):
         if is_full:
-            lines.append(f"    a{k} = sides[{k}][i]")
+            lines.append(f"    {side_name(k)} = sides[{k}][i]")
         else:
-            lines.append(f"    a{k} = sides[{k}][i0 * geo[{g}] + i1 * geo[{g + 1}] + "
+            lines.append(f"    {side_name(k)} = sides[{k}][i0 * geo[{g}] + i1 * geo[{g + 1}] + "
                          f"i2 * geo[{g + 2}] + i3 * geo[{g + 3}]]")
             g += 4
-    position = {r: k for k, r in enumerate(refs)}
-    running = "v"
-    for k, (op, attrs, step_refs) in enumerate(steps):
-        formula = get_op(op).scalar
-        if formula is None:
-            raise NotImplementedError(f"op {op!r} has no scalar formula; it cannot be fused")
-        operands = [running if r < 0 else f"a{position[r]}" for r in step_refs]
-        expr = formula.format(*operands, **{key: _literal(val) for key, val in attrs.items()})
-        lines.append(f"    t{k} = {expr}")
-        running = f"t{k}"
-    lines.append(f"    return {running}")
+    if not steps:
+        return "\n".join(lines + ["    return v"]) + "\n"
+    chain = lower(steps, anchored=True)  # a group without an anchor passes v = 0.0, unread
+    if list(chain.sides) != list(refs):
+        raise ValueError(f"sides {list(refs)} are not the chain's {list(chain.sides)}")
+    lines += ["    " + line for line in chain.render()]
+    lines.append(f"    return {chain.result}")
     return "\n".join(lines) + "\n"
 
 
@@ -135,7 +131,7 @@ def group_epilogue(attrs: dict[str, Any], ins: Sequence[Any], out_shape: Sequenc
     """For a fused node's attrs and input arrays: (source, device function, sides, geo).
     sides is never empty (a 1-element stand-in when the chain reads no input)."""
     from graphcnn.backends.cuda.registry import dummy, flat
-    refs = side_refs(attrs)
+    refs = side_refs(attrs["steps"])
     full, geo = side_layout(out_shape, [ins[r].shape for r in refs])
     source, fn = epilogue(attrs["steps"], full, refs)
     sides = tuple(flat(ins[r]) for r in refs) or (dummy(ins[0].dtype if ins else np.float32),)

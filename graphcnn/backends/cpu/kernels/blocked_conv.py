@@ -67,9 +67,9 @@ def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir
     clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
         builder.fcmp_ordered(">", value, hi), hi, value))
     value = builder.select(flag(CLIP), clipped, value)
-    # relu: x if x > 0 else 0
+    # relu: 0 if x <= 0 else x (NaN stays NaN)
     zero = ir.Constant(vec, [ir.Constant(_F32, 0.0)] * LANES)
-    rectified = builder.select(builder.fcmp_ordered(">", value, zero), value, zero)
+    rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
     return builder.select(flag(RELU), rectified, value)
 
 
