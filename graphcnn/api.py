@@ -7,12 +7,12 @@ from typing import Callable
 
 import numpy as np
 
+from graphcnn import seeding as gc_random
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
-from graphcnn import seeding as gc_random
 
 __all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 

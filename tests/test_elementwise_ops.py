@@ -2,8 +2,8 @@
 finite differences."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from op_check import check_op
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
@@ -78,8 +78,9 @@ def test_sum_to_and_broadcast_to(shape, data):
 def test_clip_keeps_nan_like_numpy():
     """clip's formula, in the cpu's generated kernels alone or fused, is selects
     (vectorizable), not min/max; NaN still comes out NaN, as in np.clip and the reference."""
-    import graphcnn as gc
     from op_check import forward
+
+    import graphcnn as gc
     x = np.float32([[np.nan, -1.0, 0.3, 2.0, 6.5, -np.inf]])
     want = np.clip(x, 0.0, 6.0)
     for backend in ("reference", "cpu"):

@@ -18,8 +18,13 @@ from graphcnn.ir import Graph
 from graphcnn.ops.registry import get_op
 from graphcnn.passes import run_pipeline
 from graphcnn.runtime.executable import make_runner
-from graphcnn.runtime.memory_plan import (ALIGN, VIEW_OPS, MemoryPlan, live_bytes_lower_bound,
-                                         plan_memory)
+from graphcnn.runtime.memory_plan import (
+    ALIGN,
+    VIEW_OPS,
+    MemoryPlan,
+    live_bytes_lower_bound,
+    plan_memory,
+)
 
 RNG = np.random.default_rng(11)
 

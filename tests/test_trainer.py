@@ -1,5 +1,4 @@
 """Trainer on small MLPs over the 8x8 digits: the loop, evaluation, errors, schedules."""
-import warnings
 
 import numpy as np
 import pytest

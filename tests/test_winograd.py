@@ -6,13 +6,14 @@ import gc as python_gc
 import numba
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from op_check import check_op
 
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.backends.cpu import blas
 from graphcnn.ops.conv import conv2d_ref
-from op_check import check_op
 
 pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
                                 reason="numpy's OpenBLAS was not found: no Winograd path")
@@ -181,8 +182,13 @@ def test_frozen_weights_are_transformed_once_and_forgotten_with_their_array():
 
 
 def test_blocks_fit_the_threads_and_narrow_layers_keep_im2col():
-    from graphcnn.backends.cpu.kernels.winograd import (MIN_BLOCK_TILES, block_rows,
-                                                        forward_plan, tiles, worth_trying)
+    from graphcnn.backends.cpu.kernels.winograd import (
+        MIN_BLOCK_TILES,
+        block_rows,
+        forward_plan,
+        tiles,
+        worth_trying,
+    )
     threads = numba.get_num_threads()
     for n, hw, c in [(1, (56, 56), 64), (16, (28, 28), 128), (1, (14, 14), 256),
                      (16, (7, 7), 512), (3, (5, 9), 8)]:

@@ -321,6 +321,7 @@ def inspect_artifact(path: str) -> str:
         loaded = load(path, warm_up=False)
     exe = loaded.executable if isinstance(loaded, GradientStep) else loaded
     plan = exe.runner.plan
+    assert plan is not None, "a loaded artifact always has its memory plan"
     parts += ["", format_kernels(exe.graph, plan), "", format_memory_plan(exe.graph, plan), "",
               format_report(exe.report())]
     return "\n".join(parts)

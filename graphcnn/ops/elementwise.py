@@ -8,8 +8,7 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
-from graphcnn.ops.registry import (Attr, FusionKind, broadcast_shapes, expect_float,
-                                   register_op)
+from graphcnn.ops.registry import Attr, FusionKind, broadcast_shapes, expect_float, register_op
 
 
 def same_as_first(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:

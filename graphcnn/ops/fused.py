@@ -46,6 +46,8 @@ def fused_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType
         if running is None and -1 in refs:
             raise ShapeError(f"step {op} reads the running value before anything made it")
         running = get_op(op).infer(_operands(refs, running, in_types), step_attrs)[0]
+    if running is None:
+        raise ShapeError("a fused group needs an anchor or at least one step")
     return running
 
 
@@ -56,6 +58,8 @@ def fused_ref(*arrays: np.ndarray, anchor: str, anchor_attrs: dict[str, Any],
         running = get_op(anchor).run_ref(arrays[:anchor_inputs], anchor_attrs)[0]
     for op, step_attrs, refs in steps:
         running = get_op(op).run_ref(_operands(refs, running, list(arrays)), step_attrs)[0]
+    if running is None:
+        raise ValueError("a fused group needs an anchor or at least one step")
     return running
 
 

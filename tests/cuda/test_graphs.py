@@ -4,13 +4,13 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import rand
 
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.ir.graph import Graph
 from graphcnn.passes.fusion import fuse_operators
 from graphcnn.runtime.executable import make_runner
-from helpers import rand
 
 
 def _run(graph, backend, feeds):
@@ -104,6 +104,7 @@ def test_small_model_inference_and_value_and_grad_match_the_reference():
 
 def test_device_arrays_in_and_out_and_resident_parameters():
     from numba import cuda
+
     from graphcnn.backends.cuda.runner import run_device
     model = _tiny_model()
     X = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)

@@ -2,7 +2,6 @@
 each thread in Python), forward and through the op's gradient graph."""
 import numpy as np
 import pytest
-
 from helpers import check_cuda, rand
 from op_check import forward
 

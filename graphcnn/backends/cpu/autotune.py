@@ -156,7 +156,7 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
     if known in candidates:
         return known
     times = _measure(candidates)
-    choice = min(times, key=times.get)
+    choice = min(times, key=lambda name: times[name])
     with _LOCK:
         _choices()[text] = choice
         _save(text, choice, times)

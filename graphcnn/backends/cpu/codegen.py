@@ -157,6 +157,8 @@ def _import_kernel(source: str, digest: str) -> Callable[..., None]:
         os.replace(tmp, path)
     name = f"graphcnn_fused_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import the generated kernel {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

@@ -41,7 +41,7 @@ def _import_numba_cuda() -> Any:
 def is_simulator() -> bool:
     """Whether numba.cuda runs on the simulator (decided when it was first imported)."""
     from numba.core import config
-    return bool(config.ENABLE_CUDASIM)
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))  # set by numba.core.config at import
 
 
 _CHECKED = False

@@ -142,7 +142,7 @@ class DeviceOptimizer:
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError(f"DeviceOptimizer supports SGD, Adam and AdamW, got "
                             f"{type(optimizer).__name__}")
-        self.optimizer = optimizer
+        self.optimizer: Any = optimizer   # SGD or Adam: `kind` says which
         self.kind = "sgd" if isinstance(optimizer, SGD) else "adam"
         self.state: dict[str, dict[str, Any]] = {}   # name -> kind -> device array
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -254,6 +254,7 @@ class DeviceTraining:
 def _ptx(kind: str):
     def build(f: Any) -> tuple:
         arr = types.Array(f, 1, "C")
+        sig: tuple
         if kind == "sgd":
             sig = (arr, arr, arr) + (f,) * 5 + (types.boolean, types.boolean)
         else:

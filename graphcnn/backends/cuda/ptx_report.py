@@ -33,6 +33,7 @@ def sm90_device() -> Any:
 def compile_example(name: str, float_type: Any) -> str:
     """The PTX (sm_90) of one recorded kernel example."""
     from numba import cuda
+
     from graphcnn.backends.cuda.registry import PTX_EXAMPLES
     py_func, sig = PTX_EXAMPLES[name](float_type)
     ptx, _ = cuda.compile_ptx(py_func, sig, cc=(9, 0))

@@ -12,8 +12,15 @@ import numpy as np
 from graphcnn.errors import ArtifactError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.serialize import graph_from_json
-from graphcnn.runtime.artifact.format import (fail, field, integer, load_array, open_archive,
-                                              parse_manifest, verified_members)
+from graphcnn.runtime.artifact.format import (
+    fail,
+    field,
+    integer,
+    load_array,
+    open_archive,
+    parse_manifest,
+    verified_members,
+)
 from graphcnn.runtime.artifact.plan import plan_from_json
 from graphcnn.runtime.executable import Executable
 from graphcnn.runtime.gradient_step import GradientStep, HeldParameters

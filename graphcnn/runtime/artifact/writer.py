@@ -9,8 +9,15 @@ from typing import Any
 import numpy as np
 
 from graphcnn.ir.serialize import graph_to_json
-from graphcnn.runtime.artifact.format import (ARRAY_DTYPES, FORMAT, FORMAT_VERSION,
-                                              member_records, npy_bytes, versions, write_zip)
+from graphcnn.runtime.artifact.format import (
+    ARRAY_DTYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    member_records,
+    npy_bytes,
+    versions,
+    write_zip,
+)
 from graphcnn.runtime.artifact.plan import plan_to_json
 
 

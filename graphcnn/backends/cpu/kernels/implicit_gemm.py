@@ -25,8 +25,13 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import depthwise, packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, MR, emit_fma_loop, load_vector,
-                                                       store_vector)
+from graphcnn.backends.cpu.kernels.packed_gemm import (
+    LANES,
+    MR,
+    emit_fma_loop,
+    load_vector,
+    store_vector,
+)
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 _F32, _I64 = ir.FloatType(), ir.IntType(64)

@@ -11,7 +11,6 @@ from numba import prange, uint64
 from graphcnn.backends.cpu.kernels.window import col_range, fill
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, TASK_JIT, cpu_kernel, launch
 
-
 # Every kernel here owns one (n, c) plane per task and walks its output element by element,
 # over the window taps that land inside the input (col_range gives them, so there is no
 # bounds test per tap). The running maximum or sum stays in a register: an earlier version

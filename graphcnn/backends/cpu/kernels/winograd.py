@@ -285,7 +285,6 @@ if blas.AVAILABLE:
         row_parts = slots // o_parts
         per_slot = (blocks + row_parts - 1) // row_parts
         o_step = _channel_step(o_len, o_parts, packed)
-        cap = per_block * tw
         size = x.itemsize
         double = size == 8
         xf, of = x.reshape(x.size), out.reshape(out.size)

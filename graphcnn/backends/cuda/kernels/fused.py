@@ -11,8 +11,7 @@ from numba import types
 from graphcnn.backends.cuda.codegen import epilogue, group_epilogue, specialized
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import conv, dense, pool
-from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, Launch, cuda_kernel, flat,
-                                             launch_1d)
+from graphcnn.backends.cuda.registry import PTX_EXAMPLES, Launch, cuda_kernel, flat, launch_1d
 from graphcnn.ops.registry import all_ops
 
 cu = numba_cuda()

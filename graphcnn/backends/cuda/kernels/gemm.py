@@ -29,8 +29,16 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import multiprocessors, numba_cuda
-from graphcnn.backends.cuda.registry import (dmin, PTX_EXAMPLES, Launch, device_function,
-                                             dummy, flat, launch_1d, scratch)
+from graphcnn.backends.cuda.registry import (
+    PTX_EXAMPLES,
+    Launch,
+    device_function,
+    dmin,
+    dummy,
+    flat,
+    launch_1d,
+    scratch,
+)
 
 BM = BN = 64
 BK = 8

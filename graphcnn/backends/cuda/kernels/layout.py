@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphcnn.backends.cuda.kernels.conv import plan_conv2d
 from graphcnn.backends.cuda.codegen import identity_epilogue
+from graphcnn.backends.cuda.kernels.conv import plan_conv2d
 from graphcnn.backends.cuda.kernels.shape import _fill, plan_copy
-from graphcnn.backends.cuda.registry import (Launch, cuda_kernel, flat, get_kernel, launch_1d,
-                                             scratch)
+from graphcnn.backends.cuda.registry import (
+    Launch,
+    cuda_kernel,
+    flat,
+    get_kernel,
+    launch_1d,
+    scratch,
+)
 from graphcnn.ops.layout import BLOCK, POINTWISE, conv_attrs, in_channels
 
 

@@ -10,9 +10,18 @@ from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.reduce import block_sum, sum_partials
-from graphcnn.backends.cuda.registry import (dmax, dmin, MAX_BLOCKS, THREADS, Launch, blocks_for,
-                                             cuda_kernel, device_kernel, flat, launch_1d,
-                                             scratch)
+from graphcnn.backends.cuda.registry import (
+    MAX_BLOCKS,
+    THREADS,
+    Launch,
+    blocks_for,
+    cuda_kernel,
+    device_kernel,
+    dmax,
+    flat,
+    launch_1d,
+    scratch,
+)
 
 cu = numba_cuda()
 f8, i8 = types.float64, types.int64

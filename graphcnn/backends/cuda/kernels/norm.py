@@ -15,8 +15,17 @@ from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.reduce import block_sum
-from graphcnn.backends.cuda.registry import (THREADS, Launch, cuda_kernel, device_kernel, dmax,
-                                             dmin, flat, launch_1d, reduction_blocks, scratch)
+from graphcnn.backends.cuda.registry import (
+    THREADS,
+    Launch,
+    cuda_kernel,
+    device_kernel,
+    dmax,
+    flat,
+    launch_1d,
+    reduction_blocks,
+    scratch,
+)
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2
 
 cu = numba_cuda()

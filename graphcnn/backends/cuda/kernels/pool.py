@@ -13,8 +13,16 @@ from numba import types
 from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.gemm import _numba_dtype
-from graphcnn.backends.cuda.registry import (dmax, dmin, PTX_EXAMPLES, Launch, cuda_kernel,
-                                             device_function, flat, launch_1d)
+from graphcnn.backends.cuda.registry import (
+    PTX_EXAMPLES,
+    Launch,
+    cuda_kernel,
+    device_function,
+    dmax,
+    dmin,
+    flat,
+    launch_1d,
+)
 
 cu = numba_cuda()
 i8 = types.int64

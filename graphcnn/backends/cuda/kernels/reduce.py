@@ -10,8 +10,16 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.backends.cuda.registry import (THREADS, Launch, cuda_kernel, device_function,
-                                             device_kernel, flat, launch_1d, reduction_blocks)
+from graphcnn.backends.cuda.registry import (
+    THREADS,
+    Launch,
+    cuda_kernel,
+    device_function,
+    device_kernel,
+    flat,
+    launch_1d,
+    reduction_blocks,
+)
 
 cu = numba_cuda()
 f8 = types.float64

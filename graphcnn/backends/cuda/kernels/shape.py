@@ -10,9 +10,8 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.backends.cuda.kernels.reduce import (U6, contiguous_strides, offset6, pad6)
-from graphcnn.backends.cuda.registry import (Launch, cuda_kernel, device_kernel, flat,
-                                             launch_1d)
+from graphcnn.backends.cuda.kernels.reduce import U6, contiguous_strides, offset6, pad6
+from graphcnn.backends.cuda.registry import Launch, cuda_kernel, device_kernel, flat, launch_1d
 
 cu = numba_cuda()
 i8 = types.int64

@@ -9,8 +9,14 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.backends.cuda.registry import (Launch, cuda_kernel, device_kernel, dmax, dmin,
-                                             flat, launch_1d)
+from graphcnn.backends.cuda.registry import (
+    Launch,
+    cuda_kernel,
+    device_kernel,
+    dmax,
+    flat,
+    launch_1d,
+)
 
 cu = numba_cuda()
 f8, i8, b1 = types.float64, types.int64, types.boolean
