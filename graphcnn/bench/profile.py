@@ -48,7 +48,7 @@ def conv_algorithm(node: Any) -> str:
     if op == "expand_depthwise_blocked":
         return "blocked-expand-depthwise"
     if op == "conv2d_blocked":
-        from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
+        from graphcnn.backends.cpu.kernels.nchw16c import blocked_algorithm
         return blocked_algorithm(node.inputs[1].shape, attrs, node.outputs[0].dtype,
                                  node.inputs[0].type.ndim == 5)
     if op not in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):

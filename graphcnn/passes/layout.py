@@ -42,7 +42,7 @@ def is_depthwise(node: Node) -> bool:
             and tuple(node.attrs["dilation"]) == (1, 1))
 
 
-def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
+def _can_run_nchw16c(node: Node, blocked_input: bool) -> bool:
     """Whether `node` can run blocked, its (first) input coming blocked or not."""
     if len(node.outputs) != 1 or node.outputs[0].type.ndim != 4:
         return False
@@ -58,7 +58,7 @@ def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
             and all(v.type == out for v in node.inputs))
 
 
-def blocked_regions(graph: Graph) -> set[int]:
+def nchw16c_regions(graph: Graph) -> set[int]:
     """The ids of the nodes that run blocked: the regions (nodes that can, joined where one
     reads another) that hold a depthwise convolution and more convolutions than values
     to convert at their border (a lone depthwise conv between two batch norms, as in a
@@ -66,7 +66,7 @@ def blocked_regions(graph: Graph) -> set[int]:
     operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
     able: dict[int, Node] = {}
     for n in graph.nodes:  # in order, so each node knows whether its inputs come blocked
-        if _can_run_blocked(n, any(v.node.id in able for v in n.inputs)):
+        if _can_run_nchw16c(n, any(v.node.id in able for v in n.inputs)):
             able[n.id] = n
     parent = {i: i for i in able}
 
@@ -110,10 +110,10 @@ def _conversions(graph: Graph, members: set[int]) -> int:
     return len(entering) + len(leaving)
 
 
-def blocked_layout(graph: Graph) -> Graph:
+def nchw16c_layout(graph: Graph) -> Graph:
     """The graph with its depthwise regions in NCHW16c (see the module docstring); the
     graph itself if it has none."""
-    chosen = blocked_regions(graph)
+    chosen = nchw16c_regions(graph)
     if not chosen:
         return graph
     out = Graph(graph.name)

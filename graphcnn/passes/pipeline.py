@@ -16,7 +16,7 @@ from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
 from graphcnn.passes.fusion import fuse_operators
-from graphcnn.passes.layout import blocked_layout, fuse_expand_depthwise
+from graphcnn.passes.layout import nchw16c_layout, fuse_expand_depthwise
 from graphcnn.passes.simplify import algebraic_simplification
 
 Pass = Callable[[Graph], Graph]
@@ -41,7 +41,7 @@ PIPELINES: dict[int, list[Pass]] = {
 # groups form around the ops they make): the cpu backend's blocked layout for depthwise
 # regions (inference graphs only: the backward kernels are NCHW), then MobileNetV2's
 # expand -> clip -> depthwise chains in it as one op.
-BACKEND_PASSES: dict[str, list[Pass]] = {"cpu": [blocked_layout, fuse_expand_depthwise]}
+BACKEND_PASSES: dict[str, list[Pass]] = {"cpu": [nchw16c_layout, fuse_expand_depthwise]}
 
 
 def passes_for(opt_level: int, backend: str | None = None) -> list[Pass]:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.codegen import ROW_ANCHORS, GeneratedKernel, side_refs
-from graphcnn.backends.cpu.kernels import blocked
+from graphcnn.backends.cpu.kernels import nchw16c
 from graphcnn.backends.cpu.kernels.conv import run_as_gemm
 from graphcnn.backends.cpu.kernels.dense import run_as_blas
 from graphcnn.backends.cpu.kernels.elementwise import as_4d
@@ -39,10 +39,10 @@ def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str,
     out = outs[0]
     anchor = attrs["anchor"]
     head = ins[:attrs["anchor_inputs"]]
-    if anchor in blocked.BLOCKED_RUNNERS:
+    if anchor in nchw16c.BLOCKED_RUNNERS:
         # The blocked kernels apply an add, clip or relu as they store: no second pass.
-        epilogue = blocked.epilogue_of(attrs["steps"], ins, out)
-        if epilogue is not None and blocked.BLOCKED_RUNNERS[anchor](
+        epilogue = nchw16c.epilogue_of(attrs["steps"], ins, out)
+        if epilogue is not None and nchw16c.BLOCKED_RUNNERS[anchor](
                 head, out, attrs["anchor_attrs"], epilogue):
             return
     kernel, refs = _prepared(attrs)

@@ -19,8 +19,8 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import blocked_conv
-from graphcnn.backends.cpu.kernels.blocked_conv import (ADD_SIDE, CLIP, NO_EPILOGUE, RELU,
+from graphcnn.backends.cpu.kernels import nchw16c_conv
+from graphcnn.backends.cpu.kernels.nchw16c_conv import (ADD_SIDE, CLIP, NO_EPILOGUE, RELU,
                                                         Epilogue, emit_epilogue)
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
@@ -32,7 +32,7 @@ from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
 
 @numba.njit(**JIT)
-def _to_blocked(x, out):
+def _to_nchw16c(x, out):
     n_len, c_len, cb_len = x.shape[0], x.shape[1], out.shape[1]
     hw = x.shape[2] * x.shape[3]
     xf, of = x.reshape(x.size), out.reshape(out.size)
@@ -49,7 +49,7 @@ def _to_blocked(x, out):
 
 
 @numba.njit(**JIT)
-def _from_blocked(x, out):
+def _from_nchw16c(x, out):
     n_len, c_len, cb_len = out.shape[0], out.shape[1], x.shape[1]
     hw = out.shape[2] * out.shape[3]
     xf, of = x.reshape(x.size), out.reshape(out.size)
@@ -66,13 +66,13 @@ def _from_blocked(x, out):
 @cpu_kernel("to_blocked")
 def to_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
                       ) -> None:
-    launch(_to_blocked, ins[0], outs[0])
+    launch(_to_nchw16c, ins[0], outs[0])
 
 
 @cpu_kernel("from_blocked")
 def from_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
                         ) -> None:
-    launch(_from_blocked, ins[0], outs[0])
+    launch(_from_nchw16c, ins[0], outs[0])
 
 
 # ---- depthwise 3x3 ----------------------------------------------------------------------
@@ -94,7 +94,7 @@ def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, 
     code with the nine weight vectors held in registers for the run. (The same as a Numba
     loop over the lanes, per window, took ~50 cycles a window: LLVM vectorized it for a
     trip count 16 lanes never reach, and the weights were loaded again at every window.)
-    The epilogue (`mode`: blocked_conv.emit_epilogue) reads side at o's offsets."""
+    The epilogue (`mode`: nchw16c_conv.emit_epilogue) reads side at o's offsets."""
     sig = types.void(types.uintp, types.int64, types.int64, types.int64, types.int64,
                      types.uintp, types.uintp, types.uintp, types.uintp, types.int64,
                      types.float32, types.float32)
@@ -238,12 +238,12 @@ def padded_bias(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarr
 def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any,
                       input_blocked: bool = True) -> str:
     """Which kernel conv2d_blocked_kernel runs (for the bench's profile too)."""
-    if input_blocked and blocked_conv.pointwise_applies(w_shape, attrs, dtype):
+    if input_blocked and nchw16c_conv.pointwise_applies(w_shape, attrs, dtype):
         return "blocked-1x1"
     if input_blocked and np.dtype(dtype) == np.float32 and depthwise_applies(
             in_channels(w_shape, attrs["groups"]), w_shape, attrs):
         return "blocked-depthwise-3x3"
-    if blocked_conv.general_applies(attrs, dtype):
+    if nchw16c_conv.general_applies(attrs, dtype):
         return "blocked-implicit"
     return "blocked-via-nchw"
 
@@ -262,14 +262,14 @@ def run_blocked(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
     bias16 = padded_bias(ins, out.shape[1], out.dtype)
     algorithm = blocked_algorithm(w.shape, attrs, x.dtype, x.ndim == 5)
     if algorithm == "blocked-1x1":
-        blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out, epilogue)
+        nchw16c_conv.conv2d_pointwise_nchw16c(x, w, bias16, out, epilogue)
     elif algorithm == "blocked-depthwise-3x3":
         wk = prepared("depthwise", w, lambda: depthwise_weights(w))
         (sh, sw), pads = attrs["stride"], attrs["padding"]
         launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
                numba.get_num_threads(), *epilogue.args(out))
     elif algorithm == "blocked-implicit":
-        blocked_conv.conv2d_blocked_general(x, w, bias16, out, attrs, epilogue)
+        nchw16c_conv.conv2d_nchw16c_general(x, w, bias16, out, attrs, epilogue)
     elif epilogue.mode:
         return False
     else:
@@ -308,9 +308,9 @@ def _through_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any])
     if x.ndim == 5:
         logical = np.empty((x.shape[0], in_channels(w.shape, attrs["groups"])) + x.shape[2:4],
                            x.dtype)
-        launch(_from_blocked, x, logical)
+        launch(_from_nchw16c, x, logical)
     n, cb, oh, ow, _ = out.shape
     y = np.empty((n, w.shape[0], oh, ow), out.dtype)
     get_kernel("conv2d")([logical] + list(ins[1:]), [y], attrs)
     assert blocked_shape(y.shape) == out.shape
-    launch(_to_blocked, y, out)
+    launch(_to_nchw16c, y, out)
