@@ -65,9 +65,10 @@ def test_depthwise_3x3_conv2d(channels, n, h, w, stride, pads, bias, seed):
 def test_unpadded_stride1_conv_wide_kernel(n, groups, h, w, kh, kw, bias, seed):
     """Stride 1, no padding or dilation (LeNet-5's c1): the direct kernel that runs each tap
     over the output rows laid end to end (conv._conv2d_wide) equals the reference."""
-    from graphcnn.backends.cpu.kernels.conv import wide_applies
+    from graphcnn.ops.conv_shapes import is_unpadded_unit_stride
     attrs = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=groups)
-    assert wide_applies(attrs) and not wide_applies(dict(attrs, padding=(1, 1, 1, 1)))
+    assert is_unpadded_unit_stride(attrs)
+    assert not is_unpadded_unit_stride(dict(attrs, padding=(1, 1, 1, 1)))
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, (n, 2 * groups, h, w)), rand(rng, (2 * groups, 2, kh, kw))]
     check_op("conv2d", arrays + ([rand(rng, (2 * groups,))] if bias else []), attrs)

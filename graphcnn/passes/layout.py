@@ -24,22 +24,20 @@ from __future__ import annotations
 
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.ir.rebuild import Replacement, replace_groups
+from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_pointwise
+from graphcnn.ops.layout import in_channels
 from graphcnn.ops.registry import get_op
 
 
 def _pointwise(node: Node) -> bool:
-    w = node.inputs[1].shape
-    a = node.attrs
-    return (tuple(w[2:]) == (1, 1) and a["groups"] == 1 and tuple(a["stride"]) == (1, 1)
-            and tuple(a["padding"]) == (0, 0, 0, 0))
+    """A one-group 1x1 stride-1 unpadded conv: output channels in the lanes."""
+    return is_pointwise(node.inputs[1].shape, node.attrs) and node.attrs["groups"] == 1
 
 
 def is_depthwise(node: Node) -> bool:
-    if node.op != "conv2d" or node.inputs[0].dtype != "float32":
-        return False
-    channels, w = node.inputs[0].shape[1], node.inputs[1].shape
-    return (node.attrs["groups"] == channels == w[0] > 1 and tuple(w[1:]) == (1, 3, 3)
-            and tuple(node.attrs["dilation"]) == (1, 1))
+    """A float32 depthwise 3x3 conv2d: what the NCHW16c layout is for."""
+    return (node.op == "conv2d" and node.inputs[0].dtype == "float32"
+            and is_depthwise_3x3(node.inputs[0].shape[1], node.inputs[1].shape, node.attrs))
 
 
 def _can_run_nchw16c(node: Node, blocked_input: bool) -> bool:
@@ -163,8 +161,7 @@ def _expansion_of(node: Node, users: dict[int, list[Node]], outputs: set[int]
     if node.op != "conv2d_blocked" or len(node.inputs) != 3 or node.inputs[0].type.ndim != 5:
         return None
     w = node.inputs[1].shape
-    if not (node.attrs["groups"] == w[0] and tuple(w[1:]) == (1, 3, 3)
-            and tuple(node.attrs["dilation"]) == (1, 1)):
+    if not is_depthwise_3x3(in_channels(w, node.attrs["groups"]), w, node.attrs):
         return None
     clip = node.inputs[0].node
     if clip.op != "clip" or not _single_reader(clip.outputs[0], users, outputs):

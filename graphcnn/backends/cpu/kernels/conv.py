@@ -19,6 +19,8 @@ from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, implicit_gemm, 
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
+from graphcnn.ops.conv_shapes import (conv_operands, is_depthwise_3x3, is_full_window,
+                                      is_pointwise, is_unpadded_unit_stride)
 
 
 @numba.njit(**TASK_JIT)
@@ -52,12 +54,6 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
 def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
     for task in prange(out.shape[0] * out.shape[1]):
         conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
-
-
-def wide_applies(attrs: dict[str, Any]) -> bool:
-    """Stride 1, no dilation, no padding: the case _conv2d_wide serves (LeNet-5's c1)."""
-    return (tuple(attrs["stride"]) == (1, 1) and tuple(attrs["dilation"]) == (1, 1)
-            and tuple(attrs["padding"]) == (0, 0, 0, 0))
 
 
 @numba.njit(**JIT)
@@ -263,7 +259,7 @@ def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         names.append("winograd-packed")
     if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
         names += ["packed", "packed-channels"]
-        if not conv_gemm.is_pointwise(w_shape, attrs):
+        if not is_pointwise(w_shape, attrs):
             names.append("implicit")
     return names
 
@@ -284,16 +280,6 @@ GEMM_CONVS = {
 }
 
 
-def conv_operands(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]
-                  ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(input x's shape, weight's shape, conv output's H, W) of any of the three conv ops."""
-    if op == "conv2d_input_grad":   # (dy, w) -> dx
-        return tuple(out_shape), tuple(in_shapes[1]), tuple(in_shapes[0][2:])
-    if op == "conv2d_weight_grad":  # (dy, x) -> dw
-        return tuple(in_shapes[1]), tuple(out_shape), tuple(in_shapes[0][2:])
-    return tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shape[2:])
-
-
 def winograd_fits(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                   out_hw: tuple[int, ...], attrs: dict[str, Any], itemsize: int,
                   frozen: bool) -> bool:
@@ -312,7 +298,7 @@ def packed_fits(x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: Any,
     """Whether the packed-weights microkernel GEMM (packed_gemm.py) is a candidate: float32,
     one group, not a window as large as the input (one dense GEMM already)."""
     return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
-            and not conv_gemm.is_full_window(x_shape, w_shape, attrs))
+            and not is_full_window(x_shape, w_shape, attrs))
 
 
 def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
@@ -344,10 +330,10 @@ def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
             launch(add_channel_bias, out.reshape(out.shape[0], out.shape[1], 1, -1), ins[2])
         return
     args = conv2d_args(ins, outs[0], attrs)
-    if depthwise.applies(ins[0].shape, ins[1].shape, attrs):
+    if is_depthwise_3x3(ins[0].shape[1], ins[1].shape, attrs):
         depthwise.conv2d_depthwise3x3(*args[:5], attrs)
         return
-    if wide_applies(attrs):
+    if is_unpadded_unit_stride(attrs):
         launch(_conv2d_wide, *args[:5], attrs["groups"])
         return
     launch(_conv2d, *args)

@@ -23,6 +23,7 @@ from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
+from graphcnn.ops.conv_shapes import is_full_window, is_pointwise
 
 # Below this much work per layer (multiply-adds), the direct kernel wins; and a GEMM with
 # fewer than this many output rows x reduction length is too thin to pay for im2col.
@@ -68,20 +69,6 @@ def block_count(k: int, p: int, itemsize: int) -> int:
     width = max(16, BLOCK_BYTES // (k * itemsize))
     blocks = -(-p // width)
     return max(threads, -(-blocks // threads) * threads)
-
-
-def is_pointwise(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    return (w_shape[2:] == (1, 1) and attrs["stride"] == (1, 1)
-            and attrs["padding"] == (0, 0, 0, 0))
-
-
-def is_full_window(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-                   attrs: dict[str, Any]) -> bool:
-    """A convolution whose one window covers the whole (unpadded) input: a dense layer
-    (LeNet-5's c5, 16x5x5 -> 120), computed as one GEMM over the flattened images, with no
-    im2col and no scatter (c5's forward at batch 64, with its tanh: 0.47 -> 0.20 ms)."""
-    return (attrs["groups"] == 1 and tuple(w_shape[2:]) == tuple(x_shape[2:])
-            and tuple(attrs["padding"]) == (0, 0, 0, 0) and tuple(attrs["dilation"]) == (1, 1))
 
 
 def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, int]]:

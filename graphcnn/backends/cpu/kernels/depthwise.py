@@ -19,13 +19,6 @@ from numba import prange, uint64
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 
-def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    """A depthwise 3x3 convolution with one filter per channel and no dilation."""
-    channels = x_shape[1]
-    return (attrs["groups"] == channels > 1 and w_shape[0] == channels
-            and tuple(w_shape[1:]) == (1, 3, 3) and tuple(attrs["dilation"]) == (1, 1))
-
-
 # The plane is copied into a zero-padded scratch split into stride phases, laid out
 # [column phase][row phase][row][column] with rows of `phase_len` elements: the input of
 # output (oy, ox) at tap (i, j) then sits at q + offset(i, j) with q = oy * phase_len + ox.

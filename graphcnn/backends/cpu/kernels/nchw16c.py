@@ -24,6 +24,7 @@ from graphcnn.backends.cpu.kernels.nchw16c_conv import (ADD_SIDE, CLIP, NO_EPILO
                                                         Epilogue, emit_epilogue)
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
+from graphcnn.ops.conv_shapes import is_depthwise_3x3
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
 # ---- the conversions -----------------------------------------------------------------
@@ -190,12 +191,6 @@ def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads, side, mode, low, hig
                            in_w, ow_len, sh, sw, pt, pl, window, sf, mode, low, high)
 
 
-def depthwise_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    """A 3x3 convolution with one filter per channel and no dilation."""
-    return (attrs["groups"] == channels == w_shape[0] and tuple(w_shape[1:]) == (1, 3, 3)
-            and tuple(attrs["dilation"]) == (1, 1))
-
-
 # ---- weights and bias in blocks, kept for frozen (read-only) arrays ---------------------
 
 _FROZEN: dict[tuple[str, int], tuple[weakref.ref, np.ndarray]] = {}
@@ -240,7 +235,7 @@ def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: An
     """Which kernel conv2d_blocked_kernel runs (for the bench's profile too)."""
     if input_blocked and nchw16c_conv.pointwise_applies(w_shape, attrs, dtype):
         return "blocked-1x1"
-    if input_blocked and np.dtype(dtype) == np.float32 and depthwise_applies(
+    if input_blocked and np.dtype(dtype) == np.float32 and is_depthwise_3x3(
             in_channels(w_shape, attrs["groups"]), w_shape, attrs):
         return "blocked-depthwise-3x3"
     if nchw16c_conv.general_applies(attrs, dtype):

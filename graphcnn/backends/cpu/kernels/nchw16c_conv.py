@@ -29,6 +29,7 @@ from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, emit_fma_loop, load_vector,
                                                        packed, store_vector)
 from graphcnn.backends.cpu.registry import JIT, launch
+from graphcnn.ops.conv_shapes import is_pointwise
 
 NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
 
@@ -271,9 +272,8 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 def pointwise_applies(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> bool:
-    return (np.dtype(dtype) == np.float32 and tuple(w_shape[2:]) == (1, 1)
-            and attrs["groups"] == 1 and tuple(attrs["stride"]) == (1, 1)
-            and tuple(attrs["padding"]) == (0, 0, 0, 0))
+    return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
+            and is_pointwise(w_shape, attrs))
 
 
 def general_applies(attrs: dict[str, Any], dtype: Any) -> bool:

@@ -23,6 +23,7 @@ from graphcnn.backends.cpu.kernels import nchw16c
 from graphcnn.backends.cpu.kernels.nchw16c_conv import (CLIP, NB, NO_EPILOGUE, NR, Epilogue,
                                                         pointwise_table, tile, packed)
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.ops.conv_shapes import is_depthwise_3x3
 from graphcnn.ops.layout import POINTWISE, conv_attrs
 
 LANES = 16
@@ -109,8 +110,8 @@ def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
 
 def applies(x_dtype: Any, w2_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     """What the kernel computes: float32, a 3x3 depthwise conv without dilation."""
-    return (np.dtype(x_dtype) == np.float32 and tuple(w2_shape[1:]) == (1, 3, 3)
-            and tuple(attrs["dilation"]) == (1, 1))
+    return np.dtype(x_dtype) == np.float32 and is_depthwise_3x3(attrs["groups"], w2_shape,
+                                                                attrs)
 
 
 @cpu_kernel("expand_depthwise_blocked")

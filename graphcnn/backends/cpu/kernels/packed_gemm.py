@@ -32,6 +32,7 @@ from numba.extending import intrinsic
 from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, launch, recording
+from graphcnn.ops.conv_shapes import is_pointwise
 
 MR = 6       # output channels per block: six accumulators (and one load) per k
 LANES = 16   # pixels per block: one 512-bit vector of float32
@@ -293,7 +294,7 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     oh, ow = out.shape[2:]
     wp = packed(w.reshape(o_len, k), w, width)
     out3 = out.reshape(n_len, o_len, oh * ow)
-    if conv_gemm.is_pointwise(w.shape, attrs):
+    if is_pointwise(w.shape, attrs):
         for n in range(n_len):
             product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
         return
