@@ -34,7 +34,9 @@ from graphcnn import nn  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
-    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS)."""
+    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS). Call it
+    before compiling: an executable keeps the implementations chosen for the thread count
+    it was built with (backends/cpu/strategy.py)."""
     import numba
     numba.set_num_threads(n)
 

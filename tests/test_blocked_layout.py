@@ -1,6 +1,7 @@
 """The blocked layout NCHW16c: its ops (graphcnn/ops/layout.py), their cpu kernels against
-the reference on randomized shapes (backends/cpu/kernels/blocked*.py), and the layout pass
-(passes/layout.py) alone and in the pipeline, numerically against opt level 0."""
+the reference on randomized shapes (backends/cpu/kernels/nchw16c*.py, chosen by
+backends/cpu/strategy.py), and the layout pass (passes/layout.py) alone and in the
+pipeline, numerically against opt level 0."""
 from collections import Counter
 
 import numpy as np
@@ -88,8 +89,8 @@ def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
     """The cpu kernel on random shapes, a blocked input's padding lanes NaN: the real
     channels equal the reference's (padding never read into them); weights frozen or
     not."""
-    from graphcnn.backends.cpu.kernels.nchw16c import blocked_algorithm
     from graphcnn.backends.cpu.registry import get_kernel
+    from graphcnn.backends.cpu.strategy import array_site, choose
     from graphcnn.ops.registry import get_op
     x_shape, w_shape, attrs, blocked_input = case
     rng = np.random.default_rng(seed)
@@ -108,21 +109,30 @@ def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
     got = from_blocked_ref(out, w_shape[0])
     np.testing.assert_allclose(
         got, want, rtol=1e-4, atol=1e-4 * max(1, x_shape[1]) ** 0.5,
-        err_msg=blocked_algorithm(w_shape, attrs, np.float32, blocked_input))
+        err_msg=choose(array_site("conv2d_blocked", ins, out, attrs))[0].name)
+
+
+def nchw16c_choice(w_shape, attrs, dtype, blocked_input=True):
+    """The conv2d_blocked implementation the cpu strategy picks for such a node."""
+    from graphcnn.backends.cpu.strategy import Site, choose
+    c, dt = w_shape[1] * attrs["groups"], np.dtype(dtype)
+    x = (1, blocks(c), 8, 8, 16) if blocked_input else (1, c, 8, 8)
+    site = Site("conv2d_blocked", attrs, (x, w_shape), (dt, dt), (1, blocks(w_shape[0]), 8, 8, 16),
+                dt, (None, None))
+    return choose(site)[0].name
 
 
 def test_each_conv_goes_to_its_kernel():
-    from graphcnn.backends.cpu.kernels.nchw16c import blocked_algorithm
     one = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     depthwise = dict(one, padding=(1, 1, 1, 1), groups=24)
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float32) == "blocked-1x1"
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float32, False) == "blocked-implicit"
-    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float32) == "blocked-depthwise-3x3"
-    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float64) == "blocked-via-nchw"
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float64) == "blocked-via-nchw"
-    assert blocked_algorithm((32, 24, 3, 3), one, np.float32) == "blocked-implicit"
-    assert blocked_algorithm((32, 12, 3, 3), dict(one, groups=2), np.float32) == \
-        "blocked-via-nchw"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float32) == "nchw16c-1x1"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float32, False) == "nchw16c-implicit"
+    assert nchw16c_choice((24, 1, 3, 3), depthwise, np.float32) == "nchw16c-depthwise-3x3"
+    assert nchw16c_choice((24, 1, 3, 3), depthwise, np.float64) == "nchw16c-via-nchw"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float64) == "nchw16c-via-nchw"
+    assert nchw16c_choice((32, 24, 3, 3), one, np.float32) == "nchw16c-implicit"
+    assert nchw16c_choice((32, 12, 3, 3), dict(one, groups=2), np.float32) == \
+        "nchw16c-via-nchw"
 
 
 def test_conv2d_blocked_in_float64_and_fused_with_its_epilogue():
@@ -289,15 +299,22 @@ def test_epilogues_in_the_blocked_kernels_equal_the_ops_run_one_by_one(kind, ste
     fused = fuse_operators(g)
     assert [n.op for n in fused.nodes if n.op != "input"] == ["fused"]
     from graphcnn.backends.cpu.kernels import nchw16c
-    modes = []
-    monkeypatch.setitem(nchw16c.BLOCKED_RUNNERS, "conv2d_blocked", lambda *a: (
-        modes.append(a[3].mode) or nchw16c.run_blocked(*a)))
+    function = {"pointwise": "conv_pointwise", "depthwise": "conv_depthwise",
+                "stem": "conv_implicit"}[kind]
+    original, modes = getattr(nchw16c, function), []
+    monkeypatch.setattr(nchw16c, function, lambda ins, out, attrs, epilogue=nchw16c.NO_EPILOGUE: (
+        modes.append(epilogue.mode), original(ins, out, attrs, epilogue)))
     feeds = {"x": x, "w": w, "side": side}
-    got = make_runner(fused, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
+    runner = make_runner(fused, "cpu")  # the strategy binds the patched function
+    got = runner.run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
+    in_kernel = steps not in (("clip", "add"), ("mul",))
+    assert modes and all(modes) == in_kernel
+    ((_, _, name, why),) = runner.implementations()
+    assert name == {"pointwise": "nchw16c-1x1", "depthwise": "nchw16c-depthwise-3x3",
+                    "stem": "nchw16c-implicit"}[kind]
+    assert ("as it stores" in why) == in_kernel
     want = make_runner(g, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in g.inputs})
     np.testing.assert_array_equal(got[0], want[0])
-    in_kernel = steps not in (("clip", "add"), ("mul",))
-    assert bool(modes) == in_kernel and all(modes)
 
 
 def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
@@ -344,8 +361,9 @@ def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pad
     blocks, rows shorter than a tile, both strides, any padding up to 2, one band or bands
     of two or three output rows), alone and with a fused clip or residual add, the input's
     padding lanes NaN: equal to the reference."""
-    from graphcnn.backends.cpu.kernels import nchw16c, nchw16c_expand
+    from graphcnn.backends.cpu.kernels import nchw16c_expand
     from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, Epilogue
+    from graphcnn.backends.cpu.strategy import array_site, choose
     from graphcnn.backends.cpu.kernels.nchw16c_expand import run_expand_depthwise
     from graphcnn.ops.registry import get_op
     assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
@@ -374,7 +392,8 @@ def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pad
         want = want + side
     np.testing.assert_allclose(from_blocked_ref(out, e), from_blocked_ref(want, e),
                                rtol=1e-4, atol=1e-4 * max(1, c) ** 0.5)
-    assert nchw16c.BLOCKED_RUNNERS["expand_depthwise_blocked"]
+    chosen, _ = choose(array_site("expand_depthwise_blocked", ins, out, attrs))
+    assert chosen.name == "nchw16c-expand-depthwise"
 
 
 def test_expand_depthwise_in_float64_runs_the_two_convolutions():

@@ -49,11 +49,15 @@ def is_unpadded_unit_stride(attrs: dict[str, Any]) -> bool:
 
 
 def conv_operands(op: str, in_shapes: list[Shape] | tuple[Shape, ...], out_shape: Shape
-                  ) -> tuple[Shape, Shape, Shape]:
+                  ) -> tuple[Shape, Shape, tuple[int, int]]:
     """(input x's shape, weight's shape, conv output's H, W) of any of the three conv ops:
     conv2d (x, w) -> y, conv2d_input_grad (dy, w) -> dx, conv2d_weight_grad (dy, x) -> dw."""
     if op == "conv2d_input_grad":
-        return tuple(out_shape), tuple(in_shapes[1]), tuple(in_shapes[0][2:])
+        return tuple(out_shape), tuple(in_shapes[1]), _hw(in_shapes[0])
     if op == "conv2d_weight_grad":
-        return tuple(in_shapes[1]), tuple(out_shape), tuple(in_shapes[0][2:])
-    return tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shape[2:])
+        return tuple(in_shapes[1]), tuple(out_shape), _hw(in_shapes[0])
+    return tuple(in_shapes[0]), tuple(in_shapes[1]), _hw(out_shape)
+
+
+def _hw(nchw: Shape) -> tuple[int, int]:
+    return nchw[2], nchw[3]

@@ -15,7 +15,8 @@ The manifest holds: the format name and version; the versions of graphcnn, numba
 llvmlite, numpy and Python that wrote it; the target it was compiled for (triple, CPU name,
 CPU features) and a fingerprint of the cpu kernels' sources; the optimized graph
 (graphcnn.ir.serialize: nodes with op, inputs, attributes, locations and output types); the
-schedule (the nodes run as kernels, in order); the memory plan (arena bytes; per buffer the
+schedule (the nodes run as kernels, in order) and the implementation the cpu strategy chose
+for each (loading runs the same ones); the memory plan (arena bytes; per buffer the
 values sharing it, offset, size, live range); input and output names, shapes and dtypes;
 the kernel entries (kernel name, argument signature, return type, symbol, member); the
 parameters; for a training step its loss; and per member its size and SHA-256.
@@ -262,6 +263,7 @@ def save_artifact(obj: Any, path: str | os.PathLike) -> None:
                     for n, v in zip(graph.output_names, graph.outputs)],
         "graph": graph_json,
         "schedule": [n.id for n in graph.compute_nodes() if n.id not in plan.views],
+        "implementations": [name for _, _, name, _ in exe.runner.implementations()],
         "memory_plan": _plan_to_json(graph, plan),
         "kernels": kernels,
         "arrays": arrays,
@@ -572,6 +574,10 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
     if schedule != [n.id for n in graph.compute_nodes() if n.id not in plan.views]:
         raise ValueError("the schedule does not match the graph")
     _check_io(manifest, graph)
+    chosen = manifest.get("implementations")  # absent in artifacts written before them
+    if chosen is not None and (not isinstance(chosen, list) or len(chosen) != len(schedule)
+                               or not all(isinstance(c, str) for c in chosen)):
+        raise ValueError("implementations must name one implementation per scheduled node")
 
     graph_params = {n.attrs["name"]: n.output for n in graph.nodes if n.op == "param"}
     parameters: dict[str, np.ndarray] = {}
@@ -603,7 +609,7 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
         except aot.AotError as err:
             raise _fail(path, str(err)) from None
 
-    runner = runner_class(graph, plan)
+    runner = runner_class(graph, plan, None if chosen is None else dict(zip(schedule, chosen)))
     runner.launch_table = table
     seed = _int(manifest, "seed", "manifest")
     exe = Executable(graph, "cpu", ops_before=_int(manifest, "ops_before", "manifest"),

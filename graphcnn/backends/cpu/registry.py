@@ -102,3 +102,4 @@ def all_kernels() -> dict[str, KernelFn]:
 
 def _load_all() -> None:
     import graphcnn.backends.cpu.kernels  # noqa: F401
+    import graphcnn.backends.cpu.strategy  # noqa: F401  (the kernels of ops with a strategy)

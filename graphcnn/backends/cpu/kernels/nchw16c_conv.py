@@ -29,7 +29,6 @@ from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, emit_fma_loop, load_vector,
                                                        packed, store_vector)
 from graphcnn.backends.cpu.registry import JIT, launch
-from graphcnn.ops.conv_shapes import is_pointwise
 
 NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
 
@@ -269,12 +268,3 @@ def _tap_table(w_shape: tuple[int, ...], hp: int, wp: int, dh: int, dw: int,
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)  # shared by every call that finds it in the cache
     return a
-
-
-def pointwise_applies(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> bool:
-    return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
-            and is_pointwise(w_shape, attrs))
-
-
-def general_applies(attrs: dict[str, Any], dtype: Any) -> bool:
-    return np.dtype(dtype) == np.float32 and attrs["groups"] == 1

@@ -22,7 +22,7 @@ from numba import prange
 from graphcnn.backends.cpu.kernels import nchw16c
 from graphcnn.backends.cpu.kernels.nchw16c_conv import (CLIP, NB, NO_EPILOGUE, NR, Epilogue,
                                                         pointwise_table, tile, packed)
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, get_kernel, launch
 from graphcnn.ops.conv_shapes import is_depthwise_3x3
 from graphcnn.ops.layout import POINTWISE, conv_attrs
 
@@ -87,7 +87,9 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
 
 
 def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                         epilogue: Epilogue = NO_EPILOGUE) -> bool:
+                         epilogue: Epilogue = NO_EPILOGUE) -> None:
+    """out = expand_depthwise_blocked(*ins), then `epilogue`, as it stores (float32, a
+    depthwise 3x3 conv without dilation: `applies`)."""
     x, w1, b1, w2, b2 = ins
     (sh, sw), pads = attrs["stride"], attrs["padding"]
     in_h, in_w = x.shape[2], x.shape[3]
@@ -105,7 +107,6 @@ def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     launch(_expand_depthwise, wp, x, table, b1_16, np.float32(attrs["low"]),
            np.float32(attrs["high"]), wk, b2_16, out, sh, sw, pads[0], pads[2], band, rows_in,
            width, numba.get_num_threads(), *epilogue.args(out))
-    return True
 
 
 def applies(x_dtype: Any, w2_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -114,21 +115,12 @@ def applies(x_dtype: Any, w2_shape: tuple[int, ...], attrs: dict[str, Any]) -> b
                                                                 attrs)
 
 
-@cpu_kernel("expand_depthwise_blocked")
-def expand_depthwise_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                            attrs: dict[str, Any]) -> None:
-    if applies(ins[0].dtype, ins[3].shape, attrs):
-        run_expand_depthwise(ins, outs[0], attrs)
-        return
-    # Any other: the two convolutions one after the other (correct, not fast; the layout
-    # pass does not make these).
+def run_two_pass(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Any other: the two convolutions one after the other through the conv2d_blocked
+    kernel (correct, not fast; the layout pass does not make these)."""
     x, w1, b1, w2, b2 = ins
-    expanded = np.empty(outs[0].shape[:2] + x.shape[2:], x.dtype)
-    nchw16c.run_blocked([x, w1, b1], expanded, dict(POINTWISE))
+    conv = get_kernel("conv2d_blocked")
+    expanded = np.empty(out.shape[:2] + x.shape[2:], x.dtype)
+    conv([x, w1, b1], [expanded], dict(POINTWISE))
     clipped = np.clip(expanded, attrs["low"], attrs["high"]).astype(x.dtype)
-    nchw16c.run_blocked([clipped, w2, b2], outs[0], conv_attrs(attrs))
-
-
-nchw16c.BLOCKED_RUNNERS["expand_depthwise_blocked"] = (
-    lambda ins, out, attrs, epilogue: applies(ins[0].dtype, ins[3].shape, attrs)
-    and run_expand_depthwise(ins, out, attrs, epilogue))
+    conv([clipped, w2, b2], [out], conv_attrs(attrs))
