@@ -1,4 +1,4 @@
-"""Benchmarks of graphcnn against its peers (issue 5): ``graphcnn bench MODEL`` and
+"""Benchmarks of graphcnn against its peers: ``graphcnn bench MODEL`` and
 ``graphcnn bench conv-layers``; see graphcnn/bench/cli.py.
 
     >>> from graphcnn.bench import bench_model                         # doctest: +SKIP

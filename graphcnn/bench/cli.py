@@ -155,7 +155,7 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                     "SGEMM roof.")
         for title, text in (("Skipped", report.notes_text(results)),
                             ("Cross-checks (before timing)", report.checks_text(results)),
-                            ("Targets (issue 5)", report.targets_text(targets))):
+                            ("Targets", report.targets_text(targets))):
             if text:
                 dest += ["", f"{title}:", text]
         if args.profile:
@@ -199,10 +199,11 @@ def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                             roof, log=lambda s: print(s, flush=True))
     out.update(res)
     out["notes"] = [note] if note else []
-    legend = ("ms: median per call of the registered cpu kernel with preallocated buffers; "
-              "x torch: graphcnn's time / torch's; % roof: of the SGEMM roof (Winograd "
-              "rows count the direct conv's FLOPs: an effective rate); algorithm: what "
-              "the cpu backend picks (its cost model, or autotune's measured choice).")
+    legend = ("ms: median per call of the chosen cpu implementation with preallocated "
+              "buffers; x torch: graphcnn's time / torch's; % roof: of the SGEMM roof "
+              "(Winograd rows count the direct conv's FLOPs: an effective rate); algorithm: "
+              "what the cpu strategy picks (its rules and cost model, or autotune's measured "
+              "choice).")
     texts = []
     for markdown in (False, True):
         parts = [report.conv_table(res["rows"], markdown), "", legend]
