@@ -290,20 +290,20 @@ def test_conv2d_gemm_algorithm(case, seed):
 
 
 @given(case=conv_case(), seed=st.integers(0, 2**16), block_bytes=st.sampled_from([64, 4096]))
-def test_conv2d_blocked_gemm_algorithm(case, seed, block_bytes):
+def test_conv2d_cache_blocked_gemm_algorithm(case, seed, block_bytes):
     """The forward GEMM path that builds im2col columns block by block, each block right
     before its GEMM (conv_gemm._conv_blocks), forced on every shape and cut into blocks as
     narrow as 16 pixels, equals the reference (grouped convs keep the other path)."""
     from graphcnn.backends.cpu import blas
     from graphcnn.backends.cpu.kernels import conv_gemm
     if not blas.AVAILABLE:
-        pytest.skip("numpy's OpenBLAS was not found: no blocked path")
+        pytest.skip("numpy's OpenBLAS was not found: no cache-blocked path")
     x_shape, w_shape, bias, attrs = case
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
-        patch.setattr(conv_gemm, "MIN_BLOCKED_PIXELS", 1)
+        patch.setattr(conv_gemm, "MIN_CACHE_BLOCKED_PIXELS", 1)
         patch.setattr(conv_gemm, "BLOCK_BYTES", block_bytes)
         check_op("conv2d", arrays, attrs, grad=False)
 

@@ -123,8 +123,9 @@ def _conv2d_input_grad(dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
         conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups)
 
 
-# Reassociation lets LLVM split the dot products' float64 sums into vector lanes (3x here);
-# the sums then differ from the serial order by rounding only.
+# Reassociation lets LLVM split the dot products' float64 sums into vector lanes (a serial
+# sum is one dependent add per element); the sums then differ from the serial order by
+# rounding only.
 @numba.njit(fastmath={"reassoc", "contract"}, **TASK_JIT)
 def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """One filter dw[o, ci], task = o * (C / groups) + ci."""
