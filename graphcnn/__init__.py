@@ -22,22 +22,39 @@ from graphcnn.backends.cpu.openblas import AVAILABLE as _ONE_THREAD_POOL  # noqa
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 
+import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
+from graphcnn import nn  # noqa: E402
 from graphcnn.api import compile, training_graph, value_and_grad  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
-from graphcnn.functional import (add, clip, concat, flatten, leaky_relu, log_softmax,  # noqa: E402
-                                 mul, pad2d, relu, relu6, reshape, sigmoid, softmax, sub, tanh)
+from graphcnn.functional import (  # noqa: E402
+    add,
+    clip,
+    concat,
+    flatten,
+    leaky_relu,
+    log_softmax,
+    mul,
+    pad2d,
+    relu,
+    relu6,
+    reshape,
+    sigmoid,
+    softmax,
+    sub,
+    tanh,
+)
 from graphcnn.ir import Graph, TensorType  # noqa: E402
-import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn.model import Model  # noqa: E402
-from graphcnn.seeding import manual_seed  # noqa: E402
 from graphcnn.runtime import Executable  # noqa: E402
 from graphcnn.runtime.gradient_step import GradientStep  # noqa: E402
-from graphcnn import nn  # noqa: E402
+from graphcnn.seeding import manual_seed  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
-    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS)."""
+    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS). Call it
+    before compiling: an executable keeps the implementations chosen for the thread count
+    it was built with (backends/cpu/strategy.py)."""
     import numba
     numba.set_num_threads(n)
 

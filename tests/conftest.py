@@ -1,6 +1,5 @@
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
 
 # Numba's cache outside the checkout: kernels compile once per machine, not once per run.
@@ -17,12 +16,3 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-
-@pytest.fixture(autouse=True)
-def _fresh_conv_choices():
-    """Each test decides its convolutions' algorithms afresh (tests patch the cost model
-    and autotune; the cpu backend remembers its decisions per shape within a process)."""
-    from graphcnn.backends.cpu.kernels.conv import forget_choices
-    forget_choices()
-    yield
-    forget_choices()

@@ -121,8 +121,9 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     import numpy as np
 
     from graphcnn.backends.cpu import blas
-    from graphcnn.backends.cpu.kernels.conv import conv2d_kernel
+    from graphcnn.backends.cpu.registry import get_kernel
     from graphcnn.ops.conv import conv2d_ref
+    conv2d_kernel = get_kernel("conv2d")
     if not blas.AVAILABLE:
         pytest.skip("numpy's OpenBLAS was not found: no Winograd path")
     rng = np.random.default_rng(0)

@@ -230,8 +230,11 @@ def test_profile_covers_every_step():
     assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     assert sum(r["flops"] for r in rows) == graph_flops(exe.graph)
     assert any(r["kernel"].startswith("fused[conv2d") for r in rows)
-    assert {r["algorithm"] for r in rows if "conv2d" in r["kernel"]} <= {
-        "gemm", "gemm-1x1", "depthwise-3x3", "direct", "direct-grouped"}
+    algorithms = [r["algorithm"] for r in rows if "conv2d" in r["kernel"]]
+    assert algorithms == [i for _, op, i, _ in exe.runner.implementations()
+                          if op == "fused"][:3]  # the runner's record: c1, c3, c5
+    assert algorithms[0] == "direct-wide" and set(algorithms[1:]) <= {
+        "gemm", "packed", "packed-channels", "implicit"}
     kinds = summarize_by_kernel(rows)
     assert sum(k["count"] for k in kinds) == len(rows)
     np.testing.assert_allclose(exe(x), expected)  # profiling leaves the executable usable

@@ -1,18 +1,20 @@
 """The blocked layout NCHW16c: its ops (graphcnn/ops/layout.py), their cpu kernels against
-the reference on randomized shapes (backends/cpu/kernels/blocked*.py), and the layout pass
-(passes/layout.py) alone and in the pipeline, numerically against opt level 0."""
+the reference on randomized shapes (backends/cpu/kernels/nchw16c*.py, chosen by
+backends/cpu/strategy.py), and the layout pass (passes/layout.py) alone and in the
+pipeline, numerically against opt level 0."""
 from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from op_check import check_op, forward
 
 import graphcnn as gc
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir.graph import Graph
 from graphcnn.ops.layout import blocks, from_blocked_ref, to_blocked_ref
-from graphcnn.passes.layout import blocked_layout, blocked_regions, fuse_expand_depthwise
-from op_check import check_op, forward
+from graphcnn.passes.layout import fuse_expand_depthwise, nchw16c_layout, nchw16c_regions
 
 
 def rand(rng, *shape, dtype=np.float32):
@@ -88,8 +90,8 @@ def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
     """The cpu kernel on random shapes, a blocked input's padding lanes NaN: the real
     channels equal the reference's (padding never read into them); weights frozen or
     not."""
-    from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
     from graphcnn.backends.cpu.registry import get_kernel
+    from graphcnn.backends.cpu.strategy import array_site, choose
     from graphcnn.ops.registry import get_op
     x_shape, w_shape, attrs, blocked_input = case
     rng = np.random.default_rng(seed)
@@ -108,21 +110,30 @@ def test_conv2d_blocked_kernel_equals_the_reference(case, bias, frozen, seed):
     got = from_blocked_ref(out, w_shape[0])
     np.testing.assert_allclose(
         got, want, rtol=1e-4, atol=1e-4 * max(1, x_shape[1]) ** 0.5,
-        err_msg=blocked_algorithm(w_shape, attrs, np.float32, blocked_input))
+        err_msg=choose(array_site("conv2d_blocked", ins, out, attrs))[0].name)
+
+
+def nchw16c_choice(w_shape, attrs, dtype, blocked_input=True):
+    """The conv2d_blocked implementation the cpu strategy picks for such a node."""
+    from graphcnn.backends.cpu.strategy import Site, choose
+    c, dt = w_shape[1] * attrs["groups"], np.dtype(dtype)
+    x = (1, blocks(c), 8, 8, 16) if blocked_input else (1, c, 8, 8)
+    site = Site("conv2d_blocked", attrs, (x, w_shape), (dt, dt), (1, blocks(w_shape[0]), 8, 8, 16),
+                dt, (None, None))
+    return choose(site)[0].name
 
 
 def test_each_conv_goes_to_its_kernel():
-    from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
     one = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     depthwise = dict(one, padding=(1, 1, 1, 1), groups=24)
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float32) == "blocked-1x1"
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float32, False) == "blocked-implicit"
-    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float32) == "blocked-depthwise-3x3"
-    assert blocked_algorithm((24, 1, 3, 3), depthwise, np.float64) == "blocked-via-nchw"
-    assert blocked_algorithm((32, 24, 1, 1), one, np.float64) == "blocked-via-nchw"
-    assert blocked_algorithm((32, 24, 3, 3), one, np.float32) == "blocked-implicit"
-    assert blocked_algorithm((32, 12, 3, 3), dict(one, groups=2), np.float32) == \
-        "blocked-via-nchw"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float32) == "nchw16c-1x1"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float32, False) == "nchw16c-implicit"
+    assert nchw16c_choice((24, 1, 3, 3), depthwise, np.float32) == "nchw16c-depthwise-3x3"
+    assert nchw16c_choice((24, 1, 3, 3), depthwise, np.float64) == "nchw16c-via-nchw"
+    assert nchw16c_choice((32, 24, 1, 1), one, np.float64) == "nchw16c-via-nchw"
+    assert nchw16c_choice((32, 24, 3, 3), one, np.float32) == "nchw16c-implicit"
+    assert nchw16c_choice((32, 12, 3, 3), dict(one, groups=2), np.float32) == \
+        "nchw16c-via-nchw"
 
 
 def test_conv2d_blocked_in_float64_and_fused_with_its_epilogue():
@@ -190,7 +201,7 @@ def run(graph: Graph, x: np.ndarray, backend: str) -> list[np.ndarray]:
 
 def test_the_depthwise_region_runs_blocked_with_one_conversion_each_way():
     graph = inverted_residual()
-    after = blocked_layout(graph)
+    after = nchw16c_layout(graph)
     ops = Counter(n.op for n in after.nodes)
     # The stem reads the NCHW image and writes blocks: no conversion on the way in; one
     # on the way out, before the global pooling.
@@ -207,7 +218,7 @@ def test_the_depthwise_region_runs_blocked_with_one_conversion_each_way():
 
 def test_a_value_read_outside_the_region_is_converted_once():
     graph = inverted_residual(extra_reader=True)
-    after = blocked_layout(graph)
+    after = nchw16c_layout(graph)
     ops = Counter(n.op for n in after.nodes)
     assert ops["from_blocked"] == 2 and ops["max_pool2d"] == 1  # the residual sum, d
     x = rand(np.random.default_rng(2), 2, 3, 12, 12)
@@ -218,8 +229,8 @@ def test_a_value_read_outside_the_region_is_converted_once():
 @pytest.mark.parametrize("kwargs", [dict(depthwise=False), dict(dtype="float64")])
 def test_graphs_without_a_float32_depthwise_region_are_left_alone(kwargs):
     graph = inverted_residual(**kwargs)
-    assert blocked_regions(graph) == set()
-    assert blocked_layout(graph) is graph
+    assert nchw16c_regions(graph) == set()
+    assert nchw16c_layout(graph) is graph
 
 
 def test_a_region_with_more_conversions_than_convolutions_stays_nchw():
@@ -239,8 +250,8 @@ def test_the_pipeline_runs_the_pass_for_the_cpu_backend_before_fusion():
     from graphcnn.passes.fusion import fuse_operators
     from graphcnn.passes.pipeline import passes_for
     cpu = passes_for(2, "cpu")
-    assert cpu[-3:] == [blocked_layout, fuse_expand_depthwise, fuse_operators]
-    assert blocked_layout not in passes_for(2) + passes_for(2, "cuda") + passes_for(1, "cpu")
+    assert cpu[-3:] == [nchw16c_layout, fuse_expand_depthwise, fuse_operators]
+    assert nchw16c_layout not in passes_for(2) + passes_for(2, "cuda") + passes_for(1, "cpu")
     fused, _ = run_pipeline(inverted_residual(), 2, "cpu")
     anchors = Counter(n.attrs["anchor"] for n in fused.nodes if n.op == "fused")
     # stem + clip, expand + clip + depthwise + clip, project + add
@@ -288,21 +299,28 @@ def test_epilogues_in_the_blocked_kernels_equal_the_ops_run_one_by_one(kind, ste
     g.set_outputs([y])
     fused = fuse_operators(g)
     assert [n.op for n in fused.nodes if n.op != "input"] == ["fused"]
-    from graphcnn.backends.cpu.kernels import blocked
-    modes = []
-    monkeypatch.setitem(blocked.BLOCKED_RUNNERS, "conv2d_blocked", lambda *a: (
-        modes.append(a[3].mode) or blocked.run_blocked(*a)))
+    from graphcnn.backends.cpu.kernels import nchw16c
+    function = {"pointwise": "conv_pointwise", "depthwise": "conv_depthwise",
+                "stem": "conv_implicit"}[kind]
+    original, modes = getattr(nchw16c, function), []
+    monkeypatch.setattr(nchw16c, function, lambda ins, out, attrs, epilogue=nchw16c.NO_EPILOGUE: (
+        modes.append(epilogue.mode), original(ins, out, attrs, epilogue)))
     feeds = {"x": x, "w": w, "side": side}
-    got = make_runner(fused, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
+    runner = make_runner(fused, "cpu")  # the strategy binds the patched function
+    got = runner.run({v.id: feeds[v.node.attrs["name"]] for v in fused.inputs})
+    in_kernel = steps not in (("clip", "add"), ("mul",))
+    assert modes and all(modes) == in_kernel
+    ((_, _, name, why),) = runner.implementations()
+    assert name == {"pointwise": "nchw16c-1x1", "depthwise": "nchw16c-depthwise-3x3",
+                    "stem": "nchw16c-implicit"}[kind]
+    assert ("as it stores" in why) == in_kernel
     want = make_runner(g, "cpu").run({v.id: feeds[v.node.attrs["name"]] for v in g.inputs})
     np.testing.assert_array_equal(got[0], want[0])
-    in_kernel = steps not in (("clip", "add"), ("mul",))
-    assert bool(modes) == in_kernel and all(modes)
 
 
 def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
-    from graphcnn.backends.cpu.kernels.blocked import epilogue_of
-    from graphcnn.backends.cpu.kernels.blocked_conv import ADD_SIDE, CLIP, RELU
+    from graphcnn.backends.cpu.kernels.nchw16c import epilogue_of
+    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, RELU
     out, side, small = np.zeros((1, 2, 3, 3, 16)), np.ones((1, 2, 3, 3, 16)), np.ones((1, 16))
     ins = [None, None, side, small]
     clip = ("clip", {"low": 0.0, "high": 6.0}, (-1,))
@@ -317,7 +335,7 @@ def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
 # ---- the expansion and depthwise conv as one op --------------------------------------------
 
 def test_expand_clip_depthwise_become_one_node_where_nothing_else_reads_them():
-    after = fuse_expand_depthwise(blocked_layout(inverted_residual()))
+    after = fuse_expand_depthwise(nchw16c_layout(inverted_residual()))
     ops = Counter(n.op for n in after.nodes)
     assert ops["expand_depthwise_blocked"] == 1 and ops["conv2d_blocked"] == 2
     x = rand(np.random.default_rng(5), 2, 3, 12, 12)
@@ -325,9 +343,9 @@ def test_expand_clip_depthwise_become_one_node_where_nothing_else_reads_them():
     for backend in ("reference", "cpu"):
         np.testing.assert_allclose(run(after, x, backend)[0], want, rtol=1e-4, atol=1e-5)
     # the depthwise output read twice is fine; the expanded tensor read twice is not fused
-    extra = fuse_expand_depthwise(blocked_layout(inverted_residual(extra_reader=True)))
+    extra = fuse_expand_depthwise(nchw16c_layout(inverted_residual(extra_reader=True)))
     assert Counter(n.op for n in extra.nodes)["expand_depthwise_blocked"] == 1
-    graph = blocked_layout(inverted_residual())
+    graph = nchw16c_layout(inverted_residual())
     expanded = [n for n in graph.nodes if n.op == "clip"][1].outputs[0]  # after the stem's
     graph.set_outputs(graph.outputs + [expanded], graph.output_names + ["expanded"])
     assert Counter(n.op for n in fuse_expand_depthwise(graph).nodes)[
@@ -344,9 +362,10 @@ def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pad
     blocks, rows shorter than a tile, both strides, any padding up to 2, one band or bands
     of two or three output rows), alone and with a fused clip or residual add, the input's
     padding lanes NaN: equal to the reference."""
-    from graphcnn.backends.cpu.kernels import blocked, blocked_expand
-    from graphcnn.backends.cpu.kernels.blocked_conv import ADD_SIDE, CLIP, Epilogue
-    from graphcnn.backends.cpu.kernels.blocked_expand import run_expand_depthwise
+    from graphcnn.backends.cpu.kernels import nchw16c_expand
+    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, Epilogue
+    from graphcnn.backends.cpu.kernels.nchw16c_expand import run_expand_depthwise
+    from graphcnn.backends.cpu.strategy import array_site, choose
     from graphcnn.ops.registry import get_op
     assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
     rng = np.random.default_rng(seed)
@@ -360,21 +379,22 @@ def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pad
     side = rand(rng, *want.shape)
     mode = {"": 0, "clip": CLIP, "add": ADD_SIDE}[epilogue]
     out = np.full(want.shape, 7.0, np.float32)
-    scratch_bytes = blocked_expand.SCRATCH_BYTES
+    scratch_bytes = nchw16c_expand.SCRATCH_BYTES
     if small_bands:  # room for five input rows of the widest image drawn (17 columns)
-        blocked_expand.SCRATCH_BYTES = 2 * 17 * 16 * 4 * 5
+        nchw16c_expand.SCRATCH_BYTES = 2 * 17 * 16 * 4 * 5
     try:
         run_expand_depthwise(ins, out, attrs, Epilogue(side if mode == ADD_SIDE else None,
                                                        mode, -0.3, 0.3))
     finally:
-        blocked_expand.SCRATCH_BYTES = scratch_bytes
+        nchw16c_expand.SCRATCH_BYTES = scratch_bytes
     if mode == CLIP:
         want = np.clip(want, -0.3, 0.3)
     elif mode == ADD_SIDE:
         want = want + side
     np.testing.assert_allclose(from_blocked_ref(out, e), from_blocked_ref(want, e),
                                rtol=1e-4, atol=1e-4 * max(1, c) ** 0.5)
-    assert blocked.BLOCKED_RUNNERS["expand_depthwise_blocked"]
+    chosen, _ = choose(array_site("expand_depthwise_blocked", ins, out, attrs))
+    assert chosen.name == "nchw16c-expand-depthwise"
 
 
 def test_expand_depthwise_in_float64_runs_the_two_convolutions():

@@ -66,9 +66,10 @@ def test_depthwise_3x3_conv2d(channels, n, h, w, stride, pads, bias, seed):
 def test_unpadded_stride1_conv_wide_kernel(n, groups, h, w, kh, kw, bias, seed):
     """Stride 1, no padding or dilation (LeNet-5's c1): the direct kernel that runs each tap
     over the output rows laid end to end (conv._conv2d_wide) equals the reference."""
-    from graphcnn.backends.cpu.kernels.conv import wide_applies
+    from graphcnn.ops.conv_shapes import is_unpadded_unit_stride
     attrs = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=groups)
-    assert wide_applies(attrs) and not wide_applies(dict(attrs, padding=(1, 1, 1, 1)))
+    assert is_unpadded_unit_stride(attrs)
+    assert not is_unpadded_unit_stride(dict(attrs, padding=(1, 1, 1, 1)))
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, (n, 2 * groups, h, w)), rand(rng, (2 * groups, 2, kh, kw))]
     check_op("conv2d", arrays + ([rand(rng, (2 * groups,))] if bias else []), attrs)
@@ -290,20 +291,20 @@ def test_conv2d_gemm_algorithm(case, seed):
 
 
 @given(case=conv_case(), seed=st.integers(0, 2**16), block_bytes=st.sampled_from([64, 4096]))
-def test_conv2d_blocked_gemm_algorithm(case, seed, block_bytes):
+def test_conv2d_cache_blocked_gemm_algorithm(case, seed, block_bytes):
     """The forward GEMM path that builds im2col columns block by block, each block right
     before its GEMM (conv_gemm._conv_blocks), forced on every shape and cut into blocks as
     narrow as 16 pixels, equals the reference (grouped convs keep the other path)."""
     from graphcnn.backends.cpu import blas
     from graphcnn.backends.cpu.kernels import conv_gemm
     if not blas.AVAILABLE:
-        pytest.skip("numpy's OpenBLAS was not found: no blocked path")
+        pytest.skip("numpy's OpenBLAS was not found: no cache-blocked path")
     x_shape, w_shape, bias, attrs = case
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, x_shape), rand(rng, w_shape)] + ([rand(rng, w_shape[:1])] if bias else [])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_gemm, "use_gemm", lambda *args: True)
-        patch.setattr(conv_gemm, "MIN_BLOCKED_PIXELS", 1)
+        patch.setattr(conv_gemm, "MIN_CACHE_BLOCKED_PIXELS", 1)
         patch.setattr(conv_gemm, "BLOCK_BYTES", block_bytes)
         check_op("conv2d", arrays, attrs, grad=False)
 

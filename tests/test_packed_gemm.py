@@ -5,12 +5,13 @@ import gc as python_gc
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from op_check import check_op
 
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.ops.conv import conv2d_ref
-from op_check import check_op
 
 
 def rand(rng, shape):
@@ -113,7 +114,7 @@ def test_compiled_resnet_block_on_the_packed_gemm(monkeypatch):
 
 
 def test_float64_and_grouped_convs_are_not_candidates():
-    from graphcnn.backends.cpu.kernels.conv import packed_fits
+    from graphcnn.backends.cpu.candidates import packed_fits
     attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     assert packed_fits((1, 8, 9, 9), (8, 8, 3, 3), np.float32, attrs)
     assert not packed_fits((1, 8, 9, 9), (8, 8, 3, 3), np.float64, attrs)

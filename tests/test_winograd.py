@@ -252,9 +252,15 @@ def test_training_step_runs_all_three_conv_ops_by_winograd(monkeypatch):
     model = gc.Model(x, nn.Linear(8 * 8 * 8, 4)(gc.flatten(y)))
     rng = np.random.default_rng(0)
     xs, labels = rand(rng, (2, 3, 8, 8)), np.array([1, 3])
-    loss, grads = gc.value_and_grad(model, batch_size=2)(xs, labels)
+    step = gc.value_and_grad(model, batch_size=2)
+    loss, grads = step(xs, labels)
     assert {"conv2d_winograd", "conv2d_input_grad_winograd",
             "conv2d_weight_grad_winograd"} <= set(calls)
+    graph = step.executable.graph
+    ops = {n.id: n.attrs.get("anchor") or n.op for n in graph.nodes}
+    winograd_ops = {ops[node_id] for node_id, _, name, _ in
+                    step.executable.runner.implementations() if name == "winograd"}
+    assert winograd_ops == {"conv2d", "conv2d_input_grad", "conv2d_weight_grad"}
     want_loss, want = gc.value_and_grad(model, batch_size=2, backend="reference",
                                         opt_level=0)(xs, labels)
     assert abs(loss - want_loss) <= 1e-5 * max(1.0, abs(want_loss))

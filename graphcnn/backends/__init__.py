@@ -76,10 +76,10 @@ def _no_passes() -> list[GraphPass]:
 
 
 def _cpu_passes() -> list[GraphPass]:
-    # The blocked layout for depthwise regions (inference only: the backward kernels are
+    # The NCHW16c layout for depthwise regions (inference only: the backward kernels are
     # NCHW), then MobileNetV2's expand -> clip -> depthwise chains in it as one op.
-    from graphcnn.passes.layout import blocked_layout, fuse_expand_depthwise
-    return [blocked_layout, fuse_expand_depthwise]
+    from graphcnn.passes.layout import fuse_expand_depthwise, nchw16c_layout
+    return [nchw16c_layout, fuse_expand_depthwise]
 
 
 _BACKENDS: dict[str, Backend] = {

@@ -1,10 +1,11 @@
 """`graphcnn bench conv-layers`: ResNet-18's 3x3 convolutions (64@56, 128@28, 256@14,
 512@7; C = O, stride 1, pad 1) at batch 1 and 16: forward, input gradient and weight
-gradient of graphcnn's registered cpu kernels (called directly, with preallocated
-buffers, as the runner calls them) against PyTorch's (F.conv2d, torch.nn.grad.conv2d_input,
-torch.nn.grad.conv2d_weight; same thread count), with GFLOP/s and the fraction of the
-SGEMM roof. Each kernel's result is compared with torch's before timing; the two are
-timed in alternating blocks (common.measure_interleaved).
+gradient of graphcnn's cpu implementations (each chosen once by the cpu strategy, then
+called directly with preallocated buffers, as a runner's step calls it) against
+PyTorch's (F.conv2d, torch.nn.grad.conv2d_input, torch.nn.grad.conv2d_weight; same thread
+count), with GFLOP/s and the fraction of the SGEMM roof. Each kernel's result is compared
+with torch's before timing; the two are timed in alternating blocks
+(common.measure_interleaved).
 """
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.bench.common import gflops, measure_interleaved, threads
-from graphcnn.bench.profile import conv_algorithm
 
 # (channels, spatial size) of ResNet-18's stride-1 3x3 layers
 LAYERS: tuple[tuple[int, int], ...] = ((64, 56), (128, 28), (256, 14), (512, 7))
 PASSES = ("forward", "input_grad", "weight_grad")
-OPS = {"forward": "conv2d", "input_grad": "conv2d_input_grad",
-       "weight_grad": "conv2d_weight_grad"}
 # the speed targets: time ratio to torch, and (forward) the fraction of the SGEMM roof
 TARGET_RATIO = {"forward": 1.0, "input_grad": 1.2, "weight_grad": 1.2}
 TARGET_ROOF = {"forward": 0.60}
@@ -44,7 +42,7 @@ def conv_nodes(batch: int, channels: int, size: int, kernel: int = 3, stride: in
 
 def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
                 use_torch: bool, log: Callable[[str], Any]) -> list[dict[str, Any]]:
-    from graphcnn.backends.cpu.registry import get_kernel
+    from graphcnn.backends.cpu.strategy import implementation
     from graphcnn.bench.flops import node_flops
 
     rng = np.random.default_rng(channels * 1000 + batch)
@@ -78,13 +76,14 @@ def bench_layer(batch: int, channels: int, size: int, repeats: int, warmup: int,
     rows = []
     for pass_ in PASSES:
         node = nodes[pass_]
-        kernel = get_kernel(OPS[pass_])
+        chosen = implementation(node, {})  # as a runner would, once
+        kernel = chosen.run
         ins, attrs = args[pass_], node.attrs
         out = np.empty(node.outputs[0].shape, np.float32)
         flops = node_flops(node)
         row: dict[str, Any] = {"layer": f"{channels}@{size}", "channels": channels,
                                "size": size, "batch": batch, "pass": pass_,
-                               "algorithm": conv_algorithm(node), "flops": flops}
+                               "algorithm": chosen.name, "flops": flops}
         kernel(ins, [out], attrs)  # compile / load now
 
         # the loop's values bound as defaults (it is timed in this iteration only)

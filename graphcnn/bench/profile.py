@@ -35,49 +35,6 @@ def step_nodes(exe: Any) -> list[Any]:
     return nodes
 
 
-def conv_algorithm(node: Any) -> str:
-    """Which algorithm the cpu backend picks for a (fused) convolution: 'gemm', 'gemm-1x1',
-    'winograd', 'winograd-packed', 'packed', 'packed-channels', 'implicit' (+ '-1x1') as
-    measured by autotune once the graph has run,
-    'depthwise-3x3', 'direct' or 'direct-grouped'; in NCHW16c 'blocked-1x1',
-    'blocked-depthwise-3x3', 'blocked-implicit', 'blocked-via-nchw' or
-    'blocked-expand-depthwise'; '' for other ops."""
-    op, attrs = node.op, node.attrs
-    if op == "fused":
-        op, attrs = attrs["anchor"], attrs["anchor_attrs"]
-    if op == "expand_depthwise_blocked":
-        return "blocked-expand-depthwise"
-    if op == "conv2d_blocked":
-        from graphcnn.backends.cpu.kernels.blocked import blocked_algorithm
-        return blocked_algorithm(node.inputs[1].shape, attrs, node.outputs[0].dtype,
-                                 node.inputs[0].type.ndim == 5)
-    if op not in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
-        return ""
-    ins, out = [v.shape for v in node.inputs], node.outputs[0].shape
-    try:
-        from graphcnn.backends.cpu.kernels import conv_gemm as cg
-        if op == "conv2d":
-            x, w, hw = ins[0], ins[1], out[2:]
-        elif op == "conv2d_input_grad":
-            x, w, hw = out, ins[1], ins[0][2:]
-        else:
-            x, w, hw = ins[1], out, ins[0][2:]
-        if cg.use_gemm(x, w, hw, attrs):
-            from graphcnn.backends.cpu.kernels.conv import chosen_algorithm
-            weight = node.inputs[1].node  # a frozen weight is a constant
-            frozen = op != "conv2d_weight_grad" and weight.op == "constant"
-            chosen = chosen_algorithm(op, ins[:2], out, attrs, node.outputs[0].dtype, frozen)
-            if chosen != "gemm":
-                return chosen + ("-1x1" if cg.is_pointwise(w, attrs) else "")
-            return "gemm-1x1" if cg.is_pointwise(w, attrs) else "gemm"
-        from graphcnn.backends.cpu.kernels import depthwise
-        if op == "conv2d" and depthwise.applies(x, w, attrs):
-            return "depthwise-3x3"
-    except Exception:  # the kernels changed their helpers: leave the column empty
-        return "?"
-    return "direct-grouped" if attrs.get("groups", 1) > 1 else "direct"
-
-
 def describe_node(node: Any) -> str:
     """A short shape summary: inputs -> output."""
     ins = ",".join("x".join(map(str, v.shape)) for v in node.inputs[:2])
@@ -91,13 +48,16 @@ def profile_kernels(exe: Any, feeds: dict[str, np.ndarray], repeats: int = 5
     so every kernel sees the values, and the caches, it would in a real run), and over as
     many more passes its time when run a second time at once ('warm_ms': its data in cache;
     the difference is what the network's memory traffic costs it). One row per step, in
-    schedule order: index, kernel label, algorithm, shapes, FLOPs, ms, warm_ms, GFLOP/s,
+    schedule order: index, kernel label, algorithm (the implementation the runner chose
+    for the step, '' where the op has one kernel), shapes, FLOPs, ms, warm_ms, GFLOP/s,
     share of the total."""
     from graphcnn.ops.fused import op_label
 
     exe.run(feeds)  # fills runner.buffers with this call's inputs and parameters
     runner = exe.runner
     nodes = step_nodes(exe)
+    algorithms = [step.implementation if step.implementation != "default" else ""
+                  for step in runner.steps]
     buffers = runner.buffers
     calls = [(step.kernel, [buffers[i] for i in step.inputs],
               [buffers[o] for o in step.outputs], step.attrs) for step in runner.steps]
@@ -121,7 +81,7 @@ def profile_kernels(exe: Any, feeds: dict[str, np.ndarray], repeats: int = 5
     rows = []
     for k, (node, ms, warm_ms) in enumerate(zip(nodes, medians, warm_medians)):
         flops = node_flops(node)
-        rows.append({"step": k, "kernel": op_label(node), "algorithm": conv_algorithm(node),
+        rows.append({"step": k, "kernel": op_label(node), "algorithm": algorithms[k],
                      "shapes": describe_node(node), "flops": flops, "ms": ms,
                      "warm_ms": warm_ms,
                      "gflops": flops / (ms * 1e-3) / 1e9 if flops and ms else None,

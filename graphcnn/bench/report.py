@@ -8,7 +8,7 @@ from graphcnn.bench.common import fmt, text_table
 
 SYSTEMS = ("graphcnn", "torch", "onnxruntime", "numpy")
 
-# Issue 5's targets for whole models: (model, mode, batch or None for any) ->
+# The speed targets for whole models: (model, mode, batch or None for any) ->
 # [(peer, max time ratio graphcnn / peer)]
 MODEL_TARGETS: dict[tuple[str, str, int | None], list[tuple[str, float]]] = {
     ("resnet18", "infer", 1): [("onnxruntime", 1.5), ("torch", 0.7)],

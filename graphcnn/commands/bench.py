@@ -201,10 +201,11 @@ def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                             roof, log=lambda s: print(s, flush=True))
     out.update(res)
     out["notes"] = [note] if note else []
-    legend = ("ms: median per call of the registered cpu kernel with preallocated buffers; "
-              "x torch: graphcnn's time / torch's; % roof: of the SGEMM roof (Winograd "
-              "rows count the direct conv's FLOPs: an effective rate); algorithm: what "
-              "the cpu backend picks (its cost model, or autotune's measured choice).")
+    legend = ("ms: median per call of the chosen cpu implementation with preallocated "
+              "buffers; x torch: graphcnn's time / torch's; % roof: of the SGEMM roof "
+              "(Winograd rows count the direct conv's FLOPs: an effective rate); algorithm: "
+              "what the cpu strategy picks (its rules and cost model, or autotune's measured "
+              "choice).")
     texts = []
     for markdown in (False, True):
         parts = [report.conv_table(res["rows"], markdown), "", legend]

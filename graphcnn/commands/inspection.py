@@ -7,7 +7,9 @@ prints three sections:
 
 * the kernels in schedule order: one line per compute node of the optimized graph, a
   fused node shown with the ops inside it (``fused[conv2d + add + relu]``), its output
-  value and type, and the user's source line (``node.loc``) when the node has one;
+  value and type, and the user's source line (``node.loc``) when the node has one; on
+  the cpu backend, the implementation the runner chose for it (backends/cpu/strategy.py:
+  ``winograd``, ``direct-wide``, ``nchw16c-1x1``...; ``default`` for an op's one kernel);
   a reshape or flatten that the cpu runner executes as a view of its input's memory is
   listed as ``(view, no kernel)``;
 * the memory plan: one row per arena buffer (offset, size, live range in schedule steps,
@@ -108,8 +110,10 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[
     return lines
 
 
-def format_kernels(graph: Graph, plan: MemoryPlan | None = None) -> str:
-    """The compute nodes in schedule order (the order the runner executes them)."""
+def format_kernels(graph: Graph, plan: MemoryPlan | None = None,
+                   implementations: dict[int, str] | None = None) -> str:
+    """The compute nodes in schedule order (the order the runner executes them), with the
+    implementation each runs (node id -> name: the cpu runner's record) when given."""
     views = plan.views if plan is not None else set()
     rows = []
     kernels = 0
@@ -121,11 +125,14 @@ def format_kernels(graph: Graph, plan: MemoryPlan | None = None) -> str:
             label += "  (view, no kernel)"
         else:
             kernels += 1
-        rows.append((str(step), label, outs, types, short_location(node.loc)))
+        chosen = () if implementations is None else (implementations.get(node.id, "-"),)
+        rows.append((str(step), label, *chosen, outs, types, short_location(node.loc)))
     fused = sum(1 for n in graph.compute_nodes() if n.op == "fused")
     head = (f"kernels in schedule order: {kernels} kernels ({fused} fused), "
             f"{len(rows)} ops")
-    lines = [head] + _table(("step", "kernel", "output", "type", "source"), rows, {0})
+    chosen_column = () if implementations is None else ("implementation",)
+    columns = ("step", "kernel", *chosen_column, "output", "type", "source")
+    lines = [head] + _table(columns, rows, {0})
     return "\n".join(lines)
 
 
@@ -171,7 +178,10 @@ def format_inspection(insp: Inspection) -> str:
     head = (f"{insp.name}: {mode}, batch size {insp.batch_size}, opt level {insp.opt_level}, "
             f"backend {insp.executable.backend}; {len(insp.before.compute_nodes())} ops before "
             f"optimization, {len(insp.after.compute_nodes())} after")
-    parts = [head, "", format_kernels(insp.after, insp.plan)]
+    steps = insp.executable.runner.steps
+    chosen = {s.node: s.implementation for s in steps} \
+        if any(s.implementation for s in steps) else None  # the backends that choose
+    parts = [head, "", format_kernels(insp.after, insp.plan, chosen)]
     if insp.plan is not None:
         parts += ["", format_memory_plan(insp.after, insp.plan)]
     parts += ["", format_report(insp.executable.report())]

@@ -24,25 +24,23 @@ from __future__ import annotations
 
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.ir.rebuild import Replacement, replace_groups
+from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_pointwise
+from graphcnn.ops.layout import in_channels
 from graphcnn.ops.registry import get_op
 
 
 def _pointwise(node: Node) -> bool:
-    w = node.inputs[1].shape
-    a = node.attrs
-    return (tuple(w[2:]) == (1, 1) and a["groups"] == 1 and tuple(a["stride"]) == (1, 1)
-            and tuple(a["padding"]) == (0, 0, 0, 0))
+    """A one-group 1x1 stride-1 unpadded conv: output channels in the lanes."""
+    return is_pointwise(node.inputs[1].shape, node.attrs) and node.attrs["groups"] == 1
 
 
 def is_depthwise(node: Node) -> bool:
-    if node.op != "conv2d" or node.inputs[0].dtype != "float32":
-        return False
-    channels, w = node.inputs[0].shape[1], node.inputs[1].shape
-    return (node.attrs["groups"] == channels == w[0] > 1 and tuple(w[1:]) == (1, 3, 3)
-            and tuple(node.attrs["dilation"]) == (1, 1))
+    """A float32 depthwise 3x3 conv2d: what the NCHW16c layout is for."""
+    return (node.op == "conv2d" and node.inputs[0].dtype == "float32"
+            and is_depthwise_3x3(node.inputs[0].shape[1], node.inputs[1].shape, node.attrs))
 
 
-def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
+def _can_run_nchw16c(node: Node, blocked_input: bool) -> bool:
     """Whether `node` can run blocked, its (first) input coming blocked or not."""
     if len(node.outputs) != 1 or node.outputs[0].type.ndim != 4:
         return False
@@ -58,7 +56,7 @@ def _can_run_blocked(node: Node, blocked_input: bool) -> bool:
             and all(v.type == out for v in node.inputs))
 
 
-def blocked_regions(graph: Graph) -> set[int]:
+def nchw16c_regions(graph: Graph) -> set[int]:
     """The ids of the nodes that run blocked: the regions (nodes that can, joined where one
     reads another) that hold a depthwise convolution and more convolutions than values
     to convert at their border (a lone depthwise conv between two batch norms, as in a
@@ -66,7 +64,7 @@ def blocked_regions(graph: Graph) -> set[int]:
     operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
     able: dict[int, Node] = {}
     for n in graph.nodes:  # in order, so each node knows whether its inputs come blocked
-        if _can_run_blocked(n, any(v.node.id in able for v in n.inputs)):
+        if _can_run_nchw16c(n, any(v.node.id in able for v in n.inputs)):
             able[n.id] = n
     parent = {i: i for i in able}
 
@@ -110,10 +108,10 @@ def _conversions(graph: Graph, members: set[int]) -> int:
     return len(entering) + len(leaving)
 
 
-def blocked_layout(graph: Graph) -> Graph:
+def nchw16c_layout(graph: Graph) -> Graph:
     """The graph with its depthwise regions in NCHW16c (see the module docstring); the
     graph itself if it has none."""
-    chosen = blocked_regions(graph)
+    chosen = nchw16c_regions(graph)
     if not chosen:
         return graph
     out = Graph(graph.name)
@@ -163,8 +161,7 @@ def _expansion_of(node: Node, users: dict[int, list[Node]], outputs: set[int]
     if node.op != "conv2d_blocked" or len(node.inputs) != 3 or node.inputs[0].type.ndim != 5:
         return None
     w = node.inputs[1].shape
-    if not (node.attrs["groups"] == w[0] and tuple(w[1:]) == (1, 3, 3)
-            and tuple(node.attrs["dilation"]) == (1, 1)):
+    if not is_depthwise_3x3(in_channels(w, node.attrs["groups"]), w, node.attrs):
         return None
     clip = node.inputs[0].node
     if clip.op != "clip" or not _single_reader(clip.outputs[0], users, outputs):

@@ -22,15 +22,18 @@ FED_OPS = ("input", "param")   # their values are fed at each call
 @dataclass(slots=True)
 class Step:
     """One node run as a kernel. kernel: what the backend runs (its runner says what that
-    is); inputs, outputs: value ids; attrs, op: the node's. implementation: which of the
-    kernel's algorithms runs, for kernels that choose one (empty: not recorded)."""
+    is); inputs, outputs: value ids; attrs, op, node: the node's (node: its id).
+    implementation, why: which of the op's implementations runs and the rule that chose
+    it, for backends that choose one (empty: not recorded)."""
 
     kernel: Any
     inputs: list[int]
     outputs: list[int]
     attrs: dict[str, Any]
     op: str
+    node: int
     implementation: str = ""
+    why: str = ""
 
 
 class Runner:
@@ -60,7 +63,12 @@ class Runner:
             if node.id in views:
                 continue  # a reshape over its own input's memory: nothing to run
             self.steps.append(Step(self.build_kernel(node), [v.id for v in node.inputs],
-                                   [v.id for v in node.outputs], node.attrs, node.op))
+                                   [v.id for v in node.outputs], node.attrs, node.op,
+                                   node.id))
+
+    def implementations(self) -> list[tuple[int, str, str, str]]:
+        """(node id, op, implementation name, why) of each step, in step order."""
+        return [(s.node, s.op, s.implementation, s.why) for s in self.steps]
 
     @property
     def allocated_bytes(self) -> int:

@@ -5,10 +5,10 @@ Why not plain `np.matmul`: it runs on OpenBLAS's thread pool, and every other ke
 Numba's (OpenMP) pool. On a machine with as many cores as threads the two pools fight: an
 OpenBLAS worker spins for milliseconds after each GEMM, taking a core from the next Numba
 kernel, and Numba's workers cannot spin between kernels without taking the core from the
-next GEMM (with GOMP_SPINCOUNT=10000, MobileNetV2 at batch 1 went from 12 to 57 ms). So
-Numba's workers had to sleep after every kernel, and waking them costs ~65 us per kernel on
-this VM. Here OpenBLAS is held to one thread while a graph runs, each Numba thread calls it
-on its own block of rows or columns, and one pool does all the work.
+next GEMM. So Numba's workers had to sleep after every kernel, and waking them costs tens
+of microseconds per kernel. Here OpenBLAS is held to one thread while a graph runs, each
+Numba thread calls it on its own block of rows or columns, and one pool does all the work
+(benchmarks/RESULTS.md has the measurements).
 
 Where numpy's OpenBLAS cannot be found (another BLAS, an unknown naming: openblas.py looks),
 `matmul` falls back to `np.matmul` and everything still works, as before.
@@ -103,9 +103,8 @@ def core_name() -> str:
 # Below this many multiply-adds per thread, splitting a GEMM costs more than it saves...
 MIN_WORK_PER_THREAD = 1 << 18
 # ...unless it reads this many bytes of b per thread: a matrix-vector product (a classifier
-# at batch 1) is bound by memory, and two cores read it faster than one (ResNet-18's
-# 1000 x 512 at batch 1: 0.05 -> 0.04 ms from cache, MobileNetV2's 1000 x 1280 0.95 ->
-# 0.08: OpenBLAS's one-row path is slow there).
+# at batch 1) is bound by memory, and two cores read it faster than one (and OpenBLAS's
+# one-row path is slow on some shapes, MobileNetV2's 1000 x 1280).
 MIN_BYTES_PER_THREAD = 1 << 18
 
 
@@ -135,16 +134,17 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
         if not accumulate:
             out[...] = 0
         return
-    ops = (_operand(a), _operand(b), _operand(out))
+    op_a, op_b, op_out = _operand(a), _operand(b), _operand(out)
     if (not AVAILABLE or out.dtype not in (np.float32, np.float64)
-            or a.dtype != out.dtype or b.dtype != out.dtype or None in ops or ops[2][0]):
+            or a.dtype != out.dtype or b.dtype != out.dtype
+            or op_a is None or op_b is None or op_out is None or op_out[0]):
         with np.errstate(all="ignore"):
             if accumulate:
                 out += a @ b
             else:
                 np.matmul(a, b, out=out)
         return
-    (ta, lda), (tb, ldb), (_, ldc) = ops
+    (ta, lda), (tb, ldb), (_, ldc) = op_a, op_b, op_out
     parts = max(1, min(numba.get_num_threads(), max(m * n * k // MIN_WORK_PER_THREAD,
                                                     b.nbytes // MIN_BYTES_PER_THREAD)))
     with one_thread_pool():  # a no-op inside the runner's

@@ -21,13 +21,13 @@ _KERNELS: dict[str, KernelFn] = {}
 # Shared Numba options: parallel loops, an on-disk cache so kernels compile once per machine,
 # and IEEE division (x / 0 is inf or nan, as in NumPy): Python's error model tests every
 # float division for zero to raise, which stops LLVM vectorizing any loop that divides.
-JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+JIT: dict[str, Any] = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 # The same for the serial per-task functions the parallel loops call.
-TASK_JIT = dict(cache=True, nogil=True, error_model="numpy")
+TASK_JIT: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy")
 # Reductions may reorder their (float64) sums, so LLVM can split them into vector lanes
 # (a serial sum is one dependent add per element: 4 cycles each); the results differ from
 # the serial order by rounding only.
-REDUCE_JIT = dict(JIT, fastmath={"reassoc"})
+REDUCE_JIT: dict[str, Any] = dict(JIT, fastmath={"reassoc"})
 
 
 # ---- launching compiled functions -----------------------------------------------------
@@ -88,11 +88,16 @@ def cpu_kernel(*ops: str) -> Callable[[KernelFn], KernelFn]:
 
 
 def get_kernel(op: str) -> KernelFn:
+    """The registered kernel of `op`. Those of the ops with a strategy (conv2d, linear,
+    fused, ...) are registered by graphcnn/backends/cpu/strategy.py when it is imported,
+    as the cpu runner does."""
     _load_all()
     try:
         return _KERNELS[op]
     except KeyError:
-        raise NotImplementedError(f"the cpu backend has no kernel for op {op!r}") from None
+        raise NotImplementedError(f"the cpu backend has no kernel for op {op!r} (the kernels "
+                                  f"of ops with a strategy come with "
+                                  f"graphcnn.backends.cpu.strategy)") from None
 
 
 def all_kernels() -> dict[str, KernelFn]:

@@ -1,5 +1,7 @@
 """Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time: views
-into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py)."""
+into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py). Which
+implementation runs each node is chosen once, here, when the runner is built
+(graphcnn/backends/cpu/strategy.py), and recorded in its step."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,24 +9,33 @@ from typing import Any
 import numpy as np
 
 from graphcnn.backends.cpu.blas import one_thread_pool
-from graphcnn.backends.cpu.registry import KernelFn, get_kernel, launch_mode
+from graphcnn.backends.cpu.registry import KernelFn, launch_mode
+from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
 from graphcnn.runtime.runner import Runner
 
 
 class CpuRunner(Runner):
-    """A step's kernel is the op's cpu kernel function, called as kernel(ins, outs, attrs)
-    on the arrays of its input and output values."""
+    """A step's kernel is its node's chosen Implementation's `run`, called as
+    kernel(ins, outs, attrs) on the arrays of its input and output values."""
 
     name = "cpu"
     plan: MemoryPlan
 
-    def __init__(self, graph: Graph, plan: MemoryPlan | None = None) -> None:
+    def __init__(self, graph: Graph, plan: MemoryPlan | None = None,
+                 implementations: dict[int, str] | None = None) -> None:
+        """`implementations`: node id -> the implementation name to run it with (an
+        artifact's), instead of choosing again."""
         plan = plan if plan is not None else plan_memory(graph)
         self.arena = _aligned_bytes(plan.arena_bytes)
         self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
+        self._saved = implementations or {}
+        self._chosen: dict[int, Implementation] = {}
         super().__init__(graph, plan)
+        for step in self.steps:
+            chosen = self._chosen[step.node]
+            step.implementation, step.why = chosen.name, chosen.why
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
         return np.require(array, requirements="C")
@@ -35,7 +46,10 @@ class CpuRunner(Runner):
         return self.arena[offset:offset + nbytes].view(value.dtype).reshape(value.shape)
 
     def build_kernel(self, node: Node) -> KernelFn:
-        return get_kernel(node.op)
+        # The node's constants are in self.buffers already (they come first in the graph).
+        chosen = implementation(node, self.buffers, self._saved.get(node.id))
+        self._chosen[node.id] = chosen
+        return chosen.run
 
     def feed(self, feeds: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         buffers = self.buffers

@@ -18,7 +18,8 @@ The manifest holds: the format name and version; the versions of graphcnn, numba
 llvmlite, numpy and Python that wrote it; the target it was compiled for (triple, CPU name,
 CPU features) and a fingerprint of the cpu kernels' sources; the optimized graph
 (graphcnn.ir.serialize: nodes with op, inputs, attributes, locations and output types); the
-schedule (the nodes run as kernels, in order); the memory plan (arena bytes; per buffer the
+schedule (the nodes run as kernels, in order) and the implementation the cpu strategy chose
+for each (loading runs the same ones); the memory plan (arena bytes; per buffer the
 values sharing it, offset, size, live range); input and output names, shapes and dtypes;
 the kernel entries (kernel name, argument signature, return type, symbol, member); the
 parameters; for a training step its loss; and per member its size and SHA-256.

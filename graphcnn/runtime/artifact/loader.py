@@ -63,6 +63,7 @@ def _target_mismatch(manifest: dict[str, Any]) -> list[str]:
 def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start: float,
            warm_up: bool) -> Executable | GradientStep:
     from graphcnn.backends.cpu import aot
+    from graphcnn.backends.cpu.registry import launch_mode
     from graphcnn.backends.cpu.runner import CpuRunner
 
     kind = field(manifest, "kind", str, "manifest")
@@ -92,6 +93,10 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
     if schedule != [n.id for n in graph.compute_nodes() if n.id not in plan.views]:
         raise ValueError("the schedule does not match the graph")
     _check_io(manifest, graph)
+    chosen = manifest.get("implementations")  # absent in artifacts written before them
+    if chosen is not None and (not isinstance(chosen, list) or len(chosen) != len(schedule)
+                               or not all(isinstance(c, str) for c in chosen)):
+        raise ValueError("implementations must name one implementation per scheduled node")
     parameters = _parameters(path, manifest, graph, arrays)
 
     kernels = _kernel_list(manifest, members, aot)
@@ -107,7 +112,8 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
         except aot.AotError as err:
             raise fail(path, str(err)) from None
 
-    runner = CpuRunner(graph, plan)
+    with launch_mode(table=table):  # a node chosen again is measured on the precompiled code
+        runner = CpuRunner(graph, plan, None if chosen is None else dict(zip(schedule, chosen)))
     runner.launch_table = table
     exe = Executable(graph, "cpu", ops_before=integer(manifest, "ops_before", "manifest"),
                      naive_bytes_before=integer(manifest, "naive_bytes_before", "manifest"),

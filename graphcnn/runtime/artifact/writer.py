@@ -135,6 +135,7 @@ def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] 
                     for n, v in zip(graph.output_names, graph.outputs)],
         "graph": graph_json,
         "schedule": [n.id for n in graph.compute_nodes() if n.id not in plan.views],
+        "implementations": [step.implementation for step in exe.runner.steps],
         "memory_plan": plan_to_json(graph, plan),
         "kernels": kernels,
         "arrays": arrays,

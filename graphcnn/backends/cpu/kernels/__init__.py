@@ -1,5 +1,18 @@
-"""Kernel families; importing this package registers every cpu kernel."""
-from graphcnn.backends.cpu.kernels import (broadcast, conv, dense, fused, loss,  # noqa: F401
-                                           norm, pool, shape, softmax)
-from graphcnn.backends.cpu.kernels import transpose, upsample  # noqa: F401,E402
-from graphcnn.backends.cpu.kernels import blocked, blocked_expand  # noqa: F401,E402
+"""Kernel families; importing this package registers every cpu kernel but those of the ops
+with a strategy (conv2d and its gradients, the NCHW16c convs, linear, matmul, fused),
+which graphcnn/backends/cpu/strategy.py registers: they choose an implementation."""
+from graphcnn.backends.cpu.kernels import (  # noqa: F401
+    broadcast,
+    conv,
+    dense,
+    fused,
+    loss,
+    nchw16c,
+    nchw16c_expand,
+    norm,
+    pool,
+    shape,
+    softmax,
+    transpose,
+    upsample,
+)

@@ -1,10 +1,15 @@
-"""Direct convolution kernels: forward, input gradient and weight gradient.
+"""Direct convolution kernels: forward (any geometry, and a 'wide' form for stride 1
+without padding or dilation), input gradient and weight gradient, in NCHW.
 
 Each parallel task owns one output plane (forward: an (n, o) plane; input gradient: an
 (n, c) plane; weight gradient: an (o, c) filter), so no two threads write one element.
 The innermost loop runs along the output row over the columns where the kernel tap lands
-inside the input, so there is no bounds test per element. These are the correct, parallel
-baseline; the blocked, register-tiled kernels come with the kernel-speed work."""
+inside the input, so there is no bounds test per element. They run the convolutions with
+too little work per group for a GEMM (conv_gemm.use_gemm: LeNet-5's c1, grouped convs,
+the gradients of small layers) and any convolution no faster kernel takes. The register-
+tiled kernels are elsewhere: the packed-weights GEMM (packed_gemm.py, implicit_gemm.py),
+Winograd (winograd*.py), depthwise 3x3 (depthwise.py) and NCHW16c (nchw16c*.py). Which one
+runs a node is backends/cpu/strategy.py's choice, made when the runner is built."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,12 +18,9 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
-from graphcnn.backends.cpu import autotune
-from graphcnn.backends.cpu.kernels import (conv_gemm, depthwise, implicit_gemm, packed_gemm,
-                                          winograd, winograd_weight_grad)
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch, recording
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT
 
 
 @numba.njit(**TASK_JIT)
@@ -52,12 +54,6 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
 def _conv2d(x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups):
     for task in prange(out.shape[0] * out.shape[1]):
         conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
-
-
-def wide_applies(attrs: dict[str, Any]) -> bool:
-    """Stride 1, no dilation, no padding: the case _conv2d_wide serves (LeNet-5's c1)."""
-    return (tuple(attrs["stride"]) == (1, 1) and tuple(attrs["dilation"]) == (1, 1)
-            and tuple(attrs["padding"]) == (0, 0, 0, 0))
 
 
 @numba.njit(**JIT)
@@ -127,8 +123,9 @@ def _conv2d_input_grad(dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
         conv2d_input_grad_task(task, dy, w, dx, sh, sw, pt, pl, dh, dw, groups)
 
 
-# Reassociation lets LLVM split the dot products' float64 sums into vector lanes (3x here);
-# the sums then differ from the serial order by rounding only.
+# Reassociation lets LLVM split the dot products' float64 sums into vector lanes (a serial
+# sum is one dependent add per element); the sums then differ from the serial order by
+# rounding only.
 @numba.njit(fastmath={"reassoc", "contract"}, **TASK_JIT)
 def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
     """One filter dw[o, ci], task = o * (C / groups) + ci."""
@@ -162,206 +159,11 @@ def _conv2d_weight_grad(dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
         conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
 
 
-_NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
-            np.dtype(np.float64): np.zeros(1, np.float64)}
+NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
+           np.dtype(np.float64): np.zeros(1, np.float64)}
 
 
-def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
+def geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
+    """(sh, sw, pt, pl, dh, dw, groups): the direct kernels' arguments after the arrays."""
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     return (sh, sw, pads[0], pads[2], dh, dw, attrs["groups"])
-
-
-def conv2d_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
-    """The arguments of conv2d_task after `task` (also used by fused kernels)."""
-    x, w = ins[0], ins[1]
-    has_bias = len(ins) == 3
-    return (x, w, ins[2] if has_bias else _NO_BIAS[x.dtype], has_bias, out) + _geometry(attrs)
-
-
-def conv2d_input_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
-                           ) -> tuple:
-    return (ins[0], ins[1], out) + _geometry(attrs)
-
-
-def conv2d_weight_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
-                            ) -> tuple:
-    return (ins[0], ins[1], out) + _geometry(attrs)
-
-
-# (op, shapes, dtype, frozen, geometry, threads) -> the algorithm run_as_gemm runs, or None
-# for the direct kernel: deciding costs ~30 us of Python per call (the cost model, the
-# candidates, autotune's key), as much as a small layer's GEMM (MobileNetV2's 1x1 convs).
-# Cleared by forget_choices (the tests do, before each test, as they patch the cost model).
-_CHOSEN: dict[tuple, str | None] = {}
-
-
-def forget_choices() -> None:
-    _CHOSEN.clear()
-
-
-def run_as_gemm(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
-    """Compute `op` (without its bias) by GEMMs (im2col + GEMM, Winograd, or the packed-
-    weights GEMM) if the cost model prefers them; False leaves the work to the direct
-    kernel. Fused groups call this too. Where several algorithms fit, autotune.py measures
-    which is fastest."""
-    if op not in GEMM_CONVS:
-        return False
-    # The weight gradient's second operand is the input x, not a weight.
-    frozen = op != "conv2d_weight_grad" and not ins[1].flags.writeable
-    memo = (op, ins[0].shape, ins[1].shape, out.shape, out.dtype.char, frozen,
-            attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"],
-            numba.get_num_threads())
-    name = _CHOSEN.get(memo, "")
-    if name == "" or recording():
-        name = _choose(op, ins, out, attrs, frozen)  # may run (and time) the candidates
-        _CHOSEN[memo] = name
-    if name is None:
-        return False
-    _RUNS[name](op)(ins[0], ins[1], out, attrs)
-    return True
-
-
-def _choose(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-            frozen: bool) -> str | None:
-    x_shape, w_shape, out_hw = conv_operands(op, [a.shape for a in ins], out.shape)
-    if not conv_gemm.use_gemm(x_shape, w_shape, out_hw, attrs):
-        return None
-    names = algorithms(op, x_shape, w_shape, out_hw, attrs, out.dtype, frozen)
-    candidates = {name: (lambda run=_RUNS[name](op): run(ins[0], ins[1], out, attrs))
-                  for name in names}
-    key = algorithm_key(x_shape, w_shape, attrs, out.dtype.str, frozen)
-    return autotune.pick(op, key, candidates, default_algorithm(names))
-
-
-# algorithm -> op -> its function, called as f(ins[0], ins[1], out, attrs); looked up at
-# each call, so tests may patch the modules' functions.
-_RUNS = {
-    "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
-    "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
-                                   else winograd, GEMM_CONVS[op][1]),
-    "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
-    "packed": lambda op: packed_gemm.conv2d_packed,
-    "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
-    "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
-}
-
-
-def algorithms(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-               out_hw: tuple[int, ...], attrs: dict[str, Any], dtype: Any, frozen: bool
-               ) -> list[str]:
-    """The algorithms that may compute this GEMM-sized conv op: 'gemm' (im2col + OpenBLAS)
-    always; 'winograd' and the packed-weights GEMM, pixels or output channels in the vector
-    lanes ('packed', 'packed-channels'), and that GEMM's microkernel reading the padded
-    image through a table of tap offsets ('implicit', no im2col; not for a 1x1 stride-1
-    unpadded conv, which reads the image itself already), where they apply; and for a float32
-    forward conv Winograd with its products on that GEMM ('winograd-packed', even for few
-    tiles: it does not pack U again per block)."""
-    names = ["gemm"]
-    if winograd_fits(op, x_shape, w_shape, out_hw, attrs, np.dtype(dtype).itemsize, frozen):
-        names.append("winograd")
-    if op == "conv2d" and winograd.packed_applies(x_shape, w_shape, attrs, dtype):
-        names.append("winograd-packed")
-    if op == "conv2d" and packed_fits(x_shape, w_shape, dtype, attrs):
-        names += ["packed", "packed-channels"]
-        if not conv_gemm.is_pointwise(w_shape, attrs):
-            names.append("implicit")
-    return names
-
-
-def default_algorithm(names: list[str]) -> str:
-    """The cost model's choice (GRAPHCNN_AUTOTUNE=0): Winograd wherever it is a candidate
-    (its blocks wide enough), else im2col; the packed GEMM only when measured."""
-    return "winograd" if "winograd" in names else "gemm"
-
-
-# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py or,
-# the weight gradient's, winograd_weight_grad.py), each called as f(ins[0], ins[1], out,
-# attrs).
-GEMM_CONVS = {
-    "conv2d": ("conv2d_gemm", "conv2d_winograd"),
-    "conv2d_input_grad": ("conv2d_input_grad_gemm", "conv2d_input_grad_winograd"),
-    "conv2d_weight_grad": ("conv2d_weight_grad_gemm", "conv2d_weight_grad_winograd"),
-}
-
-
-def conv_operands(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]
-                  ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(input x's shape, weight's shape, conv output's H, W) of any of the three conv ops."""
-    if op == "conv2d_input_grad":   # (dy, w) -> dx
-        return tuple(out_shape), tuple(in_shapes[1]), tuple(in_shapes[0][2:])
-    if op == "conv2d_weight_grad":  # (dy, x) -> dw
-        return tuple(in_shapes[1]), tuple(out_shape), tuple(in_shapes[0][2:])
-    return tuple(in_shapes[0]), tuple(in_shapes[1]), tuple(out_shape[2:])
-
-
-def winograd_fits(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-                  out_hw: tuple[int, ...], attrs: dict[str, Any], itemsize: int,
-                  frozen: bool) -> bool:
-    """Whether Winograd is a candidate for this conv op. Each runs as a forward-shaped
-    Winograd conv; the input gradient's maps the O channels of dy to the input's H, W."""
-    threads = numba.get_num_threads()
-    if op == "conv2d_input_grad":
-        return winograd.input_grad_applies(w_shape, attrs) and winograd.worth_trying(
-            x_shape[0], x_shape[2:], w_shape[0], itemsize, threads, frozen)
-    return winograd.applies(x_shape, w_shape, attrs) and winograd.worth_trying(
-        x_shape[0], out_hw, x_shape[1], itemsize, threads, frozen)
-
-
-def packed_fits(x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: Any,
-                attrs: dict[str, Any]) -> bool:
-    """Whether the packed-weights microkernel GEMM (packed_gemm.py) is a candidate: float32,
-    one group, not a window as large as the input (one dense GEMM already)."""
-    return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
-            and not conv_gemm.is_full_window(x_shape, w_shape, attrs))
-
-
-def algorithm_key(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
-                  dtype: str, frozen: bool) -> tuple:
-    """Everything a conv op's speed depends on: autotune's key."""
-    geometry = tuple((k, tuple(attrs[k]) if isinstance(attrs[k], (list, tuple)) else attrs[k])
-                     for k in ("stride", "padding", "dilation", "groups"))
-    return (tuple(x_shape), tuple(w_shape), geometry, dtype, "frozen" if frozen else "live")
-
-
-def chosen_algorithm(op: str, in_shapes: list[tuple[int, ...]], out_shape: tuple[int, ...],
-                     attrs: dict[str, Any], dtype: str, frozen: bool) -> str:
-    """One of `algorithms(...)`: what run_as_gemm picked (or would pick) for a conv the cost
-    model sends to GEMMs, measuring nothing (the profile's algorithm column)."""
-    x_shape, w_shape, out_hw = conv_operands(op, in_shapes, out_shape)
-    names = algorithms(op, x_shape, w_shape, out_hw, attrs, dtype, frozen)
-    if len(names) == 1:
-        return names[0]
-    key = algorithm_key(x_shape, w_shape, attrs, np.dtype(dtype).str, frozen)
-    return autotune.known(op, key, names, default=default_algorithm(names))
-
-
-@cpu_kernel("conv2d")
-def conv2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    if run_as_gemm("conv2d", ins, outs[0], attrs):
-        if len(ins) == 3:
-            from graphcnn.backends.cpu.kernels.conv_gemm import add_channel_bias
-            out = outs[0]  # seen as (N, C, 1, H*W): one long vectorized loop per plane
-            launch(add_channel_bias, out.reshape(out.shape[0], out.shape[1], 1, -1), ins[2])
-        return
-    args = conv2d_args(ins, outs[0], attrs)
-    if depthwise.applies(ins[0].shape, ins[1].shape, attrs):
-        depthwise.conv2d_depthwise3x3(*args[:5], attrs)
-        return
-    if wide_applies(attrs):
-        launch(_conv2d_wide, *args[:5], attrs["groups"])
-        return
-    launch(_conv2d, *args)
-
-
-@cpu_kernel("conv2d_input_grad")
-def conv2d_input_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                             attrs: dict[str, Any]) -> None:
-    if not run_as_gemm("conv2d_input_grad", ins, outs[0], attrs):
-        launch(_conv2d_input_grad, *conv2d_input_grad_args(ins, outs[0], attrs))
-
-
-@cpu_kernel("conv2d_weight_grad")
-def conv2d_weight_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                              attrs: dict[str, Any]) -> None:
-    if not run_as_gemm("conv2d_weight_grad", ins, outs[0], attrs):
-        launch(_conv2d_weight_grad, *conv2d_weight_grad_args(ins, outs[0], attrs))

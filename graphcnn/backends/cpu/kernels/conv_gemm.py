@@ -5,10 +5,12 @@ matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all.
     weight grad    dW[g]     += dy[n, g] (Og, P) @ col(x[n, g]).T
     input grad     dx[n, g]   = col2im( W[g].T (K, Og) @ dy[n, g] (Og, P) )
 
-with K = C/groups * kH * kW and P = OH * OW. The direct kernels in conv.py stay for the
-small and the grouped/depthwise cases, where a GEMM has too little work per call;
-`use_gemm` is the cost model that picks. Bias and fused epilogues run afterwards, in the
-generated epilogue kernel (backends/cpu/kernels/fused.py), while the output is in cache.
+with K = C/groups * kH * kW and P = OH * OW; large images are cut into cache blocks of
+pixels ("blocked" in this file means that, not the NCHW16c layout of nchw16c*.py). The
+direct kernels in conv.py stay for the small and the grouped/depthwise cases, where a GEMM
+has too little work per call: `use_gemm` is the cost model the cpu strategy
+(backends/cpu/strategy.py) asks. Bias and fused epilogues run afterwards, in the generated
+epilogue kernel (backends/cpu/kernels/fused.py), while the output is in cache.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
+from graphcnn.ops.conv_shapes import is_full_window, is_pointwise
 
 # Below this much work per layer (multiply-adds), the direct kernel wins; and a GEMM with
 # fewer than this many output rows x reduction length is too thin to pay for im2col.
@@ -33,31 +36,30 @@ MIN_GEMM_SHAPE = 64
 TARGET_COLUMNS = 4096
 MAX_WORKSPACE_BYTES = 32 << 20
 # An image with this many output pixels makes a wide enough GEMM alone: batching it would
-# only add the scatter pass and a column buffer that spills the caches (ResNet-18's 128@28
-# layer at batch 16: 28.4 ms batched 5 images at a time, 22.6 ms one at a time).
+# only add the scatter pass and a column buffer that spills the caches.
 WIDE_ENOUGH_COLUMNS = 512
 
 
 def use_gemm(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, int],
              attrs: dict[str, Any]) -> bool:
+    """The cost model: whether a conv has enough work per group for a GEMM. A GEMM with
+    few output rows (a depthwise conv's one per group, LeNet-5's c1 with six) or a short
+    reduction spends its time in im2col and in BLAS's packing, where the direct kernel
+    streams the input once; with enough of both (LeNet-5's c3, ResNet's 3x3 layers) the
+    GEMM's register blocking wins."""
     out_c, per_group, kh, kw = w_shape
     og = out_c // attrs["groups"]
     k = per_group * kh * kw
     work = x_shape[0] * out_c * k * out_hw[0] * out_hw[1]
-    # Measured on LeNet-5 at batch 64: c1 (6 filters of 1x5x5) is 2.5x faster direct, c3
-    # (16 of 6x5x5) 4x faster as a GEMM; ResNet-18's 3x3 layers 4x faster as GEMMs.
     return og >= 8 and og * k >= MIN_GEMM_SHAPE and work >= MIN_GEMM_WORK
 
 
-# Images with this many output pixels are cut into blocks of pixels, each block's im2col
-# and GEMM run back to back on one thread (_conv_blocks); a block's columns take about
-# BLOCK_BYTES, to stay in a core's L2 cache (1 MiB on Zen 4) between the two. Measured on
-# ResNet-18's layers (interleaved runs, medians; this VM's noise is 10-20%): 64@56 at b16
-# 46.6 -> 32.0 ms, the stem at b1 2.6 -> 2.4 ms, 64@56 at b1 from equal to 2.9 -> 1.9 in
-# different runs; but 128@28 (784 pixels) lost in every run, 1.63 -> 1.79 ms at b1 and
-# 25.0 -> 28.1 at b16 (its blocks are 196 pixels wide: too narrow a GEMM), so smaller
-# images keep one GEMM per image (or per batch of images) split over the threads.
-MIN_BLOCKED_PIXELS = 1024
+# Images with this many output pixels are cut into cache blocks of pixels, each block's
+# im2col and GEMM run back to back on one thread (_conv_blocks); a block's columns take
+# about BLOCK_BYTES, to stay in a core's L2 cache (1 MiB on Zen 4) between the two.
+# Smaller images keep one GEMM per image (or per batch of images) split over the threads:
+# their blocks would make GEMMs too narrow (128@28's would be 196 pixels wide).
+MIN_CACHE_BLOCKED_PIXELS = 1024
 BLOCK_BYTES = 1 << 20
 
 
@@ -68,20 +70,6 @@ def block_count(k: int, p: int, itemsize: int) -> int:
     width = max(16, BLOCK_BYTES // (k * itemsize))
     blocks = -(-p // width)
     return max(threads, -(-blocks // threads) * threads)
-
-
-def is_pointwise(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    return (w_shape[2:] == (1, 1) and attrs["stride"] == (1, 1)
-            and attrs["padding"] == (0, 0, 0, 0))
-
-
-def is_full_window(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-                   attrs: dict[str, Any]) -> bool:
-    """A convolution whose one window covers the whole (unpadded) input: a dense layer
-    (LeNet-5's c5, 16x5x5 -> 120), computed as one GEMM over the flattened images, with no
-    im2col and no scatter (c5's forward at batch 64, with its tanh: 0.47 -> 0.20 ms)."""
-    return (attrs["groups"] == 1 and tuple(w_shape[2:]) == tuple(x_shape[2:])
-            and tuple(attrs["padding"]) == (0, 0, 0, 0) and tuple(attrs["dilation"]) == (1, 1))
 
 
 def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, int]]:
@@ -96,8 +84,8 @@ def image_chunks(n_len: int, k: int, p: int, itemsize: int) -> list[tuple[int, i
 
 # The copies below index flat arrays with unsigned integers and create no views in the
 # loops: a view per row costs an atomic reference-count update on the shared buffer, which
-# the two threads fight over (im2col of a 64@56 layer: 0.54 ms with row views, 0.18 ms
-# without), and an unsigned index needs no negative-index test, so LLVM vectorizes the copy.
+# the threads fight over, and an unsigned index needs no negative-index test, so LLVM
+# vectorizes the copy.
 
 @numba.njit(**JIT)
 def _im2col(x, n0, nb, c0, col, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
@@ -240,8 +228,7 @@ def _gather(src, res, n0, nb, c0):
 class _Workspaces(threading.local):
     """Each Python thread's scratch buffers: executables release the GIL while their
     kernels run, so two threads may run graphs at once, and buffers shared between them
-    were written by both (two Winograd convs at once gave wrong results in 18 of 60
-    runs)."""
+    would be written by both."""
     buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
 
     def __init__(self) -> None:
@@ -285,7 +272,7 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
     if is_full_window(x.shape, w.shape, attrs):  # out (N, O) = x (N, K) @ w2.T
         matmul(x.reshape(n_len, k), w2.T, out.reshape(n_len, -1))
         return
-    if groups == 1 and not pointwise and p >= MIN_BLOCKED_PIXELS and blas.AVAILABLE:
+    if groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS and blas.AVAILABLE:
         blocks = block_count(k, p, x.itemsize)
         col = workspace("col", (k * blocks * ((p + blocks - 1) // blocks),), x.dtype)
         with blas.one_thread_pool():

@@ -1,7 +1,9 @@
-"""Dense kernels: linear and matmul, parallel over output rows.
+"""Dense kernels: linear and matmul as loops parallel over output rows, for the small
+products, and the cost model that sends the others to BLAS (blas.matmul: OpenBLAS's
+register-blocked GEMM on Numba's threads). Which runs a node is backends/cpu/strategy.py's
+choice, made when the runner is built.
 
-These are plain loop nests that LLVM vectorizes along the contiguous axis; the fast,
-register-blocked versions come with the kernel-speed work."""
+The loops are plain loop nests that LLVM vectorizes along the contiguous axis."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.blas import matmul
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT
 
 
 @numba.njit(**TASK_JIT)
@@ -84,66 +85,22 @@ def _matmul_tn(a, b, out):
         matmul_tn_task(i, a, b, out)
 
 
-_NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
-            np.dtype(np.float64): np.zeros(1, np.float64)}
+NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
+           np.dtype(np.float64): np.zeros(1, np.float64)}
 
-
-def linear_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
-    """The arguments of matmul_nt_task after the row (also used by fused kernels)."""
-    has_bias = len(ins) == 3
-    return (ins[0], ins[1], out, ins[2] if has_bias else _NO_BIAS[ins[0].dtype], has_bias)
-
-
-MATMUL_TASKS = {(False, False): "matmul_nn_task", (False, True): "matmul_nt_task",
-                (True, False): "matmul_tn_task", (True, True): "matmul_tt_task"}
-
-
-def matmul_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> tuple:
-    if not attrs["trans_a"] and attrs["trans_b"]:
-        return (ins[0], ins[1], out, _NO_BIAS[ins[0].dtype], False)
-    return (ins[0], ins[1], out)
-
+# The loops above by (trans_a, trans_b); _matmul_nt also takes (bias, has_bias).
+MATMUL_LOOPS = {(False, False): _matmul_nn, (False, True): _matmul_nt,
+                (True, False): _matmul_tn, (True, True): _matmul_tt}
 
 # From this many multiply-adds on, the BLAS GEMM behind numpy's matmul beats the loops
-# above (ResNet-18's classifier, 512 x 1000 at batch 1, ran at 2.4 GFLOP/s in them).
+# above: the loops hold no block of the result in registers, and a classifier layer
+# (ResNet-18's 512 x 1000 at batch 1) runs far below the machine's rate in them.
 MIN_BLAS_WORK = 32_768
 
 
-def run_as_blas(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> bool:
-    """linear (without its bias) or matmul through BLAS if big enough; False leaves the
-    work to the loops above. Fused groups call this too."""
-    a, b = ins[0], ins[1]
-    if out.size * (a.shape[0] if op == "matmul" and attrs["trans_a"] else a.shape[1]) \
-            < MIN_BLAS_WORK:
-        return False
-    if op == "linear":
-        matmul(a, b.T, out)
-    else:
-        matmul(a.T if attrs["trans_a"] else a, b.T if attrs["trans_b"] else b, out)
-    return True
-
-
-@cpu_kernel("linear")
-def linear_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    if run_as_blas("linear", ins, outs[0], attrs):
-        if len(ins) == 3:
-            np.add(outs[0], ins[2], out=outs[0])
-        return
-    launch(_matmul_nt, *linear_args(ins, outs[0], attrs))
-
-
-@cpu_kernel("matmul")
-def matmul_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    a, b = ins
-    out = outs[0]
-    if run_as_blas("matmul", ins, out, attrs):
-        return
-    ta, tb = attrs["trans_a"], attrs["trans_b"]
-    if not ta and not tb:
-        launch(_matmul_nn, a, b, out)
-    elif not ta and tb:
-        launch(_matmul_nt, a, b, out, _NO_BIAS[a.dtype], False)
-    elif ta and not tb:
-        launch(_matmul_tn, a, b, out)
-    else:
-        launch(_matmul_tt, a, b, out)
+def use_blas(op: str, a_shape: tuple[int, ...], out_shape: tuple[int, ...],
+             attrs: dict[str, Any]) -> bool:
+    """The cost model: linear or matmul (a, b) -> out through BLAS when it has at least
+    MIN_BLAS_WORK multiply-adds, else the loops above."""
+    k = a_shape[0] if op == "matmul" and attrs["trans_a"] else a_shape[1]
+    return out_shape[0] * out_shape[1] * k >= MIN_BLAS_WORK

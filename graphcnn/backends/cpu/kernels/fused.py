@@ -1,54 +1,31 @@
-"""The cpu kernel of `fused` nodes: the generated kernel of the group (codegen.py),
-called with the anchor's arguments and views of the epilogue's side inputs. Every op
-with a scalar formula (relu, sigmoid, add, ...) runs here too, as a group of one step
-without an anchor, so its formula is the registry's, lowered as in any other group."""
+"""The cpu steps of `fused` nodes: the anchor's chosen implementation into the output, then
+the group's generated kernel (codegen.py) over it, called with views of the epilogue's side
+inputs; or, where the anchor's kernel applies the epilogue as it stores (the NCHW16c
+convolutions), that kernel alone. backends/cpu/strategy.py chooses the anchor's
+implementation and builds the step with these functions, once per node.
+
+Every op with a scalar formula (relu, sigmoid, add, ...) runs here too, as a group of one
+step without an anchor, so its formula is the registry's, lowered as in any other group."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import (FLAT, ROW_ANCHORS, GeneratedKernel,
-                                           default_nest)
-from graphcnn.backends.cpu.kernels import blocked
+from graphcnn.backends.cpu.codegen import FLAT, ROW_ANCHORS, GeneratedKernel, default_nest
 from graphcnn.backends.cpu.kernels.broadcast import as_4d
-from graphcnn.backends.cpu.kernels.conv import run_as_gemm
-from graphcnn.backends.cpu.kernels.dense import run_as_blas
-from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel, launch
+from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, launch
 from graphcnn.backends.lowering import side_refs
 from graphcnn.ops.registry import all_ops
 
 # Rows from this length keep their own loop when a side broadcasts (see _plane_view).
 LONG_ROW = 32
 
-_NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
-            np.dtype(np.float64): np.zeros(1, np.float64)}
+NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
+           np.dtype(np.float64): np.zeros(1, np.float64)}
 
-
-class _Prepared:
-    """A group's side refs and its generated kernels by loop nest, made on first use."""
-
-    def __init__(self, attrs: dict[str, Any]) -> None:
-        self.attrs = attrs  # kept alive, so that its id stays its own
-        self.refs = side_refs(attrs["steps"])
-        self.kernels: dict[str, GeneratedKernel] = {}
-
-    def kernel(self, nest: str) -> GeneratedKernel:
-        kernel = self.kernels.get(nest)
-        if kernel is None:
-            kernel = self.kernels[nest] = GeneratedKernel(self.attrs, nest)
-        return kernel
-
-
-# attrs dict id -> its _Prepared
-_PREPARED: dict[int, _Prepared] = {}
-
-
-def _prepared(attrs: dict[str, Any]) -> _Prepared:
-    entry = _PREPARED.get(id(attrs))
-    if entry is None or entry.attrs is not attrs:
-        entry = _PREPARED[id(attrs)] = _Prepared(attrs)
-    return entry
+# An anchor's implementation as a fused step runs it: (the anchor's inputs, the output).
+AnchorRun = Callable[[list[np.ndarray], np.ndarray], None]
 
 
 def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...]) -> np.ndarray:
@@ -59,82 +36,99 @@ def broadcast_view(a: np.ndarray, shape: tuple[int, ...], view: tuple[int, ...])
     return np.broadcast_to(padded, shape).reshape(view)
 
 
-@cpu_kernel("fused")
-def fused_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    out = outs[0]
-    anchor = attrs["anchor"]
-    head = ins[:attrs["anchor_inputs"]]
-    if anchor in blocked.BLOCKED_RUNNERS:
-        # The blocked kernels apply an add, clip or relu as they store: no second pass.
-        epilogue = blocked.epilogue_of(attrs["steps"], ins, out)
-        if epilogue is not None and blocked.BLOCKED_RUNNERS[anchor](
-                head, out, attrs["anchor_attrs"], epilogue):
-            return
-    group = _prepared(attrs)
-    side_ins = [ins[r] for r in group.refs]
-    if not anchor and all(s.shape == out.shape for s in side_ins):
+def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: Any,
+                  in_shapes: Sequence[tuple[int, ...]], anchor: AnchorRun | None,
+                  bias_in_epilogue: bool) -> KernelFn:
+    """The fused node's step: `anchor` (None: the group has no anchor) into the output,
+    then the generated kernel over it, adding the anchor's bias (input 2) if
+    `bias_in_epilogue` (a GEMM left it out). `in_shapes`: the node's input shapes, which
+    decide the loop nest the kernel is generated with."""
+    refs = side_refs(attrs["steps"])
+    out_shape = tuple(out_shape)
+    side_shapes = [tuple(in_shapes[r]) for r in refs]
+    if anchor is None and all(s == out_shape for s in side_shapes):
         # Nothing broadcasts: one loop over the flat buffers, as a NumPy ufunc's.
-        launch(group.kernel(FLAT), out.reshape(-1), *[s.reshape(-1) for s in side_ins])
-        return
-    nest = default_nest(anchor)
-    view = out.shape if anchor in ROW_ANCHORS else _plane_view(out.shape, side_ins)
-    kernel = group.kernel(nest)
-    sides = [broadcast_view(s, out.shape, view) for s in side_ins]
-    if not anchor:
-        launch(kernel, out.reshape(view), *sides)
-        return
-    blas = run_as_blas if anchor in ROW_ANCHORS else run_as_gemm
-    if blas(anchor, head, out, attrs["anchor_attrs"]):
-        # The GEMM left the bias out: the epilogue adds it in the same pass.
-        has_bias = anchor in ("conv2d", "linear") and len(head) == 3
-        launch(kernel, out.reshape(view), *sides, head[2] if has_bias else _NO_BIAS[out.dtype],
-               has_bias)
-    else:
-        get_kernel(anchor)(head, [out], attrs["anchor_attrs"])
-        launch(kernel, out.reshape(view), *sides, _NO_BIAS[out.dtype], False)
+        flat = GeneratedKernel(attrs, FLAT)
+
+        def elementwise_flat(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+            launch(flat.loaded or flat, outs[0].reshape(-1),
+                   *[ins[r].reshape(-1) for r in refs])
+        return elementwise_flat
+
+    kernel = GeneratedKernel(attrs, default_nest(attrs["anchor"]))
+    view = out_shape if attrs["anchor"] in ROW_ANCHORS else _plane_view(out_shape, side_shapes)
+    if anchor is None:
+        def elementwise(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+            out = outs[0]
+            launch(kernel, out.reshape(view),
+                   *[broadcast_view(ins[r], out_shape, view) for r in refs])
+        return elementwise
+
+    head = attrs["anchor_inputs"]
+    no_bias = NO_BIAS[np.dtype(out_dtype)]
+
+    def anchored(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+        out = outs[0]
+        anchor(ins[:head], out)
+        sides = [broadcast_view(ins[r], out_shape, view) for r in refs]
+        if bias_in_epilogue:
+            launch(kernel, out.reshape(view), *sides, ins[2], True)
+        else:
+            launch(kernel, out.reshape(view), *sides, no_bias, False)
+    return anchored
 
 
-def _plane_view(shape: tuple[int, ...], sides: list[np.ndarray]) -> tuple[int, int, int, int]:
+def stored_epilogue_step(attrs: dict[str, Any], store: Callable[..., None], form: Any
+                         ) -> KernelFn:
+    """The fused node's step where the anchor's kernel applies the group's epilogue as it
+    stores: store(anchor inputs, output, the Epilogue `form` binds to this call's inputs)."""
+    head = attrs["anchor_inputs"]
+
+    def stored(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+        store(ins[:head], outs[0], form.bind(ins))
+    return stored
+
+
+def _plane_view(shape: tuple[int, ...], side_shapes: list[tuple[int, ...]]
+                ) -> tuple[int, int, int, int]:
     """The generated 4-d loop sees (N, C, 1, H*W): one long inner loop per plane, which LLVM
     vectorizes, instead of H loops of W (ResNet's 7x7 planes: add+relu 2.6x faster). The
     planes stay (N, C, H, W) where a side broadcasts along H or W alone (a view of it
     merging the two would be a copy), and where a side broadcasts and the rows are long:
     with a zero-stride side the merged loop does not vectorize either, and measured
-    slower from W = 56 (a (64, 1, 1) bias on 56x56 planes: 1.55 against 1.40 ms on one
-    thread; on 14x14 planes merging still wins, 0.36 against 0.39 ms)."""
+    slower from W = 56 (see benchmarks/RESULTS.md, 'Measurements moved from kernel
+    comments')."""
     n, c, h, w = as_4d(shape)
     if h == 1 or w == 1:
         return (n, c, 1, h * w)
-    for side in sides:
-        plane = as_4d((1,) * (len(shape) - side.ndim) + side.shape)[2:]
+    for side in side_shapes:
+        plane = as_4d((1,) * (len(shape) - len(side)) + tuple(side))[2:]
         if plane != (h, w) and (plane != (1, 1) or w >= LONG_ROW):
             return (n, c, h, w)
     return (n, c, 1, h * w)
 
 
+def single_op_step(op: str, attrs: dict[str, Any], in_shapes: Sequence[tuple[int, ...]],
+                   out_shape: tuple[int, ...], out_dtype: Any) -> KernelFn:
+    """The step of a single `op` node with a scalar formula: the group of that one step,
+    without an anchor."""
+    group = {"anchor": "", "anchor_attrs": {}, "anchor_inputs": 0,
+             "steps": ((op, dict(attrs), tuple(range(len(in_shapes)))),)}
+    return epilogue_step(group, out_shape, out_dtype, in_shapes, None, False)
+
+
 def _one_step(op: str) -> KernelFn:
-    """The kernel of a single `op` node: the group of that one step, without an anchor."""
-    # (attribute values, arity) -> (the group, whose kernels _PREPARED keeps; its flat
-    # kernel): by value, so that a caller passing a fresh attrs dict per call finds it too.
-    groups: dict[tuple[Any, ...], tuple[dict[str, Any], GeneratedKernel]] = {}
+    """The registered kernel of `op` called outside a runner (a runner builds the step once,
+    in strategy.py): its step, by attribute values and shapes."""
+    steps: dict[tuple[Any, ...], KernelFn] = {}
 
     def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-        key = (*attrs.items(), len(ins))
-        entry = groups.get(key)
-        if entry is None:
-            group = {"anchor": "", "anchor_attrs": {}, "anchor_inputs": 0,
-                     "steps": ((op, dict(attrs), tuple(range(len(ins)))),)}
-            entry = groups[key] = (group, _prepared(group).kernel(FLAT))
-        out = outs[0]
-        shape = out.shape
-        # fused_kernel's flat case, inlined: this is every activation's per-call overhead
-        flat = entry[1].loaded or entry[1]
-        if len(ins) == 1 and ins[0].shape == shape:
-            launch(flat, out.reshape(-1), ins[0].reshape(-1))
-        elif len(ins) == 2 and ins[0].shape == shape and ins[1].shape == shape:
-            launch(flat, out.reshape(-1), ins[0].reshape(-1), ins[1].reshape(-1))
-        else:
-            fused_kernel(ins, outs, entry[0])
+        key = (*attrs.items(), *(a.shape for a in ins), outs[0].shape)
+        step = steps.get(key)
+        if step is None:
+            step = steps[key] = single_op_step(op, attrs, [a.shape for a in ins],
+                                               outs[0].shape, outs[0].dtype)
+        step(ins, outs, attrs)
     kernel.__qualname__ = f"{op}_kernel"
     return kernel
 

@@ -8,14 +8,13 @@ weights are packed once, as (M/6, K, 6) panels, and the columns are read in plac
 microkernel keeps a 6 x 16 block of c in six 16-lane vector registers (six output channels
 by 16 pixels), and per k it loads 16 pixels of b's row k, broadcasts the six weights and
 issues six fused multiply-adds. Numba cannot be made to keep such a block in registers
-(its loops over local arrays measured 5-6 GFLOP/s on one thread), so the microkernel is an
+(its loops over local arrays spill the block to memory), so the microkernel is an
 `intrinsic` that emits the vector code itself: <16 x float> values, llvm.fma, one loop.
 
-Measured against OpenBLAS (numba threads, one process, medians, ms): 1x1 96x16 @ 16x12544
-0.31 vs 0.43, 144x24 @ 24x3136 0.16 vs 0.21, ResNet's stem 64x147 @ 147x12544 1.71 vs
-2.25, 64x576 @ 576x3136 1.55 vs 2.16; even on 256x2304 @ 2304x196, and slower on
-512x4608 @ 4608x49 (2.57 vs 2.14: a 49-pixel row fills four vectors for 3.06 of work).
-autotune.py picks per layer.
+It is not faster everywhere: a row of 49 pixels (ResNet's 512@7) fills four vectors for
+3.06 vectors of work, which the variant with output channels in the lanes (below) avoids;
+the cpu strategy lets the autotuner pick per layer (benchmarks/RESULTS.md has the
+measurements).
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ from numba.extending import intrinsic
 from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, launch, recording
+from graphcnn.ops.conv_shapes import is_pointwise
 
 MR = 6       # output channels per block: six accumulators (and one load) per k
 LANES = 16   # pixels per block: one 512-bit vector of float32
@@ -135,8 +135,7 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
     Tasks go column block by column block, all the weight panels over one block of b
     before the next: the block (K rows of 16 pixels) is read from memory once and stays
     in the core's L1 while the panels pass (one panel after the other over every block
-    read the columns M / 6 times: ResNet's stem GEMM, 64x147 @ 147x12544, 2.2 -> 1.9 ms,
-    64x576 @ 576x3136 1.35 -> 1.13 in interleaved runs)."""
+    would read the columns M / 6 times)."""
     ob_len, k_len = wp.shape[0], wp.shape[1]
     n_len = b.shape[1]
     ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
@@ -194,11 +193,9 @@ def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> N
 # ---- output channels in the lanes ------------------------------------------------------
 # A deep layer with few pixels (ResNet's 512@7 at batch 1: 49 of them) fills four 16-pixel
 # vectors with 49 pixels; there the lanes hold 16 output channels instead and a tile is
-# 16 channels by NR pixels, with the columns packed as (N/NR, K, NR) panels per call
-# (512x4608 @ 4608x49: 1.49 ms against OpenBLAS's 1.71 and 2.57 with pixels in the lanes).
+# 16 channels by NR pixels, with the columns packed as (N/NR, K, NR) panels per call.
 # Tiles are NR = 6 pixels wide, or 7 where that leaves fewer columns over: 49 pixels make
-# seven panels of 7 and no wasted column, against nine of 6 with five (512x4608 @ 4608x49
-# 1.66 -> 1.45 ms, 512x2304 @ 2304x49 0.79 -> 0.70, interleaved in one process).
+# seven panels of 7 and no wasted column, against nine of 6 with five.
 NR = 6
 NR_WIDE = 7
 
@@ -263,8 +260,7 @@ def _gemm_channels(ap, bp, c, m_len):
 def pack_columns(b, dst):
     """dst[p, k, j] = b[k, p * nr + j] (zero past b's last column), nr = dst.shape[2]: b's
     columns as panels of nr. One task per row of b, read once along its length
-    (pack_panels on b.T, a task per panel reading nr values per row, took 2.4x as long:
-    0.18 ms for ResNet's 512@7 columns, 4608 x 49)."""
+    (pack_panels on b.T would read nr strided values per row in each task)."""
     k_len, n_len = b.shape
     nr = dst.shape[2]
     for k in prange(k_len):
@@ -293,7 +289,7 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     oh, ow = out.shape[2:]
     wp = packed(w.reshape(o_len, k), w, width)
     out3 = out.reshape(n_len, o_len, oh * ow)
-    if conv_gemm.is_pointwise(w.shape, attrs):
+    if is_pointwise(w.shape, attrs):
         for n in range(n_len):
             product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
         return

@@ -20,9 +20,18 @@ from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import gemm
 from graphcnn.backends.cuda.kernels.reduce import block_sum
-from graphcnn.backends.cuda.registry import (PTX_EXAMPLES, THREADS, Launch, cuda_kernel,
-                                             device_function, dummy, flat, launch_1d,
-                                             reduction_blocks)
+from graphcnn.backends.cuda.registry import (
+    PTX_EXAMPLES,
+    THREADS,
+    Launch,
+    cuda_kernel,
+    device_function,
+    dummy,
+    flat,
+    launch_1d,
+    reduction_blocks,
+)
+from graphcnn.ops.conv_shapes import is_depthwise
 
 cu = numba_cuda()
 i8 = types.int64
@@ -173,10 +182,6 @@ def geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], y_shape: tuple[
             cg, o // groups)
 
 
-def _depthwise(attrs: dict[str, Any], c: int, o: int) -> bool:
-    return attrs["groups"] > 1 and attrs["groups"] == c == o
-
-
 # ---- depthwise ------------------------------------------------------------------------------
 def make_depthwise_fwd(epi: Any, dtype: Any, has_bias: bool) -> Any:
     def depthwise_fwd(x, w, bias, out, geo, sides, egeo):
@@ -299,7 +304,7 @@ def plan_conv2d(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
     bias = ins[2] if len(ins) == 3 else None
     geo = geometry(x.shape, w.shape, out.shape, attrs)
     _, epi, sides, egeo = epilogue
-    if _depthwise(attrs, x.shape[1], w.shape[0]):
+    if is_depthwise(x.shape[1], w.shape, attrs):
         kernel = specialized(make_depthwise_fwd, epi, _float_type(x.dtype), bias is not None)
         return [launch_1d(kernel, out.size, x, w, bias if bias is not None else dummy(x.dtype),
                           flat(out), geo, sides, egeo)]
@@ -315,7 +320,7 @@ def plan_conv2d_input_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epil
     dy, w = ins
     geo = geometry(out.shape, w.shape, dy.shape, attrs)
     _, epi, sides, egeo = epilogue
-    if _depthwise(attrs, out.shape[1], w.shape[0]):
+    if is_depthwise(out.shape[1], w.shape, attrs):
         kernel = specialized(make_depthwise_dgrad, epi, _float_type(dy.dtype))
         return [launch_1d(kernel, out.size, dy, w, flat(out), geo, sides, egeo)]
     M, NC, K = geo[15], out.shape[0] * geo[2] * geo[3], geo[16] * geo[7] * geo[8]
@@ -328,7 +333,7 @@ def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epi
     dy, x = ins
     geo = geometry(x.shape, out.shape, dy.shape, attrs)
     _, epi, sides, egeo = epilogue
-    if _depthwise(attrs, x.shape[1], out.shape[0]):
+    if is_depthwise(x.shape[1], out.shape, attrs):
         kernel = specialized(make_depthwise_wgrad, epi)
         blocks = reduction_blocks(out.size)
         return [Launch(kernel, blocks, THREADS, (dy, x, flat(out), geo, sides, egeo))]

@@ -6,7 +6,7 @@ batch 1), and in NCHW16c the depthwise convolution after the widening is cheap: 
 kernels run one after the other wrote that tensor to memory and read it back, which cost
 more than either kernel's arithmetic. Here a task is a pair of expanded channel blocks and
 a band of output rows: it computes the expanded rows the band needs (its input rows, a
-halo of two more) into a scratch band with zero borders (in L2), on blocked_conv's microkernel
+halo of two more) into a scratch band with zero borders (in L2), on nchw16c_conv's microkernel
 with the clip as its epilogue, then runs the depthwise windows over the scratch band (all
 inside it: no border cases) and stores the output, with the group's own epilogue. The
 halo rows are computed twice (by the bands above and below): 2 of every band * stride + 2.
@@ -19,10 +19,19 @@ import numba
 import numpy as np
 from numba import prange
 
-from graphcnn.backends.cpu.kernels import blocked
-from graphcnn.backends.cpu.kernels.blocked_conv import (CLIP, NB, NO_EPILOGUE, NR, Epilogue,
-                                                        pointwise_table, tile, packed)
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.kernels import nchw16c
+from graphcnn.backends.cpu.kernels.nchw16c_conv import (
+    CLIP,
+    NB,
+    NO_EPILOGUE,
+    NR,
+    Epilogue,
+    packed,
+    pointwise_table,
+    tile,
+)
+from graphcnn.backends.cpu.registry import JIT, get_kernel, launch
+from graphcnn.ops.conv_shapes import is_depthwise_3x3
 from graphcnn.ops.layout import POINTWISE, conv_attrs
 
 LANES = 16
@@ -79,14 +88,16 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                 eb = p * NB + v
                 for oy in range(oy0, oy1):
                     at = (((n * eb_len + eb) * oh + oy) * ow) * LANES * 4
-                    blocked.taps_run(sc + v * plane * 4, (oy - oy0) * sh * width * LANES,
+                    nchw16c.taps_run(sc + v * plane * 4, (oy - oy0) * sh * width * LANES,
                                      width * LANES, sw * LANES, ow, wk0 + eb * 9 * LANES * 4,
                                      b20 + eb * LANES * 4, o0 + at, s0 + at, mode, low,
                                      high)
 
 
 def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                         epilogue: Epilogue = NO_EPILOGUE) -> bool:
+                         epilogue: Epilogue = NO_EPILOGUE) -> None:
+    """out = expand_depthwise_blocked(*ins), then `epilogue`, as it stores (float32, a
+    depthwise 3x3 conv without dilation: `applies`)."""
     x, w1, b1, w2, b2 = ins
     (sh, sw), pads = attrs["stride"], attrs["padding"]
     in_h, in_w = x.shape[2], x.shape[3]
@@ -94,9 +105,9 @@ def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     eb_len = out.shape[1]
     wp = packed(w1.reshape(w1.shape[0], w1.shape[1]), w1, NB * LANES)
     table = pointwise_table(w1.shape[1], in_h * in_w)
-    wk = blocked.prepared("depthwise", w2, lambda: blocked.depthwise_weights(w2))
-    b1_16, b2_16 = blocked.padded_bias([x, w1, b1], eb_len, out.dtype), \
-        blocked.padded_bias([x, w2, b2], eb_len, out.dtype)
+    wk = nchw16c.prepared("depthwise", w2, lambda: nchw16c.depthwise_weights(w2))
+    b1_16, b2_16 = nchw16c.padded_bias([x, w1, b1], eb_len, out.dtype), \
+        nchw16c.padded_bias([x, w2, b2], eb_len, out.dtype)
     width = max((ow - 1) * sw + 3, pads[2] + in_w)
     rows_fit = SCRATCH_BYTES // (NB * width * LANES * 4)
     band = max(1, min(oh, (rows_fit - 3) // sh + 1))  # output rows per task
@@ -104,30 +115,20 @@ def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     launch(_expand_depthwise, wp, x, table, b1_16, np.float32(attrs["low"]),
            np.float32(attrs["high"]), wk, b2_16, out, sh, sw, pads[0], pads[2], band, rows_in,
            width, numba.get_num_threads(), *epilogue.args(out))
-    return True
 
 
 def applies(x_dtype: Any, w2_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     """What the kernel computes: float32, a 3x3 depthwise conv without dilation."""
-    return (np.dtype(x_dtype) == np.float32 and tuple(w2_shape[1:]) == (1, 3, 3)
-            and tuple(attrs["dilation"]) == (1, 1))
+    return np.dtype(x_dtype) == np.float32 and is_depthwise_3x3(attrs["groups"], w2_shape,
+                                                                attrs)
 
 
-@cpu_kernel("expand_depthwise_blocked")
-def expand_depthwise_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                            attrs: dict[str, Any]) -> None:
-    if applies(ins[0].dtype, ins[3].shape, attrs):
-        run_expand_depthwise(ins, outs[0], attrs)
-        return
-    # Any other: the two convolutions one after the other (correct, not fast; the layout
-    # pass does not make these).
+def run_two_pass(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Any other: the two convolutions one after the other through the conv2d_blocked
+    kernel (correct, not fast; the layout pass does not make these)."""
     x, w1, b1, w2, b2 = ins
-    expanded = np.empty(outs[0].shape[:2] + x.shape[2:], x.dtype)
-    blocked.run_blocked([x, w1, b1], expanded, dict(POINTWISE))
+    conv = get_kernel("conv2d_blocked")
+    expanded = np.empty(out.shape[:2] + x.shape[2:], x.dtype)
+    conv([x, w1, b1], [expanded], dict(POINTWISE))
     clipped = np.clip(expanded, attrs["low"], attrs["high"]).astype(x.dtype)
-    blocked.run_blocked([clipped, w2, b2], outs[0], conv_attrs(attrs))
-
-
-blocked.BLOCKED_RUNNERS["expand_depthwise_blocked"] = (
-    lambda ins, out, attrs, epilogue: applies(ins[0].dtype, ins[3].shape, attrs)
-    and run_expand_depthwise(ins, out, attrs, epilogue))
+    conv([clipped, w2, b2], [out], conv_attrs(attrs))

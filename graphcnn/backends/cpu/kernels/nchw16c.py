@@ -1,16 +1,17 @@
-"""CPU kernels of the blocked layout NCHW16c (graphcnn/ops/layout.py): the two conversions,
-the depthwise 3x3 convolution, and conv2d_blocked's choice among its kernels.
+"""CPU kernels of the NCHW16c layout (the graph's *_blocked ops, graphcnn/ops/layout.py): the
+two conversions, the depthwise 3x3 convolution, one entry per conv2d_blocked kernel (which
+one runs a node is backends/cpu/strategy.py's choice), and the epilogues they apply.
 
 Why the layout pays for depthwise convolutions: in NCHW each channel is its own plane, and
 MobileNetV2's deep layers have many small ones (960 planes of 7x7): the NCHW kernel
 (depthwise.py) sets up every plane (a padded copy, nine weights, a 49-output loop in
-vectors of 16) for 441 multiply-adds, 4-9 GFLOP/s. In NCHW16c one output pixel of a block
-is nine whole-vector multiply-adds of the pixel's neighbours, with no setup and no copy.
+vectors of 16) for 441 multiply-adds. In NCHW16c one output pixel of a block is nine
+whole-vector multiply-adds of the pixel's neighbours, with no setup and no copy.
 """
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numba
 import numpy as np
@@ -19,9 +20,15 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import blocked_conv
-from graphcnn.backends.cpu.kernels.blocked_conv import (ADD_SIDE, CLIP, NO_EPILOGUE, RELU,
-                                                        Epilogue, emit_epilogue)
+from graphcnn.backends.cpu.kernels import nchw16c_conv
+from graphcnn.backends.cpu.kernels.nchw16c_conv import (
+    ADD_SIDE,
+    CLIP,
+    NO_EPILOGUE,
+    RELU,
+    Epilogue,
+    emit_epilogue,
+)
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
@@ -32,7 +39,7 @@ from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
 
 @numba.njit(**JIT)
-def _to_blocked(x, out):
+def _to_nchw16c(x, out):
     n_len, c_len, cb_len = x.shape[0], x.shape[1], out.shape[1]
     hw = x.shape[2] * x.shape[3]
     xf, of = x.reshape(x.size), out.reshape(out.size)
@@ -49,7 +56,7 @@ def _to_blocked(x, out):
 
 
 @numba.njit(**JIT)
-def _from_blocked(x, out):
+def _from_nchw16c(x, out):
     n_len, c_len, cb_len = out.shape[0], out.shape[1], x.shape[1]
     hw = out.shape[2] * out.shape[3]
     xf, of = x.reshape(x.size), out.reshape(out.size)
@@ -66,13 +73,13 @@ def _from_blocked(x, out):
 @cpu_kernel("to_blocked")
 def to_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
                       ) -> None:
-    launch(_to_blocked, ins[0], outs[0])
+    launch(_to_nchw16c, ins[0], outs[0])
 
 
 @cpu_kernel("from_blocked")
 def from_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]
                         ) -> None:
-    launch(_from_blocked, ins[0], outs[0])
+    launch(_from_nchw16c, ins[0], outs[0])
 
 
 # ---- depthwise 3x3 ----------------------------------------------------------------------
@@ -94,7 +101,7 @@ def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, 
     code with the nine weight vectors held in registers for the run. (The same as a Numba
     loop over the lanes, per window, took ~50 cycles a window: LLVM vectorized it for a
     trip count 16 lanes never reach, and the weights were loaded again at every window.)
-    The epilogue (`mode`: blocked_conv.emit_epilogue) reads side at o's offsets."""
+    The epilogue (`mode`: nchw16c_conv.emit_epilogue) reads side at o's offsets."""
     sig = types.void(types.uintp, types.int64, types.int64, types.int64, types.int64,
                      types.uintp, types.uintp, types.uintp, types.uintp, types.int64,
                      types.float32, types.float32)
@@ -190,12 +197,6 @@ def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads, side, mode, low, hig
                            in_w, ow_len, sh, sw, pt, pl, window, sf, mode, low, high)
 
 
-def depthwise_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    """A 3x3 convolution with one filter per channel and no dilation."""
-    return (attrs["groups"] == channels == w_shape[0] and tuple(w_shape[1:]) == (1, 3, 3)
-            and tuple(attrs["dilation"]) == (1, 1))
-
-
 # ---- weights and bias in blocks, kept for frozen (read-only) arrays ---------------------
 
 _FROZEN: dict[tuple[str, int], tuple[weakref.ref, np.ndarray]] = {}
@@ -235,82 +236,90 @@ def padded_bias(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarr
     return prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
 
 
-def blocked_algorithm(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any,
-                      input_blocked: bool = True) -> str:
-    """Which kernel conv2d_blocked_kernel runs (for the bench's profile too)."""
-    if input_blocked and blocked_conv.pointwise_applies(w_shape, attrs, dtype):
-        return "blocked-1x1"
-    if input_blocked and np.dtype(dtype) == np.float32 and depthwise_applies(
-            in_channels(w_shape, attrs["groups"]), w_shape, attrs):
-        return "blocked-depthwise-3x3"
-    if blocked_conv.general_applies(attrs, dtype):
-        return "blocked-implicit"
-    return "blocked-via-nchw"
+# ---- the convolutions: one function per kernel -------------------------------------------
+# backends/cpu/strategy.py decides which one runs a conv2d_blocked node (its shapes: a 1x1
+# or depthwise 3x3 conv on an NCHW16c input, any other float32 one-group conv, else through
+# NCHW); each takes (ins, out, attrs) and, but the last, the epilogue to apply as it stores.
+
+def conv_pointwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+                   epilogue: Epilogue = NO_EPILOGUE) -> None:
+    """A float32 one-group 1x1 stride-1 unpadded conv on an NCHW16c input."""
+    bias16 = padded_bias(ins, out.shape[1], out.dtype)
+    nchw16c_conv.conv2d_pointwise_nchw16c(ins[0], ins[1], bias16, out, epilogue)
 
 
-@cpu_kernel("conv2d_blocked")
-def conv2d_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                          attrs: dict[str, Any]) -> None:
-    run_blocked(ins, outs[0], attrs)
-
-
-def run_blocked(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                epilogue: Epilogue = NO_EPILOGUE) -> bool:
-    """conv2d_blocked into out, with `epilogue` applied as each vector is stored; False
-    (nothing done) for an epilogue on a kernel that takes none (through NCHW)."""
+def conv_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+                   epilogue: Epilogue = NO_EPILOGUE) -> None:
+    """A float32 depthwise 3x3 conv on an NCHW16c input."""
     x, w = ins[0], ins[1]
     bias16 = padded_bias(ins, out.shape[1], out.dtype)
-    algorithm = blocked_algorithm(w.shape, attrs, x.dtype, x.ndim == 5)
-    if algorithm == "blocked-1x1":
-        blocked_conv.conv2d_pointwise_blocked(x, w, bias16, out, epilogue)
-    elif algorithm == "blocked-depthwise-3x3":
-        wk = prepared("depthwise", w, lambda: depthwise_weights(w))
-        (sh, sw), pads = attrs["stride"], attrs["padding"]
-        launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2],
-               numba.get_num_threads(), *epilogue.args(out))
-    elif algorithm == "blocked-implicit":
-        blocked_conv.conv2d_blocked_general(x, w, bias16, out, attrs, epilogue)
-    elif epilogue.mode:
-        return False
-    else:
-        _through_nchw(ins, out, attrs)
-    return True
+    wk = prepared("depthwise", w, lambda: depthwise_weights(w))
+    (sh, sw), pads = attrs["stride"], attrs["padding"]
+    launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2], numba.get_num_threads(),
+           *epilogue.args(out))
 
 
-# The blocked anchors of fused groups, each with a runner (ins, out, attrs, epilogue) ->
-# bool that applies the group's epilogue as it stores (False: it cannot, nothing done).
-BLOCKED_RUNNERS: dict[str, Callable[..., bool]] = {"conv2d_blocked": run_blocked}
+def conv_implicit(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+                  epilogue: Epilogue = NO_EPILOGUE) -> None:
+    """Any float32 one-group conv, on an NCHW16c or an NCHW input."""
+    bias16 = padded_bias(ins, out.shape[1], out.dtype)
+    nchw16c_conv.conv2d_nchw16c_general(ins[0], ins[1], bias16, out, attrs, epilogue)
 
 
-def epilogue_of(steps: tuple[Any, ...], ins: list[np.ndarray], out: np.ndarray
-                ) -> Epilogue | None:
-    """The Epilogue a fused group's steps are, if they are one: an add of a side input of
-    the output's shape, then clip or relu (either or both), in that order; else None."""
+class EpilogueForm(NamedTuple):
+    """A fused group's steps as an Epilogue the kernels apply as they store: `mode` (bits
+    ADD_SIDE, CLIP, RELU), the fused node's input added (its index; None without ADD_SIDE),
+    and clip's bounds. Known from the graph; bound to the arrays at each call."""
+    mode: int
+    side: int | None
+    low: float
+    high: float
+
+    def bind(self, ins: Sequence[np.ndarray | None]) -> Epilogue:
+        return Epilogue(None if self.side is None else ins[self.side], self.mode, self.low,
+                        self.high)
+
+
+def epilogue_form(steps: tuple[Any, ...], in_types: list[tuple[tuple[int, ...], Any] | None],
+                  out_type: tuple[tuple[int, ...], Any]) -> EpilogueForm | None:
+    """The EpilogueForm a fused group's steps are, if they are one: an add of a side input
+    of the output's shape and dtype (in_types: (shape, dtype) of the fused node's inputs),
+    then clip or relu (either or both), in that order; else None."""
     mode, side, low, high, rest = 0, None, 0.0, 0.0, list(steps)
     refs = rest[0][2] if rest else ()
     if rest and rest[0][0] == "add" and len(refs) == 2 and -1 in refs and max(refs) >= 0:
-        side = ins[max(refs)]  # add(running, side) or add(side, running): the same sum
-        if side.shape != out.shape or side.dtype != out.dtype:
+        side = max(refs)  # add(running, side) or add(side, running): the same sum
+        shape, dtype = in_types[side]
+        if tuple(shape) != tuple(out_type[0]) or np.dtype(dtype) != np.dtype(out_type[1]):
             return None
         mode, rest = ADD_SIDE, rest[1:]
     if rest and rest[0][0] == "clip" and rest[0][2] == (-1,):
         mode, low, high, rest = mode | CLIP, rest[0][1]["low"], rest[0][1]["high"], rest[1:]
     elif rest and rest[0][0] == "relu" and rest[0][2] == (-1,):
         mode, rest = mode | RELU, rest[1:]
-    return Epilogue(side, mode, low, high) if not rest and mode else None
+    return EpilogueForm(mode, side, low, high) if not rest and mode else None
 
 
-def _through_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
-    """Any other convolution: converted to NCHW, run by the conv2d kernel, converted back
-    (correct, not fast; the layout pass does not make these)."""
+def epilogue_of(steps: tuple[Any, ...], ins: Sequence[np.ndarray | None], out: np.ndarray
+                ) -> Epilogue | None:
+    """epilogue_form's Epilogue for these arrays (None where the steps are none)."""
+    form = epilogue_form(steps, [None if a is None else (a.shape, a.dtype) for a in ins],
+                         (out.shape, out.dtype))
+    return None if form is None else form.bind(ins)
+
+
+def conv_via_nchw(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Any other convolution: converted to NCHW, run by the conv2d kernel (which chooses
+    its implementation at each call), converted back (correct, not fast; the layout pass
+    does not make these)."""
     x, w = ins[0], ins[1]
     logical = x
     if x.ndim == 5:
         logical = np.empty((x.shape[0], in_channels(w.shape, attrs["groups"])) + x.shape[2:4],
                            x.dtype)
-        launch(_from_blocked, x, logical)
+        launch(_from_nchw16c, x, logical)
     n, cb, oh, ow, _ = out.shape
     y = np.empty((n, w.shape[0], oh, ow), out.dtype)
     get_kernel("conv2d")([logical] + list(ins[1:]), [y], attrs)
     assert blocked_shape(y.shape) == out.shape
-    launch(_to_blocked, y, out)
+    launch(_to_nchw16c, y, out)

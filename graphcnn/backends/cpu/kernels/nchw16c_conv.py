@@ -1,6 +1,7 @@
-"""Convolutions with their output in the blocked layout NCHW16c: 1x1 ones on a blocked
-input, and any other one-group convolution on a blocked or an NCHW input (MobileNet's 3x3
-stem reads the NCHW image and writes blocks, so no conversion is needed after it).
+"""Convolutions with their output in NCHW16c (the layout of the graph's *_blocked ops): 1x1
+ones on an NCHW16c input, and any other one-group convolution on an NCHW16c or an NCHW
+input (MobileNet's 3x3 stem reads the NCHW image and writes blocks, so no conversion is
+needed after it).
 
 In NCHW16c a pixel's 16 channels of one block are one vector, so a tile of the output, 16
 output channels by NR pixels of a row, is NR whole vectors stored one after the other: the
@@ -25,8 +26,13 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import (LANES, emit_fma_loop, load_vector,
-                                                       packed, store_vector)
+from graphcnn.backends.cpu.kernels.packed_gemm import (
+    LANES,
+    emit_fma_loop,
+    load_vector,
+    packed,
+    store_vector,
+)
 from graphcnn.backends.cpu.registry import JIT, launch
 
 NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
@@ -207,7 +213,7 @@ def pointwise_table(c_len: int, hw: int) -> np.ndarray:
     return _frozen(c // LANES * hw * LANES + c % LANES)
 
 
-def conv2d_pointwise_blocked(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
+def conv2d_pointwise_nchw16c(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
                              out: np.ndarray, epilogue: Epilogue = NO_EPILOGUE) -> None:
     """out = conv2d(x, w) + bias, x and out NCHW16c, for a float32 1x1 stride-1 unpadded
     conv with one group (bias16: the bias zero-padded to whole blocks): the plane is one
@@ -233,7 +239,7 @@ def _pad_image(x, xp, pt, pl):
                     xp[n, c, r, pl + q] = x[n, c, r - pt, q]
 
 
-def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out: np.ndarray,
+def conv2d_nchw16c_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out: np.ndarray,
                            attrs: dict[str, Any], epilogue: Epilogue = NO_EPILOGUE) -> None:
     """out (NCHW16c) = conv2d(x, w) + bias for any float32 one-group conv, x NCHW16c (5-d)
     or NCHW (4-d), through a zero-padded copy of x when the conv pads."""
@@ -244,7 +250,7 @@ def conv2d_blocked_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out
     hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
     xp = x
     if any(pads):
-        xp = workspace("blocked-padded", (n, cx, hp, wp * lanes), x.dtype)
+        xp = workspace("nchw16c-padded", (n, cx, hp, wp * lanes), x.dtype)
         launch(_pad_image, x.reshape(n, cx, h, wd * lanes), xp, pads[0], pads[2] * lanes)
     table = _tap_table(w.shape[1:], hp, wp, dh, dw, blocked_in)
     _run(w, xp, table, bias16, out, sw * lanes, sh * wp * lanes, cx * hp * wp * lanes,
@@ -267,13 +273,3 @@ def _tap_table(w_shape: tuple[int, ...], hp: int, wp: int, dh: int, dw: int,
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)  # shared by every call that finds it in the cache
     return a
-
-
-def pointwise_applies(w_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any) -> bool:
-    return (np.dtype(dtype) == np.float32 and tuple(w_shape[2:]) == (1, 1)
-            and attrs["groups"] == 1 and tuple(attrs["stride"]) == (1, 1)
-            and tuple(attrs["padding"]) == (0, 0, 0, 0))
-
-
-def general_applies(attrs: dict[str, Any], dtype: Any) -> bool:
-    return np.dtype(dtype) == np.float32 and attrs["groups"] == 1

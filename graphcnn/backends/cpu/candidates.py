@@ -1,0 +1,391 @@
+"""What can run each op on the cpu backend: per op, candidate implementations with the
+predicate saying which nodes each computes, the cost model's gate saying whether it is
+worth offering, and a priority (backends/cpu/strategy.py chooses among them). The shape
+rules are graphcnn/ops/conv_shapes.py's; the cost models the kernels' own
+(conv_gemm.use_gemm, winograd.worth_trying, dense.use_blas)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.kernels import (
+    conv,
+    conv_gemm,
+    dense,
+    depthwise,
+    implicit_gemm,
+    nchw16c,
+    nchw16c_expand,
+    packed_gemm,
+    winograd,
+    winograd_weight_grad,
+)
+from graphcnn.backends.cpu.registry import launch
+from graphcnn.ops.conv_shapes import (
+    conv_operands,
+    is_depthwise_3x3,
+    is_full_window,
+    is_pointwise,
+    is_unpadded_unit_stride,
+)
+from graphcnn.ops.layout import in_channels
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class Site:
+    """What a choice depends on: the op (a fused group's anchor), its attributes, the
+    shapes and dtypes of its operands and output, and the operand arrays that exist
+    already (constants; all of them when a kernel is called directly)."""
+    op: str
+    attrs: dict[str, Any]
+    in_shapes: tuple[Shape, ...]
+    in_dtypes: tuple[np.dtype, ...]
+    out_shape: Shape
+    out_dtype: np.dtype
+    known: tuple[np.ndarray | None, ...]
+    out: np.ndarray | None = None
+    _scratch: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def frozen(self) -> bool:
+        """The weight (operand 1) is a read-only constant, which kernels keep transformed
+        (the weight gradient's operand 1 is the input x, never frozen)."""
+        w = self.known[1] if len(self.known) > 1 else None
+        return self.op != "conv2d_weight_grad" and w is not None and not w.flags.writeable
+
+    def scratch(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Operands and output to measure candidates on: the known arrays, random ones of
+        the node's shapes for the rest (made once)."""
+        if self._scratch is None:
+            rng = np.random.default_rng(0)
+            ins = [a if a is not None else rng.standard_normal(s).astype(d)
+                   for a, s, d in zip(self.known, self.in_shapes, self.in_dtypes)]
+            out = self.out if self.out is not None else np.empty(self.out_shape, self.out_dtype)
+            self._scratch = (ins, out)
+        return self._scratch
+
+
+def node_site(node: Any, buffers: dict[int, np.ndarray]) -> Site:
+    """The Site of a graph node; `buffers` holds the constants' arrays by value id."""
+    out = node.outputs[0]
+    return Site(node.op, node.attrs, tuple(tuple(int(d) for d in v.shape) for v in node.inputs),
+                tuple(np.dtype(v.dtype) for v in node.inputs),
+                tuple(int(d) for d in out.shape), np.dtype(out.dtype),
+                tuple(buffers.get(v.id) if v.node.op == "constant" else None
+                      for v in node.inputs))
+
+
+def array_site(op: str, ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]) -> Site:
+    return Site(op, attrs, tuple(a.shape for a in ins), tuple(a.dtype for a in ins), out.shape,
+                out.dtype, tuple(ins), out)
+
+
+def anchor_site(site: Site) -> Site:
+    """A fused group's anchor as a Site of its own (the group's output is the anchor's)."""
+    k = site.attrs["anchor_inputs"]
+    return Site(site.attrs["anchor"], site.attrs["anchor_attrs"], site.in_shapes[:k],
+                site.in_dtypes[:k], site.out_shape, site.out_dtype, site.known[:k], site.out)
+
+
+@dataclass(frozen=True)
+class Core:
+    """A candidate with the node's arguments bound: run(ins, out) computes the op into out,
+    its bias too if adds_bias (else the caller adds it: after a GEMM, or in a fused
+    group's epilogue); store(ins, out, epilogue), where not None, computes it applying an
+    nchw16c Epilogue as it stores."""
+    run: Callable[[list[np.ndarray], np.ndarray], None]
+    adds_bias: bool = True
+    store: Callable[[list[np.ndarray], np.ndarray, Any], None] | None = None
+
+
+def _always(site: Site) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run an op: the offered candidates of the highest priority compete (the
+    autotuner or the cost model breaks a tie); `rule` says why one wins alone."""
+    name: str
+    priority: int
+    applies: Callable[[Site], bool]   # it computes this site (checked for saved names too)
+    build: Callable[[Site], Core]
+    offered: Callable[[Site], bool] = _always  # the cost model's gate
+    rule: str = ""                              # why it wins alone at its priority
+
+
+@dataclass(frozen=True)
+class OpStrategy:
+    """An op's candidates; for a tie, autotune's key and the cost model's default; and how
+    to add the bias after a candidate that leaves it out (run alone, not fused)."""
+    candidates: tuple[Candidate, ...]
+    tune_key: Callable[[Site], tuple] = lambda site: ()    # autotune's key, for ties
+    default: Callable[[list[str]], str] = lambda names: names[0]  # the cost model's pick
+    add_bias: Callable[[np.ndarray, np.ndarray], None] | None = None
+
+
+# ---- conv2d, conv2d_input_grad, conv2d_weight_grad (NCHW) ---------------------------------
+
+# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py or,
+# the weight gradient's, winograd_weight_grad.py), each called as f(ins[0], ins[1], out,
+# attrs), without the bias.
+GEMM_CONVS = {
+    "conv2d": ("conv2d_gemm", "conv2d_winograd"),
+    "conv2d_input_grad": ("conv2d_input_grad_gemm", "conv2d_input_grad_winograd"),
+    "conv2d_weight_grad": ("conv2d_weight_grad_gemm", "conv2d_weight_grad_winograd"),
+}
+
+# algorithm -> op -> its function, looked up when an implementation is built (so tests
+# may patch the modules' functions before they build a runner).
+_GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
+    "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
+    "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
+                                   else winograd, GEMM_CONVS[op][1]),
+    "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
+    "packed": lambda op: packed_gemm.conv2d_packed,
+    "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
+    "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
+}
+
+
+def _operands(site: Site) -> tuple[Shape, Shape, tuple[int, int]]:
+    return conv_operands(site.op, site.in_shapes, site.out_shape)
+
+
+def _gemm_sized(site: Site) -> bool:
+    """The cost model: enough work per group for a GEMM (conv_gemm.use_gemm)."""
+    return conv_gemm.use_gemm(*_operands(site), site.attrs)
+
+
+def winograd_fits(op: str, x_shape: Shape, w_shape: Shape, out_hw: tuple[int, int],
+                  attrs: dict[str, Any], itemsize: int, frozen: bool) -> bool:
+    """Whether Winograd is worth offering for this conv op. Each runs as a forward-shaped
+    Winograd conv; the input gradient's maps the O channels of dy to the input's H, W."""
+    threads = numba.get_num_threads()
+    if op == "conv2d_input_grad":
+        return winograd.input_grad_applies(w_shape, attrs) and winograd.worth_trying(
+            x_shape[0], (x_shape[2], x_shape[3]), w_shape[0], itemsize, threads, frozen)
+    return winograd.applies(x_shape, w_shape, attrs) and winograd.worth_trying(
+        x_shape[0], out_hw, x_shape[1], itemsize, threads, frozen)
+
+
+def _winograd_applies(site: Site) -> bool:
+    x, w, _ = _operands(site)
+    if site.op == "conv2d_input_grad":
+        return winograd.input_grad_applies(w, site.attrs)
+    return winograd.applies(x, w, site.attrs)
+
+
+def _winograd_offered(site: Site) -> bool:
+    return _gemm_sized(site) and winograd_fits(site.op, *_operands(site), site.attrs,
+                                               site.out_dtype.itemsize, site.frozen)
+
+
+def packed_fits(x_shape: Shape, w_shape: Shape, dtype: Any, attrs: dict[str, Any]) -> bool:
+    """Whether the packed-weights microkernel GEMM (packed_gemm.py) computes this conv:
+    float32, one group, not a window as large as the input (one dense GEMM already)."""
+    return (np.dtype(dtype) == np.float32 and attrs["groups"] == 1
+            and not is_full_window(x_shape, w_shape, attrs))
+
+
+def _packed_applies(site: Site) -> bool:
+    x, w, _ = _operands(site)
+    return packed_fits(x, w, site.out_dtype, site.attrs)
+
+
+def _implicit_applies(site: Site) -> bool:
+    # A 1x1 stride-1 unpadded conv reads the image itself already: no table to gain by.
+    return _packed_applies(site) and not is_pointwise(site.in_shapes[1], site.attrs)
+
+
+def _winograd_packed_applies(site: Site) -> bool:
+    return winograd.packed_applies(site.in_shapes[0], site.in_shapes[1], site.attrs,
+                                   site.out_dtype)
+
+
+def default_algorithm(names: list[str]) -> str:
+    """The cost model's choice among the GEMM algorithms (GRAPHCNN_AUTOTUNE=0): Winograd
+    wherever it is offered (its blocks wide enough), else im2col; the packed GEMMs only
+    when measured."""
+    return "winograd" if "winograd" in names else "gemm"
+
+
+def algorithm_key(x_shape: Shape, w_shape: Shape, attrs: dict[str, Any], dtype: str,
+                  frozen: bool) -> tuple:
+    """Everything a conv op's speed depends on: autotune's key."""
+    geometry = tuple((k, tuple(attrs[k]) if isinstance(attrs[k], (list, tuple)) else attrs[k])
+                     for k in ("stride", "padding", "dilation", "groups"))
+    return (tuple(x_shape), tuple(w_shape), geometry, dtype, "frozen" if frozen else "live")
+
+
+def _conv_key(site: Site) -> tuple:
+    x, w, _ = _operands(site)
+    return algorithm_key(x, w, site.attrs, site.out_dtype.str, site.frozen)
+
+
+def _gemm(name: str, applies: Callable[[Site], bool] = _always,
+          offered: Callable[[Site], bool] = _always, priority: int = 3) -> Candidate:
+    def build(site: Site) -> Core:
+        f, attrs = _GEMM_FUNCTIONS[name](site.op), site.attrs
+        return Core(lambda ins, out: f(ins[0], ins[1], out, attrs), adds_bias=False)
+    return Candidate(name, priority, applies, build,
+                     offered=lambda site: _gemm_sized(site) and offered(site),
+                     rule="cost model: enough work for a GEMM, the one GEMM algorithm "
+                          "that fits")
+
+
+def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:
+    """Core of a direct conv2d kernel f(x, w, bias, has_bias, out, ...)."""
+    if len(site.in_shapes) == 3:
+        return Core(lambda ins, out: launch_with(ins[0], ins[1], ins[2], True, out))
+    no_bias = conv.NO_BIAS[site.out_dtype]
+    return Core(lambda ins, out: launch_with(ins[0], ins[1], no_bias, False, out))
+
+
+def _direct(site: Site) -> Core:
+    f, g = conv._conv2d, conv.geometry(site.attrs)
+    return _with_bias(site, lambda x, w, b, has_b, out: launch(f, x, w, b, has_b, out, *g))
+
+
+def _wide(site: Site) -> Core:
+    f, groups = conv._conv2d_wide, site.attrs["groups"]
+    return _with_bias(site, lambda x, w, b, has_b, out: launch(f, x, w, b, has_b, out, groups))
+
+
+def _depthwise(site: Site) -> Core:
+    f, attrs = depthwise.conv2d_depthwise3x3, site.attrs
+    return _with_bias(site, lambda x, w, b, has_b, out: f(x, w, b, has_b, out, attrs))
+
+
+def _direct_grad(site: Site) -> Core:
+    f = conv._conv2d_input_grad if site.op == "conv2d_input_grad" else conv._conv2d_weight_grad
+    g = conv.geometry(site.attrs)
+    return Core(lambda ins, out: launch(f, ins[0], ins[1], out, *g))
+
+
+def _add_channel_bias(out: np.ndarray, bias: np.ndarray) -> None:
+    # Seen as (N, C, 1, H*W): one long vectorized loop per plane.
+    launch(conv_gemm.add_channel_bias, out.reshape(out.shape[0], out.shape[1], 1, -1), bias)
+
+
+def _depthwise_3x3(site: Site) -> bool:
+    return is_depthwise_3x3(site.in_shapes[0][1], site.in_shapes[1], site.attrs)
+
+
+_DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM")
+_GRAD_GEMMS = (_gemm("gemm", priority=1),
+               _gemm("winograd", _winograd_applies, _winograd_offered, priority=1))
+
+STRATEGIES: dict[str, OpStrategy] = {
+    "conv2d": OpStrategy((
+        _gemm("gemm"),
+        _gemm("winograd", _winograd_applies, _winograd_offered),
+        _gemm("winograd-packed", _winograd_packed_applies),
+        _gemm("packed", _packed_applies),
+        _gemm("packed-channels", _packed_applies),
+        _gemm("implicit", _implicit_applies),
+        Candidate("depthwise-3x3", 2, _depthwise_3x3, _depthwise,
+                  rule="depthwise 3x3 (too little work per group for a GEMM)"),
+        Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs), _wide,
+                  rule="too little work for a GEMM; stride 1 unpadded: one loop per tap"),
+        Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM"),
+    ), _conv_key, default_algorithm, _add_channel_bias),
+    "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
+    "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
+}
+
+
+# ---- conv2d_blocked and expand_depthwise_blocked (NCHW16c) --------------------------------
+
+def _f32_input(site: Site) -> bool:
+    return site.in_dtypes[0] == np.float32
+
+
+def _nchw16c_input(site: Site) -> bool:
+    return len(site.in_shapes[0]) == 5 and _f32_input(site)
+
+
+def _nchw16c_conv(function: str, stores: bool = True) -> Callable[[Site], Core]:
+    def build(site: Site) -> Core:
+        f, attrs = getattr(nchw16c, function), site.attrs
+        store = (lambda ins, out, epilogue: f(ins, out, attrs, epilogue)) if stores else None
+        return Core(lambda ins, out: f(ins, out, attrs), store=store)
+    return build
+
+
+def _expand(site: Site) -> Core:
+    attrs = site.attrs
+    f = nchw16c_expand.run_expand_depthwise
+    return Core(lambda ins, out: f(ins, out, attrs),
+                store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue))
+
+
+def _expand_two_pass(site: Site) -> Core:
+    f, attrs = nchw16c_expand.run_two_pass, site.attrs
+    return Core(lambda ins, out: f(ins, out, attrs))
+
+
+STRATEGIES["conv2d_blocked"] = OpStrategy((
+    Candidate("nchw16c-1x1", 3, lambda s: _nchw16c_input(s) and s.attrs["groups"] == 1
+              and is_pointwise(s.in_shapes[1], s.attrs), _nchw16c_conv("conv_pointwise"),
+              rule="1x1 on NCHW16c: output channels in the lanes"),
+    Candidate("nchw16c-depthwise-3x3", 2, lambda s: _nchw16c_input(s) and is_depthwise_3x3(
+        in_channels(s.in_shapes[1], s.attrs["groups"]), s.in_shapes[1], s.attrs),
+              _nchw16c_conv("conv_depthwise"), rule="depthwise 3x3 on NCHW16c"),
+    Candidate("nchw16c-implicit", 1, lambda s: _f32_input(s) and s.attrs["groups"] == 1,
+              _nchw16c_conv("conv_implicit"), rule="float32, one group: the tap-table GEMM"),
+    Candidate("nchw16c-via-nchw", 0, _always, _nchw16c_conv("conv_via_nchw", stores=False),
+              rule="no NCHW16c kernel computes it: through NCHW"),
+))
+STRATEGIES["expand_depthwise_blocked"] = OpStrategy((
+    Candidate("nchw16c-expand-depthwise", 1, lambda s: nchw16c_expand.applies(
+        s.in_dtypes[0], s.in_shapes[3], s.attrs), _expand,
+              rule="float32 depthwise 3x3: the expanded tensor never stored"),
+    Candidate("nchw16c-expand-two-pass", 0, _always, _expand_two_pass,
+              rule="no fused kernel computes it: the two convs one after the other"),
+))
+
+
+# ---- linear and matmul ---------------------------------------------------------------------
+
+def _blas(site: Site) -> Core:
+    gemm = blas.matmul
+    if site.op == "linear":
+        return Core(lambda ins, out: gemm(ins[0], ins[1].T, out), adds_bias=False)
+    ta, tb = site.attrs["trans_a"], site.attrs["trans_b"]
+    return Core(lambda ins, out: gemm(ins[0].T if ta else ins[0], ins[1].T if tb else ins[1],
+                                      out), adds_bias=False)
+
+
+def _loops(site: Site) -> Core:
+    if site.op == "linear":
+        f = dense._matmul_nt
+        if len(site.in_shapes) == 3:
+            return Core(lambda ins, out: launch(f, ins[0], ins[1], out, ins[2], True))
+        no_bias = dense.NO_BIAS[site.out_dtype]
+        return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
+    flags = (site.attrs["trans_a"], site.attrs["trans_b"])
+    f = dense.MATMUL_LOOPS[flags]
+    if flags == (False, True):  # the same loop as linear's, without a bias
+        no_bias = dense.NO_BIAS[site.out_dtype]
+        return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
+    return Core(lambda ins, out: launch(f, ins[0], ins[1], out))
+
+
+def _dense(op: str) -> OpStrategy:
+    return OpStrategy((
+        Candidate("blas", 1, _always, _blas, offered=lambda s: dense.use_blas(
+            s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="cost model: enough work for "
+                                                                "BLAS"),
+        Candidate("loops", 0, _always, _loops, rule="too little work for BLAS"),
+    ), add_bias=(lambda out, bias: np.add(out, bias, out=out)) if op == "linear" else None)
+
+
+STRATEGIES["linear"] = _dense("linear")
+STRATEGIES["matmul"] = _dense("matmul")

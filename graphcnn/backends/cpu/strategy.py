@@ -1,0 +1,178 @@
+"""Which implementation runs each node on the cpu backend, decided once per node when the
+runner is built (as TVM's op strategies do).
+
+Each op with more than one way to run has a strategy (candidates.py): candidate
+implementations, each with the predicate saying which nodes it computes (`applies`), the
+cost model's gate saying whether it is worth offering at all (`offered`) and a priority.
+The offered candidates of the highest priority win; where several tie, the autotuner (autotune.py,
+its measurements cached on disk per machine) picks the fastest, or the cost model's
+default when measuring is off (GRAPHCNN_AUTOTUNE=0). The shape rules are
+graphcnn/ops/conv_shapes.py's and the kernels' cost models (conv_gemm.use_gemm,
+winograd.worth_trying, dense.use_blas); nothing else decides.
+
+    impl = implementation(node, buffers)    # once, when the CpuRunner is built
+    impl.run(ins, outs, attrs)               # the runner's step, at every run
+
+The result is an Implementation record (name, why, run); the runner keeps one per step
+(`Step.implementation` and `Step.why`), `graphcnn inspect` and the bench profile show them, and
+an artifact saves the names so that loading it runs the same ones (a saved name that does
+not apply on the loading machine is chosen again, with a warning). An op without a
+strategy runs its registered kernel ('default'), or, with a scalar formula, its
+generated kernel ('generated'). Called outside a runner (tests, one-off
+calls), the registered kernel of an op here chooses at each call (choosing_kernel, at the end of this file).
+
+Candidates are measured, when they are, on the node's shapes: its frozen weights and
+random arrays for the rest (the node's own arrays when a kernel is called directly).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from graphcnn.backends.cpu import autotune, blas
+from graphcnn.backends.cpu.candidates import (
+    STRATEGIES,
+    Candidate,
+    Core,
+    Site,
+    anchor_site,
+    array_site,
+    node_site,
+)
+from graphcnn.backends.cpu.kernels import fused, nchw16c
+from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
+from graphcnn.ops.registry import get_op
+
+__all__ = ["STRATEGIES", "Implementation", "Site", "array_site", "choose", "implementation",
+           "node_site"]
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """How one node runs, chosen once. `run(ins, outs, attrs)` is what the runner's step
+    calls at every run (the registered kernels' signature, every decision taken); `name`
+    the candidate ('winograd', 'direct-wide', 'nchw16c-1x1'; 'default' for an op with one
+    kernel, 'generated' for an elementwise group); `why` the rule, the cost model or the
+    autotuner that chose it. `workspace_bytes` (scratch beyond the outputs) and `prepack`
+    (weights transformed once, ahead of the runs) are for the memory plan and a prepacking
+    pass: no implementation declares them yet (the kernels take their scratch from
+    conv_gemm.workspace and keep frozen weights packed in their own caches)."""
+    name: str
+    why: str
+    run: KernelFn
+    workspace_bytes: int = 0
+    prepack: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+# ---- choosing -----------------------------------------------------------------------------
+
+def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candidate, str]:
+    """(the candidate that runs `site`, why). `saved`: a name to take if it applies."""
+    strategy = STRATEGIES[site.op]
+    if saved is not None:
+        for c in strategy.candidates:
+            if c.name == saved and c.applies(site):
+                return c, "saved with the artifact"
+        warnings.warn(f"graphcnn: the saved implementation {saved!r} of {where or site.op} "
+                      f"does not apply here; choosing again", RuntimeWarning, stacklevel=4)
+    offered = [c for c in strategy.candidates if c.applies(site) and c.offered(site)]
+    top = max(c.priority for c in offered)
+    tied = [c for c in offered if c.priority == top]
+    if len(tied) == 1:
+        return tied[0], tied[0].rule
+    names = [c.name for c in tied]
+    runs = {c.name: _timed(c.build(site), site) for c in tied}
+    with blas.one_thread_pool():  # as the runner runs them
+        name = autotune.pick(site.op, strategy.tune_key(site), runs, strategy.default(names))
+    how = "autotuned" if autotune.enabled() else "cost model"
+    return next(c for c in tied if c.name == name), f"{how}, of {' | '.join(names)}"
+
+
+def _timed(core: Core, site: Site) -> Callable[[], None]:
+    return lambda: core.run(*site.scratch())
+
+
+def implementation(node: Any, buffers: dict[int, np.ndarray], saved: str | None = None
+                   ) -> Implementation:
+    """The Implementation that runs `node` (its constants' arrays in `buffers`); `saved`:
+    the name an artifact recorded for it."""
+    where = f"%{node.outputs[0].id} ({node.op})" if node.outputs else node.op
+    if node.op == "fused":
+        return fused_implementation(node_site(node, buffers), saved, where)
+    if node.op in STRATEGIES:
+        return plain_implementation(node_site(node, buffers), saved, where)
+    name = "generated" if get_op(node.op).scalar is not None else "default"
+    if saved not in (None, name):
+        warnings.warn(f"graphcnn: the saved implementation {saved!r} of {where} does not "
+                      f"apply here; running its kernel", RuntimeWarning, stacklevel=2)
+    if name == "generated":
+        out = node.outputs[0]
+        return Implementation(name, "its scalar formula: a generated kernel",
+                              fused.single_op_step(node.op, node.attrs,
+                                                   [v.shape for v in node.inputs],
+                                                   out.shape, out.dtype))
+    return Implementation(name, "the op's one kernel", get_kernel(node.op))
+
+
+def plain_implementation(site: Site, saved: str | None, where: str = "") -> Implementation:
+    candidate, why = choose(site, saved, where)
+    core = candidate.build(site)
+    run, add = core.run, STRATEGIES[site.op].add_bias
+    if core.adds_bias or add is None or len(site.in_shapes) < 3:
+        def step(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+            run(ins, outs[0])
+    else:
+        def step(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+            run(ins, outs[0])
+            add(outs[0], ins[2])
+    return Implementation(candidate.name, why, step)
+
+
+def fused_implementation(site: Site, saved: str | None, where: str = "") -> Implementation:
+    attrs, anchor = site.attrs, site.attrs["anchor"]
+    if not anchor:
+        return Implementation("generated", "an elementwise group: its generated kernel",
+                              fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
+                                                  site.in_shapes, None, False))
+    head = anchor_site(site)
+    if anchor in STRATEGIES:
+        candidate, why = choose(head, saved, where)
+        name, core = candidate.name, candidate.build(head)
+    else:
+        kernel, anchor_attrs = get_kernel(anchor), attrs["anchor_attrs"]
+        name, why = "default", "the anchor's one kernel"
+        core = Core(lambda ins, out: kernel(ins, [out], anchor_attrs))
+    if core.store is not None:
+        form = nchw16c.epilogue_form(attrs["steps"], list(zip(site.in_shapes, site.in_dtypes)),
+                                     (site.out_shape, site.out_dtype))
+        if form is not None:
+            return Implementation(name, f"{why}; the epilogue applied as it stores",
+                                  fused.stored_epilogue_step(attrs, core.store, form))
+    bias = not core.adds_bias and len(head.in_shapes) == 3
+    return Implementation(name, f"{why}; then the generated epilogue",
+                          fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
+                                              site.in_shapes, core.run, bias))
+
+
+# ---- the registered kernels: choosing at each call ------------------------------------------
+# For calls outside a runner (tests, one-off calls, a kernel that falls back on another):
+# registered when this module is imported (the cpu runner imports it), so that the
+# kernel registry, which every kernel module imports, need not import the strategy.
+
+def choosing_kernel(op: str) -> KernelFn:
+    def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+        site = array_site(op, ins, outs[0], attrs)
+        chosen = fused_implementation(site, None) if op == "fused" else \
+            plain_implementation(site, None)
+        chosen.run(ins, outs, attrs)
+    kernel.__name__ = kernel.__qualname__ = f"{op}_kernel"
+    kernel.__doc__ = (f"The cpu kernel of {op} called outside a runner: chooses its "
+                      f"implementation at each call (a runner chooses once per node).")
+    return kernel
+
+
+for _op in (*STRATEGIES, "fused"):
+    cpu_kernel(_op)(choosing_kernel(_op))
