@@ -31,10 +31,10 @@ class CpuRunner(Runner):
         self.arena = _aligned_bytes(plan.arena_bytes)
         self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
         self._saved = implementations or {}
-        self._chosen: dict[int, Implementation] = {}
+        self.chosen: dict[int, Implementation] = {}  # node id -> its Implementation
         super().__init__(graph, plan)
         for step in self.steps:
-            chosen = self._chosen[step.node]
+            chosen = self.chosen[step.node]
             step.implementation, step.why = chosen.name, chosen.why
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
@@ -48,7 +48,7 @@ class CpuRunner(Runner):
     def build_kernel(self, node: Node) -> KernelFn:
         # The node's constants are in self.buffers already (they come first in the graph).
         chosen = implementation(node, self.buffers, self._saved.get(node.id))
-        self._chosen[node.id] = chosen
+        self.chosen[node.id] = chosen
         return chosen.run
 
     def feed(self, feeds: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
