@@ -81,6 +81,10 @@ def test_lenet5_inference_text():
                      text, re.M)
     assert line and line[1] == "f32[2,6,28,28]"
     assert line[2].endswith("lenet5.py:" + first.loc.rsplit(":", 1)[1])
+    # ... and why, from the same record
+    why = next(s.why for s in insp.executable.runner.steps if s.node == first.id)
+    assert re.search(rf"^\s+0  direct-wide: {re.escape(why)}$", text, re.M)
+    assert "stride 1 unpadded" in why
     assert "flatten  (view, no kernel)" in text
     report = insp.executable.report()
     assert f"kernels in schedule order: {report['kernels']} kernels" in text

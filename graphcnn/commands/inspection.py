@@ -173,6 +173,15 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_reasons(graph: Graph, steps: Sequence[Any]) -> str:
+    """Why each step runs the implementation it does (the rule, the cost model or the
+    autotuner, as the backend's strategy recorded it), by schedule step."""
+    step_of = {node.id: k for k, node in enumerate(graph.compute_nodes())}
+    lines = ["why each implementation (by step):"]
+    lines += [f"  {step_of.get(s.node, '?'):>4}  {s.implementation}: {s.why}" for s in steps]
+    return "\n".join(lines)
+
+
 def format_inspection(insp: Inspection) -> str:
     mode = "training step (forward + loss + backward)" if insp.training else "inference"
     head = (f"{insp.name}: {mode}, batch size {insp.batch_size}, opt level {insp.opt_level}, "
@@ -182,6 +191,8 @@ def format_inspection(insp: Inspection) -> str:
     chosen = {s.node: s.implementation for s in steps} \
         if any(s.implementation for s in steps) else None  # the backends that choose
     parts = [head, "", format_kernels(insp.after, insp.plan, chosen)]
+    if chosen is not None:
+        parts += ["", format_reasons(insp.after, steps)]
     if insp.plan is not None:
         parts += ["", format_memory_plan(insp.after, insp.plan)]
     parts += ["", format_report(insp.executable.report())]
