@@ -9,11 +9,11 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
+from graphcnn.backends.cuda.kernels.reduce import peak_exp_sum
 from graphcnn.backends.cuda.registry import (
     Launch,
     cuda_kernel,
     device_kernel,
-    dmax,
     flat,
     launch_1d,
 )
@@ -28,12 +28,7 @@ def _softmax_lines(x, out, outer, n, inner, log):
     while line < outer * inner:
         o = line // inner
         base = o * n * inner + (line - o * inner)
-        peak = f8(x[base])
-        for j in range(1, n):
-            peak = dmax(peak, f8(x[base + j * inner]))
-        total = 0.0
-        for j in range(n):
-            total += math.exp(f8(x[base + j * inner]) - peak)
+        peak, total = peak_exp_sum(x, base, n, inner)
         if log:
             shift = peak + math.log(total)
             for j in range(n):
