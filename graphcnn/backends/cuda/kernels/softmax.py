@@ -69,27 +69,19 @@ def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
             int(np.prod(shape[axis + 1:], dtype=np.int64)))
 
 
-def _forward(log: bool) -> Any:
+def _along_axis(kernel: Any, log: bool) -> Any:
+    """The plan of a line kernel: its inputs (x; or g and y), the output, then the lines'
+    (outer, n, inner) and `log`; nothing to launch on an empty tensor."""
     def plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
         outer, n, inner = _lines(ins[0].shape, attrs["axis"])
         if ins[0].size == 0:
             return []
-        return [launch_1d(_softmax_lines, outer * inner, flat(ins[0]), flat(outs[0]),
+        return [launch_1d(kernel, outer * inner, *(flat(a) for a in ins), flat(outs[0]),
                           outer, n, inner, log)]
     return plan
 
 
-def _backward(log: bool) -> Any:
-    def plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-        outer, n, inner = _lines(ins[0].shape, attrs["axis"])
-        if ins[0].size == 0:
-            return []
-        return [launch_1d(_softmax_grad_lines, outer * inner, flat(ins[0]), flat(ins[1]),
-                          flat(outs[0]), outer, n, inner, log)]
-    return plan
-
-
-cuda_kernel("softmax")(_forward(False))
-cuda_kernel("log_softmax")(_forward(True))
-cuda_kernel("softmax_grad")(_backward(False))
-cuda_kernel("log_softmax_grad")(_backward(True))
+cuda_kernel("softmax")(_along_axis(_softmax_lines, False))
+cuda_kernel("log_softmax")(_along_axis(_softmax_lines, True))
+cuda_kernel("softmax_grad")(_along_axis(_softmax_grad_lines, False))
+cuda_kernel("log_softmax_grad")(_along_axis(_softmax_grad_lines, True))
