@@ -88,6 +88,12 @@ def device_kernel(example: Callable[[Any], tuple], name: str | None = None) -> C
     return decorate
 
 
+def c_arrays(dtype: Any, *ndims: int) -> tuple:
+    """The Numba types of C-contiguous arrays of dtype with these numbers of axes (PTX
+    example arguments)."""
+    return tuple(types.Array(dtype, ndim, "C") for ndim in ndims)
+
+
 def device_function(fn: Callable[..., Any]) -> Any:
     return numba_cuda().jit(device=True)(fn)
 
@@ -159,9 +165,3 @@ def nchw(i, C, H, W):
     t //= H
     c = t % C
     return t // C, c, y, x
-
-
-def c_arrays(dtype: Any, *ndims: int) -> tuple:
-    """The Numba types of C-contiguous arrays of dtype with these numbers of axes (PTX
-    example arguments)."""
-    return tuple(types.Array(dtype, ndim, "C") for ndim in ndims)
