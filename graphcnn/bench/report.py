@@ -117,6 +117,17 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: str | Path) -> Path:
+    """Add the legend, write the chart to path (its folder made if missing), close it."""
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def model_chart(results: list[dict[str, Any]], path: str | Path, roof: float | None = None
                 ) -> Path:
     """Grouped bars: median ms per workload and system (log scale)."""
@@ -144,13 +155,7 @@ def model_chart(results: list[dict[str, Any]], path: str | Path, roof: float | N
     if roof:
         title += f" (SGEMM roof {roof:.0f} GFLOP/s)"
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def conv_chart(rows: list[dict[str, Any]], path: str | Path, roof: float | None = None
@@ -173,10 +178,4 @@ def conv_chart(rows: list[dict[str, Any]], path: str | Path, roof: float | None 
     ax.set_xticklabels(labels, fontsize=6, rotation=90)
     ax.set_ylabel("GFLOP/s")
     ax.set_title("ResNet-18 3x3 convolutions")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)

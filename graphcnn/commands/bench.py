@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphcnn.commands.common import CommandError
+from graphcnn.commands.common import CommandError, add_command, non_negative_int
 
 CONV_LAYERS = "conv-layers"
 
@@ -40,16 +40,6 @@ def _peers(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
                    help=f"a zoo name (resnet18, mobilenet_v2, lenet5, ...) or {CONV_LAYERS!r} "
@@ -61,16 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--against", type=_peers, default=None,
                    help="comma-separated peers among numpy, torch, onnxruntime "
                         "(default all; conv-layers: torch); '' for none")
-    p.add_argument("--repeats", type=_count, default=20, help="timed calls (default 20)")
-    p.add_argument("--warmup", type=_count, default=2,
+    p.add_argument("--repeats", type=non_negative_int, default=20, help="timed calls (default 20)")
+    p.add_argument("--warmup", type=non_negative_int, default=2,
                    help="untimed calls before timing (default 2)")
     p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2)
     p.add_argument("--threads", type=int, default=None,
                    help="thread count for graphcnn and every peer (default: graphcnn's, "
                         "all cores or NUMBA_NUM_THREADS)")
-    p.add_argument("--profile", type=_count, default=0, metavar="K",
+    p.add_argument("--profile", type=non_negative_int, default=0, metavar="K",
                    help="also time each graphcnn kernel alone and print the K slowest")
-    p.add_argument("--roof-size", type=_count, default=2048, metavar="N",
+    p.add_argument("--roof-size", type=non_negative_int, default=2048, metavar="N",
                    help="the SGEMM roof is numpy's float32 N x N matmul (default 2048)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--png", default=None, metavar="FILE", help="write a bar chart")
@@ -216,8 +206,5 @@ def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("bench", help="time a model (or ResNet-18's 3x3 convolutions) "
-                       "against numpy, torch and onnxruntime", description=run.__doc__)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_command(sub, "bench", "time a model (or ResNet-18's 3x3 convolutions) "
+                       "against numpy, torch and onnxruntime", run, add_arguments)

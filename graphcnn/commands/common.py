@@ -109,26 +109,31 @@ def print_report(result: dict[str, Any], print_fn: Callable[[str], Any] = print)
 
 
 # ---- argument types and shared options -----------------------------------------------------
+def _number_at_least(text: str, kind: Callable[[str], Any], minimum: int,
+                     expected: str) -> Any:
+    """kind(text) if it is >= minimum, else the argument error "expected <expected>"."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not value >= minimum:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argument type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _number_at_least(text, int, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argument type: an integer >= 0."""
+    return _number_at_least(text, int, 0, "an integer >= 0")
 
 
 def non_negative_float(text: str) -> float:
     """An argument type: a number >= 0 (not nan)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+    return _number_at_least(text, float, 0, "a number >= 0")
 
 
 def augment_spec(text: str) -> str:
@@ -153,3 +158,16 @@ def add_training_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: 
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
     p.add_argument("--seed", type=int, default=0, help="seeds initialization and shuffling")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ---- subcommands ---------------------------------------------------------------------------
+def add_command(sub: argparse._SubParsersAction, name: str, help: str,
+                run: Callable[[argparse.Namespace], int],
+                add_arguments: Callable[[argparse.ArgumentParser], None]
+                ) -> argparse.ArgumentParser:
+    """Add the subcommand `name` (its --help shows run's docstring) with the arguments
+    add_arguments adds, running run(args)."""
+    p = sub.add_parser(name, help=help, description=run.__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p

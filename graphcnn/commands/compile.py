@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from graphcnn.commands.common import CommandError, load_model, positive_int
+from graphcnn.commands.common import CommandError, add_command, load_model, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,8 +101,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("compile", help="compile a model and print a summary",
-                       description=run.__doc__)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_command(sub, "compile", "compile a model and print a summary", run, add_arguments)

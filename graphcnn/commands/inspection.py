@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from graphcnn.commands.common import CommandError, load_model, positive_int
+from graphcnn.commands.common import CommandError, add_command, load_model, positive_int
 from graphcnn.ir.graph import Graph
 from graphcnn.ops.fused import op_label
 from graphcnn.runtime.memory_plan import MemoryPlan
@@ -392,8 +392,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("inspect", help="show the kernels, memory plan and report of a "
-                       "compiled model", description=run.__doc__)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_command(sub, "inspect", "show the kernels, memory plan and report of a "
+                       "compiled model", run, add_arguments)

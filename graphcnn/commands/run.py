@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.commands.common import CommandError
+from graphcnn.commands.common import CommandError, add_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -119,8 +119,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("run", help="run an artifact written by graphcnn compile -o",
-                       description=run.__doc__)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return add_command(sub, "run", "run an artifact written by graphcnn compile -o", run,
+                       add_arguments)

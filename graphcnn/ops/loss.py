@@ -2,7 +2,7 @@
 Both reduce to a scalar with reduction='mean' (PyTorch's default) or 'sum'."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,6 +25,19 @@ def _reduction(value: Any) -> str:
 
 
 _reduction_attr = {"reduction": Attr("mean", convert=_reduction)}
+ShapeFn = Callable[[list[TensorType], dict[str, Any]], TensorType]
+
+
+def _grad_shape(loss_shape: ShapeFn) -> ShapeFn:
+    """The shape function of a loss gradient (g, a, b): g the scalar cotangent, (a, b) what
+    loss_shape accepts; the gradient is a's."""
+    def shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+        g, a, b = in_types
+        if g.shape != ():
+            raise ShapeError(f"the loss cotangent must be a scalar, got {g.shape}")
+        loss_shape([a, b], attrs)
+        return a
+    return shape
 
 
 def cross_entropy_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
@@ -54,14 +67,6 @@ def cross_entropy_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     return [grad, None]
 
 
-def cross_entropy_grad_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
-    g, logits, labels = in_types
-    if g.shape != ():
-        raise ShapeError(f"the loss cotangent must be a scalar, got {g.shape}")
-    cross_entropy_shape([logits, labels], attrs)
-    return logits
-
-
 def cross_entropy_grad_ref(g: np.ndarray, logits: np.ndarray, labels: np.ndarray,
                            reduction: str) -> np.ndarray:
     probs = np.exp(log_softmax_rows(logits))
@@ -75,7 +80,7 @@ register_op("cross_entropy", inputs=("logits", "labels"), shape=cross_entropy_sh
             attrs=_reduction_attr,
             doc="-log softmax(logits)[label], averaged (or summed) over the batch.")
 register_op("cross_entropy_grad", inputs=("g", "logits", "labels"),
-            shape=cross_entropy_grad_shape, ref=cross_entropy_grad_ref,
+            shape=_grad_shape(cross_entropy_shape), ref=cross_entropy_grad_ref,
             vjp=no_second_order, kind=FusionKind.OPAQUE, attrs=_reduction_attr,
             doc="g * (softmax(logits) - onehot(labels)) / N for reduction='mean'.")
 
@@ -100,14 +105,6 @@ def mse_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     return [grad, neg]
 
 
-def mse_grad_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
-    g, pred, target = in_types
-    if g.shape != ():
-        raise ShapeError(f"the loss cotangent must be a scalar, got {g.shape}")
-    mse_shape([pred, target], attrs)
-    return pred
-
-
 def mse_grad_ref(g: np.ndarray, pred: np.ndarray, target: np.ndarray,
                  reduction: str) -> np.ndarray:
     scale = 2 * g / pred.size if reduction == "mean" else 2 * g
@@ -117,6 +114,6 @@ def mse_grad_ref(g: np.ndarray, pred: np.ndarray, target: np.ndarray,
 register_op("mse", inputs=("prediction", "target"), shape=mse_shape, ref=mse_ref,
             vjp=mse_vjp, kind=FusionKind.OPAQUE, attrs=_reduction_attr,
             doc="mean((prediction - target)^2) (or the sum).")
-register_op("mse_grad", inputs=("g", "prediction", "target"), shape=mse_grad_shape,
+register_op("mse_grad", inputs=("g", "prediction", "target"), shape=_grad_shape(mse_shape),
             ref=mse_grad_ref, vjp=no_second_order, kind=FusionKind.OPAQUE,
             attrs=_reduction_attr, doc="2 g (prediction - target) / size")

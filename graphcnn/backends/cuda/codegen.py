@@ -144,6 +144,37 @@ def identity_epilogue(dtype: Any) -> tuple[str, Any, tuple, tuple]:
     return source, fn, (dummy(dtype),), (1, 1, 1)
 
 
+def unfused(plan: Callable[[list[Any], Any, dict[str, Any], tuple], Any]
+            ) -> Callable[[list[Any], list[Any], dict[str, Any]], Any]:
+    """The kernel of an op whose plan also anchors fused groups, where it runs alone:
+    plan(inputs, output, attrs, epilogue) with the identity epilogue."""
+    def kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> Any:
+        return plan(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
+    return kernel
+
+
+def record_epilogue_examples(prefix: str,
+                             examples: dict[str, Callable[[Any, Any], tuple[Any, tuple]]]
+                             ) -> None:
+    """PTX examples (registry.PTX_EXAMPLES) of kernels made per epilogue, named
+    f"{prefix} {which}": examples[which](epi, f) gives the kernel made with the identity
+    epilogue epi for float type f and the types of its arguments up to its last two, the
+    epilogue's (sides, geo), which every such kernel takes last and are added here."""
+    from numba import types
+
+    from graphcnn.backends.cuda.registry import PTX_EXAMPLES, c_arrays
+
+    def build(example: Callable[[Any, Any], tuple[Any, tuple]]) -> Callable[[Any], tuple]:
+        def make(f: Any) -> tuple:
+            _, epi = epilogue()
+            kernel, args = example(epi, f)
+            sides = types.UniTuple(c_arrays(f, 1)[0], 1)
+            return kernel.py_func, args + (sides, types.UniTuple(types.int64, 3))
+        return make
+    for which, example in examples.items():
+        PTX_EXAMPLES[f"{prefix} {which}"] = build(example)
+
+
 _FACTORIES: dict[tuple, Any] = {}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+from numba import types
 
 from graphcnn.backends.cuda.device import is_simulator, numba_cuda
 
@@ -87,6 +88,12 @@ def device_kernel(example: Callable[[Any], tuple], name: str | None = None) -> C
     return decorate
 
 
+def c_arrays(dtype: Any, *ndims: int) -> tuple:
+    """The Numba types of C-contiguous arrays of dtype with these numbers of axes (PTX
+    example arguments)."""
+    return tuple(types.Array(dtype, ndim, "C") for ndim in ndims)
+
+
 def device_function(fn: Callable[..., Any]) -> Any:
     return numba_cuda().jit(device=True)(fn)
 
@@ -145,3 +152,16 @@ def dmax(a, b):
 @device_function
 def dmin(a, b):
     return b if b < a else a
+
+
+# ---- flat indices ---------------------------------------------------------------------------
+@device_function
+def nchw(i, C, H, W):
+    """(n, c, y, x) of flat index i into a C-contiguous (N, C, H, W) tensor: how the
+    grid-stride loops of the per-element kernels find the element they own."""
+    x = i % W
+    t = i // W
+    y = t % H
+    t //= H
+    c = t % C
+    return t // C, c, y, x

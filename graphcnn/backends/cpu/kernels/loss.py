@@ -11,16 +11,25 @@ from numba import prange
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
 
 
+@numba.njit(inline="always")
+def _peak_exp_sum(logits, i):
+    """Row i's maximum m and the sum of exp(v - m) over it: log-sum-exp = m + log(sum),
+    and softmax = exp(v - m) / sum, without overflow."""
+    c = logits.shape[1]
+    peak = logits[i, 0]
+    for j in range(1, c):
+        peak = max(peak, logits[i, j])
+    total = 0.0
+    for j in range(c):
+        total += math.exp(logits[i, j] - peak)
+    return peak, total
+
+
 @numba.njit(**JIT)
 def _cross_entropy(logits, labels, losses):
-    n, c = logits.shape
+    n = logits.shape[0]
     for i in prange(n):
-        peak = logits[i, 0]
-        for j in range(1, c):
-            peak = max(peak, logits[i, j])
-        total = 0.0
-        for j in range(c):
-            total += math.exp(logits[i, j] - peak)
+        peak, total = _peak_exp_sum(logits, i)
         losses[i] = math.log(total) + peak - logits[i, labels[i]]
 
 
@@ -28,12 +37,7 @@ def _cross_entropy(logits, labels, losses):
 def _cross_entropy_grad(scale, logits, labels, out):
     n, c = logits.shape
     for i in prange(n):
-        peak = logits[i, 0]
-        for j in range(1, c):
-            peak = max(peak, logits[i, j])
-        total = 0.0
-        for j in range(c):
-            total += math.exp(logits[i, j] - peak)
+        peak, total = _peak_exp_sum(logits, i)
         for j in range(c):
             p = math.exp(logits[i, j] - peak) / total
             out[i, j] = (p - (1.0 if j == labels[i] else 0.0)) * scale

@@ -16,19 +16,20 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
+from graphcnn.backends.cuda.codegen import record_epilogue_examples, specialized, unfused
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels import gemm
 from graphcnn.backends.cuda.kernels.reduce import block_sum
 from graphcnn.backends.cuda.registry import (
-    PTX_EXAMPLES,
     THREADS,
     Launch,
+    c_arrays,
     cuda_kernel,
     device_function,
     dummy,
     flat,
     launch_1d,
+    nchw,
     reduction_blocks,
 )
 from graphcnn.ops.conv_shapes import is_depthwise
@@ -187,12 +188,7 @@ def make_depthwise_fwd(epi: Any, dtype: Any, has_bias: bool) -> Any:
     def depthwise_fwd(x, w, bias, out, geo, sides, egeo):
         i = cu.grid(1)
         while i < out.size:
-            ox = i % geo[6]
-            t = i // geo[6]
-            oy = t % geo[5]
-            t //= geo[5]
-            c = t % geo[1]
-            n = t // geo[1]
+            n, c, oy, ox = nchw(i, geo[1], geo[5], geo[6])
             acc = dtype(0)
             for ki in range(geo[7]):
                 iy = oy * geo[9] - geo[11] + ki * geo[13]
@@ -212,12 +208,7 @@ def make_depthwise_dgrad(epi: Any, dtype: Any) -> Any:
     def depthwise_dgrad(dy, w, dx, geo, sides, egeo):
         i = cu.grid(1)
         while i < dx.size:
-            x = i % geo[3]
-            t = i // geo[3]
-            y = t % geo[2]
-            t //= geo[2]
-            c = t % geo[1]
-            n = t // geo[1]
+            n, c, y, x = nchw(i, geo[1], geo[2], geo[3])
             acc = dtype(0)
             for ki in range(geo[7]):
                 ty = y + geo[11] - ki * geo[13]
@@ -267,27 +258,13 @@ def make_depthwise_wgrad(epi: Any) -> Any:
 
 
 def _ptx_depthwise() -> None:
-    from graphcnn.backends.cuda.codegen import epilogue
-    geo, u3 = types.UniTuple(i8, 17), types.UniTuple(i8, 3)
-
-    def arr(f: Any, nd: int) -> Any:
-        return types.Array(f, nd, "C")
-
-    def build(which: str):
-        def make(f: Any) -> tuple:
-            _, epi = epilogue()
-            sides = types.UniTuple(arr(f, 1), 1)
-            if which == "fwd":
-                k = make_depthwise_fwd(epi, f, True)
-                return k.py_func, (arr(f, 4), arr(f, 4), arr(f, 1), arr(f, 1), geo, sides, u3)
-            if which == "dgrad":
-                k = make_depthwise_dgrad(epi, f)
-            else:
-                k = make_depthwise_wgrad(epi)
-            return k.py_func, (arr(f, 4), arr(f, 4), arr(f, 1), geo, sides, u3)
-        return make
-    for which in ("fwd", "dgrad", "wgrad"):
-        PTX_EXAMPLES[f"conv2d depthwise {which}"] = build(which)
+    geo = types.UniTuple(i8, 17)
+    record_epilogue_examples("conv2d depthwise", {
+        "fwd": lambda epi, f: (make_depthwise_fwd(epi, f, True),
+                               c_arrays(f, 4, 4, 1, 1) + (geo,)),
+        "dgrad": lambda epi, f: (make_depthwise_dgrad(epi, f), c_arrays(f, 4, 4, 1) + (geo,)),
+        "wgrad": lambda epi, f: (make_depthwise_wgrad(epi), c_arrays(f, 4, 4, 1) + (geo,)),
+    })
 
 
 _ptx_depthwise()
@@ -342,12 +319,6 @@ def plan_conv2d_weight_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epi
                           geo, epilogue, gemm.offset_table(k_table("wgrad", geo)))
 
 
-def _plain(plan: Any) -> Any:
-    def kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-        return plan(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
-    return kernel
-
-
-cuda_kernel("conv2d")(_plain(plan_conv2d))
-cuda_kernel("conv2d_input_grad")(_plain(plan_conv2d_input_grad))
-cuda_kernel("conv2d_weight_grad")(_plain(plan_conv2d_weight_grad))
+cuda_kernel("conv2d")(unfused(plan_conv2d))
+cuda_kernel("conv2d_input_grad")(unfused(plan_conv2d_input_grad))
+cuda_kernel("conv2d_weight_grad")(unfused(plan_conv2d_weight_grad))

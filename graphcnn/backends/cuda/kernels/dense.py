@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphcnn.backends.cuda.codegen import identity_epilogue
+from graphcnn.backends.cuda.codegen import unfused
 from graphcnn.backends.cuda.kernels import gemm
 from graphcnn.backends.cuda.registry import Launch, cuda_kernel, device_function
 
@@ -86,11 +86,5 @@ def plan_linear(ins: list[Any], out: Any, attrs: dict[str, Any], epilogue: tuple
                           (NC, K, M), epilogue)
 
 
-@cuda_kernel("matmul")
-def matmul_kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-    return plan_matmul(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
-
-
-@cuda_kernel("linear")
-def linear_kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-    return plan_linear(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
+cuda_kernel("matmul")(unfused(plan_matmul))
+cuda_kernel("linear")(unfused(plan_linear))

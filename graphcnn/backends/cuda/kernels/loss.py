@@ -9,7 +9,7 @@ from typing import Any
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
-from graphcnn.backends.cuda.kernels.reduce import block_sum, sum_partials
+from graphcnn.backends.cuda.kernels.reduce import block_sum, peak_exp_sum, sum_partials
 from graphcnn.backends.cuda.registry import (
     MAX_BLOCKS,
     THREADS,
@@ -17,7 +17,6 @@ from graphcnn.backends.cuda.registry import (
     blocks_for,
     cuda_kernel,
     device_kernel,
-    dmax,
     flat,
     launch_1d,
     scratch,
@@ -32,12 +31,7 @@ def _cross_entropy_rows(logits, labels, losses):
     i = cu.grid(1)
     n, c = logits.shape
     while i < n:
-        peak = f8(logits[i, 0])
-        for j in range(1, c):
-            peak = dmax(peak, f8(logits[i, j]))
-        total = 0.0
-        for j in range(c):
-            total += math.exp(logits[i, j] - peak)
+        peak, total = peak_exp_sum(logits[i], 0, c, 1)
         losses[i] = math.log(total) + peak - logits[i, labels[i]]
         i += cu.gridsize(1)
 
@@ -58,12 +52,7 @@ def _cross_entropy_grad(g, logits, labels, per_row, out):
     n, c = logits.shape
     scale = f8(g[0]) * per_row
     while i < n:
-        peak = f8(logits[i, 0])
-        for j in range(1, c):
-            peak = dmax(peak, f8(logits[i, j]))
-        total = 0.0
-        for j in range(c):
-            total += math.exp(logits[i, j] - peak)
+        peak, total = peak_exp_sum(logits[i], 0, c, 1)
         for j in range(c):
             p = math.exp(logits[i, j] - peak) / total
             out[i, j] = (p - (1.0 if j == labels[i] else 0.0)) * scale

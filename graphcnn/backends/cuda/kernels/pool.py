@@ -10,18 +10,19 @@ from typing import Any
 
 from numba import types
 
-from graphcnn.backends.cuda.codegen import identity_epilogue, specialized
+from graphcnn.backends.cuda.codegen import record_epilogue_examples, specialized, unfused
 from graphcnn.backends.cuda.device import numba_cuda
 from graphcnn.backends.cuda.kernels.gemm import _numba_dtype
 from graphcnn.backends.cuda.registry import (
-    PTX_EXAMPLES,
     Launch,
+    c_arrays,
     cuda_kernel,
     device_function,
     dmax,
     dmin,
     flat,
     launch_1d,
+    nchw,
 )
 
 cu = numba_cuda()
@@ -63,12 +64,7 @@ def make_max_pool(epi: Any) -> Any:
     def max_pool(x, out, geo, sides, egeo):
         i = cu.grid(1)
         while i < out.size:
-            ox = i % geo[4]
-            t = i // geo[4]
-            oy = t % geo[3]
-            t //= geo[3]
-            c = t % geo[0]
-            n = t // geo[0]
+            n, c, oy, ox = nchw(i, geo[0], geo[3], geo[4])
             by, bx = argmax_in_window(x, n, c, oy, ox, geo)
             v = x[n, c, by, bx] if by >= 0 else -math.inf
             out[i] = epi(v, i, sides, egeo)
@@ -80,12 +76,7 @@ def make_avg_pool(epi: Any, dtype: Any) -> Any:
     def avg_pool(x, out, geo, include_pad, sides, egeo):
         i = cu.grid(1)
         while i < out.size:
-            ox = i % geo[4]
-            t = i // geo[4]
-            oy = t % geo[3]
-            t //= geo[3]
-            c = t % geo[0]
-            n = t // geo[0]
+            n, c, oy, ox = nchw(i, geo[0], geo[3], geo[4])
             y0, y1, cy = avg_window(oy * geo[7] - geo[9], geo[5], geo[1], geo[9], include_pad)
             x0, x1, cx = avg_window(ox * geo[8] - geo[10], geo[6], geo[2], geo[10], include_pad)
             total = 0.0
@@ -101,12 +92,7 @@ def make_max_pool_grad(epi: Any, dtype: Any) -> Any:
     def max_pool_grad(dy, x, dx, geo, sides, egeo):
         i = cu.grid(1)
         while i < dx.size:
-            xx = i % geo[2]
-            t = i // geo[2]
-            y = t % geo[1]
-            t //= geo[1]
-            c = t % geo[0]
-            n = t // geo[0]
+            n, c, y, xx = nchw(i, geo[0], geo[1], geo[2])
             acc = dtype(0)
             # windows oy with oy*SH - PH <= y <= oy*SH - PH + (KH-1)*DH
             oy_lo = dmax(0, (y + geo[9] - (geo[5] - 1) * geo[11] + geo[7] - 1) // geo[7])
@@ -127,12 +113,7 @@ def make_avg_pool_grad(epi: Any, dtype: Any) -> Any:
     def avg_pool_grad(dy, dx, geo, include_pad, sides, egeo):
         i = cu.grid(1)
         while i < dx.size:
-            xx = i % geo[2]
-            t = i // geo[2]
-            y = t % geo[1]
-            t //= geo[1]
-            c = t % geo[0]
-            n = t // geo[0]
+            n, c, y, xx = nchw(i, geo[0], geo[1], geo[2])
             acc = dtype(0)
             oy_lo = dmax(0, (y + geo[9] - geo[5] + geo[7]) // geo[7])
             oy_hi = dmin(geo[3] - 1, (y + geo[9]) // geo[7])
@@ -195,42 +176,20 @@ def plan_avg_pool2d_grad(ins: list[Any], out: Any, attrs: dict[str, Any], epilog
                       bool(attrs["count_include_pad"]), sides, egeo)]
 
 
-def _plain(plan: Any) -> Any:
-    def kernel(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-        return plan(ins, outs[0], attrs, identity_epilogue(outs[0].dtype))
-    return kernel
-
-
-cuda_kernel("max_pool2d")(_plain(plan_max_pool2d))
-cuda_kernel("avg_pool2d")(_plain(plan_avg_pool2d))
-cuda_kernel("max_pool2d_grad")(_plain(plan_max_pool2d_grad))
-cuda_kernel("avg_pool2d_grad")(_plain(plan_avg_pool2d_grad))
+cuda_kernel("max_pool2d")(unfused(plan_max_pool2d))
+cuda_kernel("avg_pool2d")(unfused(plan_avg_pool2d))
+cuda_kernel("max_pool2d_grad")(unfused(plan_max_pool2d_grad))
+cuda_kernel("avg_pool2d_grad")(unfused(plan_avg_pool2d_grad))
 
 
 def _ptx_examples() -> None:
-    from graphcnn.backends.cuda.codegen import epilogue
-    geo, u3 = types.UniTuple(i8, 13), types.UniTuple(i8, 3)
-
-    def arr(f: Any, nd: int) -> Any:
-        return types.Array(f, nd, "C")
-
-    def build(which: str):
-        def make(f: Any) -> tuple:
-            _, epi = epilogue()
-            sides = types.UniTuple(arr(f, 1), 1)
-            if which == "max":
-                return make_max_pool(epi).py_func, (arr(f, 4), arr(f, 1), geo, sides, u3)
-            if which == "avg":
-                return make_avg_pool(epi, f).py_func, (arr(f, 4), arr(f, 1), geo,
-                                                       types.boolean, sides, u3)
-            if which == "max_grad":
-                return make_max_pool_grad(epi, f).py_func, (arr(f, 4), arr(f, 4), arr(f, 1),
-                                                            geo, sides, u3)
-            return make_avg_pool_grad(epi, f).py_func, (arr(f, 4), arr(f, 1), geo,
-                                                        types.boolean, sides, u3)
-        return make
-    for which in ("max", "avg", "max_grad", "avg_grad"):
-        PTX_EXAMPLES[f"pool {which}"] = build(which)
+    geo, b1 = types.UniTuple(i8, 13), types.boolean
+    record_epilogue_examples("pool", {
+        "max": lambda epi, f: (make_max_pool(epi), c_arrays(f, 4, 1) + (geo,)),
+        "avg": lambda epi, f: (make_avg_pool(epi, f), c_arrays(f, 4, 1) + (geo, b1)),
+        "max_grad": lambda epi, f: (make_max_pool_grad(epi, f), c_arrays(f, 4, 4, 1) + (geo,)),
+        "avg_grad": lambda epi, f: (make_avg_pool_grad(epi, f), c_arrays(f, 4, 1) + (geo, b1)),
+    })
 
 
 _ptx_examples()

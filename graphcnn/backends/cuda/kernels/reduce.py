@@ -4,6 +4,7 @@ element when the reduced extent is long, a thread per output element when it is 
 global_avg_pool2d, and the final sum of per-row / per-block partials used by the losses."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from graphcnn.backends.cuda.registry import (
     cuda_kernel,
     device_function,
     device_kernel,
+    dmax,
     flat,
     launch_1d,
     reduction_blocks,
@@ -43,6 +45,20 @@ def block_sum(buf, tid, v):
     total = buf[0]
     cu.syncthreads()
     return total
+
+
+@device_function
+def peak_exp_sum(x, base, n, stride):
+    """(m, s) over the line x[base + j * stride], j < n, in float64: its maximum m and the
+    sum s of exp(v - m), so that log-sum-exp = m + log(s) and softmax = exp(v - m) / s
+    without overflow (softmax along an axis, and cross-entropy's rows)."""
+    peak = f8(x[base])
+    for j in range(1, n):
+        peak = dmax(peak, f8(x[base + j * stride]))
+    total = 0.0
+    for j in range(n):
+        total += math.exp(f8(x[base + j * stride]) - peak)
+    return peak, total
 
 
 @device_function

@@ -9,11 +9,11 @@ import numpy as np
 from numba import types
 
 from graphcnn.backends.cuda.device import numba_cuda
+from graphcnn.backends.cuda.kernels.reduce import peak_exp_sum
 from graphcnn.backends.cuda.registry import (
     Launch,
     cuda_kernel,
     device_kernel,
-    dmax,
     flat,
     launch_1d,
 )
@@ -28,12 +28,7 @@ def _softmax_lines(x, out, outer, n, inner, log):
     while line < outer * inner:
         o = line // inner
         base = o * n * inner + (line - o * inner)
-        peak = f8(x[base])
-        for j in range(1, n):
-            peak = dmax(peak, f8(x[base + j * inner]))
-        total = 0.0
-        for j in range(n):
-            total += math.exp(f8(x[base + j * inner]) - peak)
+        peak, total = peak_exp_sum(x, base, n, inner)
         if log:
             shift = peak + math.log(total)
             for j in range(n):
@@ -74,27 +69,19 @@ def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
             int(np.prod(shape[axis + 1:], dtype=np.int64)))
 
 
-def _forward(log: bool) -> Any:
+def _along_axis(kernel: Any, log: bool) -> Any:
+    """The plan of a line kernel: its inputs (x; or g and y), the output, then the lines'
+    (outer, n, inner) and `log`; nothing to launch on an empty tensor."""
     def plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
         outer, n, inner = _lines(ins[0].shape, attrs["axis"])
         if ins[0].size == 0:
             return []
-        return [launch_1d(_softmax_lines, outer * inner, flat(ins[0]), flat(outs[0]),
+        return [launch_1d(kernel, outer * inner, *(flat(a) for a in ins), flat(outs[0]),
                           outer, n, inner, log)]
     return plan
 
 
-def _backward(log: bool) -> Any:
-    def plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
-        outer, n, inner = _lines(ins[0].shape, attrs["axis"])
-        if ins[0].size == 0:
-            return []
-        return [launch_1d(_softmax_grad_lines, outer * inner, flat(ins[0]), flat(ins[1]),
-                          flat(outs[0]), outer, n, inner, log)]
-    return plan
-
-
-cuda_kernel("softmax")(_forward(False))
-cuda_kernel("log_softmax")(_forward(True))
-cuda_kernel("softmax_grad")(_backward(False))
-cuda_kernel("log_softmax_grad")(_backward(True))
+cuda_kernel("softmax")(_along_axis(_softmax_lines, False))
+cuda_kernel("log_softmax")(_along_axis(_softmax_lines, True))
+cuda_kernel("softmax_grad")(_along_axis(_softmax_grad_lines, False))
+cuda_kernel("log_softmax_grad")(_along_axis(_softmax_grad_lines, True))
