@@ -106,7 +106,7 @@ def test_the_runner_keeps_one_record_per_step_and_runs_it():
     assert [(op, name) for _, op, name, _ in records][:3] == [
         ("fused", "direct-wide"), ("avg_pool2d", "default"), ("fused", "gemm")]
     # the step calls the chosen function itself: nothing is looked up per call
-    assert all(step[0] is chosen.run for step, (_, _, chosen) in zip(runner.steps, runner.chosen))
+    assert all(step.kernel is runner._chosen[step.node].run for step in runner.steps)
     x = np.random.default_rng(0).standard_normal((4, 1, 32, 32)).astype(np.float32)
     want = gc.compile(model, batch_size=4, backend="reference", opt_level=0)(x)
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)

@@ -1,7 +1,8 @@
 """Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time: views
 into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py). Which
 implementation runs each node is chosen once, here, when the runner is built
-(graphcnn/backends/cpu/strategy.py), and recorded in its step."""
+(graphcnn/backends/cpu/strategy.py), and recorded in its step, with the frozen weights it
+prepacked (held by the step's kernel, so by this runner)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from graphcnn.backends.cpu.blas import one_thread_pool
-from graphcnn.backends.cpu.registry import KernelFn, launch_mode
+from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
@@ -36,6 +37,23 @@ class CpuRunner(Runner):
         for step in self.steps:
             chosen = self._chosen[step.node]
             step.implementation, step.why = chosen.name, chosen.why
+            step.packed_bytes = chosen.packed_bytes
+            step.workspace_bytes = chosen.workspace_bytes
+
+    @property
+    def workspaces(self) -> dict[str, int]:
+        """The scratch a call leaves in its thread's workspaces (conv_gemm.workspace: one
+        buffer per role, grown to the largest any step takes), role -> bytes."""
+        held: dict[str, int] = {}
+        for chosen in self._chosen.values():
+            for role, nbytes in chosen.workspaces.items():
+                held[role] = max(held.get(role, 0), nbytes)
+        return held
+
+    @property
+    def workspace_bytes(self) -> int:
+        """The bytes of `workspaces`: at least the largest step's, at most their sum."""
+        return sum(self.workspaces.values())
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
         return np.require(array, requirements="C")
@@ -60,6 +78,10 @@ class CpuRunner(Runner):
     def launch(self, buffers: dict[int, np.ndarray]) -> None:
         # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
         with one_thread_pool(), launch_mode(table=self.launch_table):
+            if recording():  # the frozen weights were prepacked at build: their kernels too
+                for chosen in self._chosen.values():
+                    if chosen.prepack is not None:
+                        chosen.prepack()
             for step in self.steps:
                 step.kernel([buffers[i] for i in step.inputs],
                             [buffers[o] for o in step.outputs], step.attrs)

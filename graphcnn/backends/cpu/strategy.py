@@ -13,7 +13,8 @@ winograd.worth_trying, dense.use_blas); nothing else decides.
     impl = implementation(node, buffers)    # once, when the CpuRunner is built
     impl.run(ins, outs, attrs)               # the runner's step, at every run
 
-The result is an Implementation record (name, why, run); the runner keeps one per step
+The result is an Implementation record (name, why, run; the frozen weights it prepacked,
+see candidates.Core); the runner keeps one per step
 (`Step.implementation` and `Step.why`), `graphcnn inspect` and the bench profile show them, and
 an artifact saves the names so that loading it runs the same ones (a saved name that does
 not apply on the loading machine is chosen again, with a warning). An op without a
@@ -27,7 +28,7 @@ random arrays for the rest (the node's own arrays when a kernel is called direct
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -56,15 +57,22 @@ class Implementation:
     calls at every run (the registered kernels' signature, every decision taken); `name`
     the candidate ('winograd', 'direct-wide', 'nchw16c-1x1'; 'default' for an op with one
     kernel, 'generated' for an elementwise group); `why` the rule, the cost model or the
-    autotuner that chose it. `workspace_bytes` (scratch beyond the outputs) and `prepack`
-    (weights transformed once, ahead of the runs) are for the memory plan and a prepacking
-    pass: no implementation declares them yet (the kernels take their scratch from
-    conv_gemm.workspace and keep frozen weights packed in their own caches)."""
+    autotuner that chose it. `packed_bytes`: the frozen weights transformed for the kernel
+    (packed panels, Winograd's U, NCHW16c blocks), made when the implementation was built
+    and held by `run` (a live weight is transformed at each call: 0); `prepack()` makes
+    them again, for an artifact's recording run (None: nothing prepacked).
+    `workspaces`: the scratch one call takes beyond its outputs (conv_gemm.workspace's
+    buffers), role -> bytes, by the kernel's own formula for the node's shapes."""
     name: str
     why: str
     run: KernelFn
-    workspace_bytes: int = 0
-    prepack: Callable[[np.ndarray], np.ndarray] | None = None
+    prepack: Callable[[], Any] | None = None
+    packed_bytes: int = 0
+    workspaces: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def workspace_bytes(self) -> int:
+        return sum(self.workspaces.values())
 
 
 # ---- choosing -----------------------------------------------------------------------------
@@ -128,7 +136,8 @@ def plain_implementation(site: Site, saved: str | None, where: str = "") -> Impl
         def step(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
             run(ins, outs[0])
             add(outs[0], ins[2])
-    return Implementation(candidate.name, why, step)
+    return Implementation(candidate.name, why, step, prepack=core.prepack,
+                          packed_bytes=core.packed_bytes, workspaces=candidate.scratch(site))
 
 
 def fused_implementation(site: Site, saved: str | None, where: str = "") -> Implementation:
@@ -140,21 +149,25 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
     head = anchor_site(site)
     if anchor in STRATEGIES:
         candidate, why = choose(head, saved, where)
-        name, core = candidate.name, candidate.build(head)
+        name, core, workspaces = candidate.name, candidate.build(head), candidate.scratch(head)
     else:
         kernel, anchor_attrs = get_kernel(anchor), attrs["anchor_attrs"]
-        name, why = "default", "the anchor's one kernel"
+        name, why, workspaces = "default", "the anchor's one kernel", {}
         core = Core(lambda ins, out: kernel(ins, [out], anchor_attrs))
     if core.store is not None:
         form = nchw16c.epilogue_form(attrs["steps"], list(zip(site.in_shapes, site.in_dtypes)),
                                      (site.out_shape, site.out_dtype))
         if form is not None:
             return Implementation(name, f"{why}; the epilogue applied as it stores",
-                                  fused.stored_epilogue_step(attrs, core.store, form))
+                                  fused.stored_epilogue_step(attrs, core.store, form),
+                                  prepack=core.prepack, packed_bytes=core.packed_bytes,
+                                  workspaces=workspaces)
     bias = not core.adds_bias and len(head.in_shapes) == 3
     return Implementation(name, f"{why}; then the generated epilogue",
                           fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
-                                              site.in_shapes, core.run, bias))
+                                              site.in_shapes, core.run, bias),
+                          prepack=core.prepack, packed_bytes=core.packed_bytes,
+                          workspaces=workspaces)
 
 
 # ---- the registered kernels: choosing at each call ------------------------------------------

@@ -225,11 +225,17 @@ def _gather(src, res, n0, nb, c0):
             res[o, b * plane + q] = src[n0 + b, c0 + o, q]
 
 
+# role -> (shape, dtype): the workspaces a kernel takes for given shapes (each kernel's
+# *_scratch function says which; the cpu strategy sums them into its implementation's
+# workspace need).
+Scratch = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
 class _Workspaces(threading.local):
-    """Each Python thread's scratch buffers: executables release the GIL while their
-    kernels run, so two threads may run graphs at once, and buffers shared between them
-    would be written by both."""
-    buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+    """Each Python thread's scratch buffers, one per role: executables release the GIL
+    while their kernels run, so two threads may run graphs at once, and buffers shared
+    between them would be written by both."""
+    buffers: dict[str, np.ndarray]
 
     def __init__(self) -> None:
         self.buffers = {}
@@ -238,14 +244,57 @@ class _Workspaces(threading.local):
 _WORKSPACES = _Workspaces()
 
 
-def workspace(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch buffer for one role ('col', 'rows'), reused by every call with this
-    shape in this Python thread (its kernels run one at a time)."""
-    key = (role, shape, np.dtype(dtype).str)
+def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A scratch buffer for one role ('col', 'rows'), of this shape and dtype: a view of
+    this Python thread's bytes for the role (its kernels run one at a time), which grow to
+    the largest any call asks for and are reused by every call after it. The bytes a thread
+    holds are so, per role, the most one kernel call takes: what the cpu runner predicts
+    (CpuRunner.workspace_bytes) and `held_workspace_bytes` reports."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     buffers = _WORKSPACES.buffers
-    if key not in buffers:
-        buffers[key] = np.empty(shape, dtype)
-    return buffers[key]
+    raw = buffers.get(role)
+    if raw is None or raw.nbytes < nbytes:
+        raw = buffers[role] = np.empty(nbytes, np.uint8)
+    return raw[:nbytes].view(dtype).reshape(shape)
+
+
+def held_workspace_bytes() -> dict[str, int]:
+    """The bytes this Python thread's workspaces hold, by role."""
+    return {role: int(raw.nbytes) for role, raw in _WORKSPACES.buffers.items()}
+
+
+def release_workspaces() -> None:
+    """Drop this Python thread's workspaces (the next kernel call makes them again)."""
+    _WORKSPACES.buffers.clear()
+
+
+def scratch_bytes(scratch: Scratch) -> dict[str, int]:
+    """role -> bytes of a kernel's Scratch."""
+    return {role: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            for role, (shape, dtype) in scratch.items()}
+
+
+def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                 out_hw: tuple[int, int], attrs: dict[str, Any], dtype: Any) -> Scratch:
+    """The workspaces conv2d_gemm (op 'conv2d'), conv2d_weight_grad_gemm or
+    conv2d_input_grad_gemm take, x_shape the image's (the input gradient's dx), out_hw
+    the output's pixels: the first chunk of images is the widest."""
+    dtype = np.dtype(dtype)
+    if is_full_window(x_shape, w_shape, attrs):
+        return {}
+    groups = attrs["groups"]
+    _, _, og, k, p, chunks = _plan(x_shape, w_shape, out_hw, groups, dtype.itemsize)
+    pointwise = is_pointwise(w_shape, attrs)
+    if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
+            and blas.AVAILABLE:
+        blocks = block_count(k, p, dtype.itemsize)
+        return {"col": ((k * blocks * ((p + blocks - 1) // blocks),), dtype)}
+    per = chunks[0][1]
+    scratch: Scratch = {"col": ((k, per * p), dtype)}
+    if per > 1:
+        scratch["rows"] = ((og, per * p), dtype)
+    return scratch
 
 
 def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:
