@@ -23,8 +23,9 @@ from graphcnn.commands.inspection import (
     to_dot_before_after,
 )
 
-REPORT_KEYS = ("ops_before", "kernels", "peak_bytes", "naive_bytes", "lower_bound_bytes",
-               "compile_seconds", "peak/lower_bound", "peak/naive")
+REPORT_KEYS = ("ops_before", "kernels", "weights_bytes", "packed_weights_bytes", "arena_bytes",
+               "workspace_bytes", "peak_bytes", "naive_bytes", "lower_bound_bytes",
+               "compile_seconds", "arena/lower_bound", "arena/naive")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 CONV_BIAS_RELU = textwrap.dedent("""
@@ -128,12 +129,13 @@ def test_resnet18_small_names_residual_groups():
 
 
 def test_format_report_ratios():
-    text = format_report({"backend": "cpu", "kernels": 3, "peak_bytes": 1000,
-                          "naive_bytes": 4000, "lower_bound_bytes": 800,
+    text = format_report({"backend": "cpu", "kernels": 3, "arena_bytes": 1000,
+                          "workspace_bytes": 100, "packed_weights_bytes": 20,
+                          "peak_bytes": 1120, "naive_bytes": 4000, "lower_bound_bytes": 800,
                           "compile_seconds": 0.5})
-    assert "peak_bytes         1,000" in text
-    assert re.search(r"peak/lower_bound\s+1\.250", text)
-    assert re.search(r"peak/naive\s+0\.250", text)
+    assert re.search(r"peak_bytes\s+1,120", text)
+    assert re.search(r"arena/lower_bound\s+1\.250", text)
+    assert re.search(r"arena/naive\s+0\.250", text)
 
 
 def test_opt_level_0_has_no_fused_nodes():

@@ -164,12 +164,15 @@ def format_report(report: dict[str, Any]) -> str:
     for key, value in report.items():
         text = f"{value:,}" if isinstance(value, int) and key.endswith("bytes") else str(value)
         lines.append(f"  {key:<{width}}{text}")
-    peak = report.get("peak_bytes")
-    if peak is not None:
+    # The plan's arena is what the lower bound and the naive figure measure; peak_bytes
+    # adds the workspace and the prepacked weights (a report without an arena: the peak).
+    arena_key = "arena_bytes" if "arena_bytes" in report else "peak_bytes"
+    arena = report.get(arena_key)
+    if arena is not None:
         for key in ("lower_bound_bytes", "naive_bytes"):
             if report.get(key):
-                label = f"peak/{key.rsplit('_', 1)[0]}"
-                lines.append(f"  {label:<{width}}{peak / report[key]:.3f}")
+                label = f"{arena_key.rsplit('_', 1)[0]}/{key.rsplit('_', 1)[0]}"
+                lines.append(f"  {label:<{width}}{arena / report[key]:.3f}")
     return "\n".join(lines)
 
 
