@@ -86,7 +86,8 @@ class Runner:
 
     @property
     def workspace_bytes(self) -> int:
-        """The scratch a call takes beyond the arena (the backend sizes it; 0: none)."""
+        """The scratch a call takes beyond the arena and leaves in its thread, sized by
+        the backend (0: none)."""
         return 0
 
     # ---- the backend's hooks: building ------------------------------------------------

@@ -143,8 +143,8 @@ def _no_scratch(site: Site) -> dict[str, int]:
 class Candidate:
     """One way to run an op: the offered candidates of the highest priority compete (the
     autotuner or the cost model breaks a tie); `rule` says why one wins alone. `scratch`:
-    the workspaces (conv_gemm.workspace) one call takes for the site, role -> bytes, by
-    the kernel's own *_scratch formula."""
+    the workspaces (conv_gemm.workspace) one call takes for the site, role -> bytes in
+    the order the kernel asks for them, by its own *_scratch formula."""
     name: str
     priority: int
     applies: Callable[[Site], bool]   # it computes this site (checked for saved names too)

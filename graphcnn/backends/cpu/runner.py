@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from graphcnn.backends.cpu.blas import one_thread_pool
+from graphcnn.backends.cpu.kernels.conv_gemm import begin_call
 from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
@@ -41,19 +42,10 @@ class CpuRunner(Runner):
             step.workspace_bytes = chosen.workspace_bytes
 
     @property
-    def workspaces(self) -> dict[str, int]:
-        """The scratch a call leaves in its thread's workspaces (conv_gemm.workspace: one
-        buffer per role, grown to the largest any step takes), role -> bytes."""
-        held: dict[str, int] = {}
-        for chosen in self._chosen.values():
-            for role, nbytes in chosen.workspaces.items():
-                held[role] = max(held.get(role, 0), nbytes)
-        return held
-
-    @property
     def workspace_bytes(self) -> int:
-        """The bytes of `workspaces`: at least the largest step's, at most their sum."""
-        return sum(self.workspaces.values())
+        """The scratch a call leaves in its thread (conv_gemm.workspace: laid out afresh
+        for each step, grown to the largest step's): the largest step's workspace."""
+        return max((s.workspace_bytes for s in self.steps), default=0)
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
         return np.require(array, requirements="C")
@@ -83,6 +75,7 @@ class CpuRunner(Runner):
                     if chosen.prepack is not None:
                         chosen.prepack()
             for step in self.steps:
+                begin_call()
                 step.kernel([buffers[i] for i in step.inputs],
                             [buffers[o] for o in step.outputs], step.attrs)
 

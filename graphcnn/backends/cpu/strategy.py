@@ -43,7 +43,7 @@ from graphcnn.backends.cpu.candidates import (
     array_site,
     node_site,
 )
-from graphcnn.backends.cpu.kernels import fused, nchw16c
+from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
@@ -62,7 +62,8 @@ class Implementation:
     and held by `run` (a live weight is transformed at each call: 0); `prepack()` makes
     them again, for an artifact's recording run (None: nothing prepacked).
     `workspaces`: the scratch one call takes beyond its outputs (conv_gemm.workspace's
-    buffers), role -> bytes, by the kernel's own formula for the node's shapes."""
+    buffers), role -> bytes in the order the kernel asks for them, by its own formula
+    for the node's shapes; `workspace_bytes` the bytes they take, laid out."""
     name: str
     why: str
     run: KernelFn
@@ -72,7 +73,7 @@ class Implementation:
 
     @property
     def workspace_bytes(self) -> int:
-        return sum(self.workspaces.values())
+        return conv_gemm.layout_bytes(self.workspaces)
 
 
 # ---- choosing -----------------------------------------------------------------------------
@@ -95,12 +96,17 @@ def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candi
     runs = {c.name: _timed(c.build(site), site) for c in tied}
     with blas.one_thread_pool():  # as the runner runs them
         name = autotune.pick(site.op, strategy.tune_key(site), runs, strategy.default(names))
+    if autotune.enabled():
+        conv_gemm.release_workspaces()  # what measuring every candidate grew them to
     how = "autotuned" if autotune.enabled() else "cost model"
     return next(c for c in tied if c.name == name), f"{how}, of {' | '.join(names)}"
 
 
 def _timed(core: Core, site: Site) -> Callable[[], None]:
-    return lambda: core.run(*site.scratch())
+    def run() -> None:
+        conv_gemm.begin_call()
+        core.run(*site.scratch())
+    return run
 
 
 def implementation(node: Any, buffers: dict[int, np.ndarray], saved: str | None = None
@@ -177,6 +183,7 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
 
 def choosing_kernel(op: str) -> KernelFn:
     def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+        conv_gemm.begin_call()
         site = array_site(op, ins, outs[0], attrs)
         chosen = fused_implementation(site, None) if op == "fused" else \
             plain_implementation(site, None)

@@ -225,48 +225,77 @@ def _gather(src, res, n0, nb, c0):
             res[o, b * plane + q] = src[n0 + b, c0 + o, q]
 
 
-# role -> (shape, dtype): the workspaces a kernel takes for given shapes (each kernel's
-# *_scratch function says which; the cpu strategy sums them into its implementation's
-# workspace need).
+# role -> (shape, dtype): the workspaces a kernel call takes for given shapes, in the order
+# it asks for them (each kernel's *_scratch function; the cpu strategy lays them out as
+# `workspace` does for its implementation's workspace need).
 Scratch = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
 class _Workspaces(threading.local):
-    """Each Python thread's scratch buffers, one per role: executables release the GIL
-    while their kernels run, so two threads may run graphs at once, and buffers shared
-    between them would be written by both."""
-    buffers: dict[str, np.ndarray]
+    """Each Python thread's scratch bytes: executables release the GIL while their kernels
+    run, so two threads may run graphs at once, and buffers shared between them would be
+    written by both. `slots`: where the current kernel call's roles lie in `raw`."""
 
     def __init__(self) -> None:
-        self.buffers = {}
+        self.raw = np.empty(0, np.uint8)
+        self.slots: dict[str, tuple[int, int]] = {}
+        self.top = 0
 
 
 _WORKSPACES = _Workspaces()
+WORKSPACE_ALIGN = 64  # bytes: a cache line, as the memory plan's arena
+
+
+def begin_call() -> None:
+    """A new kernel call in this Python thread (the cpu runner calls it before each step):
+    its workspaces are laid out from the start of the thread's bytes again."""
+    _WORKSPACES.slots.clear()
+    _WORKSPACES.top = 0
 
 
 def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A scratch buffer for one role ('col', 'rows'), of this shape and dtype: a view of
-    this Python thread's bytes for the role (its kernels run one at a time), which grow to
-    the largest any call asks for and are reused by every call after it. The bytes a thread
-    holds are so, per role, the most one kernel call takes: what the cpu runner predicts
-    (CpuRunner.workspace_bytes) and `held_workspace_bytes` reports."""
+    """A scratch buffer for one role ('col', 'rows') of the current kernel call, of this
+    shape and dtype: a view of this Python thread's bytes (its kernels run one at a time).
+    A call's roles lie one after the other, in the order it first asks for them (a role
+    asked again takes its place again, if the place is large enough); the bytes grow to
+    the largest call's and are reused by every call after it, so what a thread holds is
+    the most one call takes (CpuRunner.workspace_bytes, `layout_bytes` of a kernel's
+    scratch)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buffers = _WORKSPACES.buffers
-    raw = buffers.get(role)
-    if raw is None or raw.nbytes < nbytes:
-        raw = buffers[role] = np.empty(nbytes, np.uint8)
-    return raw[:nbytes].view(dtype).reshape(shape)
+    ws = _WORKSPACES
+    slot = ws.slots.get(role)
+    if slot is None or slot[1] < nbytes:
+        slot = ws.slots[role] = (_aligned(ws.top), nbytes)
+        ws.top = slot[0] + nbytes
+        if ws.raw.nbytes < ws.top:
+            # The views handed out already keep the old bytes alive until they go.
+            ws.raw = np.empty(ws.top, np.uint8)
+    return ws.raw[slot[0]:slot[0] + nbytes].view(dtype).reshape(shape)
 
 
-def held_workspace_bytes() -> dict[str, int]:
-    """The bytes this Python thread's workspaces hold, by role."""
-    return {role: int(raw.nbytes) for role, raw in _WORKSPACES.buffers.items()}
+def _aligned(offset: int) -> int:
+    return -(-offset // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+
+
+def held_workspace_bytes() -> int:
+    """The scratch bytes this Python thread holds."""
+    return int(_WORKSPACES.raw.nbytes)
 
 
 def release_workspaces() -> None:
-    """Drop this Python thread's workspaces (the next kernel call makes them again)."""
-    _WORKSPACES.buffers.clear()
+    """Drop this Python thread's scratch bytes (the next kernel call makes them again)."""
+    _WORKSPACES.raw = np.empty(0, np.uint8)
+    begin_call()
+
+
+def layout_bytes(needs: dict[str, int]) -> int:
+    """The bytes a call whose workspaces are `needs` (role -> bytes, in the order it asks
+    for them) takes: `workspace`'s layout, each role at the next aligned offset."""
+    top = 0
+    for nbytes in needs.values():
+        top = _aligned(top) + nbytes
+    return top
 
 
 def scratch_bytes(scratch: Scratch) -> dict[str, int]:

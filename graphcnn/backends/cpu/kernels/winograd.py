@@ -334,8 +334,9 @@ def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) ->
 
 def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype: Any,
                 packed: bool = False) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """The workspaces _run takes for x (N, C, H, W) into out (N, O, OH, OW), by role: per
-    thread, a block's V and M, the transforms' rows, and the microkernel's tile."""
+    """The workspaces _run takes for x (N, C, H, W) into out (N, O, OH, OW), by role in
+    the order it takes them: per thread, a block's V and M, the transforms' rows, and the
+    microkernel's tile."""
     dtype = np.dtype(dtype)
     n_len, c_len = x_shape[:2]
     o_len, out_hw = out_shape[1], (out_shape[2], out_shape[3])
