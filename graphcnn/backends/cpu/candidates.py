@@ -55,8 +55,9 @@ class Site:
 
     @property
     def frozen(self) -> bool:
-        """The weight (operand 1) is a read-only constant, which kernels keep transformed
-        (the weight gradient's operand 1 is the input x, never frozen)."""
+        """The weight (operand 1) is a read-only constant, which a candidate transforms
+        for its kernel once, when built (the weight gradient's operand 1 is the input x,
+        never frozen)."""
         w = self.known[1] if len(self.known) > 1 else None
         return self.op != "conv2d_weight_grad" and w is not None and not w.flags.writeable
 

@@ -13,9 +13,10 @@ winograd.worth_trying, dense.use_blas); nothing else decides.
     impl = implementation(node, buffers)    # once, when the CpuRunner is built
     impl.run(ins, outs, attrs)               # the runner's step, at every run
 
-The result is an Implementation record (name, why, run; the frozen weights it prepacked,
-see candidates.Core); the runner keeps one per step
-(`Step.implementation` and `Step.why`), `graphcnn inspect` and the bench profile show them, and
+The result is an Implementation record (name, why, run; the bytes of the frozen weights it
+prepacked and of the workspaces a call takes); the runner keeps one per step
+(`Step.implementation`, `Step.why`, `Step.packed_bytes`, `Step.workspace_bytes`),
+`graphcnn inspect` and the bench profile show the names, and
 an artifact saves the names so that loading it runs the same ones (a saved name that does
 not apply on the loading machine is chosen again, with a warning). An op without a
 strategy runs its registered kernel ('default'), or, with a scalar formula, its
