@@ -83,3 +83,12 @@ def test_the_report_is_what_an_executable_allocates(measured):
           f"workspace {report['workspace_bytes']:,}, packed "
           f"{report['packed_weights_bytes']:,})")
     assert abs(grown - predicted) <= 0.1 * grown
+
+
+def test_a_training_step_prepacks_nothing():
+    """Its weights are parameters, fed at each call (they change): nothing is transformed
+    ahead of the calls, and the graph has no frozen weights to count."""
+    step = gc.value_and_grad(gc.models.lenet5(), loss="cross_entropy", batch_size=4)
+    report = step.report()
+    assert report["packed_weights_bytes"] == 0
+    assert report["peak_bytes"] == report["arena_bytes"] + report["workspace_bytes"]
