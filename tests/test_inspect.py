@@ -77,9 +77,10 @@ def test_lenet5_inference_text():
     assert "fused[linear + tanh]" in text
     first = insp.after.compute_nodes()[0]                 # c1 (conv + tanh)
     assert first.loc and "lenet5.py:" in first.loc        # the zoo's own source line
-    # ... with the implementation the cpu runner chose: the wide direct kernel for c1
-    line = re.search(r"^\s+0\s+fused\[conv2d \+ tanh\]\s+direct-wide\s+%\d+\s+(\S+)\s+(\S+)$",
-                     text, re.M)
+    # ... with the implementation the cpu runner chose: the wide direct kernel for c1,
+    # which prepacks nothing and takes no workspace
+    line = re.search(r"^\s+0\s+fused\[conv2d \+ tanh\]\s+direct-wide\s+-\s+-\s+%\d+\s+(\S+)"
+                     r"\s+(\S+)$", text, re.M)
     assert line and line[1] == "f32[2,6,28,28]"
     assert line[2].endswith("lenet5.py:" + first.loc.rsplit(":", 1)[1])
     assert "flatten  (view, no kernel)" in text

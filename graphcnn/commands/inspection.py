@@ -111,9 +111,12 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[
 
 
 def format_kernels(graph: Graph, plan: MemoryPlan | None = None,
-                   implementations: dict[int, str] | None = None) -> str:
+                   implementations: dict[int, str] | None = None,
+                   step_bytes: dict[int, tuple[int, int]] | None = None) -> str:
     """The compute nodes in schedule order (the order the runner executes them), with the
-    implementation each runs (node id -> name: the cpu runner's record) when given."""
+    implementation each runs (node id -> name: the cpu runner's record) when given, and
+    with `step_bytes` (node id -> (prepacked weight bytes, workspace bytes): the runner's
+    steps') the memory each step holds beyond the arena."""
     views = plan.views if plan is not None else set()
     rows = []
     kernels = 0
@@ -126,13 +129,19 @@ def format_kernels(graph: Graph, plan: MemoryPlan | None = None,
         else:
             kernels += 1
         chosen = () if implementations is None else (implementations.get(node.id, "-"),)
-        rows.append((str(step), label, *chosen, outs, types, short_location(node.loc)))
+        held: tuple[str, ...] = ()
+        if step_bytes is not None:
+            packed, scratch = step_bytes.get(node.id, (0, 0))
+            held = (f"{packed:,}" if packed else "-", f"{scratch:,}" if scratch else "-")
+        rows.append((str(step), label, *chosen, *held, outs, types, short_location(node.loc)))
     fused = sum(1 for n in graph.compute_nodes() if n.op == "fused")
     head = (f"kernels in schedule order: {kernels} kernels ({fused} fused), "
             f"{len(rows)} ops")
     chosen_column = () if implementations is None else ("implementation",)
-    columns = ("step", "kernel", *chosen_column, "output", "type", "source")
-    lines = [head] + _table(columns, rows, {0})
+    held_columns = () if step_bytes is None else ("prepacked", "workspace")
+    columns = ("step", "kernel", *chosen_column, *held_columns, "output", "type", "source")
+    first = 2 + len(chosen_column)
+    lines = [head] + _table(columns, rows, {0, *range(first, first + len(held_columns))})
     return "\n".join(lines)
 
 
@@ -184,7 +193,9 @@ def format_inspection(insp: Inspection) -> str:
     steps = insp.executable.runner.steps
     chosen = {s.node: s.implementation for s in steps} \
         if any(s.implementation for s in steps) else None  # the backends that choose
-    parts = [head, "", format_kernels(insp.after, insp.plan, chosen)]
+    held = {s.node: (s.packed_bytes, s.workspace_bytes) for s in steps} \
+        if chosen is not None else None
+    parts = [head, "", format_kernels(insp.after, insp.plan, chosen, held)]
     if insp.plan is not None:
         parts += ["", format_memory_plan(insp.after, insp.plan)]
     parts += ["", format_report(insp.executable.report())]
