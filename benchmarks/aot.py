@@ -53,7 +53,7 @@ save_s = time.perf_counter() - t
 np.save(sys.argv[2], x); np.save(sys.argv[3], y)
 print(json.dumps({"import_s": imported - start, "compile_s": compile_s, "save_s": save_s,
                   "run_median_s": sorted(times)[5], "kernels": exe.report()["kernels"],
-                  "arena_bytes": exe.report()["peak_bytes"]}))
+                  "arena_bytes": exe.report()["arena_bytes"]}))
 """
 
 LOAD = r"""

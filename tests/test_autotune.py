@@ -120,9 +120,10 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     machine)."""
     import numpy as np
 
-    from graphcnn.backends.cpu import blas
+    from graphcnn.backends.cpu import blas, strategy
     from graphcnn.backends.cpu.registry import get_kernel
     from graphcnn.ops.conv import conv2d_ref
+    assert strategy.STRATEGIES  # importing it registers the conv2d kernel
     conv2d_kernel = get_kernel("conv2d")
     if not blas.AVAILABLE:
         pytest.skip("numpy's OpenBLAS was not found: no Winograd path")

@@ -23,8 +23,9 @@ from graphcnn.commands.inspection import (
     to_dot_before_after,
 )
 
-REPORT_KEYS = ("ops_before", "kernels", "peak_bytes", "naive_bytes", "lower_bound_bytes",
-               "compile_seconds", "peak/lower_bound", "peak/naive")
+REPORT_KEYS = ("ops_before", "kernels", "weights_bytes", "packed_weights_bytes", "arena_bytes",
+               "workspace_bytes", "peak_bytes", "naive_bytes", "lower_bound_bytes",
+               "compile_seconds", "arena/lower_bound", "arena/naive")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 CONV_BIAS_RELU = textwrap.dedent("""
@@ -76,9 +77,10 @@ def test_lenet5_inference_text():
     assert "fused[linear + tanh]" in text
     first = insp.after.compute_nodes()[0]                 # c1 (conv + tanh)
     assert first.loc and "lenet5.py:" in first.loc        # the zoo's own source line
-    # ... with the implementation the cpu runner chose: the wide direct kernel for c1
-    line = re.search(r"^\s+0\s+fused\[conv2d \+ tanh\]\s+direct-wide\s+%\d+\s+(\S+)\s+(\S+)$",
-                     text, re.M)
+    # ... with the implementation the cpu runner chose: the wide direct kernel for c1,
+    # which prepacks nothing and takes no workspace
+    line = re.search(r"^\s+0\s+fused\[conv2d \+ tanh\]\s+direct-wide\s+-\s+-\s+%\d+\s+(\S+)"
+                     r"\s+(\S+)$", text, re.M)
     assert line and line[1] == "f32[2,6,28,28]"
     assert line[2].endswith("lenet5.py:" + first.loc.rsplit(":", 1)[1])
     # ... and why, from the same record
@@ -132,12 +134,13 @@ def test_resnet18_small_names_residual_groups():
 
 
 def test_format_report_ratios():
-    text = format_report({"backend": "cpu", "kernels": 3, "peak_bytes": 1000,
-                          "naive_bytes": 4000, "lower_bound_bytes": 800,
+    text = format_report({"backend": "cpu", "kernels": 3, "arena_bytes": 1000,
+                          "workspace_bytes": 100, "packed_weights_bytes": 20,
+                          "peak_bytes": 1120, "naive_bytes": 4000, "lower_bound_bytes": 800,
                           "compile_seconds": 0.5})
-    assert "peak_bytes         1,000" in text
-    assert re.search(r"peak/lower_bound\s+1\.250", text)
-    assert re.search(r"peak/naive\s+0\.250", text)
+    assert re.search(r"peak_bytes\s+1,120", text)
+    assert re.search(r"arena/lower_bound\s+1\.250", text)
+    assert re.search(r"arena/naive\s+0\.250", text)
 
 
 def test_opt_level_0_has_no_fused_nodes():

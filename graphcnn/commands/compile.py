@@ -70,8 +70,10 @@ def summary_lines(model: Any, exe: Any, batch_size: int, opt_level: int) -> list
         f"outputs     {outputs}",
         f"target      {report['backend']}, batch size {batch_size}, opt level {opt_level}",
         f"ops         {report['ops_before']} before the passes -> {report['kernels']} kernels",
-        f"memory      peak {_mib(report['peak_bytes'])} (naive {_mib(report['naive_bytes'])}, "
-        f"lower bound {_mib(report['lower_bound_bytes'])})",
+        f"memory      peak {_mib(report['peak_bytes'])}: arena {_mib(report['arena_bytes'])} "
+        f"(naive {_mib(report['naive_bytes'])}, lower bound "
+        f"{_mib(report['lower_bound_bytes'])}), workspace {_mib(report['workspace_bytes'])}, "
+        f"prepacked weights {_mib(report['packed_weights_bytes'])}",
         f"compile     {report['compile_seconds']:.2f} s",
     ]
 

@@ -111,9 +111,12 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[
 
 
 def format_kernels(graph: Graph, plan: MemoryPlan | None = None,
-                   implementations: dict[int, str] | None = None) -> str:
+                   implementations: dict[int, str] | None = None,
+                   step_bytes: dict[int, tuple[int, int]] | None = None) -> str:
     """The compute nodes in schedule order (the order the runner executes them), with the
-    implementation each runs (node id -> name: the cpu runner's record) when given."""
+    implementation each runs (node id -> name: the cpu runner's record) when given, and
+    with `step_bytes` (node id -> (prepacked weight bytes, workspace bytes): the runner's
+    steps') the memory each step holds beyond the arena."""
     views = plan.views if plan is not None else set()
     rows = []
     kernels = 0
@@ -126,13 +129,19 @@ def format_kernels(graph: Graph, plan: MemoryPlan | None = None,
         else:
             kernels += 1
         chosen = () if implementations is None else (implementations.get(node.id, "-"),)
-        rows.append((str(step), label, *chosen, outs, types, short_location(node.loc)))
+        held: tuple[str, ...] = ()
+        if step_bytes is not None:
+            packed, scratch = step_bytes.get(node.id, (0, 0))
+            held = (f"{packed:,}" if packed else "-", f"{scratch:,}" if scratch else "-")
+        rows.append((str(step), label, *chosen, *held, outs, types, short_location(node.loc)))
     fused = sum(1 for n in graph.compute_nodes() if n.op == "fused")
     head = (f"kernels in schedule order: {kernels} kernels ({fused} fused), "
             f"{len(rows)} ops")
     chosen_column = () if implementations is None else ("implementation",)
-    columns = ("step", "kernel", *chosen_column, "output", "type", "source")
-    lines = [head] + _table(columns, rows, {0})
+    held_columns = () if step_bytes is None else ("prepacked", "workspace")
+    columns = ("step", "kernel", *chosen_column, *held_columns, "output", "type", "source")
+    first = 2 + len(chosen_column)
+    lines = [head] + _table(columns, rows, {0, *range(first, first + len(held_columns))})
     return "\n".join(lines)
 
 
@@ -164,12 +173,15 @@ def format_report(report: dict[str, Any]) -> str:
     for key, value in report.items():
         text = f"{value:,}" if isinstance(value, int) and key.endswith("bytes") else str(value)
         lines.append(f"  {key:<{width}}{text}")
-    peak = report.get("peak_bytes")
-    if peak is not None:
+    # The plan's arena is what the lower bound and the naive figure measure; peak_bytes
+    # adds the workspace and the prepacked weights (a report without an arena: the peak).
+    arena_key = "arena_bytes" if "arena_bytes" in report else "peak_bytes"
+    arena = report.get(arena_key)
+    if arena is not None:
         for key in ("lower_bound_bytes", "naive_bytes"):
             if report.get(key):
-                label = f"peak/{key.rsplit('_', 1)[0]}"
-                lines.append(f"  {label:<{width}}{peak / report[key]:.3f}")
+                label = f"{arena_key.rsplit('_', 1)[0]}/{key.rsplit('_', 1)[0]}"
+                lines.append(f"  {label:<{width}}{arena / report[key]:.3f}")
     return "\n".join(lines)
 
 
@@ -190,7 +202,9 @@ def format_inspection(insp: Inspection) -> str:
     steps = insp.executable.runner.steps
     chosen = {s.node: s.implementation for s in steps} \
         if any(s.implementation for s in steps) else None  # the backends that choose
-    parts = [head, "", format_kernels(insp.after, insp.plan, chosen)]
+    held = {s.node: (s.packed_bytes, s.workspace_bytes) for s in steps} \
+        if chosen is not None else None
+    parts = [head, "", format_kernels(insp.after, insp.plan, chosen, held)]
     if chosen is not None:
         parts += ["", format_reasons(insp.after, steps)]
     if insp.plan is not None:

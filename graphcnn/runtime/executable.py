@@ -30,6 +30,12 @@ def intermediate_bytes(graph: Graph) -> int:
     return sum(v.type.nbytes for n in graph.compute_nodes() for v in n.outputs)
 
 
+def constant_bytes(graph: Graph) -> int:
+    """The bytes of the graph's constants (its frozen weights), as given."""
+    return sum(int(np.asarray(n.attrs["value"]).nbytes) for n in graph.nodes
+               if n.op == "constant")
+
+
 class Executable:
     """Runs a graph on a backend. Call it with arrays for the model's inputs (positional,
     in order, or by name); it returns the output (or a tuple of outputs).
@@ -150,19 +156,34 @@ class Executable:
     # ---- reporting --------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """ops_before: ops of the graph as the model wrote it; kernels: what runs now;
-        peak_bytes: the arena; naive_bytes: one buffer per intermediate of the graph as
-        written (what running it without an optimizer takes); optimized_naive_bytes: one
-        buffer per intermediate of the optimized graph (what fusion alone saves);
-        lower_bound_bytes: the most bytes alive at once at one op of the optimized graph."""
+        weights_bytes: the graph's constants as given (the frozen weights; a model
+        compiled with frozen=False feeds its parameters instead, not counted);
+        packed_weights_bytes: the frozen weights the kernels hold transformed (packed
+        panels, Winograd's U, NCHW16c blocks), made when the executable was built;
+        arena_bytes: the memory plan's arena (every intermediate); workspace_bytes: the
+        kernels' scratch a call leaves in its thread (im2col columns, Winograd's blocks);
+        peak_bytes = arena_bytes + workspace_bytes + packed_weights_bytes: what one
+        executable costs beyond its weights (the reference backend, which has no plan:
+        one buffer per intermediate). naive_bytes: one buffer per intermediate of the
+        graph as written (what running it without an optimizer takes);
+        optimized_naive_bytes: one buffer per intermediate of the optimized graph (what
+        fusion alone saves); lower_bound_bytes: the most bytes alive at once at one op of
+        the optimized graph (naive_bytes and lower_bound_bytes compare with arena_bytes)."""
         optimized_naive = intermediate_bytes(self.graph)
         naive = self._naive_bytes_before if self._naive_bytes_before is not None \
             else optimized_naive
         plan = self.runner.plan
+        arena = plan.arena_bytes if plan is not None else optimized_naive
+        workspace, packed = self.runner.workspace_bytes, self.runner.packed_bytes
         return {
             "backend": self.backend.name,
             "ops_before": self._ops_before,
             "kernels": len(self.runner.steps),
-            "peak_bytes": plan.arena_bytes if plan is not None else optimized_naive,
+            "weights_bytes": constant_bytes(self.graph),
+            "packed_weights_bytes": packed,
+            "arena_bytes": arena,
+            "workspace_bytes": workspace,
+            "peak_bytes": arena + workspace + packed,
             "naive_bytes": naive,
             "optimized_naive_bytes": optimized_naive,
             "lower_bound_bytes": live_bytes_lower_bound(self.graph),

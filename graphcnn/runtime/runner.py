@@ -24,7 +24,9 @@ class Step:
     """One node run as a kernel. kernel: what the backend runs (its runner says what that
     is); inputs, outputs: value ids; attrs, op, node: the node's (node: its id).
     implementation, why: which of the op's implementations runs and the rule that chose
-    it, for backends that choose one (empty: not recorded)."""
+    it, for backends that choose one (empty: not recorded). packed_bytes: the frozen
+    weights its kernel holds transformed (prepacked when the runner was built);
+    workspace_bytes: the scratch one run of it takes beyond its outputs."""
 
     kernel: Any
     inputs: list[int]
@@ -34,6 +36,8 @@ class Step:
     node: int
     implementation: str = ""
     why: str = ""
+    packed_bytes: int = 0
+    workspace_bytes: int = 0
 
 
 class Runner:
@@ -74,6 +78,17 @@ class Runner:
     def allocated_bytes(self) -> int:
         """The bytes of intermediates allocated once, for every call: the plan's arena."""
         return self.plan.arena_bytes if self.plan is not None else 0
+
+    @property
+    def packed_bytes(self) -> int:
+        """The bytes of the frozen weights the steps hold transformed for their kernels."""
+        return sum(s.packed_bytes for s in self.steps)
+
+    @property
+    def workspace_bytes(self) -> int:
+        """The scratch a call takes beyond the arena and leaves in its thread, sized by
+        the backend (0: none)."""
+        return 0
 
     # ---- the backend's hooks: building ------------------------------------------------
     def bind_source(self, node: Node) -> None:

@@ -19,6 +19,7 @@ from graphcnn.backends.cpu.kernels import (
     depthwise,
     implicit_gemm,
     nchw16c,
+    nchw16c_conv,
     nchw16c_expand,
     packed_gemm,
     winograd,
@@ -54,8 +55,9 @@ class Site:
 
     @property
     def frozen(self) -> bool:
-        """The weight (operand 1) is a read-only constant, which kernels keep transformed
-        (the weight gradient's operand 1 is the input x, never frozen)."""
+        """The weight (operand 1) is a read-only constant, which a candidate transforms
+        for its kernel once, when built (the weight gradient's operand 1 is the input x,
+        never frozen)."""
         w = self.known[1] if len(self.known) > 1 else None
         return self.op != "conv2d_weight_grad" and w is not None and not w.flags.writeable
 
@@ -98,26 +100,59 @@ class Core:
     """A candidate with the node's arguments bound: run(ins, out) computes the op into out,
     its bias too if adds_bias (else the caller adds it: after a GEMM, or in a fused
     group's epilogue); store(ins, out, epilogue), where not None, computes it applying an
-    nchw16c Epilogue as it stores."""
+    nchw16c Epilogue as it stores. `prepacked`: the frozen weights in the kernel's form
+    (arrays, or tuples of them), made when the Core was built and held by run and store;
+    `prepack()` makes them again (an artifact's recording run calls it, so that the
+    transforms' kernels are in the artifact)."""
     run: Callable[[list[np.ndarray], np.ndarray], None]
     adds_bias: bool = True
     store: Callable[[list[np.ndarray], np.ndarray, Any], None] | None = None
+    prepacked: Any = ()
+    prepack: Callable[[], Any] | None = None
+
+    @property
+    def packed_bytes(self) -> int:
+        return array_bytes(self.prepacked)
+
+
+def array_bytes(held: Any) -> int:
+    """The bytes of the arrays in `held`: an array, or (nested) tuples of them."""
+    if isinstance(held, np.ndarray):
+        return int(held.nbytes)
+    return sum(array_bytes(a) for a in held) if isinstance(held, tuple) else 0
+
+
+def frozen_operands(site: Site, *indices: int) -> bool:
+    """Whether the operands at `indices` that the node has are read-only constants (frozen
+    weights, which a kernel may take transformed once, at build)."""
+    for i in indices:
+        array = site.known[i] if i < len(site.known) else None
+        if i < len(site.in_shapes) and (array is None or array.flags.writeable):
+            return False
+    return True
 
 
 def _always(site: Site) -> bool:
     return True
 
 
+def _no_scratch(site: Site) -> dict[str, int]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One way to run an op: the offered candidates of the highest priority compete (the
-    autotuner or the cost model breaks a tie); `rule` says why one wins alone."""
+    autotuner or the cost model breaks a tie); `rule` says why one wins alone. `scratch`:
+    the workspaces (conv_gemm.workspace) one call takes for the site, role -> bytes in
+    the order the kernel asks for them, by its own *_scratch formula."""
     name: str
     priority: int
     applies: Callable[[Site], bool]   # it computes this site (checked for saved names too)
     build: Callable[[Site], Core]
     offered: Callable[[Site], bool] = _always  # the cost model's gate
     rule: str = ""                              # why it wins alone at its priority
+    scratch: Callable[[Site], dict[str, int]] = _no_scratch
 
 
 @dataclass(frozen=True)
@@ -229,15 +264,59 @@ def _conv_key(site: Site) -> tuple:
     return algorithm_key(x, w, site.attrs, site.out_dtype.str, site.frozen)
 
 
+# algorithm -> (op, frozen weight) -> the weight in the form its function takes as a fifth
+# argument; a frozen weight is transformed so once, when the implementation is built.
+_PREPACKS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
+    "winograd": lambda op, w: winograd.weight_transform(w, flip=op == "conv2d_input_grad"),
+    "winograd-packed": lambda op, w: winograd.weight_transform(w, packed=True),
+    "packed": lambda op, w: packed_gemm.packed_conv_weights(w),
+    "packed-channels": lambda op, w: packed_gemm.packed_conv_weights(w, packed_gemm.LANES),
+    "implicit": lambda op, w: packed_gemm.packed_conv_weights(w),
+}
+
+
+def _winograd_scratch(site: Site, packed: bool = False) -> conv_gemm.Scratch:
+    if site.op == "conv2d_weight_grad":
+        return winograd_weight_grad.weight_grad_scratch(site.in_shapes[0], site.in_shapes[1],
+                                                        site.in_dtypes[0])
+    # the forward conv and the input gradient: a forward-shaped run, operand 0 to the output
+    return winograd.run_scratch(site.in_shapes[0], site.out_shape, site.in_dtypes[0], packed)
+
+
+# algorithm -> site -> the workspaces its function takes (the kernels' formulas).
+_GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
+    "gemm": lambda site: conv_gemm.gemm_scratch(site.op, *_operands(site), site.attrs,
+                                                site.in_dtypes[0]),
+    "winograd": _winograd_scratch,
+    "winograd-packed": lambda site: _winograd_scratch(site, packed=True),
+    "packed": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
+                                                    packed_gemm.MR),
+    "packed-channels": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
+                                                             packed_gemm.LANES),
+    "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs),
+}
+
+
 def _gemm(name: str, applies: Callable[[Site], bool] = _always,
           offered: Callable[[Site], bool] = _always, priority: int = 3) -> Candidate:
     def build(site: Site) -> Core:
         f, attrs = _GEMM_FUNCTIONS[name](site.op), site.attrs
-        return Core(lambda ins, out: f(ins[0], ins[1], out, attrs), adds_bias=False)
+        transform, w = _PREPACKS.get(name), site.known[1]
+        if transform is None or w is None or not site.frozen:
+            return Core(lambda ins, out: f(ins[0], ins[1], out, attrs), adds_bias=False)
+        op = site.op
+
+        def prepack() -> np.ndarray:
+            assert transform is not None and w is not None
+            return transform(op, w)
+        u = prepack()
+        return Core(lambda ins, out: f(ins[0], ins[1], out, attrs, u), adds_bias=False,
+                    prepacked=u, prepack=prepack)
     return Candidate(name, priority, applies, build,
                      offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "
-                          "that fits")
+                          "that fits",
+                     scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)))
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:
@@ -311,19 +390,42 @@ def _nchw16c_input(site: Site) -> bool:
     return len(site.in_shapes[0]) == 5 and _f32_input(site)
 
 
-def _nchw16c_conv(function: str, stores: bool = True) -> Callable[[Site], Core]:
+def _prepacked_core(site: Site, f: Callable[..., None], prepack: Callable[[], Any],
+                    frozen: bool) -> Core:
+    """Core of f(ins, out, attrs, epilogue, prepared): with `frozen` weights, prepared is
+    prepack()'s, made now and held; else the kernel makes it at each call."""
+    attrs = site.attrs
+    if not frozen:
+        return Core(lambda ins, out: f(ins, out, attrs),
+                    store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue))
+    held = prepack()
+    return Core(lambda ins, out: f(ins, out, attrs, prepared=held),
+                store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue, prepared=held),
+                prepacked=held, prepack=prepack)
+
+
+def _nchw16c_conv(function: str, depthwise: bool = False) -> Callable[[Site], Core]:
     def build(site: Site) -> Core:
-        f, attrs = getattr(nchw16c, function), site.attrs
-        store = (lambda ins, out, epilogue: f(ins, out, attrs, epilogue)) if stores else None
-        return Core(lambda ins, out: f(ins, out, attrs), store=store)
+        operands, blocks, dtype = list(site.known), site.out_shape[1], site.out_dtype
+        return _prepacked_core(
+            site, getattr(nchw16c, function),
+            lambda: nchw16c.prepare(operands, blocks, dtype, depthwise),
+            frozen_operands(site, 1, 2))
     return build
 
 
+def _via_nchw(site: Site) -> Core:
+    # Its conv2d (and the expansion's two-pass fallback) chooses at each call: neither
+    # prepacks, and the workspaces its choice takes are not declared (no pass makes them).
+    f, attrs = nchw16c.conv_via_nchw, site.attrs
+    return Core(lambda ins, out: f(ins, out, attrs))
+
+
 def _expand(site: Site) -> Core:
-    attrs = site.attrs
-    f = nchw16c_expand.run_expand_depthwise
-    return Core(lambda ins, out: f(ins, out, attrs),
-                store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue))
+    operands, blocks, dtype = list(site.known), site.out_shape[1], site.out_dtype
+    return _prepacked_core(site, nchw16c_expand.run_expand_depthwise,
+                           lambda: nchw16c_expand.prepare(operands, blocks, dtype),
+                           frozen_operands(site, 1, 2, 3, 4))
 
 
 def _expand_two_pass(site: Site) -> Core:
@@ -337,10 +439,12 @@ STRATEGIES["conv2d_blocked"] = OpStrategy((
               rule="1x1 on NCHW16c: output channels in the lanes"),
     Candidate("nchw16c-depthwise-3x3", 2, lambda s: _nchw16c_input(s) and is_depthwise_3x3(
         in_channels(s.in_shapes[1], s.attrs["groups"]), s.in_shapes[1], s.attrs),
-              _nchw16c_conv("conv_depthwise"), rule="depthwise 3x3 on NCHW16c"),
+              _nchw16c_conv("conv_depthwise", depthwise=True), rule="depthwise 3x3 on NCHW16c"),
     Candidate("nchw16c-implicit", 1, lambda s: _f32_input(s) and s.attrs["groups"] == 1,
-              _nchw16c_conv("conv_implicit"), rule="float32, one group: the tap-table GEMM"),
-    Candidate("nchw16c-via-nchw", 0, _always, _nchw16c_conv("conv_via_nchw", stores=False),
+              _nchw16c_conv("conv_implicit"), rule="float32, one group: the tap-table GEMM",
+              scratch=lambda s: conv_gemm.scratch_bytes(nchw16c_conv.general_scratch(
+                  s.in_shapes[0], s.attrs, s.in_dtypes[0]))),
+    Candidate("nchw16c-via-nchw", 0, _always, _via_nchw,
               rule="no NCHW16c kernel computes it: through NCHW"),
 ))
 STRATEGIES["expand_depthwise_blocked"] = OpStrategy((

@@ -1,7 +1,8 @@
 """Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time: views
 into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py). Which
 implementation runs each node is chosen once, here, when the runner is built
-(graphcnn/backends/cpu/strategy.py), and recorded in its step."""
+(graphcnn/backends/cpu/strategy.py), and recorded in its step, with the frozen weights it
+prepacked (held by the step's kernel, so by this runner)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from graphcnn.backends.cpu.blas import one_thread_pool
-from graphcnn.backends.cpu.registry import KernelFn, launch_mode
+from graphcnn.backends.cpu.kernels.conv_gemm import begin_call
+from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
@@ -36,6 +38,14 @@ class CpuRunner(Runner):
         for step in self.steps:
             chosen = self.chosen[step.node]
             step.implementation, step.why = chosen.name, chosen.why
+            step.packed_bytes = chosen.packed_bytes
+            step.workspace_bytes = chosen.workspace_bytes
+
+    @property
+    def workspace_bytes(self) -> int:
+        """The scratch a call leaves in its thread (conv_gemm.workspace: laid out afresh
+        for each step, grown to the largest step's): the largest step's workspace."""
+        return max((s.workspace_bytes for s in self.steps), default=0)
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
         return np.require(array, requirements="C")
@@ -60,7 +70,12 @@ class CpuRunner(Runner):
     def launch(self, buffers: dict[int, np.ndarray]) -> None:
         # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
         with one_thread_pool(), launch_mode(table=self.launch_table):
+            if recording():  # the frozen weights were prepacked at build: their kernels too
+                for chosen in self.chosen.values():
+                    if chosen.prepack is not None:
+                        chosen.prepack()
             for step in self.steps:
+                begin_call()
                 step.kernel([buffers[i] for i in step.inputs],
                             [buffers[o] for o in step.outputs], step.attrs)
 

@@ -13,8 +13,10 @@ winograd.worth_trying, dense.use_blas); nothing else decides.
     impl = implementation(node, buffers)    # once, when the CpuRunner is built
     impl.run(ins, outs, attrs)               # the runner's step, at every run
 
-The result is an Implementation record (name, why, run); the runner keeps one per step
-(`Step.implementation` and `Step.why`), `graphcnn inspect` and the bench profile show them, and
+The result is an Implementation record (name, why, run; the bytes of the frozen weights it
+prepacked and of the workspaces a call takes); the runner keeps one per step
+(`Step.implementation`, `Step.why`, `Step.packed_bytes`, `Step.workspace_bytes`),
+`graphcnn inspect` and the bench profile show the names, and
 an artifact saves the names so that loading it runs the same ones (a saved name that does
 not apply on the loading machine is chosen again, with a warning). An op without a
 strategy runs its registered kernel ('default'), or, with a scalar formula, its
@@ -27,7 +29,7 @@ random arrays for the rest (the node's own arrays when a kernel is called direct
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +44,7 @@ from graphcnn.backends.cpu.candidates import (
     array_site,
     node_site,
 )
-from graphcnn.backends.cpu.kernels import fused, nchw16c
+from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
@@ -56,15 +58,23 @@ class Implementation:
     calls at every run (the registered kernels' signature, every decision taken); `name`
     the candidate ('winograd', 'direct-wide', 'nchw16c-1x1'; 'default' for an op with one
     kernel, 'generated' for an elementwise group); `why` the rule, the cost model or the
-    autotuner that chose it. `workspace_bytes` (scratch beyond the outputs) and `prepack`
-    (weights transformed once, ahead of the runs) are for the memory plan and a prepacking
-    pass: no implementation declares them yet (the kernels take their scratch from
-    conv_gemm.workspace and keep frozen weights packed in their own caches)."""
+    autotuner that chose it. `packed_bytes`: the frozen weights transformed for the kernel
+    (packed panels, Winograd's U, NCHW16c blocks), made when the implementation was built
+    and held by `run` (a live weight is transformed at each call: 0); `prepack()` makes
+    them again, for an artifact's recording run (None: nothing prepacked).
+    `workspaces`: the scratch one call takes beyond its outputs (conv_gemm.workspace's
+    buffers), role -> bytes in the order the kernel asks for them, by its own formula
+    for the node's shapes; `workspace_bytes` the bytes they take, laid out."""
     name: str
     why: str
     run: KernelFn
-    workspace_bytes: int = 0
-    prepack: Callable[[np.ndarray], np.ndarray] | None = None
+    prepack: Callable[[], Any] | None = None
+    packed_bytes: int = 0
+    workspaces: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def workspace_bytes(self) -> int:
+        return conv_gemm.layout_bytes(self.workspaces)
 
 
 # ---- choosing -----------------------------------------------------------------------------
@@ -87,12 +97,17 @@ def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candi
     runs = {c.name: _timed(c.build(site), site) for c in tied}
     with blas.one_thread_pool():  # as the runner runs them
         name = autotune.pick(site.op, strategy.tune_key(site), runs, strategy.default(names))
+    if autotune.enabled():
+        conv_gemm.release_workspaces()  # what measuring every candidate grew them to
     how = "autotuned" if autotune.enabled() else "cost model"
     return next(c for c in tied if c.name == name), f"{how}, of {' | '.join(names)}"
 
 
 def _timed(core: Core, site: Site) -> Callable[[], None]:
-    return lambda: core.run(*site.scratch())
+    def run() -> None:
+        conv_gemm.begin_call()
+        core.run(*site.scratch())
+    return run
 
 
 def implementation(node: Any, buffers: dict[int, np.ndarray], saved: str | None = None
@@ -128,7 +143,8 @@ def plain_implementation(site: Site, saved: str | None, where: str = "") -> Impl
         def step(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
             run(ins, outs[0])
             add(outs[0], ins[2])
-    return Implementation(candidate.name, why, step)
+    return Implementation(candidate.name, why, step, prepack=core.prepack,
+                          packed_bytes=core.packed_bytes, workspaces=candidate.scratch(site))
 
 
 def fused_implementation(site: Site, saved: str | None, where: str = "") -> Implementation:
@@ -140,21 +156,25 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
     head = anchor_site(site)
     if anchor in STRATEGIES:
         candidate, why = choose(head, saved, where)
-        name, core = candidate.name, candidate.build(head)
+        name, core, workspaces = candidate.name, candidate.build(head), candidate.scratch(head)
     else:
         kernel, anchor_attrs = get_kernel(anchor), attrs["anchor_attrs"]
-        name, why = "default", "the anchor's one kernel"
+        name, why, workspaces = "default", "the anchor's one kernel", {}
         core = Core(lambda ins, out: kernel(ins, [out], anchor_attrs))
     if core.store is not None:
         form = nchw16c.epilogue_form(attrs["steps"], list(zip(site.in_shapes, site.in_dtypes)),
                                      (site.out_shape, site.out_dtype))
         if form is not None:
             return Implementation(name, f"{why}; the epilogue applied as it stores",
-                                  fused.stored_epilogue_step(attrs, core.store, form))
+                                  fused.stored_epilogue_step(attrs, core.store, form),
+                                  prepack=core.prepack, packed_bytes=core.packed_bytes,
+                                  workspaces=workspaces)
     bias = not core.adds_bias and len(head.in_shapes) == 3
     return Implementation(name, f"{why}; then the generated epilogue",
                           fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
-                                              site.in_shapes, core.run, bias))
+                                              site.in_shapes, core.run, bias),
+                          prepack=core.prepack, packed_bytes=core.packed_bytes,
+                          workspaces=workspaces)
 
 
 # ---- the registered kernels: choosing at each call ------------------------------------------
@@ -164,6 +184,7 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
 
 def choosing_kernel(op: str) -> KernelFn:
     def kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+        conv_gemm.begin_call()
         site = array_site(op, ins, outs[0], attrs)
         chosen = fused_implementation(site, None) if op == "fused" else \
             plain_implementation(site, None)

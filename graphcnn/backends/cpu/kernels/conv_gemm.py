@@ -225,27 +225,105 @@ def _gather(src, res, n0, nb, c0):
             res[o, b * plane + q] = src[n0 + b, c0 + o, q]
 
 
+# role -> (shape, dtype): the workspaces a kernel call takes for given shapes, in the order
+# it asks for them (each kernel's *_scratch function; the cpu strategy lays them out as
+# `workspace` does for its implementation's workspace need).
+Scratch = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
 class _Workspaces(threading.local):
-    """Each Python thread's scratch buffers: executables release the GIL while their
-    kernels run, so two threads may run graphs at once, and buffers shared between them
-    would be written by both."""
-    buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+    """Each Python thread's scratch bytes: executables release the GIL while their kernels
+    run, so two threads may run graphs at once, and buffers shared between them would be
+    written by both. `slots`: where the current kernel call's roles lie in `raw`."""
 
     def __init__(self) -> None:
-        self.buffers = {}
+        self.raw = np.empty(0, np.uint8)
+        self.slots: dict[str, tuple[int, int]] = {}
+        self.top = 0
 
 
 _WORKSPACES = _Workspaces()
+WORKSPACE_ALIGN = 64  # bytes: a cache line, as the memory plan's arena
 
 
-def workspace(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch buffer for one role ('col', 'rows'), reused by every call with this
-    shape in this Python thread (its kernels run one at a time)."""
-    key = (role, shape, np.dtype(dtype).str)
-    buffers = _WORKSPACES.buffers
-    if key not in buffers:
-        buffers[key] = np.empty(shape, dtype)
-    return buffers[key]
+def begin_call() -> None:
+    """A new kernel call in this Python thread (the cpu runner calls it before each step):
+    its workspaces are laid out from the start of the thread's bytes again."""
+    _WORKSPACES.slots.clear()
+    _WORKSPACES.top = 0
+
+
+def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A scratch buffer for one role ('col', 'rows') of the current kernel call, of this
+    shape and dtype: a view of this Python thread's bytes (its kernels run one at a time).
+    A call's roles lie one after the other, in the order it first asks for them (a role
+    asked again takes its place again, if the place is large enough); the bytes grow to
+    the largest call's and are reused by every call after it, so what a thread holds is
+    the most one call takes (CpuRunner.workspace_bytes, `layout_bytes` of a kernel's
+    scratch)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    ws = _WORKSPACES
+    slot = ws.slots.get(role)
+    if slot is None or slot[1] < nbytes:
+        slot = ws.slots[role] = (_aligned(ws.top), nbytes)
+        ws.top = slot[0] + nbytes
+        if ws.raw.nbytes < ws.top:
+            # The views handed out already keep the old bytes alive until they go.
+            ws.raw = np.empty(ws.top, np.uint8)
+    return ws.raw[slot[0]:slot[0] + nbytes].view(dtype).reshape(shape)
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+
+
+def held_workspace_bytes() -> int:
+    """The scratch bytes this Python thread holds."""
+    return int(_WORKSPACES.raw.nbytes)
+
+
+def release_workspaces() -> None:
+    """Drop this Python thread's scratch bytes (the next kernel call makes them again)."""
+    _WORKSPACES.raw = np.empty(0, np.uint8)
+    begin_call()
+
+
+def layout_bytes(needs: dict[str, int]) -> int:
+    """The bytes a call whose workspaces are `needs` (role -> bytes, in the order it asks
+    for them) takes: `workspace`'s layout, each role at the next aligned offset."""
+    top = 0
+    for nbytes in needs.values():
+        top = _aligned(top) + nbytes
+    return top
+
+
+def scratch_bytes(scratch: Scratch) -> dict[str, int]:
+    """role -> bytes of a kernel's Scratch."""
+    return {role: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            for role, (shape, dtype) in scratch.items()}
+
+
+def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                 out_hw: tuple[int, int], attrs: dict[str, Any], dtype: Any) -> Scratch:
+    """The workspaces conv2d_gemm (op 'conv2d'), conv2d_weight_grad_gemm or
+    conv2d_input_grad_gemm take, x_shape the image's (the input gradient's dx), out_hw
+    the output's pixels: the first chunk of images is the widest."""
+    dtype = np.dtype(dtype)
+    if is_full_window(x_shape, w_shape, attrs):
+        return {}
+    groups = attrs["groups"]
+    _, _, og, k, p, chunks = _plan(x_shape, w_shape, out_hw, groups, dtype.itemsize)
+    pointwise = is_pointwise(w_shape, attrs)
+    if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
+            and blas.AVAILABLE:
+        blocks = block_count(k, p, dtype.itemsize)
+        return {"col": ((k * blocks * ((p + blocks - 1) // blocks),), dtype)}
+    per = chunks[0][1]
+    scratch: Scratch = {"col": ((k, per * p), dtype)}
+    if per > 1:
+        scratch["rows"] = ((og, per * p), dtype)
+    return scratch
 
 
 def _geometry(attrs: dict[str, Any]) -> tuple[int, ...]:

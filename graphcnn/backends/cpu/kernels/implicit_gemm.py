@@ -138,15 +138,26 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
                        ow_len, ldc, tile)
 
 
+def implicit_scratch(w_shape: tuple[int, ...], out_hw: tuple[int, int],
+                     attrs: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspaces conv2d_implicit_gemm takes, by role (in the order it takes them):
+    the image's phases (and a vector of zeros past them), the taps' offsets."""
+    c_len, kh, kw = w_shape[1:]
+    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
+    plane = phase_geometry(out_hw[0], out_hw[1], kh, kw, sh, sw, dh, dw)[2]
+    return {"implicit-phases": ((c_len * plane + LANES,), np.dtype(np.float32)),
+            "implicit-offsets": ((c_len * kh * kw,), np.dtype(np.int64))}
+
+
 def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                         attrs: dict[str, Any]) -> None:
-    """out = conv2d(x, w) without bias (float32, one group)."""
+                         attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias (float32, one group); `wp`:
+    packed_gemm.packed_conv_weights(w) made already."""
     o_len, c_len, kh, kw = w.shape
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
-    plane = phase_geometry(out.shape[2], out.shape[3], kh, kw, sh, sw, dh, dw)[2]
-    phases = workspace("implicit-phases", (c_len * plane + LANES,), np.float32)
+    phases, off = (workspace(role, *spec) for role, spec in
+                   implicit_scratch(w.shape, out.shape[2:], attrs).items())
     phases[-LANES:] = 0  # read (and thrown away) by a row's last block
-    off = workspace("implicit-offsets", (c_len * kh * kw,), np.int64)
-    wp = packed_gemm.packed(w.reshape(o_len, -1), w)
+    wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
     launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
            4 * numba.get_num_threads())

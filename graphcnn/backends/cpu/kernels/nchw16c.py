@@ -10,8 +10,7 @@ whole-vector multiply-adds of the pixel's neighbours, with no setup and no copy.
 """
 from __future__ import annotations
 
-import weakref
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numba
 import numpy as np
@@ -30,7 +29,7 @@ from graphcnn.backends.cpu.kernels.nchw16c_conv import (
     emit_epilogue,
 )
 from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch, recording
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
 # ---- the conversions -----------------------------------------------------------------
@@ -197,22 +196,24 @@ def _depthwise(x, wk, bias16, out, sh, sw, pt, pl, threads, side, mode, low, hig
                            in_w, ow_len, sh, sw, pt, pl, window, sf, mode, low, high)
 
 
-# ---- weights and bias in blocks, kept for frozen (read-only) arrays ---------------------
+# ---- weights and bias in the kernels' forms ----------------------------------------------
 
-_FROZEN: dict[tuple[str, int], tuple[weakref.ref, np.ndarray]] = {}
+class Prepared(NamedTuple):
+    """A conv's weight and bias in the forms its kernel reads: `weights` packed panels
+    (nchw16c_conv.packed_weights: the 1x1 and implicit kernels) or depthwise taps
+    (depthwise_weights), `bias16` the bias zero-padded to whole blocks. The cpu strategy
+    makes a frozen conv's once, when its node's implementation is built; a live one's are
+    made at every call."""
+    weights: np.ndarray
+    bias16: np.ndarray
 
 
-def prepared(role: str, owner: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
-    """make(), the `role` form of `owner`; kept while owner lives if it is read-only (a
-    frozen weight: prepared once), made again at every call if not (a live parameter)."""
-    key = (role, id(owner))
-    entry = _FROZEN.get(key)
-    if entry is not None and entry[0]() is owner and not recording():
-        return entry[1]
-    value = make()
-    if not owner.flags.writeable:
-        _FROZEN[key] = (weakref.ref(owner, lambda _: _FROZEN.pop(key, None)), value)
-    return value
+def prepare(ins: Sequence[np.ndarray], blocks: int, dtype: Any, depthwise: bool = False
+            ) -> Prepared:
+    """The Prepared form of the conv (x, w[, bias]) `ins` into `blocks` channel blocks."""
+    w = ins[1]
+    weights = depthwise_weights(w) if depthwise else nchw16c_conv.packed_weights(w)
+    return Prepared(weights, padded_bias(ins, blocks, dtype))
 
 
 def _padded_to_blocks(a: np.ndarray, length: int) -> np.ndarray:
@@ -233,37 +234,37 @@ def padded_bias(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarr
     """The bias ins[2] (zeros if absent) zero-padded to `blocks` whole blocks."""
     if len(ins) < 3:
         return np.zeros(blocks * BLOCK, dtype)
-    return prepared("bias", ins[2], lambda: _padded_to_blocks(ins[2], blocks * BLOCK))
+    return _padded_to_blocks(ins[2], blocks * BLOCK)
 
 
 # ---- the convolutions: one function per kernel -------------------------------------------
 # backends/cpu/strategy.py decides which one runs a conv2d_blocked node (its shapes: a 1x1
 # or depthwise 3x3 conv on an NCHW16c input, any other float32 one-group conv, else through
-# NCHW); each takes (ins, out, attrs) and, but the last, the epilogue to apply as it stores.
+# NCHW); each takes (ins, out, attrs) and, but the last, the epilogue to apply as it stores
+# and `prepared`: prepare(ins, ..) made already (a frozen conv's), else made here.
 
 def conv_pointwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                   epilogue: Epilogue = NO_EPILOGUE) -> None:
+                   epilogue: Epilogue = NO_EPILOGUE, prepared: Prepared | None = None) -> None:
     """A float32 one-group 1x1 stride-1 unpadded conv on an NCHW16c input."""
-    bias16 = padded_bias(ins, out.shape[1], out.dtype)
-    nchw16c_conv.conv2d_pointwise_nchw16c(ins[0], ins[1], bias16, out, epilogue)
+    p = prepared or prepare(ins, out.shape[1], out.dtype)
+    nchw16c_conv.conv2d_pointwise_nchw16c(ins[0], p.weights, p.bias16, out, epilogue)
 
 
 def conv_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                   epilogue: Epilogue = NO_EPILOGUE) -> None:
+                   epilogue: Epilogue = NO_EPILOGUE, prepared: Prepared | None = None) -> None:
     """A float32 depthwise 3x3 conv on an NCHW16c input."""
-    x, w = ins[0], ins[1]
-    bias16 = padded_bias(ins, out.shape[1], out.dtype)
-    wk = prepared("depthwise", w, lambda: depthwise_weights(w))
+    p = prepared or prepare(ins, out.shape[1], out.dtype, depthwise=True)
     (sh, sw), pads = attrs["stride"], attrs["padding"]
-    launch(_depthwise, x, wk, bias16, out, sh, sw, pads[0], pads[2], numba.get_num_threads(),
-           *epilogue.args(out))
+    launch(_depthwise, ins[0], p.weights, p.bias16, out, sh, sw, pads[0], pads[2],
+           numba.get_num_threads(), *epilogue.args(out))
 
 
 def conv_implicit(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                  epilogue: Epilogue = NO_EPILOGUE) -> None:
+                  epilogue: Epilogue = NO_EPILOGUE, prepared: Prepared | None = None) -> None:
     """Any float32 one-group conv, on an NCHW16c or an NCHW input."""
-    bias16 = padded_bias(ins, out.shape[1], out.dtype)
-    nchw16c_conv.conv2d_nchw16c_general(ins[0], ins[1], bias16, out, attrs, epilogue)
+    p = prepared or prepare(ins, out.shape[1], out.dtype)
+    nchw16c_conv.conv2d_nchw16c_general(ins[0], ins[1], p.bias16, out, attrs, epilogue,
+                                        p.weights)
 
 
 class EpilogueForm(NamedTuple):

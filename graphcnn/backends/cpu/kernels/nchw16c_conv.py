@@ -194,11 +194,14 @@ class Epilogue(NamedTuple):
 NO_EPILOGUE = Epilogue()
 
 
-def _run(w: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
+def packed_weights(w: np.ndarray) -> np.ndarray:
+    """A conv weight (O, C, kH, kW) as the (O/32, C*kH*kW, 32) panels _conv_rows reads."""
+    return packed(w.reshape(w.shape[0], -1), NB * LANES)
+
+
+def _run(wp: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
          out: np.ndarray, step: int, row_step: int, image_step: int, rows: int,
          epilogue: Epilogue) -> None:
-    o_len = w.shape[0]
-    wp = packed(w.reshape(o_len, table.shape[0]), w, NB * LANES)
     row_len = out.shape[2] * out.shape[3] // rows
     tiles = out.shape[0] * rows * -(-row_len // NR)
     chunk, groups = split(tiles, wp.shape[0], numba.get_num_threads())
@@ -213,13 +216,13 @@ def pointwise_table(c_len: int, hw: int) -> np.ndarray:
     return _frozen(c // LANES * hw * LANES + c % LANES)
 
 
-def conv2d_pointwise_nchw16c(x: np.ndarray, w: np.ndarray, bias16: np.ndarray,
+def conv2d_pointwise_nchw16c(x: np.ndarray, wp: np.ndarray, bias16: np.ndarray,
                              out: np.ndarray, epilogue: Epilogue = NO_EPILOGUE) -> None:
     """out = conv2d(x, w) + bias, x and out NCHW16c, for a float32 1x1 stride-1 unpadded
-    conv with one group (bias16: the bias zero-padded to whole blocks): the plane is one
-    row, so tiles run across the image's row ends."""
+    conv with one group (wp: packed_weights(w); bias16: the bias zero-padded to whole
+    blocks): the plane is one row, so tiles run across the image's row ends."""
     hw = x.shape[2] * x.shape[3]
-    _run(w, x, pointwise_table(w.shape[1], hw), bias16, out, LANES, 0,
+    _run(wp, x, pointwise_table(wp.shape[1], hw), bias16, out, LANES, 0,
          x.shape[1] * hw * LANES, 1, epilogue)
 
 
@@ -239,10 +242,24 @@ def _pad_image(x, xp, pt, pl):
                     xp[n, c, r, pl + q] = x[n, c, r - pt, q]
 
 
+def general_scratch(x_shape: tuple[int, ...], attrs: dict[str, Any], dtype: Any
+                    ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspace conv2d_nchw16c_general takes: the zero-padded copy of x, if it pads."""
+    pads = attrs["padding"]
+    if not any(pads):
+        return {}
+    lanes = LANES if len(x_shape) == 5 else 1
+    n, cx, h, wd = x_shape[:4]
+    return {"nchw16c-padded": ((n, cx, h + pads[0] + pads[1],
+                                (wd + pads[2] + pads[3]) * lanes), np.dtype(dtype))}
+
+
 def conv2d_nchw16c_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], epilogue: Epilogue = NO_EPILOGUE) -> None:
+                           attrs: dict[str, Any], epilogue: Epilogue = NO_EPILOGUE,
+                           panels: np.ndarray | None = None) -> None:
     """out (NCHW16c) = conv2d(x, w) + bias for any float32 one-group conv, x NCHW16c (5-d)
-    or NCHW (4-d), through a zero-padded copy of x when the conv pads."""
+    or NCHW (4-d), through a zero-padded copy of x when the conv pads; `panels`:
+    packed_weights(w) made already."""
     (sh, sw), (dh, dw), pads = attrs["stride"], attrs["dilation"], attrs["padding"]
     blocked_in = x.ndim == 5
     lanes = LANES if blocked_in else 1
@@ -253,8 +270,8 @@ def conv2d_nchw16c_general(x: np.ndarray, w: np.ndarray, bias16: np.ndarray, out
         xp = workspace("nchw16c-padded", (n, cx, hp, wp * lanes), x.dtype)
         launch(_pad_image, x.reshape(n, cx, h, wd * lanes), xp, pads[0], pads[2] * lanes)
     table = _tap_table(w.shape[1:], hp, wp, dh, dw, blocked_in)
-    _run(w, xp, table, bias16, out, sw * lanes, sh * wp * lanes, cx * hp * wp * lanes,
-         out.shape[2], epilogue)
+    _run(packed_weights(w) if panels is None else panels, xp, table, bias16, out, sw * lanes,
+         sh * wp * lanes, cx * hp * wp * lanes, out.shape[2], epilogue)
 
 
 @functools.lru_cache(maxsize=256)

@@ -26,7 +26,6 @@ from graphcnn.backends.cpu.kernels.nchw16c_conv import (
     NO_EPILOGUE,
     NR,
     Epilogue,
-    packed,
     pointwise_table,
     tile,
 )
@@ -94,20 +93,29 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                                      high)
 
 
-def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
-                         epilogue: Epilogue = NO_EPILOGUE) -> None:
-    """out = expand_depthwise_blocked(*ins), then `epilogue`, as it stores (float32, a
-    depthwise 3x3 conv without dilation: `applies`)."""
+def prepare(ins: list[np.ndarray], blocks: int, dtype: Any
+            ) -> tuple[nchw16c.Prepared, nchw16c.Prepared]:
+    """The two convs' weights and biases (x, w1, b1, w2, b2 = ins) in the kernel's forms."""
     x, w1, b1, w2, b2 = ins
+    return (nchw16c.prepare([x, w1, b1], blocks, dtype),
+            nchw16c.prepare([x, w2, b2], blocks, dtype, depthwise=True))
+
+
+def run_expand_depthwise(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any],
+                         epilogue: Epilogue = NO_EPILOGUE,
+                         prepared: tuple[nchw16c.Prepared, nchw16c.Prepared] | None = None
+                         ) -> None:
+    """out = expand_depthwise_blocked(*ins), then `epilogue`, as it stores (float32, a
+    depthwise 3x3 conv without dilation: `applies`); `prepared`: prepare(ins, ..) made
+    already (a frozen node's), else made here."""
+    x, w1 = ins[0], ins[1]
     (sh, sw), pads = attrs["stride"], attrs["padding"]
     in_h, in_w = x.shape[2], x.shape[3]
     oh, ow = out.shape[2], out.shape[3]
     eb_len = out.shape[1]
-    wp = packed(w1.reshape(w1.shape[0], w1.shape[1]), w1, NB * LANES)
+    first, second = prepared or prepare(ins, eb_len, out.dtype)
+    wp, b1_16, wk, b2_16 = first.weights, first.bias16, second.weights, second.bias16
     table = pointwise_table(w1.shape[1], in_h * in_w)
-    wk = nchw16c.prepared("depthwise", w2, lambda: nchw16c.depthwise_weights(w2))
-    b1_16, b2_16 = nchw16c.padded_bias([x, w1, b1], eb_len, out.dtype), \
-        nchw16c.padded_bias([x, w2, b2], eb_len, out.dtype)
     width = max((ow - 1) * sw + 3, pads[2] + in_w)
     rows_fit = SCRATCH_BYTES // (NB * width * LANES * 4)
     band = max(1, min(oh, (rows_fit - 3) // sh + 1))  # output rows per task

@@ -18,7 +18,6 @@ measurements).
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numba
@@ -30,7 +29,7 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.registry import JIT, launch, recording
+from graphcnn.backends.cpu.registry import JIT, launch
 from graphcnn.ops.conv_shapes import is_pointwise
 
 MR = 6       # output channels per block: six accumulators (and one load) per k
@@ -163,22 +162,12 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
                     c[ob * MR + r, full * LANES + q] = tile_values[uint64(at + r * LANES + q)]
 
 
-# Packed weights of frozen (read-only) arrays, by the array's identity and panel width (as
-# winograd.py's transforms).
-_PACKED: dict[tuple[int, int], tuple[weakref.ref, np.ndarray]] = {}
-
-
-def packed(w2: np.ndarray, owner: np.ndarray, width: int = MR) -> np.ndarray:
-    """w2 (M, K) as panels of `width` rows (MR for _gemm, LANES for _gemm_channels); kept
-    while `owner` (the weight array w2 views) lives, if it is read-only."""
-    key = (id(owner), width)
-    entry = _PACKED.get(key)
-    if entry is not None and entry[0]() is owner and not recording():
-        return entry[1]
+def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
+    """w2 (M, K) as panels of `width` rows (MR for _gemm, LANES for _gemm_channels). The cpu
+    strategy packs a frozen weight once, when its node's implementation is built; a live
+    one is packed at every call."""
     wp = np.empty((-(-w2.shape[0] // width), w2.shape[1], width), np.float32)
     launch(pack_panels, w2, wp)
-    if not owner.flags.writeable:
-        _PACKED[key] = (weakref.ref(owner, lambda _: _PACKED.pop(key, None)), wp)
     return wp
 
 
@@ -279,15 +268,20 @@ def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndar
     launch(_gemm_channels, ap, bp, c, m_len)
 
 
+def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
+    """A conv weight (O, C, kH, kW) packed as `packed` packs its (O, C*kH*kW) matrix."""
+    return packed(w.reshape(w.shape[0], -1), width)
+
+
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-              width: int, product: Any) -> None:
+              width: int, product: Any, wp: np.ndarray | None) -> None:
     """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of the
-    weights packed `width` rows a panel with the image itself (a 1x1 stride-1 conv) or its
-    im2col columns."""
+    weights packed `width` rows a panel (`wp`, or packed here) with the image itself (a 1x1
+    stride-1 conv) or its im2col columns."""
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     oh, ow = out.shape[2:]
-    wp = packed(w.reshape(o_len, k), w, width)
+    wp = packed_conv_weights(w, width) if wp is None else wp
     out3 = out.reshape(n_len, o_len, oh * ow)
     if is_pointwise(w.shape, attrs):
         for n in range(n_len):
@@ -301,13 +295,33 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
         product(wp, o_len, col, out3[n])
 
 
+def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                 out_hw: tuple[int, int], attrs: dict[str, Any], width: int
+                 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspaces conv2d_packed (width MR) or conv2d_packed_channels (width LANES)
+    take, by role: the im2col columns (but for a 1x1 stride-1 conv), then the product's
+    (matmul_packed's tail and its tiles, or matmul_packed_channels's column panels)."""
+    f32 = np.dtype(np.float32)
+    k, p = w_shape[1] * w_shape[2] * w_shape[3], out_hw[0] * out_hw[1]
+    scratch = {} if is_pointwise(w_shape, attrs) else {"col": ((k, p), f32)}
+    if width == MR:
+        scratch["packed-tail"] = ((k, LANES), f32)
+        scratch["packed-tail-tiles"] = ((-(-w_shape[0] // MR), MR * LANES), f32)
+    else:
+        nr = panel_width(p)
+        scratch["packed-columns"] = ((-(-p // nr), k, nr), f32)
+    return scratch
+
+
 def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any]) -> None:
-    """out = conv2d(x, w) without bias (float32, one group), output channels in the lanes."""
-    _by_image(x, w, out, attrs, LANES, matmul_packed_channels)
+                           attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias (float32, one group), output channels in the lanes;
+    `wp`: packed_conv_weights(w, LANES) made already."""
+    _by_image(x, w, out, attrs, LANES, matmul_packed_channels, wp)
 
 
-def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
-                  ) -> None:
-    """out = conv2d(x, w) without bias (float32, one group), pixels in the lanes."""
-    _by_image(x, w, out, attrs, MR, matmul_packed)
+def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
+                  wp: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias (float32, one group), pixels in the lanes; `wp`:
+    packed_conv_weights(w) made already."""
+    _by_image(x, w, out, attrs, MR, matmul_packed, wp)

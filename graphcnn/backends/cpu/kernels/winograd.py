@@ -26,7 +26,6 @@ direct convolution (relative differences of a few 1e-7 on ResNet's layers).
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numba
@@ -36,7 +35,7 @@ from numba import prange, uint64
 from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch, recording
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 # A block of tiles holds about this many bytes of V, but at least MIN_BLOCK_TILES tiles:
@@ -315,20 +314,12 @@ if blas.AVAILABLE:
                                   ow_len, line)
 
 
-# Transformed weights of frozen (read-only) weight arrays, by the array's identity; an
-# entry goes when its array does (the weak reference's callback), so an id is never reused.
-_TRANSFORMED: dict[tuple[int, bool], tuple[weakref.ref, np.ndarray]] = {}
-
-
 def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) -> np.ndarray:
     """U = G w G^T as (16, O, C) (with `flip`: of the input gradient's weight, (16, C, O);
-    with `packed`, float32, as (16, O/16, C, 16) panels for packed_gemm's microkernel). A
-    read-only weight (a frozen constant) is transformed once and kept; a writable one (a
-    parameter in training) at every call."""
-    key = (id(w), flip, packed)
-    entry = _TRANSFORMED.get(key)
-    if entry is not None and entry[0]() is w and not recording():  # an artifact needs the
-        return entry[1]                                           # transform's kernel too
+    with `packed`, float32, as (16, O/16, C, 16) panels for packed_gemm's microkernel). The
+    cpu strategy transforms a frozen weight once, when its node's implementation is built,
+    and passes U to the conv; a live one (a parameter in training) is transformed at every
+    call."""
     shape = (16, w.shape[1], w.shape[0]) if flip else (16, w.shape[0], w.shape[1])
     u = np.empty(shape, w.dtype)
     launch(transform_weights, w, u, flip)
@@ -338,37 +329,53 @@ def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) ->
         for e in range(16):
             launch(packed_gemm.pack_panels, u[e], panels[e])
         u = panels
-    if not w.flags.writeable:
-        _TRANSFORMED[key] = (weakref.ref(w, lambda _: _TRANSFORMED.pop(key, None)), u)
     return u
+
+
+def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype: Any,
+                packed: bool = False) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspaces _run takes for x (N, C, H, W) into out (N, O, OH, OW), by role in
+    the order it takes them: per thread, a block's V and M, the transforms' rows, and the
+    microkernel's tile."""
+    dtype = np.dtype(dtype)
+    n_len, c_len = x_shape[:2]
+    o_len, out_hw = out_shape[1], (out_shape[2], out_shape[3])
+    tw = tiles(out_hw)[1]
+    threads = numba.get_num_threads()
+    per_block, o_parts = forward_plan(n_len, out_hw, c_len, dtype.itemsize, threads)
+    cap = per_block * tw
+    slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
+    o_step = channel_step(o_len, o_parts, packed)
+    return {"winograd-v": ((threads, 16 * c_len * cap + slack), dtype),
+            "winograd-m": ((threads, 16 * o_step * cap), dtype),
+            "winograd-rows": ((threads, 8 * (2 * tw + 2) + 4 * tw), dtype),
+            "winograd-tile": ((threads, packed_gemm.LANES * packed_gemm.NR),
+                              np.dtype(np.float32))}
 
 
 def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
          packed: bool = False) -> None:
     """out = the Winograd convolution of x with transformed weights u (16, O, C), or
     (`packed`) u packed in panels by weight_transform(.., packed=True)."""
-    n_len, c_len = x.shape[:2]
-    o_len, tw = out.shape[1], tiles(out.shape[2:])[1]
     threads = numba.get_num_threads()
-    per_block, o_parts = forward_plan(n_len, out.shape[2:], c_len, x.itemsize, threads)
-    cap = per_block * tw
+    per_block, o_parts = forward_plan(x.shape[0], out.shape[2:], x.shape[1], x.itemsize,
+                                      threads)
+    buffers = {role: workspace(role, *spec)
+               for role, spec in run_scratch(x.shape, out.shape, x.dtype, packed).items()}
+    v, m, scratch, tile = (buffers[role] for role in ("winograd-v", "winograd-m",
+                                                      "winograd-rows", "winograd-tile"))
     slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
-    v = workspace("winograd-v", (threads, 16 * c_len * cap + slack), x.dtype)
     v[:, v.shape[1] - slack:] = 0
-    o_step = channel_step(o_len, o_parts, packed)
-    m = workspace("winograd-m", (threads, 16 * o_step * cap), x.dtype)
-    scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
-    tile = workspace("winograd-tile", (threads, packed_gemm.LANES * packed_gemm.NR),
-                     np.float32)
     with blas.one_thread_pool():
         launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
 
 
-def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]
-                    ) -> None:
-    """out = conv2d(x, w) without bias, for a convolution `applies` accepts."""
+def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
+                    u: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias, for a convolution `applies` accepts; `u`: w
+    transformed already (weight_transform(w)), else transformed here."""
     pads = attrs["padding"]
-    _run(x, weight_transform(w), out, pads[0], pads[2])
+    _run(x, weight_transform(w) if u is None else u, out, pads[0], pads[2])
 
 
 def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
@@ -378,12 +385,13 @@ def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: di
 
 
 def conv2d_winograd_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any]) -> None:
+                           attrs: dict[str, Any], u: np.ndarray | None = None) -> None:
     """conv2d_winograd with the 16 products M[e] = U[e] @ V[e] run by packed_gemm's
-    microkernel on U packed once (frozen weights) instead of OpenBLAS, which packs U again
-    for every block: float32."""
+    microkernel on U packed once (frozen weights: `u`, weight_transform(w, packed=True))
+    instead of OpenBLAS, which packs U again for every block: float32."""
     pads = attrs["padding"]
-    _run(x, weight_transform(w, packed=True), out, pads[0], pads[2], packed=True)
+    _run(x, weight_transform(w, packed=True) if u is None else u, out, pads[0], pads[2],
+         packed=True)
 
 
 def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -393,7 +401,9 @@ def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
 
 
 def conv2d_input_grad_winograd(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-                               attrs: dict[str, Any]) -> None:
-    """dx = conv2d_input_grad(dy, w), for a convolution `input_grad_applies` accepts."""
+                               attrs: dict[str, Any], u: np.ndarray | None = None) -> None:
+    """dx = conv2d_input_grad(dy, w), for a convolution `input_grad_applies` accepts; `u`:
+    weight_transform(w, flip=True) made already."""
     pads = attrs["padding"]
-    _run(dy, weight_transform(w, flip=True), dx, 2 - pads[0], 2 - pads[2])
+    _run(dy, weight_transform(w, flip=True) if u is None else u, dx, 2 - pads[0],
+         2 - pads[2])

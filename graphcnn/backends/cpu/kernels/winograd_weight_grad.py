@@ -133,19 +133,30 @@ if blas.AVAILABLE:
                         dw_out[o, c, i, j] = r[j]
 
 
+def weight_grad_scratch(dy_shape: tuple[int, ...], x_shape: tuple[int, ...], dtype: Any
+                        ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspaces conv2d_weight_grad_winograd takes, by role (in the order it takes
+    them): per thread, a block's V and the gradient's transform, dU, the rows."""
+    dtype = np.dtype(dtype)
+    n_len, c_len = x_shape[:2]
+    o_len, dy_hw = dy_shape[1], (dy_shape[2], dy_shape[3])
+    tw = tiles(dy_hw)[1]
+    threads = numba.get_num_threads()
+    cap = winograd.block_rows(n_len, dy_hw, c_len, dtype.itemsize, threads,
+                              MIN_GRAD_BLOCK_TILES) * tw
+    return {"winograd-v": ((threads, 16 * c_len * cap), dtype),
+            "winograd-m": ((threads, 16 * o_len * cap), dtype),
+            "winograd-du": ((threads, 16 * o_len * c_len), dtype),
+            "winograd-rows": ((threads, 8 * (2 * tw + 2) + 4 * tw), dtype)}
+
+
 def conv2d_weight_grad_winograd(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
                                 attrs: dict[str, Any]) -> None:
     """dw_out = conv2d_weight_grad(dy, x), for a convolution `applies` accepts."""
-    n_len, c_len = x.shape[:2]
-    o_len, tw = dy.shape[1], tiles(dy.shape[2:])[1]
-    threads = numba.get_num_threads()
-    per_block = winograd.block_rows(n_len, dy.shape[2:], c_len, x.itemsize, threads,
-                           MIN_GRAD_BLOCK_TILES)
-    cap = per_block * tw
-    v = workspace("winograd-v", (threads, 16 * c_len * cap), x.dtype)
-    yg = workspace("winograd-m", (threads, 16 * o_len * cap), x.dtype)
-    du = workspace("winograd-du", (threads, 16 * o_len * c_len), x.dtype)
-    scratch = workspace("winograd-rows", (threads, 8 * (2 * tw + 2) + 4 * tw), x.dtype)
+    per_block = winograd.block_rows(x.shape[0], dy.shape[2:], x.shape[1], x.itemsize,
+                                    numba.get_num_threads(), MIN_GRAD_BLOCK_TILES)
+    v, yg, du, scratch = (workspace(role, *spec) for role, spec in
+                          weight_grad_scratch(dy.shape, x.shape, x.dtype).items())
     pads = attrs["padding"]
     with blas.one_thread_pool():
         launch(_winograd_weight_grad, dy, x, dw_out, pads[0], pads[2], per_block, v, yg, du,
