@@ -14,6 +14,7 @@ epilogue kernel (backends/cpu/kernels/fused.py), while the output is in cache.
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -262,7 +263,7 @@ def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     the most one call takes (CpuRunner.workspace_bytes, `layout_bytes` of a kernel's
     scratch)."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize   # math.prod: no ufunc call per kernel call
     ws = _WORKSPACES
     slot = ws.slots.get(role)
     if slot is None or slot[1] < nbytes:
