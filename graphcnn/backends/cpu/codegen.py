@@ -138,11 +138,6 @@ class GeneratedKernel:
         return kernel(*args)
 
 
-def load_kernel(attrs: dict[str, Any], nest: str | None = None) -> Callable[..., None]:
-    """The compiled kernel of a group, generated and written once per structure."""
-    return GeneratedKernel(attrs, nest).dispatcher
-
-
 def _import_kernel(source: str, digest: str) -> Callable[..., None]:
     if digest in _LOADED:
         return _LOADED[digest]
