@@ -31,6 +31,7 @@ CheckpointError naming it. The older two-file format (``.npz`` + ``.json``) is s
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -134,7 +135,7 @@ def _savable(name: str, value: Any) -> np.ndarray:
     if a.dtype.newbyteorder("<").str not in DTYPES and a.dtype.str not in DTYPES:
         raise TypeError(f"checkpoint array {name!r} has dtype {a.dtype}; only numeric arrays "
                         f"can be saved (checkpoints are never pickled)")
-    return np.ascontiguousarray(a, a.dtype.newbyteorder("<"))
+    return np.asarray(a, a.dtype.newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
 
 
 def _aligned(n: int) -> int:
@@ -151,7 +152,7 @@ def _write(f: BinaryIO, header: bytes, arrays: Mapping[str, np.ndarray]) -> None
     put(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header)
     put(bytes(_aligned(_PREFIX.size + len(header)) - _PREFIX.size - len(header)))
     for a in arrays.values():
-        put(memoryview(a.reshape(-1).view(np.uint8)))
+        put(a.reshape(-1).view(np.uint8).data)
         put(bytes(_aligned(a.nbytes) - a.nbytes))
     f.write(digest.digest())
 
@@ -213,15 +214,16 @@ def load_checkpoint(path: str | os.PathLike[str],
         raise CheckpointError(f"checkpoint {target} cannot be read: {exc}") from None
 
 
-def _read(f: BinaryIO, where: Path, expected: Mapping[str, tuple[int, ...]] | None,
+def _read(f: io.BufferedReader, target: Path, expected: Mapping[str, tuple[int, ...]] | None,
           model_name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    where = f"checkpoint {target}"   # every message names the file
     size = os.fstat(f.fileno()).st_size
     prefix = f.read(_PREFIX.size)
     if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
         raise CheckpointError(f"{where} is not a graphcnn checkpoint (or is truncated)")
     _, version, header_len = _PREFIX.unpack(prefix)
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{where}: checkpoint format version {version} is not "
+        raise CheckpointError(f"{where}: format version {version} is not "
                               f"supported (this graphcnn reads version {FORMAT_VERSION})")
     data_start = _aligned(_PREFIX.size + header_len)
     if header_len > MAX_HEADER_BYTES or data_start + _DIGEST > size:
@@ -236,7 +238,7 @@ def _read(f: BinaryIO, where: Path, expected: Mapping[str, tuple[int, ...]] | No
         raise CheckpointError(f"{where}: the metadata is a {type(metadata).__name__}, not "
                               f"an object")
     if expected is not None:
-        check_parameters(where, {e["name"][len(_PARAM):]: tuple(e["shape"]) for e in table
+        check_parameters(target, {e["name"][len(_PARAM):]: tuple(e["shape"]) for e in table
                                  if e["name"].startswith(_PARAM)}, expected, model_name)
     params: dict[str, np.ndarray] = {}
     opt: dict[str, np.ndarray] = {}
@@ -244,7 +246,7 @@ def _read(f: BinaryIO, where: Path, expected: Mapping[str, tuple[int, ...]] | No
         dtype = DTYPES[entry["dtype"]]
         array = np.empty(math.prod(entry["shape"]), dtype)
         f.seek(data_start + entry["offset"])
-        if entry["nbytes"] and f.readinto(memoryview(array.view(np.uint8))) != entry["nbytes"]:
+        if entry["nbytes"] and f.readinto(array.view(np.uint8).data) != entry["nbytes"]:
             raise CheckpointError(f"{where} is truncated (array {entry['name']!r})")
         array = array.reshape(entry["shape"])
         name: str = entry["name"]
@@ -256,7 +258,7 @@ def _read(f: BinaryIO, where: Path, expected: Mapping[str, tuple[int, ...]] | No
     return params, opt, metadata
 
 
-def _check_digest(f: BinaryIO, where: Path, size: int) -> None:
+def _check_digest(f: BinaryIO, where: str, size: int) -> None:
     """SHA-256 of everything but the last 32 bytes, in blocks of 1 MiB."""
     digest = hashlib.sha256()
     f.seek(0)
@@ -268,7 +270,7 @@ def _check_digest(f: BinaryIO, where: Path, size: int) -> None:
         digest.update(block)
         left -= len(block)
     if left or f.read(_DIGEST) != digest.digest():
-        raise CheckpointError(f"checkpoint {where} is corrupt or truncated (its SHA-256 "
+        raise CheckpointError(f"{where} is corrupt or truncated (its SHA-256 "
                               f"does not match its contents)")
 
 
@@ -276,16 +278,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _parse_header(raw: bytes, where: Path) -> dict[str, Any]:
+def _parse_header(raw: bytes, where: str) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{where}: the checkpoint header is not valid JSON "
+        raise CheckpointError(f"{where}: the header is not valid JSON "
                               f"({str(exc)[:200]})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{where} is not a graphcnn checkpoint")
     if header.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{where}: the header's version {header.get('version')!r} "
+        raise CheckpointError(f"{where}: the header's version {str(header.get('version'))[:40]} "
                               f"is not {FORMAT_VERSION}")
     return header
 
@@ -294,7 +296,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_table(table: Any, where: Path, data_bytes: int) -> list[dict[str, Any]]:
+def _check_table(table: Any, where: str, data_bytes: int) -> list[dict[str, Any]]:
     """Every entry well typed, the arrays laid out back to back exactly as a save writes
     them, and filling the data section exactly (so nothing is allocated that the file
     does not hold)."""

@@ -19,8 +19,13 @@ import numpy as np
 
 from graphcnn.errors import CheckpointError
 
+FORMAT_NAME = "graphcnn-checkpoint"   # the same name as the new format's
 LEGACY_VERSION = 1
 _MAX_JSON_BYTES = 64 << 20
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _sha256(path: Path) -> str:
@@ -34,8 +39,6 @@ def _sha256(path: Path) -> str:
 def load_legacy(npz_path: Path, json_path: Path
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
     """(parameters, optimizer arrays, metadata) of a version-1 checkpoint."""
-    from graphcnn.train.checkpoint import FORMAT_NAME, _reject_constant
-
     try:
         if json_path.stat().st_size > _MAX_JSON_BYTES:
             raise CheckpointError(f"checkpoint metadata {json_path} is larger than "

@@ -60,8 +60,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    """A finite float, or an int a float can hold (math.isfinite(10**400) would raise)."""
+    if _is_int(value):
+        return abs(value) <= 2**1023
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _short(value: Any) -> str:
