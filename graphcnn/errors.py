@@ -31,10 +31,10 @@ class CheckpointInUseError(CheckpointError):
     checkpoint. The message names the path and the other process."""
 
 
-class ArgumentError(ValueError):
+class ArgumentError(GraphBuildError):
     """An argument outside its domain (``kernel_size=0``, ``p=1.5``), raised where it is
-    given (a layer's constructor, ``compile``, ``Trainer.fit``); the message names the
-    argument and the value, as PyTorch's do."""
+    given (a layer's constructor, ``gc.Input``, ``compile``, ``Trainer.fit``); the message
+    names the argument and the value, as PyTorch's do. A GraphBuildError (a ValueError)."""
 
 
 class ArgumentTypeError(ArgumentError, TypeError):

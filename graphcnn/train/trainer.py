@@ -32,6 +32,7 @@ import numpy as np
 
 from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
+from graphcnn.arguments import check_int
 from graphcnn.model import Model
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
 from graphcnn.train.checkpoint_lock import CheckpointLock
@@ -81,8 +82,8 @@ class Trainer:
         if train_accuracy not in TRAIN_ACCURACY_MODES:
             raise ValueError(f"train_accuracy must be one of {TRAIN_ACCURACY_MODES}, "
                              f"got {train_accuracy!r}")
-        if checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, owner="Trainer")
+        seed = check_int("seed", seed, minimum=0, owner="Trainer")
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError("Trainer needs a model with one input and one output")
         if optimizer is None:
@@ -257,8 +258,8 @@ class Trainer:
         validation = None
         if validation_data is not None:
             validation = self._check_data(*validation_data, "validation_data")
-        if epochs < 0 or batch_size < 1:
-            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+        epochs = check_int("epochs", epochs, minimum=0, owner="fit")
+        batch_size = check_int("batch_size", batch_size, owner="fit")
         callbacks = list(callbacks or [])
         self.stop_training = False
         self.history = History()
