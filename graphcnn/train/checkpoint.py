@@ -55,7 +55,7 @@ _ALIGN = 64
 _DIGEST = 32
 _PARAM, _OPT = "param/", "opt/"
 # Limits on what a file may declare (checked before anything is allocated)
-MAX_HEADER_BYTES = 64 << 20
+MAX_HEADER_BYTES = 16 << 20   # a real header is kilobytes: history, names, shapes
 MAX_ARRAYS = 100_000
 MAX_NDIM = 32
 MAX_NAME_CHARS = 4096

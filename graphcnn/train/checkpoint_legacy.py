@@ -21,7 +21,7 @@ from graphcnn.errors import CheckpointError
 
 FORMAT_NAME = "graphcnn-checkpoint"   # the same name as the new format's
 LEGACY_VERSION = 1
-_MAX_JSON_BYTES = 64 << 20
+_MAX_JSON_BYTES = 16 << 20
 
 
 def _reject_constant(name: str) -> Any:
