@@ -24,6 +24,7 @@ from graphcnn.train.checkpoint import load_checkpoint
 from graphcnn.train.history import History
 
 MAX_EPOCH = 10**9
+_FLOAT32_MAX = float(np.finfo(np.float32).max)   # Normalize holds float32 statistics
 # String-valued schedule settings and what they may be
 _CHOICES = {"mode": ("min", "max", "triangular", "triangular2", "exp_range"),
             "threshold_mode": ("rel", "abs")}
@@ -232,9 +233,9 @@ def _normalize(c: _Checker, current: Any, saved: Any) -> Any:
     saved = c.dict(saved, "normalize")
     for key in ("mean", "std"):
         value = saved.get(key)
-        if value is not None and not (isinstance(value, list)
-                                      and all(_is_number(v) for v in value)):
-            raise c.fail(f"normalize.{key}", f"must be a list of finite numbers, got "
+        if value is not None and not (isinstance(value, list) and all(
+                _is_number(v) and abs(v) <= _FLOAT32_MAX for v in value)):
+            raise c.fail(f"normalize.{key}", f"must be a list of finite float32 numbers, got "
                          f"{_short(value)}")
     if not isinstance(saved.get("per_channel", True), bool):
         raise c.fail("normalize.per_channel", f"must be true or false, got "
