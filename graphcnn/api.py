@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from graphcnn import seeding as gc_random
+from graphcnn.arguments import check_bool, check_int
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
 from graphcnn.model import Model
@@ -39,6 +40,8 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
     (2, 10)
     """
     start = time.perf_counter()
+    batch_size = check_int("batch_size", batch_size, owner="compile")
+    frozen = check_bool("frozen", frozen, owner="compile")
     target = get_backend(backend)
     graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
@@ -102,6 +105,7 @@ def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_siz
     ['c1.bias', 'c1.weight']
     """
     start = time.perf_counter()
+    batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
     graph = training_graph(model, loss, batch_size, dtype)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)

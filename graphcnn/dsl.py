@@ -130,7 +130,11 @@ def Input(shape: Sequence[int], name: str = "input", dtype: str = "float32") -> 
     >>> x.shape
     (None, 1, 28, 28)
     """
-    type = TensorType((1,) + tuple(int(d) for d in shape), dtype)
+    from graphcnn.arguments import check_shape
+    if not isinstance(name, str):
+        from graphcnn.errors import ArgumentTypeError
+        raise ArgumentTypeError(f"Input: name must be a string, got {name!r}")
+    type = TensorType((1,) + check_shape("shape", shape, owner="Input"), dtype)
     return Tensor("input", [], {"name": name, "shape": type.shape, "dtype": dtype}, type,
                   user_location(), name=name)
 

@@ -99,7 +99,7 @@ def test_train_a_user_model_with_options(tmp_path, capsys):
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "test accuracy" in out and "confusion matrix" in out and "macro F1" in out
-    assert (tmp_path / "run.npz").exists() and (tmp_path / "curves.png").exists()
+    assert (tmp_path / "run.ckpt").exists() and (tmp_path / "curves.png").exists()
     # running again resumes from the finished checkpoint: nothing left to train
     code, out, _ = run(capsys, *argv)
     assert code == 0 and "test accuracy" in out

@@ -288,8 +288,8 @@ def test_truncated_checkpoint_is_a_clear_error(digits64, tmp_path):
     (X, y), _ = digits64
     Trainer(mlp(), optimizer=sgd(), checkpoint=tmp_path / "t").fit(
         X, y, epochs=1, batch_size=64, verbose=False)
-    npz = tmp_path / "t.npz"
-    npz.write_bytes(npz.read_bytes()[:100])
-    with pytest.raises(ValueError, match="t.npz"):
+    ckpt = tmp_path / "t.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(ValueError, match="t.ckpt"):
         Trainer(mlp(), optimizer=sgd(), checkpoint=tmp_path / "t").fit(
             X, y, epochs=2, batch_size=64, verbose=False)

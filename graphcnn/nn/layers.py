@@ -6,14 +6,44 @@ from typing import Any, Sequence
 import numpy as np
 
 from graphcnn import functional as F
+from graphcnn.arguments import (
+    check_bool,
+    check_int,
+    check_ints,
+    check_number,
+    check_pair,
+)
 from graphcnn.dsl import Input, Tensor, apply, user_location
 from graphcnn.errors import GraphBuildError
 from graphcnn.model import Model
 from graphcnn.nn.module import Layer, bias_uniform, kaiming_uniform
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+def _padding(value: Any, owner: str) -> Any:
+    """Conv padding: 'same' / 'valid', or 1, 2 or 4 ints >= 0."""
+    if isinstance(value, str):
+        if value.lower() not in ("same", "valid"):
+            from graphcnn.errors import ArgumentError
+            raise ArgumentError(f"{owner}: padding must be an int, a tuple, 'same' or 'valid', "
+                                f"got {value!r} (at {user_location()})")
+        return value.lower()
+    pads = check_ints("padding", value, (1, 2, 4), minimum=0, owner=owner)
+    return pads[0] if len(pads) == 1 else pads
+
+
+def _pool_args(owner: str, kernel_size: Any, stride: Any, padding: Any,
+               ceil_mode: Any) -> dict[str, Any]:
+    """A pool's checked arguments; padding at most half the kernel, as in PyTorch."""
+    kernel = check_pair("kernel_size", kernel_size, 1, owner)
+    pads = check_pair("padding", padding, 0, owner)
+    if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
+        from graphcnn.errors import ArgumentError
+        raise ArgumentError(f"{owner}: padding should be at most half of kernel_size, got "
+                            f"padding={padding!r} and kernel_size={kernel_size!r} "
+                            f"(at {user_location()})")
+    return dict(kernel_size=kernel,
+                stride=None if stride is None else check_pair("stride", stride, 1, owner),
+                padding=pads, ceil_mode=check_bool("ceil_mode", ceil_mode, owner))
 
 
 class Conv2d(Layer):
@@ -27,13 +57,20 @@ class Conv2d(Layer):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  name: str | None = None) -> None:
         super().__init__(name)
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        in_channels = check_int("in_channels", in_channels, owner="Conv2d")
+        out_channels = check_int("out_channels", out_channels, owner="Conv2d")
+        groups = check_int("groups", groups, owner="Conv2d")
+        if in_channels % groups or out_channels % groups:
             raise GraphBuildError(
                 f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
                 f"out_channels={out_channels} (at {user_location()})")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.kernel_size = check_pair("kernel_size", kernel_size, owner="Conv2d")
+        self.stride = check_pair("stride", stride, owner="Conv2d")
+        self.padding = _padding(padding, "Conv2d")
+        self.dilation = check_pair("dilation", dilation, owner="Conv2d")
+        self.groups = groups
+        bias = check_bool("bias", bias, owner="Conv2d")
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         self.add_parameter("weight", kaiming_uniform(
             (out_channels, in_channels // groups) + self.kernel_size, fan_in))
@@ -62,6 +99,9 @@ class Linear(Layer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  name: str | None = None) -> None:
         super().__init__(name)
+        in_features = check_int("in_features", in_features, owner="Linear")
+        out_features = check_int("out_features", out_features, owner="Linear")
+        bias = check_bool("bias", bias, owner="Linear")
         self.in_features, self.out_features = in_features, out_features
         self.add_parameter("weight", kaiming_uniform((out_features, in_features), in_features))
         self.has_bias = bias
@@ -82,6 +122,9 @@ class BatchNorm2d(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  name: str | None = None) -> None:
         super().__init__(name)
+        num_features = check_int("num_features", num_features, owner="BatchNorm2d")
+        eps = check_number("eps", eps, low=0.0, low_open=True, owner="BatchNorm2d")
+        momentum = check_number("momentum", momentum, 0.0, 1.0, owner="BatchNorm2d")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.add_parameter("weight", np.ones(num_features, np.float32))
         self.add_parameter("bias", np.zeros(num_features, np.float32))
@@ -103,8 +146,7 @@ class MaxPool2d(Layer):
     def __init__(self, kernel_size: int | Sequence[int], stride: Any = None, padding: Any = 0,
                  ceil_mode: bool = False, name: str | None = None) -> None:
         super().__init__(name)
-        self.attrs = dict(kernel_size=kernel_size, stride=stride, padding=padding,
-                          ceil_mode=ceil_mode)
+        self.attrs = _pool_args("MaxPool2d", kernel_size, stride, padding, ceil_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         return apply("max_pool2d", [x], **self.attrs)
@@ -115,8 +157,9 @@ class AvgPool2d(Layer):
                  ceil_mode: bool = False, count_include_pad: bool = True,
                  name: str | None = None) -> None:
         super().__init__(name)
-        self.attrs = dict(kernel_size=kernel_size, stride=stride, padding=padding,
-                          ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+        self.attrs = dict(_pool_args("AvgPool2d", kernel_size, stride, padding, ceil_mode),
+                          count_include_pad=check_bool("count_include_pad", count_include_pad,
+                                                       owner="AvgPool2d"))
 
     def forward(self, x: Tensor) -> Tensor:
         return apply("avg_pool2d", [x], **self.attrs)
@@ -134,7 +177,7 @@ class AdaptiveAvgPool2d(GlobalAvgPool2d):
 
     def __init__(self, output_size: int | Sequence[int] = 1, name: str | None = None) -> None:
         super().__init__(name)
-        if _pair(output_size) != (1, 1):
+        if check_pair("output_size", output_size, owner="AdaptiveAvgPool2d") != (1, 1):
             raise GraphBuildError(f"AdaptiveAvgPool2d: only output_size=1 is supported, got "
                                   f"{output_size} (at {user_location()})")
 
@@ -167,7 +210,7 @@ class Tanh(_Activation):
 class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
-        self.negative_slope = negative_slope
+        self.negative_slope = check_number("negative_slope", negative_slope, owner="LeakyReLU")
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -176,7 +219,7 @@ class LeakyReLU(Layer):
 class Softmax(Layer):
     def __init__(self, dim: int = 1, name: str | None = None) -> None:
         super().__init__(name)
-        self.dim = dim
+        self.dim = check_int("dim", dim, minimum=-(2**31), owner=type(self).__name__)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, self.dim)
@@ -193,9 +236,8 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, name: str | None = None) -> None:
         super().__init__(name)
-        if not 0.0 <= p < 1.0:
-            raise GraphBuildError(f"Dropout: p must be in [0, 1), got {p} (at {user_location()})")
-        self.p = p
+        # p = 1 (PyTorch's "drop everything") is refused: the kernels scale by 1 / (1 - p)
+        self.p = check_number("p", p, 0.0, 1.0, high_open=True, owner="Dropout")
 
     def forward(self, x: Tensor) -> Tensor:
         return apply("dropout", [x], p=self.p)
@@ -204,7 +246,7 @@ class Dropout(Layer):
 class Flatten(Layer):
     def __init__(self, start_dim: int = 1, name: str | None = None) -> None:
         super().__init__(name)
-        self.start_dim = start_dim
+        self.start_dim = check_int("start_dim", start_dim, minimum=-(2**31), owner="Flatten")
 
     def forward(self, x: Tensor) -> Tensor:
         return F.flatten(x, self.start_dim)
@@ -213,7 +255,7 @@ class Flatten(Layer):
 class ZeroPad2d(Layer):
     def __init__(self, padding: int | Sequence[int], name: str | None = None) -> None:
         super().__init__(name)
-        self.padding = padding
+        self.padding = check_ints("padding", padding, (4,), minimum=0, owner="ZeroPad2d")
 
     def forward(self, x: Tensor) -> Tensor:
         return F.pad2d(x, self.padding)

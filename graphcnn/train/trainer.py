@@ -32,8 +32,10 @@ import numpy as np
 
 from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
+from graphcnn.arguments import check_int
 from graphcnn.model import Model
-from graphcnn.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
+from graphcnn.train.checkpoint_lock import CheckpointLock
 from graphcnn.train.history import History
 
 NONFINITE_POLICIES = ("raise", "skip", "warn")
@@ -80,8 +82,8 @@ class Trainer:
         if train_accuracy not in TRAIN_ACCURACY_MODES:
             raise ValueError(f"train_accuracy must be one of {TRAIN_ACCURACY_MODES}, "
                              f"got {train_accuracy!r}")
-        if checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, owner="Trainer")
+        seed = check_int("seed", seed, minimum=0, owner="Trainer")
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError("Trainer needs a model with one input and one output")
         if optimizer is None:
@@ -200,6 +202,10 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, path: str, epochs_done: int) -> None:
+        """Save everything a resumed run needs (graphcnn/train/checkpoint.py: one file,
+        written whole, then renamed into place). From its first save or resume the trainer
+        holds the path: another process writing it gets CheckpointInUseError."""
+        self._claim_checkpoint(path)
         arrays, scalars = self.optimizer.state_dict()
         meta: dict[str, Any] = {
             "epoch": epochs_done,
@@ -216,24 +222,27 @@ class Trainer:
         save_checkpoint(path, self.model.parameters(), arrays, meta)
 
     def load_checkpoint(self, path: str) -> int:
-        """Restore everything from a checkpoint; returns the number of epochs it completed."""
-        params, opt_arrays, meta = load_checkpoint(path)
-        where = f"checkpoint {path}"
-        try:
-            self.model.load_parameters(params)
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{where} does not fit model {self.model.name!r}: {exc}") from None
-        if meta["optimizer"]["class"] != type(self.optimizer).__name__:
-            raise ValueError(f"{where} was saved with optimizer {meta['optimizer']['class']}, "
-                             f"this trainer uses {type(self.optimizer).__name__}")
-        self.optimizer.load_state_dict(opt_arrays, meta["optimizer"]["scalars"])
-        if self.schedule is not None and meta.get("schedule"):
-            self.schedule.load_state_dict(meta["schedule"]["state"])
-        self.rng.bit_generator.state = meta["rng"]
-        if meta.get("normalize") is not None and self.normalize is not None:
-            self.normalize = type(self.normalize).from_state_dict(meta["normalize"])
-        self.history = History.from_state_dict(meta["history"])
-        return int(meta["epoch"])
+        """Restore everything from a checkpoint; returns the number of epochs it completed.
+
+        Every field is checked against this trainer's model, optimizer and schedule
+        before anything is restored: a bad or foreign checkpoint raises CheckpointError
+        (a ValueError) and leaves the trainer as it was."""
+        self._claim_checkpoint(path)
+        from graphcnn.train.checkpoint_state import restorable
+        return restorable(self, path).apply(self)
+
+    def _claim_checkpoint(self, path: str) -> None:
+        """Hold the checkpoint path for as long as this trainer lives (released when it is
+        garbage-collected, or by ``release_checkpoint``)."""
+        locks = self.__dict__.setdefault("_checkpoint_locks", {})
+        target = checkpoint_file(path)
+        if target not in locks:
+            locks[target] = CheckpointLock(target).acquire()
+
+    def release_checkpoint(self) -> None:
+        """Let other processes write this trainer's checkpoint paths."""
+        for lock in self.__dict__.pop("_checkpoint_locks", {}).values():
+            lock.release()
 
     # ---- training ----------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 64,
@@ -249,8 +258,8 @@ class Trainer:
         validation = None
         if validation_data is not None:
             validation = self._check_data(*validation_data, "validation_data")
-        if epochs < 0 or batch_size < 1:
-            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+        epochs = check_int("epochs", epochs, minimum=0, owner="fit")
+        batch_size = check_int("batch_size", batch_size, owner="fit")
         callbacks = list(callbacks or [])
         self.stop_training = False
         self.history = History()
