@@ -393,7 +393,10 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--dot", args.dot), ("--png", args.png)):
         if path:
             check_output_file(path, flag, make_parents=True)
-    if is_artifact(args.model):   # graphcnn compile -o FILE: what it holds
+    # graphcnn compile -o FILE: what it holds (any other existing file that is not an
+    # .onnx model is read as an artifact too, so that a damaged one says so)
+    if is_artifact(args.model) or (os.path.isfile(args.model)
+                                   and not args.model.lower().endswith(".onnx")):
         print(inspect_artifact(args.model))
         return 0
     model = load_model(args.model)

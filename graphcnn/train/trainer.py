@@ -34,7 +34,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
