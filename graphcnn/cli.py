@@ -16,8 +16,8 @@ Errors never show a traceback (``--debug`` or ``GRAPHCNN_DEBUG=1`` shows it, for
 developers). Each is one line ``graphcnn <command>: error: <message>``:
 
 * a mistake in the command line (a bad option, a path that cannot be written, a missing
-  input file): argparse's usage line, then the message; exit status 2. Every output path
-  is checked before any work starts (commands/common.py).
+  input file): argparse's usage line, then the message; exit status 2 (SystemExit, as
+  argparse). Every output path is checked before any work starts (commands/common.py).
 * a failure while working, which the user can act on: a bad or corrupt file (ONNX,
   artifact, checkpoint, .npy), a model that cannot be built, an OSError on a user's
   path, not enough memory, a non-finite or diverging loss; the message names the cause
@@ -142,12 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(prog, describe_error(exc))
         return EXIT_ERROR
-    except CommandError as exc:
+    except CommandError as exc:   # as argparse's own errors: usage, message, SystemExit(2)
         if debug:
             raise
         sub.print_usage(sys.stderr)
         _error(prog, describe_error(exc))
-        return EXIT_USAGE
+        raise SystemExit(EXIT_USAGE) from None
     except USER_ERRORS as exc:
         if debug:
             raise
