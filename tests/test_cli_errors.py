@@ -93,28 +93,34 @@ def load_user_model(spec):
     return load_model(spec)
 
 
-def bad_checkpoint(root: Path, spec: str) -> str:
-    """A checkpoint of the user model whose metadata fields have the wrong types (or,
-    where the metadata is not a separate JSON file, whose bytes are damaged)."""
+# checkpoint metadata fields with the wrong types (what the Trainer writes; the format's
+# own fields stay intact so that the damage is found by reading the fields)
+BAD_FIELDS = {
+    "epoch": lambda meta: meta.update(epoch="one"),
+    "optimizer": lambda meta: meta.update(optimizer=[1, 2]),
+    "rng": lambda meta: meta.update(rng="junk"),
+    "history": lambda meta: meta.update(history={"epoch": 1}),
+}
+
+
+def bad_checkpoint(root: Path, spec: str, field: str) -> str:
+    """A checkpoint of the user model with one bad metadata field (or, where the metadata
+    is not a separate JSON file, with damaged bytes)."""
     from graphcnn.train.trainer import Trainer
-    path = root / "ckpt" / "bad"
+    path = root / f"ckpt_{field}" / "bad"
     if not path.parent.exists():
         path.parent.mkdir()
         Trainer(load_user_model(spec)).save_checkpoint(str(path), 1)
-        written = sorted(path.parent.rglob("*"))
+        written = [p for p in sorted(path.parent.rglob("*")) if p.is_file()]
         jsons = [p for p in written if p.suffix == ".json"]
-        if jsons:
-            for p in jsons:
-                meta = json.loads(p.read_text())
-                for key in meta:
-                    if key not in ("format", "version"):
-                        meta[key] = [[["nested"]]] if key != "epoch" else "one"
-                p.write_text(json.dumps(meta))
-        else:
-            for p in (p for p in written if p.is_file()):
-                data = bytearray(p.read_bytes())
-                data[len(data) // 2:len(data) // 2 + 64] = os.urandom(64)
-                p.write_bytes(bytes(data))
+        for p in jsons:
+            meta = json.loads(p.read_text())
+            BAD_FIELDS[field](meta)
+            p.write_text(json.dumps(meta))
+        for p in written if not jsons else ():
+            data = bytearray(p.read_bytes())
+            data[len(data) // 2:len(data) // 2 + 64] = os.urandom(64)
+            p.write_bytes(bytes(data))
     return str(path)
 
 
@@ -206,7 +212,8 @@ ARGUMENT_MISTAKES = [
 FILE_MISTAKES = [
     ("train", ["{model}", "--dataset", "nope"], "unknown dataset"),
     ("train", ["{root}/missing.py:f"], "does not exist"),
-    ("train", ["{model}", "--checkpoint", "{bad_checkpoint}"], ""),
+    *[("train", ["{model}", "--checkpoint", "{bad_checkpoint_%s}" % field], "")
+      for field in BAD_FIELDS],
     ("train", ["{model}", "--lr", "1e38", "--epochs", "1"], "non-finite loss ("),
     ("demo", ["--lr", "1e38", "--epochs", "1"], "non-finite loss ("),
     ("compile", ["{root}/missing.onnx"], "does not exist"),
@@ -230,14 +237,15 @@ FILE_MISTAKES = [
 def fill(files, argv):
     model = f"{files / 'user.py'}:small"
     subst = {"root": str(files), "model": model}
-    if any("{bad_checkpoint}" in a for a in argv):
-        subst["bad_checkpoint"] = bad_checkpoint(files, model)
+    for field in BAD_FIELDS:
+        if any(f"{{bad_checkpoint_{field}}}" in a for a in argv):
+            subst[f"bad_checkpoint_{field}"] = bad_checkpoint(files, model, field)
     return [a.format(**subst) for a in argv]
 
 
 def ids(table):
     return [f"{cmd} {' '.join(a.replace('{root}/', '').replace('{model}', 'M') for a in argv)}"
-            for cmd, argv, _ in table]
+            .replace("{", "").replace("}", "") for cmd, argv, _ in table]
 
 
 def test_the_tables_cover_every_subcommand():

@@ -104,9 +104,9 @@ def check_output_dir(path: str, flag: str) -> Path:
 
 
 def check_checkpoint_path(path: str, flag: str = "--checkpoint") -> Path:
-    """A checkpoint path (graphcnn/train/checkpoint.py decides the files it names): its
-    directory must be writable or creatable, and the path not an existing directory's
-    parent file. Resuming reads it; saving writes next to it."""
+    """Check, before any work, a checkpoint path given with `flag`: the directory that
+    will hold it must be writable, or creatable under a writable one. (Which files the
+    path names is graphcnn/train/checkpoint.py's business, so only its folder is checked.)"""
     if not path or path.endswith(("/", os.sep)):
         raise CommandError(f"{flag} {path!r}: expected a file name")
     target = Path(path)

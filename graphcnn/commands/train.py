@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
         print(f"training curves: {plot_history(history, Path(args.out) / 'curves.png')}")
-    if args.checkpoint:
+    if args.checkpoint and trainer.diverged is None:   # a diverged run saves none
         print(f"checkpoint: {args.checkpoint}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     if trainer.diverged is not None:   # --on-divergence stop
