@@ -140,19 +140,26 @@ def _override_lr(optimizer: Any, schedule: Any, value: float) -> float:
     return old
 
 
-def apply_overrides(optimizer: Any, schedule: Any, overrides: Mapping[str, Any]
-                    ) -> list[tuple[str, Any, Any]]:
-    """Set the optimizer settings in `overrides` after a checkpoint restored its own;
-    returns (name, checkpoint's value, new value) for each one that changed. ``lr`` is the
-    run's base rate (see _override_lr), the others the optimizer's attributes."""
-    changes: list[tuple[str, Any, Any]] = []
-    for name, value in overrides.items():
+def check_overrides(optimizer: Any, overrides: Mapping[str, Any]) -> None:
+    """Every name in `overrides` is a setting of `optimizer` that may be overridden
+    (checked when the Trainer is built, not when it resumes)."""
+    for name in overrides:
         if name not in OVERRIDABLE:
             raise ValueError(f"resume_overrides: {name!r} is not an optimizer setting that "
                              f"can be overridden (expected some of {', '.join(OVERRIDABLE)})")
         if not hasattr(optimizer, name):
             raise ValueError(f"resume_overrides: {type(optimizer).__name__} has no "
                              f"setting {name!r}")
+
+
+def apply_overrides(optimizer: Any, schedule: Any, overrides: Mapping[str, Any]
+                    ) -> list[tuple[str, Any, Any]]:
+    """Set the optimizer settings in `overrides` after a checkpoint restored its own;
+    returns (name, checkpoint's value, new value) for each one that changed. ``lr`` is the
+    run's base rate (see _override_lr), the others the optimizer's attributes."""
+    check_overrides(optimizer, overrides)
+    changes: list[tuple[str, Any, Any]] = []
+    for name, value in overrides.items():
         if name == "lr":
             old: Any = _override_lr(optimizer, schedule, float(value))
         else:

@@ -49,6 +49,7 @@ from graphcnn.train.guards import (
     DivergenceWarning,
     NonFiniteLossError,
     apply_overrides,
+    check_overrides,
     nonfinite_cause,
 )
 from graphcnn.train.history import History
@@ -123,6 +124,7 @@ class Trainer:
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.on_divergence, self.divergence_factor = on_divergence, float(divergence_factor)
         self.resume_overrides = dict(resume_overrides or {})
+        check_overrides(optimizer, self.resume_overrides)
         self.resume_changes: list[tuple[str, Any, Any]] = []
         self.diverged: str | None = None   # why the last fit stopped, with "stop"
         self._monitor: DivergenceMonitor | None = None
