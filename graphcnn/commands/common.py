@@ -82,6 +82,8 @@ def check_output_file(path: str, flag: str, suffixes: tuple[str, ...] = (),
         raise CommandError(f"{flag} {path} is a directory; give a file name")
     if target.exists() and not target.is_file():
         raise CommandError(f"{flag} {path} exists and is not a regular file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise CommandError(f"{flag} {path} exists and is read-only")
     _check_directory_for(flag, path, target.parent, make_parents)
     return target
 
