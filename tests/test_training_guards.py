@@ -134,7 +134,7 @@ def test_healthy_training_raises_no_divergence_alarm(digits64, optimizer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DivergenceWarning)
         history = Trainer(mlp(), optimizer=optimizer(), on_divergence="stop").fit(
-            X, y, epochs=3, batch_size=16, verbose=False)
+            X, y, epochs=3, batch_size=32, verbose=False)
     assert len(history) == 3 and history.history["loss"][-1] < history.history["loss"][0]
 
 
