@@ -1,6 +1,8 @@
 """Batch norm (inference, training, its gradient helper) and dropout: cpu vs reference,
 gradients vs finite differences, batch statistics vs a hand-written NumPy formula, the
 dropout mask bit for bit across backends, and build errors."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -87,7 +89,11 @@ def numpy_batch_norm_train(x, weight, bias, eps):
     return y, mean, var
 
 
-@given(shape=bn_shapes, seed=st.integers(0, 2**16))
+# training needs more than one value per channel (test_batch_norm_train_one_value_...)
+bn_train_shapes = bn_shapes.filter(lambda s: int(np.prod(s)) // s[1] > 1)
+
+
+@given(shape=bn_train_shapes, seed=st.integers(0, 2**16))
 def test_batch_norm_train(shape, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
@@ -213,3 +219,25 @@ def test_build_errors():
         g.add("dropout", [x, g.input("s", (1,), "int64")], p=0.5)
     with pytest.raises(GraphBuildError, match="missing required attribute 'p'"):
         g.add("dropout", [x])
+
+
+@pytest.mark.parametrize("layer, input_shape, size", [
+    ("2d", (3, 1, 1), "[1, 4, 1, 1]"),   # batch 1, 1x1 maps
+    ("1d", (3,), "[1, 4]"),              # BatchNorm1d, batch 1
+])
+def test_batch_norm_train_one_value_per_channel_is_an_error(layer, input_shape, size):
+    """As PyTorch: training batch norm on one value per channel is refused (its variance
+    is 0), found when the training graph is built; inference with batch 1 is fine."""
+    import graphcnn as gc
+    from graphcnn import nn
+
+    if layer == "2d":
+        model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Flatten(),
+                              input_shape=input_shape)
+    else:
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), input_shape=input_shape)
+    with pytest.raises(GraphBuildError, match=r"batch_norm_train: Expected more than 1 value "
+                       r"per channel when training, got input size " + re.escape(size)):
+        gc.value_and_grad(model, loss="mse", batch_size=1, backend="reference")
+    gc.value_and_grad(model, loss="mse", batch_size=2, backend="reference")
+    gc.compile(model, batch_size=1, backend="reference")

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphcnn.commands.common import CommandError, add_command, non_negative_int
+from graphcnn.commands.common import (
+    CommandError,
+    add_command,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+)
 
 CONV_LAYERS = "conv-layers"
 
@@ -55,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=2,
                    help="untimed calls before timing (default 2)")
     p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="thread count for graphcnn and every peer (default: graphcnn's, "
                         "all cores or NUMBA_NUM_THREADS)")
     p.add_argument("--profile", type=non_negative_int, default=0, metavar="K",
@@ -75,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     import graphcnn as gc
     from graphcnn.bench import common
 
+    for flag, path in (("--json", args.json), ("--png", args.png),
+                       ("--markdown", args.markdown)):
+        if path:   # before minutes of timing
+            check_output_file(path, flag, make_parents=True)
     is_conv = args.model.lower() == CONV_LAYERS
     if not is_conv:
         from graphcnn.models import ZOO
@@ -82,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"unknown model {args.model!r}: expected {CONV_LAYERS!r} or a "
                                f"zoo name ({', '.join(sorted(ZOO))})")
     if args.threads is not None:
-        if args.threads < 1:
-            raise CommandError(f"--threads must be >= 1, got {args.threads}")
         gc.set_num_threads(args.threads)
     info = common.machine()
     print(f"machine: {common.machine_line(info)}")
@@ -115,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             path = report.model_chart(out["results"], args.png, roof)
         print(f"PNG: {path}")
     if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(md + "\n")
         print(f"Markdown: {args.markdown}")
     return 0

@@ -1,5 +1,5 @@
-"""What the ``graphcnn`` subcommands share: the user-facing error, model and dataset
-loading, the training report, and argument types.
+"""What the ``graphcnn`` subcommands share: the user-facing error, the checks of output
+paths, model and dataset loading, the training report, and argument types.
 
 A command module (demo.py, train.py, ...) exposes ``add_parser(subparsers)``, which adds its
 subcommand with its arguments and sets ``func`` to its ``run(args) -> exit status``;
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import tempfile
 from inspect import signature
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +19,101 @@ import numpy as np
 
 
 class CommandError(Exception):
-    """A user-facing error: printed as ``graphcnn <command>: error: <message>``."""
+    """A mistake in the command line (a bad path, a missing file, an option that does not
+    fit): printed argparse-style, the usage and ``graphcnn <command>: error: <message>``,
+    exit status 2."""
+
+
+class CommandFailed(CommandError):
+    """The command ran and failed for a reason the user can act on (training diverged):
+    printed as one line ``graphcnn <command>: error: <message>``, exit status 1."""
+
+
+# ---- output paths: checked before any work starts ----------------------------------------
+# A command that would fail writing its result only after minutes of training or compiling
+# loses that work; so every path a command will write is checked first, by these helpers,
+# and the error names the flag and the path the user gave (never a temporary file).
+
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists (a file, when a component is one)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _cannot_write_in(directory: Path) -> str | None:
+    """Why no file can be created in `directory`, or None when one can. Tried for real
+    with a temporary file: permission bits do not tell (root, read-only mounts, /sys)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".graphcnn-write-check-", dir=directory)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _check_directory_for(flag: str, path: str, directory: Path, make_parents: bool) -> None:
+    """The directory that will hold `path` exists (or, with make_parents, can be created
+    under an existing directory) and is writable."""
+    anchor = _nearest_existing(directory) if make_parents else directory
+    if not anchor.exists():
+        raise CommandError(f"{flag} {path}: directory {directory} does not exist")
+    if not anchor.is_dir():
+        raise CommandError(f"{flag} {path}: {anchor} is a file, not a directory")
+    reason = _cannot_write_in(anchor)
+    if reason is not None:
+        raise CommandError(f"{flag} {path}: cannot write in {anchor} ({reason})")
+
+
+def check_output_file(path: str, flag: str, suffixes: tuple[str, ...] = (),
+                      make_parents: bool = False) -> Path:
+    """Check, before any work, that a command can write the file `path` given with `flag`:
+    a file name (with one of `suffixes` when given), not an existing directory, in a
+    writable directory that exists (with make_parents: under an existing one).
+    Raises CommandError naming the flag and the path."""
+    if not path or path.endswith(("/", os.sep)):
+        raise CommandError(f"{flag} {path!r}: expected a file name")
+    target = Path(path)
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise CommandError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    if target.is_dir():
+        raise CommandError(f"{flag} {path} is a directory; give a file name")
+    if target.exists() and not target.is_file():
+        raise CommandError(f"{flag} {path} exists and is not a regular file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise CommandError(f"{flag} {path} exists and is read-only")
+    _check_directory_for(flag, path, target.parent, make_parents)
+    return target
+
+
+def check_output_dir(path: str, flag: str) -> Path:
+    """Check, before any work, that the folder `path` given with `flag` is a writable
+    directory or can be created (it is created when the command writes into it)."""
+    if not path:
+        raise CommandError(f"{flag}: expected a folder name")
+    target = Path(path)
+    if target.exists():
+        if not target.is_dir():
+            raise CommandError(f"{flag} {path} exists and is not a directory")
+        reason = _cannot_write_in(target)
+        if reason is not None:
+            raise CommandError(f"{flag} {path}: cannot write in it ({reason})")
+        return target
+    _check_directory_for(flag, path, target.parent, make_parents=True)
+    return target
+
+
+def check_checkpoint_path(path: str, flag: str = "--checkpoint") -> Path:
+    """Check, before any work, a checkpoint path given with `flag`: the directory that
+    will hold it must be writable, or creatable under a writable one. (Which files the
+    path names is graphcnn/train/checkpoint.py's business, so only its folder is checked.)"""
+    if not path or path.endswith(("/", os.sep)):
+        raise CommandError(f"{flag} {path!r}: expected a file name")
+    target = Path(path)
+    _check_directory_for(flag, path, target.parent, make_parents=True)
+    return target
 
 
 # ---- models and data ---------------------------------------------------------------------
@@ -109,6 +205,9 @@ def print_report(result: dict[str, Any], print_fn: Callable[[str], Any] = print)
 
 
 # ---- argument types and shared options -----------------------------------------------------
+NONFINITE_CHOICES = ("raise", "skip", "warn")     # Trainer(on_nonfinite=...)
+DIVERGENCE_CHOICES = ("warn", "stop", "ignore")   # Trainer(on_divergence=...)
+
 def _number_at_least(text: str, kind: Callable[[str], Any], minimum: int,
                      expected: str) -> Any:
     """kind(text) if it is >= minimum, else the argument error "expected <expected>"."""
@@ -136,6 +235,14 @@ def non_negative_float(text: str) -> float:
     return _number_at_least(text, float, 0, "a number >= 0")
 
 
+def seed(text: str) -> int:
+    """An argument type: a random seed, an integer in [0, 2**32)."""
+    value = _number_at_least(text, int, 0, "a seed, an integer >= 0")
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**32, got {text}")
+    return int(value)
+
+
 def augment_spec(text: str) -> str:
     """Validate an augmentation spec now, so a typo is an argument error."""
     if text:
@@ -156,8 +263,16 @@ def add_training_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: 
     p.add_argument("--lr", type=non_negative_float, default=lr,
                    help=f"learning rate, default {lr}")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialization and shuffling")
+    p.add_argument("--seed", type=seed, default=0, help="seeds initialization and shuffling")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--on-nonfinite", choices=NONFINITE_CHOICES, default="raise",
+                   help="when a loss or gradient is NaN or infinite: stop with an error "
+                        "(raise, the default), skip the update (skip), or skip it with a "
+                        "warning (warn)")
+    p.add_argument("--on-divergence", choices=DIVERGENCE_CHOICES, default="warn",
+                   help="when the loss grows far above its start (10x): warn (default), "
+                        "stop the run (stop, an error; the last checkpoint is kept), or "
+                        "ignore")
 
 
 # ---- subcommands ---------------------------------------------------------------------------

@@ -22,7 +22,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from graphcnn.commands.common import CommandError, add_command, load_model, positive_int
+from graphcnn.commands.common import (
+    CommandError,
+    add_command,
+    check_output_file,
+    load_model,
+    positive_int,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     and the compile time."""
     if args.output and args.backend != "cpu":
         raise CommandError(f"-o: only the cpu backend makes artifacts, not {args.backend!r}")
+    if args.output:   # before compiling: a bad path must not cost a full compile
+        check_output_file(args.output, "-o")
     model, exe = compile_model(args)
     for line in summary_lines(model, exe, args.batch_size, args.opt_level):
         print(line)

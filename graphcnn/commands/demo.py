@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 from graphcnn.commands.common import (
+    CommandFailed,
     add_training_arguments,
     augment_spec,
+    check_output_dir,
     load_dataset,
     print_report,
 )
@@ -24,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from graphcnn.train.trainer import Trainer
 
     start = time.perf_counter()
+    check_output_dir(args.out, "--out")   # before training, not after
     (X, y), (Xt, yt) = load_dataset("digits")
     gc.manual_seed(args.seed)
     model = gc.models.lenet5()
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(model, optimizer=gc.optim.SGD(lr=args.lr, momentum=0.9, nesterov=True,
                                                    weight_decay=1e-4),
                       schedule=gc.optim.CosineAnnealingLR(T_max=args.epochs),
-                      augment=args.augment or None, backend=args.backend, seed=args.seed)
+                      augment=args.augment or None, backend=args.backend, seed=args.seed,
+                      on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence)
     # The test split doubles as the validation data of the curves; nothing in training
     # (no schedule, no early stop) looks at it.
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
@@ -45,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
                        title="LeNet-5 on digits (validation = test split)")
     print(f"training curves: {png}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
+    if trainer.diverged is not None:   # --on-divergence stop
+        raise CommandFailed(f"{trainer.diverged}; stopped (--on-divergence stop); try a "
+                            f"smaller --lr")
     return 0
 
 

@@ -42,7 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from graphcnn.commands.common import CommandError, add_command, load_model, positive_int
+from graphcnn.commands.common import (
+    CommandError,
+    add_command,
+    check_output_file,
+    load_model,
+    positive_int,
+)
 from graphcnn.ir.graph import Graph
 from graphcnn.ops.fused import op_label
 from graphcnn.runtime.memory_plan import MemoryPlan
@@ -384,7 +390,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the kernels (fused groups with their ops), the memory plan and the report of
     MODEL compiled at an opt level; optionally write the graph before/after as DOT or PNG."""
-    if is_artifact(args.model):   # graphcnn compile -o FILE: what it holds
+    for flag, path in (("--dot", args.dot), ("--png", args.png)):
+        if path:
+            check_output_file(path, flag, make_parents=True)
+    # graphcnn compile -o FILE: what it holds (any other existing file that is not an
+    # .onnx model is read as an artifact too, so that a damaged one says so)
+    if is_artifact(args.model) or (os.path.isfile(args.model)
+                                   and not args.model.lower().endswith(".onnx")):
         print(inspect_artifact(args.model))
         return 0
     model = load_model(args.model)

@@ -8,8 +8,9 @@ for another CPU or Numba version: then a warning says why and the kernels compil
 `--input` is an ``.npy`` file; a model with several inputs takes one ``--input`` per input,
 in order, or ``--input NAME=FILE``. Arrays are read with ``allow_pickle=False``. Without
 ``--output`` the result is described on stdout (shape, dtype, the values when small, the
-arg-max of each row of a 2-D output); ``--output`` writes it (``.npy``; ``.npz`` when there
-are several outputs, and for a training step's gradients).
+arg-max of each row of a 2-D output); ``--output`` writes it to exactly the name given,
+which must end in ``.npy`` (one output) or ``.npz`` (any number: several outputs, a
+training step's gradients); the name is checked before the artifact is loaded.
 
 ``graphcnn inspect model.gcnn`` describes an artifact (`inspect_artifact` in inspection.py).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.commands.common import CommandError, add_command
+from graphcnn.commands.common import CommandError, add_command, check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     import graphcnn as gc
     from graphcnn.runtime.gradient_step import GradientStep
 
+    if args.output:
+        check_output_file(args.output, "--output", suffixes=(".npy", ".npz"))
+    if not os.path.exists(args.artifact):
+        raise CommandError(f"no such artifact: {args.artifact}")
     start = time.perf_counter()
     loaded = gc.load(args.artifact)
     load_s = time.perf_counter() - start
@@ -92,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     exe = step.executable if step else loaded
     names = [n for n in exe.input_names if not (step and n == "target")]
     feeds = _feeds(args.input, names)
+    count = len(exe.graph.output_names) if step is None else 2
+    if args.output and args.output.lower().endswith(".npy") and count > 1:
+        what = "a gradient per parameter" if step else f"{count} outputs"
+        raise CommandError(f"--output {args.output}: the artifact gives {what}; an .npy "
+                           f"file holds one array, give an .npz name")
     start = time.perf_counter()
     if step is not None:
         if args.target is None:
@@ -107,10 +117,12 @@ def run(args: argparse.Namespace) -> int:
     how = "precompiled" if exe.precompiled else "compiled now"
     print(f"{args.artifact}: loaded in {load_s:.3f} s, ran in {run_s:.3f} s ({how} code)")
     if args.output:
-        if len(outputs) == 1 and not args.output.endswith(".npz"):
-            np.save(args.output, next(iter(outputs.values())), allow_pickle=False)
-        else:
-            np.savez(args.output, **{k.replace(":", "_"): v for k, v in outputs.items()})
+        # through a file object: numpy appends no suffix, the name given is the name written
+        with open(args.output, "wb") as f:
+            if args.output.lower().endswith(".npy"):
+                np.save(f, next(iter(outputs.values())), allow_pickle=False)
+            else:
+                np.savez(f, **{k.replace(":", "_"): v for k, v in outputs.items()})
         print(f"output: {args.output}")
     elif step is None:
         for name, value in outputs.items():

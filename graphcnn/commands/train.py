@@ -6,6 +6,11 @@
 
 MODEL is a zoo name (built for the data's classes, channels and image size), an ``.onnx``
 file or ``path/to/file.py:function``.
+
+The output paths (``--out``, ``--checkpoint``) are checked before anything is loaded or
+trained. Resuming from ``--checkpoint``: the checkpoint's optimizer settings hold unless
+``--lr``, ``--momentum`` or ``--weight-decay`` is given, which then overrides it; the run
+prints each override ("resuming: lr 0.05 -> 0.001 (from --lr)").
 """
 from __future__ import annotations
 
@@ -15,16 +20,64 @@ from pathlib import Path
 from typing import Any
 
 from graphcnn.commands.common import (
+    CommandError,
+    CommandFailed,
     add_training_arguments,
     augment_spec,
+    check_checkpoint_path,
+    check_output_dir,
     load_dataset,
     load_model,
     non_negative_float,
     print_report,
 )
+from graphcnn.train.checkpoint import checkpoint_file
 
 SCHEDULES = ("none", "step", "exponential", "cosine", "cyclic", "plateau")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# The optimizer flags a resumed run may override, with their defaults. Their parser
+# default is None, so that a flag the user gave is told from one left at its default.
+OVERRIDABLE_FLAGS = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}
+
+
+def explicit_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The overridable settings given on the command line; fills in the defaults of the
+    others on `args`."""
+    given = {}
+    for name, default in OVERRIDABLE_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            setattr(args, name, default)
+        else:
+            given[name] = value
+    return given
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _resume_report(checkpoint: str, given: dict[str, float]) -> Any:
+    """A Trainer callback that prints what a resumed run restored and what the flags
+    changed (built here so that graphcnn.train is imported only when training)."""
+    from graphcnn.train.trainer import Callback
+
+    class ResumeReport(Callback):
+        def on_resume(self, trainer: Any, epochs_done: int,
+                      changes: list[tuple[str, Any, Any]]) -> None:
+            print(f"resuming from {checkpoint} after epoch {epochs_done}")
+            for name, old, new in changes:
+                print(f"resuming: {name.replace('_', ' ')} {old:g} -> {new:g} "
+                      f"(from {_flag(name)})")
+            kept = [n for n in OVERRIDABLE_FLAGS
+                    if n not in given and hasattr(trainer.optimizer, n)]
+            if kept:
+                values = ", ".join(f"{n.replace('_', ' ')} {getattr(trainer.optimizer, n):g}"
+                                   for n in kept)
+                print(f"resuming: {values} from the checkpoint "
+                      f"({', '.join(_flag(n) for n in kept)} would override)")
+
+    return ResumeReport()
 
 
 def make_optimizer(name: str, lr: float, momentum: float, weight_decay: float) -> Any:
@@ -60,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
     from graphcnn.train.trainer import Trainer
 
     start = time.perf_counter()
+    given = explicit_settings(args)
+    if "momentum" in given and args.optimizer != "sgd":
+        raise CommandError(f"--momentum is a setting of --optimizer sgd, not {args.optimizer}")
+    if args.out:
+        check_output_dir(args.out, "--out")
+    if args.checkpoint:
+        check_checkpoint_path(args.checkpoint)
     (X, y), (Xt, yt) = load_dataset(args.dataset)
     num_classes = int(max(y.max(), yt.max()) + 1)
     gc.manual_seed(args.seed)
@@ -70,17 +130,24 @@ def run(args: argparse.Namespace) -> int:
     optimizer = make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay)
     schedule = make_schedule(args.schedule, args.lr, args.epochs, len(X) // bs)
     trainer = Trainer(model, optimizer=optimizer, schedule=schedule, augment=args.augment,
-                      backend=args.backend, checkpoint=args.checkpoint, seed=args.seed)
+                      backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
+                      on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
+                      resume_overrides=given)
+    callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_data=(Xt, yt), verbose=not args.quiet)
+                          validation_data=(Xt, yt), verbose=not args.quiet,
+                          callbacks=callbacks)
     print_report(trainer.evaluate(Xt, yt))
     if args.out:
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
         print(f"training curves: {plot_history(history, Path(args.out) / 'curves.png')}")
-    if args.checkpoint:
-        print(f"checkpoint: {args.checkpoint}")
+    if args.checkpoint and trainer.diverged is None:   # a diverged run saves none
+        print(f"checkpoint: {checkpoint_file(args.checkpoint)}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
+    if trainer.diverged is not None:   # --on-divergence stop
+        raise CommandFailed(f"{trainer.diverged}; stopped (--on-divergence stop); try a "
+                            f"smaller --lr")
     return 0
 
 
@@ -89,15 +156,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Train MODEL (a zoo name or path/to/file.py:function).")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--dataset", default="digits")
-    add_training_arguments(p, epochs=10, batch_size=64, lr=0.05)
+    add_training_arguments(p, epochs=10, batch_size=64, lr=OVERRIDABLE_FLAGS["lr"])
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    p.add_argument("--momentum", type=non_negative_float, default=0.9)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    p.add_argument("--momentum", type=non_negative_float, default=None,
+                   help=f"SGD momentum, default {OVERRIDABLE_FLAGS['momentum']}")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None,
+                   help=f"default {OVERRIDABLE_FLAGS['weight_decay']}")
+    p.set_defaults(lr=None)   # explicit_settings tells a given --lr from the default
     p.add_argument("--schedule", choices=SCHEDULES, default="none")
     p.add_argument("--augment", type=augment_spec, default=None,
                    help="e.g. 'shift,rotate'")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint path: saved each epoch, resumed if present")
+                   help="checkpoint path: saved each epoch, resumed if present (then "
+                        "--lr, --momentum and --weight-decay, when given, override the "
+                        "checkpoint's)")
     p.add_argument("--out", default=None, help="folder for the curves PNG")
     p.set_defaults(func=run)
     return p

@@ -124,6 +124,13 @@ register_op("batch_norm", inputs=("x", "weight", "bias", "running_mean", "runnin
 def batch_norm_train_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x = in_types[0]
     channels = _check_channels(x, in_types[1:], ("weight", "bias"))
+    if channels and x.size // channels == 1:
+        # The batch variance of one value is 0: the output would be the bias alone and
+        # the gradient 0. PyTorch refuses it in training with this message; shapes are
+        # static here, so it is found when the training graph is built.
+        raise ShapeError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {list(x.shape)} (batch norm in training needs a batch "
+                         f"size or spatial size above 1)")
     stat = TensorType((channels,), x.dtype)
     return [x, stat, stat]
 

@@ -19,14 +19,23 @@ Choices worth knowing:
   extra forward per step). ``"none"`` skips it (``accuracy`` is then NaN).
 - Resuming: the checkpoint holds the parameters, the optimizer, the schedule, the
   trainer's rng and the history, so an interrupted run resumed from its last checkpoint
-  ends with the same parameters as an uninterrupted one.
+  ends with the same parameters as an uninterrupted one. Settings given in
+  ``resume_overrides`` (``{"lr": 0.001, "momentum": 0.0}``) replace the checkpoint's after
+  it is restored; ``trainer.resume_changes`` lists (name, checkpoint's value, new value)
+  and ``Callback.on_resume`` hears them (``graphcnn train`` prints them).
+- Guards (graphcnn/train/guards.py): a NaN or infinite loss or gradient is handled by
+  ``on_nonfinite`` (raise NonFiniteLossError, skip the update, or skip with a warning);
+  a loss that diverges while finite (the mean of the last 5 batch losses above
+  ``divergence_factor`` (10) times the starting loss) by ``on_divergence``: a
+  DivergenceWarning ("warn"), the warning and the end of the run without saving a
+  checkpoint of the diverged parameters ("stop"; ``trainer.diverged`` holds the reason),
+  or no check ("ignore").
 """
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +45,15 @@ from graphcnn.arguments import check_int
 from graphcnn.model import Model
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
 from graphcnn.train.checkpoint_lock import CheckpointLock
+from graphcnn.train.guards import (
+    DIVERGENCE_POLICIES,
+    DivergenceMonitor,
+    DivergenceWarning,
+    NonFiniteLossError,
+    apply_overrides,
+    check_overrides,
+    nonfinite_cause,
+)
 from graphcnn.train.history import History
 
 NONFINITE_POLICIES = ("raise", "skip", "warn")
@@ -48,6 +66,10 @@ class Callback:
     ``trainer.stop_training = True`` to end training after the current epoch."""
 
     def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_resume(self, trainer: "Trainer", epochs_done: int,
+                  changes: list[tuple[str, Any, Any]]) -> None:
+        """After a checkpoint was restored: `changes` are the settings that
+        resume_overrides changed, as (name, checkpoint's value, new value)."""
     def on_epoch_begin(self, trainer: "Trainer", epoch: int) -> None: ...
     def on_batch_end(self, trainer: "Trainer", epoch: int, batch: int,
                      logs: dict[str, float]) -> None: ...
@@ -76,9 +98,15 @@ class Trainer:
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | str | None = None,
                  normalize: Any = None, on_nonfinite: str = "raise", seed: int = 0,
                  checkpoint: str | None = None, checkpoint_every: int = 1,
-                 train_accuracy: str = "epoch") -> None:
+                 train_accuracy: str = "epoch", on_divergence: str = "warn",
+                 divergence_factor: float = 10.0,
+                 resume_overrides: Mapping[str, Any] | None = None) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        if on_divergence not in DIVERGENCE_POLICIES:
+            raise ValueError(f"on_divergence must be one of {DIVERGENCE_POLICIES}, got "
+                             f"{on_divergence!r}")
+        DivergenceMonitor(divergence_factor)  # validates the factor now
         if train_accuracy not in TRAIN_ACCURACY_MODES:
             raise ValueError(f"train_accuracy must be one of {TRAIN_ACCURACY_MODES}, "
                              f"got {train_accuracy!r}")
@@ -96,6 +124,12 @@ class Trainer:
         self.backend, self.augment, self.normalize = backend, augment, normalize
         self.on_nonfinite, self.seed, self.train_accuracy = on_nonfinite, seed, train_accuracy
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.on_divergence, self.divergence_factor = on_divergence, float(divergence_factor)
+        self.resume_overrides = dict(resume_overrides or {})
+        check_overrides(optimizer, self.resume_overrides)
+        self.resume_changes: list[tuple[str, Any, Any]] = []
+        self.diverged: str | None = None   # why the last fit stopped, with "stop"
+        self._monitor: DivergenceMonitor | None = None
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.stop_training = False
@@ -252,7 +286,9 @@ class Trainer:
 
         Returns the History (also kept as ``trainer.history``). Raises ValueError for bad
         data or labels outside the model's classes (naming the batch), and, by
-        ``on_nonfinite``, FloatingPointError when a loss or gradient is not finite.
+        ``on_nonfinite``, NonFiniteLossError (a FloatingPointError) when a loss or gradient
+        is not finite. With ``on_divergence="stop"`` a diverging run ends early and
+        ``trainer.diverged`` says why (None otherwise).
         """
         X, y = self._check_data(X, y, "fit")
         validation = None
@@ -262,10 +298,19 @@ class Trainer:
         batch_size = check_int("batch_size", batch_size, owner="fit")
         callbacks = list(callbacks or [])
         self.stop_training = False
+        self.diverged = None
+        self.resume_changes = []
         self.history = History()
         start_epoch = 0
+        if self.checkpoint is not None:   # a second writer fails now, not after an epoch
+            self._claim_checkpoint(self.checkpoint)
         if self.checkpoint is not None and resume and checkpoint_exists(self.checkpoint):
             start_epoch = self.load_checkpoint(self.checkpoint)
+            self.resume_changes = apply_overrides(self.optimizer, self.schedule,
+                                                  self.resume_overrides)
+            for cb in callbacks:
+                cb.on_resume(self, start_epoch, self.resume_changes)
+        self._monitor = self._divergence_monitor()
         if self.normalize is not None and hasattr(self.normalize, "fit") and \
                 not getattr(self.normalize, "fitted", True):
             self.normalize = self.normalize.fit(X)  # statistics of the training set only
@@ -283,7 +328,9 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
             last = epoch + 1 == epochs or self.stop_training
-            if self.checkpoint is not None and ((epoch + 1) % self.checkpoint_every == 0 or last):
+            # a diverged run keeps its last checkpoint: the one to resume with a smaller lr
+            if self.checkpoint is not None and self.diverged is None and \
+                    ((epoch + 1) % self.checkpoint_every == 0 or last):
                 self.save_checkpoint(self.checkpoint, epoch + 1)
             if self.stop_training:
                 break
@@ -322,9 +369,10 @@ class Trainer:
                     correct += int((np.asarray(exe(xb)).argmax(axis=1) == yb).sum())
                     seen += len(yb)
                 loss, grads = step(xb, self._target(yb))
-                if not (math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())):
+                cause = nonfinite_cause(loss, grads, epoch, b)
+                if cause is not None:
                     skipped += 1
-                    self._nonfinite(loss, epoch, b)
+                    self._nonfinite(cause)
                     continue
                 self.optimizer.step(params, grads)
                 if self.schedule is not None and getattr(self.schedule, "per_batch", False):
@@ -338,6 +386,8 @@ class Trainer:
                 bar.update(1)
                 for cb in callbacks:
                     cb.on_batch_end(self, epoch, b, {"loss": float(loss), "batch_size": bs})
+                if self._watch_divergence(float(loss), epoch, b):
+                    break  # "stop": the epoch ends here, its logs are still recorded
             if skipped and self.on_nonfinite == "skip":
                 warnings.warn(f"epoch {epoch + 1}: skipped {skipped} update(s) with a "
                               f"non-finite loss or gradient", RuntimeWarning, stacklevel=3)
@@ -360,14 +410,35 @@ class Trainer:
         self._step_schedule(logs)
         return logs
 
-    def _nonfinite(self, loss: float, epoch: int, batch: int) -> None:
-        message = (f"non-finite loss ({loss}) or gradient at epoch {epoch + 1}, batch {batch}; "
-                   f"try a smaller learning rate or normalized inputs")
+    def _nonfinite(self, cause: str) -> None:
         if self.on_nonfinite == "raise":
-            raise FloatingPointError(message + " (Trainer(on_nonfinite='skip') skips such "
-                                     "updates instead)")
+            raise NonFiniteLossError(cause)
         if self.on_nonfinite == "warn":
-            warnings.warn(message + "; the update was skipped", RuntimeWarning, stacklevel=4)
+            warnings.warn(f"{cause}; the update was skipped", RuntimeWarning, stacklevel=4)
+
+    def _divergence_monitor(self) -> DivergenceMonitor | None:
+        """A fresh monitor for a fit; a resumed run's start is its history's first loss."""
+        if self.on_divergence == "ignore":
+            return None
+        start = self.history.history.get("loss", [])
+        return DivergenceMonitor(self.divergence_factor,
+                                 reference=start[0] if start else None)
+
+    def _watch_divergence(self, loss: float, epoch: int, batch: int) -> bool:
+        """Feed a finite batch loss to the monitor; True when the run must stop now.
+        Reported once per fit."""
+        if self._monitor is None:
+            return False
+        cause = self._monitor.update(loss, epoch, batch)
+        if cause is None:
+            return False
+        stopping = self.on_divergence == "stop"
+        warnings.warn(DivergenceWarning(cause, stopping), stacklevel=4)
+        self._monitor = None
+        if stopping:
+            self.diverged = cause
+            self.stop_training = True
+        return stopping
 
     def _step_schedule(self, logs: dict[str, float]) -> None:
         s = self.schedule
