@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.onnx.errors import OnnxImportError
+from graphcnn import limits
+from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 
 MIN_OPSET, MAX_OPSET = 11, 21
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -106,6 +107,7 @@ def decode_tensor(tensor: Any, what: str) -> np.ndarray:
                               f"(graphcnn reads {sorted(set(_ARRAY_DTYPES.values()))})")
     if tensor.data_location == 1 and not any(e.key == "location" for e in tensor.external_data):
         raise OnnxImportError(f"{what}: external data without a location")
+    check_dims(list(tensor.dims), np.dtype(_ARRAY_DTYPES[tensor.data_type]), what)
     try:
         array = numpy_helper.to_array(tensor)
     except Exception as exc:
@@ -116,6 +118,18 @@ def decode_tensor(tensor: Any, what: str) -> np.ndarray:
         raise OnnxImportError(f"{what}: the data holds {array.size} values, its dims say "
                               f"{expected}")
     return array
+
+
+def check_dims(dims: list[int], dtype: np.dtype, what: str,
+               env: str = limits.TENSOR_ENV) -> None:
+    """Dims a file declares: non-negative, and within the tensor limit (checked before
+    anything of that size is decoded or allocated)."""
+    if any(d < 0 for d in dims):
+        raise OnnxImportError(f"{what}: negative dimension in {dims}")
+    try:
+        limits.check_bytes(limits.nbytes(dims, dtype.itemsize), f"{what}: {dtype}{dims}", env)
+    except limits.LimitError as exc:
+        raise OnnxLimitError(str(exc)) from None
 
 
 def decode_attribute(attr: Any, what: str) -> Any:
@@ -184,6 +198,8 @@ def _graph_inputs(graph: Any, initializers: dict[str, np.ndarray], label: str
                     f"{what}: dimension {axis}{sym} is dynamic; only the batch dimension "
                     f"(0) may be dynamic, the others must be fixed")
             shape.append(int(d.dim_value))
+        # one sample's worth, before the model is built at any batch size
+        check_dims([1] + shape, np.dtype(np.float32), f"{what} (per sample)")
         inputs.append(OnnxInput(value.name, tuple(shape), batch))
     if not inputs:
         raise OnnxImportError(f"{label}: the graph has no inputs")
