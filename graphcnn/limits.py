@@ -20,9 +20,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from graphcnn.errors import LimitError
+
+if TYPE_CHECKING:
+    from graphcnn.ir.graph import Graph
 
 TENSOR_ENV = "GRAPHCNN_MAX_TENSOR_BYTES"
 CONSTANT_ENV = "GRAPHCNN_MAX_CONSTANT_BYTES"
@@ -74,12 +77,12 @@ def check_bytes(size: int, what: str, env: str = TENSOR_ENV, hint: str = "") -> 
                          f"variable {env} if this is intended{hint}")
 
 
-def check_graph(graph: object, hint: str = "") -> None:
+def check_graph(graph: Graph, hint: str = "") -> None:
     """Every value of an IR graph within GRAPHCNN_MAX_TENSOR_BYTES (before any backend
     allocates an arena or runs a node). `hint` is added to the message (e.g. a smaller
     batch size)."""
     limit = max_tensor_bytes()
-    for node in getattr(graph, "nodes"):
+    for node in graph.nodes:
         for value in node.outputs:
             if value.type.nbytes > limit:
                 where = f" (at {node.loc})" if node.loc else ""

@@ -438,6 +438,7 @@ def constant_of_shape(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> 
     if value.size != 1:
         raise ctx.error(f"attribute value must hold one element, got shape {value.shape}")
     shape = ctx.required(ins[0], "shape")
-    ctx.check_folded([np.asarray(s).reshape(-1) for s in shape.values], value.dtype)
+    ctx.check_folded([[int(d) for d in np.asarray(s).reshape(-1)] for s in shape.values],
+                     value.dtype)
     return [fold(lambda s: np.full(tuple(int(d) for d in s.reshape(-1)), value.reshape(-1)[0],
                                    value.dtype), shape)]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from graphcnn import limits
+from graphcnn.errors import LimitError
 from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 
 MIN_OPSET, MAX_OPSET = 11, 21
@@ -128,7 +129,7 @@ def check_dims(dims: list[int], dtype: np.dtype, what: str,
         raise OnnxImportError(f"{what}: negative dimension in {dims}")
     try:
         limits.check_bytes(limits.nbytes(dims, dtype.itemsize), f"{what}: {dtype}{dims}", env)
-    except limits.LimitError as exc:
+    except LimitError as exc:
         raise OnnxLimitError(str(exc)) from None
 
 

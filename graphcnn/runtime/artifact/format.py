@@ -7,7 +7,6 @@ import io
 import json
 import os
 import platform
-import re
 import tempfile
 import zipfile
 from typing import Any
@@ -21,7 +20,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
 ARRAY_DTYPES = ("float32", "float64", "int64")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def fail(path: str, message: str) -> ArtifactError:
@@ -163,45 +161,3 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     with open_archive(path) as zf:
         return parse_manifest(path, zf)
-
-
-def verified_members(zf: zipfile.ZipFile, path: str, manifest: dict[str, Any]
-                     ) -> dict[str, bytes]:
-    """Every member but the manifest: exactly those the manifest lists, each of its
-    recorded size and SHA-256."""
-    listed = field(manifest, "members", dict, "manifest")
-    present = set(zf.namelist()) - {MANIFEST}
-    for name in sorted(set(listed) - present):
-        raise fail(path, f"missing member {name}")
-    for name in sorted(present - set(listed)):
-        raise fail(path, f"unexpected member {name} (not listed in the manifest)")
-    out = {}
-    for name, meta in listed.items():
-        size = integer(meta, "size", f"members[{name!r}]")
-        digest = field(meta, "sha256", str, f"members[{name!r}]")
-        if not _SHA256.match(digest):
-            raise ValueError(f"members[{name!r}].sha256 is not a SHA-256 digest")
-        data = read_member(zf, path, name, size=size)
-        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            raise fail(path, f"member {name} is corrupted (its SHA-256 does not match the "
-                             f"manifest)")
-        out[name] = data
-    return out
-
-
-def load_array(path: str, name: str, data: bytes, meta: Any) -> np.ndarray:
-    """A .npy member, read without unpickling, of the dtype and shape `meta` records."""
-    shape = tuple(field(meta, "shape", list, f"arrays[{name!r}]"))
-    dtype = field(meta, "dtype", str, f"arrays[{name!r}]")
-    if dtype not in ARRAY_DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ValueError(f"arrays[{name!r}] has an invalid dtype or shape")
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise fail(path, f"member {name} is not a plain .npy array ({err})") from None
-    if not isinstance(array, np.ndarray):
-        raise fail(path, f"member {name} is not a .npy array")
-    if array.dtype != np.dtype(dtype) or array.shape != shape:
-        raise fail(path, f"member {name} holds {array.dtype}{list(array.shape)}, the manifest "
-                         f"says {dtype}{list(shape)}")
-    return array
