@@ -28,6 +28,7 @@ import ctypes
 import hashlib
 import re
 import struct
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -472,6 +473,9 @@ def load_entries(entries: Sequence[tuple[str, Sequence[str], str, str, bytes]]) 
             continue
         seen.add(obj)
         try:
+            # LLVM aborts the process on an object it cannot parse: refuse other formats
+            if sys.platform.startswith("linux") and obj[:4] != b"\x7fELF":
+                raise ValueError("not an ELF object file")
             needed, defined = elf_symbols(obj)
             environments |= {s for s in defined if s.startswith("_ZN08NumbaEnv")}
         except ValueError as err:
