@@ -146,7 +146,13 @@ def _check_header(path: str, manifest: Any) -> None:
 
 def parse_manifest(path: str, zf: zipfile.ZipFile) -> dict[str, Any]:
     """The archive's manifest: JSON (no NaN or Infinity), of this format and a version
-    this graphcnn reads."""
+    this graphcnn reads. An archive with an entry twice is refused first: which of the
+    two a reader takes is up to the reader."""
+    seen: set[str] = set()
+    for name in zf.namelist():
+        if name in seen:
+            raise fail(path, f"member {name} appears twice in the archive")
+        seen.add(name)
     raw = read_member(zf, path, MANIFEST, MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
