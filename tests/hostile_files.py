@@ -142,3 +142,21 @@ def unused_member_artifact(valid_path: str, out_path: str, size: int = GIB) -> N
         with zf.open(info, "w", force_zip64=True) as handle:
             for _ in range(size // len(block)):
                 handle.write(block)
+
+
+def zip_bomb_artifact(out_path: str, inflated: int = 64 << 20, declared: int = 100) -> None:
+    """An archive whose manifest.json inflates to `inflated` bytes of spaces (~1000:1)
+    while its zip headers declare `declared` bytes."""
+    block = b" " * (1 << 20)
+    with zipfile.ZipFile(out_path, "w") as zf:
+        info = zipfile.ZipInfo("manifest.json")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as handle:
+            for _ in range(inflated // len(block)):
+                handle.write(block)
+    data = bytearray(open(out_path, "rb").read())
+    # the central directory's record (what readers trust): uncompressed size at +24
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 24:central + 28] = declared.to_bytes(4, "little")
+    with open(out_path, "wb") as f:
+        f.write(bytes(data))

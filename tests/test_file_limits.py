@@ -19,6 +19,7 @@ from graphcnn.errors import ArtifactError, LimitError
 onnx = pytest.importorskip("onnx")
 
 import hostile_files as hf  # noqa: E402
+
 from graphcnn.onnx import OnnxImportError  # noqa: E402
 from graphcnn.onnx.errors import OnnxLimitError  # noqa: E402
 
@@ -151,6 +152,13 @@ def test_members_are_bounded_by_what_the_manifest_says(artifact, tmp_path):
     orphan["arrays"]["constants/extra.npy"] = {"shape": [1], "dtype": "float32"}
     err = load_bytes(tmp_path, hf.write_artifact(orphan, dict(members)))
     assert isinstance(err, ArtifactError) and "not used by the graph" in str(err)
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_cut_off(tmp_path):
+    bomb = tmp_path / "bomb.gcnn"
+    hf.zip_bomb_artifact(str(bomb), inflated=64 << 20, declared=100)   # 64 KiB on disk
+    err = bounded(gc.load, bomb, peak_bytes=8 << 20)
+    assert isinstance(err, ArtifactError) and "manifest.json is corrupted" in str(err)
 
 
 def test_a_duplicated_entry_is_refused(artifact, tmp_path):

@@ -55,6 +55,7 @@ def test_the_valid_files_load(bases):
 def test_the_check_catches_what_it_must():
     """run_case itself: another exception, a message-less error, a big allocation."""
     import numpy as np
+
     from graphcnn.errors import ArtifactError
 
     def raises(exc):

@@ -18,7 +18,10 @@ from graphcnn.errors import ArtifactError
 FORMAT = "graphcnn-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 64 << 20
+# A ResNet-50 training step's manifest is a few MiB; these bound what parsing a hostile
+# one can allocate (Python objects are ~10-50x the JSON text that makes them).
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_CONTAINERS = 1 << 20   # JSON objects and arrays ('{' and '[', counted in the text)
 ARRAY_DTYPES = ("float32", "float64", "int64")
 
 
@@ -125,12 +128,19 @@ def read_member(zf: zipfile.ZipFile, path: str, name: str, limit: int | None = N
         raise fail(path, f"member {name} is corrupted (it is {info.file_size} bytes, the "
                          f"manifest says {size})")
     try:
-        return zf.read(name)
+        # read(n) inflates at most n bytes per step; zf.read(name) would inflate a lying
+        # member's whole payload in one call before cutting it to its declared size
+        with zf.open(name) as handle:
+            data = handle.read(info.file_size)
+            longer = bool(handle.read(1))
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError,
             NotImplementedError) as err:
         raise fail(path, f"member {name} is corrupted or truncated ({err})") from None
     except Exception as err:  # zlib.error and friends
         raise fail(path, f"member {name} is corrupted ({type(err).__name__}: {err})") from None
+    if len(data) != info.file_size or longer:
+        raise fail(path, f"member {name} is corrupted (it is not {info.file_size} bytes)")
+    return data
 
 
 def _check_header(path: str, manifest: Any) -> None:
@@ -154,6 +164,9 @@ def parse_manifest(path: str, zf: zipfile.ZipFile) -> dict[str, Any]:
             raise fail(path, f"member {name} appears twice in the archive")
         seen.add(name)
     raw = read_member(zf, path, MANIFEST, MAX_MANIFEST_BYTES)
+    if raw.count(b"{") + raw.count(b"[") > MAX_MANIFEST_CONTAINERS:
+        raise fail(path, f"manifest has more than {MAX_MANIFEST_CONTAINERS} JSON objects and "
+                         f"arrays (not one graphcnn writes)")
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
