@@ -111,7 +111,7 @@ def open_archive(path: str) -> zipfile.ZipFile:
         raise FileNotFoundError(f"no such artifact: {path}")
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as err:
         raise fail(path, f"not a graphcnn artifact (not a zip archive, or truncated: {err})"
                    ) from None
 
