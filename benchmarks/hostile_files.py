@@ -5,7 +5,8 @@ process, with peak RSS under 500 MiB.
 
 Cases: a 137-byte ONNX file whose ConstantOfShape [4e8, 4] (6.4 GB) feeds an Add; an ONNX
 input declared [N, 1e5, 1e5, 1e5]; a small artifact that lists an unused 1 GiB member of
-zeros (about 1 MB deflated); a Conv whose kernel_shape contradicts its weight. Each runs in
+zeros (about 1 MB deflated); an artifact whose manifest.json inflates to 1 GiB while its
+zip header declares 100 bytes; a Conv whose kernel_shape contradicts its weight. Each runs in
 its own process (`graphcnn compile FILE --backend reference` for ONNX, `gc.load` for the
 artifact); the child reports its peak RSS (ru_maxrss), next to a baseline child that only
 imports graphcnn and onnx.
@@ -73,6 +74,9 @@ def main() -> int:
         unused = os.path.join(tmp, "unused_1gib.gcnn")
         hf.unused_member_artifact(valid, unused)
         files["unused_1gib.gcnn"] = ("artifact", unused)
+        bomb = os.path.join(tmp, "zip_bomb_1gib.gcnn")
+        hf.zip_bomb_artifact(bomb, inflated=1 << 30)   # declares 100 bytes
+        files["zip_bomb_1gib.gcnn"] = ("artifact", bomb)
         base = run_child("none", "")
         print(f"baseline (imports only): peak RSS {base['peak_rss_mib']:.0f} MiB")
         print(f"{'file':24} {'bytes':>9} {'seconds':>8} {'peak RSS':>9}  outcome")
