@@ -11,6 +11,12 @@ class ShapeError(ValueError):
     that adds the op name, the input shapes and the user's source location."""
 
 
+class LimitError(GraphBuildError):
+    """A tensor larger than a configured limit (graphcnn.limits: GRAPHCNN_MAX_TENSOR_BYTES,
+    GRAPHCNN_MAX_CONSTANT_BYTES), refused before it is allocated. The message names the
+    tensor, its shape and byte size, and the setting that raises the limit."""
+
+
 class ArtifactError(ValueError):
     """A compiled artifact (graphcnn compile -o / Executable.save) that cannot be loaded:
     not an artifact, truncated, corrupted, tampered with, of a newer format, incomplete."""

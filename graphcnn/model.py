@@ -119,6 +119,10 @@ class Model:
             names.append(f"state:{self.parameter_name(param)}")
             values.append(value)
         g.set_outputs(values, names)
+        # before any pass folds a constant or a backend allocates an arena for them
+        from graphcnn.limits import check_graph
+        check_graph(g, hint=f", or compile with a batch size below {batch_size}"
+                    if batch_size > 1 else "")
         return g
 
     # ---- display ----------------------------------------------------------------------

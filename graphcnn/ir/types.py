@@ -1,6 +1,7 @@
 """Static tensor types: every value in a graph has a fixed shape and dtype."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)   # a Python int: a hostile shape cannot overflow it
 
     @property
     def nbytes(self) -> int:

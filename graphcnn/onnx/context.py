@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterable, Sequence, overload
 
 import numpy as np
 
+from graphcnn import limits
 from graphcnn.dsl import Parameter, Tensor, apply, constant, parameter_tensor
-from graphcnn.errors import GraphBuildError
-from graphcnn.onnx.errors import OnnxImportError
+from graphcnn.errors import GraphBuildError, LimitError
+from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 from graphcnn.onnx.reader import OnnxGraph, OnnxNode
 
 PROBES = (5, 7)  # batch sizes at which shape computations are folded
@@ -102,6 +103,27 @@ class ImportContext:
         where = f"{self.node.label}: " if self.node is not None else ""
         return OnnxImportError(f"{self.graph.source}: {where}{message}")
 
+    def check_size(self, shape: Sequence[int], dtype: Any, what: str,
+                   env: str = limits.CONSTANT_ENV) -> None:
+        """Refuse, before allocating it, an array of `shape` and `dtype` over the limit
+        `env` sets (folded constants: GRAPHCNN_MAX_CONSTANT_BYTES)."""
+        dims = [int(d) for d in shape]
+        if any(d < 0 for d in dims):
+            raise self.error(f"{what} would have a negative dimension: {dims}")
+        itemsize = np.dtype(dtype).itemsize
+        try:
+            limits.check_bytes(limits.nbytes(dims, itemsize),
+                               f"{what}: {np.dtype(dtype)}{dims}", env)
+        except LimitError as exc:
+            where = f"{self.node.label}: " if self.node is not None else ""
+            raise OnnxLimitError(f"{self.graph.source}: {where}{exc}") from None
+
+    def check_folded(self, shapes: Iterable[Sequence[int]], dtype: Any,
+                     what: str = "the folded output") -> None:
+        """check_size at both probes (a folded value is computed once per probe)."""
+        for shape in shapes:
+            self.check_size(shape, dtype, what)
+
     # ---- reading values ---------------------------------------------------------------
     @overload
     def required(self, value: Folded | None, what: str = "input") -> Folded: ...
@@ -129,6 +151,8 @@ class ImportContext:
         array = value.values[0]
         if array.dtype.kind not in "fiub":
             raise self.error(f"{what} has dtype {array.dtype}, not a number")
+        # the float32 copy below may be larger than the array (bool, int8 -> float32)
+        self.check_size(array.shape, np.float32, what, limits.TENSOR_ENV)
         if value.initializer is not None and array.dtype.kind == "f":
             name = value.initializer
             if name not in self.params:
@@ -172,6 +196,8 @@ class ImportContext:
             t = apply(op, inputs, **attrs)
         except GraphBuildError as exc:
             raise self.error(str(exc)) from None
+        # the model's tensors at batch 1: a declared shape too large for any batch size
+        self.check_size(t.type.shape, t.type.dtype, "output", limits.TENSOR_ENV)
         if self.node is not None:
             t.loc = f"{self.graph.source}: {self.node.label}"
         return t

@@ -17,7 +17,13 @@ def supported_ops() -> set[str]:
 def import_node(ctx: ImportContext, node: OnnxNode, inputs: Values) -> list[Any]:
     folded = [v for v in inputs if v is None or isinstance(v, Folded)]
     if node.op_type in FOLDERS and len(folded) == len(inputs):   # every input given folded
-        return FOLDERS[node.op_type](ctx, node, folded)
+        outputs = FOLDERS[node.op_type](ctx, node, folded)
+        # the folders check what they can before computing (ConstantOfShape, broadcasts,
+        # Concat, Pad...); this bounds any other folded result before the next node reads it
+        for out in outputs:
+            if isinstance(out, Folded):
+                ctx.check_folded([v.shape for v in out.values], out.values[0].dtype)
+        return outputs
     if node.op_type in IMPORTERS:
         return IMPORTERS[node.op_type](ctx, node, inputs)
     raise ctx.error("graphcnn supports this op only in shape computations that fold at "

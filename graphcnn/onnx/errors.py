@@ -2,6 +2,8 @@
 argument errors (a message, never a traceback)."""
 from __future__ import annotations
 
+from graphcnn.errors import LimitError
+
 
 class OnnxImportError(ValueError):
     """An ONNX file graphcnn cannot import: not a valid ONNX model, an opset or op it does
@@ -11,3 +13,9 @@ class OnnxImportError(ValueError):
 
 class OnnxExportError(ValueError):
     """A graphcnn model that cannot be written as ONNX (an op without an ONNX form)."""
+
+
+class OnnxLimitError(OnnxImportError, LimitError):
+    """An ONNX file that declares or folds a tensor larger than a limit of graphcnn.limits
+    (an input, an initializer, a folded constant): refused before it is allocated, naming
+    the node, the shape, the byte size and the setting that raises the limit."""

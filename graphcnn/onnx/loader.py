@@ -26,8 +26,13 @@ def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None
 
     Errors (OnnxImportError, a ValueError) name the node: an unsupported op (one error
     lists all of them, before anything is built), a corrupt or truncated file, a
-    non-float32 input, a missing initializer, a shape that does not infer. The file is
-    parsed as protobuf only; nothing in it is unpickled or evaluated.
+    non-float32 input, a missing initializer, a shape that does not infer, a Conv whose
+    kernel_shape contradicts its weight. The file is parsed as protobuf only; nothing in it
+    is unpickled or evaluated. What import may materialize is bounded, checked before
+    allocating (OnnxLimitError, naming the node, the shape and the bytes): each declared
+    tensor (inputs per sample, initializers, every value at batch 1) at most
+    GRAPHCNN_MAX_TENSOR_BYTES (default 2 GiB), each constant folded at import at most
+    GRAPHCNN_MAX_CONSTANT_BYTES (default 1 GiB); see graphcnn.limits.
     """
     proto, label = read_proto(source)
     graph = parse(proto, label, supported_ops())

@@ -103,6 +103,13 @@ _NUMPY: dict[str, Callable[..., np.ndarray]] = {"Add": np.add, "Sub": np.subtrac
 
 @folder(*_BINARY)
 def fold_binary(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
+    a, b = ctx.required(ins[0], "input A"), ctx.required(ins[1], "input B")
+    for x, y in zip(a.values, b.values):
+        try:
+            shape = np.broadcast_shapes(x.shape, y.shape)
+        except ValueError:
+            raise ctx.error(f"shapes {x.shape} and {y.shape} do not broadcast") from None
+        ctx.check_size(shape, np.result_type(x, y), "the folded output")
     return [fold(_NUMPY[node.op_type], ins[0], ins[1])]
 
 
@@ -173,4 +180,6 @@ def fold_cast(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any
     to = int(node.attrs.get("to", 0))
     if to not in ONNX_DTYPES:
         raise ctx.error(f"cast to ONNX data type {to} is not supported")
+    x = ctx.required(ins[0])
+    ctx.check_folded([v.shape for v in x.values], ONNX_DTYPES[to])
     return [fold(lambda a: a.astype(ONNX_DTYPES[to]), ins[0])]

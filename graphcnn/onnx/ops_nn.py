@@ -57,6 +57,17 @@ def window_pads(ctx: ImportContext, node: OnnxNode, in_hw: tuple[int, ...],
 
 # ---- convolution --------------------------------------------------------------------------
 
+def _check_kernel_shape(ctx: ImportContext, node: OnnxNode, weight: tuple[int, ...]) -> None:
+    """kernel_shape is optional and says again what the weight's shape says; a file where
+    the two disagree is corrupt or wrongly written (ONNX Runtime refuses it too)."""
+    if "kernel_shape" not in node.attrs:
+        return
+    given = node.attrs["kernel_shape"]
+    if not isinstance(given, list) or [int(k) for k in given] != list(weight[2:]):
+        raise ctx.error(f"attribute kernel_shape {given} contradicts the weight's shape "
+                        f"{list(weight)} (its kernel is {list(weight[2:])})")
+
+
 @importer("Conv")
 def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = _spatial_input(ctx, ins[0], "Conv")
@@ -64,6 +75,7 @@ def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if w.type.ndim != 4:
         raise ctx.error(f"the weight must be 4-D (M, C/group, kH, kW), got {w.type.shape}")
     kernel = w.type.shape[2:]
+    _check_kernel_shape(ctx, node, w.type.shape)
     strides = _pair_attr(ctx, node, "strides", 1)
     dilations = _pair_attr(ctx, node, "dilations", 1)
     pads = window_pads(ctx, node, x.tensor.type.shape[2:], kernel, strides, dilations)
@@ -84,6 +96,7 @@ def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]
     if w.type.ndim != 4:
         raise ctx.error(f"the weight must be 4-D (C, M/group, kH, kW), got {w.type.shape}")
     kernel = w.type.shape[2:]
+    _check_kernel_shape(ctx, node, w.type.shape)
     in_hw = x.tensor.type.shape[2:]
     strides = _pair_attr(ctx, node, "strides", 1)
     dilations = _pair_attr(ctx, node, "dilations", 1)

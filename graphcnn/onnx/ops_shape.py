@@ -217,6 +217,12 @@ def concat(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 def fold_concat(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     parts = [v for v in ins if v is not None]
     axis = int(node.attrs.get("axis", 0))
+    for k in range(2):
+        arrays = [p.values[k] for p in parts]
+        if arrays and -arrays[0].ndim <= axis < arrays[0].ndim:
+            shape = list(arrays[0].shape)
+            shape[axis] = sum(a.shape[axis] if a.ndim == len(shape) else 0 for a in arrays)
+            ctx.check_size(shape, np.result_type(*arrays), "the folded output")
     return [fold(lambda *a: np.concatenate(a, axis=axis), *parts)]
 
 
@@ -258,6 +264,8 @@ def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     x = ctx.required(ins[0])
     pairs, value = _pad_args(ctx, node, ins, x.ndim)
+    ctx.check_folded([[d + a + b for d, (a, b) in zip(v.shape, pairs)] for v in x.values],
+                     x.values[0].dtype)
     return [fold(lambda a: np.pad(a, pairs, constant_values=value), x)]
 
 
@@ -397,6 +405,11 @@ def size(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 @folder("Gather")
 def gather(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     axis = int(node.attrs.get("axis", 0))
+    data, indices = ctx.required(ins[0], "data"), ctx.required(ins[1], "indices")
+    for d, i in zip(data.values, indices.values):
+        if -d.ndim <= axis < d.ndim:
+            ctx.check_size(d.shape[:axis % d.ndim] + i.shape + d.shape[axis % d.ndim + 1:],
+                           d.dtype, "the folded output")
     return [fold(lambda data, idx: np.take(data, idx.astype(np.int64), axis=axis),
                  ins[0], ins[1])]
 
@@ -422,5 +435,10 @@ def fold_slice(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[An
 @folder("ConstantOfShape")
 def constant_of_shape(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     value = np.asarray(node.attrs.get("value", np.zeros(1, np.float32)))
+    if value.size != 1:
+        raise ctx.error(f"attribute value must hold one element, got shape {value.shape}")
+    shape = ctx.required(ins[0], "shape")
+    ctx.check_folded([[int(d) for d in np.asarray(s).reshape(-1)] for s in shape.values],
+                     value.dtype)
     return [fold(lambda s: np.full(tuple(int(d) for d in s.reshape(-1)), value.reshape(-1)[0],
-                                   value.dtype), ins[0])]
+                                   value.dtype), shape)]

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.onnx.errors import OnnxImportError
+from graphcnn import limits
+from graphcnn.errors import LimitError
+from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 
 MIN_OPSET, MAX_OPSET = 11, 21
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -106,6 +108,7 @@ def decode_tensor(tensor: Any, what: str) -> np.ndarray:
                               f"(graphcnn reads {sorted(set(_ARRAY_DTYPES.values()))})")
     if tensor.data_location == 1 and not any(e.key == "location" for e in tensor.external_data):
         raise OnnxImportError(f"{what}: external data without a location")
+    check_dims(list(tensor.dims), np.dtype(_ARRAY_DTYPES[tensor.data_type]), what)
     try:
         array = numpy_helper.to_array(tensor)
     except Exception as exc:
@@ -116,6 +119,18 @@ def decode_tensor(tensor: Any, what: str) -> np.ndarray:
         raise OnnxImportError(f"{what}: the data holds {array.size} values, its dims say "
                               f"{expected}")
     return array
+
+
+def check_dims(dims: list[int], dtype: np.dtype, what: str,
+               env: str = limits.TENSOR_ENV) -> None:
+    """Dims a file declares: non-negative, and within the tensor limit (checked before
+    anything of that size is decoded or allocated)."""
+    if any(d < 0 for d in dims):
+        raise OnnxImportError(f"{what}: negative dimension in {dims}")
+    try:
+        limits.check_bytes(limits.nbytes(dims, dtype.itemsize), f"{what}: {dtype}{dims}", env)
+    except LimitError as exc:
+        raise OnnxLimitError(str(exc)) from None
 
 
 def decode_attribute(attr: Any, what: str) -> Any:
@@ -136,8 +151,15 @@ def decode_attribute(attr: Any, what: str) -> Any:
     return value
 
 
+def text(value: Any) -> str:
+    """A string field of the file: protobuf gives bytes where it is not valid UTF-8."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
 def _opsets(proto: Any, label: str) -> dict[str, int]:
-    opsets = {op.domain or "": int(op.version) for op in proto.opset_import}
+    opsets = {text(op.domain): int(op.version) for op in proto.opset_import}
     default = [opsets[d] for d in DEFAULT_DOMAINS if d in opsets]
     if not default:
         raise OnnxImportError(f"{label}: the model imports no default ONNX opset")
@@ -156,9 +178,9 @@ def _graph_inputs(graph: Any, initializers: dict[str, np.ndarray], label: str
     from onnx import TensorProto
     inputs = []
     for value in graph.input:
-        if value.name in initializers:  # IR < 4 lists initializers as inputs too
+        if text(value.name) in initializers:  # IR < 4 lists initializers as inputs too
             continue
-        what = f"{label}: input {value.name!r}"
+        what = f"{label}: input {text(value.name)!r}"
         if not value.type.HasField("tensor_type"):
             raise OnnxImportError(f"{what} is not a tensor")
         elem = value.type.tensor_type.elem_type
@@ -184,7 +206,9 @@ def _graph_inputs(graph: Any, initializers: dict[str, np.ndarray], label: str
                     f"{what}: dimension {axis}{sym} is dynamic; only the batch dimension "
                     f"(0) may be dynamic, the others must be fixed")
             shape.append(int(d.dim_value))
-        inputs.append(OnnxInput(value.name, tuple(shape), batch))
+        # one sample's worth, before the model is built at any batch size
+        check_dims([1] + shape, np.dtype(np.float32), f"{what} (per sample)")
+        inputs.append(OnnxInput(text(value.name), tuple(shape), batch))
     if not inputs:
         raise OnnxImportError(f"{label}: the graph has no inputs")
     return inputs
@@ -216,18 +240,20 @@ def parse(proto: Any, label: str, supported: set[str]) -> OnnxGraph:
     opsets = _opsets(proto, label)
     nodes = []
     for index, n in enumerate(graph.node):
-        domain = n.domain or ""
-        node = OnnxNode(index, n.op_type, n.name or f"{n.op_type}_{index}", domain,
-                        opsets.get(domain, 0), list(n.input), list(n.output))
+        domain, op_type = text(n.domain), text(n.op_type)
+        node = OnnxNode(index, op_type, text(n.name) or f"{op_type}_{index}", domain,
+                        opsets.get(domain, 0), [text(i) for i in n.input],
+                        [text(o) for o in n.output])
         nodes.append(node)
     bad = [n for n in nodes if n.domain not in DEFAULT_DOMAINS or n.op_type not in supported]
     if bad:
         raise _unsupported_error(bad, label, supported)
     for node, n in zip(nodes, graph.node):
-        node.attrs = {a.name: decode_attribute(a, f"{label}: {node.label}") for a in n.attribute}
+        node.attrs = {text(a.name): decode_attribute(a, f"{label}: {node.label}")
+                      for a in n.attribute}
     if len(graph.sparse_initializer):
         raise OnnxImportError(f"{label}: sparse initializers are not supported")
-    initializers = {t.name: decode_tensor(t, f"{label}: initializer {t.name!r}")
+    initializers = {text(t.name): decode_tensor(t, f"{label}: initializer {text(t.name)!r}")
                     for t in graph.initializer}
     inputs = _graph_inputs(graph, initializers, label)
     defined = set(initializers) | {i.name for i in inputs}
@@ -239,12 +265,12 @@ def parse(proto: Any, label: str, supported: set[str]) -> OnnxGraph:
                     f"initializer or the output of an earlier node (a missing initializer, "
                     f"or a corrupt or unsorted file)")
         defined.update(o for o in node.outputs if o)
-    outputs = [o.name for o in graph.output]
+    outputs = [text(o.name) for o in graph.output]
     if not outputs:
         raise OnnxImportError(f"{label}: the graph has no outputs")
     for name in outputs:
         if name not in defined:
             raise OnnxImportError(f"{label}: graph output {name!r} is not produced by any "
                                   f"node (a truncated or corrupt file?)")
-    return OnnxGraph(graph.name or "onnx_model", opsets[""], inputs, outputs, nodes,
+    return OnnxGraph(text(graph.name) or "onnx_model", opsets[""], inputs, outputs, nodes,
                      initializers, label)

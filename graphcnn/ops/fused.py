@@ -37,15 +37,25 @@ def _operands(refs: tuple[int, ...], running: Any, inputs: list[Any]) -> list[An
     return [running if r < 0 else inputs[r] for r in refs]
 
 
+def _infer_step(op: str, in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    """One step's output type, its arity and attributes checked as a node's are (a group
+    read back from an artifact holds its steps as the file says)."""
+    opdef = get_op(op)
+    opdef.check_arity(len(in_types))
+    return opdef.infer(in_types, opdef.normalize_attrs(attrs, in_types))[0]
+
+
 def fused_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
     running = None
     if attrs["anchor"]:
         head = in_types[:attrs["anchor_inputs"]]
-        running = get_op(attrs["anchor"]).infer(head, attrs["anchor_attrs"])[0]
+        running = _infer_step(attrs["anchor"], head, attrs["anchor_attrs"])
     for op, step_attrs, refs in attrs["steps"]:
         if running is None and -1 in refs:
             raise ShapeError(f"step {op} reads the running value before anything made it")
-        running = get_op(op).infer(_operands(refs, running, in_types), step_attrs)[0]
+        if any(r >= len(in_types) for r in refs):
+            raise ShapeError(f"step {op} reads input {max(refs)} of {len(in_types)}")
+        running = _infer_step(op, _operands(refs, running, in_types), step_attrs)
     if running is None:
         raise ShapeError("a fused group needs an anchor or at least one step")
     return running

@@ -28,6 +28,7 @@ import ctypes
 import hashlib
 import re
 import struct
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -291,7 +292,9 @@ def undefined_symbols(obj: bytes) -> set[str]:
 def elf_symbols(obj: bytes) -> tuple[set[str], set[str]]:
     """(undefined, defined) symbol names of an ELF64 little-endian object; two empty sets
     for other formats. Raises ValueError on a malformed ELF file."""
-    if obj[:4] != b"\x7fELF":
+    if obj[:4] != b"\x7fELF":   # LLVM aborts the process on an object it cannot parse
+        if sys.platform.startswith("linux"):
+            raise ValueError("not an ELF object file")
         return set(), set()
     if len(obj) < 64 or obj[4] != 2 or obj[5] != 1:
         raise ValueError("not a 64-bit little-endian ELF object")
@@ -322,8 +325,9 @@ def elf_symbols(obj: bytes) -> tuple[set[str], set[str]]:
                 end = obj.find(b"\0", str_off + st_name, str_off + str_size)
                 if end < 0:
                     raise ValueError("unterminated ELF symbol name")
-                (names if st_shndx == 0 else defined).add(
-                    obj[str_off + st_name:end].decode("ascii"))
+                symbol = obj[str_off + st_name:end].decode("ascii")
+                if symbol:   # LLVM asserts on an empty name
+                    (names if st_shndx == 0 else defined).add(symbol)
         return names, defined
     except (struct.error, UnicodeDecodeError) as err:
         raise ValueError(f"malformed ELF object: {err}") from None
@@ -465,15 +469,11 @@ def load_entries(entries: Sequence[tuple[str, Sequence[str], str, str, bytes]]) 
     module = llvm.parse_assembly("")
     module.triple = llvm.get_process_triple()
     engine = llvm.create_mcjit_compiler(module, tm)
-    seen: set[bytes] = set()
-    environments: set[str] = set()
-    for name, _, _, _, obj in entries:
-        if obj in seen:
-            continue
-        seen.add(obj)
+    all_defined: set[str] = set()
+    for obj, name in {e[4]: e[0] for e in reversed(entries)}.items():   # each object once
         try:
             needed, defined = elf_symbols(obj)
-            environments |= {s for s in defined if s.startswith("_ZN08NumbaEnv")}
+            all_defined |= defined
         except ValueError as err:
             raise AotError(f"object code of kernel {name}: {err}") from None
         unresolved = sorted(s for s in needed if not llvm.address_of_symbol(s))
@@ -485,13 +485,14 @@ def load_entries(entries: Sequence[tuple[str, Sequence[str], str, str, bytes]]) 
     # Numba's generated code reads its function's Environment (a Python object the JIT
     # sets after compiling) when it raises with runtime values; unset, that error path
     # leaves the GIL held. Every environment points at one empty Environment instead.
-    for symbol in environments:
+    for symbol in (s for s in all_defined if s.startswith("_ZN08NumbaEnv")):
         address = engine.get_global_value_address(symbol)
         if address:
             ctypes.c_void_p.from_address(address).value = id(_environment())
     table: dict[tuple[str, tuple[str, ...]], Entry] = {}
     for name, signature, restype, symbol, _ in entries:
-        address = engine.get_function_address(symbol)
+        known = symbol in all_defined if all_defined else bool(symbol)  # LLVM asserts on ""
+        address = engine.get_function_address(symbol) if known else 0
         if not address:
             raise AotError(f"object code of kernel {name} does not define {symbol}")
         table[(name, tuple(signature))] = Entry(name, signature, restype, address)

@@ -28,8 +28,14 @@ parameters; for a training step its loss; and per member its size and SHA-256.
 JSON, validated field by field; arrays are read with `np.load(allow_pickle=False)` and
 must have the recorded dtype and shape; the graph is rebuilt through `Graph.add_node`,
 which checks every attribute and re-infers every shape; the memory plan is checked against
-the graph's liveness (no two live tensors share bytes, everything fits the arena); every
-member's SHA-256 is checked before it is used. The object code is machine code by design
+the graph's liveness (no two live tensors share bytes, everything fits the arena, the
+arena no larger than its buffers); every member's SHA-256 is checked before it is used.
+The work a file can cause is bounded: only the members the manifest's graph, parameters
+and kernels use are read (a listed member nothing uses is an error, before anything is
+inflated); each member's size is checked against what the manifest implies (an array's
+dtype and shape, at most GRAPHCNN_MAX_TENSOR_BYTES; object code at most 256 MiB) and its
+compressed size against its method before a byte is inflated; members are streamed into
+their arrays in chunks while hashed (no second copy); the manifest is at most 16 MiB. The object code is machine code by design
 (trust an artifact as you would trust a shared library); its only data-unpickling hooks
 (Numba's exception info) are replaced by stubs at build time. A problem is an
 `ArtifactError` naming it.
@@ -39,7 +45,8 @@ llvmlite or the kernels' sources changed, loading warns saying why and compiles 
 with Numba instead. Writing is atomic: a temporary file in the target's directory, then
 `os.replace`, so an interrupted save leaves no half-written file at the target path.
 
-The parts: format.py (the archive, manifest fields, members and hashes), plan.py (the
+The parts: format.py (the archive and manifest fields), members.py (which members are
+read, their bounds, streamed reading and hashing), plan.py (the
 memory plan, checked against the graph's liveness), writer.py (`save`), loader.py
 (`load`), summary.py (`summarize`); what is cpu-specific (the target, recording and
 building the kernel entries) is graphcnn/backends/cpu/precompiled.py and aot.py.

@@ -9,18 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from graphcnn.errors import ArtifactError
+from graphcnn import limits
+from graphcnn.errors import ArtifactError, LimitError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.serialize import graph_from_json
-from graphcnn.runtime.artifact.format import (
-    fail,
-    field,
-    integer,
-    load_array,
-    open_archive,
-    parse_manifest,
-    verified_members,
-)
+from graphcnn.runtime.artifact.format import fail, field, integer, open_archive, parse_manifest
+from graphcnn.runtime.artifact.members import check_entries, member_plan, read_array, read_code
 from graphcnn.runtime.artifact.plan import plan_from_json
 from graphcnn.runtime.executable import Executable
 from graphcnn.runtime.gradient_step import GradientStep, HeldParameters
@@ -39,13 +33,20 @@ def load(path: str | os.PathLike, *, warm_up: bool = True) -> Executable | Gradi
     with open_archive(path) as zf:
         manifest = parse_manifest(path, zf)
         try:
-            members = verified_members(zf, path, manifest)
+            # which members the manifest uses and what each must be, then the zip's
+            # entries against that: all before a byte of any member is inflated
+            plan = member_plan(manifest)
+            records = check_entries(zf, path, manifest, plan)
         except ValueError as err:
             if isinstance(err, ArtifactError):
                 raise
             raise fail(path, f"invalid manifest: {err}") from None
+        arrays = {name: read_array(zf, path, name, records[name], expected)
+                  for name, expected in plan.items() if expected.kind == "array"}
+        code = {name: read_code(zf, path, name, records[name])
+                for name, expected in plan.items() if expected.kind == "code"}
     try:
-        return _build(path, manifest, members, start, warm_up)
+        return _build(path, manifest, arrays, code, start, warm_up)
     except ArtifactError:
         raise
     except (ValueError, TypeError, KeyError) as err:
@@ -60,8 +61,8 @@ def _target_mismatch(manifest: dict[str, Any]) -> list[str]:
                         field(manifest, "created_by", dict, "manifest"))
 
 
-def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start: float,
-           warm_up: bool) -> Executable | GradientStep:
+def _build(path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
+           code: dict[str, bytes], start: float, warm_up: bool) -> Executable | GradientStep:
     from graphcnn.backends.cpu import aot
     from graphcnn.backends.cpu.registry import launch_mode
     from graphcnn.backends.cpu.runner import CpuRunner
@@ -73,13 +74,6 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
     # follows (its runner, its precompiled code) is the cpu backend's.
     if field(manifest, "backend", str, "manifest") != "cpu":
         raise ValueError("only cpu artifacts are supported")
-    array_meta = field(manifest, "arrays", dict, "manifest")
-    arrays: dict[str, np.ndarray] = {}
-    for name, meta in array_meta.items():
-        if name not in members or not name.endswith(".npy"):
-            raise ValueError(f"arrays[{name!r}] names no .npy member")
-        arrays[name] = load_array(path, name, members[name], meta)
-
     def get_array(name: str) -> np.ndarray:
         if name not in arrays or not name.startswith("constants/"):
             raise ValueError(f"constant {name!r} is not a stored array")
@@ -88,6 +82,10 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
         return array
 
     graph = graph_from_json(field(manifest, "graph", dict, "manifest"), get_array)
+    try:   # the manifest's input shapes decide every tensor's size: bounded before the arena
+        limits.check_graph(graph)
+    except LimitError as err:
+        raise fail(path, str(err)) from None
     plan = plan_from_json(graph, field(manifest, "memory_plan", dict, "manifest"))
     schedule = field(manifest, "schedule", list, "manifest")
     if schedule != [n.id for n in graph.compute_nodes() if n.id not in plan.views]:
@@ -99,7 +97,7 @@ def _build(path: str, manifest: dict[str, Any], members: dict[str, bytes], start
         raise ValueError("implementations must name one implementation per scheduled node")
     parameters = _parameters(path, manifest, graph, arrays)
 
-    kernels = _kernel_list(manifest, members, aot)
+    kernels = _kernel_list(manifest, code, aot)
     reasons = _target_mismatch(manifest)
     table = None
     if reasons:

@@ -42,7 +42,11 @@ def plan_from_json(graph: Graph, data: Any) -> MemoryPlan:
             if v.type.nbytes > size or lo > first[v.id] or hi < last[v.id]:
                 raise ValueError(f"{where}: too small or too short-lived for {value_ref(v)}")
             offsets[v.id] = offset
+        if size > -(-max(v.type.nbytes for v in values) // ALIGN) * ALIGN:  # as the planner sizes
+            raise ValueError(f"{where} is larger than the tensors it holds")
         buffers.append(Buffer(values, size, lo, hi, offset))
+    if arena > sum(b.size for b in buffers):   # what a runner allocates: no more than used
+        raise ValueError("memory_plan.arena_bytes is larger than its buffers need")
     unplaced = sorted(set(first) - set(offsets))
     if unplaced:
         raise ValueError(f"memory_plan places no buffer for {len(unplaced)} tensor(s)")

@@ -3,6 +3,7 @@ docstring describes the file)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,27 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     write_zip(os.fspath(path), manifest, members)
 
 
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))   # the folder that holds graphcnn/
+# an absolute path at the start of a location or after a space, quote or parenthesis
+_ABS_PATH = re.compile(r"""(?:^|(?<=[\s'"(]))(?:[A-Za-z]:[\\/]|/)[^\s:'"]*""")
+
+
+def portable_location(loc: str, cwd: str) -> str:
+    """A node's location ("file:line", or an ONNX file's label) with no absolute path in
+    it, so an artifact does not carry the builder's directory layout: a file of graphcnn
+    itself relative to the folder holding the package ("graphcnn/models/resnet.py:42"),
+    a file under `cwd` (the user's project) relative to it, any other just its name."""
+    def relative(match: re.Match[str]) -> str:
+        path = os.path.normpath(match.group(0))
+        for root in (_PACKAGE_PARENT + os.sep + "graphcnn", cwd):
+            if path.startswith(root.rstrip(os.sep) + os.sep):
+                base = _PACKAGE_PARENT if root.endswith("graphcnn") else root
+                return os.path.relpath(path, base).replace(os.sep, "/")
+        return os.path.basename(path)
+    return _ABS_PATH.sub(relative, loc)
+
+
 def _kernel_entries(exe: Any) -> list[Any]:
     """The precompiled entries of every kernel launch the executable makes: those it was
     loaded with (same machine and sources), else recorded from one run on zeros and built."""
@@ -99,6 +121,10 @@ def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] 
         return name
 
     graph_json = graph_to_json(graph, add_array)
+    cwd = os.getcwd()
+    for node in graph_json["nodes"]:
+        if node["loc"]:
+            node["loc"] = portable_location(node["loc"], cwd)
     parameters = []
     for name, value in params.items():
         want = exe.param_values[name]
