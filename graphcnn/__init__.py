@@ -56,6 +56,9 @@ def set_num_threads(n: int) -> None:
     before compiling: an executable keeps the implementations chosen for the thread count
     it was built with (backends/cpu/strategy.py)."""
     import numba
+
+    from graphcnn.backends.cpu.threads import prefer_threadsafe_layer
+    prefer_threadsafe_layer()   # Numba starts its threading layer now
     numba.set_num_threads(n)
 
 

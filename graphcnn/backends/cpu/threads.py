@@ -1,0 +1,131 @@
+"""Calls from many Python threads at once: Numba's threading layer and the cores.
+
+An executable releases the GIL while its kernels run, so a web server's thread pool runs
+several graphs at once. Two things are process-wide and must allow it:
+
+- Numba's threading layer. `omp` (GNU OpenMP, which the Numba wheels link) and `tbb` let
+  any number of threads launch parallel kernels at once; `workqueue`, what Numba falls back
+  to when neither loads, aborts the process when two do. `prefer_threadsafe_layer` asks
+  Numba for a thread-safe one (unless the user chose a layer), before it starts any; if
+  only `workqueue` is there, `call_lock` serializes the graphs' calls (with one warning
+  saying how to install a thread-safe layer) rather than crash.
+- The cores. Each call would run every kernel on all of its thread's Numba threads, so
+  two concurrent calls put twice as many busy threads as cores, and OpenMP threads spin
+  at their barriers (GOMP_SPINCOUNT, see graphcnn/__init__.py): one descheduled thread
+  stalls its whole team. `share` gives each of the calls running now its part of the
+  threads instead (Numba's thread count is per Python thread), re-read before every
+  kernel, so a call alone gets them all again as soon as the others end.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+SAFE_LAYERS = ("omp", "tbb")
+INSTALL_HINT = ("install a thread-safe threading layer for Numba: GNU OpenMP (libgomp, "
+                "e.g. `apt install libgomp1`) or Intel TBB (`pip install tbb`), then "
+                "restart; or set NUMBA_THREADING_LAYER=omp (or tbb) if one is installed")
+
+
+def user_chose_layer() -> bool:
+    """Whether the user picked Numba's threading layer (environment or numba.config)."""
+    from numba.core import config
+    return "NUMBA_THREADING_LAYER" in os.environ or \
+        str(getattr(config, "THREADING_LAYER", "default")).lower() != "default"
+
+
+def _safe_layer_loads() -> bool:
+    """Whether a thread-safe layer's library loads here (as Numba would load it)."""
+    try:
+        importlib.import_module("numba.np.ufunc.omppool")
+        return True
+    except ImportError:
+        pass
+    try:
+        from numba.np.ufunc.parallel import _check_tbb_version_compatible
+        _check_tbb_version_compatible()
+        importlib.import_module("numba.np.ufunc.tbbpool")
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
+def prefer_threadsafe_layer() -> None:
+    """Ask Numba for a thread-safe threading layer ('threadsafe': tbb or omp, in its
+    priority order) when the user has not chosen one, its layer has not started yet and
+    one can load; otherwise leave Numba's choice (see `call_lock`)."""
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized or user_chose_layer() or not _safe_layer_loads():
+        return
+    from numba.core import config
+    config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # set at import
+
+
+class _Layer:
+    lock = threading.Lock()      # serializes calls when the layer is not thread-safe
+    name: str | None = None      # the layer Numba started, once known
+    warned = False
+
+
+def layer() -> str:
+    """The threading layer Numba runs the kernels on (starting it if it has not started:
+    it would start at the first kernel anyway)."""
+    if _Layer.name is None:
+        import numba
+        from numba.np.ufunc.parallel import _launch_threads
+        _launch_threads()
+        _Layer.name = str(numba.threading_layer())
+    return _Layer.name
+
+
+def thread_safe() -> bool:
+    """Whether calls may run their kernels at once (the layer is omp or tbb)."""
+    return layer() in SAFE_LAYERS
+
+
+def call_lock() -> AbstractContextManager[Any]:
+    """What a call holds while its kernels run: nothing on a thread-safe layer; on
+    `workqueue`, one process-wide lock (the layer is the process's), so that concurrent
+    calls wait for each other instead of aborting the process."""
+    if thread_safe():
+        return nullcontext()
+    if not _Layer.warned:
+        _Layer.warned = True
+        warnings.warn(f"graphcnn: Numba's threading layer is {layer()!r}, which cannot run "
+                      f"two parallel kernels at once, so calls from several threads run one "
+                      f"at a time; to run them concurrently, {INSTALL_HINT}",
+                      RuntimeWarning, stacklevel=4)
+    return _Layer.lock
+
+
+class _Cores:
+    lock = threading.Lock()
+    active = 0   # calls running their kernels now, in every executable of the process
+
+
+def enter() -> None:
+    """A call starts running its kernels."""
+    with _Cores.lock:
+        _Cores.active += 1
+
+
+def leave() -> None:
+    """A call is done with its kernels."""
+    with _Cores.lock:
+        _Cores.active -= 1
+
+
+def share(threads: int) -> int:
+    """The Numba threads a call whose thread may use `threads` takes now: its part of
+    them among the calls running (at least one)."""
+    return max(1, threads // max(1, _Cores.active))
+
+
+def running() -> int:
+    """How many calls are running their kernels now."""
+    return _Cores.active
