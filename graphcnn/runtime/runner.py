@@ -17,7 +17,6 @@ calling it costs what it did before; N threads at once hold at most N contexts.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +96,6 @@ class Runner:
         first = CallContext(self.buffers, arena, self.new_scratch())
         self._contexts = [first]   # every context made; _free: those no call holds now
         self._free = [first]
-        self._pool_lock = threading.Lock()
 
     # ---- call contexts ----------------------------------------------------------------
     @property
@@ -107,19 +105,18 @@ class Runner:
 
     def take_context(self) -> CallContext:
         """A context no other call holds: the one given back last (one thread calling
-        always gets the first), or a new one when every context is in use."""
-        with self._pool_lock:
-            if self._free:
-                return self._free.pop()
-        context = self.new_context()   # outside the lock: an arena takes a while
-        with self._pool_lock:
+        always gets the first), or a new one when every context is in use. (The pool's
+        lists need no lock: append and pop are each atomic, one C call under the GIL.)"""
+        try:
+            return self._free.pop()
+        except IndexError:
+            context = self.new_context()
             self._contexts.append(context)
-        return context
+            return context
 
     def give_back(self, context: CallContext) -> None:
         """The call holding `context` is done with it."""
-        with self._pool_lock:
-            self._free.append(context)
+        self._free.append(context)
 
     def new_context(self) -> CallContext:
         """A context of its own for one more concurrent call: a new arena, the planned

@@ -82,24 +82,34 @@ class CpuRunner(Runner):
         return buffers
 
     def launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
-        # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py. On a
-        # threading layer that is not thread-safe, one call at a time (threads.py).
-        with threads.call_lock(), one_thread_pool(), launch_mode(table=self.launch_table):
+        # On a threading layer that is not thread-safe, one call at a time (threads.py).
+        if threads.thread_safe():
+            self._launch(context, buffers)
+        else:
+            with threads.call_lock():
+                self._launch(context, buffers)
+
+    def _launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
+        # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
+        with one_thread_pool(), launch_mode(table=self.launch_table):
             if recording():  # the frozen weights were prepacked at build: their kernels too
                 for chosen in self.chosen.values():
                     if chosen.prepack is not None:
                         chosen.prepack()
             previous = use_workspace(context.scratch)
             threads.enter()
-            total = mine = numba.get_num_threads()   # this Python thread's setting
+            total = mine = threads.thread_count()   # this Python thread's setting
+            running, seen = threads.RUNNING, 1
             try:
                 for step in self.steps:
-                    # The calls running now share the cores (threads.py), re-read before
-                    # each kernel: another call may have started or ended since.
-                    want = threads.share(total)
-                    if want != mine:
-                        numba.set_num_threads(want)
-                        mine = want
+                    # The calls running now share the cores (threads.py): re-read before
+                    # each kernel, as another call may have started or ended since.
+                    if len(running) != seen:
+                        seen = len(running)
+                        want = threads.share(total)
+                        if want != mine:
+                            numba.set_num_threads(want)
+                            mine = want
                     begin_call()
                     step.kernel([buffers[i] for i in step.inputs],
                                 [buffers[o] for o in step.outputs], step.attrs)

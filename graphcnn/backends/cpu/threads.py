@@ -23,7 +23,7 @@ import os
 import threading
 import warnings
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, Callable
 
 SAFE_LAYERS = ("omp", "tbb")
 INSTALL_HINT = ("install a thread-safe threading layer for Numba: GNU OpenMP (libgomp, "
@@ -69,7 +69,9 @@ def prefer_threadsafe_layer() -> None:
 class _Layer:
     lock = threading.Lock()      # serializes calls when the layer is not thread-safe
     name: str | None = None      # the layer Numba started, once known
+    safe = False                 # whether it is thread-safe
     warned = False
+    get_threads: Callable[[], int] | None = None   # Numba's own getter, once started
 
 
 def layer() -> str:
@@ -77,15 +79,20 @@ def layer() -> str:
     it would start at the first kernel anyway)."""
     if _Layer.name is None:
         import numba
-        from numba.np.ufunc.parallel import _launch_threads
-        _launch_threads()
+        from numba.np.ufunc import parallel
+        parallel._launch_threads()
+        # The C getter the layer installs (what numba.get_num_threads calls after checks).
+        _Layer.get_threads = getattr(parallel, "_get_num_threads", numba.get_num_threads)
+        _Layer.safe = str(numba.threading_layer()) in SAFE_LAYERS
         _Layer.name = str(numba.threading_layer())
     return _Layer.name
 
 
 def thread_safe() -> bool:
     """Whether calls may run their kernels at once (the layer is omp or tbb)."""
-    return layer() in SAFE_LAYERS
+    if _Layer.name is None:
+        layer()
+    return _Layer.safe
 
 
 def call_lock() -> AbstractContextManager[Any]:
@@ -103,29 +110,37 @@ def call_lock() -> AbstractContextManager[Any]:
     return _Layer.lock
 
 
-class _Cores:
-    lock = threading.Lock()
-    active = 0   # calls running their kernels now, in every executable of the process
+# One entry per call running its kernels now, in every executable of the process: append
+# and pop are each atomic (one C call under the GIL; free-threaded builds lock the list),
+# and cost less than a lock around a counter, at every call.
+RUNNING: list[None] = []
 
 
 def enter() -> None:
     """A call starts running its kernels."""
-    with _Cores.lock:
-        _Cores.active += 1
+    RUNNING.append(None)
 
 
 def leave() -> None:
     """A call is done with its kernels."""
-    with _Cores.lock:
-        _Cores.active -= 1
+    RUNNING.pop()
 
 
 def share(threads: int) -> int:
     """The Numba threads a call whose thread may use `threads` takes now: its part of
     them among the calls running (at least one)."""
-    return max(1, threads // max(1, _Cores.active))
+    return max(1, threads // max(1, len(RUNNING)))
 
 
 def running() -> int:
     """How many calls are running their kernels now."""
-    return _Cores.active
+    return len(RUNNING)
+
+
+def thread_count() -> int:
+    """numba.get_num_threads() (this Python thread's setting), without its checks once the
+    layer has started: a call reads it each time (0.1 us instead of 2)."""
+    if _Layer.get_threads is None:
+        layer()
+    get: Any = _Layer.get_threads
+    return int(get())
