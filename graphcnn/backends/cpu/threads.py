@@ -7,8 +7,9 @@ several graphs at once. Two things are process-wide and must allow it:
   any number of threads launch parallel kernels at once; `workqueue`, what Numba falls back
   to when neither loads, aborts the process when two do. `prefer_threadsafe_layer` asks
   Numba for a thread-safe one (unless the user chose a layer), before it starts any; if
-  only `workqueue` is there, `call_lock` serializes the graphs' calls (with one warning
-  saying how to install a thread-safe layer) rather than crash.
+  only `workqueue` is there, `call_lock` makes the graphs' calls take turns (with one
+  warning, when two first meet, saying how to install a thread-safe layer) rather than
+  crash.
 - The cores. Each call would run every kernel on all of its thread's Numba threads, so
   two concurrent calls put twice as many busy threads as cores, and OpenMP threads spin
   at their barriers (GOMP_SPINCOUNT, see graphcnn/__init__.py): one descheduled thread
@@ -38,20 +39,24 @@ def user_chose_layer() -> bool:
         str(getattr(config, "THREADING_LAYER", "default")).lower() != "default"
 
 
-def _safe_layer_loads() -> bool:
-    """Whether a thread-safe layer's library loads here (as Numba would load it)."""
+def _loads(name: str) -> bool:
+    """Whether Numba's layer `name` (tbb or omp) loads here, as Numba would load it."""
     try:
-        importlib.import_module("numba.np.ufunc.omppool")
-        return True
-    except ImportError:
-        pass
-    try:
-        from numba.np.ufunc.parallel import _check_tbb_version_compatible
-        _check_tbb_version_compatible()
-        importlib.import_module("numba.np.ufunc.tbbpool")
+        if name == "tbb":
+            from numba.np.ufunc.parallel import _check_tbb_version_compatible
+            _check_tbb_version_compatible()
+        importlib.import_module(f"numba.np.ufunc.{name}pool")
         return True
     except (ImportError, ValueError):
         return False
+
+
+def _safe_layer_loads() -> bool:
+    """Whether a thread-safe layer loads here (tried in Numba's priority order, so that
+    only the one it will start is loaded)."""
+    from numba.core import config
+    priority = getattr(config, "THREADING_LAYER_PRIORITY", ["tbb", "omp", "workqueue"])
+    return any(_loads(name) for name in priority if name in SAFE_LAYERS)
 
 
 def prefer_threadsafe_layer() -> None:
@@ -95,19 +100,29 @@ def thread_safe() -> bool:
     return _Layer.safe
 
 
+class _Turns:
+    """The process-wide lock calls take turns with on a layer that is not thread-safe
+    (the layer is the process's): a call that finds it held says so, once per process,
+    and waits, instead of aborting the process."""
+
+    def __enter__(self) -> None:
+        if not _Layer.lock.acquire(blocking=False):
+            if not _Layer.warned:
+                _Layer.warned = True
+                warnings.warn(f"graphcnn: Numba's threading layer is {layer()!r}, which "
+                              f"cannot run two parallel kernels at once, so calls from "
+                              f"several threads run one at a time; to run them "
+                              f"concurrently, {INSTALL_HINT}", RuntimeWarning, stacklevel=2)
+            _Layer.lock.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        _Layer.lock.release()
+
+
 def call_lock() -> AbstractContextManager[Any]:
     """What a call holds while its kernels run: nothing on a thread-safe layer; on
-    `workqueue`, one process-wide lock (the layer is the process's), so that concurrent
-    calls wait for each other instead of aborting the process."""
-    if thread_safe():
-        return nullcontext()
-    if not _Layer.warned:
-        _Layer.warned = True
-        warnings.warn(f"graphcnn: Numba's threading layer is {layer()!r}, which cannot run "
-                      f"two parallel kernels at once, so calls from several threads run one "
-                      f"at a time; to run them concurrently, {INSTALL_HINT}",
-                      RuntimeWarning, stacklevel=4)
-    return _Layer.lock
+    `workqueue`, its turn (see _Turns)."""
+    return nullcontext() if thread_safe() else _Turns()
 
 
 # One entry per call running its kernels now, in every executable of the process: append
