@@ -8,8 +8,8 @@ LeNet-5 (32x32, batch 1 and batch 64), each compiled once with `gc.compile` on t
 backend. For each repeat, in this order on the same executable: one thread calls it in a
 loop for `--seconds`; then two threads, started together, call it for `--seconds`; then
 (unless --no-unshared) two threads again with the cores not shared between the calls
-(each call on all of Numba's threads, as before calls shared them: the oversubscribed
-baseline). A figure is completed calls over the window; the table gives the median over
+(each call on all of Numba's threads, as GRAPHCNN_SHARE_CORES=0 makes them: the
+oversubscribed baseline). A figure is completed calls over the window; the table gives the median over
 the repeats, and the ratio 2 threads / 1 thread (the goal: >= 1). Every call's output is
 checked against the single-thread one (allclose, rtol 1e-5).
 
@@ -61,13 +61,13 @@ def throughput(call: Callable[[], Any], workers: int, seconds: float) -> float:
 
 
 def unshared(fn: Callable[[], float]) -> float:
-    """fn() with every call on all its thread's Numba threads (the cores not shared)."""
-    share = cpu_threads.share
-    cpu_threads.share = lambda threads: threads  # type: ignore[assignment]
+    """fn() with every call on all its thread's Numba threads (the cores not shared, as
+    GRAPHCNN_SHARE_CORES=0 does)."""
+    cpu_threads.SHARE_CORES = False
     try:
         return fn()
     finally:
-        cpu_threads.share = share  # type: ignore[assignment]
+        cpu_threads.SHARE_CORES = True
 
 
 def case(name: str, model: Any, batch: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def test_each_context_has_its_own_arena_and_workspace_and_shares_the_weights(len
     assert runner.contexts == made == exe.report()["contexts"]
 
 
-def test_calls_at_once_share_the_threads_and_give_them_back():
+def test_calls_at_once_share_the_threads_and_give_them_back(monkeypatch):
     total = numba.get_num_threads()
     assert cpu_threads.share(total) == total   # no call running
     cpu_threads.enter()
@@ -139,6 +139,8 @@ def test_calls_at_once_share_the_threads_and_give_them_back():
     try:
         assert cpu_threads.share(total) == max(1, total // 2)
         assert cpu_threads.share(1) == 1
+        monkeypatch.setattr(cpu_threads, "SHARE_CORES", False)   # GRAPHCNN_SHARE_CORES=0
+        assert cpu_threads.share(total) == total
     finally:
         cpu_threads.leave()
         cpu_threads.leave()

@@ -15,7 +15,10 @@ several graphs at once. Two things are process-wide and must allow it:
   at their barriers (GOMP_SPINCOUNT, see graphcnn/__init__.py): one descheduled thread
   stalls its whole team. `share` gives each of the calls running now its part of the
   threads instead (Numba's thread count is per Python thread), re-read before every
-  kernel, so a call alone gets them all again as soon as the others end.
+  kernel, so a call alone gets them all again as soon as the others end. A kernel on
+  fewer threads may sum in another order, so such a call's outputs can differ from a lone
+  call's in the last bits; GRAPHCNN_SHARE_CORES=0 keeps every call on all its threads
+  (outputs bitwise those of a lone call, the cores oversubscribed).
 """
 from __future__ import annotations
 
@@ -129,6 +132,7 @@ def call_lock() -> AbstractContextManager[Any]:
 # and pop are each atomic (one C call under the GIL; free-threaded builds lock the list),
 # and cost less than a lock around a counter, at every call.
 RUNNING: list[None] = []
+SHARE_CORES = os.environ.get("GRAPHCNN_SHARE_CORES", "1").strip() != "0"
 
 
 def enter() -> None:
@@ -143,7 +147,10 @@ def leave() -> None:
 
 def share(threads: int) -> int:
     """The Numba threads a call whose thread may use `threads` takes now: its part of
-    them among the calls running (at least one)."""
+    them among the calls running (at least one), or all of them with
+    GRAPHCNN_SHARE_CORES=0."""
+    if not SHARE_CORES:
+        return threads
     return max(1, threads // max(1, len(RUNNING)))
 
 
