@@ -52,10 +52,16 @@ from graphcnn.seeding import manual_seed  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
-    """Use n threads in the cpu kernels (default: all cores, or NUMBA_NUM_THREADS). Call it
-    before compiling: an executable keeps the implementations chosen for the thread count
-    it was built with (backends/cpu/strategy.py)."""
+    """Use n threads in the cpu kernels that this Python thread runs (default: all cores,
+    or NUMBA_NUM_THREADS, which caps every thread; Numba's setting is per thread, so other
+    threads keep theirs). Call it before compiling: an executable keeps the
+    implementations chosen for the thread count it was built with
+    (backends/cpu/strategy.py). Calls running at once share these threads between them
+    (backends/cpu/threads.py)."""
     import numba
+
+    from graphcnn.backends.cpu.threads import prefer_threadsafe_layer
+    prefer_threadsafe_layer()   # Numba starts its threading layer now
     numba.set_num_threads(n)
 
 

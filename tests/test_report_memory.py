@@ -56,10 +56,14 @@ def measured(request: pytest.FixtureRequest) -> tuple[Any, np.ndarray, dict[str,
 
 
 def test_the_workspaces_hold_what_the_runner_predicts(measured):
+    """The executable's one call context (one thread calls it) holds them, not the
+    thread: the thread's own workspace stays empty."""
     exe, x, report, _ = measured
     release_workspaces()
     exe(x)
-    assert held_workspace_bytes() == exe.runner.workspace_bytes == report["workspace_bytes"]
+    assert exe.runner.held_scratch_bytes == exe.runner.workspace_bytes \
+        == report["workspace_bytes"]
+    assert held_workspace_bytes() == 0 and report["contexts"] == 1
     assert report["workspace_bytes"] == max(s.workspace_bytes for s in exe.runner.steps) > 0
 
 
@@ -67,6 +71,7 @@ def test_the_report_adds_up(measured):
     exe, _, report, _ = measured
     assert report["peak_bytes"] == (report["arena_bytes"] + report["workspace_bytes"]
                                     + report["packed_weights_bytes"])
+    assert report["per_call_bytes"] == report["arena_bytes"] + report["workspace_bytes"]
     assert report["arena_bytes"] == exe.runner.plan.arena_bytes
     assert report["packed_weights_bytes"] == sum(s.packed_bytes for s in exe.runner.steps) > 0
     assert report["weights_bytes"] > 0

@@ -8,7 +8,7 @@ import numpy as np
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.ir.types import TensorType
 from graphcnn.ops.registry import get_op
-from graphcnn.runtime.runner import Runner
+from graphcnn.runtime.runner import CallContext, Runner
 
 
 class ReferenceRunner(Runner):
@@ -21,18 +21,18 @@ class ReferenceRunner(Runner):
         self._types: dict[int, TensorType] = {}   # what each step's outputs must be
         super().__init__(graph, plan=None)
 
-    def place(self, value: Value) -> None:
+    def place(self, value: Value, arena: Any) -> None:
         self._types[value.id] = value.type
 
     def build_kernel(self, node: Node) -> Callable[..., Any]:
         return get_op(node.op).run_ref
 
-    def feed(self, feeds: dict[int, Any]) -> dict[int, Any]:
-        env = dict(self.buffers)   # the constants
+    def feed(self, context: CallContext, feeds: dict[int, Any]) -> dict[int, Any]:
+        env = dict(context.buffers)   # the constants: each call writes a dict of its own
         env.update(feeds)
         return env
 
-    def launch(self, env: dict[int, Any]) -> None:
+    def launch(self, context: CallContext, env: dict[int, Any]) -> None:
         for step in self.steps:
             results = step.kernel([env[i] for i in step.inputs], step.attrs)
             for vid, array in zip(step.outputs, results):

@@ -38,7 +38,9 @@ def constant_bytes(graph: Graph) -> int:
 
 class Executable:
     """Runs a graph on a backend. Call it with arrays for the model's inputs (positional,
-    in order, or by name); it returns the output (or a tuple of outputs).
+    in order, or by name); it returns the output (or a tuple of outputs). Any number of
+    threads may call it at once: each call runs in a context of its own (an arena and a
+    workspace, made when more calls run at once than there are contexts; see report()).
 
     `backend` is a name ("reference", "cpu", "cuda") or a Backend, resolved once here.
     `param_source` gives the values of the graph's `param` nodes at each call (None: the
@@ -58,6 +60,7 @@ class Executable:
         self.compile_seconds = compile_seconds
         self._param_source = param_source
         self.seed = seed
+        # next() on it is one step under the GIL: threads calling at once draw distinct seeds.
         self._seeds = itertools.count(seed * 1_000_003)
         # Every input by name (the dropout seed included) and every parameter by name.
         self.input_values: dict[str, Value] = {
@@ -161,14 +164,21 @@ class Executable:
         packed_weights_bytes: the frozen weights the kernels hold transformed (packed
         panels, Winograd's U, NCHW16c blocks), made when the executable was built;
         arena_bytes: the memory plan's arena (every intermediate); workspace_bytes: the
-        kernels' scratch a call leaves in its thread (im2col columns, Winograd's blocks);
+        kernels' scratch a call leaves in its context (im2col columns, Winograd's blocks);
         peak_bytes = arena_bytes + workspace_bytes + packed_weights_bytes: what one
-        executable costs beyond its weights (the reference backend, which has no plan:
-        one buffer per intermediate). naive_bytes: one buffer per intermediate of the
-        graph as written (what running it without an optimizer takes);
-        optimized_naive_bytes: one buffer per intermediate of the optimized graph (what
-        fusion alone saves); lower_bound_bytes: the most bytes alive at once at one op of
-        the optimized graph (naive_bytes and lower_bound_bytes compare with arena_bytes)."""
+        executable called from one thread at a time costs beyond its weights (the
+        reference backend, which has no plan: one buffer per intermediate).
+        per_call_bytes = arena_bytes + workspace_bytes: what each call running at the same
+        time as others adds (its context: the weights, packed or not, are shared);
+        contexts: how many contexts the executable holds now, the most calls that have
+        run at once (1 until two threads call at once; always 1 on cuda, whose calls
+        take turns), so that it holds
+        peak_bytes + (contexts - 1) * per_call_bytes. naive_bytes: one buffer per
+        intermediate of the graph as written (what running it without an optimizer
+        takes); optimized_naive_bytes: one buffer per intermediate of the optimized graph
+        (what fusion alone saves); lower_bound_bytes: the most bytes alive at once at one
+        op of the optimized graph (naive_bytes and lower_bound_bytes compare with
+        arena_bytes)."""
         optimized_naive = intermediate_bytes(self.graph)
         naive = self._naive_bytes_before if self._naive_bytes_before is not None \
             else optimized_naive
@@ -184,6 +194,8 @@ class Executable:
             "arena_bytes": arena,
             "workspace_bytes": workspace,
             "peak_bytes": arena + workspace + packed,
+            "per_call_bytes": arena + workspace,
+            "contexts": self.runner.contexts,
             "naive_bytes": naive,
             "optimized_naive_bytes": optimized_naive,
             "lower_bound_bytes": live_bytes_lower_bound(self.graph),

@@ -8,6 +8,7 @@ step loaded from a training artifact holds its own (`HeldParameters`).
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
@@ -58,6 +59,13 @@ class GradientStep:
 
     `loss` is a loss name ("cross_entropy", "mse") or the function the graph was built
     with; `num_classes` is what cross-entropy labels are checked against.
+
+    Any number of threads may call a step at once (each call runs in a context of its
+    own, see Executable): each gets the loss and gradients of its own batch at the
+    parameters' current values. The batch-norm running statistics are the one thing
+    concurrent calls share: each call writes its update back whole, one call at a time,
+    but a call may read them while another writes, so with calls at once they end as some
+    mix of the calls' updates (as with a PyTorch module trained from several threads).
     """
 
     def __init__(self, executable: Executable, loss: str | Callable[..., Any],
@@ -67,6 +75,7 @@ class GradientStep:
         self.source = source
         self.num_classes = num_classes
         self._state_names = [n for n in executable.output_names if n.startswith("state:")]
+        self._write_back = threading.Lock()   # a call's running statistics, written whole
 
     @property
     def model(self) -> Any:
@@ -87,9 +96,11 @@ class GradientStep:
             check_labels(target, int(self.num_classes))
         input_name = self.executable.input_names[0]
         outputs = self.executable.run({input_name: x, "target": target})
-        params = self.source.parameters()
-        for name in self._state_names:
-            params[name[len("state:"):]][...] = outputs[name]
+        if self._state_names:
+            params = self.source.parameters()
+            with self._write_back:
+                for name in self._state_names:
+                    params[name[len("state:"):]][...] = outputs[name]
         grads = {name[len("grad:"):]: value for name, value in outputs.items()
                  if name.startswith("grad:")}
         return float(outputs["loss"]), grads

@@ -7,6 +7,13 @@ get their buffers (`place`: views into the memory plan's arena), and every node 
 not a view of the plan (a reshape over its own input's bytes) becomes a step with the
 backend's kernel (`build_kernel`). A call is `feed` (the inputs and parameters), `launch`
 (the steps, in order), `collect` (the outputs); each backend fills in those hooks.
+
+A runner may be called from many threads at once (an executable serving a thread pool).
+What a call writes lives in a `CallContext`: its buffers (views of its own arena; the
+constants are shared, read only) and its backend's scratch. Contexts are pooled (as ONNX
+Runtime's per-run allocations): a call takes a free one, or makes one if every context is
+in use, and gives it back when it ends. The first is made with the runner, so one thread
+calling it costs what it did before; N threads at once hold at most N contexts.
 """
 from __future__ import annotations
 
@@ -40,10 +47,22 @@ class Step:
     workspace_bytes: int = 0
 
 
+@dataclass(slots=True)
+class CallContext:
+    """What one call at a time writes: `buffers` (value id -> array: the shared constants,
+    the values placed in `arena`, and the feeds of its current call) and the backend's
+    `scratch` (the cpu kernels' Workspace)."""
+
+    buffers: dict[int, Any]
+    arena: Any = None
+    scratch: Any = None
+
+
 class Runner:
     """Walks `graph` into `steps` over `buffers` (value id -> array). With a memory plan,
     intermediates live in its arena and the nodes it marks as views run nothing; the
-    reference backend runs without one (every node runs, each call makes new arrays)."""
+    reference backend runs without one (every node runs, each call makes new arrays).
+    `buffers` are the first call context's (see the module's docstring)."""
 
     name = ""
 
@@ -52,23 +71,61 @@ class Runner:
         self.plan = plan
         self.buffers: dict[int, Any] = {}
         self.steps: list[Step] = []
+        self._constants: dict[int, Any] = {}
+        self._placed: list[Value] = []        # the values a context's arena holds
+        arena = self.new_arena()
         views = plan.views if plan is not None else set()
         for node in graph.nodes:
             if node.op in FED_OPS:
                 self.bind_source(node)
                 continue
             if node.op == "constant":
-                self.buffers[node.output.id] = self.constant(node.output, node.attrs["value"])
+                buffer = self.constant(node.output, node.attrs["value"])
+                self.buffers[node.output.id] = self._constants[node.output.id] = buffer
                 continue
             for value in node.outputs:
-                buffer = self.place(value)
+                buffer = self.place(value, arena)
                 if buffer is not None:
                     self.buffers[value.id] = buffer
+                    self._placed.append(value)
             if node.id in views:
                 continue  # a reshape over its own input's memory: nothing to run
             self.steps.append(Step(self.build_kernel(node), [v.id for v in node.inputs],
                                    [v.id for v in node.outputs], node.attrs, node.op,
                                    node.id))
+        first = CallContext(self.buffers, arena, self.new_scratch())
+        self._contexts = [first]   # every context made; _free: those no call holds now
+        self._free = [first]
+
+    # ---- call contexts ----------------------------------------------------------------
+    @property
+    def contexts(self) -> int:
+        """How many call contexts exist: the most calls that have run at once (>= 1)."""
+        return len(self._contexts)
+
+    def take_context(self) -> CallContext:
+        """A context no other call holds: the one given back last (one thread calling
+        always gets the first), or a new one when every context is in use. (The pool's
+        lists need no lock: append and pop are each atomic, one C call under the GIL.)"""
+        try:
+            return self._free.pop()
+        except IndexError:
+            context = self.new_context()
+            self._contexts.append(context)
+            return context
+
+    def give_back(self, context: CallContext) -> None:
+        """The call holding `context` is done with it."""
+        self._free.append(context)
+
+    def new_context(self) -> CallContext:
+        """A context of its own for one more concurrent call: a new arena, the planned
+        values as views of it, the constants shared."""
+        arena = self.new_arena()
+        buffers = dict(self._constants)
+        for value in self._placed:
+            buffers[value.id] = self.place(value, arena)
+        return CallContext(buffers, arena, self.new_scratch())
 
     def implementations(self) -> list[tuple[int, str, str, str]]:
         """(node id, op, implementation name, why) of each step, in step order."""
@@ -76,7 +133,7 @@ class Runner:
 
     @property
     def allocated_bytes(self) -> int:
-        """The bytes of intermediates allocated once, for every call: the plan's arena."""
+        """The bytes of intermediates each call context holds: the plan's arena."""
         return self.plan.arena_bytes if self.plan is not None else 0
 
     @property
@@ -86,8 +143,14 @@ class Runner:
 
     @property
     def workspace_bytes(self) -> int:
-        """The scratch a call takes beyond the arena and leaves in its thread, sized by
+        """The scratch a call takes beyond the arena and leaves in its context, sized by
         the backend (0: none)."""
+        return 0
+
+    @property
+    def held_scratch_bytes(self) -> int:
+        """The scratch bytes every context holds now, together (0: the backend has
+        none)."""
         return 0
 
     # ---- the backend's hooks: building ------------------------------------------------
@@ -98,8 +161,16 @@ class Runner:
         """The buffer of a constant, made once."""
         return array
 
-    def place(self, value: Value) -> Any:
-        """The buffer of a node's output (None: made at each call)."""
+    def new_arena(self) -> Any:
+        """The bytes of one context's planned values (None: the backend has no arena)."""
+        return None
+
+    def new_scratch(self) -> Any:
+        """One context's scratch for its kernels (None: the backend needs none)."""
+        return None
+
+    def place(self, value: Value, arena: Any) -> Any:
+        """The buffer of a node's output in `arena` (None: made at each call)."""
         return None
 
     def build_kernel(self, node: Node) -> Any:
@@ -107,20 +178,27 @@ class Runner:
         raise NotImplementedError
 
     # ---- the backend's hooks: calling -------------------------------------------------
-    def feed(self, feeds: dict[int, Any]) -> dict[int, Any]:
-        """The buffers of this call with `feeds` (value id -> array) in them."""
+    def feed(self, context: CallContext, feeds: dict[int, Any]) -> dict[int, Any]:
+        """The buffers of this call (the context's) with `feeds` (value id -> array) in
+        them."""
         raise NotImplementedError
 
-    def launch(self, buffers: dict[int, Any]) -> None:
-        """Run every step, in order, over `buffers`."""
+    def launch(self, context: CallContext, buffers: dict[int, Any]) -> None:
+        """Run every step, in order, over `buffers` (with the context's scratch)."""
         raise NotImplementedError
 
     def collect(self, buffers: dict[int, Any]) -> list[Any]:
-        """The graph's outputs, as the caller may keep them."""
+        """The graph's outputs, as the caller may keep them (nothing of the context's:
+        the next call that takes it overwrites it)."""
         raise NotImplementedError
 
     def run(self, feeds: dict[int, Any]) -> list[Any]:
-        """feeds: value id -> array for every input and param; returns the outputs."""
-        buffers = self.feed(feeds)
-        self.launch(buffers)
-        return self.collect(buffers)
+        """feeds: value id -> array for every input and param; returns the outputs. Any
+        number of threads may call it at once."""
+        context = self.take_context()
+        try:
+            buffers = self.feed(context, feeds)
+            self.launch(context, buffers)
+            return self.collect(buffers)
+        finally:
+            self.give_back(context)

@@ -336,20 +336,20 @@ def elf_symbols(obj: bytes) -> tuple[set[str], set[str]]:
 # ---- loading (no compiler) ----------------------------------------------------------------
 _RUNTIME_LOCK = threading.Lock()
 _RUNTIME_READY = False
-_RAISED: list[str] = []   # messages of kernels that raised (set by the stubs below)
+_RAISED = threading.local()  # .messages: what kernels raised in this thread (the stubs')
 
 
 def _exception_stub(data: int, size: int, hashed: int) -> Any:
     message = ("a precompiled kernel raised an exception (its details are not available: "
                "artifacts never unpickle the exception data embedded in their code)")
-    _RAISED.append(message)
+    _RAISED.__dict__.setdefault("messages", []).append(message)
     return RuntimeError(message)
 
 
 def _dynamic_exception_stub(static: Any, dynamic: Any) -> Any:
     message = (f"a precompiled kernel raised an exception with arguments {dynamic!r} (its "
                f"type and message are not available: artifacts never unpickle them)")
-    _RAISED.append(message)
+    _RAISED.__dict__.setdefault("messages", []).append(message)
     return RuntimeError(message)
 
 
@@ -430,9 +430,10 @@ class Entry:
             else:
                 flat.append(a)
         result = self.cfunc(*flat)
-        if _RAISED:
-            message = _RAISED.pop()
-            _RAISED.clear()
+        raised = getattr(_RAISED, "messages", None)
+        if raised:
+            message = raised.pop()
+            raised.clear()
             raise RuntimeError(f"kernel {self.name}: {message}")
         return result
 

@@ -14,6 +14,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from graphcnn.backends.cpu.threads import prefer_threadsafe_layer
+
+# Before any kernel is compiled or run (every kernel module imports this one): a threading
+# layer that lets several threads run graphs at once (see threads.py).
+prefer_threadsafe_layer()
+
 KernelFn = Callable[[list[np.ndarray], list[np.ndarray], dict[str, Any]], None]
 
 _KERNELS: dict[str, KernelFn] = {}

@@ -1,21 +1,24 @@
-"""Runs a graph's nodes as cpu kernels over buffers allocated once, at compile time: views
-into one arena laid out by the memory plan (graphcnn/runtime/memory_plan.py). Which
-implementation runs each node is chosen once, here, when the runner is built
+"""Runs a graph's nodes as cpu kernels over buffers allocated ahead of the calls: views into
+an arena laid out by the memory plan (graphcnn/runtime/memory_plan.py), one arena and one
+workspace per call context (graphcnn/runtime/runner.py: one, unless threads call at
+once). Which implementation runs each node is chosen once, here, when the runner is built
 (graphcnn/backends/cpu/strategy.py), and recorded in its step, with the frozen weights it
-prepacked (held by the step's kernel, so by this runner)."""
+prepacked (held by the step's kernel, so by this runner, and shared by every call)."""
 from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
+from graphcnn.backends.cpu import threads
 from graphcnn.backends.cpu.blas import one_thread_pool
-from graphcnn.backends.cpu.kernels.conv_gemm import begin_call
+from graphcnn.backends.cpu.kernels.conv_gemm import Workspace, begin_call, use_workspace
 from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
-from graphcnn.runtime.runner import Runner
+from graphcnn.runtime.runner import CallContext, Runner
 
 
 class CpuRunner(Runner):
@@ -30,7 +33,6 @@ class CpuRunner(Runner):
         """`implementations`: node id -> the implementation name to run it with (an
         artifact's), instead of choosing again."""
         plan = plan if plan is not None else plan_memory(graph)
-        self.arena = _aligned_bytes(plan.arena_bytes)
         self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
         self._saved = implementations or {}
         self.chosen: dict[int, Implementation] = {}  # node id -> its Implementation
@@ -43,17 +45,28 @@ class CpuRunner(Runner):
 
     @property
     def workspace_bytes(self) -> int:
-        """The scratch a call leaves in its thread (conv_gemm.workspace: laid out afresh
-        for each step, grown to the largest step's): the largest step's workspace."""
+        """The scratch a call leaves in its context's Workspace (conv_gemm.workspace: laid
+        out afresh for each step, grown to the largest step's): the largest step's
+        workspace."""
         return max((s.workspace_bytes for s in self.steps), default=0)
+
+    @property
+    def held_scratch_bytes(self) -> int:
+        return sum(context.scratch.nbytes for context in self._contexts)
+
+    def new_arena(self) -> np.ndarray:
+        return _aligned_bytes(self.plan.arena_bytes)
+
+    def new_scratch(self) -> Workspace:
+        return Workspace()   # empty: the first call grows it
 
     def constant(self, value: Value, array: Any) -> np.ndarray:
         return np.require(array, requirements="C")
 
-    def place(self, value: Value) -> np.ndarray:
+    def place(self, value: Value, arena: np.ndarray) -> np.ndarray:
         offset = self.plan.offsets[value.id]
         nbytes = int(np.prod(value.shape, dtype=np.int64)) * np.dtype(value.dtype).itemsize
-        return self.arena[offset:offset + nbytes].view(value.dtype).reshape(value.shape)
+        return arena[offset:offset + nbytes].view(value.dtype).reshape(value.shape)
 
     def build_kernel(self, node: Node) -> KernelFn:
         # The node's constants are in self.buffers already (they come first in the graph).
@@ -61,26 +74,53 @@ class CpuRunner(Runner):
         self.chosen[node.id] = chosen
         return chosen.run
 
-    def feed(self, feeds: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        buffers = self.buffers
+    def feed(self, context: CallContext, feeds: dict[int, np.ndarray]
+             ) -> dict[int, np.ndarray]:
+        buffers = context.buffers
         for vid, array in feeds.items():
             buffers[vid] = np.require(array, requirements="C")
         return buffers
 
-    def launch(self, buffers: dict[int, np.ndarray]) -> None:
+    def launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
+        # On a threading layer that is not thread-safe, one call at a time (threads.py).
+        if threads.thread_safe():
+            self._launch(context, buffers)
+        else:
+            with threads.call_lock():
+                self._launch(context, buffers)
+
+    def _launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
         # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
         with one_thread_pool(), launch_mode(table=self.launch_table):
             if recording():  # the frozen weights were prepacked at build: their kernels too
                 for chosen in self.chosen.values():
                     if chosen.prepack is not None:
                         chosen.prepack()
-            for step in self.steps:
-                begin_call()
-                step.kernel([buffers[i] for i in step.inputs],
-                            [buffers[o] for o in step.outputs], step.attrs)
+            previous = use_workspace(context.scratch)
+            threads.enter()
+            total = mine = threads.thread_count()   # this Python thread's setting
+            running, seen = threads.RUNNING, 1
+            try:
+                for step in self.steps:
+                    # The calls running now share the cores (threads.py): re-read before
+                    # each kernel, as another call may have started or ended since.
+                    if len(running) != seen:
+                        seen = len(running)
+                        want = threads.share(total)
+                        if want != mine:
+                            numba.set_num_threads(want)
+                            mine = want
+                    begin_call()
+                    step.kernel([buffers[i] for i in step.inputs],
+                                [buffers[o] for o in step.outputs], step.attrs)
+            finally:
+                threads.leave()
+                use_workspace(previous)
+                if mine != total:
+                    numba.set_num_threads(total)
 
     def collect(self, buffers: dict[int, np.ndarray]) -> list[np.ndarray]:
-        # Copies: the arena is overwritten by the next call.
+        # Copies: the arena is overwritten by the next call that takes this context.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
 
 

@@ -13,9 +13,15 @@
 - Parameters marked resident (`make_resident`) are not uploaded at each call: the
   device copy is the master (the device optimizer updates it in place; see optim.py), and
   `download_parameters` brings it back to the host.
+- Threads: the launches are bound to the one set of device buffers, so calls from several
+  threads take turns (a lock held from the upload of the feeds to the copy of the
+  outputs); the GPU runs one graph's kernels at a time on the default stream anyway.
+  Device arrays returned with copy=False are the arena's: the next call, from any
+  thread, overwrites them.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterable
 
 import numpy as np
@@ -49,7 +55,7 @@ class CudaRunner(Runner):
             plan.arena_bytes + fed_bytes + const_bytes,
             f"graph {graph.name!r} (arena {plan.arena_bytes:,} bytes, inputs and "
             f"parameters {fed_bytes:,}, constants {const_bytes:,})")
-        self.arena = self._cuda.device_array(max(plan.arena_bytes, 1), np.uint8)
+        self._lock = threading.RLock()   # one call at a time: see the module's docstring
         self.params: dict[str, Any] = {}        # param name -> its device buffer
         self.resident: set[int] = set()
         self._by_name: dict[str, int] = {}      # input or param name -> its value id
@@ -68,12 +74,18 @@ class CudaRunner(Runner):
         array = np.ascontiguousarray(array)   # uploaded once
         return self._cuda.to_device(array.reshape(_shape(array.shape)))
 
-    def place(self, value: Value) -> Any:
+    def new_arena(self) -> Any:
+        return self._cuda.device_array(max(self.plan.arena_bytes, 1), np.uint8)
+
+    def place(self, value: Value, arena: Any) -> Any:
         offset = self.plan.offsets[value.id]
         nbytes = max(int(np.prod(value.shape, dtype=np.int64)), 1) * \
             np.dtype(value.dtype).itemsize
-        return self.arena[offset:offset + nbytes].view(np.dtype(value.dtype)).reshape(
+        return arena[offset:offset + nbytes].view(np.dtype(value.dtype)).reshape(
             _shape(value.shape))
+
+    def new_context(self) -> Any:
+        raise AssertionError("the cuda runner runs one call at a time: it has one context")
 
     def build_kernel(self, node: Node) -> list[Launch]:
         ins = [self.buffers[v.id] for v in node.inputs]
@@ -84,7 +96,11 @@ class CudaRunner(Runner):
             raise NotImplementedError(f"node %{node.output.id} = {node.op}: {err}") from None
 
     # ---- calling ----------------------------------------------------------------------
-    def feed(self, feeds: dict[int, Any]) -> dict[int, Any]:
+    def run(self, feeds: dict[int, Any]) -> list[Any]:
+        with self._lock:
+            return super().run(feeds)
+
+    def feed(self, context: Any, feeds: dict[int, Any]) -> dict[int, Any]:
         """Host feeds are uploaded, device ones copied device-to-device; resident
         parameters are skipped."""
         for vid, array in feeds.items():
@@ -98,7 +114,7 @@ class CudaRunner(Runner):
                 buf.copy_to_device(np.ascontiguousarray(array).reshape(buf.shape))
         return self.buffers
 
-    def launch(self, buffers: dict[int, Any]) -> None:
+    def launch(self, context: Any, buffers: dict[int, Any]) -> None:
         for step in self.steps:
             for launch in step.kernel:
                 launch()
@@ -110,22 +126,32 @@ class CudaRunner(Runner):
     def run_device(self, feeds: dict[int, Any], copy: bool = True) -> list[Any]:
         """Like run, with host or device feeds, returning device arrays (fresh copies, or
         with copy=False the arena's own buffers, valid until the next call)."""
-        buffers = self.feed(feeds)
-        self.launch(buffers)
-        outs = [buffers[v.id] for v in self.graph.outputs]
-        if not copy:
-            return outs
-        fresh = []
-        for buf in outs:
-            new = self._cuda.device_array(buf.shape, buf.dtype)
-            new.copy_to_device(buf)
-            fresh.append(new)
-        return fresh
+        with self._lock:
+            context = self.take_context()
+            try:
+                buffers = self.feed(context, feeds)
+                self.launch(context, buffers)
+                outs = [buffers[v.id] for v in self.graph.outputs]
+                if not copy:
+                    return outs
+                fresh = []
+                for buf in outs:
+                    new = self._cuda.device_array(buf.shape, buf.dtype)
+                    new.copy_to_device(buf)
+                    fresh.append(new)
+                return fresh
+            finally:
+                self.give_back(context)
 
     # ---- device-resident parameters ---------------------------------------------------
     def make_resident(self, params: dict[str, np.ndarray], names: Iterable[str] | None = None
                       ) -> None:
         """Upload `params` (name -> host array) once and stop uploading them per call."""
+        with self._lock:
+            self._make_resident(params, names)
+
+    def _make_resident(self, params: dict[str, np.ndarray], names: Iterable[str] | None
+                       ) -> None:
         for name in (names if names is not None else params):
             if name not in self.params:
                 continue
@@ -135,10 +161,11 @@ class CudaRunner(Runner):
 
     def download_parameters(self, params: dict[str, np.ndarray]) -> None:
         """Copy the resident device parameters into the host arrays `params`, in place."""
-        for name, vid in self._by_name.items():
-            if vid in self.resident and name in params:
-                host = self.params[name].copy_to_host()
-                params[name][...] = host.reshape(params[name].shape)
+        with self._lock:
+            for name, vid in self._by_name.items():
+                if vid in self.resident and name in params:
+                    host = self.params[name].copy_to_host()
+                    params[name][...] = host.reshape(params[name].shape)
 
 
 def check_device_array(name: str, array: Any, shape: tuple[int, ...], dtype: str) -> Any:

@@ -232,39 +232,63 @@ def _gather(src, res, n0, nb, c0):
 Scratch = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
-class _Workspaces(threading.local):
-    """Each Python thread's scratch bytes: executables release the GIL while their kernels
-    run, so two threads may run graphs at once, and buffers shared between them would be
-    written by both. `slots`: where the current kernel call's roles lie in `raw`."""
+class Workspace:
+    """Scratch bytes for the kernels' workspaces, reused by every kernel call that runs on
+    them (one at a time). `slots`: where the current kernel call's roles lie in `raw`."""
+
+    __slots__ = ("raw", "slots", "top")
 
     def __init__(self) -> None:
         self.raw = np.empty(0, np.uint8)
         self.slots: dict[str, tuple[int, int]] = {}
         self.top = 0
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.raw.nbytes)
 
-_WORKSPACES = _Workspaces()
+
+class _Current(threading.local):
+    """The Workspace the kernels of each Python thread take their scratch from: its own by
+    default; the runner's call context's while a graph runs (`use_workspace`), so that
+    what a call holds is its context's, and two calls never share bytes."""
+
+    def __init__(self) -> None:
+        self.own = self.ws = Workspace()
+
+
+_CURRENT = _Current()
 WORKSPACE_ALIGN = 64  # bytes: a cache line, as the memory plan's arena
+
+
+def use_workspace(ws: Workspace | None) -> Workspace:
+    """Make `ws` (None: the thread's own) the workspace of this thread's kernel calls;
+    returns the one it replaces, to give back."""
+    current = _CURRENT
+    previous = current.ws
+    current.ws = ws if ws is not None else current.own
+    return previous
 
 
 def begin_call() -> None:
     """A new kernel call in this Python thread (the cpu runner calls it before each step):
-    its workspaces are laid out from the start of the thread's bytes again."""
-    _WORKSPACES.slots.clear()
-    _WORKSPACES.top = 0
+    its workspaces are laid out from the start of the current workspace again."""
+    ws = _CURRENT.ws
+    ws.slots.clear()
+    ws.top = 0
 
 
 def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A scratch buffer for one role ('col', 'rows') of the current kernel call, of this
-    shape and dtype: a view of this Python thread's bytes (its kernels run one at a time).
-    A call's roles lie one after the other, in the order it first asks for them (a role
-    asked again takes its place again, if the place is large enough); the bytes grow to
-    the largest call's and are reused by every call after it, so what a thread holds is
-    the most one call takes (CpuRunner.workspace_bytes, `layout_bytes` of a kernel's
-    scratch)."""
+    shape and dtype: a view of the current Workspace's bytes (this thread's, or its
+    graph call's; its kernels run one at a time). A call's roles lie one after the
+    other, in the order it first asks for them (a role asked again takes its place
+    again, if the place is large enough); the bytes grow to the largest call's and are
+    reused by every call after it, so what a workspace holds is the most one kernel call
+    takes (CpuRunner.workspace_bytes, `layout_bytes` of a kernel's scratch)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize   # math.prod: no ufunc call per kernel call
-    ws = _WORKSPACES
+    ws = _CURRENT.ws
     slot = ws.slots.get(role)
     if slot is None or slot[1] < nbytes:
         slot = ws.slots[role] = (_aligned(ws.top), nbytes)
@@ -280,14 +304,18 @@ def _aligned(offset: int) -> int:
 
 
 def held_workspace_bytes() -> int:
-    """The scratch bytes this Python thread holds."""
-    return int(_WORKSPACES.raw.nbytes)
+    """The scratch bytes this Python thread's own workspace holds (what kernels called
+    outside a graph took; a graph's calls take their context's)."""
+    return _CURRENT.own.nbytes
 
 
 def release_workspaces() -> None:
-    """Drop this Python thread's scratch bytes (the next kernel call makes them again)."""
-    _WORKSPACES.raw = np.empty(0, np.uint8)
-    begin_call()
+    """Drop this Python thread's own scratch bytes (the next kernel call makes them
+    again)."""
+    own = _CURRENT.own
+    own.raw = np.empty(0, np.uint8)
+    own.slots.clear()
+    own.top = 0
 
 
 def layout_bytes(needs: dict[str, int]) -> int:
