@@ -145,7 +145,9 @@ class Candidate:
     """One way to run an op: the offered candidates of the highest priority compete (the
     autotuner or the cost model breaks a tie); `rule` says why one wins alone. `scratch`:
     the workspaces (conv_gemm.workspace) one call takes for the site, role -> bytes in
-    the order the kernel asks for them, by its own *_scratch formula."""
+    the order the kernel asks for them, by its own *_scratch formula. `error_growth`: the
+    largest error it makes, declared as a multiple of the float32 im2col GEMM's on the
+    same operands (accuracy.py's contract; tests/test_accuracy.py measures it)."""
     name: str
     priority: int
     applies: Callable[[Site], bool]   # it computes this site (checked for saved names too)
@@ -153,6 +155,7 @@ class Candidate:
     offered: Callable[[Site], bool] = _always  # the cost model's gate
     rule: str = ""                              # why it wins alone at its priority
     scratch: Callable[[Site], dict[str, int]] = _no_scratch
+    error_growth: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,14 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
 }
 
 
+# algorithm -> its declared error growth (Candidate.error_growth): the GEMMs that
+# accumulate each output in one float32 run over C*kH*kW terms (the packed microkernels)
+# err up to ~6x OpenBLAS's blocked sums at ResNet's 4608; Winograd F(2x2, 3x3) adds the
+# transforms' rounding, ~3x at 512 channels on 7x7 maps (measured in test_accuracy.py).
+_ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "packed": 10.0,
+                 "packed-channels": 10.0, "implicit": 10.0}
+
+
 def _gemm(name: str, applies: Callable[[Site], bool] = _always,
           offered: Callable[[Site], bool] = _always, priority: int = 3) -> Candidate:
     def build(site: Site) -> Core:
@@ -316,7 +327,8 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
                      offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "
                           "that fits",
-                     scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)))
+                     scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)),
+                     error_growth=_ERROR_GROWTH[name])
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:
