@@ -369,7 +369,9 @@ def _depthwise_3x3(site: Site) -> bool:
     return is_depthwise_3x3(site.in_shapes[0][1], site.in_shapes[1], site.attrs)
 
 
-_DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM")
+# The direct loops sum each output in one float32 run, as the packed GEMMs do.
+_DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM",
+                    error_growth=_ERROR_GROWTH["packed"])
 _GRAD_GEMMS = (_gemm("gemm", priority=1),
                _gemm("winograd", _winograd_applies, _winograd_offered, priority=1))
 
@@ -384,8 +386,10 @@ STRATEGIES: dict[str, OpStrategy] = {
         Candidate("depthwise-3x3", 2, _depthwise_3x3, _depthwise,
                   rule="depthwise 3x3 (too little work per group for a GEMM)"),
         Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs), _wide,
-                  rule="too little work for a GEMM; stride 1 unpadded: one loop per tap"),
-        Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM"),
+                  rule="too little work for a GEMM; stride 1 unpadded: one loop per tap",
+                  error_growth=_ERROR_GROWTH["packed"]),
+        Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM",
+                  error_growth=_ERROR_GROWTH["packed"]),
     ), _conv_key, default_algorithm, _add_channel_bias),
     "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
     "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
