@@ -130,3 +130,48 @@ def test_relative_error_flags_non_finite():
     assert accuracy.relative_error(np.array([1.5, 0.0]), np.array([2.0, 0.0])) == 0.25
     assert accuracy.model_bound(1e-6) == accuracy.MODEL_FLOOR
     assert accuracy.model_bound(1e-3) == pytest.approx(1e-2)
+
+
+# ---- whole models in training --------------------------------------------------------------
+
+def model_errors(grads, exact):
+    """Each gradient's error relative to its float64 max, the scale floored at 1e-3 of the
+    largest gradient of all (a bias whose exact gradient is 0, as one before a batch norm,
+    returns rounding noise in every implementation)."""
+    floor = 1e-3 * max(float(np.max(np.abs(g))) for g in exact.values())
+    return {k: float(np.max(np.abs(np.asarray(grads[k], np.float64) - g)))
+            / max(float(np.max(np.abs(g))), floor) for k, g in exact.items()}
+
+
+def training_case(name, batch, size, **options):
+    gc.manual_seed(0)
+    model = gc.models.get_model(name, num_classes=10, input_size=size, **options)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    _, exact = gc.value_and_grad(model, batch_size=batch, backend="reference",
+                                 dtype="float64")(x.astype(np.float64), y)
+    _, ref32 = gc.value_and_grad(model, batch_size=batch, backend="reference")(x, y)
+    return model, x, y, exact, model_errors(ref32, exact)
+
+
+@pytest.mark.parametrize("algorithm", ["gemm", "winograd", "winograd-packed", "packed"])
+def test_resnet18_training_gradients_meet_the_contract_with_each_algorithm(algorithm,
+                                                                            resnet_case):
+    """ResNet-18 (narrowed to width 32, batch 8 at 32x32: batch norm over enough values to
+    be well conditioned) in training, every conv node that the algorithm computes forced to
+    it: each gradient within max(1e-3, 10x the float32 reference's error) of float64."""
+    model, x, y, exact, ref_errors = resnet_case
+    with forced({op: algorithm for op in CONV_OPS}):
+        step = gc.value_and_grad(model, batch_size=len(x))
+    assert any(s.implementation == algorithm for s in step.executable.runner.steps)
+    _, grads = step(x, y)
+    errors = model_errors(grads, exact)
+    over = {k: (errors[k], ref_errors[k]) for k in errors
+            if errors[k] > accuracy.model_bound(ref_errors[k])}
+    assert not over, over
+
+
+@pytest.fixture(scope="module")
+def resnet_case():
+    return training_case("resnet18", 8, 32, width=32)
