@@ -175,3 +175,52 @@ def test_resnet18_training_gradients_meet_the_contract_with_each_algorithm(algor
 @pytest.fixture(scope="module")
 def resnet_case():
     return training_case("resnet18", 8, 32, width=32)
+
+
+@pytest.mark.parametrize("algorithm", [None, "packed", "implicit"])
+def test_mobilenet_v2_training_gradients_meet_the_contract(algorithm, mobilenet_case):
+    """MobileNetV2 (width 0.5, batch 8 at 48x48, no dropout) in training, with the cost
+    model's choices and with each packed GEMM forced where it applies (no Winograd: its
+    3x3 convs are depthwise or strided)."""
+    model, x, y, exact, ref_errors = mobilenet_case
+    with forced({op: algorithm for op in CONV_OPS} if algorithm else {}):
+        step = gc.value_and_grad(model, batch_size=len(x))
+    _, grads = step(x, y)
+    errors = model_errors(grads, exact)
+    over = {k: (errors[k], ref_errors[k]) for k in errors
+            if errors[k] > accuracy.model_bound(ref_errors[k])}
+    assert not over, over
+
+
+@pytest.fixture(scope="module")
+def mobilenet_case():
+    return training_case("mobilenet_v2", 8, 48, width_mult=0.5, dropout=0.0)
+
+
+def test_the_bench_states_its_gradient_check_against_float64(monkeypatch):
+    """`graphcnn bench --training`'s line: the yardstick, the tensor nearest its bound with
+    PyTorch float32's error beside it, and whether the contract holds (without torch: the
+    yardstick is graphcnn's float64 run and the bound 1e-3)."""
+    from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
+    exact = {"a": np.array([1.0, -2.0]), "b": np.array([4.0])}
+    mine = {"a": np.array([1.0, -2.0 + 2e-5]), "b": np.array([4.0 + 4e-2])}
+    peer = {"a": np.array([1.0, -2.0 + 2e-6]), "b": np.array([4.0 + 4e-6])}
+    check = gradient_check(mine, exact, "PyTorch float64", peer)
+    assert check["over"] == ["b"] and check["worst"] == "b"
+    assert gradient_text(check) == (
+        "gradients vs PyTorch float64: worst b 1.0e-02 of its max (PyTorch float32 1.0e-06); "
+        "contract max(0.001, 10x PyTorch float32) NOT met by 1 of 2 tensors: b")
+    mine["b"] = np.array([4.0 + 4e-7])
+    assert gradient_text(gradient_check(mine, exact, "PyTorch float64", peer)).endswith(
+        "worst a 1.0e-05 of its max (PyTorch float32 1.0e-06); contract max(0.001, 10x "
+        "PyTorch float32) met by all 2 tensors")
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # torch not installed
+    model = gc.models.lenet5()
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    y = np.array([1, 2])
+    source, grads = float64_gradients("lenet5", {}, model, x, y)
+    _, mine32 = gc.value_and_grad(model, batch_size=2)(x, y)
+    check = gradient_check(mine32, grads, source)
+    assert source == "graphcnn float64" and not check["over"]
+    assert "(PyTorch not installed: no float32 peer to scale by) met by all 10" in \
+        gradient_text(check)
