@@ -43,7 +43,7 @@ def gradient_check(mine: dict[str, np.ndarray], exact: dict[str, np.ndarray], so
                    peer: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Per tensor: graphcnn's error, the float32 peer's, the contract's bound; the tensor
     nearest its bound and those over it."""
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for key, truth in exact.items():
         if key not in mine:
             continue

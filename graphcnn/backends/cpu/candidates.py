@@ -1,8 +1,7 @@
 """What can run each op on the cpu backend: per op, candidate implementations with the
 predicate saying which nodes each computes, the cost model's gate saying whether it is
-worth offering, and a priority (backends/cpu/strategy.py chooses among them). The shape
-rules are graphcnn/ops/conv_shapes.py's; the cost models the kernels' own
-(conv_gemm.use_gemm, winograd.worth_trying, dense.use_blas)."""
+worth offering, a priority and a declared error growth (strategy.py chooses among them).
+The shape rules are ops/conv_shapes.py's; the cost models the kernels' own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import numba
 import numpy as np
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.accuracy import ERROR_GROWTH
 from graphcnn.backends.cpu.kernels import (
     conv,
     conv_gemm,
@@ -145,9 +145,7 @@ class Candidate:
     """One way to run an op: the offered candidates of the highest priority compete (the
     autotuner or the cost model breaks a tie); `rule` says why one wins alone. `scratch`:
     the workspaces (conv_gemm.workspace) one call takes for the site, role -> bytes in
-    the order the kernel asks for them, by its own *_scratch formula. `error_growth`: the
-    largest error it makes, declared as a multiple of the float32 im2col GEMM's on the
-    same operands (accuracy.py's contract; tests/test_accuracy.py measures it)."""
+    the order the kernel asks for them, by its own *_scratch formula."""
     name: str
     priority: int
     applies: Callable[[Site], bool]   # it computes this site (checked for saved names too)
@@ -155,7 +153,7 @@ class Candidate:
     offered: Callable[[Site], bool] = _always  # the cost model's gate
     rule: str = ""                              # why it wins alone at its priority
     scratch: Callable[[Site], dict[str, int]] = _no_scratch
-    error_growth: float = 1.0
+    error_growth: float = 1.0  # its error, declared, over the float32 GEMM's (accuracy.py)
 
 
 @dataclass(frozen=True)
@@ -300,14 +298,6 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
 }
 
 
-# algorithm -> its declared error growth (Candidate.error_growth): the GEMMs that
-# accumulate each output in one float32 run over C*kH*kW terms (the packed microkernels)
-# err up to ~6x OpenBLAS's blocked sums at ResNet's 4608; Winograd F(2x2, 3x3) adds the
-# transforms' rounding, ~3x at 512 channels on 7x7 maps (measured in test_accuracy.py).
-_ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "packed": 10.0,
-                 "packed-channels": 10.0, "implicit": 10.0}
-
-
 def _gemm(name: str, applies: Callable[[Site], bool] = _always,
           offered: Callable[[Site], bool] = _always, priority: int = 3) -> Candidate:
     def build(site: Site) -> Core:
@@ -328,7 +318,7 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "
                           "that fits",
                      scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)),
-                     error_growth=_ERROR_GROWTH[name])
+                     error_growth=ERROR_GROWTH[name])
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:
@@ -369,9 +359,8 @@ def _depthwise_3x3(site: Site) -> bool:
     return is_depthwise_3x3(site.in_shapes[0][1], site.in_shapes[1], site.attrs)
 
 
-# The direct loops sum each output in one float32 run, as the packed GEMMs do.
 _DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM",
-                    error_growth=_ERROR_GROWTH["packed"])
+                    error_growth=ERROR_GROWTH["direct"])
 _GRAD_GEMMS = (_gemm("gemm", priority=1),
                _gemm("winograd", _winograd_applies, _winograd_offered, priority=1))
 
@@ -387,9 +376,9 @@ STRATEGIES: dict[str, OpStrategy] = {
                   rule="depthwise 3x3 (too little work per group for a GEMM)"),
         Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs), _wide,
                   rule="too little work for a GEMM; stride 1 unpadded: one loop per tap",
-                  error_growth=_ERROR_GROWTH["packed"]),
+                  error_growth=ERROR_GROWTH["direct"]),
         Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM",
-                  error_growth=_ERROR_GROWTH["packed"]),
+                  error_growth=ERROR_GROWTH["direct"]),
     ), _conv_key, default_algorithm, _add_channel_bias),
     "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
     "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
