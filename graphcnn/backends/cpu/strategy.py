@@ -4,7 +4,9 @@ runner is built (as TVM's op strategies do).
 Each op with more than one way to run has a strategy (candidates.py): candidate
 implementations, each with the predicate saying which nodes it computes (`applies`), the
 cost model's gate saying whether it is worth offering at all (`offered`) and a priority.
-The offered candidates of the highest priority win; where several tie, the autotuner (autotune.py,
+The offered candidates of the highest priority win; where several tie, those outside the
+accuracy contract (accuracy.py: measured against float64 when autotuning, else as declared)
+are left out, and the autotuner (autotune.py,
 its measurements cached on disk per machine) picks the fastest, or the cost model's
 default when measuring is off (GRAPHCNN_AUTOTUNE=0). The shape rules are
 graphcnn/ops/conv_shapes.py's and the kernels' cost models (conv_gemm.use_gemm,
