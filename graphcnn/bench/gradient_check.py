@@ -70,5 +70,6 @@ def gradient_text(check: dict[str, Any]) -> str:
         contract = f"{MODEL_FLOOR:g} (PyTorch not installed: no float32 peer to scale by)"
     if check["over"]:
         return (text + f"; contract {contract} NOT met by {len(check['over'])} of "
-                f"{len(rows)} tensors: {', '.join(check['over'][:5])}")
+                f"{len(rows)} tensors: {', '.join(check['over'][:5])} (a ReLU whose input is "
+                f"within float32 rounding of 0 can flip in any float32 run: README, Safety)")
     return text + f"; contract {contract} met by all {len(rows)} tensors"
