@@ -159,6 +159,8 @@ def test_training_step_against_torch(tmp_path, capsys):
     assert check["loss_diff"] < 1e-5 and check["grad_max_relative_diff"] < 1e-4
     assert check["grads_compared"] == 10
     assert len(r["profile"]) == r["kernels"]
+    assert "gradients vs PyTorch float64: worst " in out and "met by all 10 tensors" in out
+    assert r["gradient_check"]["over"] == []
 
 
 def test_onnxruntime_peer(tmp_path, capsys):

@@ -28,6 +28,7 @@ import numpy as np
 
 from graphcnn.bench.common import gflops, measure_interleaved, threads
 from graphcnn.bench.flops import flops_by_op, graph_flops
+from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
 PEERS = ("numpy", "torch", "onnxruntime")
 NUMPY_MAX_GFLOP = 1.0
@@ -206,9 +207,16 @@ def check_text(check: dict[str, Any]) -> str:
     if "relative" in check:
         return (f"max |diff| {check['max_abs_diff']:.1e} "
                 f"(outputs up to {check['max_abs_output']:.2f})")
-    return (f"loss diff {check['loss_diff']:.1e}, gradients within "
-            f"{check['grad_max_relative_diff']:.1e} of their max ({check['grads_compared']} "
-            f"compared)")
+    return (f"loss diff {check['loss_diff']:.1e}; gradients: both float32, see the float64 "
+            f"check ({check['grads_compared']} compared)")
+
+
+def float64_check(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndarray,
+                  y: np.ndarray, mine: System, torch_peer: System | None) -> dict[str, Any]:
+    """graphcnn's gradients (and PyTorch float32's) per tensor against a float64 run."""
+    source, exact = float64_gradients(name, model_kwargs, model, x, y)
+    peer = torch_peer.check[1] if torch_peer is not None else None
+    return gradient_check(mine.check[1], exact, source, peer)
 
 
 # ---- the benchmark ------------------------------------------------------------------------
@@ -257,6 +265,10 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
         systems = {"graphcnn": mine, **peers}
         for key in order[1:]:
             result["checks"][key] = compare(mine.check, systems[key].check, training)
+        if training:  # before timing: the timed steps update the weights
+            result["gradient_check"] = float64_check(name, model_kwargs, model, x, y, mine,
+                                                     peers.get("torch"))
+            log(f"  {gradient_text(result['gradient_check'])}")
         log(f"  timing {', '.join(order)}: {repeats} calls each, in rounds ...")
         timings = measure_interleaved({k: systems[k].run for k in order}, repeats, warmup)
         for key in order:

@@ -82,12 +82,16 @@ def notes_text(results: list[dict[str, Any]]) -> str:
 
 
 def checks_text(results: list[dict[str, Any]]) -> str:
+    from graphcnn.bench.gradient_check import gradient_text
     from graphcnn.bench.model_bench import check_text
     lines = []
     for r in results:
         for peer, check in r["checks"].items():
             lines.append(f"- {r['model']} b{r['batch']} {r['mode']} vs {peer}: "
                          f"{check_text(check)}")
+        if "gradient_check" in r:
+            lines.append(f"- {r['model']} b{r['batch']} {r['mode']}: "
+                         f"{gradient_text(r['gradient_check'])}")
     return "\n".join(lines)
 
 

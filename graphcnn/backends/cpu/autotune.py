@@ -12,7 +12,9 @@ the choice goes into a JSON file (GRAPHCNN_AUTOTUNE_CACHE, else
 and the BLAS core, so a file copied to another machine is not trusted there. The file is
 only ever parsed as JSON; a damaged one is ignored with a warning and written afresh.
 
-GRAPHCNN_AUTOTUNE=0 measures nothing: every kernel takes its cost model's `default`
+Before timing, the candidates' errors are measured against a float64 yardstick (also
+cached, in the machine's "errors" section): only those within the accuracy contract are
+timed (accuracy.py). GRAPHCNN_AUTOTUNE=0 measures nothing: every kernel takes its cost model's `default`
 (what the test suite does, so its runs do not depend on timings). While an ahead-of-time
 artifact is being recorded every candidate runs once, so the artifact holds the kernels of
 whichever one the machine that loads it picks.
@@ -40,6 +42,8 @@ RUNS = 5
 _LOCK = threading.Lock()
 # machine key (which names the thread count) -> the choices read for it, or made here
 _CHOICES: dict[str, dict[str, str]] = {}
+# machine key -> entry -> the candidates' measured errors (accuracy.py), read or made here
+_ERRORS: dict[str, dict[str, dict[str, float]]] = {}
 
 
 def enabled() -> bool:
@@ -107,16 +111,35 @@ def _choices() -> dict[str, str]:
     return _CHOICES[machine_id]
 
 
+def _measured_errors() -> dict[str, dict[str, float]]:
+    """This machine's measured errors (the file's "errors" section), read once per key."""
+    machine_id = machine_key()
+    if machine_id not in _ERRORS:
+        machine = _read_file(cache_path())["machines"].get(machine_id, {})
+        section = machine.get("errors", {}) if isinstance(machine, dict) else {}
+        _ERRORS[machine_id] = {
+            k: {n: float(e) for n, e in v.items() if isinstance(e, (int, float))}
+            for k, v in (section.items() if isinstance(section, dict) else ())
+            if isinstance(v, dict)}
+    return _ERRORS[machine_id]
+
+
 def _save(key: str, choice: str, times_ms: dict[str, float]) -> None:
-    """Add one choice to the file: read it again (another process may have added some),
+    _store("choices", key, {"choice": choice,
+                            "ms": {k: round(v, 4) for k, v in times_ms.items()}})
+
+
+def _store(section: str, key: str, record: Any) -> None:
+    """Add one record to the file: read it again (another process may have added some),
     write a temporary file beside it and rename it over (never a half-written file)."""
     path = cache_path()
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         data = _read_file(path)
         machine = data["machines"].setdefault(machine_key(), {"choices": {}})
-        machine.setdefault("choices", {})[key] = {
-            "choice": choice, "ms": {k: round(v, 4) for k, v in times_ms.items()}}
+        if not isinstance(machine.get(section), dict):
+            machine[section] = {}
+        machine[section][key] = record
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, sort_keys=True)
@@ -163,6 +186,22 @@ def pick(kind: str, key: tuple, candidates: dict[str, Callable[[], None]],
     return choice
 
 
+def errors(kind: str, key: tuple, names: list[str],
+           measure: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """The candidates' errors for `key` (accuracy.measure, called as `measure()`), measured
+    the first time on this machine and kept in the file beside the choices."""
+    text = _entry(kind, key, names)
+    with _LOCK:
+        cached = _measured_errors().get(text)
+    if cached is not None and set(cached) >= set(names):
+        return cached
+    measured = measure()
+    with _LOCK:
+        _measured_errors()[text] = measured
+        _store("errors", text, {k: float(f"{v:.4g}") for k, v in measured.items()})
+    return measured
+
+
 def known(kind: str, key: tuple, names: list[str], default: str) -> str:
     """The choice pick made (or would take from the file) for `key` among the candidates
     `names`, measuring nothing: `default` where none is known or measuring is off."""
@@ -183,3 +222,4 @@ def forget() -> None:
     """Drop the choices read into this process (the next pick reads the file again)."""
     with _LOCK:
         _CHOICES.clear()
+        _ERRORS.clear()

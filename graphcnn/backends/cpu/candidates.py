@@ -1,8 +1,7 @@
 """What can run each op on the cpu backend: per op, candidate implementations with the
 predicate saying which nodes each computes, the cost model's gate saying whether it is
-worth offering, and a priority (backends/cpu/strategy.py chooses among them). The shape
-rules are graphcnn/ops/conv_shapes.py's; the cost models the kernels' own
-(conv_gemm.use_gemm, winograd.worth_trying, dense.use_blas)."""
+worth offering, a priority and a declared error growth (strategy.py chooses among them).
+The shape rules are ops/conv_shapes.py's; the cost models the kernels' own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import numba
 import numpy as np
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.accuracy import ERROR_GROWTH
 from graphcnn.backends.cpu.kernels import (
     conv,
     conv_gemm,
@@ -153,6 +153,7 @@ class Candidate:
     offered: Callable[[Site], bool] = _always  # the cost model's gate
     rule: str = ""                              # why it wins alone at its priority
     scratch: Callable[[Site], dict[str, int]] = _no_scratch
+    error_growth: float = 1.0  # its error, declared, over the float32 GEMM's (accuracy.py)
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,8 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
                      offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "
                           "that fits",
-                     scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)))
+                     scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)),
+                     error_growth=ERROR_GROWTH[name])
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:
@@ -357,7 +359,8 @@ def _depthwise_3x3(site: Site) -> bool:
     return is_depthwise_3x3(site.in_shapes[0][1], site.in_shapes[1], site.attrs)
 
 
-_DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM")
+_DIRECT = Candidate("direct", 0, _always, _direct_grad, rule="too little work for a GEMM",
+                    error_growth=ERROR_GROWTH["direct"])
 _GRAD_GEMMS = (_gemm("gemm", priority=1),
                _gemm("winograd", _winograd_applies, _winograd_offered, priority=1))
 
@@ -372,8 +375,10 @@ STRATEGIES: dict[str, OpStrategy] = {
         Candidate("depthwise-3x3", 2, _depthwise_3x3, _depthwise,
                   rule="depthwise 3x3 (too little work per group for a GEMM)"),
         Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs), _wide,
-                  rule="too little work for a GEMM; stride 1 unpadded: one loop per tap"),
-        Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM"),
+                  rule="too little work for a GEMM; stride 1 unpadded: one loop per tap",
+                  error_growth=ERROR_GROWTH["direct"]),
+        Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM",
+                  error_growth=ERROR_GROWTH["direct"]),
     ), _conv_key, default_algorithm, _add_channel_bias),
     "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
     "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),

@@ -4,7 +4,9 @@ runner is built (as TVM's op strategies do).
 Each op with more than one way to run has a strategy (candidates.py): candidate
 implementations, each with the predicate saying which nodes it computes (`applies`), the
 cost model's gate saying whether it is worth offering at all (`offered`) and a priority.
-The offered candidates of the highest priority win; where several tie, the autotuner (autotune.py,
+The offered candidates of the highest priority win; where several tie, those outside the
+accuracy contract (accuracy.py: measured against float64 when autotuning, else as declared)
+are left out, and the autotuner (autotune.py,
 its measurements cached on disk per machine) picks the fastest, or the cost model's
 default when measuring is off (GRAPHCNN_AUTOTUNE=0). The shape rules are
 graphcnn/ops/conv_shapes.py's and the kernels' cost models (conv_gemm.use_gemm,
@@ -28,13 +30,15 @@ random arrays for the rest (the node's own arrays when a kernel is called direct
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from graphcnn.backends.cpu import autotune, blas
+from graphcnn.backends.cpu import accuracy, autotune, blas
 from graphcnn.backends.cpu.candidates import (
     STRATEGIES,
     Candidate,
@@ -48,8 +52,8 @@ from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
-__all__ = ["STRATEGIES", "Implementation", "Site", "array_site", "choose", "implementation",
-           "node_site"]
+__all__ = ["STRATEGIES", "Implementation", "Site", "array_site", "choose", "forced",
+           "implementation", "node_site"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,30 @@ class Implementation:
 
 # ---- choosing -----------------------------------------------------------------------------
 
+_FORCED = threading.local()
+
+
+@contextlib.contextmanager
+def forced(names: dict[str, str]) -> Iterator[None]:
+    """Within the block (in this thread), op -> the candidate every node of that op runs
+    where the candidate applies (offered or not, whatever the contract): how the tests run
+    each algorithm on whole models. A node it does not apply to is chosen as usual."""
+    before = getattr(_FORCED, "names", {})
+    _FORCED.names = {**before, **names}
+    try:
+        yield
+    finally:
+        _FORCED.names = before
+
+
 def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candidate, str]:
     """(the candidate that runs `site`, why). `saved`: a name to take if it applies."""
     strategy = STRATEGIES[site.op]
+    wanted = getattr(_FORCED, "names", {}).get(site.op)
+    if wanted is not None:
+        for c in strategy.candidates:
+            if c.name == wanted and c.applies(site):
+                return c, "forced (strategy.forced)"
     if saved is not None:
         for c in strategy.candidates:
             if c.name == saved and c.applies(site):
@@ -93,6 +118,9 @@ def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candi
     tied = [c for c in offered if c.priority == top]
     if len(tied) == 1:
         return tied[0], tied[0].rule
+    tied, note = _within_contract(site, tied)
+    if len(tied) == 1:
+        return tied[0], f"the only one within the accuracy contract{note}"
     names = [c.name for c in tied]
     runs = {c.name: _timed(c.build(site), site) for c in tied}
     with blas.one_thread_pool():  # as the runner runs them
@@ -100,7 +128,22 @@ def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candi
     if autotune.enabled():
         conv_gemm.release_workspaces()  # what measuring every candidate grew them to
     how = "autotuned" if autotune.enabled() else "cost model"
-    return next(c for c in tied if c.name == name), f"{how}, of {' | '.join(names)}"
+    return next(c for c in tied if c.name == name), f"{how}, of {' | '.join(names)}{note}"
+
+
+def _within_contract(site: Site, tied: list[Candidate]) -> tuple[list[Candidate], str]:
+    """The tied candidates that meet the accuracy contract (accuracy.py): measured against
+    float64 where the autotuner measures (cached with its choices), else as declared."""
+    if not autotune.enabled() or site.op not in accuracy.MEASURED_OPS:
+        return accuracy.meets(site, tied, None)
+    names = [c.name for c in tied]
+
+    def measure() -> dict[str, float]:
+        with blas.one_thread_pool():
+            return accuracy.measure(site, tied)
+    errors = autotune.errors(f"accuracy:{site.op}", STRATEGIES[site.op].tune_key(site),
+                             names, measure)
+    return accuracy.meets(site, tied, errors)
 
 
 def _timed(core: Core, site: Site) -> Callable[[], None]:
