@@ -50,7 +50,7 @@ def max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw):
                 row = x0 + (iy0 + i * dh) * in_w + ix0
                 for j in range(jlo, jhi):
                     v = xf[uint64(row + j * dw)]
-                    best = v if v > best else best
+                    best = v if (v > best) | (v != v) else best  # NaN wins, as in PyTorch
             of[uint64(out0 + oy * ow_len + ox)] = best
 
 
@@ -75,10 +75,12 @@ def max_pool2d_width3_task(task, x, out, kh, sh, sw, ph, pw):
             for ox in range(lo, hi):
                 p = row + ox * sw
                 a, b, c = xf[uint64(p)], xf[uint64(p + 1)], xf[uint64(p + 2)]
-                m = a if a >= b else b
-                m = m if m >= c else c
+                # Selects that let NaN through (a NaN beats anything, as in PyTorch):
+                # still vectorized (two compares and an or per select).
+                m = a if (a >= b) | (a != a) else b
+                m = m if (m >= c) | (m != m) else c
                 cur = of[uint64(orow + ox)]
-                of[uint64(orow + ox)] = m if m > cur else cur
+                of[uint64(orow + ox)] = m if (m > cur) | (m != m) else cur
             _max_border(xf, of, row, orow, 0, lo, sw, pw, in_w)
             _max_border(xf, of, row, orow, hi, ow_len, sw, pw, in_w)
 
@@ -91,7 +93,7 @@ def _max_border(xf, of, row, orow, first, stop, sw, pw, in_w):
             if 0 <= ox * sw - pw + j < in_w:
                 v = xf[uint64(row + ox * sw + j)]
                 cur = of[uint64(orow + ox)]
-                of[uint64(orow + ox)] = v if v > cur else cur
+                of[uint64(orow + ox)] = v if (v > cur) | (v != v) else cur
 
 
 @numba.njit(**JIT)
@@ -107,7 +109,7 @@ def _max_pool2d(x, out, kh, kw, sh, sw, ph, pw, dh, dw):
 @numba.njit(**TASK_JIT)
 def max_pool2d_grad_task(task, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
     """One input-gradient plane dx[n, c], task = n * C + c: each output's gradient goes to
-    the first maximum of its window (the reference's rule)."""
+    the first maximum of its window, or its last NaN (the reference's rule, PyTorch's)."""
     in_h, in_w = x.shape[2], x.shape[3]
     oh_len, ow_len = dy.shape[2], dy.shape[3]
     xf, dxf, dyf = x.reshape(x.size), dx.reshape(dx.size), dy.reshape(dy.size)
@@ -121,15 +123,16 @@ def max_pool2d_grad_task(task, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw):
             jlo, jhi = col_range(ix0, dw, in_w, kw)
             if ilo >= ihi or jlo >= jhi:
                 continue  # a window of padding only: no input gets this gradient
-            # The first tap, then a strictly greater one: the first maximum. Selects, not
-            # branches: random data would mispredict a branch on every other tap.
+            # The first tap, then a strictly greater one or a NaN: the first maximum, or
+            # the last NaN. Selects, not branches: random data would mispredict a branch
+            # on every other tap.
             at = x0 + (iy0 + ilo * dh) * in_w + ix0 + jlo * dw
             best = xf[uint64(at)]
             for i in range(ilo, ihi):
                 row = x0 + (iy0 + i * dh) * in_w + ix0
                 for j in range(jlo, jhi):
                     v = xf[uint64(row + j * dw)]
-                    greater = v > best
+                    greater = (v > best) | (v != v)
                     best = v if greater else best
                     at = row + j * dw if greater else at
             dxf[uint64(at)] += dyf[uint64(dy0 + oy * ow_len + ox)]
