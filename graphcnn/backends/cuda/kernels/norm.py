@@ -41,9 +41,10 @@ def _batch_norm(x, weight, bias, mean, var, eps, C, S, out):
     i = cu.grid(1)
     while i < x.size:
         c = (i // S) % C
+        # (x - mean) * scale + bias, as the reference (folded, an infinite scale makes
+        # inf - inf = NaN where the reference has inf)
         scale = f8(weight[c]) / math.sqrt(f8(var[c]) + eps)
-        shift = f8(bias[c]) - f8(mean[c]) * scale
-        out[i] = x[i] * scale + shift
+        out[i] = (x[i] - f8(mean[c])) * scale + f8(bias[c])
         i += cu.gridsize(1)
 
 
@@ -92,7 +93,7 @@ def _normalize(x, weight, bias, mean64, var64, eps, C, S, out):
     while i < x.size:
         c = (i // S) % C
         scale = f8(weight[c]) / math.sqrt(var64[c] + eps)
-        out[i] = x[i] * scale + (f8(bias[c]) - mean64[c] * scale)
+        out[i] = (x[i] - mean64[c]) * scale + f8(bias[c])
         i += cu.gridsize(1)
 
 
