@@ -84,3 +84,103 @@ def check_case(op: str, case: Case, seed: int, fraction: float) -> None:
 def test_special_values_as_the_reference(op, seed, fraction):
     for case in CASES[op]:
         check_case(op, case, seed, fraction)
+
+
+# ---- the cases as a user meets them: compiled models and training ------------------------
+
+def _compiled(model: Any, backend: str, batch: int = 1) -> Any:
+    import graphcnn as gc
+    return gc.compile(model, batch_size=batch, backend=backend)
+
+
+def test_relu_and_fused_linear_relu_keep_nan():
+    import graphcnn as gc
+    from graphcnn import nn
+    x = np.float32([[np.nan, 1.0, -2.0, 3.0]])
+    inp = gc.Input((4,), name="x")
+    (y,) = forward("relu", [x], {}, "cpu")
+    assert np.isnan(y[0, 0]) and y[0, 2] == 0.0
+    model = gc.Model(inp, gc.relu(nn.Linear(4, 3)(inp)))
+    exe = _compiled(model, "cpu")
+    assert exe.report()["kernels"] == 1  # linear + relu: one fused kernel
+    assert np.isnan(exe(x)).all()
+    assert np.isnan(_compiled(model, "reference")(x)).all()
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_max_pool_window_with_nan_anywhere_is_nan(position):
+    import graphcnn as gc
+    from graphcnn import nn
+    inp = gc.Input((1, 2, 2), name="x")
+    model = gc.Model(inp, nn.MaxPool2d(2)(inp))
+    x = np.float32([[[[1.0, 2.0], [3.0, 4.0]]]])
+    x.reshape(-1)[position] = np.nan
+    for backend in ("reference", "cpu"):
+        assert np.isnan(_compiled(model, backend)(x)).all(), backend
+
+
+def test_max_pool_gradient_goes_to_the_last_nan_as_in_pytorch():
+    x = np.float32([[[[np.nan, 5.0, 1.0], [2.0, np.nan, 0.0], [1.0, 1.0, 1.0]]]])
+    dy = np.float32([[[[7.0]]]])
+    attrs = {"kernel_size": 3}
+    want = np.zeros_like(x)
+    want[0, 0, 1, 1] = 7.0  # torch.max_pool2d's argmax: the last NaN in scan order
+    for backend in ("reference", "cpu"):
+        (dx,) = forward("max_pool2d_grad", [dy, x], attrs, backend)
+        np.testing.assert_array_equal(dx, want, err_msg=backend)
+
+
+def test_log_softmax_and_cross_entropy_of_huge_logits():
+    """Four equal logits of 1e17: -log 4 each (not 0); logits of 3e38 as PyTorch's float32:
+    log_softmax finite (0 and -3e38), and a mean cross-entropy whose sum is past float32's
+    range is inf."""
+    equal = np.full((2, 4), 1e17, np.float32)
+    for backend in ("reference", "cpu"):
+        (y,) = forward("log_softmax", [equal], {"axis": 1}, backend)
+        np.testing.assert_allclose(y, np.full((2, 4), -np.log(4.0)), rtol=1e-6)
+        (loss,) = forward("cross_entropy", [equal, np.int64([0, 3])], {}, backend)
+        np.testing.assert_allclose(loss, np.log(4.0), rtol=1e-6)
+    huge = np.float32([[3e38, 0, 0, 0]] * 4)
+    labels = np.int64([1, 1, 1, 0])
+    for backend in ("reference", "cpu"):
+        (y,) = forward("log_softmax", [huge], {"axis": 1}, backend)
+        np.testing.assert_array_equal(y, np.float32([[0, -3e38, -3e38, -3e38]] * 4))
+        for reduction in ("mean", "sum"):
+            (loss,) = forward("cross_entropy", [huge, labels], {"reduction": reduction},
+                              backend)
+            assert loss == np.inf, (backend, reduction, loss)  # torch: inf, both reductions
+        (loss,) = forward("cross_entropy", [huge[:1], labels[:1]], {}, backend)
+        np.testing.assert_allclose(loss, 3e38, rtol=1e-6)  # one row: finite
+
+
+def _small_cnn() -> Any:
+    """Pooling first, so that a NaN input pixel first in its 2x2 window meets max-pool
+    before anything else (where the cpu once dropped it: a finite loss)."""
+    from graphcnn import nn
+    return nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 3), input_shape=(1, 8, 8))
+
+
+def test_a_nan_input_gives_a_nan_loss_in_training():
+    import graphcnn as gc
+    model = _small_cnn()
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    x[2, 0, 2, 4] = np.nan  # first in its pooling window
+    y = np.int64([0, 1, 2, 0])
+    for backend in ("reference", "cpu"):
+        step = gc.value_and_grad(model, loss="cross_entropy", batch_size=4, backend=backend)
+        loss, grads = step(x, y)
+        assert np.isnan(loss), (backend, loss)
+        assert all(np.isnan(g).any() for g in grads.values()), backend
+
+
+def test_the_trainer_quotes_a_non_finite_loss():
+    import graphcnn as gc
+    model = _small_cnn()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+    x[5, 0, 4, 2] = np.nan  # first in its pooling window
+    y = rng.integers(0, 3, 8).astype(np.int64)
+    trainer = gc.Trainer(model, loss="cross_entropy", optimizer=gc.optim.SGD(lr=0.01))
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\)"):
+        trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
