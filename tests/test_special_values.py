@@ -184,3 +184,72 @@ def test_the_trainer_quotes_a_non_finite_loss():
     trainer = gc.Trainer(model, loss="cross_entropy", optimizer=gc.optim.SGD(lr=0.01))
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\)"):
         trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+
+
+# ---- fused groups: the anchors' kernels with their generated or stored epilogues ---------
+
+def _fused_graphs() -> dict[str, Any]:
+    """name -> (graph, its input arrays, None or the channels of its blocked input and
+    output, the arrays given in NCHW): one group each, an anchor and its epilogue."""
+    from graphcnn.ir.graph import Graph
+    rng = np.random.default_rng(0)
+
+    def const(g: Graph, *shape: int) -> Any:
+        return g.constant(rng.standard_normal(shape).astype(np.float32))
+
+    graphs = {}
+    g = Graph("conv_relu")
+    x = g.input("x", (1, 3, 6, 6))
+    g.set_outputs([g.add("relu", [g.add("conv2d", [x, const(g, 4, 3, 3, 3), const(g, 4)],
+                                        padding=1)])])
+    graphs["conv+relu"] = (g, [rng.standard_normal((1, 3, 6, 6)).astype(np.float32)], None)
+    g = Graph("conv_clip_add")
+    x = g.input("x", (1, 4, 5, 5))
+    conv = g.add("conv2d", [x, const(g, 4, 1, 3, 3)], padding=1, groups=4)
+    g.set_outputs([g.add("add", [g.add("clip", [conv], low=0.0, high=6.0), x])])
+    graphs["depthwise+relu6+add"] = (g, [rng.standard_normal((1, 4, 5, 5)).astype(np.float32)],
+                                     None)
+    g = Graph("linear_relu")
+    x = g.input("x", (3, 5))
+    g.set_outputs([g.add("relu", [g.add("linear", [x, const(g, 4, 5), const(g, 4)])])])
+    graphs["linear+relu"] = (g, [rng.standard_normal((3, 5)).astype(np.float32)], None)
+    g = Graph("pool_relu")
+    x = g.input("x", (1, 2, 6, 6))
+    g.set_outputs([g.add("relu", [g.add("max_pool2d", [x], kernel_size=3, stride=2,
+                                        padding=1)])])
+    graphs["max_pool+relu"] = (g, [rng.standard_normal((1, 2, 6, 6)).astype(np.float32)], None)
+    g = Graph("blocked")
+    x = g.input("x", (1, 2, 4, 4, 16))
+    conv = g.add("conv2d_blocked", [x, const(g, 18, 1, 3, 3), const(g, 18)], padding=1,
+                 groups=18)
+    g.set_outputs([g.add("add", [g.add("clip", [conv], low=0.0, high=6.0), x])])
+    # The special values go into the 18 real channels only (the padding lanes are zeros,
+    # as to_blocked makes them), and only those are compared.
+    graphs["nchw16c depthwise+relu6+add"] = (
+        g, [rng.standard_normal((1, 18, 4, 4)).astype(np.float32)], 18)
+    return graphs
+
+
+@pytest.mark.parametrize("name", sorted(_fused_graphs()))
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_groups_as_the_reference(name, seed):
+    from special_values import NO_HUGE
+
+    import graphcnn as gc
+    from graphcnn.ops.layout import from_blocked_ref, to_blocked_ref
+    from graphcnn.runtime.executable import make_runner
+    graph, arrays_, channels = _fused_graphs()[name]
+    fused = gc.passes.fusion.fuse_operators(graph)
+    assert [n.op for n in fused.nodes if n.op not in ("input", "constant")] == ["fused"]
+    rng = np.random.default_rng(seed)
+    case = Case(lambda _: arrays_, values=NO_HUGE)
+    ins = sprinkle(rng, arrays_, case, 0.15)
+    if channels:
+        ins = [to_blocked_ref(a) for a in ins]
+    feeds = {v.id: a for v, a in zip(graph.inputs, ins)}
+    want = make_runner(graph, "reference").run(feeds)[0]
+    got = make_runner(fused, "cpu").run({v.id: feeds[v.id] for v in fused.inputs})[0]
+    if channels:
+        got, want = from_blocked_ref(got, channels), from_blocked_ref(want, channels)
+    assert_same_floats(got, want, f"{name} fused (cpu vs reference), seed {seed}",
+                       atol=1e-4)
