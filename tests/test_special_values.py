@@ -153,6 +153,20 @@ def test_log_softmax_and_cross_entropy_of_huge_logits():
         np.testing.assert_allclose(loss, 3e38, rtol=1e-6)  # one row: finite
 
 
+def test_dropout_of_nan_and_inf_as_pytorch():
+    """PyTorch's dropout is x * mask * scale: a dropped NaN or Inf gives NaN (0 * inf),
+    a kept Inf stays Inf."""
+    x = np.full((1, 64), np.inf, np.float32)
+    x[0, ::2] = np.nan
+    for backend in ("reference", "cpu"):
+        (y,) = forward("dropout", [x, np.asarray(3, np.int64)], {"p": 0.5}, backend)
+        inf = x[0] == np.inf
+        assert np.isnan(y[0, ~inf]).all(), backend
+        kept = np.isinf(y[0, inf])
+        assert 0 < kept.sum() < inf.sum(), backend  # some kept (inf), some dropped (NaN)
+        assert np.isnan(y[0, inf][~kept]).all(), backend
+
+
 def _small_cnn() -> Any:
     """Pooling first, so that a NaN input pixel first in its 2x2 window meets max-pool
     before anything else (where the cpu once dropped it: a finite loss)."""

@@ -124,10 +124,8 @@ def _dropout(x, out, key, p, scale):
         z = (z ^ (z >> _S27)) * _MIX2
         z = z ^ (z >> _S31)
         u = np.float64(z >> _S11) * 2.0 ** -53
-        if u >= p:
-            out[i] = x[i] * scale
-        else:
-            out[i] = 0
+        # x * 0 where dropped, not 0: NaN or Inf stays NaN there, as in PyTorch
+        out[i] = x[i] * (scale if u >= p else scale * 0)
 
 
 @cpu_kernel("dropout")

@@ -174,7 +174,8 @@ _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(
 
 @device_kernel(lambda f: (f[::1], i8[::1], u8, f8, f, f[::1]))
 def _dropout(x, seed, salt_mix, p, scale, out):
-    """out = x * scale where hash(key, i) >= p, else 0; key = dropout_key(seed, salt)
+    """out = x * scale where hash(key, i) >= p, else x * 0 (PyTorch's x * mask * scale:
+    NaN for a NaN or Inf); key = dropout_key(seed, salt)
     computed here (graphcnn.ops.norm.dropout_key), salt_mix = salt * MIX2 mod 2**64."""
     z = u8(seed[0]) + _GOLDEN
     z = (z ^ (z >> _S30)) * _MIX1
@@ -191,10 +192,7 @@ def _dropout(x, seed, salt_mix, p, scale, out):
         h = (h ^ (h >> _S27)) * _MIX2
         h = h ^ (h >> _S31)
         u = f8(h >> _S11) * 2.0 ** -53
-        if u >= p:
-            out[i] = x[i] * scale
-        else:
-            out[i] = 0
+        out[i] = x[i] * (scale if u >= p else scale * 0)  # NaN or Inf dropped: NaN
         i += cu.gridsize(1)
 
 
