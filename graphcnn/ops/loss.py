@@ -50,14 +50,27 @@ def cross_entropy_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> Te
 
 
 def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """log_softmax along axis 1, in float64 (stable for every finite input: the max is
+    subtracted first; NaN in a row makes the row NaN, as an Inf with anything but -Inf)."""
+    logits = logits.astype(np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def batch_total(total: float, dtype: Any, count: int, reduction: str) -> Any:
+    """A loss from its float64 sum over the batch, as PyTorch's float32 loss: the sum
+    rounded to the loss's dtype first (a sum past float32's range is inf, as a float32
+    accumulation makes it), then divided by `count` for reduction='mean'. Every backend
+    reduces its losses with this."""
+    with np.errstate(over="ignore"):
+        rounded = np.dtype(dtype).type(total)
+    return rounded / np.dtype(dtype).type(count) if reduction == "mean" else rounded
+
+
 def cross_entropy_ref(logits: np.ndarray, labels: np.ndarray, reduction: str) -> np.ndarray:
     picked = log_softmax_rows(logits)[np.arange(len(labels)), labels]
-    total = -picked.sum()
-    return np.asarray(total / len(labels) if reduction == "mean" else total, logits.dtype)
+    total = batch_total(-picked.sum(), logits.dtype, len(labels), reduction)
+    return np.asarray(total, logits.dtype)
 
 
 def cross_entropy_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -95,7 +108,7 @@ def mse_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
 
 def mse_ref(pred: np.ndarray, target: np.ndarray, reduction: str) -> np.ndarray:
     total = np.sum((pred.astype(np.float64) - target) ** 2)
-    return np.asarray(total / pred.size if reduction == "mean" else total, pred.dtype)
+    return np.asarray(batch_total(total, pred.dtype, pred.size, reduction), pred.dtype)
 
 
 def mse_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:

@@ -274,7 +274,8 @@ def dropout_ref(x: np.ndarray, seed: np.ndarray | None = None, *, p: float,
                 salt: int) -> np.ndarray:
     keep = dropout_keep(x.size, 0 if seed is None else int(seed), salt, p).reshape(x.shape)
     scale = x.dtype.type(1.0 / (1.0 - p))
-    return np.where(keep, x * scale, x.dtype.type(0)).astype(x.dtype)
+    # x * (mask * scale), as PyTorch: a dropped NaN or Inf is NaN, not 0
+    return (x * np.where(keep, scale, x.dtype.type(0))).astype(x.dtype)
 
 
 def dropout_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:

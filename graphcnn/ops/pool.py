@@ -1,5 +1,6 @@
-"""Pooling, with PyTorch's exact semantics: max_pool2d (padding counts as -inf, the first
-maximum in scan order takes the gradient), avg_pool2d (count_include_pad, and windows
+"""Pooling, with PyTorch's exact semantics: max_pool2d (padding never wins, the first
+maximum in scan order takes the gradient; a NaN is the maximum of its window, the last one
+taking the gradient), avg_pool2d (count_include_pad, and windows
 clipped to the padded input under ceil_mode), and global_avg_pool2d."""
 from __future__ import annotations
 
@@ -92,19 +93,20 @@ def _gather(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float) -> n
 # ---- max pooling -------------------------------------------------------------------------
 
 def _max_with_argmax(x: np.ndarray, attrs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum per window and the flat index (h * W + w) of its first occurrence."""
-    best = best_index = None
-    width = x.shape[3]
+    """Maximum per window and the flat index (h * W + w) of the element that gives it,
+    PyTorch's rule: the window's first input element, then each one that is greater or
+    NaN (so a NaN anywhere makes the maximum NaN, its index that of the last NaN; a window
+    of -inf gives -inf at its first element). Padding never wins: it is not an element."""
+    h, width = x.shape[2:]
+    best = np.full(x.shape[:2] + pool_out_hw(x.shape[2:], attrs), -np.inf, x.dtype)
+    best_index = np.full(best.shape, -1, np.int64)
     for _, _, rows, cols in _windows(x.shape[2:], attrs):
         vals = _gather(x, rows, cols, -np.inf)
-        index = (rows[:, None] * width + cols[None, :]) + np.zeros_like(vals, dtype=np.int64)
-        if best is None:
-            best, best_index = vals, index
-        else:
-            take = vals > best  # strictly greater: the first maximum wins, as in PyTorch
-            best = np.where(take, vals, best)
-            best_index = np.where(take, index, best_index)
-    assert best is not None and best_index is not None  # a kernel has at least one tap
+        inside = ((rows >= 0) & (rows < h))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+        index = rows[:, None] * width + cols[None, :]
+        take = inside & ((best_index < 0) | (vals > best) | np.isnan(vals))
+        best = np.where(take, vals, best)
+        best_index = np.where(take, index, best_index)
     return best, best_index
 
 
@@ -140,7 +142,8 @@ register_op("max_pool2d_grad", inputs=("dy", "x"), shape=max_pool2d_grad_shape,
             ref=max_pool2d_grad_ref, vjp=no_second_order,
             kind=FusionKind.OUT_ELEMWISE_FUSABLE,
             attrs=MAX_ATTRS, canonicalize=pool_canonicalize,
-            doc="Routes each output gradient to the first maximum of its window.")
+            doc="Routes each output gradient to the first maximum of its window (its "
+                "last NaN, if any).")
 
 
 # ---- average pooling -----------------------------------------------------------------------

@@ -303,16 +303,19 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
     def build(site: Site) -> Core:
         f, attrs = _GEMM_FUNCTIONS[name](site.op), site.attrs
         transform, w = _PREPACKS.get(name), site.known[1]
+        guard = (lambda run: conv.exact_on_nonfinite(site.op, attrs, site.out_dtype, run)) \
+            if name.startswith("winograd") else (lambda run: run)  # NaN, Inf where they were
         if transform is None or w is None or not site.frozen:
-            return Core(lambda ins, out: f(ins[0], ins[1], out, attrs), adds_bias=False)
+            return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs)),
+                        adds_bias=False)
         op = site.op
 
         def prepack() -> np.ndarray:
             assert transform is not None and w is not None
             return transform(op, w)
         u = prepack()
-        return Core(lambda ins, out: f(ins[0], ins[1], out, attrs, u), adds_bias=False,
-                    prepacked=u, prepack=prepack)
+        return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs, u)),
+                    adds_bias=False, prepacked=u, prepack=prepack)
     return Candidate(name, priority, applies, build,
                      offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "

@@ -154,6 +154,13 @@ def dmin(a, b):
     return b if b < a else a
 
 
+@device_function
+def nan_max(a, b):
+    """max(a, b) for floats with NaN winning (as NumPy's and PyTorch's max): a running
+    maximum that started at a NaN stays NaN, and a NaN met later takes over."""
+    return b if (b > a) or (b != b) else a
+
+
 # ---- flat indices ---------------------------------------------------------------------------
 @device_function
 def nchw(i, C, H, W):

@@ -12,7 +12,8 @@ Winograd (winograd*.py), depthwise 3x3 (depthwise.py) and NCHW16c (nchw16c*.py).
 runs a node is backends/cpu/strategy.py's choice, made when the runner is built."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -20,7 +21,7 @@ from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT
+from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, TASK_JIT, launch, recording
 
 
 @numba.njit(**TASK_JIT)
@@ -42,12 +43,28 @@ def conv2d_task(task, x, w, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups)
                 wv = w[o, ci, i, j]
                 off_x = j * dw - pl
                 lo, hi = _col_range(off_x, sw, in_w, ow_len)
+                if not math.isfinite(wv):
+                    # The reference (and PyTorch) multiply the zero padding too: 0 * inf
+                    # or 0 * NaN is NaN wherever this tap lands on padding.
+                    _nan_where_padded(of, out0, oh_len, ow_len, lo, hi, i, sh, pt, dh, in_h)
                 for oy in range(oh_len):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
                         continue
                     axpy(of, out0 + oy * ow_len + lo, 1,
                          xf, x0 + iy * in_w + lo * sw + off_x, sw, hi - lo, wv)
+
+
+@numba.njit(inline="always")
+def _nan_where_padded(of, out0, oh_len, ow_len, lo, hi, i, sh, pt, dh, in_h):
+    """NaN into the outputs of one plane whose tap (i, j) lands on padding: rows whose
+    input row is outside, columns outside [lo, hi)."""
+    for oy in range(oh_len):
+        iy = oy * sh - pt + i * dh
+        inside = 0 <= iy < in_h
+        for ox in range(ow_len):
+            if not inside or ox < lo or ox >= hi:
+                of[uint64(out0 + oy * ow_len + ox)] = np.nan
 
 
 @numba.njit(**JIT)
@@ -127,7 +144,7 @@ def _conv2d_input_grad(dy, w, dx, sh, sw, pt, pl, dh, dw, groups):
 # sum is one dependent add per element); the sums then differ from the serial order by
 # rounding only.
 @numba.njit(fastmath={"reassoc", "contract"}, **TASK_JIT)
-def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
+def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups, nonfinite):
     """One filter dw[o, ci], task = o * (C / groups) + ci."""
     n_len, in_h, in_w = x.shape[0], x.shape[2], x.shape[3]
     o_len, cg, kh, kw = dw_out.shape
@@ -144,6 +161,10 @@ def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
             for n in range(n_len):
                 dy0 = (n * o_len + o) * oh_len * ow_len
                 x0 = (n * x.shape[1] + c) * in_h * in_w
+                if nonfinite[n, o]:
+                    # as the reference: dy times the zero padding, NaN for a NaN or inf dy
+                    total += _padded_products(dyf, dy0, oh_len, ow_len, lo, hi, i, sh, pt,
+                                              dh, in_h)
                 for oy in range(oh_len):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= in_h:
@@ -153,10 +174,81 @@ def conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
             dw_out[o, ci, i, j] = total
 
 
+@numba.njit(inline="always")
+def _padded_products(dyf, dy0, oh_len, ow_len, lo, hi, i, sh, pt, dh, in_h):
+    """The sum of dy * 0 over the outputs of one plane whose tap lands on padding: NaN if
+    one of those dy is NaN or infinite, else 0."""
+    total = 0.0
+    for oy in range(oh_len):
+        iy = oy * sh - pt + i * dh
+        inside = 0 <= iy < in_h
+        for ox in range(ow_len):
+            if not inside or ox < lo or ox >= hi:
+                total += dyf[uint64(dy0 + oy * ow_len + ox)] * 0.0
+    return total
+
+
 @numba.njit(**JIT)
 def _conv2d_weight_grad(dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
+    # Which dy planes hold a NaN or an infinity: one pass over dy, shared by the tasks
+    # (each (n, o) plane is read by C / groups of them), so the exact handling of
+    # non-finite values costs the finite case nothing per tap.
+    nonfinite = np.zeros((dy.shape[0], dy.shape[1]), np.bool_)
+    planes = dy.reshape(dy.shape[0] * dy.shape[1], dy.shape[2] * dy.shape[3])
+    for p in prange(planes.shape[0]):
+        check = 0.0
+        for q in range(planes.shape[1]):
+            check += planes[p, q] * 0.0  # NaN iff some value is NaN or infinite
+        nonfinite[p // dy.shape[1], p % dy.shape[1]] = check != 0.0
     for task in prange(dw_out.shape[0] * dw_out.shape[1]):
-        conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups)
+        conv2d_weight_grad_task(task, dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups,
+                                nonfinite)
+
+
+@numba.njit(**REDUCE_JIT)
+def _nonfinite_probe(a):
+    total = 0.0
+    for k in prange(a.size):
+        total += a[k] * 0.0
+    return total
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of `a` is finite: one vectorized pass (x * 0 is 0, or NaN for
+    NaN and infinities; LLVM may not fold it without fast-math's no-NaN flags)."""
+    return bool(launch(_nonfinite_probe, a.reshape(-1)) == 0.0)
+
+
+Run = Callable[[list[np.ndarray], np.ndarray], None]
+
+
+def exact_on_nonfinite(op: str, attrs: dict[str, Any], dtype: np.dtype, run: Run) -> Run:
+    """`run` (a Winograd kernel of `op`, without the bias), then, if its output holds a
+    NaN or an infinity, this module's direct kernel instead: Winograd's transforms mix a
+    tile's inputs, so a NaN or Inf there (or a 3e38 that a transform overflows) spreads to
+    outputs whose window never held it, where the reference's and PyTorch's direct
+    convolutions keep it where it was. NaN and Inf never vanish in the transforms' sums
+    and products, so a finite output means there was none; the check is one pass over
+    the output."""
+    g = geometry(attrs)
+    if op == "conv2d":
+        no_bias = NO_BIAS[np.dtype(dtype)]
+
+        def exact(ins: list[np.ndarray], out: np.ndarray) -> None:
+            launch(_conv2d, ins[0], ins[1], no_bias, False, out, *g)
+    else:
+        direct = _conv2d_input_grad if op == "conv2d_input_grad" else _conv2d_weight_grad
+
+        def exact(ins: list[np.ndarray], out: np.ndarray) -> None:
+            launch(direct, ins[0], ins[1], out, *g)
+
+    def checked(ins: list[np.ndarray], out: np.ndarray) -> None:
+        run(ins, out)
+        if not all_finite(out):
+            exact(ins, out)
+        elif recording():  # an artifact's recording run: its code goes in the artifact too
+            exact(ins, np.empty_like(out))
+    return checked
 
 
 NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),

@@ -9,6 +9,7 @@ import numpy as np
 from numba import prange
 
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
+from graphcnn.ops.loss import batch_total
 
 
 @numba.njit(inline="always")
@@ -16,12 +17,13 @@ def _peak_exp_sum(logits, i):
     """Row i's maximum m and the sum of exp(v - m) over it: log-sum-exp = m + log(sum),
     and softmax = exp(v - m) / sum, without overflow."""
     c = logits.shape[1]
-    peak = logits[i, 0]
+    peak = np.float64(logits[i, 0])
     for j in range(1, c):
-        peak = max(peak, logits[i, j])
+        v = np.float64(logits[i, j])
+        peak = v if (v > peak) | (v != v) else peak  # a NaN is the peak: the row is NaN
     total = 0.0
     for j in range(c):
-        total += math.exp(logits[i, j] - peak)
+        total += math.exp(np.float64(logits[i, j]) - peak)
     return peak, total
 
 
@@ -30,7 +32,9 @@ def _cross_entropy(logits, labels, losses):
     n = logits.shape[0]
     for i in prange(n):
         peak, total = _peak_exp_sum(logits, i)
-        losses[i] = math.log(total) + peak - logits[i, labels[i]]
+        # (peak - picked) + log(total): log(total) + peak first would round log(4)
+        # away against a peak of 1e17.
+        losses[i] = (peak - np.float64(logits[i, labels[i]])) + math.log(total)
 
 
 @numba.njit(**JIT)
@@ -39,7 +43,7 @@ def _cross_entropy_grad(scale, logits, labels, out):
     for i in prange(n):
         peak, total = _peak_exp_sum(logits, i)
         for j in range(c):
-            p = math.exp(logits[i, j] - peak) / total
+            p = math.exp(np.float64(logits[i, j]) - peak) / total
             out[i, j] = (p - (1.0 if j == labels[i] else 0.0)) * scale
 
 
@@ -49,8 +53,7 @@ def cross_entropy_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
     logits, labels = ins
     losses = np.empty(len(labels), np.float64)  # tiny (batch-sized) scratch
     launch(_cross_entropy, logits, labels, losses)
-    total = losses.sum()
-    outs[0][()] = total / len(labels) if attrs["reduction"] == "mean" else total
+    outs[0][()] = batch_total(losses.sum(), outs[0].dtype, len(labels), attrs["reduction"])
 
 
 @cpu_kernel("cross_entropy_grad")
@@ -80,7 +83,7 @@ def _scaled_difference(a, b, scale, out):
 def mse_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     pred, target = ins
     total = launch(_sum_squared_difference, pred.reshape(-1), target.reshape(-1))
-    outs[0][()] = total / pred.size if attrs["reduction"] == "mean" else total
+    outs[0][()] = batch_total(total, outs[0].dtype, pred.size, attrs["reduction"])
 
 
 @cpu_kernel("mse_grad")

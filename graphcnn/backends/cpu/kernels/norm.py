@@ -29,10 +29,13 @@ def _batch_norm(x, weight, bias, mean, var, eps, out):
     for nc in prange(n_len * c_len):
         n = nc // c_len
         c = nc % c_len
+        # (x - mean) * scale + bias, as the reference: folded into x * scale + shift,
+        # an infinite scale (weight inf, or var + eps 0) makes inf - inf = NaN where the
+        # reference has inf; the extra subtraction costs nothing in this memory-bound loop.
         scale = np.float64(weight[c]) / math.sqrt(np.float64(var[c]) + eps)
-        shift = np.float64(bias[c]) - np.float64(mean[c]) * scale
+        centre, shift = np.float64(mean[c]), np.float64(bias[c])
         for s in range(s_len):
-            out[n, c, s] = x[n, c, s] * scale + shift
+            out[n, c, s] = (x[n, c, s] - centre) * scale + shift
 
 
 @numba.njit(**REDUCE_JIT)
@@ -54,10 +57,10 @@ def _batch_norm_train(x, weight, bias, eps, out, mean_out, var_out):
         mean_out[c] = mean
         var_out[c] = var
         scale = np.float64(weight[c]) / math.sqrt(var + eps)
-        shift = np.float64(bias[c]) - mean * scale
+        shift = np.float64(bias[c])
         for n in range(n_len):
             for s in range(s_len):
-                out[n, c, s] = x[n, c, s] * scale + shift
+                out[n, c, s] = (x[n, c, s] - mean) * scale + shift  # as _batch_norm's
 
 
 @numba.njit(**REDUCE_JIT)
@@ -121,10 +124,8 @@ def _dropout(x, out, key, p, scale):
         z = (z ^ (z >> _S27)) * _MIX2
         z = z ^ (z >> _S31)
         u = np.float64(z >> _S11) * 2.0 ** -53
-        if u >= p:
-            out[i] = x[i] * scale
-        else:
-            out[i] = 0
+        # x * 0 where dropped, not 0: NaN or Inf stays NaN there, as in PyTorch
+        out[i] = x[i] * (scale if u >= p else scale * 0)
 
 
 @cpu_kernel("dropout")

@@ -19,16 +19,19 @@ def _softmax_lines(x, out, log):
     for line in prange(outer * inner):
         o = line // inner
         i = line % inner
-        peak = x[o, 0, i]
+        peak = np.float64(x[o, 0, i])
         for j in range(1, n):
-            peak = max(peak, x[o, j, i])
+            v = np.float64(x[o, j, i])
+            peak = v if (v > peak) | (v != v) else peak  # a NaN is the peak: NaN out
         total = 0.0
         for j in range(n):
             total += math.exp(np.float64(x[o, j, i]) - peak)
         if log:
-            shift = peak + math.log(total)
+            # (x - peak) - log(total), not x - (peak + log(total)): with a peak of 1e17,
+            # peak + log(4) rounds back to the peak and every output would be 0.
+            lse = math.log(total)
             for j in range(n):
-                out[o, j, i] = np.float64(x[o, j, i]) - shift
+                out[o, j, i] = (np.float64(x[o, j, i]) - peak) - lse
         else:
             scale = 1.0 / total
             for j in range(n):

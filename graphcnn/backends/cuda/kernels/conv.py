@@ -192,11 +192,13 @@ def make_depthwise_fwd(epi: Any, dtype: Any, has_bias: bool) -> Any:
             acc = dtype(0)
             for ki in range(geo[7]):
                 iy = oy * geo[9] - geo[11] + ki * geo[13]
-                if iy >= 0 and iy < geo[2]:
-                    for kj in range(geo[8]):
-                        ix = ox * geo[10] - geo[12] + kj * geo[14]
-                        if ix >= 0 and ix < geo[3]:
-                            acc += w[c, 0, ki, kj] * x[n, c, iy, ix]
+                row_in = iy >= 0 and iy < geo[2]
+                for kj in range(geo[8]):
+                    ix = ox * geo[10] - geo[12] + kj * geo[14]
+                    if row_in and ix >= 0 and ix < geo[3]:
+                        acc += w[c, 0, ki, kj] * x[n, c, iy, ix]
+                    else:  # the zero padding times the weight: NaN for a NaN or Inf weight,
+                        acc += w[c, 0, ki, kj] * dtype(0)  # as the reference and PyTorch
             if has_bias:
                 acc += bias[c]
             out[i] = epi(acc, i, sides, egeo)
@@ -249,6 +251,8 @@ def make_depthwise_wgrad(epi: Any) -> Any:
                 ix = ox * geo[10] - geo[12] + kj * geo[14]
                 if iy >= 0 and iy < geo[2] and ix >= 0 and ix < geo[3]:
                     total += dy[n, c, oy, ox] * x[n, c, iy, ix]
+                else:  # dy times the zero padding (NaN for a NaN or Inf dy), as the reference
+                    total += dy[n, c, oy, ox] * 0.0
                 k += THREADS
             total = block_sum(buf, tid, total)
             if tid == 0:

@@ -32,7 +32,7 @@ def _cross_entropy_rows(logits, labels, losses):
     n, c = logits.shape
     while i < n:
         peak, total = peak_exp_sum(logits[i], 0, c, 1)
-        losses[i] = math.log(total) + peak - logits[i, labels[i]]
+        losses[i] = (peak - f8(logits[i, labels[i]])) + math.log(total)  # see the cpu's
         i += cu.gridsize(1)
 
 
@@ -54,7 +54,7 @@ def _cross_entropy_grad(g, logits, labels, per_row, out):
     while i < n:
         peak, total = peak_exp_sum(logits[i], 0, c, 1)
         for j in range(c):
-            p = math.exp(logits[i, j] - peak) / total
+            p = math.exp(f8(logits[i, j]) - peak) / total
             out[i, j] = (p - (1.0 if j == labels[i] else 0.0)) * scale
         i += cu.gridsize(1)
 

@@ -41,9 +41,10 @@ def _batch_norm(x, weight, bias, mean, var, eps, C, S, out):
     i = cu.grid(1)
     while i < x.size:
         c = (i // S) % C
+        # (x - mean) * scale + bias, as the reference (folded, an infinite scale makes
+        # inf - inf = NaN where the reference has inf)
         scale = f8(weight[c]) / math.sqrt(f8(var[c]) + eps)
-        shift = f8(bias[c]) - f8(mean[c]) * scale
-        out[i] = x[i] * scale + shift
+        out[i] = (x[i] - f8(mean[c])) * scale + f8(bias[c])
         i += cu.gridsize(1)
 
 
@@ -92,7 +93,7 @@ def _normalize(x, weight, bias, mean64, var64, eps, C, S, out):
     while i < x.size:
         c = (i // S) % C
         scale = f8(weight[c]) / math.sqrt(var64[c] + eps)
-        out[i] = x[i] * scale + (f8(bias[c]) - mean64[c] * scale)
+        out[i] = (x[i] - mean64[c]) * scale + f8(bias[c])
         i += cu.gridsize(1)
 
 
@@ -173,7 +174,8 @@ _S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(
 
 @device_kernel(lambda f: (f[::1], i8[::1], u8, f8, f, f[::1]))
 def _dropout(x, seed, salt_mix, p, scale, out):
-    """out = x * scale where hash(key, i) >= p, else 0; key = dropout_key(seed, salt)
+    """out = x * scale where hash(key, i) >= p, else x * 0 (PyTorch's x * mask * scale:
+    NaN for a NaN or Inf); key = dropout_key(seed, salt)
     computed here (graphcnn.ops.norm.dropout_key), salt_mix = salt * MIX2 mod 2**64."""
     z = u8(seed[0]) + _GOLDEN
     z = (z ^ (z >> _S30)) * _MIX1
@@ -190,10 +192,7 @@ def _dropout(x, seed, salt_mix, p, scale, out):
         h = (h ^ (h >> _S27)) * _MIX2
         h = h ^ (h >> _S31)
         u = f8(h >> _S11) * 2.0 ** -53
-        if u >= p:
-            out[i] = x[i] * scale
-        else:
-            out[i] = 0
+        out[i] = x[i] * (scale if u >= p else scale * 0)  # NaN or Inf dropped: NaN
         i += cu.gridsize(1)
 
 

@@ -27,11 +27,13 @@ from graphcnn.backends.cuda.registry import (
 
 cu = numba_cuda()
 i8 = types.int64
+f8 = types.float64
 
 
 @device_function
 def argmax_in_window(x, n, c, oy, ox, geo):
-    """(row, col) of the first maximum of one window (row -1: no input in it)."""
+    """(row, col) of the first maximum of one window, or of its last NaN (PyTorch's rule,
+    the reference's; row -1: no input in it)."""
     by = -1
     bx = -1
     best = x[n, c, 0, 0]
@@ -42,7 +44,7 @@ def argmax_in_window(x, n, c, oy, ox, geo):
                 ix = ox * geo[8] - geo[10] + j * geo[12]
                 if ix >= 0 and ix < geo[2]:
                     v = x[n, c, iy, ix]
-                    if by < 0 or v > best:
+                    if by < 0 or v > best or v != v:
                         best = v
                         by = iy
                         bx = ix
@@ -82,7 +84,7 @@ def make_avg_pool(epi: Any, dtype: Any) -> Any:
             total = 0.0
             for iy in range(y0, y1):
                 for ix in range(x0, x1):
-                    total += x[n, c, iy, ix]
+                    total += f8(x[n, c, iy, ix])  # float64 in the simulator too
             out[i] = epi(total / (cy * cx), i, sides, egeo)
             i += cu.gridsize(1)
     return cu.jit(avg_pool)

@@ -17,9 +17,9 @@ from graphcnn.backends.cuda.registry import (
     cuda_kernel,
     device_function,
     device_kernel,
-    dmax,
     flat,
     launch_1d,
+    nan_max,
     reduction_blocks,
 )
 
@@ -51,10 +51,11 @@ def block_sum(buf, tid, v):
 def peak_exp_sum(x, base, n, stride):
     """(m, s) over the line x[base + j * stride], j < n, in float64: its maximum m and the
     sum s of exp(v - m), so that log-sum-exp = m + log(s) and softmax = exp(v - m) / s
-    without overflow (softmax along an axis, and cross-entropy's rows)."""
+    without overflow (softmax along an axis, and cross-entropy's rows); a NaN in the line
+    is its peak, so everything computed from it is NaN (as the reference)."""
     peak = f8(x[base])
     for j in range(1, n):
-        peak = dmax(peak, f8(x[base + j * stride]))
+        peak = nan_max(peak, f8(x[base + j * stride]))
     total = 0.0
     for j in range(n):
         total += math.exp(f8(x[base + j * stride]) - peak)
@@ -175,7 +176,9 @@ def global_avg_pool2d_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any
 
 @device_kernel(lambda f: (f8[::1], i8, f[::1], f8))
 def sum_partials(partials, n, out, scale):
-    """out[0] = scale * sum(partials[:n]), one block, fixed order."""
+    """out[0] = scale * sum(partials[:n]), one block, fixed order; the sum rounded to
+    out's dtype before the scale (a loss's batch_total: a float32 sum past the range is
+    inf, as the reference's and PyTorch's)."""
     buf = cu.shared.array(THREADS, f8)
     tid = cu.threadIdx.x
     total = 0.0
@@ -185,4 +188,5 @@ def sum_partials(partials, n, out, scale):
         i += THREADS
     total = block_sum(buf, tid, total)
     if tid == 0:
-        out[0] = total * scale
+        out[0] = total
+        out[0] = out[0] * scale

@@ -30,9 +30,10 @@ def _softmax_lines(x, out, outer, n, inner, log):
         base = o * n * inner + (line - o * inner)
         peak, total = peak_exp_sum(x, base, n, inner)
         if log:
-            shift = peak + math.log(total)
+            # (x - peak) - log(total): peak + log(total) first loses log(4) against 1e17
+            lse = math.log(total)
             for j in range(n):
-                out[base + j * inner] = f8(x[base + j * inner]) - shift
+                out[base + j * inner] = (f8(x[base + j * inner]) - peak) - lse
         else:
             scale = 1.0 / total
             for j in range(n):

@@ -1,0 +1,218 @@
+"""Special float values for the op tests: inputs with NaN, +-Inf, huge (3e38, 1e17),
+denormal (1e-40) and -0.0 sprinkled in, one case per registered op, and the comparison
+every backend must pass against the reference: NaN where it has NaN, the same infinities,
+finite values close. tests/test_special_values.py runs the cpu backend (every candidate
+implementation of the ops with a strategy), tests/cuda/test_special_values.py the cuda
+simulator."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+NAN, INF = float("nan"), float("inf")
+HUGE = (3e38, -3e38)
+SPECIALS = (NAN, INF, -INF, 3e38, -3e38, 1e17, -1e17, 1e-40, -1e-40, -0.0)
+# Ops that accumulate products in float32 (GEMMs, as PyTorch's): a sum of several 3e38
+# terms overflows there but not in the float64 reference, so their cases draw every
+# special value except +-3e38 (1e17 still: its products and sums stay finite).
+NO_HUGE = tuple(v for v in SPECIALS if v not in HUGE)
+SUMS = 1e-6  # Case.sum_tolerance of the ops that sum
+
+Maker = Callable[[np.random.Generator], list[np.ndarray]]
+
+
+@dataclass
+class Case:
+    """One op's inputs (made by `make`), attributes, and which float inputs get special
+    values (`special`: input indexes; None: all float inputs), drawn from `values`."""
+    make: Maker
+    attrs: dict[str, Any] = field(default_factory=dict)
+    special: tuple[int, ...] | None = None
+    values: tuple[float, ...] = SPECIALS
+    # Ops that sum many terms (pool gradients, reductions) may sum them in another order
+    # or precision than the reference: their finite results are compared within this
+    # many times the largest finite input (cancellation between 1e17s leaves ~1e10).
+    sum_tolerance: float = 0.0
+
+
+def normal(*shape: int) -> Callable[[np.random.Generator], np.ndarray]:
+    return lambda rng: rng.standard_normal(shape).astype(np.float32)
+
+
+def arrays(*parts: Callable[[np.random.Generator], np.ndarray]) -> Maker:
+    return lambda rng: [p(rng) for p in parts]
+
+
+def labels(n: int, classes: int) -> Callable[[np.random.Generator], np.ndarray]:
+    return lambda rng: rng.integers(0, classes, n).astype(np.int64)
+
+
+def scalar_int(value: int) -> Callable[[np.random.Generator], np.ndarray]:
+    return lambda rng: np.asarray(value, np.int64)
+
+
+def positive(*shape: int) -> Callable[[np.random.Generator], np.ndarray]:
+    return lambda rng: rng.uniform(0.5, 2.0, shape).astype(np.float32)
+
+
+def blocked(*shape: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """An NCHW16c tensor of the NCHW `shape`, its padding lanes zero (as to_blocked)."""
+    from graphcnn.ops.layout import to_blocked_ref
+    return lambda rng: to_blocked_ref(rng.standard_normal(shape).astype(np.float32))
+
+
+def log_softmax_of(*shape: int) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = rng.standard_normal(shape)
+        return (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+    return make
+
+
+_CONV = dict(padding=1)
+_POOL = dict(kernel_size=2, stride=1, padding=1)
+_POOL3 = dict(kernel_size=3, stride=2, padding=1)
+
+# op -> its cases. Shapes are small (the test runs every op many times), but large enough
+# that every candidate implementation of the ops with a strategy applies to some case.
+CASES: dict[str, list[Case]] = {
+    "conv2d": [
+        Case(arrays(normal(1, 3, 6, 6), normal(4, 3, 3, 3), normal(4)), _CONV, values=NO_HUGE, sum_tolerance=SUMS),
+        Case(arrays(normal(1, 4, 5, 5), normal(4, 1, 3, 3), normal(4)), dict(padding=1, groups=4),
+             values=NO_HUGE, sum_tolerance=SUMS),
+        Case(arrays(normal(2, 3, 4, 4), normal(5, 3, 1, 1)), {}, values=NO_HUGE, sum_tolerance=SUMS),
+        Case(arrays(normal(1, 2, 7, 7), normal(3, 2, 3, 3)), dict(stride=2), values=NO_HUGE, sum_tolerance=SUMS),
+    ],
+    "conv2d_input_grad": [Case(arrays(normal(1, 4, 6, 6), normal(4, 3, 3, 3)),
+                               dict(_CONV, input_hw=(6, 6)), values=NO_HUGE, sum_tolerance=SUMS)],
+    "conv2d_weight_grad": [Case(arrays(normal(1, 4, 6, 6), normal(1, 3, 6, 6)),
+                                dict(_CONV, kernel_hw=(3, 3)), values=NO_HUGE, sum_tolerance=SUMS)],
+    "linear": [Case(arrays(normal(3, 5), normal(4, 5), normal(4)), values=NO_HUGE, sum_tolerance=SUMS)],
+    "matmul": [Case(arrays(normal(3, 5), normal(5, 4)), dict(trans_a=False, trans_b=False),
+                    values=NO_HUGE, sum_tolerance=SUMS),
+               Case(arrays(normal(5, 3), normal(4, 5)), dict(trans_a=True, trans_b=True),
+                    values=NO_HUGE, sum_tolerance=SUMS)],
+    "relu": [Case(arrays(normal(3, 7)))],
+    "relu_grad": [Case(arrays(normal(3, 7), normal(3, 7)))],
+    "leaky_relu": [Case(arrays(normal(3, 7)), dict(alpha=0.1))],
+    "leaky_relu_grad": [Case(arrays(normal(3, 7), normal(3, 7)), dict(alpha=0.1))],
+    "sigmoid": [Case(arrays(normal(3, 7)))],
+    "sigmoid_grad": [Case(arrays(normal(3, 7), normal(3, 7)))],
+    "tanh": [Case(arrays(normal(3, 7)))],
+    "tanh_grad": [Case(arrays(normal(3, 7), normal(3, 7)))],
+    "clip": [Case(arrays(normal(3, 7)), dict(low=-0.5, high=6.0))],
+    "clip_grad": [Case(arrays(normal(3, 7), normal(3, 7)), dict(low=-0.5, high=6.0))],
+    "add": [Case(arrays(normal(3, 7), normal(7)))],
+    "sub": [Case(arrays(normal(3, 1), normal(3, 7)))],
+    "mul": [Case(arrays(normal(3, 7), normal(3, 7)))],
+    "div": [Case(arrays(normal(3, 7), normal(1, 7)))],
+    "sum_to": [Case(arrays(normal(3, 4, 5)), dict(shape=(4, 1)), sum_tolerance=SUMS)],
+    "broadcast_to": [Case(arrays(normal(4, 1)), dict(shape=(3, 4, 5)))],
+    "to_blocked": [Case(arrays(normal(1, 18, 3, 3)))],
+    "from_blocked": [Case(arrays(blocked(1, 18, 3, 3)), dict(channels=18), special=())],
+    "conv2d_blocked": [
+        Case(arrays(blocked(1, 18, 5, 5), normal(20, 18, 1, 1), normal(20)), {},
+             values=NO_HUGE, sum_tolerance=SUMS),
+        Case(arrays(blocked(1, 18, 5, 5), normal(18, 1, 3, 3), normal(18)),
+             dict(padding=1, groups=18), values=NO_HUGE, sum_tolerance=SUMS),
+        Case(arrays(normal(1, 5, 6, 6), normal(17, 5, 3, 3), normal(17)), _CONV,
+             values=NO_HUGE, sum_tolerance=SUMS),
+    ],
+    "expand_depthwise_blocked": [
+        Case(arrays(blocked(1, 16, 5, 5), normal(32, 16, 1, 1), normal(32), normal(32, 1, 3, 3),
+                    normal(32)), dict(padding=1, groups=32, low=0.0, high=6.0),
+             values=NO_HUGE, sum_tolerance=SUMS)],
+    "cross_entropy": [Case(arrays(normal(4, 5), labels(4, 5)), dict(reduction="mean")),
+                      Case(arrays(normal(3, 4), labels(3, 4)), dict(reduction="sum"))],
+    "cross_entropy_grad": [Case(arrays(normal(), normal(4, 5), labels(4, 5)),
+                                dict(reduction="mean"), special=(1,))],
+    "mse": [Case(arrays(normal(3, 4), normal(3, 4)), dict(reduction="mean"))],
+    "mse_grad": [Case(arrays(normal(), normal(3, 4), normal(3, 4)), dict(reduction="mean"),
+                      special=(1, 2))],
+    "batch_norm": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3), normal(3),
+                               positive(3)))],
+    "batch_norm_train": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3)), special=(0,),
+                              values=NO_HUGE, sum_tolerance=SUMS)],
+    "batch_norm_train_grad": [Case(arrays(normal(2, 3, 4, 4), normal(2, 3, 4, 4), normal(3),
+                                          normal(3), positive(3)), special=(0, 1),
+                                   values=NO_HUGE, sum_tolerance=SUMS)],
+    "dropout": [Case(arrays(normal(3, 9), scalar_int(7)), dict(p=0.3, salt=1))],
+    "max_pool2d": [Case(arrays(normal(1, 2, 4, 4)), _POOL), Case(arrays(normal(1, 2, 7, 7)), _POOL3),
+                   Case(arrays(normal(1, 2, 4, 6)), dict(kernel_size=2))],
+    "max_pool2d_grad": [Case(arrays(normal(1, 2, 5, 5), normal(1, 2, 4, 4)), _POOL),
+                        Case(arrays(normal(1, 2, 4, 4), normal(1, 2, 7, 7)), _POOL3)],
+    "avg_pool2d": [Case(arrays(normal(1, 2, 4, 4)), _POOL, sum_tolerance=SUMS),
+                   Case(arrays(normal(1, 2, 7, 7)), dict(_POOL3, count_include_pad=False),
+                        sum_tolerance=SUMS)],
+    "avg_pool2d_grad": [Case(arrays(normal(1, 2, 5, 5)), dict(_POOL, input_hw=(4, 4)),
+                               sum_tolerance=SUMS)],
+    "global_avg_pool2d": [Case(arrays(normal(2, 3, 3, 4)), sum_tolerance=SUMS)],
+    "reshape": [Case(arrays(normal(2, 6)), dict(shape=(3, 4)))],
+    "flatten": [Case(arrays(normal(2, 3, 2, 2)))],
+    "concat": [Case(arrays(normal(2, 3), normal(2, 4)), dict(axis=1))],
+    "pad": [Case(arrays(normal(2, 3)), dict(pads=((1, 0), (0, 2)), value=0.0))],
+    "slice": [Case(arrays(normal(4, 5)), dict(starts=(1, 0), ends=(3, 4)))],
+    "softmax": [Case(arrays(normal(3, 5))), Case(arrays(normal(2, 4, 3)), dict(axis=1))],
+    "log_softmax": [Case(arrays(normal(3, 5))), Case(arrays(normal(2, 3, 4)), dict(axis=2))],
+    "softmax_grad": [Case(arrays(normal(3, 5), positive(3, 5)), dict(axis=1), values=NO_HUGE, sum_tolerance=SUMS)],
+    "log_softmax_grad": [Case(arrays(normal(3, 5), log_softmax_of(3, 5)), dict(axis=1),
+                              values=NO_HUGE, sum_tolerance=SUMS)],
+    "transpose": [Case(arrays(normal(2, 3, 4)), dict(perm=(2, 0, 1)))],
+    "upsample_nearest2d": [Case(arrays(normal(1, 2, 2, 3)), dict(scale=2))],
+}
+
+# Registered ops without a case here, and why.
+NOT_APPLICABLE: dict[str, str] = {
+    "input": "a graph source: no float input to compute on",
+    "param": "a graph source: no float input to compute on",
+    "constant": "a graph source: no float input to compute on",
+    "fused": "made by the fusion pass: tested on fused graphs (test_fused_groups_*)",
+}
+
+
+def sprinkle(rng: np.random.Generator, arrays_: list[np.ndarray], case: Case,
+             fraction: float) -> list[np.ndarray]:
+    """Copies of `arrays_` with about `fraction` of the elements of the special inputs
+    replaced by values drawn from case.values (at least one per special input)."""
+    out = []
+    for k, a in enumerate(arrays_):
+        a = np.array(a)
+        chosen = case.special is None or k in case.special
+        if chosen and a.dtype.kind == "f" and a.size:
+            flat = a.reshape(-1)
+            count = max(1, int(round(fraction * a.size)))
+            where = rng.choice(a.size, size=min(count, a.size), replace=False)
+            flat[where] = rng.choice(np.asarray(case.values, np.float64), size=len(where))
+        out.append(a)
+    return out
+
+
+def sum_atol(case: Case, ins: list[np.ndarray]) -> float:
+    """The absolute tolerance of a case's finite results: 1e-5, plus for a case that sums,
+    its sum_tolerance times its largest finite input."""
+    finite = [np.abs(a[np.isfinite(a)]).max(initial=0.0) for a in ins if a.dtype.kind == "f"]
+    return 1e-5 + case.sum_tolerance * float(max(finite, default=0.0))
+
+
+def assert_same_floats(got: np.ndarray, want: np.ndarray, what: str,
+                       rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """NaN exactly where `want` has NaN, the same infinities, finite values close."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, (
+        f"{what}: {got.dtype}{got.shape} != {want.dtype}{want.shape}")
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    assert (nan_g == nan_w).all(), (
+        f"{what}: NaN at {np.argwhere(nan_g & ~nan_w).tolist()} where the reference has "
+        f"{want[nan_g & ~nan_w].tolist()}; not NaN at {np.argwhere(nan_w & ~nan_g).tolist()}"
+        f" (got {got[nan_w & ~nan_g].tolist()})")
+    inf_g, inf_w = np.isinf(got), np.isinf(want)
+    both = ~nan_w
+    assert (got[inf_w] == want[inf_w]).all() and (inf_g == inf_w).all(), (
+        f"{what}: infinities differ: got {got[inf_g | inf_w].tolist()}, reference "
+        f"{want[inf_g | inf_w].tolist()}")
+    finite = both & ~inf_w
+    np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=atol, err_msg=what)
