@@ -10,12 +10,10 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
-from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.accuracy import ERROR_GROWTH
 from graphcnn.backends.cpu.kernels import (
     conv,
     conv_gemm,
-    dense,
     depthwise,
     implicit_gemm,
     nchw16c,
@@ -462,42 +460,3 @@ STRATEGIES["expand_depthwise_blocked"] = OpStrategy((
     Candidate("nchw16c-expand-two-pass", 0, _always, _expand_two_pass,
               rule="no fused kernel computes it: the two convs one after the other"),
 ))
-
-
-# ---- linear and matmul ---------------------------------------------------------------------
-
-def _blas(site: Site) -> Core:
-    gemm = blas.matmul
-    if site.op == "linear":
-        return Core(lambda ins, out: gemm(ins[0], ins[1].T, out), adds_bias=False)
-    ta, tb = site.attrs["trans_a"], site.attrs["trans_b"]
-    return Core(lambda ins, out: gemm(ins[0].T if ta else ins[0], ins[1].T if tb else ins[1],
-                                      out), adds_bias=False)
-
-
-def _loops(site: Site) -> Core:
-    if site.op == "linear":
-        f = dense._matmul_nt
-        if len(site.in_shapes) == 3:
-            return Core(lambda ins, out: launch(f, ins[0], ins[1], out, ins[2], True))
-        no_bias = dense.NO_BIAS[site.out_dtype]
-        return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
-    flags = (site.attrs["trans_a"], site.attrs["trans_b"])
-    f = dense.MATMUL_LOOPS[flags]
-    if flags == (False, True):  # the same loop as linear's, without a bias
-        no_bias = dense.NO_BIAS[site.out_dtype]
-        return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
-    return Core(lambda ins, out: launch(f, ins[0], ins[1], out))
-
-
-def _dense(op: str) -> OpStrategy:
-    return OpStrategy((
-        Candidate("blas", 1, _always, _blas, offered=lambda s: dense.use_blas(
-            s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="cost model: enough work for "
-                                                                "BLAS"),
-        Candidate("loops", 0, _always, _loops, rule="too little work for BLAS"),
-    ), add_bias=(lambda out, bias: np.add(out, bias, out=out)) if op == "linear" else None)
-
-
-STRATEGIES["linear"] = _dense("linear")
-STRATEGIES["matmul"] = _dense("matmul")
