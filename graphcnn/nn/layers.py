@@ -123,7 +123,7 @@ class BatchNorm2d(Layer):
                  name: str | None = None) -> None:
         super().__init__(name)
         num_features = check_int("num_features", num_features, owner="BatchNorm2d")
-        eps = check_number("eps", eps, low=0.0, low_open=True, owner="BatchNorm2d")
+        eps = check_number("eps", eps, low=0.0, owner="BatchNorm2d")  # 0 allowed, as PyTorch
         momentum = check_number("momentum", momentum, 0.0, 1.0, owner="BatchNorm2d")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.add_parameter("weight", np.ones(num_features, np.float32))
