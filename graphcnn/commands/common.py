@@ -286,3 +286,10 @@ def add_command(sub: argparse._SubParsersAction, name: str, help: str,
     add_arguments(p)
     p.set_defaults(func=run)
     return p
+
+
+def fail_if_diverged(trainer: Any) -> None:
+    """A run that `--on-divergence stop` ended fails the command, saying what helps."""
+    if trainer.diverged is not None:
+        raise CommandFailed(f"{trainer.diverged}; stopped (--on-divergence stop); try a "
+                            f"smaller --lr")

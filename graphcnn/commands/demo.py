@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from graphcnn.commands.common import (
-    CommandFailed,
     add_training_arguments,
     augment_spec,
     check_output_dir,
+    fail_if_diverged,
     load_dataset,
     print_report,
 )
@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
                        title="LeNet-5 on digits (validation = test split)")
     print(f"training curves: {png}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
-    if trainer.diverged is not None:   # --on-divergence stop
-        raise CommandFailed(f"{trainer.diverged}; stopped (--on-divergence stop); try a "
-                            f"smaller --lr")
+    fail_if_diverged(trainer)
     return 0
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from graphcnn.commands.common import (
     CommandError,
-    CommandFailed,
     add_training_arguments,
     augment_spec,
     check_checkpoint_path,
     check_output_dir,
+    fail_if_diverged,
     load_dataset,
     load_model,
     non_negative_float,
@@ -145,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and trainer.diverged is None:   # a diverged run saves none
         print(f"checkpoint: {checkpoint_file(args.checkpoint)}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
-    if trainer.diverged is not None:   # --on-divergence stop
-        raise CommandFailed(f"{trainer.diverged}; stopped (--on-divergence stop); try a "
-                            f"smaller --lr")
+    fail_if_diverged(trainer)
     return 0
 
 

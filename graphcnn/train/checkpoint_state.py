@@ -139,14 +139,21 @@ def restorable(trainer: Any, path: str | os.PathLike[str]) -> Restorable:
                       history=_history(c, meta.get("history")))
 
 
+def _saved_for(c: _Checker, saved: Any, what: str, live: Any) -> dict[str, Any]:
+    """The checkpoint's `what` ("optimizer", "schedule") section, saved by the same class
+    as this trainer's `live` one."""
+    saved = c.dict(saved, what)
+    cls = type(live).__name__
+    if saved.get("class") != cls:
+        raise CheckpointError(f"{c.where} was saved with {what} "
+                              f"{_short(saved.get('class'))}, this trainer uses {cls}")
+    return saved
+
+
 def _optimizer(c: _Checker, trainer: Any, saved: Any, arrays: Mapping[str, np.ndarray],
                params: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     opt = trainer.optimizer
-    saved = c.dict(saved, "optimizer")
-    cls = type(opt).__name__
-    if saved.get("class") != cls:
-        raise CheckpointError(f"{c.where} was saved with optimizer "
-                              f"{_short(saved.get('class'))}, this trainer uses {cls}")
+    saved, cls = _saved_for(c, saved, "optimizer", opt), type(opt).__name__
     scalars = c.dict(saved.get("scalars"), "optimizer.scalars")
     hyper = tuple(getattr(opt, "_HYPER", ()))
     unknown = sorted(set(scalars) - {"lr", "class", "steps", *hyper})
@@ -184,11 +191,7 @@ def _optimizer(c: _Checker, trainer: Any, saved: Any, arrays: Mapping[str, np.nd
 def _schedule(c: _Checker, schedule: Any, saved: Any) -> dict[str, Any] | None:
     if schedule is None or saved is None:
         return None
-    saved = c.dict(saved, "schedule")
-    cls = type(schedule).__name__
-    if saved.get("class") != cls:
-        raise CheckpointError(f"{c.where} was saved with schedule "
-                              f"{_short(saved.get('class'))}, this trainer uses {cls}")
+    saved, cls = _saved_for(c, saved, "schedule", schedule), type(schedule).__name__
     state = c.dict(saved.get("state"), "schedule.state")
     hyper = tuple(getattr(schedule, "_HYPER", ()))
     counters = ("last_epoch", "num_bad_epochs", "cooldown_counter")
