@@ -12,25 +12,26 @@
 from __future__ import annotations
 
 from graphcnn.metrics.classification import (
-                                             accuracy,
-                                             confusion_matrix,
-                                             iou,
-                                             precision_recall_f1,
-                                             top_k_accuracy,
+    accuracy,
+    confusion_matrix,
+    iou,
+    precision_recall_f1,
+    top_k_accuracy,
 )
 from graphcnn.metrics.detection import batched_nms, box_iou, nms
-from graphcnn.metrics.detection_ap import coco_map, voc_map
+from graphcnn.metrics.detection_ap import average_precision_all_point, coco_map, voc_map
 from graphcnn.metrics.regression import mae, r2_score, regression_metrics, rmse
 from graphcnn.metrics.segmentation import (
-                                             dice,
-                                             mean_iou,
-                                             pixel_accuracy,
-                                             segmentation_confusion_matrix,
-                                             segmentation_metrics,
+    dice,
+    mean_iou,
+    pixel_accuracy,
+    segmentation_confusion_matrix,
+    segmentation_metrics,
 )
 
 __all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "precision_recall_f1", "iou",
            "mae", "rmse", "r2_score", "regression_metrics",
            "segmentation_confusion_matrix", "segmentation_metrics", "pixel_accuracy",
            "mean_iou", "dice",
-           "box_iou", "nms", "batched_nms", "voc_map", "coco_map"]
+           "box_iou", "nms", "batched_nms", "voc_map", "coco_map",
+           "average_precision_all_point"]
