@@ -230,3 +230,14 @@ def test_detection_input_errors():
         check_detections([{"boxes": [], "labels": []}], [ok_t])
     with pytest.raises(ValueError, match=r"\(K, 4\)"):
         metrics.box_iou([[0, 0, 1]], [[0, 0, 1, 1]])
+
+
+def test_empty_inputs():
+    assert metrics.batched_nms(np.zeros((0, 4)), [], [], 0.5).tolist() == []
+    none = {"boxes": np.zeros((0, 4)), "scores": [], "labels": []}
+    truth = {"boxes": [[0, 0, 1, 1]], "labels": [1]}
+    # A class with ground truth but no detection scores 0; one without ground truth: NaN.
+    for fn in (metrics.voc_map, metrics.coco_map):
+        out = fn([none], [truth])
+        assert out["map"] == 0.0 and np.isnan(out["ap"][0]) and out["ap"][1] == 0.0
+        assert np.isnan(fn([none], [{"boxes": [], "labels": []}], num_classes=2)["map"])
