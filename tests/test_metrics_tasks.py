@@ -139,3 +139,11 @@ def test_segmentation_bad_input():
         metrics.pixel_accuracy(t[0], t[0], 3)
     with pytest.raises(ValueError, match="num_classes must be a positive integer"):
         metrics.mean_iou(t, t, 0)
+
+
+@pytest.mark.parametrize("module", ["regression", "segmentation", "detection", "detection_ap"])
+def test_docstring_examples_hold(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(f"graphcnn.metrics.{module}"))
+    assert result.attempted > 0 and result.failed == 0
