@@ -1,4 +1,4 @@
-"""Classification and segmentation metrics in vectorized NumPy (``gc.metrics``).
+"""Classification metrics in vectorized NumPy (``gc.metrics``; re-exported there).
 
 Labels are integers ``0 .. num_classes - 1``. Where a function takes ``y_pred`` it may
 be labels or, for classification, a 2-D array of scores (logits or probabilities, one
