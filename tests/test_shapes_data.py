@@ -89,6 +89,13 @@ def test_occlusion_drops_hidden_shapes_and_keeps_full_boxes():
             assert (window == label).any()
 
 
+def test_min_visible_zero_still_drops_wholly_hidden_shapes():
+    ds = gc.data.shapes(100, 24, seed=2, max_shapes=8, min_shapes=8, min_visible=0.0)
+    assert min(len(lab) for lab in ds.labels) < 8      # some were hidden entirely
+    for mask, labels in zip(ds.masks, ds.labels):
+        assert set(np.unique(mask).tolist()) - {0} == set(labels.tolist())
+
+
 def test_one_channel_and_small_images():
     ds = gc.data.shapes(5, size=8, seed=1, channels=1, noise=0.0)
     assert ds.images.shape == (5, 1, 8, 8) and (ds.masks > 0).any(axis=(1, 2)).all()

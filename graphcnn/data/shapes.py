@@ -25,8 +25,8 @@ Coordinates: pixel (row i, column j) covers [j, j+1) x [i, i+1); a pixel belongs
 shape when its center (j + 0.5, i + 0.5) does.
 
 Occlusion: the mask shows the shape drawn last at each pixel. A shape of which fewer than
-``min_visible`` (default 0.25) of its own pixels stay visible under the later ones, or
-that covers no pixel center at all, is not drawn: it is absent from the image, the mask,
+``min_visible`` (default 0.25) of its own pixels stay visible under the later ones, or no
+pixel at all (also with ``min_visible=0``), is not drawn: it is absent from the image, the mask,
 the boxes and the labels (removing it only uncovers the shapes under it, so every shape
 kept stays at least that visible). Every shape kept has a box: its full geometric extent
 ``[x1, y1, x2, y2]``, also where later shapes hide part of it.
@@ -56,7 +56,7 @@ class Shapes:
     targets  float32 (n, 2): the number of shapes, and the visible foreground's fraction
              of the image, ``(mask > 0).mean()``
     dominant int64 (n,): for classification, the class of the largest visible area,
-             counted from 0 (0 circle, 1 rectangle, 2 triangle)
+             counted from 0 (0 circle, 1 rectangle, 2 triangle; a tie goes to the first)
     """
 
     images: np.ndarray
@@ -183,7 +183,7 @@ def shapes(n: int, size: int = 64, seed: int = 0, *, max_shapes: int = 3,
     top = _compose(cover, active)
     visible = np.bincount((np.arange(n)[:, None, None] * (k + 1) + top).ravel(),
                           minlength=n * (k + 1)).reshape(n, k + 1)[:, 1:]
-    keep = active & (own > 0) & (visible >= min_visible * own)
+    keep = active & (visible > 0) & (visible >= min_visible * own)
     top = _compose(cover, keep)                             # without the hidden shapes
 
     # Per-image lookup tables indexed by `top`, flattened: one fancy index per array.
