@@ -1,5 +1,6 @@
 """gc.data.shapes (the procedural dataset), gc.data.load_npz and ``graphcnn train --dataset
 data.npz``, and the preview example."""
+import re
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,14 @@ BAD_FILES = {
     "test_shape": (lambda X, y: {"x_train": X, "y_train": y, "x_test": X[:, :, :16],
                                  "y_test": y}, "x_test's images are"),
     "negative": (lambda X, y: {"x_train": X, "y_train": y - 1}, "negative label"),
+    "huge": (lambda X, y: {"x_train": X, "y_train": y.astype(np.uint64) + np.uint64(2**63)},
+             "too large for int64"),
+    "label_shape": (lambda X, y: {"x_train": X, "y_train": y[:, None]},
+                    "class labels must be 1-D"),
+    "image_shape": (lambda X, y: {"x_train": X[:, 0, 0], "y_train": y},
+                    "images must be (N, C, H, W)"),
+    "both": (lambda X, y: {"x_train": X, "y_train": y, "x": X, "y": y},
+             "has both x_train and x"),
     "nan": (lambda X, y: {"x_train": X * np.float32("nan"), "y_train": y}, "non-finite"),
     "objects": (lambda X, y: {"x_train": np.array([None] * 24, dtype=object), "y_train": y},
                 "holds Python objects"),
@@ -191,7 +200,7 @@ def test_bad_npz_is_one_line_naming_the_key(tmp_path, capsys, name):
     make, message = BAD_FILES[name]
     path = tmp_path / f"{name}.npz"
     np.savez(path, **make(*_arrays()))
-    with pytest.raises(DatasetError, match=message.replace("(", r"\(")):
+    with pytest.raises(DatasetError, match=re.escape(message)):
         load_npz(path)
     code, out, err = run(capsys, "train", "lenet5", "--dataset", str(path), "--quiet")
     assert code == 1 and "Traceback" not in err

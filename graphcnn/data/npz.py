@@ -98,6 +98,8 @@ def _labels(path: Path, key: str, y: np.ndarray, n: int, x_key: str) -> np.ndarr
                            f"(N,)")
     if len(y) != n:
         raise DatasetError(f"{path}: {x_key} has {n} images but {key} has {len(y)} labels")
+    if y.size and y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:
+        raise DatasetError(f"{path}: {key} has a label {int(y.max())}, too large for int64")
     if y.size and y.min() < 0:
         raise DatasetError(f"{path}: {key} has a negative label ({int(y.min())}); classes "
                            f"are 0, 1, 2, ...")
