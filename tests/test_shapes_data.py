@@ -48,6 +48,8 @@ def test_masks_boxes_labels_and_targets_agree(ds):
         x1, y1, x2, y2 = boxes.T
         assert (x1 >= 0).all() and (y1 >= 0).all() and (x2 <= 32).all() and (y2 <= 32).all()
         assert (x1 <= x2).all() and (y1 <= y2).all()
+        sides = np.stack([x2 - x1, y2 - y1], axis=1)   # sizes in [0.2, 0.5] of 32 pixels
+        assert (sides.max(axis=1) >= 0.2 * 32 - 1e-3).all() and (sides <= 16 + 1e-3).all()
         # each class's visible pixels lie inside the union of that class's boxes
         for c in present:
             rows, cols = np.nonzero(mask == c)

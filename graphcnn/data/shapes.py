@@ -15,9 +15,9 @@ give independent sets):
   random direction (amplitude up to 0.1);
 - ``min_shapes..max_shapes`` shapes, drawn one over the other in order: class 1 circle,
   2 rectangle (axis-aligned), 3 triangle (randomly rotated, its corners jittered); the
-  extent of each (circle diameter, rectangle sides, triangle circumdiameter) is a
-  fraction of ``size`` in [min_size, max_size], and every shape lies wholly inside the
-  image; its colour has one channel bright (in [0.65, 1]), so it stands out from the
+  extent of each (circle diameter, rectangle sides, the longer side of a triangle's box)
+  is a fraction of ``size`` in [min_size, max_size], and every shape lies wholly inside
+  the image; its colour has one channel bright (in [0.65, 1]), so it stands out from the
   background (with ``channels=1``: the colour's mean, at least 0.4);
 - Gaussian noise of std ``noise`` over the whole image, then clipped to [0, 1].
 
@@ -81,7 +81,11 @@ def _extents(rng: np.random.Generator, n: int, k: int, size: int, lo: float, hi:
     s_tri = rng.uniform(lo, hi, (n, k)) * size
     theta = rng.uniform(0.0, 2 * np.pi, (n, k, 1)) + (2 * np.pi / 3) * np.arange(3) \
         + rng.uniform(-0.2, 0.2, (n, k, 3))   # increasing angles: counter-clockwise
-    corners = np.stack([np.cos(theta), np.sin(theta)], axis=-1) * (s_tri / 2)[..., None, None]
+    corners = np.stack([np.cos(theta), np.sin(theta)], axis=-1)   # on the unit circle
+    # Scaled so that the longer side of the triangle's box is its size, as a circle's
+    # diameter is (a triangle fills less of its circumcircle than a circle does).
+    longer = (corners.max(axis=2) - corners.min(axis=2)).max(axis=-1)
+    corners *= (s_tri / longer)[..., None, None]
     return s_circle / 2, s_rect / 2, corners
 
 
