@@ -81,6 +81,16 @@ def test_deterministic_per_seed_and_different_across_seeds():
     assert np.array_equal(gc.data.shapes(8, 24, seed=5).targets, a.targets)
 
 
+def test_sets_larger_than_a_chunk():
+    """Images are rendered 256 at a time: those past the first chunk are as consistent."""
+    a, b = gc.data.shapes(300, 16, seed=4), gc.data.shapes(300, 16, seed=4)
+    assert np.array_equal(a.images, b.images)
+    assert not np.array_equal(a.images[:44], a.images[256:])
+    for mask, labels, target in zip(a.masks[250:], a.labels[250:], a.targets[250:]):
+        assert set(np.unique(mask).tolist()) - {0} == set(labels.tolist())
+        assert target[1] == pytest.approx((mask > 0).mean(), abs=1e-6)
+
+
 def test_occlusion_drops_hidden_shapes_and_keeps_full_boxes():
     ds = gc.data.shapes(200, 32, seed=0, max_shapes=6, min_shapes=6, min_visible=0.5)
     dropped = [6 - len(lab) for lab in ds.labels]

@@ -34,6 +34,7 @@ kept stays at least that visible). Every shape kept has a box: its full geometri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from graphcnn.errors import ArgumentError
 CLASS_NAMES = ("background", "circle", "rectangle", "triangle")
 TARGET_NAMES = ("count", "area_fraction")
 _OWNER = "gc.data.shapes"
+_CHUNK = 256   # images rendered at a time
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,97 @@ def _coverage(kind: int, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray,
 
 
 def _compose(cover: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """(n, size, size) int64: 1 + the index of the slot drawn last at each pixel, 0 none."""
+    """(n, size, size) intp: 1 + the index of the slot drawn last at each pixel, 0 none."""
     top = np.zeros(cover.shape[1:], np.intp)
     for slot in range(cover.shape[0]):
         top[cover[slot] & keep[:, slot, None, None]] = slot + 1
     return top
+
+
+class _Draws(NamedTuple):
+    """Every random choice of a set but the pixel noise, per image (first axis) and slot."""
+
+    active: np.ndarray    # (n, k) bool: the image's first `count` slots hold a shape
+    kind: np.ndarray      # (n, k) class 1..3
+    radius: np.ndarray    # (n, k) circles
+    half: np.ndarray      # (n, k, 2) rectangles' half sides
+    corners: np.ndarray   # (n, k, 3, 2) triangles' corners about the center
+    ext: np.ndarray       # (n, k, 4) the extent about the center (dx0, dy0, dx1, dy1)
+    center: np.ndarray    # (n, k, 2)
+    colour: np.ndarray    # (n, k, 3)
+    base: np.ndarray      # (n, 3) the background's colour
+    slope: np.ndarray     # (n, 2) the background's gradient per pixel along x and y
+
+    def rows(self, part: slice) -> _Draws:
+        return _Draws(*(a[part] for a in self))
+
+
+def _draw(rng: np.random.Generator, n: int, k: int, size: int, counts: tuple[int, int],
+          sizes: tuple[float, float]) -> _Draws:
+    count = rng.integers(counts[0], counts[1] + 1, n)
+    kind = rng.integers(1, 4, (n, k))
+    active = np.arange(k) < count[:, None]
+    radius, half, corners = _extents(rng, n, k, size, *sizes)
+    # The extent about the center, per class; the center is drawn so that it fits.
+    ext = np.empty((n, k, 4))
+    ext[..., :2], ext[..., 2:] = -radius[..., None], radius[..., None]
+    is_rect, is_tri = kind == 2, kind == 3
+    ext[is_rect] = np.concatenate([-half[is_rect], half[is_rect]], axis=-1)
+    ext[is_tri] = np.concatenate([corners[is_tri].min(axis=1), corners[is_tri].max(axis=1)],
+                                 axis=-1)
+    u = rng.uniform(0.0, 1.0, (n, k, 2))
+    center = -ext[..., :2] + u * (size - (ext[..., 2:] - ext[..., :2]))
+    colour = rng.uniform(0.0, 1.0, (n, k, 3))
+    bright = rng.integers(0, 3, (n, k))
+    np.put_along_axis(colour, bright[..., None], rng.uniform(0.65, 1.0, (n, k, 1)), axis=-1)
+    base = rng.uniform(0.0, 0.3, (n, 3))
+    slope = rng.uniform(-0.1, 0.1, (n, 2)) / size
+    return _Draws(active, kind, radius, half, corners, ext, center, colour, base, slope)
+
+
+def _render(d: _Draws, size: int, min_visible: float, noise: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keep (m, k), masks (m, S, S) int64, images (m, C, S, S) float32) of m images;
+    `noise` is their (m, C, S, S) pixel noise, already scaled."""
+    m, k = d.kind.shape
+    channels = noise.shape[1]
+    grid = np.arange(size, dtype=np.float64) + 0.5
+    cover = np.zeros((k, m, size, size), bool)
+    for slot in range(k):
+        for c in (1, 2, 3):
+            rows = np.flatnonzero(d.active[:, slot] & (d.kind[:, slot] == c))
+            if rows.size:
+                cover[slot, rows] = _coverage(
+                    c, d.center[rows, slot, 0], d.center[rows, slot, 1],
+                    d.radius[rows, slot], d.half[rows, slot], d.corners[rows, slot], grid)
+    own = cover.sum(axis=(2, 3)).T                          # (m, k) pixels of each shape
+    top = _compose(cover, d.active)
+    visible = np.bincount((np.arange(m)[:, None, None] * (k + 1) + top).ravel(),
+                          minlength=m * (k + 1)).reshape(m, k + 1)[:, 1:]
+    keep = d.active & (visible > 0) & (visible >= min_visible * own)
+    top = _compose(cover, keep)                             # without the hidden shapes
+
+    # Per-image lookup tables indexed by `top`, flattened: one fancy index per array.
+    flat = top + (np.arange(m) * (k + 1))[:, None, None]
+    table = np.concatenate([np.zeros((m, 1), np.int64), d.kind * keep], axis=1)
+    masks = table.ravel()[flat]
+    colour, base = d.colour, d.base
+    if channels == 1:   # grey: the colour's mean, kept apart from the dark background
+        colour = np.maximum(colour.mean(axis=-1, keepdims=True), 0.4)
+        base = base.mean(axis=-1, keepdims=True)
+    ramp = (grid - size / 2).astype(np.float32)
+    gradient = (d.slope[:, 0, None, None] * ramp[None, None, :]
+                + d.slope[:, 1, None, None] * ramp[None, :, None]).astype(np.float32)
+    foreground = top > 0
+    images = np.empty((m, channels, size, size), np.float32)
+    for ch in range(channels):
+        palette = np.concatenate([np.zeros((m, 1)), colour[..., ch]], axis=1)
+        painted = palette.astype(np.float32).ravel()[flat]
+        background = gradient + base[:, ch, None, None].astype(np.float32)
+        images[:, ch] = np.where(foreground, painted, background)
+    images += noise
+    np.clip(images, 0.0, 1.0, out=images)
+    return keep, masks, images
 
 
 def shapes(n: int, size: int = 64, seed: int = 0, *, max_shapes: int = 3,
@@ -129,7 +217,8 @@ def shapes(n: int, size: int = 64, seed: int = 0, *, max_shapes: int = 3,
     channels                3 (colour) or 1 (grey)
     min_visible             the visible fraction of its pixels a shape needs to be kept
 
-    Generation is vectorized NumPy (see benchmarks/shapes_speed.py for its speed).
+    Generation is vectorized NumPy, 256 images at a time (so the memory it needs beyond
+    the result stays small); benchmarks/shapes_speed.py measures its speed.
     """
     n = check_int("n", n, 1, _OWNER)
     size = check_int("size", size, 8, _OWNER)
@@ -154,65 +243,21 @@ def shapes(n: int, size: int = 64, seed: int = 0, *, max_shapes: int = 3,
     k = max_shapes
 
     rng = np.random.default_rng(seed)
-    count = rng.integers(min_shapes, max_shapes + 1, n)
-    kind = rng.integers(1, 4, (n, k))
-    active = np.arange(k) < count[:, None]
-    radius, half, corners = _extents(rng, n, k, size, min_size, max_size)
-    # The extent about the center, per class; the center is drawn so that it fits.
-    ext = np.empty((n, k, 4))
-    ext[..., :2], ext[..., 2:] = -radius[..., None], radius[..., None]
-    is_rect, is_tri = kind == 2, kind == 3
-    ext[is_rect] = np.concatenate([-half[is_rect], half[is_rect]], axis=-1)
-    ext[is_tri] = np.concatenate([corners[is_tri].min(axis=1), corners[is_tri].max(axis=1)],
-                                 axis=-1)
-    u = rng.uniform(0.0, 1.0, (n, k, 2))
-    center = -ext[..., :2] + u * (size - (ext[..., 2:] - ext[..., :2]))
-    colour = rng.uniform(0.0, 1.0, (n, k, 3))
-    bright = rng.integers(0, 3, (n, k))
-    np.put_along_axis(colour, bright[..., None], rng.uniform(0.65, 1.0, (n, k, 1)), axis=-1)
-    base = rng.uniform(0.0, 0.3, (n, 3))
-    slope = rng.uniform(-0.1, 0.1, (n, 2)) / size
-    pixel_noise = rng.standard_normal((n, channels, size, size), dtype=np.float32)
-
-    grid = np.arange(size, dtype=np.float64) + 0.5
-    cover = np.zeros((k, n, size, size), bool)
-    for slot in range(k):
-        for c in (1, 2, 3):
-            rows = np.flatnonzero(active[:, slot] & (kind[:, slot] == c))
-            if rows.size:
-                cover[slot, rows] = _coverage(
-                    c, center[rows, slot, 0], center[rows, slot, 1], radius[rows, slot],
-                    half[rows, slot], corners[rows, slot], grid)
-    own = cover.sum(axis=(2, 3)).T                          # (n, k) pixels of each shape
-    top = _compose(cover, active)
-    visible = np.bincount((np.arange(n)[:, None, None] * (k + 1) + top).ravel(),
-                          minlength=n * (k + 1)).reshape(n, k + 1)[:, 1:]
-    keep = active & (visible > 0) & (visible >= min_visible * own)
-    top = _compose(cover, keep)                             # without the hidden shapes
-
-    # Per-image lookup tables indexed by `top`, flattened: one fancy index per array.
-    flat = top + (np.arange(n) * (k + 1))[:, None, None]
-    table = np.concatenate([np.zeros((n, 1), np.int64), kind * keep], axis=1)
-    masks = table.ravel()[flat]
-    if channels == 1:   # grey: the colour's mean, kept apart from the dark background
-        colour = np.maximum(colour.mean(axis=-1, keepdims=True), 0.4)
-        base = base.mean(axis=-1, keepdims=True)
-    ramp = (grid - size / 2).astype(np.float32)
-    gradient = (slope[:, 0, None, None] * ramp[None, None, :]
-                + slope[:, 1, None, None] * ramp[None, :, None]).astype(np.float32)
-    foreground = top > 0
+    d = _draw(rng, n, k, size, (min_shapes, max_shapes), (min_size, max_size))
+    keep = np.empty((n, k), bool)
+    masks = np.empty((n, size, size), np.int64)
     images = np.empty((n, channels, size, size), np.float32)
-    for ch in range(channels):
-        palette = np.concatenate([np.zeros((n, 1)), colour[..., ch]], axis=1)
-        painted = palette.astype(np.float32).ravel()[flat]
-        background = gradient + base[:, ch, None, None].astype(np.float32)
-        images[:, ch] = np.where(foreground, painted, background)
-    images += np.float32(noise) * pixel_noise
-    np.clip(images, 0.0, 1.0, out=images)
+    for start in range(0, n, _CHUNK):   # the noise too, chunk by chunk, from the same rng
+        part = slice(start, min(n, start + _CHUNK))
+        pixel_noise = rng.standard_normal((part.stop - start, channels, size, size),
+                                          dtype=np.float32)
+        pixel_noise *= np.float32(noise)
+        keep[part], masks[part], images[part] = _render(d.rows(part), size, min_visible,
+                                                        pixel_noise)
 
-    boxes_all = (center[..., None, :] + ext.reshape(n, k, 2, 2)).reshape(n, k, 4)
+    boxes_all = (d.center[..., None, :] + d.ext.reshape(n, k, 2, 2)).reshape(n, k, 4)
     boxes = [boxes_all[i, keep[i]].astype(np.float32) for i in range(n)]
-    labels = [kind[i, keep[i]].astype(np.int64) for i in range(n)]
+    labels = [d.kind[i, keep[i]].astype(np.int64) for i in range(n)]
     area = (masks > 0).mean(axis=(1, 2))
     targets = np.stack([keep.sum(axis=1), area], axis=1).astype(np.float32)
     per_class = np.stack([(masks == c).sum(axis=(1, 2)) for c in (1, 2, 3)], axis=1)
