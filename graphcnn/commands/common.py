@@ -179,10 +179,19 @@ def _load_onnx(spec: str) -> Any:
 
 
 def load_dataset(name: str) -> Any:
-    from graphcnn.data import DATASETS
+    """A named dataset (``digits``, ``shapes``) or a user's ``.npz`` file (keys: see
+    graphcnn/data/npz.py), as ``((X_train, y_train), (X_test, y_test))``. A file that
+    does not exist is a command-line mistake (CommandError); a file that cannot be used
+    is a DatasetError (a ValueError) naming the key at fault."""
+    from graphcnn.data import DATASETS, load_npz
 
+    if name.lower().endswith(".npz"):
+        if not Path(name).is_file():
+            raise CommandError(f"--dataset {name}: file does not exist")
+        return load_npz(name)
     if name not in DATASETS:
-        raise CommandError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+        raise CommandError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}"
+                           f", or an .npz file")
     try:
         return DATASETS[name]()
     except ImportError as exc:

@@ -1,11 +1,13 @@
 """``graphcnn train``: train a model on a dataset, report on the test split.
 
-    graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw]
+    graphcnn train MODEL [--dataset digits|shapes|data.npz] [--epochs N] [--optimizer sgd|adam|adamw]
                          [--schedule none|step|exponential|cosine|cyclic|plateau]
                          [--augment SPEC] [--checkpoint FILE] [--out DIR] ...
 
 MODEL is a zoo name (built for the data's classes, channels and image size), an ``.onnx``
-file or ``path/to/file.py:function``.
+file or ``path/to/file.py:function``. ``--dataset data.npz`` trains on the user's arrays:
+float images ``x_train`` (N, C, H, W) and integer labels ``y_train`` (N,), optionally
+``x_test`` and ``y_test`` (graphcnn/data/npz.py tells the keys and the checks).
 
 The output paths (``--out``, ``--checkpoint``) are checked before anything is loaded or
 trained. Resuming from ``--checkpoint``: the checkpoint's optimizer settings hold unless
@@ -153,7 +155,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset",
                        description="Train MODEL (a zoo name or path/to/file.py:function).")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits",
+                   help="digits (default), shapes (the dominant shape of gc.data.shapes, 3 "
+                        "classes), or a file data.npz with float images x_train (N, C, H, "
+                        "W) and integer labels y_train (N,), optionally x_test and y_test "
+                        "(else a fifth of the training arrays is held out); x and y are "
+                        "accepted for x_train and y_train")
     add_training_arguments(p, epochs=10, batch_size=64, lr=OVERRIDABLE_FLAGS["lr"])
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     p.add_argument("--momentum", type=non_negative_float, default=None,
