@@ -23,6 +23,7 @@ def test_the_guides_have_python_blocks():
 
 
 @pytest.mark.parametrize("name,index,code", blocks(), ids=lambda v: str(v)[:20])
-def test_a_guide_block_runs(name, index, code, capsys):
+def test_a_guide_block_runs(name, index, code, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # files a block writes land here
     exec(compile(code, f"docs/{name}[{index}]", "exec"), {"__name__": "__docs__"})
     assert "Traceback" not in capsys.readouterr().err
