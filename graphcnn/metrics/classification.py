@@ -31,6 +31,11 @@ def _labels(y: Any, what: str, scores_ok: bool = True) -> np.ndarray:
         return a.argmax(axis=1).astype(np.int64)
     if a.ndim != 1:
         a = a.reshape(-1)
+    return integer_labels(a, what)
+
+
+def integer_labels(a: np.ndarray, what: str) -> np.ndarray:
+    """`a` as int64 labels: bools and integral floats converted, anything else refused."""
     if a.dtype.kind == "b":
         return a.astype(np.int64)
     if a.dtype.kind == "f":

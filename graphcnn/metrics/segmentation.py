@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from graphcnn.metrics.classification import integer_labels
+
 __all__ = ["segmentation_confusion_matrix", "segmentation_metrics", "pixel_accuracy",
            "mean_iou", "dice"]
 
@@ -35,18 +37,6 @@ def _check_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     return int(num_classes)
-
-
-def _as_int(a: np.ndarray, what: str) -> np.ndarray:
-    if a.dtype.kind == "b":
-        return a.astype(np.int64)
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise ValueError(f"{what}: labels must be integers, got non-integral floats")
-        return a.astype(np.int64)
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"{what}: labels must be integers, got dtype {a.dtype}")
-    return a.astype(np.int64, copy=False)
 
 
 def _label_maps(y_true: Any, y_pred: Any, num_classes: int, ignore_index: int | None
@@ -65,8 +55,8 @@ def _label_maps(y_true: Any, y_pred: Any, num_classes: int, ignore_index: int | 
         raise ValueError(f"y_pred has shape {np.shape(y_pred)} but y_true has shape "
                          f"{t.shape}: expected (N, H, W) labels or (N, {num_classes}, H, W) "
                          f"scores matching y_true")
-    t = _as_int(t, "y_true").reshape(len(t), -1)
-    p = _as_int(p, "y_pred").reshape(len(p), -1)
+    t = integer_labels(t, "y_true").reshape(len(t), -1)
+    p = integer_labels(p, "y_pred").reshape(len(p), -1)
     valid = t != ignore_index if ignore_index is not None else np.ones(t.shape, bool)
     bad_t = valid & ((t < 0) | (t >= num_classes))
     if bad_t.any():
