@@ -11,6 +11,7 @@ from graphcnn import seeding as gc_random
 from graphcnn.arguments import check_bool, check_int
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
+from graphcnn.losses import Loss, as_loss
 from graphcnn.model import Model
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
@@ -18,13 +19,6 @@ from graphcnn.runtime.gradient_step import GradientStep, check_labels
 __all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 
 LossFn = Callable[[Graph, Value, Value], Value]
-LOSSES: dict[str, tuple[str, str]] = {
-    # name -> (graph op, target dtype)
-    "cross_entropy": ("cross_entropy", "int64"),
-    "mse": ("mse", "float"),
-}
-
-
 def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", opt_level: int = 2,
             dtype: str = "float32", frozen: bool = True) -> Executable:
     """Compile `model` for inference at a fixed batch size.
@@ -55,7 +49,7 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
     return exe
 
 
-def training_graph(model: Model, loss: str | LossFn, batch_size: int,
+def training_graph(model: Model, loss: str | Loss | LossFn, batch_size: int,
                    dtype: str = "float32") -> Graph:
     """Forward + loss + backward in one graph. Outputs: "loss", "grad:<name>" for each
     trainable parameter, then the "state:<name>" running-statistic updates."""
@@ -65,19 +59,14 @@ def training_graph(model: Model, loss: str | LossFn, batch_size: int,
                          f"{len(model.outputs)}")
     prediction = g.outputs[0]
     state = list(zip(g.output_names[1:], g.outputs[1:]))
-    if callable(loss):
+    if callable(loss) and not isinstance(loss, Loss):
         target = g.input("target", prediction.shape, prediction.dtype)
         loss_value = loss(g, prediction, target)
     else:
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a "
-                             f"function (graph, prediction, target) -> scalar value")
-        op, target_dtype = LOSSES[loss]
-        if target_dtype == "int64":
-            target = g.input("target", prediction.shape[:1], "int64")
-        else:
-            target = g.input("target", prediction.shape, prediction.dtype)
-        loss_value = g.add(op, [prediction, target])
+        term = as_loss(loss)
+        expected = term.target_type(prediction.type)
+        target = g.input("target", expected.shape, expected.dtype)
+        loss_value = term.build(g, prediction, target)
     params = [v for v in g.params if v.node.attrs["trainable"]]
     from graphcnn.autodiff import grad
     grads = grad(g, loss_value, params)
@@ -93,7 +82,7 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
     return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
-def value_and_grad(model: Model, loss: str | LossFn = "cross_entropy", batch_size: int = 32,
+def value_and_grad(model: Model, loss: str | Loss | LossFn = "cross_entropy", batch_size: int = 32,
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32") -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.

@@ -132,10 +132,10 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the arguments were checked")
     import graphcnn.bench.common
     import graphcnn.commands.compile
-    import graphcnn.commands.demo
     import graphcnn.commands.inspection
     import graphcnn.commands.train
-    monkeypatch.setattr(graphcnn.commands.demo, "load_dataset", work)
+    import graphcnn.demos.classify
+    monkeypatch.setattr(graphcnn.demos.classify, "load_dataset", work)
     monkeypatch.setattr(graphcnn.commands.train, "load_dataset", work)
     monkeypatch.setattr(graphcnn.commands.compile, "compile_model", work)
     monkeypatch.setattr(graphcnn.commands.inspection, "load_model", work)

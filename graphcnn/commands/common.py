@@ -263,14 +263,17 @@ def augment_spec(text: str) -> str:
     return text
 
 
-def add_training_arguments(p: argparse.ArgumentParser, epochs: int, batch_size: int,
-                           lr: float) -> None:
-    """The options that demo and train share, with their defaults."""
-    p.add_argument("--epochs", type=positive_int, default=epochs, help=f"default {epochs}")
+def add_training_arguments(p: argparse.ArgumentParser, epochs: int | None,
+                           batch_size: int | None, lr: float | None) -> None:
+    """The options that demo and train share, with their defaults (None: the command
+    picks one later, e.g. per demo task)."""
+    def default(value: object) -> str:
+        return "default: the task's" if value is None else f"default {value}"
+    p.add_argument("--epochs", type=positive_int, default=epochs, help=default(epochs))
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help=f"default {batch_size}")
+                   help=default(batch_size))
     p.add_argument("--lr", type=non_negative_float, default=lr,
-                   help=f"learning rate, default {lr}")
+                   help=f"learning rate, {default(lr)}")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
     p.add_argument("--seed", type=seed, default=0, help="seeds initialization and shuffling")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,4 +1,5 @@
 """Layers, as in torch.nn."""
+from graphcnn.nn.conv_transpose import ConvTranspose2d
 from graphcnn.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -23,7 +24,7 @@ from graphcnn.nn.layers import (
 )
 from graphcnn.nn.module import Layer
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout",
-           "Flatten", "GlobalAvgPool2d", "Identity", "Layer", "LeakyReLU", "Linear",
-           "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "ZeroPad2d"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
+           "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "Layer",
+           "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential",
+           "Sigmoid", "Softmax", "Tanh", "ZeroPad2d"]

@@ -2,7 +2,7 @@
 Both reduce to a scalar with reduction='mean' (PyTorch's default) or 'sum'."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -130,3 +130,29 @@ register_op("mse", inputs=("prediction", "target"), shape=mse_shape, ref=mse_ref
 register_op("mse_grad", inputs=("g", "prediction", "target"), shape=_grad_shape(mse_shape),
             ref=mse_grad_ref, vjp=no_second_order, kind=FusionKind.OPAQUE,
             attrs=_reduction_attr, doc="2 g (prediction - target) / size")
+
+
+# ---- the loss table: what a training step can be asked for by name -------------------------
+
+class LossEntry(NamedTuple):
+    """A loss by name: the graph op that computes it from (prediction, target), and the
+    target it takes: "class_index" (int64 class indices, the prediction's shape without
+    its axis 1: (N,) for (N, C) logits, (N, H, W) for (N, C, H, W)) or "like" (float, the
+    prediction's shape)."""
+    op: str
+    target: str
+
+
+LOSSES: dict[str, LossEntry] = {}
+TARGET_KINDS = ("class_index", "like")
+
+
+def register_loss(name: str, op: str, target: str) -> None:
+    """Make loss op `op` trainable by name (gc.Trainer(loss=name), value_and_grad)."""
+    if target not in TARGET_KINDS:
+        raise ValueError(f"target must be one of {TARGET_KINDS}, got {target!r}")
+    LOSSES[name] = LossEntry(op, target)
+
+
+register_loss("cross_entropy", "cross_entropy", "class_index")
+register_loss("mse", "mse", "like")

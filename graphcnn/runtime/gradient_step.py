@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class GradientStep:
     mix of the calls' updates (as with a PyTorch module trained from several threads).
     """
 
-    def __init__(self, executable: Executable, loss: str | Callable[..., Any],
+    def __init__(self, executable: Executable, loss: Any,
                  source: ParameterSource, num_classes: int) -> None:
         self.executable = executable
         self.loss = loss
