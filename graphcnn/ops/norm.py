@@ -311,7 +311,8 @@ def channel_dropout_ref(x: np.ndarray, seed: np.ndarray | None = None, *, p: flo
     keep = dropout_keep(planes, 0 if seed is None else int(seed), salt, p)
     scale = x.dtype.type(1.0 / (1.0 - p))
     factor = np.where(keep, scale, x.dtype.type(0)).reshape(x.shape[:2] + (1,) * (x.ndim - 2))
-    return (x * factor).astype(x.dtype)   # a dropped NaN or Inf is NaN, as in PyTorch
+    with np.errstate(all="ignore"):   # a dropped NaN or Inf is NaN, as in PyTorch
+        return (x * factor).astype(x.dtype)
 
 
 def channel_dropout_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
