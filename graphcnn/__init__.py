@@ -24,8 +24,8 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 
 import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn import nn  # noqa: E402
-from graphcnn.axes import chunk, mean, split, sum  # noqa: E402
 from graphcnn.api import compile, training_graph, value_and_grad  # noqa: E402
+from graphcnn.axes import chunk, mean, split, sum  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (  # noqa: E402

@@ -12,27 +12,28 @@ from __future__ import annotations
 import builtins
 import math
 import numbers
-from typing import Sequence
+from typing import Any, Sequence
 
 from graphcnn.arguments import check_bool, check_int
 from graphcnn.dsl import Tensor, apply, user_location
 from graphcnn.errors import ArgumentError, ArgumentTypeError, GraphBuildError
 
 
-def _axis(x: Tensor, axis: int, owner: str) -> int:
+def _axis(x: Tensor, axis: Any, owner: str) -> int:
     """`axis` (negative counts from the end) as 1..ndim-1; the batch axis is refused."""
     ndim = x.type.ndim
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ArgumentTypeError(f"{owner}: axis must be an int, got {axis!r}")
-    if not -ndim <= axis < ndim:
-        raise ArgumentError(f"{owner}: axis {axis} is out of range for a {ndim}-D tensor "
+    index = int(axis)
+    if not -ndim <= index < ndim:
+        raise ArgumentError(f"{owner}: axis {index} is out of range for a {ndim}-D tensor "
                             f"of shape {x.shape} (valid: {-ndim} to {ndim - 1})")
-    axis = int(axis) % ndim
-    if axis == 0 and x.op not in ("param", "constant"):
+    index %= ndim
+    if index == 0 and x.op not in ("param", "constant"):
         raise GraphBuildError(f"{owner}: axis 0 is the batch axis, which is bound at "
                               f"compile time; use axes 1 to {ndim - 1} of shape {x.shape} "
                               f"(at {user_location()})")
-    return axis
+    return index
 
 
 def _tensor(x: object, owner: str) -> Tensor:
@@ -99,9 +100,11 @@ def chunk(x: Tensor, chunks: int, axis: int = 1) -> list[Tensor]:
 def _reduced(x: Tensor, axis: int | Sequence[int] | None, owner: str) -> list[int]:
     if axis is None:
         return list(range(1, x.type.ndim))
-    axes = [axis] if isinstance(axis, numbers.Integral) and not isinstance(axis, bool) \
-        else list(axis) if isinstance(axis, Sequence) and not isinstance(axis, (str, bytes)) \
-        else None
+    axes: list[Any] | None = None
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+        axes = [axis]
+    elif isinstance(axis, Sequence) and not isinstance(axis, (str, bytes)):
+        axes = list(axis)
     if axes is None:
         raise ArgumentTypeError(f"{owner}: axis must be an int, a sequence of ints or None, "
                                 f"got {axis!r}")

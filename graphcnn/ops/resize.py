@@ -100,9 +100,9 @@ def kernel_tables(in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str,
 
 class InverseTable(NamedTuple):
     """One axis of the adjoint, gathered: the outputs that read input index i are
-    index[ptr[i]:ptr[i + 1]], with their weights (CSR)."""
+    outs[ptr[i]:ptr[i + 1]], with their weights (CSR)."""
     ptr: np.ndarray     # int64 (in + 1,)
-    index: np.ndarray   # int64 (terms,)
+    outs: np.ndarray    # int64 (terms,)
     weight: np.ndarray  # float (terms,)
 
 
@@ -230,11 +230,14 @@ def resize_grad_ref(dy: np.ndarray, input_hw: tuple[int, int], size: tuple[int, 
     terms_h = [(th.i0, th.l0)] + ([(th.i1, th.l1)] if mode == "bilinear" else [])
     with np.errstate(all="ignore"):
         rows = np.zeros((n, c, size[0], input_hw[1]), dy.dtype)
+        every = slice(None)
         for index, weight in terms_w:
-            np.add.at(rows, (slice(None), slice(None), slice(None), index), dy * weight)
+            at: Any = (every, every, every, index)
+            np.add.at(rows, at, dy * weight)
         dx = np.zeros((n, c) + tuple(input_hw), dy.dtype)
         for index, weight in terms_h:
-            np.add.at(dx, (slice(None), slice(None), index), rows * weight[:, None])
+            at = (every, every, index)
+            np.add.at(dx, at, rows * weight[:, None])
     return dx
 
 

@@ -88,4 +88,4 @@ def resize2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
     h, w = dx.shape[2:]
     ih, iw = kernel_inverse_tables((h, w), (oh, ow), *_key(attrs), dy.dtype.str)
     launch(_resize_grad, dy.reshape(n * c, oh, ow), dx.reshape(n * c, h, w),
-           ih.ptr, ih.index, ih.weight, iw.ptr, iw.index, iw.weight, dy.dtype.type(0))
+           ih.ptr, ih.outs, ih.weight, iw.ptr, iw.outs, iw.weight, dy.dtype.type(0))

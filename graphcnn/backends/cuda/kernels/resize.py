@@ -98,5 +98,5 @@ def resize2d_grad_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -
     h, w = dx.shape[2:]
     ih, iw = kernel_inverse_tables((h, w), (oh, ow), *_key(attrs), np.dtype(dy.dtype).str)
     return [launch_1d(_resize_grad, dx.size, flat(dy), flat(dx), h, w, oh, ow,
-                      *_device(ih.ptr, ih.index, ih.weight, iw.ptr, iw.index, iw.weight),
+                      *_device(ih.ptr, ih.outs, ih.weight, iw.ptr, iw.outs, iw.weight),
                       np.dtype(dy.dtype).type(0))]
