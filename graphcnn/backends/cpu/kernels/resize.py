@@ -2,8 +2,8 @@
 source indexes and weights, computed once per shape on the host, as the reference does).
 
 The forward is parallel over (plane, output row): a row blends two input rows. The adjoint
-gathers (no atomics, deterministic): parallel over (plane, input row), each input pixel
-sums the weighted cotangents of the outputs that read it, along W then H as the reference.
+gathers (no atomics, deterministic): parallel over planes, each input pixel sums the
+weighted cotangents of the outputs that read it, along W then H as the reference.
 """
 from __future__ import annotations
 
@@ -44,17 +44,24 @@ def _resize_nearest(x, out, h0, w0):
 @numba.njit(**JIT)
 def _resize_grad(dy, dx, hp, hi, hw, wp, wi, ww, zero):
     planes, in_h, in_w = dx.shape
-    for task in prange(planes * in_h):
-        p, iy = task // in_h, task % in_h
-        for ix in range(in_w):
-            acc = zero
-            for a in range(hp[iy], hp[iy + 1]):
-                oy = hi[a]
-                row = zero
+    out_h = dy.shape[1]
+    for p in prange(planes):
+        # along W first (each output row to the input's width), then along H: the
+        # reference's order, and each row reduced once rather than once per input row
+        rows = np.empty((out_h, in_w), dy.dtype)
+        for oy in range(out_h):
+            for ix in range(in_w):
+                acc = zero
                 for b in range(wp[ix], wp[ix + 1]):
-                    row += ww[b] * dy[p, oy, wi[b]]
-                acc += hw[a] * row
-            dx[p, iy, ix] = acc
+                    acc += ww[b] * dy[p, oy, wi[b]]
+                rows[oy, ix] = acc
+        for iy in range(in_h):
+            for ix in range(in_w):
+                dx[p, iy, ix] = zero
+            for a in range(hp[iy], hp[iy + 1]):
+                weight, oy = hw[a], hi[a]
+                for ix in range(in_w):
+                    dx[p, iy, ix] += weight * rows[oy, ix]
 
 
 def _key(attrs: dict[str, Any]) -> tuple[str, bool, Any]:
