@@ -66,7 +66,7 @@ def data(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5),
        oh=st.integers(1, 9), ow=st.integers(1, 9), kind=st.sampled_from(
            ["nearest", "bilinear", "corners"]), scaled=st.booleans(),
