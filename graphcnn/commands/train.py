@@ -109,12 +109,28 @@ def make_schedule(name: str, lr: float, epochs: int, batches_per_epoch: int) -> 
     return optim.ReduceLROnPlateau(factor=0.5, patience=2)
 
 
+def quiet_other_ranks() -> None:
+    """On ranks other than 0, nothing printed on stdout and no warnings (rank 0 reports
+    for all); errors still reach stderr, naming the rank."""
+    import os
+    import sys
+    import warnings
+
+    from graphcnn import distributed
+
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+        warnings.simplefilter("ignore")
+
+
 def run(args: argparse.Namespace) -> int:
     """Train MODEL on the dataset, then print the test report (and the curves' path)."""
     import graphcnn as gc
     from graphcnn.train.trainer import Trainer
 
     start = time.perf_counter()
+    if args.distributed:
+        quiet_other_ranks()
     given = explicit_settings(args)
     if "momentum" in given and args.optimizer != "sgd":
         raise CommandError(f"--momentum is a setting of --optimizer sgd, not {args.optimizer}")
@@ -134,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(model, optimizer=optimizer, schedule=schedule, augment=args.augment,
                       backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
                       on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
-                      resume_overrides=given)
+                      resume_overrides=given, distributed=args.distributed)
     callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(Xt, yt), verbose=not args.quiet,
@@ -176,5 +192,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "--lr, --momentum and --weight-decay, when given, override the "
                         "checkpoint's)")
     p.add_argument("--out", default=None, help="folder for the curves PNG")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI ranks: run under 'mpiexec -n N "
+                        "graphcnn train ...'; --batch-size is per rank; rank 0 prints and "
+                        "writes the checkpoint (needs pip install -e \".[distributed]\")")
     p.set_defaults(func=run)
     return p

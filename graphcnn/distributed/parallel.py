@@ -60,6 +60,7 @@ class MPIParallel(Local):
         self.is_main = self.rank == 0
         self.buckets: Any = None
         install_abort_handler()
+        split_threads(self.comm, self.mpi)
 
     def batch_size(self, batch_size: int, n: int) -> int:
         if n < self.world_size:
@@ -162,6 +163,27 @@ class MPIParallel(Local):
         for name, value in model.parameters().items():
             if name not in trainable:
                 self.comm.Bcast([value, self.mpi._typedict[value.dtype.char]], root=0)
+
+
+def split_threads(comm: Any, mpi: Any) -> int:
+    """Share this machine's cores among the ranks running on it (each rank's kernels use
+    cores // local ranks threads), unless NUMBA_NUM_THREADS says otherwise: ranks that
+    each start a thread per core oversubscribe the machine and run several times slower.
+    Returns the thread count (0 when left alone)."""
+    import os
+
+    if os.environ.get("NUMBA_NUM_THREADS") or os.environ.get("GRAPHCNN_RANK_THREADS") == "0":
+        return 0
+    local = comm.Split_type(mpi.COMM_TYPE_SHARED)
+    ranks_here = local.Get_size()
+    local.Free()
+    if ranks_here <= 1:
+        return 0
+    import graphcnn as gc
+
+    threads = max(1, (os.cpu_count() or 1) // ranks_here)
+    gc.set_num_threads(threads)
+    return threads
 
 
 def _plain(value: Any) -> Any:
