@@ -141,8 +141,10 @@ def _run_distributed(args: argparse.Namespace, sub: argparse.ArgumentParser, pro
     """A command on one of several MPI ranks: its messages name the rank, and a failure
     here ends every rank (MPI_Abort) instead of leaving them waiting in a collective."""
     from graphcnn import distributed
+    from graphcnn.distributed.mpi import load_mpi
 
     try:
+        load_mpi(f"{prog} --distributed")   # no mpi4py: say so before any work
         size, rank = distributed.world_size(), distributed.rank()
     except ImportError as exc:   # no mpi4py: say what to install
         _error(prog, describe_error(exc))

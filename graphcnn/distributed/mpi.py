@@ -18,6 +18,9 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASK
 class MPIUnavailableError(ImportError):
     """Distributed training was asked for, and mpi4py (or an MPI library) is missing."""
 
+    def cli_message(self) -> str:   # the command prints the message alone
+        return str(self)
+
 
 def launched_size() -> int:
     """The world size a launcher announced in the environment (1 when none did)."""
@@ -47,5 +50,8 @@ def load_mpi(what: str = "distributed training") -> Any:
 def available() -> bool:
     """True when mpi4py can be imported (without importing it: no MPI initialization)."""
     import importlib.util
+    import sys
 
+    if "mpi4py" in sys.modules:   # imported already, or blocked (None)
+        return sys.modules["mpi4py"] is not None
     return importlib.util.find_spec("mpi4py") is not None
