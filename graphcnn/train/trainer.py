@@ -344,6 +344,8 @@ class Trainer:
             self.history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
+            # a callback on any one rank that stops training stops every rank
+            self.stop_training = bool(self.parallel.sum(np.array([self.stop_training]))[0])
             last = epoch + 1 == epochs or self.stop_training
             # a diverged run keeps its last checkpoint: the one to resume with a smaller lr
             if writer is not None and self.diverged is None and \
