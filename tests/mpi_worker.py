@@ -56,11 +56,15 @@ def lenet_accuracy() -> dict[str, np.ndarray]:
     gc.manual_seed(0)
     model = gc.models.lenet5(num_classes=10)
     trainer = Trainer(model, optimizer=gc.optim.SGD(lr=0.05, momentum=0.9),
-                      train_accuracy="none", distributed=True)
-    trainer.fit(X, y, epochs=2, batch_size=64 // W, verbose=False)
-    result = trainer.evaluate(Xt, yt)
+                      distributed=True)
+    trainer.fit(X, y, epochs=2, batch_size=64 // W, verbose=False, validation_data=(Xt, yt))
+    result = trainer.evaluate(Xt, yt)   # outside fit: this rank alone, every row
+    # fit's validation (each rank a block of rows, gathered) saw the same predictions
+    assert trainer.history.history["val_accuracy"][-1] == result["accuracy"]
+    assert abs(trainer.history.history["val_loss"][-1] - result["loss"]) < 1e-6
     return {"lenet/accuracy": np.array(result["accuracy"]),
-            "lenet/loss": np.array(result["loss"])}
+            "lenet/loss": np.array(result["loss"]),
+            "lenet/train_accuracy": np.array(trainer.history.history["accuracy"][-1])}
 
 
 def buckets() -> None:

@@ -73,6 +73,7 @@ def test_two_ranks_equal_one_process(tmp_path):
     assert float(one["lenet/accuracy"]) > 0.5   # it learned
     assert abs(float(two["lenet/accuracy"]) - float(one["lenet/accuracy"])) < 1e-9
     assert abs(float(two["lenet/loss"]) - float(one["lenet/loss"])) < 1e-4
+    assert abs(float(two["lenet/train_accuracy"]) - float(one["lenet/train_accuracy"])) < 0.01
 
 
 def test_a_raising_rank_ends_every_rank(tmp_path):

@@ -25,8 +25,9 @@ Choices worth knowing:
   and ``Callback.on_resume`` hears them (``graphcnn train`` prints them).
 - ``distributed=True``: data-parallel over MPI ranks (graphcnn/distributed/, run under
   ``mpiexec``): ``batch_size`` is per rank, every rank trains on its shard and averages
-  gradients; predict and evaluate are collective (every rank calls them, each predicts
-  a block of rows and every rank gets all of them); rank 0 alone prints and writes the
+  gradients; the epochs' training accuracy and validation are split among the ranks
+  (each predicts a block of rows, every rank gets all); predict and evaluate called
+  outside fit run on the calling rank alone; rank 0 alone prints and writes the
   checkpoint, which resumes on any number of ranks. docs/distributed.md.
 - Guards (graphcnn/train/guards.py): a NaN or infinite loss or gradient is handled by
   ``on_nonfinite`` (raise NonFiniteLossError, skip the update, or skip with a warning);
@@ -47,7 +48,7 @@ import numpy as np
 from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
 from graphcnn.arguments import check_int
-from graphcnn.distributed.parallel import make_parallel
+from graphcnn.distributed.parallel import Local, make_parallel
 from graphcnn.model import Model
 from graphcnn.objective import Objective, Targets, task_metrics
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
@@ -144,6 +145,7 @@ class Trainer:
         self._monitor: DivergenceMonitor | None = None
         self.rng = np.random.default_rng(seed)
         self.parallel = make_parallel(bool(distributed))   # Local(): one process
+        self._rows = Local()   # who predicts which rows: fit's epochs split them
         self.history = History()
         self.stop_training = False
         self.num_classes = self.objective.num_classes(self.objective.output_names[0])
@@ -204,7 +206,7 @@ class Trainer:
         exe = self._executable(batch_size)
         names = self.objective.output_names
         out: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        first, end = self.parallel.rows(len(X))   # this rank's block of rows
+        first, end = self._rows.rows(len(X))   # this rank's block of rows
         for start in range(first, end, batch_size):
             xb = X[start:min(start + batch_size, end)]
             n = len(xb)
@@ -213,8 +215,8 @@ class Trainer:
             result = exe(self._prepare(xb))
             for name, value in zip(names, result if len(names) > 1 else (result,)):
                 out[name].append(np.asarray(value)[:n])
-        return self.parallel.gather({n: np.concatenate(parts) for n, parts in out.items()},
-                                    len(X))
+        return self._rows.gather({n: np.concatenate(parts) for n, parts in out.items()},
+                                 len(X))
 
     def evaluate(self, X: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, Any]:
         """The loss over every sample (the objective the step minimizes, in one pass over
@@ -339,8 +341,12 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_begin(self)
         for epoch in range(start_epoch, epochs):
-            logs = self._train_epoch(epoch, epochs, X, y, bs, step, exe, callbacks, verbose,
-                                     validation)
+            self._rows = self.parallel   # the epoch's evaluations: split among the ranks
+            try:
+                logs = self._train_epoch(epoch, epochs, X, y, bs, step, exe, callbacks,
+                                         verbose, validation)
+            finally:
+                self._rows = Local()
             self.history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
