@@ -58,8 +58,7 @@ def build(case: str, size: int = 32) -> Any:
     gc.manual_seed(0)
     if case == "lenet5":
         return gc.models.lenet5(num_classes=10)
-    depth = int(case.removeprefix("resnet"))
-    return gc.models.resnet(depth, num_classes=1000, input_size=size)
+    return getattr(gc.models, case)(num_classes=1000, input_size=size)
 
 
 def worker(case: str, steps: int, warmup: int) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
     graphcnn train MODEL [--dataset digits|shapes|data.npz] [--epochs N] [--optimizer sgd|adam|adamw]
                          [--schedule none|step|exponential|cosine|cyclic|plateau]
-                         [--augment SPEC] [--checkpoint FILE] [--out DIR] ...
+                         [--augment SPEC] [--checkpoint FILE] [--out DIR] [--distributed] ...
+    mpiexec -n 4 graphcnn train MODEL --distributed ...      (data-parallel over MPI ranks)
 
 MODEL is a zoo name (built for the data's classes, channels and image size), an ``.onnx``
 file or ``path/to/file.py:function``. ``--dataset data.npz`` trains on the user's arrays:
@@ -13,6 +14,10 @@ The output paths (``--out``, ``--checkpoint``) are checked before anything is lo
 trained. Resuming from ``--checkpoint``: the checkpoint's optimizer settings hold unless
 ``--lr``, ``--momentum`` or ``--weight-decay`` is given, which then overrides it; the run
 prints each override ("resuming: lr 0.05 -> 0.001 (from --lr)").
+
+``--distributed`` (docs/distributed.md): every rank runs this command; --batch-size is
+per rank; rank 0 prints and writes the checkpoint; an error on any rank is printed naming
+the rank and ends every rank (graphcnn/cli.py).
 """
 from __future__ import annotations
 
