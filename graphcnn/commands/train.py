@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                           validation_data=(Xt, yt), verbose=not args.quiet,
                           callbacks=callbacks)
     print_report(trainer.evaluate(Xt, yt))
-    if args.out:
+    if args.out and trainer.parallel.is_main:   # one writer of the curves
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
         print(f"training curves: {plot_history(history, Path(args.out) / 'curves.png')}")
