@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(Xt, yt), verbose=not args.quiet,
                           callbacks=callbacks)
-    print_report(trainer.evaluate(Xt, yt))
+    if trainer.parallel.is_main:   # the other ranks hold the same parameters
+        print_report(trainer.evaluate(Xt, yt))
     if args.out and trainer.parallel.is_main:   # one writer of the curves
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
