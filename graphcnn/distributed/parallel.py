@@ -74,6 +74,8 @@ class MPIParallel(Local):
     def average(self, loss: float, grads: Mapping[str, np.ndarray]) -> tuple[float, Any]:
         from graphcnn.distributed.buckets import GradientBuckets
 
+        if self.world_size == 1:   # nothing to average: no copies into buckets
+            return loss, grads
         if self.buckets is None or not self.buckets.matches(grads):
             self.buckets = GradientBuckets(self.comm, grads)
         return self.buckets.average(loss, grads)
