@@ -42,13 +42,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_ranks(*args: str, ranks: int = 2) -> subprocess.CompletedProcess[str]:
+def run_ranks(*args: str, ranks: int = 2, **env: str) -> subprocess.CompletedProcess[str]:
     command = [*_mpiexec(), "-n", str(ranks), sys.executable, *args] if ranks > 1 else \
         [sys.executable, *args]
     # one thread per process: the two ranks share the two cores (as the ranks do
     # themselves, graphcnn/distributed/parallel.py), and one process matches them
     return subprocess.run(command, capture_output=True, text=True, timeout=LIMIT,
-                          env=_env(NUMBA_NUM_THREADS="1"), cwd=ROOT)
+                          env=_env(NUMBA_NUM_THREADS="1", **env), cwd=ROOT)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> None:
@@ -107,11 +107,24 @@ import graphcnn as gc
 from graphcnn import nn
 
 def build():
-    if os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK")) == "1":
+    rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK"))
+    if rank == os.environ.get("FAIL_ON_RANK"):
         raise ValueError("no model on this rank")
     x = gc.Input((1, 32, 32), name="x")
     return gc.Model(inputs=x, outputs=nn.Linear(1024, 10)(nn.Flatten()(x)), name="m")
 """
+
+
+def test_command_on_two_ranks_reports_once_and_checkpoints(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text(FAILING_MODEL)   # it fails only on a rank named in the environment
+    proc = run_ranks("-m", "graphcnn.cli", "train", f"{model}:build", "--distributed",
+                     "--epochs", "1", "--batch-size", "32", "--checkpoint",
+                     str(tmp_path / "ck"), "--out", str(tmp_path / "out"))
+    ok(proc)
+    assert proc.stdout.count("test accuracy") == 1, proc.stdout   # rank 0 alone prints
+    assert proc.stderr.count("epoch 1/1:   0%") == 1, proc.stderr   # one progress bar
+    assert (tmp_path / "ck.ckpt").exists() and (tmp_path / "out" / "curves.png").exists()
 
 
 def test_command_failing_on_one_rank_ends_every_rank(tmp_path):
@@ -119,7 +132,7 @@ def test_command_failing_on_one_rank_ends_every_rank(tmp_path):
     model.write_text(FAILING_MODEL)
     start = time.perf_counter()
     proc = run_ranks("-m", "graphcnn.cli", "train", f"{model}:build", "--distributed",
-                     "--epochs", "1", "--quiet")
+                     "--epochs", "1", "--quiet", FAIL_ON_RANK="1")
     assert proc.returncode != 0
     assert "graphcnn train [rank 1 of 2]: error:" in proc.stderr, proc.stderr[-3000:]
     assert "no model on this rank" in proc.stderr
