@@ -34,7 +34,7 @@ from graphcnn.ops.registry import Attr, FusionKind, no_second_order, register_op
 def _beta(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not (np.isfinite(value) and value >= 0):
-        raise ShapeError(f"smooth_l1: beta must be a finite number >= 0, got {value!r}")
+        raise ShapeError(f"beta must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
