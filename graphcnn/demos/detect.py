@@ -146,10 +146,16 @@ def print_metrics(result: dict[str, Any], print_fn: Callable[[str], Any] = print
 
 def run(args: argparse.Namespace, config: Config | None = None) -> int:
     """Train the detector on shapes and report mAP on held-out images."""
+    demo(args, config or Config())
+    return 0
+
+
+def demo(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """What `run` does, returning what it made: {"model", "history", "metrics",
+    "detections", "png"}."""
     import graphcnn as gc
     from graphcnn.commands.common import check_output_dir, fail_if_diverged
 
-    config = config or Config()
     start = time.perf_counter()
     check_output_dir(args.out, "--out")
     print(f"grid detector ({config.grid}x{config.grid} cells, width {config.width}) on "
@@ -169,4 +175,5 @@ def run(args: argparse.Namespace, config: Config | None = None) -> int:
     print(f"detections: {png}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     fail_if_diverged(trainer)
-    return 0
+    return {"model": model, "history": history, "metrics": result, "detections": found,
+            "png": png, "trainer": trainer, "test": test}
