@@ -16,7 +16,7 @@ TINY = Config(n_train=48, n_test=8, image_size=32, grid=4, width=4)
 
 def test_the_demo_on_a_tiny_configuration(tmp_path, capsys):
     assert "detect" in TASKS
-    args = argparse.Namespace(epochs=3, batch_size=16, lr=0.05, seed=0, backend="cpu",
+    args = argparse.Namespace(epochs=3, batch_size=16, lr=0.01, seed=0, backend="cpu",
                               quiet=True, out=str(tmp_path), on_nonfinite="raise",
                               on_divergence="warn")
     made = demo(args, TINY)
@@ -102,3 +102,24 @@ def test_bad_ground_truth_is_a_one_line_error(boxes, labels, message):
     with pytest.raises(ValueError, match=message) as err:
         encode_targets(boxes, labels, num_classes=3, image_size=32, grid=4)
     assert "\n" not in str(err.value)
+
+
+def test_onnx_export_reimport_and_onnxruntime_agree(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    m = gc.models.yolo_grid_detector(3, image_size=32, width=4, grid=4)
+    rng = np.random.default_rng(0)
+    for p in m.parameters().values():   # running statistics and weights away from defaults
+        p[...] = rng.uniform(0.5, 1.5, p.shape) if p.ndim == 1 else \
+            rng.standard_normal(p.shape) * 0.3
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    want = gc.compile(m, batch_size=2, backend="cpu")(x)
+    path = tmp_path / "detector.onnx"
+    gc.onnx.save(m, path)
+    again = gc.compile(gc.onnx.load(path), batch_size=2, backend="cpu")(x)
+    session = ort.InferenceSession(str(path))
+    assert [o.name for o in session.get_outputs()] == ["scores", "boxes"]
+    runtime = session.run(None, {session.get_inputs()[0].name: x})
+    for w, a, r in zip(want, again, runtime):
+        np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r, w, rtol=1e-4, atol=1e-4)

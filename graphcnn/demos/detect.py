@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 0.05}
+DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 0.002}
 CLASS_NAMES = ("circle", "rectangle", "triangle")   # shapes' labels 1..3, counted from 0
 
 
@@ -78,7 +78,7 @@ def train_detector(config: Config, epochs: int, batch_size: int, lr: float, seed
         loss={"scores": "mse",
               "boxes": gc.losses.Loss("smooth_l1", beta=config.box_beta, ignore_nan=True)},
         loss_weights={"scores": config.score_weight, "boxes": 1.0},
-        optimizer=gc.optim.SGD(lr=lr, momentum=0.9, weight_decay=5e-4),
+        optimizer=gc.optim.AdamW(lr=lr, weight_decay=1e-4),
         schedule=gc.optim.CosineAnnealingLR(T_max=epochs), backend=backend, seed=seed,
         **trainer_options)
     history = trainer.fit(train.images, targets, epochs=epochs, batch_size=batch_size,

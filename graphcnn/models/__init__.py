@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from graphcnn.model import Model
 from graphcnn.models.alexnet import alexnet
-from graphcnn.models.detector import yolo_grid_detector
 from graphcnn.models.densenet import densenet121, densenet161, densenet169, densenet201
+from graphcnn.models.detector import yolo_grid_detector
 from graphcnn.models.googlenet import googlenet
 from graphcnn.models.lenet5 import lenet5
 from graphcnn.models.mobilenet_v1 import mobilenet_v1
