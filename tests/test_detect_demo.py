@@ -123,3 +123,12 @@ def test_onnx_export_reimport_and_onnxruntime_agree(tmp_path):
     for w, a, r in zip(want, again, runtime):
         np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r, w, rtol=1e-4, atol=1e-4)
+
+
+def test_the_trainer_metrics_function_scores_perfect_predictions_as_1():
+    from graphcnn.demos.detect import detection_metrics
+    ds = gc.data.shapes(6, 32, seed=3)
+    t = encode_targets(ds.boxes, [lab - 1 for lab in ds.labels], 3, 32, 4)
+    got = detection_metrics(3, 32)({"scores": t["scores"], "boxes": np.nan_to_num(t["boxes"])},
+                                   t)
+    assert got["map_50"] == pytest.approx(1.0) and got["coco_map"] == pytest.approx(1.0)
