@@ -1,7 +1,7 @@
 """Train the grid detector on the shapes set and report mAP on held-out images, with the
 public API only (what ``graphcnn demo --task detect`` does, written out).
 
-    python examples/detect_shapes.py [--epochs 12] [--n-train 2000] [--out detections.png]
+    python examples/detect_shapes.py [--epochs 8] [--n-train 2000] [--out detections.png]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CLASSES = ("circle", "rectangle", "triangle")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--size", type=int, default=64, help="image size (default 64)")
     parser.add_argument("--grid", type=int, default=8, help="cells per side (default 8)")

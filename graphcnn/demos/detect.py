@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 0.002}
+DEFAULTS = {"epochs": 8, "batch_size": 32, "lr": 0.002}
 CLASS_NAMES = ("circle", "rectangle", "triangle")   # shapes' labels 1..3, counted from 0
 
 
