@@ -3,7 +3,11 @@
 regression targets in a user's .npz, and `graphcnn train ... --loss mse` on them, with
 clear errors for integer/float mismatches."""
 import argparse
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +148,16 @@ def test_train_loss_and_target_mismatches_are_clear(tmp_path, capsys, shapes16):
             f"--dataset {data} are float targets of shape (38, 2)") in err
     code, _, err = cli(capsys, "train", "cnn_regressor", "--dataset", data, "--loss", "msee")
     assert code == 2 and "--loss msee: unknown loss; expected one of" in err and "mse" in err
+
+
+def test_example_script_runs(tmp_path):
+    """examples/regress_shapes.py (the guide quotes it) on a tiny configuration."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, str(root / "examples" / "regress_shapes.py"),
+                           "--n", "64", "--size", "16", "--epochs", "1", "--width", "4",
+                           "--out", str(tmp_path / "r.png")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "count" in done.stdout and "area_fraction" in done.stdout and "R^2" in done.stdout
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
