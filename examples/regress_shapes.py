@@ -1,6 +1,6 @@
 """Read two numbers off each image: how many shapes it holds, and how much of it they cover.
 
-    python examples/regress_shapes.py [--n 4000] [--size 64] [--epochs 12] [--out regress.png]
+    python examples/regress_shapes.py [--n 30000] [--size 32] [--epochs 12] [--out regress.png]
 """
 import argparse
 
@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 p = argparse.ArgumentParser()
-p.add_argument("--n", type=int, default=4000)
-p.add_argument("--size", type=int, default=64)
+p.add_argument("--n", type=int, default=30000)
+p.add_argument("--size", type=int, default=32)
 p.add_argument("--epochs", type=int, default=12)
 p.add_argument("--width", type=int, default=16)
 p.add_argument("--out", default="regress.png")
@@ -21,9 +21,11 @@ args = p.parse_args()
 
 train, test = gc.data.shapes(args.n, args.size, seed=0), gc.data.shapes(1000, args.size, seed=1)
 mean, std = train.targets.mean(axis=0), train.targets.std(axis=0)   # training set only
-model = gc.models.cnn_regressor(2, input_size=args.size, width=args.width)
+stages = args.size.bit_length() - 3            # halve the image down to 4x4 (32 px: 3)
+model = gc.models.cnn_regressor(2, input_size=args.size, width=args.width, stages=stages)
 trainer = gc.Trainer(model, loss="mse", optimizer=gc.optim.Adam(lr=0.003),
-                     schedule=gc.optim.CosineAnnealingLR(T_max=args.epochs))
+                     schedule=gc.optim.CosineAnnealingLR(T_max=args.epochs),
+                     augment="flip,vflip")      # mirrored images keep their targets
 trainer.fit(train.images, (train.targets - mean) / std, epochs=args.epochs, batch_size=32)
 predicted = trainer.predict(test.images) * std + mean                 # back to the units
 
