@@ -9,6 +9,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           loss,
                           norm,
                           pool,
+                          resize,
                           shape,
                           softmax,
                           source,

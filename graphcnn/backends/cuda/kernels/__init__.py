@@ -9,6 +9,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             norm,
                                             pool,
                                             reduce,
+                                            resize,
                                             shape,
                                             softmax,
 )
