@@ -121,7 +121,8 @@ def load_model(spec: str, num_classes: int | None = None, in_channels: int | Non
                input_size: int | tuple[int, int] | None = None) -> Any:
     """A zoo name, an ``.onnx`` file, or ``path/to/file.py:function`` (the function is
     called with no arguments and must return a graphcnn Model). A zoo model is built for
-    `num_classes`, and for the data's `in_channels` and `input_size` where it takes them."""
+    `num_classes` (its ``num_outputs``, for a regressor), and for the data's
+    `in_channels` and `input_size` where it takes them."""
     from graphcnn.model import Model
     from graphcnn.models import ZOO, get_model
 
@@ -158,6 +159,8 @@ def load_model(spec: str, num_classes: int | None = None, in_channels: int | Non
     accepted = signature(ZOO[spec.lower()]).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())  # fn(**options)
     options = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+    if "num_outputs" in accepted:   # a regressor: its outputs in place of classes
+        options = {"num_outputs": options.pop("num_classes"), **options}
     kwargs = {k: v for k, v in options.items()
               if v is not None and (k in accepted or takes_any)}
     try:

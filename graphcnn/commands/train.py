@@ -10,6 +10,14 @@ file or ``path/to/file.py:function``. ``--dataset data.npz`` trains on the user'
 float images ``x_train`` (N, C, H, W) and integer labels ``y_train`` (N,), optionally
 ``x_test`` and ``y_test`` (graphcnn/data/npz.py tells the keys and the checks).
 
+Regression: float targets ``y_train`` (N,) or (N, K) train a model with K outputs (a zoo
+model is built with K classes, or ``num_outputs=K`` for ``cnn_regressor``) on ``--loss``
+(default ``mse`` for float targets, ``cross_entropy`` for integer labels). Each target is
+standardized with the training split's mean and std for training (val_loss is in those
+units); the report (MAE, RMSE, R^2 per target on the test split) is in the targets' own
+units. A class-index loss (cross_entropy) on float targets is an error naming the loss
+and the targets; ``--loss mse`` on integer labels trains a classifier on one-hot rows.
+
 The output paths (``--out``, ``--checkpoint``) are checked before anything is loaded or
 trained. Resuming from ``--checkpoint``: the checkpoint's optimizer settings hold unless
 ``--lr``, ``--momentum`` or ``--weight-decay`` is given, which then overrides it; the run
@@ -24,7 +32,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from graphcnn.commands.common import (
     CommandError,
@@ -114,6 +124,41 @@ def make_schedule(name: str, lr: float, epochs: int, batches_per_epoch: int) -> 
     return optim.ReduceLROnPlateau(factor=0.5, patience=2)
 
 
+def choose_loss(given: str | None, y: Any, dataset: str) -> str:
+    """The loss for the training targets `y`: `given` (checked against the targets' kind),
+    or the default, cross_entropy for integer class labels and mse for float targets."""
+    from graphcnn.data.npz import describe_targets
+    from graphcnn.losses import Loss, available
+
+    regression = y.dtype.kind == "f"
+    if given is None:
+        return "mse" if regression else "cross_entropy"
+    try:
+        kind = Loss(given).target_kind
+    except ValueError:
+        raise CommandError(f"--loss {given}: unknown loss; expected one of "
+                           f"{', '.join(available())}") from None
+    if regression and kind == "class_index":
+        raise CommandError(f"--loss {given} takes integer class labels, but the training "
+                           f"targets of --dataset {dataset} are {describe_targets(y)}; use a "
+                           f"regression loss (e.g. --loss mse), or store integer labels")
+    return given
+
+
+def print_regression_report(y_true: Any, y_pred: Any, loss: float,
+                            print_fn: Callable[[str], Any] = print) -> None:
+    """MAE, RMSE and R^2 of each target (column) of the test split."""
+    from graphcnn.metrics import regression_metrics
+
+    t = y_true.reshape(len(y_true), -1)
+    p = y_pred.reshape(len(y_pred), -1)
+    print_fn(f"test loss (standardized targets)  {loss:.4f}")
+    print_fn(f"{'target':<8}{'MAE':>12}{'RMSE':>12}{'R^2':>10}")
+    for k in range(t.shape[1]):
+        m = regression_metrics(t[:, k], p[:, k])
+        print_fn(f"{k:<8}{m['mae']:>12.5g}{m['rmse']:>12.5g}{m['r2']:>10.4f}")
+
+
 def quiet_other_ranks() -> None:
     """On ranks other than 0, nothing printed on stdout and no warnings (rank 0 reports
     for all); errors still reach stderr, naming the rank."""
@@ -144,7 +189,21 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         check_checkpoint_path(args.checkpoint)
     (X, y), (Xt, yt) = load_dataset(args.dataset)
-    num_classes = int(max(y.max(), yt.max()) + 1)
+    loss = choose_loss(args.loss, y, args.dataset)
+    scaler = None
+    if y.dtype.kind == "f":   # regression: standardized targets, one output per column
+        from graphcnn.train.normalize import TargetScaler
+        scaler = TargetScaler.fit(y)
+        print(f"regression on {y.shape[1] if y.ndim == 2 else 1} target(s), loss {loss}; "
+              f"targets standardized with the training split's {scaler}")
+        num_classes = 1 if y.ndim == 1 else int(y.shape[1])
+        y_fit, yt_fit = scaler.transform(y), scaler.transform(yt)
+    else:
+        num_classes = int(max(y.max(), yt.max()) + 1)
+        y_fit, yt_fit = y, yt
+        if loss != "cross_entropy" and args.loss is not None:
+            print(f"--loss {loss} on integer class labels: trained on one-hot rows (to "
+                  f"regress on the integers, store y as floats)")
     gc.manual_seed(args.seed)
     height, width = (int(d) for d in X.shape[2:])   # the zoo model is built for the data
     model = load_model(args.model, num_classes, in_channels=int(X.shape[1]),
@@ -152,16 +211,22 @@ def run(args: argparse.Namespace) -> int:
     bs = min(args.batch_size, len(X))
     optimizer = make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay)
     schedule = make_schedule(args.schedule, args.lr, args.epochs, len(X) // bs)
-    trainer = Trainer(model, optimizer=optimizer, schedule=schedule, augment=args.augment,
+    trainer = Trainer(model, loss=loss, optimizer=optimizer, schedule=schedule,
+                      augment=args.augment,
                       backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
                       on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
                       resume_overrides=given, distributed=args.distributed)
     callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
-    history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_data=(Xt, yt), verbose=not args.quiet,
+    history = trainer.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size,
+                          validation_data=(Xt, yt_fit), verbose=not args.quiet,
                           callbacks=callbacks)
     if trainer.parallel.is_main:   # the other ranks hold the same parameters
-        print_report(trainer.evaluate(Xt, yt))
+        result = trainer.evaluate(Xt, yt_fit)
+        if scaler is None:
+            print_report(result)
+        else:   # the report in the targets' own units
+            predicted = scaler.inverse(np.asarray(trainer.predict(Xt)))
+            print_regression_report(yt, predicted, float(result["loss"]))
     if args.out and trainer.parallel.is_main:   # one writer of the curves
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -180,10 +245,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits",
                    help="digits (default), shapes (the dominant shape of gc.data.shapes, 3 "
                         "classes), or a file data.npz with float images x_train (N, C, H, "
-                        "W) and integer labels y_train (N,), optionally x_test and y_test "
+                        "W) and integer labels y_train (N,) or float regression targets "
+                        "(N,) / (N, K), optionally x_test and y_test "
                         "(else a fifth of the training arrays is held out); x and y are "
                         "accepted for x_train and y_train")
     add_training_arguments(p, epochs=10, batch_size=64, lr=OVERRIDABLE_FLAGS["lr"])
+    p.add_argument("--loss", default=None,
+                   help="the training loss (a name of gc.losses, e.g. cross_entropy, mse); "
+                        "default cross_entropy for integer labels, mse for float "
+                        "(regression) targets")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     p.add_argument("--momentum", type=non_negative_float, default=None,
                    help=f"SGD momentum, default {OVERRIDABLE_FLAGS['momentum']}")

@@ -1,20 +1,24 @@
-"""A user's own arrays as a classification dataset: ``graphcnn train MODEL --dataset
-data.npz`` (or ``gc.data.load_npz("data.npz")``).
+"""A user's own arrays as a classification or regression dataset: ``graphcnn train MODEL
+--dataset data.npz`` (or ``gc.data.load_npz("data.npz")``).
 
 The keys of the ``.npz`` (``np.savez("data.npz", x_train=..., y_train=...)``):
 
     x_train  images, float (float16/32/64, read as float32), (N, C, H, W) or (N, H, W)
              (one channel)
-    y_train  class labels, integers >= 0, (N,)
-    x_test, y_test   optional, the same kinds (images of the same C, H, W as x_train);
+    y_train  class labels, integers >= 0, (N,); or regression targets, float (read as
+             float32), (N,) for one target or (N, K) for K
+    x_test, y_test   optional, the same kinds (images of the same C, H, W as x_train,
+             targets of the same kind and K as y_train);
              without them, a fixed fifth of the training arrays (``test_fraction``, a
              permutation from ``seed``) is held out as the test set
     x, y     accepted instead of x_train, y_train
 
 Each mistake is one line naming the file and the key: a missing key, an image array that
 is not float or has non-finite values, labels that are not integers or are negative, a
-label array that is not 1-D, lengths that differ, test images whose shape differs from the
-training images'. The file is read with ``allow_pickle=False`` (an object array is refused,
+label array that is not 1-D, float targets that are not (N,) or (N, K) or are not finite,
+lengths that differ, test images whose shape differs from the
+training images', test targets of another kind (integer labels against float targets)
+or another number of targets than the training ones. The file is read with ``allow_pickle=False`` (an object array is refused,
 never unpickled), and each member's declared size is checked against
 GRAPHCNN_MAX_TENSOR_BYTES before it is read.
 """
@@ -90,20 +94,46 @@ def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
 
 
 def _labels(path: Path, key: str, y: np.ndarray, n: int, x_key: str) -> np.ndarray:
-    if y.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: {key} has dtype {y.dtype}; class labels must be "
-                           f"integers (e.g. int64)")
-    if y.ndim != 1:
+    """Integer class labels (N,) as int64, or float regression targets (N,) / (N, K) as
+    float32."""
+    if y.dtype.kind not in "iuf":
+        raise DatasetError(f"{path}: {key} has dtype {y.dtype}; expected integer class "
+                           f"labels (e.g. int64) or float regression targets (e.g. float32)")
+    if y.dtype.kind == "f":
+        if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
+            raise DatasetError(f"{path}: {key} has shape {y.shape}; float regression targets "
+                               f"must be (N,) or (N, K)")
+    elif y.ndim != 1:
         raise DatasetError(f"{path}: {key} has shape {y.shape}; class labels must be 1-D "
-                           f"(N,)")
+                           f"(N,) (store regression targets as floats)")
     if len(y) != n:
         raise DatasetError(f"{path}: {x_key} has {n} images but {key} has {len(y)} labels")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DatasetError(f"{path}: {key} has non-finite targets (NaN or infinity)")
+        return np.ascontiguousarray(y, dtype=np.float32)
     if y.size and y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:
         raise DatasetError(f"{path}: {key} has a label {int(y.max())}, too large for int64")
     if y.size and y.min() < 0:
         raise DatasetError(f"{path}: {key} has a negative label ({int(y.min())}); classes "
                            f"are 0, 1, 2, ...")
     return y.astype(np.int64)
+
+
+def describe_targets(y: np.ndarray) -> str:
+    """What a target array holds, in words: "integer class labels" or "float targets
+    (N, K)"."""
+    if y.dtype.kind in "iu":
+        return f"integer class labels ({y.dtype})"
+    return f"float targets of shape {y.shape}"
+
+
+def _same_kind(path: Path, y: np.ndarray, yt: np.ndarray, y_key: str) -> None:
+    """The test targets are of the training targets' kind (and number, for floats)."""
+    if (y.dtype.kind == "f") != (yt.dtype.kind == "f") or y.shape[1:] != yt.shape[1:]:
+        raise DatasetError(f"{path}: {y_key} holds {describe_targets(y)} but y_test holds "
+                           f"{describe_targets(yt)}; both must be integer class labels or "
+                           f"both float targets with the same number of columns")
 
 
 def load_npz(path: str | Path, test_fraction: float = 0.2, seed: int = 0) -> Split:
@@ -134,6 +164,7 @@ def load_npz(path: str | Path, test_fraction: float = 0.2, seed: int = 0) -> Spl
                                f"{X.shape[1:]} (C, H, W must match)")
         yt = _labels(path, "y_test", _read(path, "y_test", members["y_test"]), len(Xt),
                      "x_test")
+        _same_kind(path, y, yt, y_key)
         return (X, y), (Xt, yt)
     if len(X) < 2:
         raise DatasetError(f"{path}: {x_key} has {len(X)} image; holding out a test set "

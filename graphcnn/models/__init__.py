@@ -17,6 +17,7 @@ from graphcnn.models.googlenet import googlenet
 from graphcnn.models.lenet5 import lenet5
 from graphcnn.models.mobilenet_v1 import mobilenet_v1
 from graphcnn.models.mobilenet_v2 import mobilenet_v2
+from graphcnn.models.regressor import cnn_regressor
 from graphcnn.models.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
 from graphcnn.models.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
@@ -36,6 +37,7 @@ ZOO: dict[str, Callable[..., Model]] = {
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
     "yolo_grid_detector": yolo_grid_detector,
+    "cnn_regressor": cnn_regressor,
 }
 
 
@@ -51,8 +53,8 @@ def available_models() -> list[str]:
     return sorted(ZOO)
 
 
-__all__ = ["ZOO", "alexnet", "available_models", "densenet121", "densenet161", "densenet169",
-           "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
-           "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-           "yolo_grid_detector"]
+__all__ = ["ZOO", "alexnet", "available_models", "cnn_regressor", "densenet121",
+           "densenet161", "densenet169", "densenet201", "get_model", "googlenet",
+           "lenet5", "mobilenet_v1", "mobilenet_v2", "resnet101", "resnet152",
+           "resnet18", "resnet34", "resnet50", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
+           "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "yolo_grid_detector"]

@@ -14,6 +14,9 @@ batch gets one scalar mean and std over all its values (features of a flattened 
 are pixels, whose per-pixel statistics would amplify the near-constant border). With
 ``per_channel=False`` every input gets scalars. A std of 0 (a constant input or
 channel) is replaced by 1.
+
+Regression targets are standardized per column by `TargetScaler` (the model learns
+``(t - mean) / std``; its predictions go back with ``inverse``).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Normalize"]
+__all__ = ["Normalize", "TargetScaler"]
 
 
 class Normalize:
@@ -109,4 +112,45 @@ class Normalize:
             return f"Normalize(per_channel={self.per_channel}, unfitted)"
         assert self.mean is not None and self.std is not None
         return (f"Normalize(mean={np.round(self.mean, 4).tolist()}, "
+                f"std={np.round(self.std, 4).tolist()})")
+
+
+class TargetScaler:
+    """Regression targets standardized per target (column): ``(t - mean) / std`` with the
+    training set's statistics, and back with `inverse`. A constant target gets std 1.
+
+    Why: one mse loss over targets of very different scales (a count of 1..3 and a
+    fraction of 0..0.5) would weigh the larger one almost alone, and unit-scale targets
+    suit the default initialization and learning rates.
+
+    >>> scaler = TargetScaler.fit(np.array([[1.0, 0.1], [3.0, 0.3]]))
+    >>> scaler.transform(np.array([[3.0, 0.1]])).tolist()
+    [[1.0, -1.0]]
+    >>> scaler.inverse(np.array([[0.0, 1.0]])).round(4).tolist()
+    [[2.0, 0.3]]
+    """
+
+    def __init__(self, mean: Any, std: Any) -> None:
+        self.mean = np.asarray(mean, np.float64)
+        self.std = np.asarray(std, np.float64)
+
+    @classmethod
+    def fit(cls, targets: Any) -> "TargetScaler":
+        """The statistics of `targets`, (N,) or (N, K), over the samples (axis 0)."""
+        t = np.asarray(targets, np.float64)
+        if t.ndim not in (1, 2) or len(t) == 0 or not np.all(np.isfinite(t)):
+            raise ValueError(f"TargetScaler.fit needs finite targets (N,) or (N, K) with "
+                             f"N >= 1, got shape {t.shape}")
+        std = t.std(axis=0)
+        return cls(t.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, targets: Any) -> np.ndarray:
+        return ((np.asarray(targets, np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, z: Any) -> np.ndarray:
+        """Standardized values (the model's predictions) back in the targets' units."""
+        return (np.asarray(z, np.float64) * self.std + self.mean).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return (f"TargetScaler(mean={np.round(self.mean, 4).tolist()}, "
                 f"std={np.round(self.std, 4).tolist()})")
