@@ -17,7 +17,8 @@ CUDA_CASES = dict(CASES, conv2d_input_grad=[dataclasses.replace(c, special=(0,))
 
 OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_pool2d",
        "max_pool2d_grad", "avg_pool2d", "global_avg_pool2d", "softmax", "log_softmax",
-       "cross_entropy", "cross_entropy_grad", "mse", "batch_norm", "batch_norm_train",
+       "cross_entropy", "cross_entropy_grad", "mse", "bce_with_logits",
+       "bce_with_logits_grad", "batch_norm", "batch_norm_train",
        "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad"]
 
 
