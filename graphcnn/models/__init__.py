@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from graphcnn.model import Model
 from graphcnn.models.alexnet import alexnet
+from graphcnn.models.dcgan import dcgan_discriminator, dcgan_generator
 from graphcnn.models.densenet import densenet121, densenet161, densenet169, densenet201
 from graphcnn.models.googlenet import googlenet
 from graphcnn.models.lenet5 import lenet5
@@ -34,6 +35,8 @@ ZOO: dict[str, Callable[..., Model]] = {
     "densenet201": densenet201,
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
+    "dcgan_generator": dcgan_generator,
+    "dcgan_discriminator": dcgan_discriminator,
 }
 
 
@@ -49,7 +52,8 @@ def available_models() -> list[str]:
     return sorted(ZOO)
 
 
-__all__ = ["ZOO", "alexnet", "available_models", "densenet121", "densenet161", "densenet169",
+__all__ = ["ZOO", "alexnet", "available_models", "dcgan_discriminator", "dcgan_generator",
+           "densenet121", "densenet161", "densenet169",
            "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
            "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
