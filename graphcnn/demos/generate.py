@@ -195,7 +195,8 @@ def train_judge(epochs: int, backend: str, seed: int, quiet: bool = True) -> tup
     """LeNet-5 on the 32 x 32 digits, trained as the classify demo trains it; returns its
     trainer and its test accuracy."""
     import graphcnn as gc
-    from graphcnn.demos.classify import DEFAULTS as CLASSIFY, lenet_trainer
+    from graphcnn.demos.classify import DEFAULTS as CLASSIFY
+    from graphcnn.demos.classify import lenet_trainer
 
     (X, y), (Xt, yt) = gc.data.load_digits()
     gc.manual_seed(seed)
