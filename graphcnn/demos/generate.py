@@ -85,12 +85,15 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
     d_prefix, g_prefix = f"{D.name}.", f"{G.name}."
     g_params = {k: v for k, v in gan.trainable_parameters().items() if k.startswith(g_prefix)}
     d_names = [k for k in gan.trainable_parameters() if k.startswith(d_prefix)]
-    steps = dict(loss="bce_with_logits", batch_size=B, backend=cfg.backend)
-    d_step = gc.value_and_grad(D, **steps)
+
+    def step(model: Any, wrt: list[str] | None = None) -> Any:
+        return gc.value_and_grad(model, loss="bce_with_logits", batch_size=B,
+                                 backend=cfg.backend, wrt=wrt)
+
+    d_step = step(D)
     # The same combined model twice: differentiated for D's parameters only (no backward
     # pass through G: PyTorch's fake.detach()) and for G's only.
-    fake_step = gc.value_and_grad(gan, wrt=d_names, **steps)
-    g_step = gc.value_and_grad(gan, wrt=list(g_params), **steps)
+    fake_step, g_step = step(gan, d_names), step(gan, list(g_params))
     d_opt = gc.optim.Adam(lr=cfg.lr, betas=cfg.betas)
     g_opt = gc.optim.Adam(lr=cfg.lr, betas=cfg.betas)
     real = np.full((B, 1, 1, 1), cfg.real_label, np.float32)
