@@ -14,8 +14,12 @@ def test_tiny_gan_trains_samples_judges_and_draws(tmp_path):
     assert X.shape[1:] == (1, 8, 8) and X.min() >= -1 and X.max() <= 1 and X.min() < -0.9
     X = X[:64]
     epochs_seen = []
-    run = generate.train_gan(X, cfg, lambda it, d, g: epochs_seen.append(it))
+    run = generate.train_gan(X, cfg, lambda r: epochs_seen.append(len(r.g_losses)))
     assert epochs_seen == [4, 8]                            # 64 // 16 iterations an epoch
+    # the generator ends with the running average of its weights
+    assert set(run.averaged) == set(run.generator.trainable_parameters())
+    for name, average in run.averaged.items():
+        np.testing.assert_array_equal(run.generator.parameters()[name], average)
     d, g = np.array(run.d_losses), np.array(run.g_losses)
     assert d.shape == g.shape == (8,) and np.isfinite(d).all() and np.isfinite(g).all()
     assert np.ptp(d) > 1e-3 and np.ptp(g) > 1e-3           # both moving
