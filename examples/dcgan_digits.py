@@ -11,23 +11,25 @@ import numpy as np
 import graphcnn as gc
 
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-B, NZ, SIZE = 64, 32, 16
+B, NZ, SIZE = 32, 32, 16
 
 (X, _), _ = gc.data.load_digits(size=SIZE)           # (1437, 1, 16, 16) in [0, 1]
 X = X * 2 - 1                                        # tanh's range, [-1, 1]
 
 gc.manual_seed(0)
-G = gc.models.dcgan_generator(nz=NZ, ngf=32, nc=1, image_size=SIZE)
-D = gc.models.dcgan_discriminator(nc=1, ndf=32, image_size=SIZE)   # logits, no sigmoid
+G = gc.models.dcgan_generator(nz=NZ, ngf=48, nc=1, image_size=SIZE)
+D = gc.models.dcgan_discriminator(nc=1, ndf=24, image_size=SIZE)   # logits, no sigmoid
 z_in = gc.Input((NZ, 1, 1), name="z")
 gan = gc.Model(z_in, D(G(z_in)), name="gan")         # shares G's and D's arrays
 
-d_step = gc.value_and_grad(D, loss="bce_with_logits", batch_size=B)
-gan_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B)
-d_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
-g_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
 g_params = {k: v for k, v in gan.trainable_parameters().items()
             if k.startswith("dcgan_generator.")}     # the generator's, by their gan names
+d_names = [k for k in gan.trainable_parameters() if k.startswith("dcgan_discriminator.")]
+d_step = gc.value_and_grad(D, loss="bce_with_logits", batch_size=B)
+fake_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=d_names)
+g_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=list(g_params))
+d_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
+g_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
 
 real = np.full((B, 1, 1, 1), 0.9, np.float32)        # one-sided label smoothing
 fake, ones = np.zeros_like(real), np.ones_like(real)
@@ -38,12 +40,12 @@ for epoch in range(EPOCHS):
         z = rng.standard_normal((B, NZ, 1, 1)).astype(np.float32)
         # 1. discriminator: real images towards 0.9, generated ones towards 0
         loss_real, grads = d_step(X[order[i:i + B]], real)
-        loss_fake, through = gan_step(z, fake)       # G's gradients unused (detach)
+        loss_fake, through = fake_step(z, fake)      # D's gradients only (fake.detach())
         d_opt.step(D.trainable_parameters(),
                    {k: g + through["dcgan_discriminator." + k] for k, g in grads.items()})
         # 2. generator: make the updated discriminator say "real" (1)
-        loss_g, through = gan_step(z, ones)
-        g_opt.step(g_params, through)                # D's gradients unused
+        loss_g, through = g_step(z, ones)            # G's gradients only
+        g_opt.step(g_params, through)
     print(f"epoch {epoch + 1}: D loss {loss_real + loss_fake:.3f}  G loss {loss_g:.3f}")
 
 sampler = gc.compile(G, batch_size=100)              # inference: BN running statistics
