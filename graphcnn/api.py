@@ -3,7 +3,7 @@ the runtime's objects (Executable, GradientStep); the runtime never imports this
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,12 +52,17 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
 
 def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping[str, Any],
                    batch_size: int, dtype: str = "float32",
-                   loss_weights: Mapping[str, float] | None = None) -> Graph:
+                   loss_weights: Mapping[str, float] | None = None,
+                   wrt: Sequence[str] | None = None) -> Graph:
     """Forward + loss + backward in one graph. Outputs: "loss", "grad:<name>" for each
     trainable parameter, then the "state:<name>" running-statistic updates. Inputs: the
     model's, then the targets ("target" for a one-output model, "target:<output name>"
-    for each output with a loss; see graphcnn/objective.py)."""
+    for each output with a loss; see graphcnn/objective.py). With `wrt`, only the
+    parameters named there are differentiated (the others' param nodes are marked not
+    trainable)."""
     g = model.graph(batch_size, training=True, dtype=dtype)
+    if wrt is not None:
+        _restrict_trainable(g, model, wrt)
     count = len(model.outputs)
     predictions = g.outputs[:count]
     state = list(zip(g.output_names[count:], g.outputs[count:]))
@@ -71,6 +76,21 @@ def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping
     return g
 
 
+def _restrict_trainable(g: Graph, model: Model, wrt: Sequence[str]) -> None:
+    """Mark the trainable param nodes of `g` not named in `wrt` as not trainable."""
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    names = set(wrt)
+    unknown = sorted(names - set(model.trainable_parameters()))
+    if unknown:
+        raise ValueError(f"value_and_grad: wrt names {unknown[:5]} that are not trainable "
+                         f"parameters of {model.name!r} (e.g. "
+                         f"{list(model.trainable_parameters())[:3]})")
+    for value in g.params:
+        if value.node.attrs["name"] not in names:
+            value.node.attrs["trainable"] = False
+
+
 def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.ndarray]]:
     """What feeds `param` nodes at each call: the model's live arrays (no copy)."""
     if dtype == "float32":
@@ -81,7 +101,8 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
 def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 32,
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32",
-                   loss_weights: Mapping[str, float] | None = None) -> GradientStep:
+                   loss_weights: Mapping[str, float] | None = None,
+                   wrt: Sequence[str] | None = None) -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
     `loss`: a loss name, a ``gc.losses.Loss``, a function (graph, prediction, target) ->
@@ -89,6 +110,11 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     ``loss_weights`` {output name: weight} (default 1): the step minimizes the weighted
     sum. The step is called ``step(x, target)``, with target an array for a one-output
     model and a dict {output name: array} for several.
+
+    `wrt`: the names of the trainable parameters to differentiate (default: all of them).
+    The others get no gradient, and the backward pass computes only what the ones asked
+    for need (a GAN's discriminator step through the generator skips the generator's
+    backward pass).
 
     >>> import graphcnn as gc, numpy as np
     >>> step = gc.value_and_grad(gc.models.lenet5(), batch_size=2, backend="reference")
@@ -99,7 +125,7 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     start = time.perf_counter()
     batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
-    graph = training_graph(model, loss, batch_size, dtype, loss_weights)
+    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes

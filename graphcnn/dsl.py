@@ -71,6 +71,10 @@ class Tensor:
         self.parameter = parameter
         self.layer_call: Any = None                # the layer whose call returned this
         self.inside_layer = bool(_layer_stack)     # made inside a layer's call
+        # the complete models (a Sequential with input_shape) called as layers around
+        # this tensor's making, outermost first: they scope a parameter's name
+        self.scope: tuple[Any, ...] = tuple(
+            layer for layer in _layer_stack if getattr(layer, "built_model", False))
 
     @property
     def shape(self) -> tuple[int | None, ...]:

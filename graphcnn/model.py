@@ -47,8 +47,19 @@ class Model:
             raise ValueError(f"model {name!r}: input names must be unique, got {names}")
         params = sorted({id(t.parameter): t.parameter for t in self.tensors
                          if t.parameter is not None}.values(), key=lambda p: p.order)
-        self._param_names = _name_parameters(params)
+        # A parameter reached inside another model called as a layer (a Sequential model
+        # in a bigger one, e.g. a GAN's z -> generator -> discriminator) is named
+        # "<that model's name>.<its name there>": two models' "main.0.weight" stay apart,
+        # and the arrays are the same (shared) storage.
+        scopes: dict[int, Model] = {}
+        for t in self.tensors:
+            if t.parameter is not None and id(t.parameter) not in scopes:
+                outer = [m for m in t.scope if m is not self]
+                if outer:
+                    scopes[id(t.parameter)] = outer[0]
+        self._param_names = _name_parameters(params, scopes)
         self._params = {self._param_names[id(p)]: p for p in params}
+        self.built_model = True   # from now on, calling it as a layer scopes its names
 
     # ---- parameters -------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
@@ -174,13 +185,20 @@ class Model:
                 f"parameters={self.num_parameters():,})")
 
 
-def _name_parameters(params: list[Parameter]) -> dict[int, str]:
+def _name_parameters(params: list[Parameter], scopes: dict[int, Model] | None = None
+                     ) -> dict[int, str]:
     """'<layer name>.<attribute>'; unnamed layers get '<kind>_<k>' in creation order;
-    a parameter without a layer keeps its own name (`attr`), else 'param_<k>'."""
+    a parameter without a layer keeps its own name (`attr`), else 'param_<k>'; a
+    parameter in `scopes` (id -> the model called as a layer it was reached in) is
+    '<that model's name>.<its name in that model>'."""
     names: dict[int, str] = {}
     counts: Counter[str] = Counter()
     layer_names: dict[int, str] = {}
     for p in params:
+        if scopes and id(p) in scopes:
+            inner = scopes[id(p)]
+            names[id(p)] = f"{inner.name}.{inner.parameter_name(p)}"
+            continue
         owner = p.owner
         if owner is None:  # a free parameter (ONNX initializers): its attr is its full name
             names[id(p)] = p.attr or f"param_{len(names)}"

@@ -28,6 +28,8 @@ COUNTS = {
     "mobilenet_v2": 3_504_872,
     "yolo_grid_detector": 107_480,   # ours: 464 + 13,952 + 55,552 + 36,992 + 2 * 260
     "cnn_regressor": 146_418,   # graphcnn's own (2 outputs, 64 px); no torchvision twin
+    # PyTorch's DCGAN tutorial at its defaults (nz=100, ngf=ndf=64, nc=3, 64 x 64)
+    "dcgan_generator": 3_576_704, "dcgan_discriminator": 2_765_568,
 }
 
 # sha256 (first 16 hex digits) of torchvision's state_dict, one "key:shape" per line in
@@ -146,7 +148,8 @@ def test_builds_with_torchvision_parameter_count_and_names(name):
         assert sum(v.size for v in model.trainable_parameters().values()) == COUNTS[name]
         if name in TORCHVISION_KEYS:
             assert keys_digest(model) == TORCHVISION_KEYS[name]
-        if name not in ("lenet5", "yolo_grid_detector", "cnn_regressor"):
+        if name not in ("lenet5", "yolo_grid_detector", "cnn_regressor") \
+                and not name.startswith("dcgan_"):
             assert model.outputs[0].shape == (None, 1000)
             assert model.inputs[0].shape == (None, 3, 224, 224)
     finally:

@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "classify": "classify",
     "detect": "detect",
     "regress": "regress",
+    "generate": "generate",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from graphcnn.model import Model
 from graphcnn.models.alexnet import alexnet
+from graphcnn.models.dcgan import dcgan_discriminator, dcgan_generator
 from graphcnn.models.densenet import densenet121, densenet161, densenet169, densenet201
 from graphcnn.models.detector import yolo_grid_detector
 from graphcnn.models.googlenet import googlenet
@@ -38,6 +39,8 @@ ZOO: dict[str, Callable[..., Model]] = {
     "mobilenet_v2": mobilenet_v2,
     "yolo_grid_detector": yolo_grid_detector,
     "cnn_regressor": cnn_regressor,
+    "dcgan_generator": dcgan_generator,
+    "dcgan_discriminator": dcgan_discriminator,
 }
 
 
@@ -58,3 +61,8 @@ __all__ = ["ZOO", "alexnet", "available_models", "cnn_regressor", "densenet121",
            "lenet5", "mobilenet_v1", "mobilenet_v2", "resnet101", "resnet152",
            "resnet18", "resnet34", "resnet50", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
            "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "yolo_grid_detector"]
+__all__ = ["ZOO", "alexnet", "available_models", "dcgan_discriminator", "dcgan_generator",
+           "densenet121", "densenet161", "densenet169",
+           "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
+           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
+           "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]

@@ -1,0 +1,61 @@
+"""A DCGAN on the scikit-learn digits with graphcnn's lower-level training API: two Adam
+optimizers, value_and_grad steps, and a combined model z -> G -> D whose parameters are the
+two models' own arrays. Writes dcgan_digits.png (a grid of generated digits).
+
+    python examples/dcgan_digits.py [epochs]
+"""
+import sys
+
+import numpy as np
+
+import graphcnn as gc
+
+EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+B, NZ, SIZE = 32, 32, 16
+
+(X, _), _ = gc.data.load_digits(size=SIZE)           # (1437, 1, 16, 16) in [0, 1]
+X = X * 2 - 1                                        # tanh's range, [-1, 1]
+
+gc.manual_seed(0)
+G = gc.models.dcgan_generator(nz=NZ, ngf=48, nc=1, image_size=SIZE)
+D = gc.models.dcgan_discriminator(nc=1, ndf=24, image_size=SIZE)   # logits, no sigmoid
+z_in = gc.Input((NZ, 1, 1), name="z")
+gan = gc.Model(z_in, D(G(z_in)), name="gan")         # shares G's and D's arrays
+
+g_params = {k: v for k, v in gan.trainable_parameters().items()
+            if k.startswith("dcgan_generator.")}     # the generator's, by their gan names
+d_names = [k for k in gan.trainable_parameters() if k.startswith("dcgan_discriminator.")]
+d_step = gc.value_and_grad(D, loss="bce_with_logits", batch_size=B)
+fake_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=d_names)
+g_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=list(g_params))
+d_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
+g_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
+
+real = np.full((B, 1, 1, 1), 0.9, np.float32)        # one-sided label smoothing
+fake, ones = np.zeros_like(real), np.ones_like(real)
+rng = np.random.default_rng(0)
+for epoch in range(EPOCHS):
+    order = rng.permutation(len(X))
+    for i in range(0, len(X) - B + 1, B):
+        z = rng.standard_normal((B, NZ, 1, 1)).astype(np.float32)
+        # 1. discriminator: real images towards 0.9, generated ones towards 0
+        loss_real, grads = d_step(X[order[i:i + B]], real)
+        loss_fake, through = fake_step(z, fake)      # D's gradients only (fake.detach())
+        d_opt.step(D.trainable_parameters(),
+                   {k: g + through["dcgan_discriminator." + k] for k, g in grads.items()})
+        # 2. generator: make the updated discriminator say "real" (1)
+        loss_g, through = g_step(z, ones)            # G's gradients only
+        g_opt.step(g_params, through)
+    print(f"epoch {epoch + 1}: D loss {loss_real + loss_fake:.3f}  G loss {loss_g:.3f}")
+
+sampler = gc.compile(G, batch_size=100)              # inference: BN running statistics
+images = sampler(rng.standard_normal((100, NZ, 1, 1)).astype(np.float32))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+grid = images[:, 0].reshape(10, 10, SIZE, SIZE).transpose(0, 2, 1, 3).reshape(10 * SIZE, -1)
+plt.imsave("dcgan_digits.png", grid, cmap="gray_r", vmin=-1, vmax=1)
+print("wrote dcgan_digits.png")
