@@ -19,7 +19,12 @@ from graphcnn.metrics.classification import (
     top_k_accuracy,
 )
 from graphcnn.metrics.detection import batched_nms, box_iou, nms
-from graphcnn.metrics.detection_ap import average_precision_all_point, coco_map, voc_map
+from graphcnn.metrics.detection_ap import (
+    average_precision_all_point,
+    coco_map,
+    mean_average_precision,
+    voc_map,
+)
 from graphcnn.metrics.regression import mae, r2_score, regression_metrics, rmse
 from graphcnn.metrics.segmentation import (
     dice,
@@ -29,9 +34,12 @@ from graphcnn.metrics.segmentation import (
     segmentation_metrics,
 )
 
+miou = mean_iou   # the short name
+
 __all__ = ["accuracy", "top_k_accuracy", "confusion_matrix", "precision_recall_f1", "iou",
            "mae", "rmse", "r2_score", "regression_metrics",
            "segmentation_confusion_matrix", "segmentation_metrics", "pixel_accuracy",
-           "mean_iou", "dice",
+           "mean_iou", "miou", "dice",
            "box_iou", "nms", "batched_nms", "voc_map", "coco_map",
+           "mean_average_precision",
            "average_precision_all_point"]

@@ -165,3 +165,21 @@ def coco_map(predictions: Sequence[dict[str, Any]], targets: Sequence[dict[str, 
     ap[valid] = precision[..., valid].mean(axis=(0, 1))
     return {"map": mean(precision), "map_50": mean(precision[0]),
             "map_75": mean(precision[5]), "ap": ap}
+
+
+def mean_average_precision(predictions: Sequence[dict[str, Any]],
+                           targets: Sequence[dict[str, Any]],
+                           num_classes: int | None = None) -> dict[str, Any]:
+    """Both detection scores at once: ``{"map_50"`` (PASCAL VOC all-point mAP@0.5,
+    :func:`voc_map`), ``"ap_50"`` (its per-class APs), ``"map"`` (COCO mAP@[.5:.95],
+    101-point, :func:`coco_map`), ``"ap"`` (its per-class APs)}``.
+
+    >>> p = [{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "labels": [0]}]
+    >>> t = [{"boxes": [[0, 0, 10, 10]], "labels": [0]}]
+    >>> m = mean_average_precision(p, t)
+    >>> m["map_50"], round(m["map"], 6)
+    (1.0, 1.0)
+    """
+    voc = voc_map(predictions, targets, num_classes)
+    coco = coco_map(predictions, targets, num_classes)
+    return {"map_50": voc["map"], "ap_50": voc["ap"], "map": coco["map"], "ap": coco["ap"]}
