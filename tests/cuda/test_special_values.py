@@ -18,7 +18,8 @@ CUDA_CASES = dict(CASES, conv2d_input_grad=[dataclasses.replace(c, special=(0,))
 OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_pool2d",
        "max_pool2d_grad", "avg_pool2d", "global_avg_pool2d", "softmax", "log_softmax",
        "cross_entropy", "cross_entropy_grad", "mse", "batch_norm", "batch_norm_train",
-       "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad"]
+       "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad",
+       "pixel_cross_entropy", "pixel_cross_entropy_grad", "soft_dice", "soft_dice_grad"]
 
 
 @pytest.mark.parametrize("op", OPS)
