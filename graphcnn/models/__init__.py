@@ -17,6 +17,7 @@ from graphcnn.models.lenet5 import lenet5
 from graphcnn.models.mobilenet_v1 import mobilenet_v1
 from graphcnn.models.mobilenet_v2 import mobilenet_v2
 from graphcnn.models.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
+from graphcnn.models.unet import unet
 from graphcnn.models.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 # name -> constructor; the CLI resolves model names here. Each takes num_classes first
@@ -34,6 +35,7 @@ ZOO: dict[str, Callable[..., Model]] = {
     "densenet201": densenet201,
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
+    "unet": unet,
 }
 
 
@@ -51,5 +53,5 @@ def available_models() -> list[str]:
 
 __all__ = ["ZOO", "alexnet", "available_models", "densenet121", "densenet161", "densenet169",
            "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
+           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "unet", "vgg11", "vgg11_bn",
            "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
