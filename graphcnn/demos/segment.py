@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULTS = {"epochs": 12, "batch_size": 16, "lr": 0.005}
+DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 16, "lr": 0.005}
 
 # A mask's colours (RGB in [0, 1]) by class: background left clear, then circle,
 # rectangle, triangle.
@@ -31,9 +31,9 @@ class SegmentConfig:
     n_test: int = 256
     test_seed: int = 1
     base_width: int = 8
-    epochs: int = DEFAULTS["epochs"]
-    batch_size: int = DEFAULTS["batch_size"]
-    lr: float = DEFAULTS["lr"]
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 0.005
     seed: int = 0
     backend: str = "cpu"
 
