@@ -25,6 +25,7 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn import nn  # noqa: E402
 from graphcnn.api import compile, training_graph, value_and_grad  # noqa: E402
+from graphcnn.axes import chunk, mean, split, sum  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (  # noqa: E402
@@ -46,6 +47,7 @@ from graphcnn.functional import (  # noqa: E402
 )
 from graphcnn.ir import Graph, TensorType  # noqa: E402
 from graphcnn.model import Model  # noqa: E402
+from graphcnn.nn.resample import interpolate, upsample  # noqa: E402
 from graphcnn.runtime import Executable  # noqa: E402
 from graphcnn.runtime.gradient_step import GradientStep  # noqa: E402
 from graphcnn.seeding import manual_seed  # noqa: E402
@@ -82,7 +84,7 @@ def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
 
 __version__ = "0.1.0"
 __all__ = ["Executable", "Graph", "GraphBuildError", "GradientStep", "Input", "Model",
-           "Parameter", "Tensor", "TensorType", "VerificationError", "add", "clip", "compile",
-           "concat", "constant", "flatten", "leaky_relu", "load", "log_softmax", "manual_seed",
+           "Parameter", "Tensor", "TensorType", "VerificationError", "add", "chunk", "clip",
+           "compile", "concat", "interpolate", "mean", "split", "sum", "upsample", "constant", "flatten", "leaky_relu", "load", "log_softmax", "manual_seed",
            "mul", "nn", "pad2d", "relu", "relu6", "reshape", "save", "set_num_threads", "sigmoid",
            "softmax", "sub", "tanh", "training_graph", "value_and_grad"]

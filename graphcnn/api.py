@@ -3,7 +3,7 @@ the runtime's objects (Executable, GradientStep); the runtime never imports this
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -11,8 +11,9 @@ from graphcnn import seeding as gc_random
 from graphcnn.arguments import check_bool, check_int
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.graph import Graph, Value
-from graphcnn.losses import Loss, as_loss
+from graphcnn.losses import Loss
 from graphcnn.model import Model
+from graphcnn.objective import Objective
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
 
@@ -49,24 +50,19 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
     return exe
 
 
-def training_graph(model: Model, loss: str | Loss | LossFn, batch_size: int,
-                   dtype: str = "float32") -> Graph:
+def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping[str, Any],
+                   batch_size: int, dtype: str = "float32",
+                   loss_weights: Mapping[str, float] | None = None) -> Graph:
     """Forward + loss + backward in one graph. Outputs: "loss", "grad:<name>" for each
-    trainable parameter, then the "state:<name>" running-statistic updates."""
+    trainable parameter, then the "state:<name>" running-statistic updates. Inputs: the
+    model's, then the targets ("target" for a one-output model, "target:<output name>"
+    for each output with a loss; see graphcnn/objective.py)."""
     g = model.graph(batch_size, training=True, dtype=dtype)
-    if len(model.outputs) != 1:
-        raise ValueError(f"value_and_grad needs a single-output model; {model.name!r} has "
-                         f"{len(model.outputs)}")
-    prediction = g.outputs[0]
-    state = list(zip(g.output_names[1:], g.outputs[1:]))
-    if callable(loss) and not isinstance(loss, Loss):
-        target = g.input("target", prediction.shape, prediction.dtype)
-        loss_value = loss(g, prediction, target)
-    else:
-        term = as_loss(loss)
-        expected = term.target_type(prediction.type)
-        target = g.input("target", expected.shape, expected.dtype)
-        loss_value = term.build(g, prediction, target)
+    count = len(model.outputs)
+    predictions = g.outputs[:count]
+    state = list(zip(g.output_names[count:], g.outputs[count:]))
+    objective = loss if isinstance(loss, Objective) else Objective(model, loss, loss_weights)
+    loss_value = objective.build(g, predictions)
     params = [v for v in g.params if v.node.attrs["trainable"]]
     from graphcnn.autodiff import grad
     grads = grad(g, loss_value, params)
@@ -82,10 +78,17 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
     return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
-def value_and_grad(model: Model, loss: str | Loss | LossFn = "cross_entropy", batch_size: int = 32,
+def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 32,
                    backend: str | Backend = "cpu", opt_level: int = 2,
-                   dtype: str = "float32") -> GradientStep:
+                   dtype: str = "float32",
+                   loss_weights: Mapping[str, float] | None = None) -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
+
+    `loss`: a loss name, a ``gc.losses.Loss``, a function (graph, prediction, target) ->
+    scalar value, or for a model with several outputs a dict {output name: loss} with
+    ``loss_weights`` {output name: weight} (default 1): the step minimizes the weighted
+    sum. The step is called ``step(x, target)``, with target an array for a one-output
+    model and a dict {output name: array} for several.
 
     >>> import graphcnn as gc, numpy as np
     >>> step = gc.value_and_grad(gc.models.lenet5(), batch_size=2, backend="reference")
@@ -96,7 +99,7 @@ def value_and_grad(model: Model, loss: str | Loss | LossFn = "cross_entropy", ba
     start = time.perf_counter()
     batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
-    graph = training_graph(model, loss, batch_size, dtype)
+    graph = training_graph(model, loss, batch_size, dtype, loss_weights)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes

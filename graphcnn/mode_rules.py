@@ -42,7 +42,8 @@ class LoweringContext:
 def lower_dropout(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Value:
     if not ctx.training or t.attrs["p"] == 0.0:
         return args[0]
-    return ctx.graph.add("dropout", [args[0], ctx.dropout_seed()], loc=t.loc,
+    # dropout or channel_dropout: the same seed input, a salt of its own
+    return ctx.graph.add(t.op, [args[0], ctx.dropout_seed()], loc=t.loc,
                          p=t.attrs["p"], salt=ctx.next_salt())
 
 
@@ -70,7 +71,19 @@ def lower_batch_norm(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Valu
     return y
 
 
+def lower_slice(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Value:
+    """A slice the DSL recorded (gc.split, at batch 1) takes the whole batch axis: when the
+    input's axis 0 has another size now, it is the batch, and the slice keeps all of it."""
+    starts, ends = t.attrs["starts"], t.attrs["ends"]
+    batch = args[0].shape[0] if args[0].type.ndim else None
+    if batch is not None and batch != t.inputs[0].type.shape[0]:
+        starts, ends = (0,) + tuple(starts[1:]), (batch,) + tuple(ends[1:])
+    return ctx.graph.add("slice", args, loc=t.loc, starts=starts, ends=ends)
+
+
 MODE_RULES: dict[str, Callable[[LoweringContext, Tensor, list[Value]], Any]] = {
     "dropout": lower_dropout,
+    "channel_dropout": lower_dropout,
     "batch_norm": lower_batch_norm,
+    "slice": lower_slice,
 }

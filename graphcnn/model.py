@@ -3,7 +3,7 @@ translation of the recipe into an IR graph for a batch size and a mode."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,10 +22,19 @@ class Model:
     10
     """
 
-    def __init__(self, inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor],
+    def __init__(self, inputs: Tensor | Sequence[Tensor],
+                 outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
                  name: str = "model") -> None:
         self.inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        self.outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+        if isinstance(outputs, Mapping):   # named outputs, as Keras' dict outputs
+            self.output_names = [str(k) for k in outputs]
+            self.outputs = list(outputs.values())
+        else:
+            self.outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+            self.output_names = [t.name or f"output{i}" for i, t in enumerate(self.outputs)]
+        if len(set(self.output_names)) != len(self.output_names):
+            raise ValueError(f"model {name!r}: output names must be unique, got "
+                             f"{self.output_names}")
         self.name = name
         self.tensors = topological_order(self.outputs)
         used_inputs = [t for t in self.tensors if t.op == "input"]
@@ -113,7 +122,7 @@ class Model:
                     env[t.id] = rule(ctx, t, args)
                 else:
                     env[t.id] = g.add(t.op, args, loc=t.loc, **t.attrs)
-        names = [t.name or f"output{i}" for i, t in enumerate(self.outputs)]
+        names = list(self.output_names)
         values = [env[t.id] for t in self.outputs]
         for param, value in ctx.state_updates.items():
             names.append(f"state:{self.parameter_name(param)}")

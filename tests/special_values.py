@@ -182,6 +182,18 @@ CASES: dict[str, list[Case]] = {
                               values=NO_HUGE, sum_tolerance=SUMS)],
     "transpose": [Case(arrays(normal(2, 3, 4)), dict(perm=(2, 0, 1)))],
     "upsample_nearest2d": [Case(arrays(normal(1, 2, 2, 3)), dict(scale=2))],
+    "resize2d": [Case(arrays(normal(1, 2, 3, 4)), dict(size=(5, 7), mode="bilinear")),
+                 Case(arrays(normal(1, 2, 3, 4)), dict(size=(4, 3), mode="bilinear",
+                                                       align_corners=True)),
+                 Case(arrays(normal(1, 2, 3, 4)), dict(size=(5, 3), mode="nearest"))],
+    # the adjoint sums up to 4 weighted terms per pixel in another order than the reference
+    "resize2d_grad": [Case(arrays(normal(1, 2, 5, 7)), dict(size=(5, 7), input_hw=(3, 4),
+                                                            mode="bilinear"),
+                           values=NO_HUGE, sum_tolerance=SUMS),
+                      Case(arrays(normal(1, 2, 5, 3)), dict(size=(5, 3), input_hw=(3, 4),
+                                                            mode="nearest"), values=NO_HUGE,
+                           sum_tolerance=SUMS)],
+    "channel_dropout": [Case(arrays(normal(2, 5, 2, 3), scalar_int(7)), dict(p=0.4, salt=1))],
 }
 
 # Registered ops without a case here, and why.

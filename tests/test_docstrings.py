@@ -8,7 +8,7 @@ import pytest
 MODULES = ["graphcnn", "graphcnn.api", "graphcnn.backends", "graphcnn.dsl", "graphcnn.model",
            "graphcnn.models", "graphcnn.optim", "graphcnn.optim.optimizers",
            "graphcnn.runtime.artifact.writer", "graphcnn.train.augment",
-           "graphcnn.data"]
+           "graphcnn.data", "graphcnn.axes", "graphcnn.nn.resample"]
 
 
 @pytest.mark.parametrize("name", MODULES)

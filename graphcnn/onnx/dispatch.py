@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphcnn.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401  (fill the tables)
+from graphcnn.onnx import (  # noqa: F401  (fill the tables)
+    ops_elementwise,
+    ops_nn,
+    ops_resize,
+    ops_shape,
+    ops_split,
+)
 from graphcnn.onnx.context import Folded, ImportContext
 from graphcnn.onnx.importers import FOLDERS, IMPORTERS, Values
 from graphcnn.onnx.reader import OnnxNode

@@ -234,6 +234,33 @@ def _upsample(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
 
+@exporter("resize2d")
+def _resize(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
+    """Resize: bilinear as mode 'linear' with 'half_pixel' (PyTorch's align_corners=False:
+    ONNX's pytorch_half_pixel differs only at an output size of 1, where PyTorch does not
+    read pixel 0) or 'align_corners'; nearest as 'asymmetric' + 'floor' (floor(y / scale)).
+    With a scale factor, the scales (ONNX then maps coordinates with 1 / scale, as
+    PyTorch); else the sizes, N and C taken from the input's shape (the batch may vary)."""
+    a = node.attrs
+    if a["mode"] == "bilinear":
+        kind = dict(mode="linear", coordinate_transformation_mode="align_corners"
+                    if a["align_corners"] else "half_pixel")
+    else:
+        kind = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor")
+    if a["scales"] is not None:
+        scales = ctx.initializer(np.asarray((1.0, 1.0) + tuple(a["scales"]), np.float32),
+                                 "scales")
+        ctx.emit("Resize", [ins[0], "", scales], [out], **kind)
+        return
+    shape, lead = ctx.fresh("shape"), ctx.fresh("n_c")
+    ctx.emit("Shape", [ins[0]], [shape])
+    ctx.emit("Slice", [shape, ctx.ints([0], "starts"), ctx.ints([2], "ends")], [lead])
+    sizes = ctx.fresh("sizes")
+    ctx.emit("Concat", [lead, ctx.ints(a["size"], "hw")], [sizes], axis=0)
+    ctx.emit("Resize", [ins[0], "", "", sizes], [out], **kind)
+
+
 # ---- the walk -----------------------------------------------------------------------------
 
 def _value_info(name: str, shape: tuple[int, ...], batch_axes: set[int], dynamic: bool,

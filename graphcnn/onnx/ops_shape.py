@@ -1,5 +1,5 @@
 """Importers of the data-movement ops (Reshape, Flatten, Transpose, Squeeze, Unsqueeze,
-Concat, Pad, Resize), of Constant and Shape, and the NumPy folders of the shape
+Concat, Pad; Resize is in ops_resize.py), of Constant and Shape, and the NumPy folders of the shape
 computations exporters emit (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Slice,
 ConstantOfShape)."""
 from __future__ import annotations
@@ -267,100 +267,6 @@ def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]
     ctx.check_folded([[d + a + b for d, (a, b) in zip(v.shape, pairs)] for v in x.values],
                      x.values[0].dtype)
     return [fold(lambda a: np.pad(a, pairs, constant_values=value), x)]
-
-
-# ---- Resize (nearest, integer scales) -----------------------------------------------------------
-
-def _nearest_index(out_size: int, in_size: int, scale: float, coord: str, rounding: str
-                   ) -> np.ndarray:
-    """The input index ONNX Resize reads for each output index (one axis)."""
-    i = np.arange(out_size, dtype=np.float64)
-    if coord == "asymmetric":
-        x = i / scale
-    elif coord in ("half_pixel", "pytorch_half_pixel"):
-        x = (i + 0.5) / scale - 0.5
-        if coord == "pytorch_half_pixel" and out_size == 1:
-            x = np.zeros_like(i)
-    elif coord == "align_corners":
-        x = i * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(i)
-    elif coord == "tf_half_pixel_for_nn":
-        x = (i + 0.5) / scale
-    else:
-        raise ValueError(coord)
-    if rounding == "round_prefer_floor":
-        r = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
-    elif rounding == "round_prefer_ceil":
-        r = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
-    elif rounding == "floor":
-        r = np.floor(x)
-    elif rounding == "ceil":
-        r = np.ceil(x)
-    else:
-        raise ValueError(rounding)
-    return np.clip(r, 0, in_size - 1).astype(np.int64)
-
-
-@importer("Resize")
-def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    x = ctx.runtime(ins[0])
-    mode = node.attrs.get("mode", "nearest")
-    if mode != "nearest":
-        raise ctx.error(f"mode {mode!r} is not supported (only 'nearest' with integer scales)")
-    if x.ndim != 4:
-        raise ctx.error(f"graphcnn resizes 4-D N, C, H, W tensors only, got "
-                        f"{x.shape_at(PROBES[0])}")
-    ctx.check_batch_first(x, "Resize")
-    in_shape = x.tensor.type.shape
-    axes = [_axis(ctx, int(a), 4) for a in node.attrs.get("axes", range(4))]
-    scales = ins[2] if len(ins) > 2 else None
-    sizes = ins[3] if len(ins) > 3 else None
-    if scales is not None and ctx.static(scales, "scales").size:
-        given = [float(v) for v in ctx.static(scales, "scales").reshape(-1)]
-    elif sizes is not None:
-        wanted = ctx.ints(sizes, "sizes")
-        if len(wanted) != len(axes):
-            raise ctx.error(f"sizes {wanted} must have one value per axis {axes}")
-        policy = node.attrs.get("keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
-            raise ctx.error(f"keep_aspect_ratio_policy {policy!r} is not supported")
-        given = []
-        for a, size in zip(axes, wanted):
-            if a == 0:  # the batch: never resized (the size is the file's batch)
-                given.append(1.0)
-            else:
-                given.append(size / in_shape[a])
-    else:
-        raise ctx.error("neither scales nor sizes is given")
-    if len(given) != len(axes):
-        raise ctx.error(f"scales {given} must have one value per axis {axes}")
-    scale = dict(zip(axes, given))
-    if scale.get(0, 1.0) != 1.0 or scale.get(1, 1.0) != 1.0:
-        raise ctx.error(f"graphcnn resizes H and W only; scales {given} change N or C")
-    factors = []
-    for a in (2, 3):
-        s = scale.get(a, 1.0)
-        if s < 1 or abs(s - round(s)) > 1e-6:
-            raise ctx.error(f"scale {s} on axis {a} is not a whole number >= 1 (graphcnn "
-                            f"supports nearest upsampling by integer factors)")
-        factors.append(int(round(s)))
-    coord = node.attrs.get("coordinate_transformation_mode", "half_pixel")
-    rounding = node.attrs.get("nearest_mode", "round_prefer_floor")
-    for a, f in zip((2, 3), factors):
-        n = in_shape[a]
-        try:
-            index = _nearest_index(n * f, n, float(f), coord, rounding)
-        except ValueError:
-            raise ctx.error(f"coordinate_transformation_mode {coord!r} / nearest_mode "
-                            f"{rounding!r} is not supported") from None
-        if not np.array_equal(index, np.arange(n * f) // f):
-            raise ctx.error(f"coordinate_transformation_mode {coord!r} with nearest_mode "
-                            f"{rounding!r} at scale {f} does not repeat pixels; only pixel "
-                            f"repetition (e.g. 'asymmetric' + 'floor', or 'half_pixel' + "
-                            f"'round_prefer_floor') is supported")
-    if factors == [1, 1]:
-        return [x]
-    y = ctx.apply("upsample_nearest2d", [x.tensor], scale=tuple(factors))
-    return [Runtime(y, x.batch_axis)]
 
 
 # ---- Constant, Shape and the folded shape computations -------------------------------------------

@@ -10,6 +10,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           loss_pixel,
                           norm,
                           pool,
+                          resize,
                           shape,
                           softmax,
                           source,

@@ -291,3 +291,38 @@ register_op("dropout", inputs=("x", "seed?"), shape=dropout_shape, ref=dropout_r
             doc="x * keep / (1 - p), keep = hash(seed, salt, index) >= p. The seed is an "
                 "int64 scalar input (fresh per call); it is optional only so the DSL can "
                 "record dropout before lowering supplies it, and a missing seed means 0.")
+
+
+# ---- channel dropout (nn.Dropout2d) ------------------------------------------------------
+# The mask of dropout drawn over the N * C channels (element n * C + c of the same hash
+# stream), each kept or dropped whole: x[n, c] * keep[n, c] / (1 - p), as torch's
+# Dropout2d (and Dropout1d/3d: any (N, C, ...) input).
+
+def channel_dropout_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    x = dropout_shape(in_types, attrs)
+    if x.ndim < 2:
+        raise ShapeError(f"channel dropout needs an (N, C, ...) input, got shape {x.shape}")
+    return x
+
+
+def channel_dropout_ref(x: np.ndarray, seed: np.ndarray | None = None, *, p: float,
+                        salt: int) -> np.ndarray:
+    planes = x.shape[0] * x.shape[1]
+    keep = dropout_keep(planes, 0 if seed is None else int(seed), salt, p)
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    factor = np.where(keep, scale, x.dtype.type(0)).reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+    with np.errstate(all="ignore"):   # a dropped NaN or Inf is NaN, as in PyTorch
+        return (x * factor).astype(x.dtype)
+
+
+def channel_dropout_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
+    grad = graph.add("channel_dropout", [cot[0]] + node.inputs[1:], p=node.attrs["p"],
+                     salt=node.attrs["salt"])
+    return [grad] + [None] * (len(node.inputs) - 1)
+
+
+register_op("channel_dropout", inputs=("x", "seed?"), shape=channel_dropout_shape,
+            ref=channel_dropout_ref, vjp=channel_dropout_vjp, kind=FusionKind.INJECTIVE,
+            attrs={"p": Attr(convert=_probability), "salt": Attr(0, convert=int)},
+            doc="x[n, c] * keep[n, c] / (1 - p): whole channels dropped (nn.Dropout2d); "
+                "keep is dropout's hash over the N * C channel indexes.")

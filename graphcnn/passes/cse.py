@@ -16,7 +16,7 @@ import numpy as np
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.passes.rewrite import rewrite
 
-NEVER_MERGED = frozenset({"input", "param", "dropout"})
+NEVER_MERGED = frozenset({"input", "param", "dropout", "channel_dropout"})
 COMMUTATIVE = frozenset({"add", "mul"})
 
 

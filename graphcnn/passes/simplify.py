@@ -66,7 +66,7 @@ def algebraic_simplification(graph: Graph) -> Graph:
         if op in ("add", "sub", "mul", "div"):
             x = _identity_operand(node, inputs)
             return None if x is None else [x]
-        if op == "dropout" and node.attrs["p"] == 0.0:
+        if op in ("dropout", "channel_dropout") and node.attrs["p"] == 0.0:
             return [inputs[0]]
         return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
@@ -91,11 +91,20 @@ class GradientStep:
     def trainable_parameters(self) -> dict[str, np.ndarray]:
         return self.source.trainable_parameters()
 
-    def __call__(self, x: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        if self.loss == "cross_entropy":
+    def __call__(self, x: np.ndarray, target: np.ndarray | Mapping[str, np.ndarray]
+                 ) -> tuple[float, dict[str, np.ndarray]]:
+        if self.loss == "cross_entropy" and not isinstance(target, Mapping):
             check_labels(target, int(self.num_classes))
         input_name = self.executable.input_names[0]
-        outputs = self.executable.run({input_name: x, "target": target})
+        if isinstance(target, Mapping):   # a model with several outputs: a target each
+            feeds = {f"target:{name}": value for name, value in target.items()}
+            expected = [n for n in self.executable.input_names if n.startswith("target:")]
+            if sorted(feeds) != sorted(expected):
+                raise ValueError(f"targets given for {sorted(target)}; this step takes "
+                                 f"{sorted(n[len('target:'):] for n in expected)}")
+        else:
+            feeds = {"target": target}
+        outputs = self.executable.run({input_name: x, **feeds})
         if self._state_names:
             params = self.source.parameters()
             with self._write_back:

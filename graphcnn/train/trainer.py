@@ -43,6 +43,7 @@ from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
 from graphcnn.arguments import check_int
 from graphcnn.model import Model
+from graphcnn.objective import Objective, Targets, task_metrics
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
 from graphcnn.train.checkpoint_lock import CheckpointLock
 from graphcnn.train.guards import (
@@ -100,7 +101,9 @@ class Trainer:
                  checkpoint: str | None = None, checkpoint_every: int = 1,
                  train_accuracy: str = "epoch", on_divergence: str = "warn",
                  divergence_factor: float = 10.0,
-                 resume_overrides: Mapping[str, Any] | None = None) -> None:
+                 resume_overrides: Mapping[str, Any] | None = None,
+                 loss_weights: Mapping[str, float] | None = None,
+                 metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if on_divergence not in DIVERGENCE_POLICIES:
@@ -112,8 +115,9 @@ class Trainer:
                              f"got {train_accuracy!r}")
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, owner="Trainer")
         seed = check_int("seed", seed, minimum=0, owner="Trainer")
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise ValueError("Trainer needs a model with one input and one output")
+        if len(model.inputs) != 1:
+            raise ValueError("Trainer needs a model with one input")
+        self.objective = Objective(model, loss, loss_weights)
         if optimizer is None:
             from graphcnn.optim import SGD
             optimizer = SGD(lr=0.01, momentum=0.9)
@@ -121,6 +125,7 @@ class Trainer:
             from graphcnn.train.augment import parse_augment
             augment = parse_augment(augment)
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.loss_weights, self.metrics = loss_weights, metrics
         self.backend, self.augment, self.normalize = backend, augment, normalize
         self.on_nonfinite, self.seed, self.train_accuracy = on_nonfinite, seed, train_accuracy
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
@@ -133,7 +138,7 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.stop_training = False
-        self.num_classes = int(model.outputs[0].type.shape[-1])
+        self.num_classes = self.objective.num_classes(self.objective.output_names[0])
         self.input_shape = tuple(model.inputs[0].type.shape[1:])
         self._steps: dict[int, Any] = {}
         self._executables: dict[int, Any] = {}
@@ -144,7 +149,8 @@ class Trainer:
     def _step(self, batch_size: int) -> Any:
         if batch_size not in self._steps:
             self._steps[batch_size] = value_and_grad(self.model, self.loss, batch_size,
-                                                     self.backend)
+                                                     self.backend,
+                                                     loss_weights=self.loss_weights)
         return self._steps[batch_size]
 
     def _executable(self, batch_size: int) -> Any:
@@ -154,85 +160,77 @@ class Trainer:
         return self._executables[batch_size]
 
     # ---- data checks and transforms ----------------------------------------------------
-    def _check_data(self, X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def _check_data(self, X: np.ndarray, y: Any, what: str) -> tuple[np.ndarray, Targets]:
+        """X as float32 samples of the model's input shape; y as the targets of each
+        output with a loss (graphcnn/objective.py: an array, or a dict by output name)."""
         X = np.asarray(X)
-        y = np.asarray(y)
         if X.ndim != len(self.input_shape) + 1 or tuple(X.shape[1:]) != self.input_shape:
             raise ValueError(f"{what}: X has shape {X.shape}; the model expects (N, "
                              f"{', '.join(map(str, self.input_shape))})")
         if X.dtype.kind not in "fiu":
             raise ValueError(f"{what}: X must be numeric, got dtype {X.dtype}")
-        if len(y) != len(X):
-            raise ValueError(f"{what}: X has {len(X)} samples but y has {len(y)}")
         if len(X) == 0:
             raise ValueError(f"{what}: no samples")
-        if self.loss == "cross_entropy" and (y.ndim != 1 or y.dtype.kind not in "iu"):
-            raise ValueError(f"{what}: y must be a 1-D array of integer class labels, got "
-                             f"shape {y.shape} and dtype {y.dtype}")
-        return np.ascontiguousarray(X, np.float32), y.astype(np.int64, copy=False)
-
-    def _check_labels(self, labels: np.ndarray, where: str, indices: np.ndarray) -> None:
-        if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            return  # regression-style targets: nothing to range-check
-        bad = (labels < 0) | (labels >= self.num_classes)
-        if bad.any():
-            raise ValueError(
-                f"{where}: labels {labels[bad][:8].tolist()} (at sample indices "
-                f"{indices[bad][:8].tolist()}) are outside [0, {self.num_classes}), the "
-                f"model's {self.num_classes} classes")
+        return np.ascontiguousarray(X, np.float32), self.objective.targets(y, len(X), what)
 
     def _prepare(self, xb: np.ndarray) -> np.ndarray:
         if self.normalize is not None:
             xb = np.asarray(self.normalize(xb), np.float32)
         return xb
 
-    def _target(self, yb: np.ndarray) -> np.ndarray:
-        """Class labels go to cross-entropy as they are; for another loss (mse) integer
-        labels become one-hot rows."""
-        if self.loss != "cross_entropy" and yb.ndim == 1 and yb.dtype.kind in "iu":
-            return np.eye(self.num_classes, dtype=np.float32)[yb]
-        return yb
-
     # ---- inference ---------------------------------------------------------------------
+    def predict(self, X: np.ndarray, batch_size: int | None = None) -> Any:
+        """The model's outputs for every row of X (normalized as in training): an array,
+        or a dict by output name for a model with several outputs."""
+        outputs = self._predict_all(X, batch_size)
+        return outputs if len(outputs) > 1 else next(iter(outputs.values()))
+
     def predict_logits(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """The model's outputs for every row of X (normalized as in training)."""
+        """The first output for every row of X (a classifier's logits)."""
+        return self._predict_all(X, batch_size)[self.objective.output_names[0]]
+
+    def _predict_all(self, X: np.ndarray, batch_size: int | None) -> Targets:
         X = np.ascontiguousarray(X, np.float32)
         if batch_size is None:
             batch_size = max(self._executables, default=min(64, len(X)))
         exe = self._executable(batch_size)
-        out: list[np.ndarray] = []
+        names = self.objective.output_names
+        out: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for start in range(0, len(X), batch_size):
             xb = X[start:start + batch_size]
             n = len(xb)
             if n < batch_size:  # pad with copies of a real row, drop those outputs below
                 xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - n, axis=0)])
-            out.append(np.asarray(exe(self._prepare(xb)))[:n])
-        return np.concatenate(out)
+            result = exe(self._prepare(xb))
+            for name, value in zip(names, result if len(names) > 1 else (result,)):
+                out[name].append(np.asarray(value)[:n])
+        return {n: np.concatenate(parts) for n, parts in out.items()}
 
-    def evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> dict[str, Any]:
-        """Metrics over every sample: accuracy, macro precision/recall/f1, per_class
-        (precision, recall, f1, support lists), confusion_matrix (rows: true class), and
-        loss (mean cross-entropy of the logits, float64)."""
-        from graphcnn import metrics
+    def evaluate(self, X: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, Any]:
+        """The loss over every sample (the objective the step minimizes, in one pass over
+        the whole set, float64 sums) and the metrics of the task: for a classifier
+        accuracy, macro precision/recall/f1, per_class (precision, recall, f1, support
+        lists) and confusion_matrix (rows: true class); for segmentation pixel_accuracy,
+        miou, dice and per-class iou; for regression mae, rmse and r2; plus what the
+        Trainer's `metrics` function returns."""
+        X, targets = self._check_data(X, y, "evaluate")
+        self.objective.check_labels(targets, "evaluate", np.arange(len(X)))
+        predictions = self._predict_all(X, batch_size)
+        result: dict[str, Any] = {"loss": self.objective.loss_value(predictions, targets)}
+        result.update(task_metrics(self.objective, predictions, targets))
+        if self.metrics is not None:
+            single = self.objective.single
+            result.update(self.metrics(
+                next(iter(predictions.values())) if single else predictions,
+                next(iter(targets.values())) if single else targets))
+        return result
 
-        X, y = self._check_data(X, y, "evaluate")
-        self._check_labels(y, "evaluate", np.arange(len(y)))
-        logits = self.predict_logits(X, batch_size)
-        pred = logits.argmax(axis=1)
-        prf = metrics.precision_recall_f1(y, pred, num_classes=self.num_classes)
-        cm = metrics.confusion_matrix(y, pred, num_classes=self.num_classes)
-        return {
-            "accuracy": float(metrics.accuracy(y, pred)),
-            "precision": float(prf["macro_precision"]),
-            "recall": float(prf["macro_recall"]),
-            "f1": float(prf["macro_f1"]),
-            "per_class": {"precision": np.asarray(prf["precision"]).tolist(),
-                          "recall": np.asarray(prf["recall"]).tolist(),
-                          "f1": np.asarray(prf["f1"]).tolist(),
-                          "support": cm.sum(axis=1).tolist()},
-            "confusion_matrix": cm,
-            "loss": cross_entropy_from_logits(logits, y),
-        }
+    def _validation_logs(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """What the history records of an evaluation: the loss and the scalar metrics
+        (val_loss, val_accuracy, val_miou, val_r2, ...)."""
+        skip = ("precision", "recall", "f1") if self.objective.task == "classification" else ()
+        return {f"val_{k}": float(v) for k, v in result.items()
+                if k not in skip and isinstance(v, (float, int, np.floating, np.integer))}
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, path: str, epochs_done: int) -> None:
@@ -279,8 +277,8 @@ class Trainer:
             lock.release()
 
     # ---- training ----------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 64,
-            validation_data: tuple[np.ndarray, np.ndarray] | None = None, resume: bool = True,
+    def fit(self, X: np.ndarray, y: Any, epochs: int = 10, batch_size: int = 64,
+            validation_data: tuple[np.ndarray, Any] | None = None, resume: bool = True,
             verbose: bool = True, callbacks: Sequence[Callback] | None = None) -> History:
         """Train for `epochs` epochs in total (a resumed run does the remaining ones).
 
@@ -338,9 +336,9 @@ class Trainer:
             cb.on_train_end(self)
         return self.history
 
-    def _train_epoch(self, epoch: int, epochs: int, X: np.ndarray, y: np.ndarray, bs: int,
+    def _train_epoch(self, epoch: int, epochs: int, X: np.ndarray, y: Targets, bs: int,
                      step: Any, exe: Any, callbacks: list[Callback], verbose: bool,
-                     validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, float]:
+                     validation: tuple[np.ndarray, Targets] | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         for cb in callbacks:
@@ -351,6 +349,8 @@ class Trainer:
             step.executable._seeds = itertools.count((self.seed * 100_003 + epoch) * 1_000_003)
         lr = float(self.optimizer.lr)
         params = self.model.trainable_parameters()
+        labels = self._class_labels(y)
+        accuracy = self.train_accuracy if labels is not None else "not a classifier"
         order = self.rng.permutation(len(X))
         num_batches = len(X) // bs  # drop_last: every step has the compiled batch size
         loss_sum, counted, correct, seen, skipped = 0.0, 0, 0, 0, 0
@@ -359,16 +359,16 @@ class Trainer:
         try:
             for b in range(num_batches):
                 idx = order[b * bs:(b + 1) * bs]
-                yb = y[idx]
-                self._check_labels(yb, f"epoch {epoch + 1}, batch {b}", idx)
+                yb = {name: target[idx] for name, target in y.items()}
+                self.objective.check_labels(yb, f"epoch {epoch + 1}, batch {b}", idx)
                 xb = X[idx]
                 if self.augment is not None:
                     xb = np.asarray(self.augment(xb, self.rng), np.float32)
                 xb = self._prepare(xb)
-                if self.train_accuracy == "batch":  # before the update: the step's weights
-                    correct += int((np.asarray(exe(xb)).argmax(axis=1) == yb).sum())
-                    seen += len(yb)
-                loss, grads = step(xb, self._target(yb))
+                if accuracy == "batch" and labels is not None:  # the step's weights
+                    correct += int((np.asarray(exe(xb)).argmax(axis=1) == labels[idx]).sum())
+                    seen += bs
+                loss, grads = step(xb, self.objective.step_target(yb))
                 cause = nonfinite_cause(loss, grads, epoch, b)
                 if cause is not None:
                     skipped += 1
@@ -392,23 +392,29 @@ class Trainer:
                 warnings.warn(f"epoch {epoch + 1}: skipped {skipped} update(s) with a "
                               f"non-finite loss or gradient", RuntimeWarning, stacklevel=3)
             logs = {"loss": loss_sum / counted if counted else float("nan")}
-            if self.train_accuracy == "batch":
+            if accuracy == "batch":
                 logs["accuracy"] = correct / seen if seen else float("nan")
-            elif self.train_accuracy == "epoch":
+            elif accuracy == "epoch" and labels is not None:
                 subset = np.linspace(0, len(X) - 1, min(len(X), _ACCURACY_SUBSET)).astype(np.int64)
                 pred = self.predict_logits(X[subset], bs).argmax(axis=1)
-                logs["accuracy"] = float((pred == y[subset]).mean())
-            else:
+                logs["accuracy"] = float((pred == labels[subset]).mean())
+            elif accuracy == "none":
                 logs["accuracy"] = float("nan")
             if validation is not None:
-                result = self.evaluate(*validation, batch_size=bs)
-                logs["val_loss"], logs["val_accuracy"] = result["loss"], result["accuracy"]
+                logs.update(self._validation_logs(self.evaluate(*validation, batch_size=bs)))
             logs["lr"] = lr
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
         finally:
             bar.close()
         self._step_schedule(logs)
         return logs
+
+    def _class_labels(self, y: Targets) -> np.ndarray | None:
+        """A classifier's labels (training accuracy is measured on them), else None."""
+        if self.objective.task != "classification" and not self.objective.one_hot_labels:
+            return None
+        target = next(iter(y.values()))
+        return target if target.ndim == 1 else target.argmax(axis=1)
 
     def _nonfinite(self, cause: str) -> None:
         if self.on_nonfinite == "raise":

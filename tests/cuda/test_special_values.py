@@ -19,6 +19,7 @@ OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_p
        "max_pool2d_grad", "avg_pool2d", "global_avg_pool2d", "softmax", "log_softmax",
        "cross_entropy", "cross_entropy_grad", "mse", "batch_norm", "batch_norm_train",
        "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad",
+       "resize2d", "resize2d_grad", "channel_dropout",
        "pixel_cross_entropy", "pixel_cross_entropy_grad", "soft_dice", "soft_dice_grad"]
 
 

@@ -12,6 +12,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     nchw16c_expand,
     norm,
     pool,
+    resize,
     shape,
     softmax,
     transpose,

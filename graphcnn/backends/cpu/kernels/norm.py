@@ -1,4 +1,4 @@
-"""Batch norm and dropout kernels.
+"""Batch norm, dropout and channel dropout kernels.
 
 Batch norm views x as (N, C, S) (S = the product of the spatial axes, 1 for (N, C)
 inputs); statistics and gradient sums are per channel, accumulated in float64, in parallel
@@ -135,3 +135,31 @@ def dropout_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[st
     p = attrs["p"]
     key = np.uint64(dropout_key(seed, attrs["salt"]))
     launch(_dropout, x.reshape(-1), out.reshape(-1), key, p, x.dtype.type(1.0 / (1.0 - p)))
+
+
+@numba.njit(**JIT)
+def _channel_dropout(x, out, key, p, scale):
+    planes, size = x.shape
+    for plane in prange(planes):
+        z = key + np.uint64(plane + 1) * _GOLDEN   # element `plane` of dropout's stream
+        z = (z ^ (z >> _S30)) * _MIX1
+        z = (z ^ (z >> _S27)) * _MIX2
+        z = z ^ (z >> _S31)
+        u = np.float64(z >> _S11) * 2.0 ** -53
+        factor = scale if u >= p else scale * 0
+        for i in range(size):
+            out[plane, i] = x[plane, i] * factor
+
+
+@cpu_kernel("channel_dropout")
+def channel_dropout_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
+                           attrs: dict[str, Any]) -> None:
+    x, out = ins[0], outs[0]
+    if x.size == 0:
+        return
+    seed = int(ins[1]) if len(ins) == 2 else 0
+    p = attrs["p"]
+    key = np.uint64(dropout_key(seed, attrs["salt"]))
+    planes = x.shape[0] * x.shape[1]
+    launch(_channel_dropout, x.reshape(planes, -1), out.reshape(planes, -1), key, p,
+           x.dtype.type(1.0 / (1.0 - p)))

@@ -10,6 +10,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             norm,
                                             pool,
                                             reduce,
+                                            resize,
                                             shape,
                                             softmax,
 )

@@ -1,4 +1,4 @@
-"""Batch norm and dropout.
+"""Batch norm, dropout and channel dropout.
 
 Batch norm views x as (N, C, S). Statistics and gradient sums are per channel: one block
 per channel sums in float64 (a two-pass mean and variance, as the cpu kernel does) into a
@@ -205,3 +205,42 @@ def dropout_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list
     salt_mix = np.uint64((int(attrs["salt"]) * MIX2) & ((1 << 64) - 1))
     scale = np.dtype(x.dtype).type(1.0 / (1.0 - p))
     return [launch_1d(_dropout, x.size, flat(x), seed, salt_mix, p, scale, flat(out))]
+
+
+@device_kernel(lambda f: (f[::1], i8[::1], u8, f8, f, i8, f[::1]))
+def _channel_dropout(x, seed, salt_mix, p, scale, S, out):
+    """dropout's mask over the channels: element i of x is in channel i // S, kept or
+    dropped by the hash of (key, channel), as graphcnn.ops.norm.channel_dropout_ref."""
+    z = u8(seed[0]) + _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    z = z ^ (z >> _S31)
+    z = z ^ salt_mix
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    key = z ^ (z >> _S31)
+    i = cu.grid(1)
+    while i < x.size:
+        h = key + u8(i // S + 1) * _GOLDEN
+        h = (h ^ (h >> _S30)) * _MIX1
+        h = (h ^ (h >> _S27)) * _MIX2
+        h = h ^ (h >> _S31)
+        u = f8(h >> _S11) * 2.0 ** -53
+        out[i] = x[i] * (scale if u >= p else scale * 0)  # NaN or Inf dropped: NaN
+        i += cu.gridsize(1)
+
+
+@cuda_kernel("channel_dropout")
+def channel_dropout_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
+                         ) -> list[Launch]:
+    from graphcnn.backends.cuda.registry import dummy
+    x, out = ins[0], outs[0]
+    if x.size == 0:
+        return []
+    seed = flat(ins[1]) if len(ins) == 2 else dummy(np.int64)
+    p = float(attrs["p"])
+    salt_mix = np.uint64((int(attrs["salt"]) * MIX2) & ((1 << 64) - 1))
+    scale = np.dtype(x.dtype).type(1.0 / (1.0 - p))
+    spatial = x.size // (x.shape[0] * x.shape[1])
+    return [launch_1d(_channel_dropout, x.size, flat(x), seed, salt_mix, p, scale, spatial,
+                      flat(out))]
