@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import graphcnn as gc
-from graphcnn import nn
 
 # sha256 (first 16 hex digits) of milesial/Pytorch-UNet's UNet(n_channels=3, n_classes=2)
 # state_dict, one "key:shape" per line in order, num_batches_tracked left out (computed
@@ -39,18 +38,14 @@ def test_the_full_unet_has_the_torch_names_and_count():
 
 
 def test_bilinear_ups():
-    if not hasattr(nn, "Upsample"):
-        with pytest.raises(NotImplementedError, match="nn.Upsample"):
-            gc.models.unet(bilinear=True, input_size=32)
-        return
     model = gc.models.unet(bilinear=True, input_size=32)
     assert model.num_parameters(trainable_only=True) == UNET_COUNTS[True]
     assert keys_digest(model) == UNET_KEYS[True]
 
 
-def _tiny(size=(21, 26), classes=3, seed=0):
+def _tiny(size=(21, 26), classes=3, seed=0, bilinear=False):
     gc.manual_seed(seed)
-    model = gc.models.unet(2, classes, base_width=2, input_size=size)
+    model = gc.models.unet(2, classes, base_width=2, bilinear=bilinear, input_size=size)
     rng = np.random.default_rng(seed)
     for key, value in model.parameters().items():   # as after training
         if key.endswith("running_var"):
@@ -60,8 +55,9 @@ def _tiny(size=(21, 26), classes=3, seed=0):
     return model
 
 
-def test_odd_sizes_give_logits_at_the_input_size_and_cpu_matches_reference():
-    model = _tiny()
+@pytest.mark.parametrize("bilinear", [False, True])
+def test_odd_sizes_give_logits_at_the_input_size_and_cpu_matches_reference(bilinear):
+    model = _tiny(bilinear=bilinear)
     assert model.outputs[0].shape == (None, 3, 21, 26)
     x = np.random.default_rng(1).standard_normal((2, 2, 21, 26)).astype(np.float32)
     want = gc.compile(model, batch_size=2, backend="reference")(x)

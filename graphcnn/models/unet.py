@@ -43,11 +43,7 @@ def up(x: Tensor, skip: Tensor, in_channels: int, out_channels: int, bilinear: b
     """Upsample x 2x, pad it to the skip's size (half on each side, the odd pixel at the
     bottom/right, as F.pad in the torch code), concat [skip, x], DoubleConv."""
     if bilinear:
-        upsample = getattr(nn, "Upsample", None)
-        if upsample is None:
-            raise NotImplementedError("unet(bilinear=True) needs nn.Upsample (bilinear, "
-                                      "align_corners=True); use bilinear=False")
-        h = upsample(scale_factor=2, mode="bilinear", align_corners=True)(x)
+        h = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)(x)
         mid: int | None = in_channels // 2
     else:
         h = nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2,
