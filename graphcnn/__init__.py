@@ -69,7 +69,8 @@ def set_num_threads(n: int) -> None:
 
 def __getattr__(name: str):  # lazy subpackages: importing graphcnn stays light
     import importlib
-    if name in ("models", "optim", "data", "train", "metrics", "onnx", "losses"):
+    if name in ("models", "optim", "data", "train", "metrics", "onnx", "losses",
+                "distributed"):
         module = importlib.import_module(f"graphcnn.{name}")
         globals()[name] = module
         return module

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 import warnings
 from typing import Any, Sequence
 
@@ -130,7 +131,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     sub = subparsers.choices[args.command]
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    prog = sub.prog
+    if getattr(args, "distributed", False):
+        return _run_distributed(args, sub, sub.prog, debug)
+    return _run(args, sub, sub.prog, debug)
+
+
+def _run_distributed(args: argparse.Namespace, sub: argparse.ArgumentParser, prog: str,
+                     debug: bool) -> int:
+    """A command on one of several MPI ranks: its messages name the rank, and a failure
+    here ends every rank (MPI_Abort) instead of leaving them waiting in a collective."""
+    from graphcnn import distributed
+    from graphcnn.distributed.mpi import load_mpi
+
+    try:
+        load_mpi(f"{prog} --distributed")   # no mpi4py: say so before any work
+        size, rank = distributed.world_size(), distributed.rank()
+    except ImportError as exc:   # no mpi4py: say what to install
+        _error(prog, describe_error(exc))
+        return EXIT_ERROR
+    if size == 1:
+        return _run(args, sub, prog, debug)
+    prog = f"{prog} [rank {rank} of {size}]"
+    try:
+        code = _run(args, sub, prog, debug)
+    except SystemExit as exc:   # a usage error (exit 2) found while running
+        code = exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except BaseException:   # with --debug: the traceback, then every rank ends
+        traceback.print_exc()
+        code = EXIT_INTERNAL
+    if code:
+        distributed.abort(code=code)
+    return code
+
+
+def _run(args: argparse.Namespace, sub: argparse.ArgumentParser, prog: str,
+         debug: bool) -> int:
+    """Run the subcommand; errors as the module docstring says."""
     try:
         with _Warnings(prog):
             return int(args.func(args))

@@ -27,6 +27,7 @@ COUNTS = {
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,
     "unet": 31_037_698,   # milesial/Pytorch-UNet, 3 channels, 2 classes (tests/test_unet.py)
+    "yolo_grid_detector": 107_480,   # ours: 464 + 13,952 + 55,552 + 36,992 + 2 * 260
 }
 
 # sha256 (first 16 hex digits) of torchvision's state_dict, one "key:shape" per line in
@@ -145,7 +146,7 @@ def test_builds_with_torchvision_parameter_count_and_names(name):
         assert sum(v.size for v in model.trainable_parameters().values()) == COUNTS[name]
         if name in TORCHVISION_KEYS:
             assert keys_digest(model) == TORCHVISION_KEYS[name]
-        if name not in ("lenet5", "unet"):
+        if name not in ("lenet5", "unet", "yolo_grid_detector"):
             assert model.outputs[0].shape == (None, 1000)
             assert model.inputs[0].shape == (None, 3, 224, 224)
     finally:

@@ -2,7 +2,8 @@
 
     graphcnn train MODEL [--dataset digits|shapes|data.npz] [--epochs N] [--optimizer sgd|adam|adamw]
                          [--schedule none|step|exponential|cosine|cyclic|plateau]
-                         [--augment SPEC] [--checkpoint FILE] [--out DIR] ...
+                         [--augment SPEC] [--checkpoint FILE] [--out DIR] [--distributed] ...
+    mpiexec -n 4 graphcnn train MODEL --distributed ...      (data-parallel over MPI ranks)
 
 MODEL is a zoo name (built for the data's classes, channels and image size), an ``.onnx``
 file or ``path/to/file.py:function``. ``--dataset data.npz`` trains on the user's arrays:
@@ -13,6 +14,10 @@ The output paths (``--out``, ``--checkpoint``) are checked before anything is lo
 trained. Resuming from ``--checkpoint``: the checkpoint's optimizer settings hold unless
 ``--lr``, ``--momentum`` or ``--weight-decay`` is given, which then overrides it; the run
 prints each override ("resuming: lr 0.05 -> 0.001 (from --lr)").
+
+``--distributed`` (docs/distributed.md): every rank runs this command; --batch-size is
+per rank; rank 0 prints and writes the checkpoint; an error on any rank is printed naming
+the rank and ends every rank (graphcnn/cli.py).
 """
 from __future__ import annotations
 
@@ -109,12 +114,28 @@ def make_schedule(name: str, lr: float, epochs: int, batches_per_epoch: int) -> 
     return optim.ReduceLROnPlateau(factor=0.5, patience=2)
 
 
+def quiet_other_ranks() -> None:
+    """On ranks other than 0, nothing printed on stdout and no warnings (rank 0 reports
+    for all); errors still reach stderr, naming the rank."""
+    import os
+    import sys
+    import warnings
+
+    from graphcnn import distributed
+
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+        warnings.simplefilter("ignore")
+
+
 def run(args: argparse.Namespace) -> int:
     """Train MODEL on the dataset, then print the test report (and the curves' path)."""
     import graphcnn as gc
     from graphcnn.train.trainer import Trainer
 
     start = time.perf_counter()
+    if args.distributed:
+        quiet_other_ranks()
     given = explicit_settings(args)
     if "momentum" in given and args.optimizer != "sgd":
         raise CommandError(f"--momentum is a setting of --optimizer sgd, not {args.optimizer}")
@@ -134,13 +155,14 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(model, optimizer=optimizer, schedule=schedule, augment=args.augment,
                       backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
                       on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
-                      resume_overrides=given)
+                      resume_overrides=given, distributed=args.distributed)
     callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
     history = trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(Xt, yt), verbose=not args.quiet,
                           callbacks=callbacks)
-    print_report(trainer.evaluate(Xt, yt))
-    if args.out:
+    if trainer.parallel.is_main:   # the other ranks hold the same parameters
+        print_report(trainer.evaluate(Xt, yt))
+    if args.out and trainer.parallel.is_main:   # one writer of the curves
         from graphcnn.train.history import plot_history
         Path(args.out).mkdir(parents=True, exist_ok=True)
         print(f"training curves: {plot_history(history, Path(args.out) / 'curves.png')}")
@@ -176,5 +198,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "--lr, --momentum and --weight-decay, when given, override the "
                         "checkpoint's)")
     p.add_argument("--out", default=None, help="folder for the curves PNG")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI ranks: run under 'mpiexec -n N "
+                        "graphcnn train ...'; --batch-size is per rank; rank 0 prints and "
+                        "writes the checkpoint (needs pip install -e \".[distributed]\")")
     p.set_defaults(func=run)
     return p

@@ -14,6 +14,7 @@ from types import ModuleType
 TASKS: dict[str, str] = {
     "classify": "classify",
     "segment": "segment",
+    "detect": "detect",
 }
 
 

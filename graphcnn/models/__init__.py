@@ -12,6 +12,7 @@ from typing import Any, Callable
 from graphcnn.model import Model
 from graphcnn.models.alexnet import alexnet
 from graphcnn.models.densenet import densenet121, densenet161, densenet169, densenet201
+from graphcnn.models.detector import yolo_grid_detector
 from graphcnn.models.googlenet import googlenet
 from graphcnn.models.lenet5 import lenet5
 from graphcnn.models.mobilenet_v1 import mobilenet_v1
@@ -36,6 +37,7 @@ ZOO: dict[str, Callable[..., Model]] = {
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
     "unet": unet,
+    "yolo_grid_detector": yolo_grid_detector,
 }
 
 
@@ -53,5 +55,6 @@ def available_models() -> list[str]:
 
 __all__ = ["ZOO", "alexnet", "available_models", "densenet121", "densenet161", "densenet169",
            "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "unet", "vgg11", "vgg11_bn",
-           "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "unet", "vgg11",
+           "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+           "yolo_grid_detector"]

@@ -7,6 +7,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           fused,
                           layout,  # noqa: F401,E402  (made by the layout pass)
                           loss,
+                          loss_box,
                           loss_pixel,
                           norm,
                           pool,

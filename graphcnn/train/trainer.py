@@ -23,6 +23,12 @@ Choices worth knowing:
   ``resume_overrides`` (``{"lr": 0.001, "momentum": 0.0}``) replace the checkpoint's after
   it is restored; ``trainer.resume_changes`` lists (name, checkpoint's value, new value)
   and ``Callback.on_resume`` hears them (``graphcnn train`` prints them).
+- ``distributed=True``: data-parallel over MPI ranks (graphcnn/distributed/, run under
+  ``mpiexec``): ``batch_size`` is per rank, every rank trains on its shard and averages
+  gradients; the epochs' training accuracy and validation are split among the ranks
+  (each predicts a block of rows, every rank gets all); predict and evaluate called
+  outside fit run on the calling rank alone; rank 0 alone prints and writes the
+  checkpoint, which resumes on any number of ranks. docs/distributed.md.
 - Guards (graphcnn/train/guards.py): a NaN or infinite loss or gradient is handled by
   ``on_nonfinite`` (raise NonFiniteLossError, skip the update, or skip with a warning);
   a loss that diverges while finite (the mean of the last 5 batch losses above
@@ -42,6 +48,7 @@ import numpy as np
 from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
 from graphcnn.arguments import check_int
+from graphcnn.distributed.parallel import Local, make_parallel
 from graphcnn.model import Model
 from graphcnn.objective import Objective, Targets, task_metrics
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
@@ -103,7 +110,8 @@ class Trainer:
                  divergence_factor: float = 10.0,
                  resume_overrides: Mapping[str, Any] | None = None,
                  loss_weights: Mapping[str, float] | None = None,
-                 metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None) -> None:
+                 metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None,
+                 distributed: bool = False) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if on_divergence not in DIVERGENCE_POLICIES:
@@ -136,6 +144,8 @@ class Trainer:
         self.diverged: str | None = None   # why the last fit stopped, with "stop"
         self._monitor: DivergenceMonitor | None = None
         self.rng = np.random.default_rng(seed)
+        self.parallel = make_parallel(bool(distributed))   # Local(): one process
+        self._rows = Local()   # who predicts which rows: fit's epochs split them
         self.history = History()
         self.stop_training = False
         self.num_classes = self.objective.num_classes(self.objective.output_names[0])
@@ -196,15 +206,17 @@ class Trainer:
         exe = self._executable(batch_size)
         names = self.objective.output_names
         out: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        for start in range(0, len(X), batch_size):
-            xb = X[start:start + batch_size]
+        first, end = self._rows.rows(len(X))   # this rank's block of rows
+        for start in range(first, end, batch_size):
+            xb = X[start:min(start + batch_size, end)]
             n = len(xb)
             if n < batch_size:  # pad with copies of a real row, drop those outputs below
                 xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - n, axis=0)])
             result = exe(self._prepare(xb))
             for name, value in zip(names, result if len(names) > 1 else (result,)):
                 out[name].append(np.asarray(value)[:n])
-        return {n: np.concatenate(parts) for n, parts in out.items()}
+        return self._rows.gather({n: np.concatenate(parts) for n, parts in out.items()},
+                                 len(X))
 
     def evaluate(self, X: np.ndarray, y: Any, batch_size: int | None = None) -> dict[str, Any]:
         """The loss over every sample (the objective the step minimizes, in one pass over
@@ -238,6 +250,10 @@ class Trainer:
         written whole, then renamed into place). From its first save or resume the trainer
         holds the path: another process writing it gets CheckpointInUseError."""
         self._claim_checkpoint(path)
+        save_checkpoint(path, *self.checkpoint_state(epochs_done))
+
+    def checkpoint_state(self, epochs_done: int) -> tuple[Any, Any, dict[str, Any]]:
+        """(parameters, optimizer arrays, metadata): what a checkpoint holds."""
         arrays, scalars = self.optimizer.state_dict()
         meta: dict[str, Any] = {
             "epoch": epochs_done,
@@ -251,7 +267,7 @@ class Trainer:
             "normalize": None if self.normalize is None or not hasattr(self.normalize, "state_dict")
             else self.normalize.state_dict(),
         }
-        save_checkpoint(path, self.model.parameters(), arrays, meta)
+        return self.model.parameters(), arrays, meta
 
     def load_checkpoint(self, path: str) -> int:
         """Restore everything from a checkpoint; returns the number of epochs it completed.
@@ -299,37 +315,48 @@ class Trainer:
         self.diverged = None
         self.resume_changes = []
         self.history = History()
-        start_epoch = 0
-        if self.checkpoint is not None:   # a second writer fails now, not after an epoch
-            self._claim_checkpoint(self.checkpoint)
-        if self.checkpoint is not None and resume and checkpoint_exists(self.checkpoint):
-            start_epoch = self.load_checkpoint(self.checkpoint)
+        start_epoch, resumed = 0, False
+        writer = self.checkpoint if self.parallel.is_main else None  # rank 0 alone writes
+        if writer is not None:   # a second writer fails now, not after an epoch
+            self._claim_checkpoint(writer)
+        if writer is not None and resume and checkpoint_exists(writer):
+            start_epoch = self.load_checkpoint(writer)
             self.resume_changes = apply_overrides(self.optimizer, self.schedule,
                                                   self.resume_overrides)
-            for cb in callbacks:
-                cb.on_resume(self, start_epoch, self.resume_changes)
-        self._monitor = self._divergence_monitor()
+            resumed = True
         if self.normalize is not None and hasattr(self.normalize, "fit") and \
                 not getattr(self.normalize, "fitted", True):
             self.normalize = self.normalize.fit(X)  # statistics of the training set only
+        # every rank starts from rank 0's state (fresh or resumed)
+        start_epoch, resumed = self.parallel.sync_state(self, start_epoch, resumed)
+        if resumed:
+            for cb in callbacks:
+                cb.on_resume(self, start_epoch, self.resume_changes)
+        self._monitor = self._divergence_monitor()
         if start_epoch >= epochs:
             return self.history
-        bs = min(batch_size, len(X))
+        bs = self.parallel.batch_size(batch_size, len(X))
         step = self._step(bs)
         exe = self._executable(bs)
         for cb in callbacks:
             cb.on_train_begin(self)
         for epoch in range(start_epoch, epochs):
-            logs = self._train_epoch(epoch, epochs, X, y, bs, step, exe, callbacks, verbose,
-                                     validation)
+            self._rows = self.parallel   # the epoch's evaluations: split among the ranks
+            try:
+                logs = self._train_epoch(epoch, epochs, X, y, bs, step, exe, callbacks,
+                                         verbose, validation)
+            finally:
+                self._rows = Local()
             self.history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
+            # a callback on any one rank that stops training stops every rank
+            self.stop_training = bool(self.parallel.sum(np.array([self.stop_training]))[0])
             last = epoch + 1 == epochs or self.stop_training
             # a diverged run keeps its last checkpoint: the one to resume with a smaller lr
-            if self.checkpoint is not None and self.diverged is None and \
+            if writer is not None and self.diverged is None and \
                     ((epoch + 1) % self.checkpoint_every == 0 or last):
-                self.save_checkpoint(self.checkpoint, epoch + 1)
+                self.save_checkpoint(writer, epoch + 1)
             if self.stop_training:
                 break
         for cb in callbacks:
@@ -345,17 +372,20 @@ class Trainer:
             cb.on_epoch_begin(self, epoch)
         # Dropout masks come from the executable's seed counter; restarting it from the
         # epoch number keeps a resumed run on the same masks as an uninterrupted one.
+        # Each rank takes every W-th seed: different masks on each rank's samples.
         if hasattr(step.executable, "_seeds"):
-            step.executable._seeds = itertools.count((self.seed * 100_003 + epoch) * 1_000_003)
+            step.executable._seeds = itertools.count(
+                (self.seed * 100_003 + epoch) * 1_000_003 + self.parallel.rank,
+                self.parallel.world_size)
         lr = float(self.optimizer.lr)
         params = self.model.trainable_parameters()
         labels = self._class_labels(y)
         accuracy = self.train_accuracy if labels is not None else "not a classifier"
-        order = self.rng.permutation(len(X))
-        num_batches = len(X) // bs  # drop_last: every step has the compiled batch size
+        order = self.parallel.shard(self.rng.permutation(len(X)))  # this rank's share
+        num_batches = len(order) // bs  # drop_last: every step has the compiled batch size
         loss_sum, counted, correct, seen, skipped = 0.0, 0, 0, 0, 0
         bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not verbose, leave=True, dynamic_ncols=True)
+                   disable=not verbose or not self.parallel.is_main, leave=True, dynamic_ncols=True)
         try:
             for b in range(num_batches):
                 idx = order[b * bs:(b + 1) * bs]
@@ -368,7 +398,7 @@ class Trainer:
                 if accuracy == "batch" and labels is not None:  # the step's weights
                     correct += int((np.asarray(exe(xb)).argmax(axis=1) == labels[idx]).sum())
                     seen += bs
-                loss, grads = step(xb, self.objective.step_target(yb))
+                loss, grads = self.parallel.average(*step(xb, self.objective.step_target(yb)))
                 cause = nonfinite_cause(loss, grads, epoch, b)
                 if cause is not None:
                     skipped += 1
@@ -392,7 +422,9 @@ class Trainer:
                 warnings.warn(f"epoch {epoch + 1}: skipped {skipped} update(s) with a "
                               f"non-finite loss or gradient", RuntimeWarning, stacklevel=3)
             logs = {"loss": loss_sum / counted if counted else float("nan")}
+            self.parallel.broadcast_buffers(self.model)   # rank 0's running statistics
             if accuracy == "batch":
+                correct, seen = (int(v) for v in self.parallel.sum(np.array([correct, seen])))
                 logs["accuracy"] = correct / seen if seen else float("nan")
             elif accuracy == "epoch" and labels is not None:
                 subset = np.linspace(0, len(X) - 1, min(len(X), _ACCURACY_SUBSET)).astype(np.int64)

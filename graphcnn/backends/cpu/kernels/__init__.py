@@ -7,6 +7,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     dense,
     fused,
     loss,
+    loss_box,
     loss_pixel,
     nchw16c,
     nchw16c_expand,

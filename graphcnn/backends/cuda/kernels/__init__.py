@@ -6,6 +6,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             fused,
                                             layout,  # noqa: F401,E402
                                             loss,
+                                            loss_box,
                                             loss_pixel,
                                             norm,
                                             pool,
