@@ -79,15 +79,14 @@ def train_segmenter(config: SegmentConfig, verbose: bool = True) -> SegmentResul
                          metrics, tuple(train.class_names))
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """An (H, W, 3) picture: the (3, H, W) image with each non-background pixel tinted by
-    its class's colour."""
-    rgb = np.transpose(image, (1, 2, 0)) if image.shape[0] == 3 else np.repeat(
-        np.transpose(image, (1, 2, 0)), 3, axis=2)
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """An (H, W, 3) picture: the (C, H, W) image in grey, each non-background pixel tinted
+    by its class's colour (grey first, so the tint reads the same on every shape colour)."""
+    grey = np.clip(image.mean(axis=0), 0.0, 1.0)[..., None].repeat(3, axis=2)
     tint = COLOURS[np.clip(mask, 0, len(COLOURS) - 1)]
-    out = rgb.copy()
+    out = grey.copy()
     fg = mask > 0
-    out[fg] = (1 - alpha) * rgb[fg] + alpha * tint[fg]
+    out[fg] = (1 - alpha) * grey[fg] + alpha * tint[fg]
     return np.clip(out, 0.0, 1.0)
 
 
