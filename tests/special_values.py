@@ -49,6 +49,16 @@ def labels(n: int, classes: int) -> Callable[[np.random.Generator], np.ndarray]:
     return lambda rng: rng.integers(0, classes, n).astype(np.int64)
 
 
+def pixel_labels(n: int, classes: int, h: int, w: int
+                 ) -> Callable[[np.random.Generator], np.ndarray]:
+    """(n, h, w) class labels with about a fifth of the pixels ignored (-100)."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        labels = rng.integers(0, classes, (n, h, w)).astype(np.int64)
+        labels[rng.random((n, h, w)) < 0.2] = -100
+        return labels
+    return make
+
+
 def scalar_int(value: int) -> Callable[[np.random.Generator], np.ndarray]:
     return lambda rng: np.asarray(value, np.int64)
 
@@ -128,6 +138,18 @@ CASES: dict[str, list[Case]] = {
     "cross_entropy_grad": [Case(arrays(normal(), normal(4, 5), labels(4, 5)),
                                 dict(reduction="mean"), special=(1,))],
     "mse": [Case(arrays(normal(3, 4), normal(3, 4)), dict(reduction="mean"))],
+    "pixel_cross_entropy": [
+        Case(arrays(normal(2, 3, 3, 4), pixel_labels(2, 3, 3, 4)), dict(reduction="mean")),
+        Case(arrays(normal(1, 4, 2, 3), pixel_labels(1, 4, 2, 3)),
+             dict(reduction="sum", weight=(0.5, 1.0, 2.0, 0.0)))],
+    "pixel_cross_entropy_grad": [
+        Case(arrays(normal(), normal(2, 3, 3, 4), pixel_labels(2, 3, 3, 4)),
+             dict(weight=(0.5, 1.0, 2.0)), special=(1,))],
+    "soft_dice": [Case(arrays(normal(2, 3, 3, 4), pixel_labels(2, 3, 3, 4)), sum_tolerance=SUMS),
+                  Case(arrays(normal(1, 4, 2, 3), pixel_labels(1, 4, 2, 3)),
+                       dict(include_background=False, eps=0.0), sum_tolerance=SUMS)],
+    "soft_dice_grad": [Case(arrays(normal(), normal(2, 3, 3, 4), pixel_labels(2, 3, 3, 4)),
+                            special=(1,), sum_tolerance=SUMS)],
     "mse_grad": [Case(arrays(normal(), normal(3, 4), normal(3, 4)), dict(reduction="mean"),
                       special=(1, 2))],
     "l1": [Case(arrays(normal(3, 4), normal(3, 4)), dict(reduction="mean")),

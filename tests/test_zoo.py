@@ -26,6 +26,7 @@ COUNTS = {
     "densenet201": 20_013_928,
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,
+    "unet": 31_037_698,   # milesial/Pytorch-UNet, 3 channels, 2 classes (tests/test_unet.py)
     "yolo_grid_detector": 107_480,   # ours: 464 + 13,952 + 55,552 + 36,992 + 2 * 260
     "cnn_regressor": 146_418,   # graphcnn's own (2 outputs, 64 px); no torchvision twin
     # PyTorch's DCGAN tutorial at its defaults (nz=100, ngf=ndf=64, nc=3, 64 x 64)
@@ -148,7 +149,7 @@ def test_builds_with_torchvision_parameter_count_and_names(name):
         assert sum(v.size for v in model.trainable_parameters().values()) == COUNTS[name]
         if name in TORCHVISION_KEYS:
             assert keys_digest(model) == TORCHVISION_KEYS[name]
-        if name not in ("lenet5", "yolo_grid_detector", "cnn_regressor") \
+        if name not in ("lenet5", "unet", "yolo_grid_detector", "cnn_regressor") \
                 and not name.startswith("dcgan_"):
             assert model.outputs[0].shape == (None, 1000)
             assert model.inputs[0].shape == (None, 3, 224, 224)

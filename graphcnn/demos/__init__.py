@@ -13,6 +13,7 @@ from types import ModuleType
 # task -> module in this package; the first is the default
 TASKS: dict[str, str] = {
     "classify": "classify",
+    "segment": "segment",
     "detect": "detect",
     "regress": "regress",
     "generate": "generate",

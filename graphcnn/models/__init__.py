@@ -20,6 +20,7 @@ from graphcnn.models.mobilenet_v1 import mobilenet_v1
 from graphcnn.models.mobilenet_v2 import mobilenet_v2
 from graphcnn.models.regressor import cnn_regressor
 from graphcnn.models.resnet import resnet18, resnet34, resnet50, resnet101, resnet152
+from graphcnn.models.unet import unet
 from graphcnn.models.vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 # name -> constructor; the CLI resolves model names here. Each takes num_classes first
@@ -37,6 +38,7 @@ ZOO: dict[str, Callable[..., Model]] = {
     "densenet201": densenet201,
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
+    "unet": unet,
     "yolo_grid_detector": yolo_grid_detector,
     "cnn_regressor": cnn_regressor,
     "dcgan_generator": dcgan_generator,
@@ -56,13 +58,9 @@ def available_models() -> list[str]:
     return sorted(ZOO)
 
 
-__all__ = ["ZOO", "alexnet", "available_models", "cnn_regressor", "densenet121",
-           "densenet161", "densenet169", "densenet201", "get_model", "googlenet",
-           "lenet5", "mobilenet_v1", "mobilenet_v2", "resnet101", "resnet152",
-           "resnet18", "resnet34", "resnet50", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
-           "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "yolo_grid_detector"]
-__all__ = ["ZOO", "alexnet", "available_models", "dcgan_discriminator", "dcgan_generator",
-           "densenet121", "densenet161", "densenet169",
-           "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1", "mobilenet_v2",
-           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn",
-           "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+__all__ = ["ZOO", "alexnet", "available_models", "cnn_regressor", "dcgan_discriminator",
+           "dcgan_generator", "densenet121", "densenet161", "densenet169",
+           "densenet201", "get_model", "googlenet", "lenet5", "mobilenet_v1",
+           "mobilenet_v2", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+           "unet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+           "vgg19", "vgg19_bn", "yolo_grid_detector"]

@@ -9,6 +9,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           loss,
                           loss_binary,
                           loss_box,
+                          loss_pixel,
                           norm,
                           pool,
                           resize,

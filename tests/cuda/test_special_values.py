@@ -20,7 +20,8 @@ OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_p
        "cross_entropy", "cross_entropy_grad", "mse", "batch_norm", "batch_norm_train",
        "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad",
        "resize2d", "resize2d_grad", "channel_dropout", "bce_with_logits",
-       "bce_with_logits_grad"]
+       "bce_with_logits_grad", "pixel_cross_entropy", "pixel_cross_entropy_grad",
+       "soft_dice", "soft_dice_grad"]
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -9,6 +9,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     loss,
     loss_binary,
     loss_box,
+    loss_pixel,
     nchw16c,
     nchw16c_expand,
     norm,

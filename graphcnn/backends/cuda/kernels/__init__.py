@@ -8,6 +8,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             loss,
                                             loss_binary,
                                             loss_box,
+                                            loss_pixel,
                                             norm,
                                             pool,
                                             reduce,
