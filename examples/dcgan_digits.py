@@ -43,9 +43,12 @@ for epoch in range(EPOCHS):
         loss_fake, through = fake_step(z, fake)      # D's gradients only (fake.detach())
         d_opt.step(D.trainable_parameters(),
                    {k: g + through["dcgan_discriminator." + k] for k, g in grads.items()})
-        # 2. generator: make the updated discriminator say "real" (1)
-        loss_g, through = g_step(z, ones)            # G's gradients only
-        g_opt.step(g_params, through)
+        # 2. generator: make the updated discriminator say "real" (1); two steps, each on
+        #    fresh noise (with one, the discriminator wins steadily)
+        for _ in range(2):
+            loss_g, through = g_step(z, ones)        # G's gradients only
+            g_opt.step(g_params, through)
+            z = rng.standard_normal((B, NZ, 1, 1)).astype(np.float32)
     print(f"epoch {epoch + 1}: D loss {loss_real + loss_fake:.3f}  G loss {loss_g:.3f}")
 
 sampler = gc.compile(G, batch_size=100)              # inference: BN running statistics

@@ -34,6 +34,10 @@ class GanConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     real_label: float = 0.9       # one-sided label smoothing of the real images
     ema: float = 0.999            # the generator's weights averaged for sampling (0: off)
+    d_lr: float | None = None     # the discriminator's learning rate (None: lr)
+    g_steps: int = 2              # generator steps per discriminator step
+    decay_from: float = 1.0       # both learning rates decay linearly to 0 from this
+                                  # fraction of the iterations on (1.0: no decay)
     backend: str = "cpu"
     seed: int = 0
 
@@ -77,13 +81,16 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
        step of D's parameters (the fake half runs on the combined model differentiated
        for D's parameters only: PyTorch's fake.detach());
     2. generator: bce(D(G(z)), 1) on the combined model differentiated for G's parameters
-       only, one Adam step of them, through the discriminator just updated;
+       only, one Adam step of them, through the discriminator just updated; cfg.g_steps
+       such steps, each on a fresh z (two by default: with one, D wins steadily);
     3. the running average of G's weights moves towards them (decay cfg.ema, warmed up as
        min(ema, (1 + t) / (10 + t))): samples from the averaged weights are cleaner than
        from the last ones (Yazici et al. 2019). At the end the generator holds the
        averaged weights (with its batch norms' running statistics as they are).
 
-    `progress(run)` is called after each epoch.
+    With cfg.decay_from < 1 both learning rates decay linearly to 0 over the last
+    iterations; cfg.d_lr sets D's learning rate apart. `progress(run)` is called after
+    each epoch.
     """
     import graphcnn as gc
 
@@ -103,8 +110,11 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
     # The same combined model twice: differentiated for D's parameters only (no backward
     # pass through G: PyTorch's fake.detach()) and for G's only.
     fake_step, g_step = step(gan, d_names), step(gan, list(g_params))
-    d_opt = gc.optim.Adam(lr=cfg.lr, betas=cfg.betas)
+    d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
+    d_opt = gc.optim.Adam(lr=d_lr, betas=cfg.betas)
     g_opt = gc.optim.Adam(lr=cfg.lr, betas=cfg.betas)
+    total = cfg.epochs * (len(X) // B)
+    decay_start = int(cfg.decay_from * total)
     real = np.full((B, 1, 1, 1), cfg.real_label, np.float32)
     fake, ones = np.zeros_like(real), np.ones_like(real)
     rng = np.random.default_rng(cfg.seed)
@@ -114,6 +124,10 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
     for _ in range(cfg.epochs):
         order = rng.permutation(len(X))
         for first in range(0, len(X) - B + 1, B):          # whole batches only
+            t = len(run.g_losses)
+            if t >= decay_start:
+                scale = 1.0 - (t - decay_start) / max(1, total - decay_start)
+                d_opt.lr, g_opt.lr = d_lr * scale, cfg.lr * scale
             batch = X[order[first:first + B]]
             z = rng.standard_normal((B, cfg.nz, 1, 1)).astype(np.float32)
             loss_real, grads = d_step(batch, real)
@@ -122,7 +136,10 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
                        {k: g + through[d_prefix + k] for k, g in grads.items()})
             loss_g, through = g_step(z, ones)
             g_opt.step(g_params, through)
-            t = len(run.g_losses)
+            for _ in range(cfg.g_steps - 1):
+                z = rng.standard_normal((B, cfg.nz, 1, 1)).astype(np.float32)
+                loss_g, through = g_step(z, ones)
+                g_opt.step(g_params, through)
             decay = min(cfg.ema, (1.0 + t) / (10.0 + t))
             for name, average in run.averaged.items():   # average += (1 - decay) (w - average)
                 average += (1.0 - decay) * (G.parameters()[name] - average)
@@ -240,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
     X, _ = digits_for_gan(cfg.image_size)
     print(f"DCGAN on {len(X)} digits at {cfg.image_size}x{cfg.image_size}: nz={cfg.nz}, "
           f"ngf={cfg.ngf}, ndf={cfg.ndf}; {cfg.epochs} epochs of batch {cfg.batch_size}, "
-          f"Adam lr {cfg.lr} betas {cfg.betas}, real labels {cfg.real_label}")
+          f"Adam lr {cfg.lr} betas {cfg.betas}, real labels {cfg.real_label}, "
+          f"{cfg.g_steps} generator steps per discriminator step")
 
     def progress(run: GanRun) -> None:
         if not args.quiet:
