@@ -146,8 +146,8 @@ def _gradient(g, pred, target, beta, ignore_nan, per, counted, count, out):
     over the targets that are not NaN)."""
     i = cu.grid(1)
     scale = f8(g[0]) * per
-    if counted:
-        scale = scale / max(count[0], 1.0)
+    if counted:   # max(count, 1), spelled out: numba-cuda's max() fails to type here
+        scale = scale / (count[0] if count[0] > 1.0 else 1.0)
     while i < pred.size:
         t = f8(target[i])
         if ignore_nan and t != t:
