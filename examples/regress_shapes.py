@@ -1,6 +1,6 @@
 """Read two numbers off each image: how many shapes it holds, and how much of it they cover.
 
-    python examples/regress_shapes.py [--n 30000] [--size 32] [--epochs 15] [--out regress.png]
+    python examples/regress_shapes.py [--n 30000] [--size 32] [--epochs 12] [--out regress.png]
 """
 import argparse
 
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 p = argparse.ArgumentParser()
 p.add_argument("--n", type=int, default=30000)
 p.add_argument("--size", type=int, default=32)
-p.add_argument("--epochs", type=int, default=15)
+p.add_argument("--epochs", type=int, default=12)
 p.add_argument("--width", type=int, default=16)
 p.add_argument("--out", default="regress.png")
 args = p.parse_args()

@@ -22,7 +22,7 @@ import numpy as np
 
 from graphcnn.commands.common import check_output_dir, fail_if_diverged
 
-DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 0.003}
+DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 0.003}
 LABELS = {"count": "number of shapes", "area_fraction": "fraction of the image covered"}
 
 
