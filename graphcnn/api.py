@@ -14,15 +14,21 @@ from graphcnn.ir.graph import Graph, Value
 from graphcnn.losses import Loss
 from graphcnn.model import Model
 from graphcnn.objective import Objective
+from graphcnn.runtime.dynamic_batch import DEFAULT_MAX_BATCH
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
+from graphcnn.runtime.runner import Runner
 
 __all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 
 LossFn = Callable[[Graph, Value, Value], Value]
-def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", opt_level: int = 2,
-            dtype: str = "float32", frozen: bool = True) -> Executable:
-    """Compile `model` for inference at a fixed batch size.
+def compile(model: Model, batch_size: int | None = 1, backend: str | Backend = "cpu",
+            opt_level: int = 2, dtype: str = "float32", frozen: bool = True,
+            max_batch: int | None = None) -> Executable:
+    """Compile `model` for inference at a fixed batch size, or with `batch_size=None` for
+    any batch from 1 to `max_batch` (default 64): one executable, its memory planned once
+    for the largest batch, that runs each call at the batch its inputs have, without
+    compiling again (the cpu and reference backends).
 
     With `frozen=True` (the default) the parameters are frozen into the executable as they
     are now, so the optimizer may fold them; compile again after training to pick up new
@@ -33,21 +39,45 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
     >>> exe = gc.compile(gc.models.lenet5(), batch_size=2, backend="reference")
     >>> exe(np.zeros((2, 1, 32, 32), np.float32)).shape
     (2, 10)
+    >>> any_batch = gc.compile(gc.models.lenet5(), batch_size=None, max_batch=8,
+    ...                        backend="reference")
+    >>> any_batch(np.zeros((3, 1, 32, 32), np.float32)).shape
+    (3, 10)
     """
     start = time.perf_counter()
-    batch_size = check_int("batch_size", batch_size, owner="compile")
     frozen = check_bool("frozen", frozen, owner="compile")
     target = get_backend(backend)
-    graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
+    if batch_size is None:
+        built_at = check_int("max_batch", DEFAULT_MAX_BATCH if max_batch is None
+                             else max_batch, owner="compile", minimum=1)
+    else:
+        built_at = check_int("batch_size", batch_size, owner="compile")
+        if max_batch is not None:
+            raise ValueError("compile: max_batch is for batch_size=None (any batch up to "
+                             "max_batch); give one of batch_size and max_batch")
+    graph = model.graph(built_at, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level, target)
+    runner = _dynamic_runner(graph, target) if batch_size is None else None
     exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
-                     param_source=_parameter_source(model, dtype))
+                     param_source=_parameter_source(model, dtype), runner=runner)
     if target.compiles_kernels:
         exe.warm_up()
     exe.compile_seconds = time.perf_counter() - start
     return exe
+
+
+def _dynamic_runner(graph: Graph, target: Backend) -> Runner:
+    """The runner of an executable for any batch up to the one `graph` was built at."""
+    if target.name == "cpu":
+        from graphcnn.backends.cpu.dynamic import DynamicCpuRunner
+        return DynamicCpuRunner(graph)
+    if target.name == "reference":
+        from graphcnn.backends.reference import DynamicReferenceRunner
+        return DynamicReferenceRunner(graph)
+    raise ValueError(f"compile: batch_size=None (any batch size) runs on the cpu and "
+                     f"reference backends; on {target.name}, give a batch_size")
 
 
 def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping[str, Any],

@@ -8,7 +8,9 @@ Choices worth knowing:
   cached on the trainer. Each epoch visits a fresh seeded permutation and drops the last
   partial batch (like ``drop_last=True``), so every step has the compiled size; a dataset
   smaller than `batch_size` trains with ``batch_size = len(X)``.
-- Evaluation covers every sample: the last batch is padded with copies of its first row,
+- Evaluation covers every sample. On the cpu and reference backends the inference
+  executable runs any batch up to `batch_size` (``gc.compile(batch_size=None)``), so the
+  last, smaller batch runs as it is; elsewhere it is padded with copies of its first row,
   and the padded rows' outputs are discarded.
 - Training accuracy: the training graph outputs only the loss and gradients. With
   ``train_accuracy="epoch"`` (the default) it is measured at the end of each epoch on a
@@ -164,10 +166,18 @@ class Trainer:
         return self._steps[batch_size]
 
     def _executable(self, batch_size: int) -> Any:
-        if batch_size not in self._executables:
-            self._executables[batch_size] = gc_compile(self.model, batch_size, self.backend,
-                                                       frozen=False)
-        return self._executables[batch_size]
+        """For batches of `batch_size`: on cpu and reference, one executable for any batch
+        up to it (an evaluation's last, smaller batch runs on it as it is)."""
+        for size, exe in self._executables.items():
+            if size == batch_size or (exe.max_batch or 0) >= batch_size:
+                return exe
+        try:
+            exe = gc_compile(self.model, None, self.backend, frozen=False,
+                             max_batch=batch_size)
+        except ValueError:   # a backend, or a model, that runs one batch size only
+            exe = gc_compile(self.model, batch_size, self.backend, frozen=False)
+        self._executables[batch_size] = exe
+        return exe
 
     # ---- data checks and transforms ----------------------------------------------------
     def _check_data(self, X: np.ndarray, y: Any, what: str) -> tuple[np.ndarray, Targets]:
@@ -210,7 +220,8 @@ class Trainer:
         for start in range(first, end, batch_size):
             xb = X[start:min(start + batch_size, end)]
             n = len(xb)
-            if n < batch_size:  # pad with copies of a real row, drop those outputs below
+            if n < batch_size and exe.max_batch is None:  # pad with copies of a real row,
+                # and drop those outputs below (an executable for one batch size)
                 xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - n, axis=0)])
             result = exe(self._prepare(xb))
             for name, value in zip(names, result if len(names) > 1 else (result,)):
