@@ -66,8 +66,8 @@ def compile_model(args: argparse.Namespace) -> tuple[Any, Any]:
         if args.backend == "cuda":
             raise CommandError("--max-batch runs on the cpu and reference backends; on "
                                "cuda, give --batch-size")
-    elif args.batch_size is None:
-        args.batch_size = 1
+    if args.batch_size is None:
+        args.batch_size = 1   # (with --max-batch: not used)
     model = load_model(args.model)
     if getattr(args, "max_batch", None) is not None:
         return model, gc.compile(model, batch_size=None, max_batch=args.max_batch,

@@ -33,8 +33,8 @@ class _StepsAt(CpuRunner):
     def new_arena(self) -> np.ndarray:
         return np.empty(0, np.uint8)
 
-    def place(self, value: Value, arena: np.ndarray) -> None:
-        return None
+    def place(self, value: Value, arena: np.ndarray) -> None:  # type: ignore[override]
+        return None   # (the Runner base class allows None: "made at each call")
 
 
 class DynamicCpuRunner(CpuRunner):
@@ -46,7 +46,7 @@ class DynamicCpuRunner(CpuRunner):
     def __init__(self, graph: Graph, plan: MemoryPlan | None = None,
                  implementations: dict[int, str] | None = None,
                  implementations_batch1: dict[int, str] | None = None) -> None:
-        self.max_batch = max_batch_of(graph)
+        self.max_batch = self._largest = max_batch_of(graph)
         self._prepacked: PrepackStore = {}
         self._shapes: dict[int, dict[int, tuple[int, ...]]] = {}   # batch -> value shapes
         self._lock = threading.Lock()
@@ -78,8 +78,8 @@ class DynamicCpuRunner(CpuRunner):
     def _nearest_choices(self, batch: int) -> dict[int, str]:
         """The choices made at 1 or at the maximum, whichever is nearer on a log scale
         (the costs that decide them grow with the work, roughly as the batch)."""
-        middle = math.sqrt(self.max_batch)
-        return self._choices[1 if batch < middle else self.max_batch]
+        middle = math.sqrt(self._largest)
+        return self._choices[1 if batch < middle else self._largest]
 
     def _build(self, batch: int, saved: dict[int, str] | None
                ) -> tuple[list[Step], dict[int, Implementation]]:

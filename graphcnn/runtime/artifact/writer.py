@@ -116,7 +116,7 @@ def recorded_batches(max_batch: int | None) -> list[int | None]:
     if max_batch is None:
         return [None]
     switch = math.ceil(math.sqrt(max_batch))
-    return sorted({max_batch, 1, min(2, max_batch), switch})
+    return [b for b in sorted({max_batch, 1, min(2, max_batch), switch})]
 
 
 def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] | None
