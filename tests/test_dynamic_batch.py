@@ -197,3 +197,26 @@ def test_trainer_evaluates_the_last_short_batch_on_the_same_executable():
     assert exe.max_batch == 4
     fixed = gc.compile(trainer.model, batch_size=11, backend="reference")
     np.testing.assert_allclose(predictions, fixed(X), rtol=1e-4, atol=1e-5)
+
+
+def test_the_guides_commands_run(tmp_path):
+    """docs/dynamic_batch.md's shell block, line by line, with this checkout's graphcnn."""
+    import os
+    import re
+    import shlex
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    guide = (root / "docs" / "dynamic_batch.md").read_text()
+    (block,) = re.findall(r"```bash\n(.*?)```", guide, re.S)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    outputs = []
+    for line in block.strip().splitlines():
+        argv = shlex.split(line, comments=True)
+        cli = "import sys; from graphcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+        argv = [sys.executable, "-c", cli, *argv[1:]] if argv[0] == "graphcnn" \
+            else [sys.executable, *argv[1:]]
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(done.stdout)
+    assert "any batch size from 1 to 16" in outputs[0]
+    assert "float32[5, 10]" in outputs[2]
