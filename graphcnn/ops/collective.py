@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -83,14 +83,14 @@ def allreduce_mean(array: np.ndarray, world_size: int) -> np.ndarray:
 
 # ---- the op ---------------------------------------------------------------------------
 
-def _world_size(value: object) -> int:
-    size = int(value)  # type: ignore[call-overload]
+def _world_size(value: Any) -> int:
+    size = int(value)
     if size < 1:
         raise ShapeError(f"allreduce: world_size must be >= 1, got {size}")
     return size
 
 
-def allreduce_shape(in_types: list[TensorType], attrs: dict[str, object]) -> TensorType:
+def allreduce_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
     expect_float(in_types[0], "allreduce input")
     return in_types[0]
 
@@ -100,11 +100,10 @@ def allreduce_ref(x: np.ndarray, world_size: int) -> np.ndarray:
     return np.array(allreduce_mean(np.ascontiguousarray(x), world_size), dtype=x.dtype)
 
 
-def allreduce_vjp(graph: object, node: object, cot: list[object]) -> list[object]:
+def allreduce_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     # y = (1/W) sum_r x_r on every rank, so d(sum_r L_r)/dx_r = (1/W) sum_r dy_r: the
     # mean over ranks of the cotangents, the op itself
-    return [graph.add("allreduce", [cot[0]],  # type: ignore[attr-defined]
-                      world_size=node.attrs["world_size"])]  # type: ignore[attr-defined]
+    return [graph.add("allreduce", [cot[0]], world_size=node.attrs["world_size"])]
 
 
 register_op("allreduce", inputs=("x",), shape=allreduce_shape, ref=allreduce_ref,
