@@ -101,6 +101,22 @@ def test_two_ranks_average_to_the_whole_batch(backend, dtype, tol):
             close(other.parameters()[name], value, tol)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 2, 3), (5, 2)])
+def test_batch_norm_normalize_gradients_include_mean_and_var(shape):
+    """Every input differentiated (finite differences, and cpu against the reference):
+    the mean and the variance are the batch's here, not state."""
+    from op_check import check_op
+
+    rng = np.random.default_rng(2)
+    channels = shape[1]
+    check_op("batch_norm_normalize", [rng.normal(size=shape).astype(np.float32),
+                                      rng.uniform(0.5, 1.5, channels).astype(np.float32),
+                                      rng.normal(size=channels).astype(np.float32),
+                                      rng.normal(size=channels).astype(np.float32),
+                                      rng.uniform(0.5, 2.0, channels).astype(np.float32)],
+             {"eps": 1e-3})
+
+
 def test_world_size_one_sync_equals_plain():
     (loss, grads), model = single("reference", "float64")
     (sync_loss, sync_grads), sync_model = single("reference", "float64", sync=1)
