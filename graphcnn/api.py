@@ -14,7 +14,6 @@ from graphcnn.ir.graph import Graph, Value
 from graphcnn.losses import Loss
 from graphcnn.model import Model
 from graphcnn.objective import Objective
-from graphcnn.ops import collective
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
 
@@ -144,7 +143,6 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
                      param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
     step = GradientStep(exe, loss, model, num_classes=int(model.outputs[0].type.shape[-1]))
     if target.compiles_kernels:
-        with collective.local():   # on zeros, on each rank alone: no averaging
-            exe.warm_up()  # runs the executable alone: the model's state is not touched
+        exe.warm_up()  # runs the executable alone: the model's state is not touched
     exe.compile_seconds = time.perf_counter() - start
     return step

@@ -162,3 +162,20 @@ def test_sync_batchnorm_needs_distributed_training(capsys):
         main(["train", "lenet5", "--sync-batchnorm", "--epochs", "1"])
     assert exit_.value.code == 2
     assert "--sync-batchnorm synchronizes batch norm" in capsys.readouterr().err
+
+
+def test_a_saved_sync_step_loads_and_runs_with_a_communicator(tmp_path):
+    """Saving records the kernels in a run on zeros, alone (allreduce is the identity
+    there); the loaded step, like the built one, needs its communicator."""
+    X, y = batch(4)
+    step = gc.value_and_grad(bn_net(), batch_size=4, backend="cpu", sync_batchnorm=2)
+    gc.save(step, tmp_path / "step.gcnn")
+    loaded = gc.load(tmp_path / "step.gcnn")
+    with pytest.raises(RuntimeError, match="no communicator"):
+        loaded(X.astype(np.float32), y)
+    step.allreduce = loaded.allreduce = lambda a: a   # a twin rank with the same batch
+    loss, grads = step(X.astype(np.float32), y)
+    loaded_loss, loaded_grads = loaded(X.astype(np.float32), y)
+    assert loaded_loss == loss
+    for name in grads:
+        np.testing.assert_array_equal(loaded_grads[name], grads[name])

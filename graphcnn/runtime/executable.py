@@ -10,6 +10,7 @@ import numpy as np
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
+from graphcnn.ops import collective
 from graphcnn.runtime.memory_plan import live_bytes_lower_bound
 from graphcnn.runtime.runner import Runner
 
@@ -141,8 +142,10 @@ class Executable:
 
     def warm_up(self) -> None:
         """Run once on zeros so that every kernel is compiled (or loaded from the cache)
-        now, not at the first call."""
-        self.run(self.zero_feeds())
+        now, not at the first call. It runs on this process alone: `allreduce` nodes
+        (synchronized batch norm) are the identity here, without a communicator."""
+        with collective.local():
+            self.run(self.zero_feeds())
 
     def save(self, path: str | os.PathLike) -> None:
         """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled
