@@ -83,14 +83,14 @@ def _dynamic_runner(graph: Graph, target: Backend) -> Runner:
 def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping[str, Any],
                    batch_size: int, dtype: str = "float32",
                    loss_weights: Mapping[str, float] | None = None,
-                   wrt: Sequence[str] | None = None) -> Graph:
+                   wrt: Sequence[str] | None = None, sync_batchnorm: int = 0) -> Graph:
     """Forward + loss + backward in one graph. Outputs: "loss", "grad:<name>" for each
     trainable parameter, then the "state:<name>" running-statistic updates. Inputs: the
     model's, then the targets ("target" for a one-output model, "target:<output name>"
     for each output with a loss; see graphcnn/objective.py). With `wrt`, only the
     parameters named there are differentiated (the others' param nodes are marked not
-    trainable)."""
-    g = model.graph(batch_size, training=True, dtype=dtype)
+    trainable). `sync_batchnorm`: see Model.graph."""
+    g = model.graph(batch_size, training=True, dtype=dtype, sync_batchnorm=sync_batchnorm)
     if wrt is not None:
         _restrict_trainable(g, model, wrt)
     count = len(model.outputs)
@@ -132,7 +132,8 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32",
                    loss_weights: Mapping[str, float] | None = None,
-                   wrt: Sequence[str] | None = None) -> GradientStep:
+                   wrt: Sequence[str] | None = None,
+                   sync_batchnorm: int = 0) -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
     `loss`: a loss name, a ``gc.losses.Loss``, a function (graph, prediction, target) ->
@@ -146,6 +147,13 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     for need (a GAN's discriminator step through the generator skips the generator's
     backward pass).
 
+    `sync_batchnorm=W`: synchronized batch norm over W data-parallel ranks, each calling
+    the step on its share of the global batch: the batch statistics (and, in the
+    backward pass, their gradients' per-channel sums) are averaged over the ranks by the
+    function in ``step.allreduce`` (array -> its mean over the ranks; the Trainer with
+    ``distributed=True, sync_batchnorm=True`` sets it). 0 (the default): each call's own
+    batch statistics.
+
     >>> import graphcnn as gc, numpy as np
     >>> step = gc.value_and_grad(gc.models.lenet5(), batch_size=2, backend="reference")
     >>> loss, grads = step(np.zeros((2, 1, 32, 32), np.float32), np.array([0, 1]))
@@ -155,7 +163,9 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     start = time.perf_counter()
     batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
-    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt)
+    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt,
+                           sync_batchnorm=check_int("sync_batchnorm", sync_batchnorm,
+                                                    minimum=0, owner="value_and_grad"))
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes

@@ -10,6 +10,7 @@ import numpy as np
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
+from graphcnn.ops import collective
 from graphcnn.runtime.dynamic_batch import batch_major, check_batch
 from graphcnn.runtime.memory_plan import live_bytes_lower_bound
 from graphcnn.runtime.runner import Runner
@@ -178,10 +179,12 @@ class Executable:
     def warm_up(self) -> None:
         """Run once on zeros so that every kernel is compiled (or loaded from the cache)
         now, not at the first call; a dynamic-batch executable at batch 1 too, whose
-        kernels may differ."""
-        self.run(self.zero_feeds())
-        if self.max_batch is not None:
-            self.run(self.zero_feeds(batch=1))
+        kernels may differ. It runs on this process alone: `allreduce` nodes
+        (synchronized batch norm) are the identity here, without a communicator."""
+        with collective.local():
+            self.run(self.zero_feeds())
+            if self.max_batch is not None:
+                self.run(self.zero_feeds(batch=1))
 
     def save(self, path: str | os.PathLike) -> None:
         """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled

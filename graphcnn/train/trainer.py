@@ -30,7 +30,10 @@ Choices worth knowing:
   gradients; the epochs' training accuracy and validation are split among the ranks
   (each predicts a block of rows, every rank gets all); predict and evaluate called
   outside fit run on the calling rank alone; rank 0 alone prints and writes the
-  checkpoint, which resumes on any number of ranks. docs/distributed.md.
+  checkpoint, which resumes on any number of ranks. docs/distributed.md. Batch norm
+  uses each rank's own batch statistics, unless ``sync_batchnorm=True``: then those of
+  the global batch, averaged over the ranks inside each step (forward and backward), as
+  torch's SyncBatchNorm; W ranks of batch B then train as one process of batch W x B.
 - Guards (graphcnn/train/guards.py): a NaN or infinite loss or gradient is handled by
   ``on_nonfinite`` (raise NonFiniteLossError, skip the update, or skip with a warning);
   a loss that diverges while finite (the mean of the last 5 batch losses above
@@ -113,7 +116,7 @@ class Trainer:
                  resume_overrides: Mapping[str, Any] | None = None,
                  loss_weights: Mapping[str, float] | None = None,
                  metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None,
-                 distributed: bool = False) -> None:
+                 distributed: bool = False, sync_batchnorm: bool = False) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if on_divergence not in DIVERGENCE_POLICIES:
@@ -146,6 +149,10 @@ class Trainer:
         self.diverged: str | None = None   # why the last fit stopped, with "stop"
         self._monitor: DivergenceMonitor | None = None
         self.rng = np.random.default_rng(seed)
+        if sync_batchnorm and not distributed:
+            raise ValueError("sync_batchnorm=True averages batch-norm statistics over the "
+                             "ranks of distributed training; pass distributed=True too")
+        self.sync_batchnorm = bool(sync_batchnorm)
         self.parallel = make_parallel(bool(distributed))   # Local(): one process
         self._rows = Local()   # who predicts which rows: fit's epochs split them
         self.history = History()
@@ -160,9 +167,12 @@ class Trainer:
     # ---- compiled pieces, cached per batch size ----------------------------------------
     def _step(self, batch_size: int) -> Any:
         if batch_size not in self._steps:
-            self._steps[batch_size] = value_and_grad(self.model, self.loss, batch_size,
-                                                     self.backend,
-                                                     loss_weights=self.loss_weights)
+            sync = self.parallel.world_size if self.sync_batchnorm else 0
+            step = value_and_grad(self.model, self.loss, batch_size, self.backend,
+                                  loss_weights=self.loss_weights, sync_batchnorm=sync)
+            if sync:
+                step.allreduce = self.parallel.allreduce_mean
+            self._steps[batch_size] = step
         return self._steps[batch_size]
 
     def _executable(self, batch_size: int) -> Any:
