@@ -7,9 +7,9 @@ attributes. So the resize of the H and W axes of each (n, c) plane is
     out = A_h @ x @ A_w.T     (+ E where tf_crop_and_resize extrapolates)
 
 with A_h (out_h, in_h) and A_w (out_w, in_w) computed here once, at import time, in
-float64 from the ONNX operator's formulas, and run as `matmul` by a constant (plus
-`reshape` and `transpose`), ops that every backend has and that have VJPs. No kernel is
-specific to these modes.
+float64 from the ONNX operator's formulas, and run as 1x1 `conv2d` by a constant weight
+(the resized axis moved to the channels by `transpose`), ops that every backend has and
+that have VJPs; the batch stays the leading axis. No kernel is specific to these modes.
 
 Along one axis (the ONNX spec's names): scale is the axis's scale (out / in for sizes,
 else the given scale or, with keep_aspect_ratio_policy, the common scale), length the
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphcnn.dsl import constant
-from graphcnn.onnx.context import PROBES, ImportContext, Runtime
+from graphcnn.onnx.context import ImportContext, Runtime
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
                     "align_corners", "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
@@ -190,12 +190,15 @@ def extrapolation_mask(outside_h: np.ndarray, outside_w: np.ndarray,
     return np.where(mask, value, 0.0)
 
 
-def _along_last(ctx: ImportContext, x: Runtime, a: np.ndarray) -> Runtime:
-    """x @ a.T over the last axis: rows of x (-1, in) times the constant (in, out)."""
-    shapes = [x.shape_at(p) for p in PROBES]
-    rows = ctx.reshape_to(x, [(int(np.prod(s[:-1])), s[-1]) for s in shapes])
-    y = ctx.apply("matmul", [rows.tensor, constant(np.ascontiguousarray(a.T))])
-    return ctx.reshape_to(Runtime(y, rows.batch_axis), [s[:-1] + (a.shape[0],) for s in shapes])
+def _mix_axis1(ctx: ImportContext, x: Runtime, a: np.ndarray) -> Runtime:
+    """y[:, i] = sum_j a[i, j] x[:, j]: a 1x1 convolution whose weight is `a`, so the
+    batch stays the leading axis (the model compiles for any batch size too)."""
+    weight = constant(a.reshape(a.shape + (1, 1)))
+    return Runtime(ctx.apply("conv2d", [x.tensor, weight]), x.batch_axis)
+
+
+def _transpose(ctx: ImportContext, x: Runtime, perm: tuple[int, ...]) -> Runtime:
+    return Runtime(ctx.apply("transpose", [x.tensor], perm=perm), x.batch_axis)
 
 
 def _is_identity(a: np.ndarray) -> bool:
@@ -204,15 +207,17 @@ def _is_identity(a: np.ndarray) -> bool:
 
 def apply_matrices(ctx: ImportContext, x: Runtime, a_h: np.ndarray, a_w: np.ndarray,
                    extra: np.ndarray | None) -> Runtime:
-    """A_h @ x @ A_w.T for every (n, c) plane of the N, C, H, W tensor x, plus `extra`."""
+    """A_h @ x @ A_w.T for every (n, c) plane of the N, C, H, W tensor x, plus `extra`:
+    the resized axis moved to axis 1 and mixed by a 1x1 convolution."""
     y = x
     if not _is_identity(a_w):
-        y = _along_last(ctx, y, a_w)
+        y = _transpose(ctx, y, (0, 3, 2, 1))              # N, W, H, C
+        y = _mix_axis1(ctx, y, a_w)                       # N, W', H, C
+        y = _transpose(ctx, y, (0, 3, 2, 1))              # N, C, H, W'
     if not _is_identity(a_h):
-        swap = (0, 1, 3, 2)   # H last, resize it, W last again
-        y = Runtime(ctx.apply("transpose", [y.tensor], perm=swap), y.batch_axis)
-        y = _along_last(ctx, y, a_h)
-        y = Runtime(ctx.apply("transpose", [y.tensor], perm=swap), y.batch_axis)
+        y = _transpose(ctx, y, (0, 2, 1, 3))              # N, H, C, W'
+        y = _mix_axis1(ctx, y, a_h)                       # N, H', C, W'
+        y = _transpose(ctx, y, (0, 2, 1, 3))              # N, C, H', W'
     if extra is not None:
         y = ctx.binary("add", y, Runtime(constant(extra), None))
     return y
