@@ -110,7 +110,7 @@ def random_configuration(seed: int) -> tuple[tuple[int, ...], dict[str, Any], di
                  for a in (2, 3)}
         inputs["scales"] = lead + [scale[a] for a in spatial]
     else:
-        size = {2: 2, 3: 3} | {a: int(rng.integers(1, 9)) for a in (2, 3)}
+        size = {a: int(rng.integers(1, 9)) for a in (2, 3)}
         inputs["sizes"] = ([2, 3] if len(axes) == 4 else []) + [size[a] for a in spatial]
         if mode == "nearest" and rng.random() < 0.5:
             attrs["keep_aspect_ratio_policy"] = str(rng.choice(["not_larger", "not_smaller"]))
