@@ -221,3 +221,18 @@ def test_matrix_path_compiles_for_any_batch_size():
     for batch in (1, 4):
         x = np.random.default_rng(batch).standard_normal((batch, 3, 4, 5)).astype(np.float32)
         np.testing.assert_allclose(exe(x), reference(proto, x), rtol=1e-5, atol=2e-5)
+
+
+def test_refusals_are_one_line():
+    shape = (1, 2, 3, 4)
+    cases = [({"mode": "cubic"}, {"scales": [1, 2, 2, 2]}, "N or C"),
+             ({"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"},
+              {"sizes": [1, 2, 5, 5]}, "roi"),
+             ({"mode": "nearest", "nearest_mode": "sideways"}, {"scales": [1, 1, 2, 2]},
+              "nearest_mode 'sideways'"),
+             ({"mode": "nearest", "keep_aspect_ratio_policy": "bigger"},
+              {"sizes": [5, 5], "axes": [2, 3]}, "keep_aspect_ratio_policy 'bigger'")]
+    for attrs, inputs, words in cases:
+        with pytest.raises(gc.onnx.OnnxImportError, match=words) as info:
+            gc.onnx.load(resize_model(shape, attrs, **inputs).SerializeToString())
+        assert "\n" not in str(info.value)

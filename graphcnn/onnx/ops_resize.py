@@ -140,13 +140,16 @@ def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     roi = _roi(ctx, ins, axes, opts.coord)
     if any(plans[a].scale != 1.0 or plans[a].out_size != in_shape[a] or
            roi.get(a, (0.0, 1.0)) != (0.0, 1.0) for a in (0, 1)):
+        crop = f" and roi {[roi.get(a, (0.0, 1.0)) for a in range(4)]}" if roi else ""
         raise ctx.error(f"graphcnn resizes H and W only; the scales "
-                        f"{[plans[a].scale for a in range(4)]} (roi {roi}) change N or C")
+                        f"{[plans[a].scale for a in range(4)]}{crop} change N or C")
     hw = [AxisPlan(p.in_size, p.out_size, p.scale, p.length, roi.get(a, (0.0, 1.0)))
           for a, p in ((2, plans[2]), (3, plans[3]))]
     out = tuple(p.out_size for p in hw)
     if min(out) < 1:
         raise ctx.error(f"the output size {out} of H, W {in_shape[2:]} is empty")
+    for p in hw:   # built in float64 at import (a float32 copy becomes the weight)
+        ctx.check_size((p.out_size, p.in_size), np.float64, "the interpolation matrix")
     (a_h, out_h), (a_w, out_w) = (axis_matrix(p, opts) for p in hw)
     if not (out_h.any() or out_w.any()):
         fast = _fast(ctx, x, opts.mode, hw, a_h, a_w)
