@@ -19,3 +19,4 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           transpose,
                           upsample,
 )
+from graphcnn.ops import activations, binary_math  # noqa: F401,E402  (unary math, pow, max)
