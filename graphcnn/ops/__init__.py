@@ -1,6 +1,8 @@
 """Op families; importing this package registers every op and makes the registry the IR's
 source of op rules (see registry.py and graphcnn/ir/rules.py)."""
 from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
+                          activations,
+                          binary_math,
                           conv,
                           dense,
                           elementwise,
@@ -19,4 +21,3 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           transpose,
                           upsample,
 )
-from graphcnn.ops import activations, binary_math  # noqa: F401,E402  (unary math, pow, max)

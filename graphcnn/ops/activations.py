@@ -73,7 +73,7 @@ def _via_grad_op(grad_op: str) -> Any:
 # ---- unary math ----------------------------------------------------------------------
 
 def _sign(x: np.ndarray) -> np.ndarray:
-    return np.sign(x)
+    return np.where(np.isnan(x), 0.0, np.sign(x))   # PyTorch's abs backward: 0 at NaN
 
 
 def abs_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -86,10 +86,10 @@ def abs_grad_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 
 
 _unary("abs", np.abs, abs_vjp, "abs({0})")
-# g * sign(x): 0 at x = 0 and NaN at x = NaN (0.0 * NaN), as PyTorch's abs backward
+# g * sign(x), sign 0 at x = 0 and at x = NaN, as PyTorch's abs backward
 register_op("abs_grad", inputs=("g", "x"), shape=same_as_first, ref=_grad_ref(_sign),
             vjp=abs_grad_vjp, kind=FusionKind.ELEMWISE, doc="g * sign(x)",
-            scalar="({0} if {1} > 0 else (-{0} if {1} < 0 else {0} * 0.0 * {1}))")
+            scalar="({0} if {1} > 0 else (-{0} if {1} < 0 else {0} * 0.0))")
 
 
 def neg_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -149,7 +149,8 @@ def elu_ref(x: np.ndarray, alpha: float, scale: float) -> np.ndarray:
 
 
 def elu_derivative(x: np.ndarray, alpha: float, scale: float) -> np.ndarray:
-    return scale * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
+    # `x <= 0`, as PyTorch's elu_backward: where x is NaN the slope is `scale`
+    return scale * np.where(x <= 0, alpha * np.exp(np.minimum(x, 0)), 1.0)
 
 
 _elu_attrs = {"alpha": Attr(1.0, convert=float), "scale": Attr(1.0, convert=float)}
@@ -158,7 +159,7 @@ _unary("elu", elu_ref, _via_grad_op("elu_grad"),
        doc="scale * (x if x > 0 else alpha * (exp(x) - 1)); SELU is scale=1.0507, "
            "alpha=1.6733", attrs=_elu_attrs)
 _grad_op("elu_grad", elu_derivative,
-         "({0} * {scale} if {1} > 0 else {0} * ({scale} * {alpha}) * math.exp({1}))",
+         "({0} * ({scale} * {alpha}) * math.exp({1}) if {1} <= 0 else {0} * {scale})",
          "g * d elu(x) / dx", attrs=_elu_attrs)
 
 
