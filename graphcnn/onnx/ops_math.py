@@ -76,5 +76,5 @@ def variadic(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     for v in given[1:]:
         acc = ctx.binary(_VARIADIC[node.op_type], acc, v)
     if node.op_type == "Mean" and len(given) > 1:
-        acc = ctx.binary("div", acc, Folded.static(np.float32(len(given))))
+        acc = ctx.binary("div", acc, Folded.static(np.asarray(len(given), np.float32)))
     return [acc]
