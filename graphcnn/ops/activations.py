@@ -36,17 +36,22 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
+# The references compute in float64 and round once to the input's dtype: the formulas'
+# float literals make the compiled kernels compute in float64 too, so an intermediate
+# such as x^3 in gelu_tanh or (1 + |x|)^2 in softsign's gradient overflows in neither
+# (a float32 reference would make 0 * inf = NaN of them at |x| = 3e38).
 def _typed(fn: Any) -> Any:
     def ref(x: np.ndarray, **attrs: Any) -> np.ndarray:
         with np.errstate(all="ignore"):   # log(0), sqrt(-1), 1/0: inf and NaN, as NumPy says
-            return np.asarray(fn(x, **attrs)).astype(x.dtype)
+            return np.asarray(fn(x.astype(np.float64), **attrs)).astype(x.dtype)
     return ref
 
 
 def _grad_ref(fn: Any) -> Any:
     def ref(g: np.ndarray, x: np.ndarray, **attrs: Any) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return np.asarray(g * fn(x, **attrs)).astype(g.dtype)
+            g64 = g.astype(np.float64)
+            return np.asarray(g64 * fn(x.astype(np.float64), **attrs)).astype(g.dtype)
     return ref
 
 
