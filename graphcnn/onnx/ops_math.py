@@ -56,7 +56,14 @@ def pow_(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if isinstance(base, Folded) and base.values[0].dtype.kind != "f":
         raise ctx.error("input X is an integer tensor; graphcnn computes Pow on float "
                         "tensors")
-    return [ctx.binary("pow", base, ctx.required(ins[1], "input Y"))]
+    exponent = ctx.required(ins[1], "input Y")
+    if isinstance(exponent, Folded) and exponent.is_static and exponent.values[0].size == 1 \
+            and float(exponent.values[0].reshape(-1)[0]) == 2.0 and exponent.ndim == 0:
+        # x ** 2 (variance in decomposed normalizations) as x * x: the same value, pow's
+        # correctly rounded square, without a libm call per element
+        x = ctx.runtime(base)
+        return [ctx.binary("mul", x, x)]
+    return [ctx.binary("pow", base, exponent)]
 
 
 _VARIADIC = {"Sum": "add", "Max": "maximum", "Min": "minimum", "Mean": "add"}
