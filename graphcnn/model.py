@@ -60,6 +60,8 @@ class Model:
         self._param_names = _name_parameters(params, scopes)
         self._params = {self._param_names[id(p)]: p for p in params}
         self.built_model = True   # from now on, calling it as a layer scopes its names
+        # set by ONNX import for a file whose graph holds only at its own batch size
+        self.fixed_batch: int | None = None
 
     # ---- parameters -------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
@@ -109,6 +111,11 @@ class Model:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.fixed_batch is not None and batch_size != self.fixed_batch:
+            raise ValueError(f"model {self.name!r} was imported at its file's fixed batch "
+                             f"size {self.fixed_batch} (its graph mixes the batch with other "
+                             f"axes); compile it with batch_size={self.fixed_batch}, not "
+                             f"{batch_size}")
         g = Graph(self.name)
         ctx = LoweringContext(g, training, dtype)
         env: dict[int, Value] = {}
