@@ -227,27 +227,6 @@ def global_max_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any
                     x.batch_axis)]
 
 
-@importer("ReduceMean")
-def reduce_mean(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    """The mean over H and W of an NCHW tensor (what torch's dynamo exporter writes for
-    adaptive average pooling to 1x1): global average pooling."""
-    x = ctx.runtime(ins[0], "data")
-    if node.opset < 18:
-        axes = node.attrs.get("axes")
-    else:
-        axes = ctx.ints(ins[1], "axes") if len(ins) > 1 and ins[1] is not None else None
-    spatial = x.ndim == 4 and axes is not None and \
-        sorted(a % 4 if -4 <= a < 4 else -1 for a in axes) == [2, 3]
-    if not spatial:
-        raise ctx.error(f"ReduceMean over axes {axes} of a {x.ndim}-D tensor is not supported "
-                        f"(graphcnn imports the mean over axes 2 and 3 of N, C, H, W)")
-    ctx.check_batch_first(x, "ReduceMean")
-    y = Runtime(ctx.apply("global_avg_pool2d", [x.tensor]), x.batch_axis)
-    if not int(node.attrs.get("keepdims", 1)):
-        y = ctx.reshape_to(y, [s[:2] for s in (y.shape_at(p) for p in PROBES)])
-    return [y]
-
-
 # ---- batch normalization --------------------------------------------------------------------
 
 @importer("BatchNormalization")
