@@ -144,3 +144,9 @@ def test_gather_of_the_dynamic_batch_is_refused():
     model = make([node("Gather", ["x", "i"], axis=0)], {"x": ("N", 3)}, {"i": i64([0])})
     with pytest.raises(OnnxImportError, match="batch axis 0"):
         gc.onnx.load(model.SerializeToString())
+
+
+def test_clip_with_min_above_max_gives_max():
+    model = make([node("Clip", ["x", "lo", "hi"])], {"x": ("N", 4)},
+                 {"lo": np.float32(2.0), "hi": np.float32(1.0)}, opset=13)
+    check(model, (4,))   # every output 1.0, as ONNX Runtime gives
