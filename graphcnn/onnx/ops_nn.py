@@ -10,6 +10,7 @@ import numpy as np
 from graphcnn.dsl import constant
 from graphcnn.onnx.context import PROBES, ImportContext, Runtime
 from graphcnn.onnx.importers import Values, importer
+from graphcnn.onnx.ops_window1d import import_1d
 from graphcnn.onnx.reader import OnnxNode
 
 
@@ -68,8 +69,16 @@ def _check_kernel_shape(ctx: ImportContext, node: OnnxNode, weight: tuple[int, .
                         f"{list(weight)} (its kernel is {list(weight[2:])})")
 
 
+def _rank3(ins: Values) -> bool:
+    """A 1-D window op's input (N, C, L): imported through its 2-D importer."""
+    x = ins[0] if ins else None
+    return isinstance(x, Runtime) and x.ndim == 3
+
+
 @importer("Conv")
 def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, conv)
     x = _spatial_input(ctx, ins[0], "Conv")
     w = ctx.tensor(ins[1], "weight W")
     if w.type.ndim != 4:
@@ -91,6 +100,8 @@ def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     """y = conv2d_input_grad(x, W): the transpose of the convolution whose weight is W
     (C_in, C_out/group, kH, kW), at the output size ONNX asks for; plus the bias."""
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, conv_transpose)
     x = _spatial_input(ctx, ins[0], "ConvTranspose")
     w = ctx.tensor(ins[1], "weight W")
     if w.type.ndim != 4:
@@ -113,13 +124,13 @@ def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]
         pads: list[int] = []
         for f, o in zip(full, out_hw):
             total = f - o
-            if total < 0:
-                raise ctx.error(f"output_shape {out_hw} is larger than the full transposed "
-                                f"convolution {full}; not supported")
-            # the ONNX rule: SAME_UPPER puts the odd pad at the end, else at the start
+            # the ONNX rule: SAME_UPPER puts the odd pad at the end, else at the start; a
+            # negative pad (output_shape beyond the full output) adds zeros there
             upper = auto_pad == "SAME_UPPER"
             pads += [total // 2, total - total // 2] if upper else [total - total // 2, total // 2]
-        top, bottom, left, right = pads
+        extend = tuple((max(-a, 0), max(-b, 0)) for a, b in (pads[:2], pads[2:]))
+        top, bottom, left, right = (max(p, 0) for p in pads)
+        out_hw = [f - a - b for f, a, b in zip(full, (top, left), (bottom, right))]
     else:
         if auto_pad not in ("NOTSET", "", "VALID"):
             raise ctx.error(f"unknown auto_pad {auto_pad!r}")
@@ -129,10 +140,13 @@ def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]
             raise ctx.error(f"pads must be 4 non-negative values, got {p}")
         top, left, bottom, right = p
         out_hw = [full[0] - top - bottom, full[1] - left - right]
+        extend = ((0, 0), (0, 0))
     if min(out_hw) < 1:
         raise ctx.error(f"the output would be {out_hw}")
     y = ctx.apply("conv2d_input_grad", [x.tensor, w], input_hw=tuple(out_hw), stride=strides,
                   padding=(top, bottom, left, right), dilation=dilations, groups=groups)
+    if extend != ((0, 0), (0, 0)):
+        y = ctx.apply("pad", [y], pads=((0, 0), (0, 0)) + extend, value=0.0)
     if len(ins) > 2 and ins[2] is not None:
         bias = ctx.tensor(ins[2], "bias B")
         channels = y.type.shape[1]
@@ -157,6 +171,8 @@ def onnx_pool_size(size: int, pad_begin: int, pad_end: int, k: int, s: int, d: i
 
 def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]:
     onnx_op = node.op_type
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, max_pool if op == "max_pool2d" else average_pool)
     x = _spatial_input(ctx, ins[0], onnx_op)
     if "kernel_shape" not in node.attrs:
         raise ctx.error("attribute kernel_shape is missing")
@@ -171,12 +187,13 @@ def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]
     if op == "max_pool2d":
         attrs["dilation"] = dilations
     else:
-        if dilations != (1, 1):
-            raise ctx.error(f"AveragePool with dilations {dilations} is not supported")
         attrs["count_include_pad"] = count_include_pad
     want = tuple(onnx_pool_size(size, pads[2 * a], pads[2 * a + 1], kernel[a], strides[a],
                                 dilations[a], ceil_mode) for a, size in enumerate(in_hw))
     top, bottom, left, right = pads
+    if op == "avg_pool2d" and dilations != (1, 1):
+        return [_dilated_average(ctx, x, kernel, strides, dilations, pads, count_include_pad,
+                                 want)]
     symmetric = top == bottom and left == right and top <= kernel[0] // 2 \
         and left <= kernel[1] // 2
     if symmetric:
@@ -199,6 +216,31 @@ def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]
                         f"ONNX's output is {want} but graphcnn's pooling gives "
                         f"{y.type.shape[2:]}; not supported")
     return [Runtime(y, x.batch_axis)]
+
+
+def _dilated_average(ctx: ImportContext, x: Runtime, kernel: tuple[int, int],
+                     strides: tuple[int, int], dilations: tuple[int, int],
+                     pads: tuple[int, int, int, int], count_include_pad: bool,
+                     want: tuple[int, ...]) -> Runtime:
+    """AveragePool with dilations: the window sums as a depthwise conv2d by ones (it has
+    dilations), over the count of its taps, or of its taps on real pixels where
+    count_include_pad=0 (the same conv on a mask of ones)."""
+    channels = x.tensor.type.shape[1]
+    in_hw = x.tensor.type.shape[2:]
+    ones = constant(np.ones((channels, 1) + kernel, np.float32))
+    attrs = dict(stride=strides, padding=pads, dilation=dilations)
+    sums = ctx.apply("conv2d", [x.tensor, ones], groups=channels, **attrs)
+    if sums.type.shape[2:] != want:
+        raise ctx.error(f"AveragePool with dilations {dilations} and ceil_mode: ONNX's output "
+                        f"is {want} but the dilated window gives {sums.type.shape[2:]}; not "
+                        f"supported")
+    if count_include_pad:
+        return Runtime(ctx.apply("mul", [sums, constant(np.float32(1.0 / math.prod(kernel)))]),
+                       x.batch_axis)
+    mask = constant(np.ones((1, 1) + in_hw, np.float32))
+    counts = ctx.apply("conv2d", [mask, constant(np.ones((1, 1) + kernel, np.float32))],
+                       groups=1, **attrs)
+    return Runtime(ctx.apply("div", [sums, counts]), x.batch_axis)
 
 
 @importer("MaxPool")
