@@ -150,3 +150,36 @@ def test_clip_with_min_above_max_gives_max():
     model = make([node("Clip", ["x", "lo", "hi"])], {"x": ("N", 4)},
                  {"lo": np.float32(2.0), "hi": np.float32(1.0)}, opset=13)
     check(model, (4,))   # every output 1.0, as ONNX Runtime gives
+
+
+def two_input_model(op, a_shape, b_shape):
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "b"], ["y"])], "test",
+        [helper.make_tensor_value_info("x", FLOAT, list(a_shape)),
+         helper.make_tensor_value_info("b", FLOAT, list(b_shape))],
+        [helper.make_tensor_value_info("y", FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((2, 1, 3, 4), (2, 4, 5)),    # broadcast stacks of matrices, both computed at run time
+    ((4, 4), (4,)),               # matrix @ vector
+    ((3,), (3, 3, 5)),            # vector @ stack
+])
+def test_matmul_of_two_fixed_batch_tensors(a_shape, b_shape):
+    # (the inputs of a graphcnn model share the batch: their leading sizes agree)
+    model = two_input_model("MatMul", a_shape, b_shape)
+    feeds = {"x": rand(*a_shape), "b": rand(*b_shape)}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)[0]
+    imported = gc.onnx.load(model.SerializeToString())
+    got = gc.compile(imported, batch_size=a_shape[0], backend="cpu").run(feeds)["y"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_by_a_weight_vector_keeps_the_dynamic_batch():
+    model = make([node("MatMul", ["x", "v"])], {"x": ("N", 3, 4)}, {"v": rand(4)}, opset=13)
+    check(model, (3, 4))

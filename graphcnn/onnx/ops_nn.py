@@ -334,21 +334,64 @@ def gemm(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 
 @importer("MatMul")
 def matmul(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    """numpy.matmul: a 1-D operand gets a unit axis that the output drops again."""
     a = ctx.runtime(ins[0], "A")
     b = ctx.runtime(ins[1], "B")
-    if b.ndim != 2 or b.batch_axis is not None:
-        raise ctx.error(f"graphcnn imports MatMul by a 2-D matrix that does not depend on the "
-                        f"batch; B has shape {b.shape_at(PROBES[0])}")
-    if a.ndim < 2:
-        raise ctx.error(f"A must be at least 2-D, got shape {a.shape_at(PROBES[0])}")
-    if a.ndim == 2:
-        a2 = _matrix(ctx, a, "A", False)
-        return [Runtime(ctx.apply("matmul", [a2.tensor, b.tensor]), a2.batch_axis)]
-    # (..., K) @ (K, M): as (-1, K) @ (K, M), then back to (..., M)
-    k, m = b.tensor.type.shape
-    shapes = [a.shape_at(p) for p in PROBES]
-    rows = ctx.reshape_to(a, [(int(np.prod(s[:-1])), k) for s in shapes])
-    if rows.batch_axis not in (0, None):
-        raise ctx.error("cannot flatten A to rows")
-    y = Runtime(ctx.apply("matmul", [rows.tensor, b.tensor]), rows.batch_axis)
-    return [ctx.reshape_to(y, [s[:-1] + (m,) for s in shapes])]
+    if a.ndim == 0 or b.ndim == 0:
+        raise ctx.error("MatMul of a scalar")
+    if b.ndim == 1:
+        y = _matmul(ctx, a, ctx.reshape_to(b, [b.shape_at(p) + (1,) for p in PROBES]))
+        return [ctx.reshape_to(y, [y.shape_at(p)[:-1] for p in PROBES])]
+    if a.ndim == 1:
+        y = _matmul(ctx, ctx.reshape_to(a, [(1,) + a.shape_at(p) for p in PROBES]), b)
+        return [ctx.reshape_to(y, [y.shape_at(p)[:-2] + y.shape_at(p)[-1:] for p in PROBES])]
+    return [_matmul(ctx, a, b)]
+
+
+_MAX_MATRICES = 1024   # stacks of matrices are multiplied one pair at a time
+
+
+def _matmul(ctx: ImportContext, a: Runtime, b: Runtime) -> Runtime:
+    if b.ndim == 2 and b.batch_axis is None:
+        if a.ndim == 2:
+            a2 = _matrix(ctx, a, "A", False)
+            return Runtime(ctx.apply("matmul", [a2.tensor, b.tensor]), a2.batch_axis)
+        # (..., K) @ (K, M): as (-1, K) @ (K, M), then back to (..., M)
+        k, m = b.tensor.type.shape
+        shapes = [a.shape_at(p) for p in PROBES]
+        rows = ctx.reshape_to(a, [(int(np.prod(s[:-1])), k) for s in shapes])
+        if rows.batch_axis not in (0, None):
+            raise ctx.error("cannot flatten A to rows")
+        y = Runtime(ctx.apply("matmul", [rows.tensor, b.tensor]), rows.batch_axis)
+        return ctx.reshape_to(y, [s[:-1] + (m,) for s in shapes])
+    if a.batch_axis is not None or b.batch_axis is not None:
+        raise ctx.error(f"graphcnn multiplies stacks of matrices ({a.shape_at(PROBES[0])} @ "
+                        f"{b.shape_at(PROBES[0])} at batch {PROBES[0]}) only in a file with a "
+                        f"fixed batch size; here B must be a 2-D matrix that does not depend "
+                        f"on the batch")
+    sa, sb = a.tensor.type.shape, b.tensor.type.shape
+    try:
+        lead = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    except ValueError:
+        raise ctx.error(f"the stacks of matrices {sa} and {sb} do not broadcast") from None
+    if sa[-1] != sb[-2]:
+        raise ctx.error(f"cannot multiply {sa} by {sb} (inner sizes {sa[-1]} and {sb[-2]})")
+    if math.prod(lead) > _MAX_MATRICES:
+        raise ctx.error(f"a stack of {math.prod(lead)} matrix products is more than graphcnn "
+                        f"imports ({_MAX_MATRICES})")
+    m, n = sa[-2], sb[-1]
+    stacks = [ctx.apply("reshape", [r.tensor], shape=(-1,) + r.tensor.type.shape[-2:])
+              for r in (a, b)]
+    parts = []
+    for index in np.ndindex(*lead):
+        pair = []
+        for r, stack in zip((a, b), stacks):
+            own = (1,) * (len(lead) - (r.ndim - 2)) + r.tensor.type.shape[:-2]
+            k = int(np.ravel_multi_index(tuple(i if d > 1 else 0 for i, d in zip(index, own)),
+                                         own)) if own else 0
+            rows, cols = r.tensor.type.shape[-2:]
+            one = ctx.apply("slice", [stack], starts=(k, 0, 0), ends=(k + 1, rows, cols))
+            pair.append(ctx.apply("reshape", [one], shape=(rows, cols)))
+        parts.append(ctx.apply("reshape", [ctx.apply("matmul", pair)], shape=(1, m, n)))
+    y = parts[0] if len(parts) == 1 else ctx.apply("concat", parts, axis=0)
+    return Runtime(ctx.apply("reshape", [y], shape=lead + (m, n)), None)
