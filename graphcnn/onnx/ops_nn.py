@@ -389,9 +389,9 @@ def _matmul(ctx: ImportContext, a: Runtime, b: Runtime) -> Runtime:
             own = (1,) * (len(lead) - (r.ndim - 2)) + r.tensor.type.shape[:-2]
             k = int(np.ravel_multi_index(tuple(i if d > 1 else 0 for i, d in zip(index, own)),
                                          own)) if own else 0
-            rows, cols = r.tensor.type.shape[-2:]
-            one = ctx.apply("slice", [stack], starts=(k, 0, 0), ends=(k + 1, rows, cols))
-            pair.append(ctx.apply("reshape", [one], shape=(rows, cols)))
+            height, width = r.tensor.type.shape[-2:]
+            matrix = ctx.apply("slice", [stack], starts=(k, 0, 0), ends=(k + 1, height, width))
+            pair.append(ctx.apply("reshape", [matrix], shape=(height, width)))
         parts.append(ctx.apply("reshape", [ctx.apply("matmul", pair)], shape=(1, m, n)))
-    y = parts[0] if len(parts) == 1 else ctx.apply("concat", parts, axis=0)
-    return Runtime(ctx.apply("reshape", [y], shape=lead + (m, n)), None)
+    stacked = parts[0] if len(parts) == 1 else ctx.apply("concat", parts, axis=0)
+    return Runtime(ctx.apply("reshape", [stacked], shape=lead + (m, n)), None)
