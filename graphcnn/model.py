@@ -22,6 +22,9 @@ class Model:
     10
     """
 
+    # set by ONNX import for a file whose graph holds only at its own batch size
+    fixed_batch: int | None = None
+
     def __init__(self, inputs: Tensor | Sequence[Tensor],
                  outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
                  name: str = "model") -> None:
@@ -60,8 +63,6 @@ class Model:
         self._param_names = _name_parameters(params, scopes)
         self._params = {self._param_names[id(p)]: p for p in params}
         self.built_model = True   # from now on, calling it as a layer scopes its names
-        # set by ONNX import for a file whose graph holds only at its own batch size
-        self.fixed_batch: int | None = None
 
     # ---- parameters -------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:

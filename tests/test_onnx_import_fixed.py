@@ -124,3 +124,15 @@ def test_dynamic_batch_graph_is_not_read_as_fixed():
     model = make([node("Add", ["x", "c"])], {"x": ("N", 3)}, {"c": rand(2, 3)})
     with pytest.raises(OnnxImportError, match="broadcast along the batch axis"):
         gc.onnx.load(model.SerializeToString())
+
+
+def test_fixed_batch_model_exports_at_its_batch(tmp_path):
+    model = make([node("Concat", ["x", "c"], ["y"], axis=0)], {"x": (2, 3)}, {"c": rand(1, 3)})
+    imported = gc.onnx.load(model.SerializeToString())
+    path = gc.onnx.save(imported, tmp_path / "again.onnx")
+    x = rand(2, 3)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    dims = [d.dim_value for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 3]
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0],
+                               gc.compile(imported, batch_size=2)(x))
