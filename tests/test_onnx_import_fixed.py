@@ -83,6 +83,14 @@ def test_opset7_model_is_converted():
         check(model, {"x": rand(4, 3)})
 
 
+def test_opset8_upsample_with_scales_attribute_is_converted():
+    nodes = [node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("Upsample", ["p"], ["y"], mode="nearest", scales=[1.0, 1.0, 2.0, 3.0])]
+    model = make(nodes, {"x": ("N", 2, 4, 4)}, opset=8)
+    with pytest.warns(UserWarning, match="opset 8"):
+        check(model, {"x": rand(2, 2, 4, 4)})
+
+
 # ---- fixed-batch graphs ------------------------------------------------------------------------
 
 def test_operand_sized_by_the_fixed_batch():
