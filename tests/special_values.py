@@ -170,6 +170,10 @@ CASES: dict[str, list[Case]] = {
                                   dict(pos_weight=(0.5, 2.0, 1.0, 3.0)), special=(1, 2))],
     "batch_norm": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3), normal(3),
                                positive(3)))],
+    "batch_norm_normalize": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3), normal(3),
+                                         positive(3)))],
+    # a world of one: the identity (the mean over several ranks: tests/test_sync_batchnorm.py)
+    "allreduce": [Case(arrays(normal(2, 3)), dict(world_size=1))],
     "batch_norm_train": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3)), special=(0,),
                               values=NO_HUGE, sum_tolerance=SUMS)],
     "batch_norm_train_grad": [Case(arrays(normal(2, 3, 4, 4), normal(2, 3, 4, 4), normal(3),
