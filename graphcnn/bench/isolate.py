@@ -13,14 +13,13 @@ spread: how far a user who benchmarks once may land from it.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from typing import Any
 
-WORKER = "from graphcnn.bench.isolate import worker; worker()"
+# the child: graphcnn/bench/model_bench.py isolated_worker (which imports this module)
+WORKER = "from graphcnn.bench.model_bench import isolated_worker; isolated_worker()"
 
 
 def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
@@ -60,30 +59,3 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"timing {spec['system']} in its own process failed: {tail}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
-
-
-def worker() -> None:
-    """The child: read the spec on stdin, build its one system, time it, print JSON."""
-    spec = json.loads(sys.stdin.read())
-    import graphcnn as gc
-    from graphcnn.bench import model_bench as mb
-    from graphcnn.bench.common import measure
-
-    gc.set_num_threads(spec["threads"])
-    model = mb.make_model(spec["model"], spec["model_kwargs"])
-    x, y = mb.make_data(model, spec["batch"])
-    system, training = spec["system"], spec["training"]
-    with tempfile.TemporaryDirectory(prefix="graphcnn-bench-") as workdir:
-        if system == "graphcnn":
-            run = mb.graphcnn_system(model, x, y, training, spec["opt_level"])[0].run
-        elif system == "numpy":
-            run = mb.graphcnn_system(model, x, y, training, spec["opt_level"],
-                                     backend="reference")[0].run
-        elif system == "torch":
-            run = mb.torch_system(spec["model"], spec["model_kwargs"], model, x, y, training,
-                                  spec["threads"]).run
-        else:
-            run = mb.onnxruntime_system(model, x, training, spec["threads"], workdir,
-                                        spec["model"]).run
-        timing = measure(run, spec["repeats"], spec["warmup"])
-    print(json.dumps(dict(timing, pid=os.getpid())))

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.bench.common import gflops, measure_interleaved, threads
+from graphcnn.bench.common import gflops, measure, measure_interleaved, threads
 from graphcnn.bench.flops import flops_by_op, graph_flops
 from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
@@ -340,3 +340,33 @@ def bench_model(name: str, batch_sizes: list[int], training: bool = False,
     against = list(PEERS if against is None else against)
     return [bench_workload(name, b, training, against, repeats, opt_level, model_kwargs,
                            warmup, profile_repeats, log, processes) for b in batch_sizes]
+
+
+def isolated_worker() -> None:
+    """The child of graphcnn/bench/isolate.py: read the spec on stdin, build its one
+    system, time it, print JSON."""
+    import json
+    import sys
+
+    import graphcnn as gc
+
+    spec = json.loads(sys.stdin.read())
+
+    gc.set_num_threads(spec["threads"])
+    model = make_model(spec["model"], spec["model_kwargs"])
+    x, y = make_data(model, spec["batch"])
+    system, training = spec["system"], spec["training"]
+    with tempfile.TemporaryDirectory(prefix="graphcnn-bench-") as workdir:
+        if system == "graphcnn":
+            run = graphcnn_system(model, x, y, training, spec["opt_level"])[0].run
+        elif system == "numpy":
+            run = graphcnn_system(model, x, y, training, spec["opt_level"],
+                                  backend="reference")[0].run
+        elif system == "torch":
+            run = torch_system(spec["model"], spec["model_kwargs"], model, x, y, training,
+                               spec["threads"]).run
+        else:
+            run = onnxruntime_system(model, x, training, spec["threads"], workdir,
+                                     spec["model"]).run
+        timing = measure(run, spec["repeats"], spec["warmup"])
+    print(json.dumps(dict(timing, pid=os.getpid())))
