@@ -75,7 +75,7 @@ def _rank3(ins: Values) -> bool:
     return isinstance(x, Runtime) and x.ndim == 3
 
 
-@importer("Conv")
+@importer("Conv", limits="1-D and 2-D (N, C, L / N, C, H, W)")
 def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if _rank3(ins):
         return import_1d(ctx, node, ins, conv)
@@ -96,7 +96,7 @@ def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [Runtime(y, x.batch_axis)]
 
 
-@importer("ConvTranspose")
+@importer("ConvTranspose", limits="1-D and 2-D")
 def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     """y = conv2d_input_grad(x, W): the transpose of the convolution whose weight is W
     (C_in, C_out/group, kH, kW), at the output size ONNX asks for; plus the bias."""
@@ -243,14 +243,14 @@ def _dilated_average(ctx: ImportContext, x: Runtime, kernel: tuple[int, int],
     return Runtime(ctx.apply("div", [sums, counts]), x.batch_axis)
 
 
-@importer("MaxPool")
+@importer("MaxPool", limits="1-D and 2-D; not the Indices output")
 def max_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if int(node.attrs.get("storage_order", 0)) not in (0, 1):
         raise ctx.error("bad storage_order")
     return _pool(ctx, node, ins, "max_pool2d")   # the Indices output is not supported
 
 
-@importer("AveragePool")
+@importer("AveragePool", limits="1-D and 2-D; dilations with a ceil_mode window refused")
 def average_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return _pool(ctx, node, ins, "avg_pool2d")
 
@@ -332,7 +332,7 @@ def gemm(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [out]
 
 
-@importer("MatMul")
+@importer("MatMul", limits="stacks of matrices only in fixed-batch files")
 def matmul(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     """numpy.matmul: a 1-D operand gets a unit axis that the output drops again."""
     a = ctx.runtime(ins[0], "A")

@@ -64,7 +64,8 @@ def _pooled(ctx: ImportContext, x: Runtime, axes: list[int], pool: str) -> Runti
                                          enumerate(x.shape_at(p))) for p in PROBES])
 
 
-@importer("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+@importer("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+          limits="not over a dynamic batch axis; no empty tensors")
 def reduce(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "data")
     axes = _axes(ctx, node, ins, x.ndim)

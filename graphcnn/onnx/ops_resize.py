@@ -103,7 +103,7 @@ def _targets(ctx: ImportContext, node: OnnxNode, ins: Values, x: Runtime
     return dict(zip(axes, factors)), dict(zip(axes, out_sizes))
 
 
-@importer("Resize")
+@importer("Resize", limits="4-D input; H and W only")
 def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0])
     mode = node.attrs.get("mode", "nearest")

@@ -77,7 +77,7 @@ def _stepped_indices(size: int, start: int, end: int, step: int) -> list[int]:
     return list(range(s, e, step))
 
 
-@importer("Gather")
+@importer("Gather", limits="constant indices; not along a dynamic batch axis")
 def gather_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "data")
     axis = _axis(ctx, int(node.attrs.get("axis", 0)), x.ndim)
@@ -93,7 +93,7 @@ def gather_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
                                     for s in (x.shape_at(p) for p in PROBES)])]
 
 
-@importer("Slice")
+@importer("Slice", limits="constant starts, ends, axes, steps; from opset 10")
 def slice_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "data")
     if node.opset < 10:
@@ -122,7 +122,7 @@ def slice_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [y]
 
 
-@importer("Split")
+@importer("Split", limits="not along a dynamic batch axis")
 def split_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "input")
     axis = _axis(ctx, int(node.attrs.get("axis", 0)), x.ndim)
