@@ -23,9 +23,21 @@ from graphcnn.nn.layers import (
     ZeroPad2d,
 )
 from graphcnn.nn.module import Layer
+from graphcnn.nn.rearrange import (
+    GroupNorm,
+    InstanceNorm2d,
+    LocalResponseNorm,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad2d,
+    ReplicationPad2d,
+)
 from graphcnn.nn.resample import Dropout2d, Upsample
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
            "ConvTranspose2d", "Dropout", "Dropout2d", "Flatten", "GlobalAvgPool2d", "Identity",
            "Layer", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential",
-           "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d"]
+           "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d",
+           # normalizations and rearrangements (graphcnn/nn/rearrange.py)
+           "GroupNorm", "InstanceNorm2d", "LocalResponseNorm", "PixelShuffle",
+           "PixelUnshuffle", "ReflectionPad2d", "ReplicationPad2d"]

@@ -13,6 +13,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     nchw16c,
     nchw16c_expand,
     norm,
+    norm_group,
     pool,
     resize,
     shape,

@@ -1,0 +1,299 @@
+"""Layers built from existing ops, each exact because its parts are:
+
+    LocalResponseNorm   x / (k + alpha * mean of x^2 over a window of channels) ** beta:
+                        mul, pad, avg_pool2d over the channel axis, pow_scalar, div (torch's
+                        own formulation, so the roundings agree)
+    PixelShuffle        reshape, transpose, reshape (ONNX DepthToSpace, modes CRD and DCR)
+    PixelUnshuffle      reshape, transpose, reshape (ONNX SpaceToDepth)
+    ReflectionPad2d     slices of the border rows and columns, concatenated around x
+    ReplicationPad2d    (ONNX Pad modes 'reflect' and 'edge'; 'wrap' too for the importer)
+
+The group-norm layers (GroupNorm, InstanceNorm2d) run the `group_norm` op. The functions
+take the op-recording callable so that the ONNX importer builds the same graphs through
+its own context (which names the ONNX node in errors).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from graphcnn.arguments import check_bool, check_int, check_ints, check_number
+from graphcnn.dsl import Tensor, apply, constant, user_location
+from graphcnn.errors import ArgumentError
+from graphcnn.nn.module import Layer
+
+Apply = Callable[..., Tensor]
+
+
+def _const(value: float, like: Tensor) -> Tensor:
+    return constant(np.asarray(value, dtype=like.type.dtype))
+
+
+# ---- local response norm ---------------------------------------------------------------
+
+def local_response_norm(x: Tensor, size: int, alpha: float, beta: float, k: float,
+                        before: int | None = None, op: Apply = apply) -> Tensor:
+    """y[c] = x[c] / (k + alpha / size * sum of x[c']^2, c' in [c - before, c - before +
+    size)) ** beta; `before` is size // 2 in torch, (size - 1) // 2 in ONNX (they differ
+    for an even size). Zero padding: the window past either end of the channels counts 0."""
+    before = size // 2 if before is None else before
+    shape = x.type.shape
+    channels = shape[1]
+    sq = op("mul", [x, x])
+    planes = op("reshape", [sq], shape=(0, 1, channels, -1))
+    padded = op("pad", [planes], pads=((0, 0), (0, 0), (before, size - 1 - before), (0, 0)))
+    mean = op("avg_pool2d", [padded], kernel_size=(size, 1), stride=(1, 1), padding=(0, 0))
+    base = op("add", [op("mul", [mean, _const(alpha, x)]), _const(k, x)])
+    div = op("reshape", [op("pow_scalar", [base], exponent=beta)], shape=(0,) + shape[1:])
+    return op("div", [x, div])
+
+
+class LocalResponseNorm(Layer):
+    """torch.nn.LocalResponseNorm(size, alpha=1e-4, beta=0.75, k=1.0) over axis 1."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        owner = "LocalResponseNorm"
+        self.size = check_int("size", size, owner=owner)
+        self.alpha = check_number("alpha", alpha, owner=owner)
+        self.beta = check_number("beta", beta, owner=owner)
+        self.k = check_number("k", k, owner=owner)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.type.ndim < 3:
+            raise ArgumentError(f"LocalResponseNorm needs an (N, C, ...) input with at least "
+                                f"3 axes (as torch), got shape {x.shape} (at "
+                                f"{user_location()})")
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+# ---- group norm, instance norm ---------------------------------------------------------
+
+class GroupNorm(Layer):
+    """torch.nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)."""
+
+    owner = "GroupNorm"
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, name: str | None = None) -> None:
+        super().__init__(name)
+        self.num_groups = check_int("num_groups", num_groups, owner=self.owner)
+        self.num_channels = check_int("num_channels", num_channels, owner=self.owner)
+        if self.num_channels % self.num_groups:
+            raise ArgumentError(f"{self.owner}: num_channels ({num_channels}) must be "
+                                f"divisible by num_groups ({num_groups}) (at {user_location()})")
+        self.eps = check_number("eps", eps, low=0.0, owner=self.owner)
+        self.affine = check_bool("affine", affine, owner=self.owner)
+        if self.affine:
+            self.add_parameter("weight", np.ones(self.num_channels, np.float32))
+            self.add_parameter("bias", np.zeros(self.num_channels, np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.type.ndim < 2 or x.type.shape[1] != self.num_channels:
+            raise ArgumentError(f"{self.owner}({self.num_channels} channels) got an input of "
+                                f"shape {x.shape} (at {user_location()})")
+        if self.affine:
+            params = [self.param("weight"), self.param("bias")]
+        else:   # the identity affine: constants, so no parameter and no trained gradient
+            dtype = x.type.dtype
+            params = [constant(np.ones(self.num_channels, dtype)),
+                      constant(np.zeros(self.num_channels, dtype))]
+        return apply("group_norm", [x] + params, num_groups=self.num_groups, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class InstanceNorm2d(GroupNorm):
+    """torch.nn.InstanceNorm2d(num_features, eps=1e-5, affine=False): each (sample,
+    channel) normalized by its own statistics, in training and inference alike (torch's
+    default track_running_stats=False)."""
+
+    owner = "InstanceNorm2d"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False,
+                 name: str | None = None) -> None:
+        num_features = check_int("num_features", num_features, owner=self.owner)
+        super().__init__(num_features, num_features, eps, affine, name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.type.ndim != 4:
+            raise ArgumentError(f"InstanceNorm2d needs an (N, C, H, W) input, got shape "
+                                f"{x.shape} (at {user_location()})")
+        if x.type.shape[2] * x.type.shape[3] == 1:
+            raise ArgumentError(f"InstanceNorm2d needs more than 1 spatial element, got "
+                                f"input shape {x.shape} (as torch; at {user_location()})")
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+    @property
+    def num_features(self) -> int:
+        return self.num_channels
+
+
+# ---- pixel shuffle ---------------------------------------------------------------------
+
+def depth_to_space(x: Tensor, r: int, mode: str = "CRD", op: Apply = apply) -> Tensor:
+    """(N, C, H, W) -> (N, C / r^2, H r, W r). CRD: torch's PixelShuffle; DCR: ONNX's
+    DepthToSpace default (the block offsets are the outer part of the channel index)."""
+    _, c, h, w = x.type.shape
+    out_c = c // (r * r)
+    if mode == "CRD":
+        blocks = op("reshape", [x], shape=(0, out_c, r, r, h, w))
+        moved = op("transpose", [blocks], perm=(0, 1, 4, 2, 5, 3))
+    else:
+        blocks = op("reshape", [x], shape=(0, r, r, out_c, h, w))
+        moved = op("transpose", [blocks], perm=(0, 3, 4, 1, 5, 2))
+    return op("reshape", [moved], shape=(0, out_c, h * r, w * r))
+
+
+def space_to_depth(x: Tensor, r: int, mode: str = "CRD", op: Apply = apply) -> Tensor:
+    """(N, C, H, W) -> (N, C r^2, H / r, W / r), the inverse of depth_to_space in the same
+    mode. CRD: torch's PixelUnshuffle; DCR: ONNX's SpaceToDepth default."""
+    _, c, h, w = x.type.shape
+    blocks = op("reshape", [x], shape=(0, c, h // r, r, w // r, r))
+    perm = (0, 1, 3, 5, 2, 4) if mode == "CRD" else (0, 3, 5, 1, 2, 4)
+    moved = op("transpose", [blocks], perm=perm)
+    return op("reshape", [moved], shape=(0, c * r * r, h // r, w // r))
+
+
+def _check_4d(x: Tensor, owner: str) -> tuple[int, int, int]:
+    if x.type.ndim != 4:
+        raise ArgumentError(f"{owner} needs an (N, C, H, W) input, got shape {x.shape} "
+                            f"(at {user_location()})")
+    _, c, h, w = x.type.shape
+    return c, h, w
+
+
+class PixelShuffle(Layer):
+    """torch.nn.PixelShuffle(upscale_factor)."""
+
+    def __init__(self, upscale_factor: int, name: str | None = None) -> None:
+        super().__init__(name)
+        self.upscale_factor = check_int("upscale_factor", upscale_factor, owner="PixelShuffle")
+
+    def forward(self, x: Tensor) -> Tensor:
+        c, _, _ = _check_4d(x, "PixelShuffle")
+        r = self.upscale_factor
+        if c % (r * r):
+            raise ArgumentError(f"PixelShuffle({r}): the {c} input channels (shape {x.shape}) "
+                                f"are not divisible by {r * r} (at {user_location()})")
+        return depth_to_space(x, r, "CRD")
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Layer):
+    """torch.nn.PixelUnshuffle(downscale_factor)."""
+
+    def __init__(self, downscale_factor: int, name: str | None = None) -> None:
+        super().__init__(name)
+        self.downscale_factor = check_int("downscale_factor", downscale_factor,
+                                          owner="PixelUnshuffle")
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, h, w = _check_4d(x, "PixelUnshuffle")
+        r = self.downscale_factor
+        if h % r or w % r:
+            raise ArgumentError(f"PixelUnshuffle({r}): the height and width of shape "
+                                f"{x.shape} are not divisible by {r} (at {user_location()})")
+        return space_to_depth(x, r, "CRD")
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"
+
+
+# ---- reflection / replication / wrap padding -------------------------------------------
+
+PAD_MODES = ("reflect", "edge", "wrap")
+
+
+def pad_mode_problem(shape: Sequence[int], pads: Sequence[tuple[int, int]],
+                     mode: str) -> str | None:
+    """Why `mode` cannot pad `shape` by `pads` (None: it can): reflect needs pads below
+    the size (as torch), edge a non-empty axis, wrap pads at most the size."""
+    for axis, ((b, a), d) in enumerate(zip(pads, shape)):
+        if b == a == 0:
+            continue
+        if mode == "reflect" and max(b, a) >= d:
+            return (f"reflect padding ({b}, {a}) on axis {axis} must be below the axis size "
+                    f"{d}")
+        if mode == "edge" and d == 0:
+            return f"edge padding of the empty axis {axis}"
+        if mode == "wrap" and max(b, a) > d:
+            return f"wrap padding ({b}, {a}) on axis {axis} exceeds the axis size {d}"
+    return None
+
+
+def pad_modes(x: Tensor, pads: Sequence[tuple[int, int]], mode: str,
+              op: Apply = apply) -> Tensor:
+    """x padded by `pads` ((before, after) per axis, the batch axis 0 unpadded) in `mode`:
+    'reflect' (x[1], x[2]... mirrored, no edge repeat), 'edge' (the border repeated) or
+    'wrap' (the opposite border), one axis after the other, as NumPy's np.pad."""
+    y = x
+    for axis, (before, after) in enumerate(pads):
+        if before == after == 0:
+            continue
+        size = y.type.shape[axis]
+
+        def take(start: int, stop: int, src: Tensor = y, axis: int = axis) -> Tensor:
+            starts = [0] * src.type.ndim
+            ends = list(src.type.shape)
+            starts[axis], ends[axis] = start, stop
+            return op("slice", [src], starts=tuple(starts), ends=tuple(ends))
+
+        if mode == "reflect":
+            head = [take(i, i + 1) for i in range(before, 0, -1)]
+            tail = [take(size - 1 - i, size - i) for i in range(1, after + 1)]
+        elif mode == "edge":
+            head = [take(0, 1)] * before
+            tail = [take(size - 1, size)] * after
+        else:
+            head = [take(size - before, size)] if before else []
+            tail = [take(0, after)] if after else []
+        y = op("concat", head + [y] + tail, axis=axis)
+    return y
+
+
+class _ModePad2d(Layer):
+    mode = ""
+    owner = ""
+
+    def __init__(self, padding: int | Sequence[int], name: str | None = None) -> None:
+        super().__init__(name)
+        self.padding = check_ints("padding", padding, (4,), minimum=0, owner=self.owner)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.type.ndim not in (3, 4):
+            raise ArgumentError(f"{self.owner} needs an (N, C, H, W) or (N, H, W) input, got "
+                                f"shape {x.shape} (at {user_location()})")
+        left, right, top, bottom = self.padding
+        pads = [(0, 0)] * (x.type.ndim - 2) + [(top, bottom), (left, right)]
+        problem = pad_mode_problem(x.type.shape, pads, self.mode)
+        if problem:
+            raise ArgumentError(f"{self.owner}{self.padding}: {problem} (input shape "
+                                f"{x.shape}; at {user_location()})")
+        return pad_modes(x, pads, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ReflectionPad2d(_ModePad2d):
+    """torch.nn.ReflectionPad2d(padding): an int or (left, right, top, bottom)."""
+
+    mode, owner = "reflect", "ReflectionPad2d"
+
+
+class ReplicationPad2d(_ModePad2d):
+    """torch.nn.ReplicationPad2d(padding): an int or (left, right, top, bottom)."""
+
+    mode, owner = "edge", "ReplicationPad2d"
