@@ -7,6 +7,7 @@ from typing import Any
 from graphcnn.onnx import (  # noqa: F401  (fill the tables)
     ops_elementwise,
     ops_nn,
+    ops_norm,
     ops_resize,
     ops_shape,
     ops_split,

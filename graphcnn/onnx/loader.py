@@ -16,7 +16,7 @@ from graphcnn.onnx.reader import OnnxGraph, parse, read_proto
 def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None) -> Model:
     """Import an ONNX model (a path, or the bytes of a file) as a graphcnn Model.
 
-    Opsets 11-25; the model's inputs must be float32 with a static shape except for the
+    Opsets 11-28; the model's inputs must be float32 with a static shape except for the
     batch dimension (dynamic or fixed: the Model records the per-sample shape and binds
     the batch at compile time). Initializers become the model's parameters under their
     ONNX names (batch-norm statistics as non-trainable state); shape computations

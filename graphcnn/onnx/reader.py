@@ -19,8 +19,10 @@ from graphcnn.errors import LimitError
 from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 
 # Opsets 22-25 changed the CNN ops only by admitting more element types (bfloat16, float8,
-# int4...); graphcnn imports their float32 graphs as it does opset 21's.
-MIN_OPSET, MAX_OPSET = 11, 25
+# int4...); graphcnn imports their float32 graphs as it does opset 21's. Opsets 26-28 did
+# the same for Cast and DepthToSpace, and gave SpaceToDepth a `mode` (its default, DCR, is
+# the old behaviour; ops_norm.py reads it).
+MIN_OPSET, MAX_OPSET = 11, 28
 DEFAULT_DOMAINS = ("", "ai.onnx")
 # ONNX TensorProto.DataType codes graphcnn can read as arrays (others are an error).
 _ARRAY_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
