@@ -14,7 +14,7 @@ its own context (which names the ONNX node in errors).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
