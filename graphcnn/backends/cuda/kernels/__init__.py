@@ -10,6 +10,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             loss_box,
                                             loss_pixel,
                                             norm,
+                                            norm_group,
                                             pool,
                                             reduce,
                                             resize,
