@@ -26,10 +26,6 @@ from graphcnn.nn.module import Layer
 Apply = Callable[..., Tensor]
 
 
-def _const(value: float, like: Tensor) -> Tensor:
-    return constant(np.asarray(value, dtype=like.type.dtype))
-
-
 # ---- local response norm ---------------------------------------------------------------
 
 def local_response_norm(x: Tensor, size: int, alpha: float, beta: float, k: float,
@@ -44,8 +40,8 @@ def local_response_norm(x: Tensor, size: int, alpha: float, beta: float, k: floa
     planes = op("reshape", [sq], shape=(0, 1, channels, -1))
     padded = op("pad", [planes], pads=((0, 0), (0, 0), (before, size - 1 - before), (0, 0)))
     mean = op("avg_pool2d", [padded], kernel_size=(size, 1), stride=(1, 1), padding=(0, 0))
-    base = op("add", [op("mul", [mean, _const(alpha, x)]), _const(k, x)])
-    div = op("reshape", [op("pow_scalar", [base], exponent=beta)], shape=(0,) + shape[1:])
+    power = op("pow_scalar", [mean], exponent=beta, scale=alpha, shift=k)
+    div = op("reshape", [power], shape=(0,) + shape[1:])
     return op("div", [x, div])
 
 

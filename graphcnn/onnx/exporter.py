@@ -202,7 +202,16 @@ def _group_norm(ctx: ExportContext, node: Node, ins: list[str], out: str) -> Non
 
 @exporter("pow_scalar")
 def _pow_scalar(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
-    ctx.emit("Pow", [ins[0], ctx.scalar(node.attrs["exponent"], "exponent")], [out])
+    a, base = node.attrs, ins[0]
+    if a["scale"] != 1.0:
+        scaled = ctx.fresh("pow_base")
+        ctx.emit("Mul", [base, ctx.scalar(a["scale"], "scale")], [scaled])
+        base = scaled
+    if a["shift"] != 0.0:
+        shifted = ctx.fresh("pow_base")
+        ctx.emit("Add", [base, ctx.scalar(a["shift"], "shift")], [shifted])
+        base = shifted
+    ctx.emit("Pow", [base, ctx.scalar(a["exponent"], "exponent")], [out])
 
 
 @exporter("reshape")

@@ -1,5 +1,7 @@
-"""x ** exponent for a constant exponent: the power LRN raises its window sum to
-(nn.LocalResponseNorm, ONNX LRN), and the power a model's ONNX Pow by a constant means.
+"""(scale * x + shift) ** exponent, constants all three: the power LRN raises its window
+sum to (nn.LocalResponseNorm, ONNX LRN: (k + alpha * mean) ** beta). The constants are
+attributes, not constant tensors, so a float64 graph computes with alpha and k exactly as
+given (a model's constant tensors are recorded in float32).
 
 An elementwise op with a scalar formula, so every backend's code generator compiles it
 (and fuses it into a neighbour's loop) from this one registry entry.
@@ -22,25 +24,27 @@ def _finite(value: Any) -> float:
     return value
 
 
-def pow_scalar_ref(x: np.ndarray, exponent: float) -> np.ndarray:
+def pow_scalar_ref(x: np.ndarray, exponent: float, scale: float, shift: float) -> np.ndarray:
     # in float64 and rounded once, as the kernels (math.pow on a float64 promotion) do
     with np.errstate(all="ignore"):   # 0 ** -b = inf and (-x) ** 0.5 = NaN, as torch.pow
-        return np.power(x.astype(np.float64), exponent).astype(x.dtype)
+        return np.power(x.astype(np.float64) * scale + shift, exponent).astype(x.dtype)
 
 
 def pow_scalar_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
-    # d x**p / dx = p * x**(p - 1); p = 0 is a constant, whose gradient is 0 (not 0 * inf)
-    x, p = node.inputs[0], node.attrs["exponent"]
-    if p == 0.0:
+    # d (a x + b)**p / dx = a p (a x + b)**(p - 1); p = 0 is a constant: gradient 0
+    x, a = node.inputs[0], node.attrs
+    p = a["exponent"]
+    if p == 0.0 or a["scale"] == 0.0:
         return [graph.add("mul", [cot[0], graph.constant(np.zeros((), x.dtype))])]
-    slope = graph.add("pow_scalar", [x], exponent=p - 1.0)
-    scaled = graph.add("mul", [slope, graph.constant(np.asarray(p, dtype=x.dtype))])
-    return [graph.add("mul", [cot[0], scaled])]
+    slope = graph.add("pow_scalar", [x], exponent=p - 1.0, scale=a["scale"], shift=a["shift"])
+    factor = graph.constant(np.asarray(p * a["scale"], dtype=x.dtype))
+    return [graph.add("mul", [cot[0], graph.add("mul", [slope, factor])])]
 
 
 register_op("pow_scalar", inputs=("x",), shape=same_as_first, ref=pow_scalar_ref,
             vjp=pow_scalar_vjp, kind=FusionKind.ELEMWISE,
-            attrs={"exponent": Attr(convert=_finite)},
-            doc="x ** exponent, a constant exponent (NaN for a negative x and a fractional "
-                "exponent, inf for 0 ** negative, as torch.pow).",
-            scalar="math.pow({0}, {exponent})")
+            attrs={"exponent": Attr(convert=_finite), "scale": Attr(1.0, convert=float),
+                   "shift": Attr(0.0, convert=float)},
+            doc="(scale * x + shift) ** exponent, constants all three (NaN for a negative "
+                "base and a fractional exponent, inf for 0 ** negative, as torch.pow).",
+            scalar="math.pow({0} * {scale} + {shift}, {exponent})")
