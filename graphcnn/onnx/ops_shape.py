@@ -283,7 +283,7 @@ def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]
         problem = pad_mode_problem(x.values[0].shape, pairs, mode)
         if problem:
             raise ctx.error(problem)
-        return [fold(lambda a: np.pad(a, pairs, mode=mode), x)]
+        return [fold(lambda a: np.pad(a, pairs, mode=mode), x)]  # type: ignore[call-overload]
     return [fold(lambda a: np.pad(a, pairs, constant_values=value), x)]
 
 
