@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from layer_torch import layer_outputs, torch_outputs
-from op_check import check_op
+from op_check import check_op, forward
 
 import graphcnn as gc
 from graphcnn import nn
@@ -138,13 +138,18 @@ def test_pow_scalar_op(exponent):
     check_op("pow_scalar", [x], {"exponent": exponent})
 
 
-def test_pow_scalar_special_values_follow_torch():
-    x = np.float32([0.0, -1.0, np.inf, np.nan, 4.0])
-    for p in (-0.5, 0.5, 2.0):
-        from op_check import forward
-        (got,) = forward("pow_scalar", [x], {"exponent": p}, "cpu")
-        want = torch.pow(torch.tensor(x), p).numpy()
-        np.testing.assert_array_equal(got, want)
+@pytest.mark.parametrize("exponent", [-0.75, 2.0, 0.5, -0.5, 3.0, -3.0, 1.5])
+def test_pow_scalar_special_values_follow_torch(exponent):
+    """torch.pow's NaNs, infinities and signed zeros: sqrt and rsqrt for +-0.5 (NaN at
+    -inf), C's pow otherwise ((-0.0) ** -3 = -inf)."""
+    x = np.float32([-1e17, -3e38, -1.0, -1e-40, -0.0, 0.0, 1e-40, np.inf, -np.inf, np.nan,
+                    2.0, 3e38])
+    want = torch.pow(torch.tensor(x), exponent).numpy()
+    for backend in ("reference", "cpu"):
+        (got,) = forward("pow_scalar", [x], {"exponent": exponent}, backend)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+        finite_or_inf = ~np.isnan(want)
+        assert (np.signbit(got) == np.signbit(want))[finite_or_inf].all(), (got, want)
 
 
 @pytest.mark.parametrize("make,shape,match", [

@@ -71,12 +71,14 @@ def grouped(x: np.ndarray, groups: int) -> np.ndarray:
 def group_statistics(x: np.ndarray, groups: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """xhat as (N, G, M) and 1 / sqrt(var + eps) as (N, G, 1), in float64."""
     g = grouped(x, groups)
-    mean = g.mean(axis=2, keepdims=True)
-    centred = g - mean
-    var = (centred * centred).mean(axis=2, keepdims=True)
-    with np.errstate(divide="ignore"):   # eps = 0 on a constant group: inf, as torch
+    # NaN and inf spread through their group (inf - inf = NaN), and eps = 0 on a constant
+    # group divides by 0: as torch, without NumPy's warnings
+    with np.errstate(all="ignore"):
+        mean = g.mean(axis=2, keepdims=True)
+        centred = g - mean
+        var = (centred * centred).mean(axis=2, keepdims=True)
         rstd = 1.0 / np.sqrt(var + eps)
-    return centred * rstd, rstd
+        return centred * rstd, rstd
 
 
 def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -86,7 +88,8 @@ def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
 def group_norm_ref(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, num_groups: int,
                    eps: float) -> np.ndarray:
     xhat, _ = group_statistics(x, num_groups, eps)
-    y = xhat.reshape(x.shape) * _per_channel(weight, x) + _per_channel(bias, x)
+    with np.errstate(all="ignore"):
+        y = xhat.reshape(x.shape) * _per_channel(weight, x) + _per_channel(bias, x)
     return y.astype(x.dtype)
 
 
@@ -115,6 +118,12 @@ def group_norm_grad_shape(in_types: list[TensorType], attrs: dict[str, Any]
 def group_norm_grad_ref(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, num_groups: int,
                         eps: float) -> list[np.ndarray]:
     xhat, rstd = group_statistics(x, num_groups, eps)
+    with np.errstate(all="ignore"):
+        return _group_norm_grad(dy, x, weight, num_groups, xhat, rstd)
+
+
+def _group_norm_grad(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, num_groups: int,
+                     xhat: np.ndarray, rstd: np.ndarray) -> list[np.ndarray]:
     dy64 = dy.astype(np.float64)
     sum_axes = (0,) + tuple(range(2, x.ndim))
     dweight = (dy64 * xhat.reshape(x.shape)).sum(axis=sum_axes)

@@ -24,10 +24,25 @@ def _finite(value: Any) -> float:
     return value
 
 
+def _shift(value: Any) -> float:
+    # a zero shift is stored as -0.0: x + -0.0 is x for every x, -0.0 included (x + 0.0
+    # would turn -0.0 into 0.0, and (-0.0) ** -3 is -inf in torch, not inf)
+    return float(value) or -0.0
+
+
 def pow_scalar_ref(x: np.ndarray, exponent: float, scale: float, shift: float) -> np.ndarray:
-    # in float64 and rounded once, as the kernels (math.pow on a float64 promotion) do
+    # in float64 and rounded once, as the kernels (math.pow on a float64 promotion) do;
+    # torch.pow computes the exponents 0.5 and -0.5 as sqrt and rsqrt, whose -inf is NaN
+    # where C's pow gives inf or 0: so does this op, in the reference and the formula
+    base = x.astype(np.float64) * scale + shift
     with np.errstate(all="ignore"):   # 0 ** -b = inf and (-x) ** 0.5 = NaN, as torch.pow
-        return np.power(x.astype(np.float64) * scale + shift, exponent).astype(x.dtype)
+        if exponent == 0.5:
+            y = np.sqrt(base)
+        elif exponent == -0.5:
+            y = 1.0 / np.sqrt(base)
+        else:
+            y = np.power(base, exponent)
+        return y.astype(x.dtype)
 
 
 def pow_scalar_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -44,7 +59,9 @@ def pow_scalar_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
 register_op("pow_scalar", inputs=("x",), shape=same_as_first, ref=pow_scalar_ref,
             vjp=pow_scalar_vjp, kind=FusionKind.ELEMWISE,
             attrs={"exponent": Attr(convert=_finite), "scale": Attr(1.0, convert=float),
-                   "shift": Attr(0.0, convert=float)},
+                   "shift": Attr(-0.0, convert=_shift)},
             doc="(scale * x + shift) ** exponent, constants all three (NaN for a negative "
                 "base and a fractional exponent, inf for 0 ** negative, as torch.pow).",
-            scalar="math.pow({0} * {scale} + {shift}, {exponent})")
+            scalar="(math.sqrt({0} * {scale} + {shift}) if {exponent} == 0.5 else "
+                   "(1.0 / math.sqrt({0} * {scale} + {shift}) if {exponent} == -0.5 else "
+                   "math.pow({0} * {scale} + {shift}, {exponent})))")
