@@ -20,3 +20,30 @@ def test_pow_scalar_and_its_gradient():
 
 def test_six_axis_transpose_of_pixel_shuffle():
     check_cuda("transpose", [rand(2, 2, 2, 3, 2, 3)], {"perm": (0, 3, 4, 1, 5, 2)})
+
+
+def test_the_layers_compile_and_train_on_cuda():
+    """A model of every new layer (LRN's power fused into the pool's epilogue, the
+    pixel shuffles' 6-D transposes, the mode pads' slices and concats) and its training
+    step on cuda, against the reference."""
+    import graphcnn as gc
+    from graphcnn import nn
+    gc.manual_seed(2)
+    x = gc.Input((2, 4, 4))
+    h = nn.Conv2d(2, 4, 3)(nn.ReflectionPad2d(1)(x))
+    h = nn.LocalResponseNorm(3, alpha=0.5, k=1.5)(nn.GroupNorm(2, 4)(h))
+    h = nn.PixelUnshuffle(2)(nn.InstanceNorm2d(1, affine=True)(nn.PixelShuffle(2)(h)))
+    y = nn.Conv2d(4, 1, 1)(nn.ReplicationPad2d((1, 0, 0, 1))(h))
+    model = gc.Model(x, y)
+    images = rand(2, 2, 4, 4)
+    want = gc.compile(model, batch_size=2, backend="reference")(images)
+    got = gc.compile(model, batch_size=2, backend="cuda")(images)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    target = rand(2, 1, 5, 5, seed=3)
+    loss_want, grads_want = gc.value_and_grad(model, loss="mse", batch_size=2,
+                                              backend="reference")(images, target)
+    loss_got, grads_got = gc.value_and_grad(model, loss="mse", batch_size=2,
+                                            backend="cuda")(images, target)
+    assert loss_got == pytest.approx(loss_want, rel=1e-4)
+    for name, g in grads_want.items():
+        np.testing.assert_allclose(grads_got[name], g, rtol=1e-3, atol=1e-5, err_msg=name)
