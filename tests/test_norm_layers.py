@@ -224,3 +224,29 @@ def test_random_layers_match_torch_on_cpu(config, seed):
     for key, got in grads.items():
         want = want_grads[key if key == "input" else key.rsplit(".", 1)[-1]]
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-8, err_msg=key)
+
+
+@pytest.mark.parametrize("shape,pads,mode", [
+    ((2, 3, 4, 5), ((0, 0), (0, 0), (3, 2), (1, 4)), "reflect"),
+    ((2, 3, 4), ((0, 0), (2, 1), (3, 0)), "edge"),
+    ((3, 4), ((1, 2), (4, 3)), "wrap"),
+    ((5,), ((4, 4),), "edge"),
+    ((1, 2, 1, 2), ((0, 0), (1, 1), (0, 0), (1, 1)), "reflect")])
+def test_mode_pad_op(shape, pads, mode):
+    x = np.random.default_rng(len(shape)).standard_normal(shape)
+    check_op("mode_pad", [x], {"pads": pads, "mode": mode})
+    (got,) = forward("mode_pad", [x], {"pads": pads, "mode": mode}, "cpu")
+    np.testing.assert_array_equal(got, np.pad(x.astype(np.float32), pads, mode=mode))
+
+
+def test_mode_pad_errors_name_the_shape():
+    from graphcnn.ir import Graph
+    g = Graph("pads")
+    x = g.input("x", (1, 2, 3, 3))
+    with pytest.raises(GraphBuildError, match=r"reflect padding \(0, 3\) on axis 3 must be "
+                                              r"below the axis size 3.*\(1, 2, 3, 3\)"):
+        g.add("mode_pad", [x], pads=((0, 0),) * 3 + ((0, 3),), mode="reflect")
+    with pytest.raises(GraphBuildError, match="pad mode must be one of"):
+        g.add("mode_pad", [x], pads=((0, 0),) * 4, mode="symmetric")
+    with pytest.raises(GraphBuildError, match="up to 4 axes"):
+        g.add("mode_pad", [g.input("y", (1, 1, 2, 2, 2))], pads=((0, 0),) * 5, mode="edge")

@@ -44,7 +44,10 @@ def test_export_runs_in_onnx_runtime_and_imports_back(opset):
     proto = gc.onnx.to_proto(model, opset=opset)
     onnx.checker.check_model(proto, full_check=True)
     ops = {n.op_type for n in proto.graph.node}
-    assert {"InstanceNormalization", "Pow", "Transpose", "Concat", "Slice"} <= ops
+    assert {"InstanceNormalization", "Pow", "Transpose", "Pad"} <= ops
+    pad_modes = {onnx.helper.get_attribute_value(a) for n in proto.graph.node
+                 if n.op_type == "Pad" for a in n.attribute if a.name == "mode"}
+    assert {b"reflect", b"edge"} <= pad_modes   # and LRN's constant channel padding
     for batch in (1, 3):
         x = rng.standard_normal((batch, 4, 6, 6)).astype(np.float32)
         want = gc.compile(model, batch_size=batch, backend="cpu")(x)
@@ -177,3 +180,16 @@ def test_refusals_are_one_line_naming_the_node(op, shape, inits, attrs, match):
     with pytest.raises(OnnxImportError, match=match) as info:
         gc.onnx.load(one_node(op, shape, inits, **attrs))
     assert "\n" not in str(info.value) and f"{op}_0" in str(info.value)
+
+
+def test_wrap_padding_exports_from_opset_19():
+    from graphcnn.nn.rearrange import pad_modes
+    x = gc.Input((2, 3, 4))
+    model = gc.Model(x, pad_modes(x, ((0, 0), (0, 0), (2, 1), (1, 3)), "wrap"))
+    with pytest.raises(gc.onnx.OnnxExportError, match="opset 19"):
+        gc.onnx.to_proto(model, opset=17)
+    proto = gc.onnx.to_proto(model, opset=19).SerializeToString()
+    images = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    (got,) = ort_run(proto, images)
+    np.testing.assert_array_equal(got, np.pad(images, ((0, 0), (0, 0), (2, 1), (1, 3)),
+                                              mode="wrap"))

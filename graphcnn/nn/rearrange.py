@@ -5,10 +5,9 @@
                         own formulation, so the roundings agree)
     PixelShuffle        reshape, transpose, reshape (ONNX DepthToSpace, modes CRD and DCR)
     PixelUnshuffle      reshape, transpose, reshape (ONNX SpaceToDepth)
-    ReflectionPad2d     slices of the border rows and columns, concatenated around x
-    ReplicationPad2d    (ONNX Pad modes 'reflect' and 'edge'; 'wrap' too for the importer)
 
-The group-norm layers (GroupNorm, InstanceNorm2d) run the `group_norm` op. The functions
+The group-norm layers (GroupNorm, InstanceNorm2d) run the `group_norm` op, the mode pads
+(ReflectionPad2d, ReplicationPad2d) the `mode_pad` op. The functions
 take the op-recording callable so that the ONNX importer builds the same graphs through
 its own context (which names the ONNX node in errors).
 """
@@ -22,6 +21,7 @@ from graphcnn.arguments import check_bool, check_int, check_ints, check_number
 from graphcnn.dsl import Tensor, apply, constant, user_location
 from graphcnn.errors import ArgumentError
 from graphcnn.nn.module import Layer
+from graphcnn.ops.pad_modes import mode_pad_problem
 
 Apply = Callable[..., Tensor]
 
@@ -207,56 +207,13 @@ class PixelUnshuffle(Layer):
         return f"downscale_factor={self.downscale_factor}"
 
 
-# ---- reflection / replication / wrap padding -------------------------------------------
-
-PAD_MODES = ("reflect", "edge", "wrap")
-
-
-def pad_mode_problem(shape: Sequence[int], pads: Sequence[tuple[int, int]],
-                     mode: str) -> str | None:
-    """Why `mode` cannot pad `shape` by `pads` (None: it can): reflect needs pads below
-    the size (as torch), edge a non-empty axis, wrap pads at most the size."""
-    for axis, ((b, a), d) in enumerate(zip(pads, shape)):
-        if b == a == 0:
-            continue
-        if mode == "reflect" and max(b, a) >= d:
-            return (f"reflect padding ({b}, {a}) on axis {axis} must be below the axis size "
-                    f"{d}")
-        if mode == "edge" and d == 0:
-            return f"edge padding of the empty axis {axis}"
-        if mode == "wrap" and max(b, a) > d:
-            return f"wrap padding ({b}, {a}) on axis {axis} exceeds the axis size {d}"
-    return None
-
+# ---- reflection / replication padding (the mode_pad op) ---------------------------------
 
 def pad_modes(x: Tensor, pads: Sequence[tuple[int, int]], mode: str,
               op: Apply = apply) -> Tensor:
-    """x padded by `pads` ((before, after) per axis, the batch axis 0 unpadded) in `mode`:
-    'reflect' (x[1], x[2]... mirrored, no edge repeat), 'edge' (the border repeated) or
-    'wrap' (the opposite border), one axis after the other, as NumPy's np.pad."""
-    y = x
-    for axis, (before, after) in enumerate(pads):
-        if before == after == 0:
-            continue
-        size = y.type.shape[axis]
-
-        def take(start: int, stop: int, src: Tensor = y, axis: int = axis) -> Tensor:
-            starts = [0] * src.type.ndim
-            ends = list(src.type.shape)
-            starts[axis], ends[axis] = start, stop
-            return op("slice", [src], starts=tuple(starts), ends=tuple(ends))
-
-        if mode == "reflect":
-            head = [take(i, i + 1) for i in range(before, 0, -1)]
-            tail = [take(size - 1 - i, size - i) for i in range(1, after + 1)]
-        elif mode == "edge":
-            head = [take(0, 1)] * before
-            tail = [take(size - 1, size)] * after
-        else:
-            head = [take(size - before, size)] if before else []
-            tail = [take(0, after)] if after else []
-        y = op("concat", head + [y] + tail, axis=axis)
-    return y
+    """x padded by `pads` ((before, after) per axis) in `mode`: 'reflect', 'edge' or
+    'wrap' (graphcnn/ops/pad_modes.py)."""
+    return op("mode_pad", [x], pads=tuple(pads), mode=mode)
 
 
 class _ModePad2d(Layer):
@@ -273,7 +230,7 @@ class _ModePad2d(Layer):
                                 f"shape {x.shape} (at {user_location()})")
         left, right, top, bottom = self.padding
         pads = [(0, 0)] * (x.type.ndim - 2) + [(top, bottom), (left, right)]
-        problem = pad_mode_problem(x.type.shape, pads, self.mode)
+        problem = mode_pad_problem(x.type.shape, tuple(pads), self.mode)
         if problem:
             raise ArgumentError(f"{self.owner}{self.padding}: {problem} (input shape "
                                 f"{x.shape}; at {user_location()})")

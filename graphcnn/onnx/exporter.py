@@ -241,6 +241,17 @@ def _pad(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
              [out], mode="constant")
 
 
+@exporter("mode_pad")
+def _mode_pad(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
+    mode = node.attrs["mode"]
+    if mode == "wrap" and ctx.opset < 19:
+        raise OnnxExportError(f"wrap padding needs opset 19 or later (Pad's mode 'wrap'); "
+                              f"exporting at opset {ctx.opset}")
+    pads = node.attrs["pads"]
+    flat = [b for b, _ in pads] + [e for _, e in pads]
+    ctx.emit("Pad", [ins[0], ctx.ints(flat, "pads")], [out], mode=mode)
+
+
 @exporter("slice")
 def _slice(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
     twin = ctx.twin(node)   # the same node in the graph at another batch size

@@ -9,10 +9,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphcnn.nn.rearrange import PAD_MODES, pad_mode_problem, pad_modes
+from graphcnn.nn.rearrange import pad_modes
 from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime, fold
 from graphcnn.onnx.importers import FoldedValues, Values, folder, importer
 from graphcnn.onnx.reader import OnnxNode
+from graphcnn.ops.pad_modes import MODES, mode_pad_problem
 
 
 def _axis(ctx: ImportContext, axis: int, ndim: int, what: str = "axis") -> int:
@@ -232,7 +233,7 @@ def fold_concat(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[A
 def _pad_mode(ctx: ImportContext, node: OnnxNode) -> str:
     mode = node.attrs.get("mode", "constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode not in ("constant",) + PAD_MODES:
+    if mode not in ("constant",) + MODES:
         raise ctx.error(f"mode {mode!r} is not supported (constant, reflect, edge, wrap)")
     return mode
 
@@ -264,8 +265,8 @@ def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if all(p == (0, 0) for p in pairs):
         return [x]
     mode = _pad_mode(ctx, node)
-    if mode != "constant":   # slices of the borders concatenated around x (exact)
-        problem = pad_mode_problem(x.tensor.type.shape, pairs, mode)
+    if mode != "constant":
+        problem = mode_pad_problem(x.tensor.type.shape, pairs, mode)
         if problem:
             raise ctx.error(problem)
         return [Runtime(pad_modes(x.tensor, pairs, mode, op=ctx.apply), x.batch_axis)]
@@ -280,7 +281,7 @@ def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]
     ctx.check_folded([[d + a + b for d, (a, b) in zip(v.shape, pairs)] for v in x.values],
                      x.values[0].dtype)
     if mode != "constant":
-        problem = pad_mode_problem(x.values[0].shape, pairs, mode)
+        problem = mode_pad_problem(x.values[0].shape, pairs, mode)
         if problem:
             raise ctx.error(problem)
         return [fold(lambda a: np.pad(a, pairs, mode=mode), x)]  # type: ignore[call-overload]

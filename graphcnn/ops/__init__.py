@@ -12,6 +12,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           loss_pixel,
                           norm,
                           norm_group,
+                          pad_modes,
                           pool,
                           power,
                           resize,

@@ -18,6 +18,14 @@ def test_pow_scalar_and_its_gradient():
     check_cuda("pow_scalar", [x], {"exponent": -0.75})
 
 
+@pytest.mark.parametrize("shape,pads,mode", [
+    ((2, 3, 4, 5), ((0, 0), (0, 0), (3, 2), (1, 4)), "reflect"),
+    ((2, 3, 4), ((0, 0), (2, 1), (3, 0)), "edge"),
+    ((3, 4), ((1, 2), (4, 3)), "wrap")])
+def test_mode_pad_and_its_gradient(shape, pads, mode):
+    check_cuda("mode_pad", [rand(*shape)], {"pads": pads, "mode": mode})
+
+
 def test_six_axis_transpose_of_pixel_shuffle():
     check_cuda("transpose", [rand(2, 2, 2, 3, 2, 3)], {"perm": (0, 3, 4, 1, 5, 2)})
 

@@ -21,7 +21,8 @@ OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_p
        "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad",
        "resize2d", "resize2d_grad", "channel_dropout", "bce_with_logits",
        "bce_with_logits_grad", "pixel_cross_entropy", "pixel_cross_entropy_grad",
-       "soft_dice", "soft_dice_grad", "group_norm", "group_norm_grad"]
+       "soft_dice", "soft_dice_grad", "group_norm", "group_norm_grad",
+       "mode_pad", "mode_pad_grad"]
 # pow_scalar is left out: the simulator evaluates its formula with Python's math.pow and
 # math.sqrt, which raise on a negative base where the compiled libm calls give NaN
 
