@@ -1,4 +1,5 @@
 """Layers, as in torch.nn."""
+from graphcnn.nn.activations import ELU, GELU, SELU, Mish, Softplus, Softsign
 from graphcnn.nn.conv_transpose import ConvTranspose2d
 from graphcnn.nn.layers import (
     AdaptiveAvgPool2d,
@@ -38,6 +39,7 @@ __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv
            "ConvTranspose2d", "Dropout", "Dropout2d", "Flatten", "GlobalAvgPool2d", "Identity",
            "Layer", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential",
            "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d",
+           "ELU", "GELU", "Mish", "SELU", "Softplus", "Softsign",
            # normalizations and rearrangements (graphcnn/nn/rearrange.py)
            "GroupNorm", "InstanceNorm2d", "LocalResponseNorm", "PixelShuffle",
            "PixelUnshuffle", "ReflectionPad2d", "ReplicationPad2d"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from graphcnn.onnx import (  # noqa: F401  (fill the tables)
     ops_elementwise,
+    ops_math,
     ops_nn,
     ops_norm,
     ops_resize,
