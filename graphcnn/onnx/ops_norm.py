@@ -23,7 +23,7 @@ def _channels_input(ctx: ImportContext, value: Any, op: str, min_ndim: int) -> R
     return x
 
 
-@importer("LRN")
+@importer("LRN", limits="input (N, C, ...) with the batch first")
 def lrn(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = _channels_input(ctx, ins[0], "LRN", 3)
     a = node.attrs
@@ -79,12 +79,13 @@ def _group_norm(ctx: ImportContext, node: OnnxNode, ins: Values, op: str,
     return [Runtime(y, x.batch_axis)]
 
 
-@importer("InstanceNormalization")
+@importer("InstanceNormalization", limits="input (N, C, ...) with the batch first")
 def instance_normalization(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return _group_norm(ctx, node, ins, "InstanceNormalization", None)
 
 
-@importer("GroupNormalization")
+@importer("GroupNormalization",
+          limits="opset 18's per-group scale and B must be constants")
 def group_normalization(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if "num_groups" not in node.attrs:
         raise ctx.error("the num_groups attribute is required")
@@ -110,7 +111,7 @@ def _block_args(ctx: ImportContext, node: OnnxNode, ins: Values, op: str
     return x, r, mode
 
 
-@importer("DepthToSpace")
+@importer("DepthToSpace", limits="4-D input with the batch first")
 def depth_to_space_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x, r, mode = _block_args(ctx, node, ins, "DepthToSpace")
     channels = x.tensor.type.shape[1]
@@ -119,7 +120,7 @@ def depth_to_space_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list
     return [Runtime(depth_to_space(x.tensor, r, mode, op=ctx.apply), x.batch_axis)]
 
 
-@importer("SpaceToDepth")
+@importer("SpaceToDepth", limits="4-D input with the batch first")
 def space_to_depth_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x, r, mode = _block_args(ctx, node, ins, "SpaceToDepth")
     h, w = x.tensor.type.shape[2:]
@@ -128,7 +129,7 @@ def space_to_depth_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list
     return [Runtime(space_to_depth(x.tensor, r, mode, op=ctx.apply), x.batch_axis)]
 
 
-@importer("Tile")
+@importer("Tile", limits="constant repeats, each >= 1")
 def tile(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "input")
     repeats = ctx.ints(ins[1] if len(ins) > 1 else None, "repeats")

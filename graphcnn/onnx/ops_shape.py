@@ -256,7 +256,8 @@ def _pad_args(ctx: ImportContext, node: OnnxNode, ins: Values, ndim: int
     return tuple(pairs), value
 
 
-@importer("Pad")
+@importer("Pad", limits="constant non-negative pads, none on the batch axis; reflect and edge "
+                       "(and wrap) on up to 4 axes")
 def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0])
     pairs, value = _pad_args(ctx, node, ins, x.ndim)
