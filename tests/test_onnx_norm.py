@@ -180,3 +180,27 @@ def test_wrap_padding_exports_from_opset_19():
     (got,) = ort_run(proto, images)
     np.testing.assert_array_equal(got, np.pad(images, ((0, 0), (0, 0), (2, 1), (1, 3)),
                                               mode="wrap"))
+
+
+@pytest.mark.filterwarnings("ignore")   # torch.onnx's notes on its own export
+def test_a_torch_exported_model_imports_with_torchs_outputs():
+    """torch.onnx's own forms: GroupNorm as Reshape + InstanceNormalization + Mul/Add,
+    the pads as Pad with computed pads, PixelShuffle as DepthToSpace (CRD) and
+    PixelUnshuffle as Reshape/Transpose (torch's LRN export branches on the rank with If,
+    which graphcnn does not import)."""
+    torch = pytest.importorskip("torch")
+    import io
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8),
+        torch.nn.InstanceNorm2d(8, affine=True), torch.nn.ReplicationPad2d((1, 0, 2, 1)),
+        torch.nn.PixelShuffle(2), torch.nn.PixelUnshuffle(2)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    buf = io.BytesIO()
+    torch.onnx.export(m, (x,), buf, dynamo=False, opset_version=17, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}})
+    model = gc.onnx.load(buf.getvalue())
+    for batch in (2, 3):
+        xb = torch.randn(batch, 3, 6, 6)
+        got = gc.compile(model, batch_size=batch, backend="cpu")(xb.numpy())
+        np.testing.assert_allclose(got, m(xb).detach().numpy(), rtol=1e-5, atol=1e-5)
