@@ -45,11 +45,14 @@ def _group_norm(x, weight, bias, eps, cg, s_len, out):
 
 
 @numba.njit(**REDUCE_JIT)
-def _group_norm_dx(dy, x, weight, eps, cg, s_len, dx):
+def _group_norm_dx(dy, x, weight, eps, cg, s_len, dx, means, rstds):
+    """dx per row; each row's statistics kept in means, rstds for _group_norm_dparams."""
     rows, m = x.shape
     groups = weight.size // cg
     for r in prange(rows):
         mean, rstd = _row_stats(x[r], eps)
+        means[r] = mean
+        rstds[r] = rstd
         base = (r % groups) * cg
         sum_gy = 0.0
         sum_gy_xhat = 0.0
@@ -65,9 +68,8 @@ def _group_norm_dx(dy, x, weight, eps, cg, s_len, dx):
 
 
 @numba.njit(**REDUCE_JIT)
-def _group_norm_dparams(dy, x, eps, groups, cg, s_len, dweight, dbias):
-    """Per channel c (parallel): sums over samples and positions of dy * xhat and dy;
-    the row statistics are recomputed per (sample, channel), cheap next to the sums."""
+def _group_norm_dparams(dy, x, means, rstds, groups, cg, s_len, dweight, dbias):
+    """Per channel c (parallel): sums over samples and positions of dy * xhat and dy."""
     n_len = x.shape[0] // groups
     for c in prange(dweight.size):
         g = c // cg
@@ -76,7 +78,7 @@ def _group_norm_dparams(dy, x, eps, groups, cg, s_len, dweight, dbias):
         t_b = 0.0
         for n in range(n_len):
             r = n * groups + g
-            mean, rstd = _row_stats(x[r], eps)
+            mean, rstd = means[r], rstds[r]
             for s in range(s_len):
                 d = np.float64(dy[r, off + s])
                 t_b += d
@@ -118,7 +120,10 @@ def group_norm_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
         dbias[...] = 0
         return
     cg, s_len = _layout(x, groups)
+    rows = x.shape[0] * groups
+    # the row statistics between the two passes: N * G float64 values, a small scratch
+    means, rstds = np.empty(rows), np.empty(rows)
     launch(_group_norm_dx, _rows(dy, groups), _rows(x, groups), weight, eps, cg, s_len,
-           _rows(dx, groups))
-    launch(_group_norm_dparams, _rows(dy, groups), _rows(x, groups), eps, groups, cg, s_len,
-           dweight, dbias)
+           _rows(dx, groups), means, rstds)
+    launch(_group_norm_dparams, _rows(dy, groups), _rows(x, groups), means, rstds, groups, cg,
+           s_len, dweight, dbias)
