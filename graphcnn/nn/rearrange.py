@@ -1,15 +1,17 @@
-"""Layers built from existing ops, each exact because its parts are:
+"""Normalization and rearrangement layers, as torch.nn defines them.
 
-    LocalResponseNorm   x / (k + alpha * mean of x^2 over a window of channels) ** beta:
-                        mul, pad, avg_pool2d over the channel axis, pow_scalar, div (torch's
-                        own formulation, so the roundings agree)
-    PixelShuffle        reshape, transpose, reshape (ONNX DepthToSpace, modes CRD and DCR)
-    PixelUnshuffle      reshape, transpose, reshape (ONNX SpaceToDepth)
+    GroupNorm, InstanceNorm2d           the `group_norm` op (InstanceNorm: G = C)
+    ReflectionPad2d, ReplicationPad2d   the `mode_pad` op (modes 'reflect', 'edge')
+    LocalResponseNorm                   x / (k + alpha * mean of x^2 over a window of
+                                        channels) ** beta: mul, pad, avg_pool2d over the
+                                        channel axis, pow_scalar, div (torch's own
+                                        formulation, so the roundings agree)
+    PixelShuffle, PixelUnshuffle        reshape, transpose, reshape (ONNX DepthToSpace /
+                                        SpaceToDepth, modes CRD and DCR)
 
-The group-norm layers (GroupNorm, InstanceNorm2d) run the `group_norm` op, the mode pads
-(ReflectionPad2d, ReplicationPad2d) the `mode_pad` op. The functions
-take the op-recording callable so that the ONNX importer builds the same graphs through
-its own context (which names the ONNX node in errors).
+The composed ones are exact because their parts are. The functions take the op-recording
+callable, so that the ONNX importer builds the same graphs through its own context
+(which names the ONNX node in errors).
 """
 from __future__ import annotations
 
