@@ -80,7 +80,7 @@ def _reshape_targets(ctx: ImportContext, x: Runtime | Folded, shape: Folded,
             for in_shape, spec in zip(_shapes(x), specs)]
 
 
-@importer("Reshape")
+@importer("Reshape", limits="the target shape known at import (constants, shape computations)")
 def reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if not isinstance(ins[1], Folded):
         raise ctx.error("the target shape must fold at import time (a constant or a shape "
