@@ -22,6 +22,9 @@ class Model:
     10
     """
 
+    # set by ONNX import for a file whose graph holds only at its own batch size
+    fixed_batch: int | None = None
+
     def __init__(self, inputs: Tensor | Sequence[Tensor],
                  outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
                  name: str = "model") -> None:
@@ -113,6 +116,11 @@ class Model:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.fixed_batch is not None and batch_size != self.fixed_batch:
+            raise ValueError(f"model {self.name!r} was imported at its file's fixed batch "
+                             f"size {self.fixed_batch} (its graph mixes the batch with other "
+                             f"axes); compile it with batch_size={self.fixed_batch}, not "
+                             f"{batch_size}")
         g = Graph(self.name)
         if sync_batchnorm < 0:
             raise ValueError(f"sync_batchnorm must be a number of ranks >= 0, got "

@@ -179,6 +179,25 @@ CASES: dict[str, list[Case]] = {
     "batch_norm_train_grad": [Case(arrays(normal(2, 3, 4, 4), normal(2, 3, 4, 4), normal(3),
                                           normal(3), positive(3)), special=(0, 1),
                                    values=NO_HUGE, sum_tolerance=SUMS)],
+    "group_norm": [Case(arrays(normal(2, 4, 3, 3), normal(4), normal(4)),
+                        dict(num_groups=2, eps=1e-5), special=(0,), values=NO_HUGE,
+                        sum_tolerance=SUMS)],
+    "group_norm_grad": [Case(arrays(normal(2, 4, 3, 3), normal(2, 4, 3, 3), normal(4)),
+                             dict(num_groups=4, eps=1e-5), special=(0, 1), values=NO_HUGE,
+                             sum_tolerance=SUMS)],
+    "mode_pad": [Case(arrays(normal(2, 3, 4, 5)), dict(pads=((0, 0), (0, 0), (3, 2), (1, 4)),
+                                                      mode="reflect")),
+                 Case(arrays(normal(2, 3, 4)), dict(pads=((0, 0), (2, 1), (3, 0)), mode="edge")),
+                 Case(arrays(normal(3, 4)), dict(pads=((1, 2), (4, 3)), mode="wrap"))],
+    "mode_pad_grad": [Case(arrays(normal(2, 3, 9, 10)),
+                           dict(pads=((0, 0), (0, 0), (3, 2), (1, 4)), mode="reflect",
+                                input_shape=(2, 3, 4, 5)), sum_tolerance=SUMS),
+                      Case(arrays(normal(2, 6, 7)), dict(pads=((0, 0), (2, 1), (3, 0)),
+                                                         mode="edge", input_shape=(2, 3, 4)),
+                           sum_tolerance=SUMS)],
+    "pow_scalar": [Case(arrays(normal(3, 7)), dict(exponent=-0.75, scale=0.5, shift=1.0)),
+                   Case(arrays(normal(3, 7)), dict(exponent=2.0)),
+                   Case(arrays(normal(3, 7)), dict(exponent=0.5))],
     "dropout": [Case(arrays(normal(3, 9), scalar_int(7)), dict(p=0.3, salt=1))],
     "max_pool2d": [Case(arrays(normal(1, 2, 4, 4)), _POOL), Case(arrays(normal(1, 2, 7, 7)), _POOL3),
                    Case(arrays(normal(1, 2, 4, 6)), dict(kernel_size=2))],
@@ -270,3 +289,27 @@ def assert_same_floats(got: np.ndarray, want: np.ndarray, what: str,
         f"{want[inf_g | inf_w].tolist()}")
     finite = both & ~inf_w
     np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=atol, err_msg=what)
+
+
+# the unary math, smooth activations, pow, maximum, minimum (ops/activations.py,
+# ops/binary_math.py)
+_SELU = dict(alpha=1.6732632423543772, scale=1.0507009873554805)
+_SOFTPLUS = dict(beta=2.0, threshold=3.0)
+_UNARY = ("abs", "neg", "exp", "log", "sqrt", "reciprocal", "erf", "softsign", "gelu",
+          "gelu_tanh", "mish")
+CASES.update({op: [Case(arrays(normal(3, 7)))] for op in _UNARY})
+CASES.update({f"{op}_grad": [Case(arrays(normal(3, 7), normal(3, 7)))]
+              for op in ("abs", "softsign", "gelu", "gelu_tanh", "mish")})
+CASES.update({
+    "elu": [Case(arrays(normal(3, 7)), dict(alpha=0.7)), Case(arrays(normal(3, 7)), _SELU)],
+    "elu_grad": [Case(arrays(normal(3, 7), normal(3, 7)), _SELU)],
+    "softplus": [Case(arrays(normal(3, 7))), Case(arrays(normal(3, 7)), _SOFTPLUS),
+                 Case(arrays(normal(3, 7)), dict(threshold=INF))],
+    "softplus_grad": [Case(arrays(normal(3, 7), normal(3, 7)), _SOFTPLUS)],
+    "pow": [Case(arrays(normal(3, 7), normal(7))), Case(arrays(positive(3, 7), normal(3, 1)))],
+    "pow_exponent_grad": [Case(arrays(normal(3, 7), positive(7), positive(3, 7)))],
+    "maximum": [Case(arrays(normal(3, 7), normal(7)))],
+    "minimum": [Case(arrays(normal(3, 1), normal(3, 7)))],
+    "maximum_grad": [Case(arrays(normal(3, 7), normal(3, 7), normal(7)))],
+    "minimum_grad": [Case(arrays(normal(3, 7), normal(1, 7), normal(3, 7)))],
+})
