@@ -1,4 +1,4 @@
-"""ONNX Resize in every mode (graphcnn/onnx/ops_resize_general.py): every Resize case of
+"""ONNX Resize in every mode (graphcnn/onnx/resize_matrix.py): every Resize case of
 ONNX's conformance suite passes; a seeded grid of random configurations (mode, coordinate
 transformation, nearest rounding, cubic coefficient, exclude_outside, antialias,
 tf_crop_and_resize with extrapolation, scales, sizes, axes, keep_aspect_ratio_policy)
@@ -236,3 +236,17 @@ def test_refusals_are_one_line():
         with pytest.raises(gc.onnx.OnnxImportError, match=words) as info:
             gc.onnx.load(resize_model(shape, attrs, **inputs).SerializeToString())
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("policy, sizes, axes", [("stretch", [7, 6], [2, 3]),
+                                                 ("not_larger", [9, 6], [3, 2])])
+def test_nearest_exclude_outside_reads_nothing_beyond_the_edge(policy, sizes, axes):
+    # half_pixel + ceil upsampling rounds the last output's coordinate up to index `in`:
+    # with exclude_outside its weight is 0 and the output 0, where PyTorch's kernel clamps
+    attrs = {"mode": "nearest", "nearest_mode": "ceil", "exclude_outside": 1,
+             "keep_aspect_ratio_policy": policy}
+    proto = resize_model((2, 3, 4, 5), attrs, sizes=sizes, axes=axes)
+    x = np.random.default_rng(11).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    want = reference(proto, x)
+    assert (want == 0).any()
+    np.testing.assert_array_equal(ours(proto, x), want)

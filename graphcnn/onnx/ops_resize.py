@@ -121,8 +121,10 @@ def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     coord = node.attrs.get("coordinate_transformation_mode", "half_pixel")
     # align_corners with scales maps with the unrounded in * scale (resize2d with out)
     fractional = sizes is None and any(in_shape[a] * scale.get(a, 1.0) % 1 for a in (2, 3))
+    # nearest with exclude_outside reads nothing beyond the edge, where PyTorch clamps
+    excluding = mode == "nearest" and bool(node.attrs.get("exclude_outside", 0))
     if mode != "cubic" and node.attrs.get("keep_aspect_ratio_policy", "stretch") == "stretch" \
-            and not (coord == "align_corners" and fractional):
+            and not (coord == "align_corners" and fractional) and not excluding:
         try:   # PyTorch's kernels, where they compute what ONNX asks
             if mode == "linear":
                 return [_linear(ctx, node, x, in_shape, scale, sizes)]
@@ -173,17 +175,14 @@ def _by_matrices(ctx: ImportContext, node: OnnxNode, ins: Values, x: Runtime,
 
 
 def _resize_axis(ctx: ImportContext, x: Runtime, axis: int, matrix: np.ndarray) -> Runtime:
-    """x with `axis` (2 or 3) mapped by matrix (out, in): W as rows @ matrix^T; H the same
-    between two transposes."""
-    if axis == 2:
-        swapped = Runtime(ctx.apply("transpose", [x.tensor], perm=(0, 1, 3, 2)), x.batch_axis)
-        y = _resize_axis(ctx, swapped, 3, matrix)
-        return Runtime(ctx.apply("transpose", [y.tensor], perm=(0, 1, 3, 2)), y.batch_axis)
-    shapes = [x.shape_at(p) for p in PROBES]
-    rows = ctx.reshape_to(x, [(math.prod(s[:3]), s[3]) for s in shapes])
-    product = Runtime(ctx.apply("matmul", [rows.tensor, constant(matrix.T.astype(np.float32))]),
-                      rows.batch_axis)
-    return ctx.reshape_to(product, [s[:3] + (matrix.shape[0],) for s in shapes])
+    """x with `axis` (2 or 3) mapped by matrix (out, in): the axis moved to the channels
+    and mixed by a 1x1 convolution whose weight is the matrix, then moved back. The batch
+    stays the leading axis, so the model compiles for any batch size (batch_size=None)."""
+    perm = (0, 2, 1, 3) if axis == 2 else (0, 3, 2, 1)   # its own inverse
+    moved = ctx.apply("transpose", [x.tensor], perm=perm)
+    weight = constant(matrix.astype(np.float32).reshape(matrix.shape + (1, 1)))
+    mixed = ctx.apply("conv2d", [moved, weight])
+    return Runtime(ctx.apply("transpose", [mixed], perm=perm), x.batch_axis)
 
 
 def _nearest(ctx: ImportContext, node: OnnxNode, x: Runtime, in_shape: tuple[int, ...],

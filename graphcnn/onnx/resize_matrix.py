@@ -7,8 +7,9 @@ input along each of H and W, so it is
 
 with constant (out, in) matrices computed here at import from the ONNX specification's
 formulas. ops_resize.py records this where the resize2d / upsample_nearest2d kernels
-(PyTorch's arithmetic) do not compute what ONNX asks; `matmul`, `reshape` and `transpose`
-give it its gradient and its kernels on every backend.
+(PyTorch's arithmetic) do not compute what ONNX asks, each axis as a 1x1 `conv2d` by its
+matrix between two `transpose`s (the batch stays leading), which give it its gradient and
+its kernels on every backend.
 """
 from __future__ import annotations
 
@@ -94,7 +95,12 @@ def axis_matrix(a: AxisResize) -> tuple[np.ndarray, np.ndarray]:
     m = np.zeros((a.out_size, a.in_size))
     rows = np.arange(a.out_size)
     if a.mode == "nearest":
-        m[rows, np.clip(_nearest(x, a.nearest_mode), 0, a.in_size - 1)] = 1.0
+        index = _nearest(x, a.nearest_mode)
+        # exclude_outside: a pixel read beyond the edge weighs 0 and nothing is left to
+        # renormalize, so the output is 0 there (as onnx's reference computes it)
+        reads = ((index >= 0) & (index < a.in_size)) if a.exclude_outside else \
+            np.ones(a.out_size, bool)
+        m[rows[reads], np.clip(index, 0, a.in_size - 1)[reads]] = 1.0
     else:
         # the filter stretched by 1 / scale when antialiasing a reduction
         s = min(a.scale, 1.0) if a.antialias else 1.0
