@@ -247,6 +247,11 @@ def _linear(ctx: ImportContext, node: OnnxNode, x: Runtime, in_shape: tuple[int,
         raise ctx.error("pytorch_half_pixel to an output size of 1 (it reads pixel 0) is "
                         "not supported; half_pixel is")
     corners = LINEAR_MODES[coord]
+    if coord_scales is not None and not corners and any(
+            o == in_shape[a] and s != 1.0 for o, a, s in zip(out, hw, coord_scales)):
+        # PyTorch copies an axis whose size stays (4 * 1.09 -> 4); ONNX still maps it
+        raise ctx.error(f"linear Resize by scales {coord_scales} keeps the size {out} of an "
+                        f"axis of H, W {in_shape[2:]} but moves its pixels")
     y = ctx.apply("resize2d", [x.tensor], size=out, mode="bilinear", align_corners=corners,
                   scales=None if corners else coord_scales)
     return Runtime(y, x.batch_axis)
