@@ -175,7 +175,7 @@ def _ops(proto: Any) -> set[str]:
     return {t.op for t in gc.onnx.load(proto.SerializeToString()).tensors}
 
 
-def test_modes_pytorch_has_keep_their_fast_ops():
+def test_modes_pytorch_computes_keep_their_fast_ops():
     shape = (1, 2, 3, 4)
     assert "upsample_nearest2d" in _ops(resize_model(shape, {"mode": "nearest"},
                                                      scales=[1, 1, 2, 3]))
