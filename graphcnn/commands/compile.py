@@ -23,6 +23,8 @@ import argparse
 from typing import Any
 
 from graphcnn.commands.common import (
+    OPT_LEVEL_HELP,
+    OPT_LEVELS,
     CommandError,
     add_command,
     check_output_file,
@@ -36,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a zoo name, an .onnx file or path/to/file.py:function")
     p.add_argument("--batch-size", type=positive_int, default=1, help="default 1")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
-    p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
-                   help="graph optimization level, default 2")
+    p.add_argument("--opt-level", type=int, choices=OPT_LEVELS, default=2,
+                  help=OPT_LEVEL_HELP)
     p.add_argument("-o", "--output", metavar="FILE", default=None,
                    help="write an ahead-of-time compiled artifact (run it with graphcnn run)")
     p.add_argument("--training", action="store_true",
