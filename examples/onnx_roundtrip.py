@@ -9,6 +9,7 @@ outputs with ONNX Runtime's on the same file. Needs the onnx extra:
 import argparse
 
 import numpy as np
+import onnxruntime as ort  # the peer, for comparison
 
 import graphcnn as gc
 
@@ -26,8 +27,6 @@ model = gc.onnx.load(path)
 exe = gc.compile(model, batch_size=batch)          # the batch size binds here
 x = np.random.default_rng(0).random((batch, *model.inputs[0].type.shape[1:]), np.float32)
 mine = exe(x)
-
-import onnxruntime as ort                          # noqa: E402  (the peer, for comparison)
 
 session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 theirs = session.run(None, {session.get_inputs()[0].name: x})[0]
