@@ -29,19 +29,35 @@ from graphcnn.axes import chunk, mean, split, sum  # noqa: E402
 from graphcnn.dsl import Input, Parameter, Tensor, constant  # noqa: E402
 from graphcnn.errors import GraphBuildError, VerificationError  # noqa: E402
 from graphcnn.functional import (  # noqa: E402
+    abs,
     add,
     clip,
     concat,
+    elu,
+    erf,
+    exp,
     flatten,
+    gelu,
     leaky_relu,
+    log,
     log_softmax,
+    maximum,
+    minimum,
+    mish,
     mul,
+    neg,
     pad2d,
+    pow,
+    reciprocal,
     relu,
     relu6,
     reshape,
+    selu,
     sigmoid,
     softmax,
+    softplus,
+    softsign,
+    sqrt,
     sub,
     tanh,
 )
@@ -88,4 +104,6 @@ __all__ = ["Executable", "Graph", "GraphBuildError", "GradientStep", "Input", "M
            "Parameter", "Tensor", "TensorType", "VerificationError", "add", "chunk", "clip",
            "compile", "concat", "interpolate", "mean", "split", "sum", "upsample", "constant", "flatten", "leaky_relu", "load", "log_softmax", "manual_seed",
            "mul", "nn", "pad2d", "relu", "relu6", "reshape", "save", "set_num_threads", "sigmoid",
-           "softmax", "sub", "tanh", "training_graph", "value_and_grad"]
+           "softmax", "sub", "tanh", "training_graph", "value_and_grad",
+           "abs", "elu", "erf", "exp", "gelu", "log", "maximum", "minimum", "mish", "neg",
+           "pow", "reciprocal", "selu", "softplus", "softsign", "sqrt"]

@@ -14,15 +14,21 @@ from graphcnn.ir.graph import Graph, Value
 from graphcnn.losses import Loss
 from graphcnn.model import Model
 from graphcnn.objective import Objective
+from graphcnn.runtime.dynamic_batch import DEFAULT_MAX_BATCH
 from graphcnn.runtime.executable import Executable, intermediate_bytes
 from graphcnn.runtime.gradient_step import GradientStep, check_labels
+from graphcnn.runtime.runner import Runner
 
 __all__ = ["GradientStep", "check_labels", "compile", "training_graph", "value_and_grad"]
 
 LossFn = Callable[[Graph, Value, Value], Value]
-def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", opt_level: int = 2,
-            dtype: str = "float32", frozen: bool = True) -> Executable:
-    """Compile `model` for inference at a fixed batch size.
+def compile(model: Model, batch_size: int | None = 1, backend: str | Backend = "cpu",
+            opt_level: int = 2, dtype: str = "float32", frozen: bool = True,
+            max_batch: int | None = None) -> Executable:
+    """Compile `model` for inference at a fixed batch size, or with `batch_size=None` for
+    any batch from 1 to `max_batch` (default 64): one executable, its memory planned once
+    for the largest batch, that runs each call at the batch its inputs have, without
+    compiling again (the cpu and reference backends).
 
     With `frozen=True` (the default) the parameters are frozen into the executable as they
     are now, so the optimizer may fold them; compile again after training to pick up new
@@ -33,34 +39,58 @@ def compile(model: Model, batch_size: int = 1, backend: str | Backend = "cpu", o
     >>> exe = gc.compile(gc.models.lenet5(), batch_size=2, backend="reference")
     >>> exe(np.zeros((2, 1, 32, 32), np.float32)).shape
     (2, 10)
+    >>> any_batch = gc.compile(gc.models.lenet5(), batch_size=None, max_batch=8,
+    ...                        backend="reference")
+    >>> any_batch(np.zeros((3, 1, 32, 32), np.float32)).shape
+    (3, 10)
     """
     start = time.perf_counter()
-    batch_size = check_int("batch_size", batch_size, owner="compile")
     frozen = check_bool("frozen", frozen, owner="compile")
     target = get_backend(backend)
-    graph = model.graph(batch_size, training=False, dtype=dtype, frozen=frozen)
+    if batch_size is None:
+        built_at = check_int("max_batch", DEFAULT_MAX_BATCH if max_batch is None
+                             else max_batch, owner="compile", minimum=1)
+    else:
+        built_at = check_int("batch_size", batch_size, owner="compile")
+        if max_batch is not None:
+            raise ValueError("compile: max_batch is for batch_size=None (any batch up to "
+                             "max_batch); give one of batch_size and max_batch")
+    graph = model.graph(built_at, training=False, dtype=dtype, frozen=frozen)
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level, target)
+    runner = _dynamic_runner(graph, target) if batch_size is None else None
     exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
-                     param_source=_parameter_source(model, dtype))
+                     param_source=_parameter_source(model, dtype), runner=runner)
     if target.compiles_kernels:
         exe.warm_up()
     exe.compile_seconds = time.perf_counter() - start
     return exe
 
 
+def _dynamic_runner(graph: Graph, target: Backend) -> Runner:
+    """The runner of an executable for any batch up to the one `graph` was built at."""
+    if target.name == "cpu":
+        from graphcnn.backends.cpu.dynamic import DynamicCpuRunner
+        return DynamicCpuRunner(graph)
+    if target.name == "reference":
+        from graphcnn.backends.reference import DynamicReferenceRunner
+        return DynamicReferenceRunner(graph)
+    raise ValueError(f"compile: batch_size=None (any batch size) runs on the cpu and "
+                     f"reference backends; on {target.name}, give a batch_size")
+
+
 def training_graph(model: Model, loss: str | Loss | LossFn | Objective | Mapping[str, Any],
                    batch_size: int, dtype: str = "float32",
                    loss_weights: Mapping[str, float] | None = None,
-                   wrt: Sequence[str] | None = None) -> Graph:
+                   wrt: Sequence[str] | None = None, sync_batchnorm: int = 0) -> Graph:
     """Forward + loss + backward in one graph. Outputs: "loss", "grad:<name>" for each
     trainable parameter, then the "state:<name>" running-statistic updates. Inputs: the
     model's, then the targets ("target" for a one-output model, "target:<output name>"
     for each output with a loss; see graphcnn/objective.py). With `wrt`, only the
     parameters named there are differentiated (the others' param nodes are marked not
-    trainable)."""
-    g = model.graph(batch_size, training=True, dtype=dtype)
+    trainable). `sync_batchnorm`: see Model.graph."""
+    g = model.graph(batch_size, training=True, dtype=dtype, sync_batchnorm=sync_batchnorm)
     if wrt is not None:
         _restrict_trainable(g, model, wrt)
     count = len(model.outputs)
@@ -102,7 +132,8 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32",
                    loss_weights: Mapping[str, float] | None = None,
-                   wrt: Sequence[str] | None = None) -> GradientStep:
+                   wrt: Sequence[str] | None = None,
+                   sync_batchnorm: int = 0) -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
     `loss`: a loss name, a ``gc.losses.Loss``, a function (graph, prediction, target) ->
@@ -116,6 +147,13 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     for need (a GAN's discriminator step through the generator skips the generator's
     backward pass).
 
+    `sync_batchnorm=W`: synchronized batch norm over W data-parallel ranks, each calling
+    the step on its share of the global batch: the batch statistics (and, in the
+    backward pass, their gradients' per-channel sums) are averaged over the ranks by the
+    function in ``step.allreduce`` (array -> its mean over the ranks; the Trainer with
+    ``distributed=True, sync_batchnorm=True`` sets it). 0 (the default): each call's own
+    batch statistics.
+
     >>> import graphcnn as gc, numpy as np
     >>> step = gc.value_and_grad(gc.models.lenet5(), batch_size=2, backend="reference")
     >>> loss, grads = step(np.zeros((2, 1, 32, 32), np.float32), np.array([0, 1]))
@@ -125,7 +163,9 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     start = time.perf_counter()
     batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
-    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt)
+    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt,
+                           sync_batchnorm=check_int("sync_batchnorm", sync_batchnorm,
+                                                    minimum=0, owner="value_and_grad"))
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes

@@ -114,6 +114,9 @@ class Tensor:
     def __neg__(self) -> "Tensor":
         return apply("mul", [self, as_tensor(-1.0, self)])
 
+    def __pow__(self, other: Any) -> "Tensor":
+        return apply("pow", [self, as_tensor(other, self)])
+
 
 def apply(op: str, inputs: Sequence[Tensor], **attrs: Any) -> Tensor:
     """Record one op; infer its type now so that errors point at the user's line."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from graphcnn.arguments import check_int, check_ints, check_number
-from graphcnn.dsl import Tensor, apply
+from graphcnn.dsl import Tensor, apply, constant
 
 _ANY_INT = -(2**31)   # axes may count from the end
 
@@ -76,3 +76,83 @@ def pad2d(x: Tensor, padding: int | Sequence[int], value: float = 0.0) -> Tensor
     left, right, top, bottom = check_ints("padding", padding, (4,), minimum=0, owner="pad2d")
     pads = ((0, 0),) * (x.type.ndim - 2) + ((top, bottom), (left, right))
     return apply("pad", [x], pads=pads, value=check_number("value", value, owner="pad2d"))
+
+
+# ---- unary math and the smooth activations (graphcnn/ops/activations.py) -------------
+
+def exp(x: Tensor) -> Tensor:
+    return apply("exp", [x])
+
+
+def log(x: Tensor) -> Tensor:
+    return apply("log", [x])
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return apply("sqrt", [x])
+
+
+def abs(x: Tensor) -> Tensor:   # gc.abs, as torch.abs (the builtin is not used here)
+    return apply("abs", [x])
+
+
+def neg(x: Tensor) -> Tensor:
+    return apply("neg", [x])
+
+
+def reciprocal(x: Tensor) -> Tensor:
+    return apply("reciprocal", [x])
+
+
+def erf(x: Tensor) -> Tensor:
+    return apply("erf", [x])
+
+
+def pow(x: Tensor, exponent: "Tensor | float") -> Tensor:   # gc.pow, as torch.pow
+    """x ** exponent, broadcasting; a number exponent becomes a constant."""
+    if not isinstance(exponent, Tensor):
+        exponent = constant(check_number("exponent", exponent, owner="pow"))
+    return apply("pow", [x, exponent])
+
+
+def maximum(a: Tensor, b: Tensor) -> Tensor:
+    """The elementwise maximum, broadcasting; NaN if either is NaN (torch.maximum)."""
+    return apply("maximum", [a, b])
+
+
+def minimum(a: Tensor, b: Tensor) -> Tensor:
+    return apply("minimum", [a, b])
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return apply("elu", [x], alpha=check_number("alpha", alpha, owner="elu"), scale=1.0)
+
+
+def selu(x: Tensor) -> Tensor:
+    from graphcnn.ops.activations import SELU_ALPHA, SELU_SCALE
+    return apply("elu", [x], alpha=SELU_ALPHA, scale=SELU_SCALE)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x); approximate='tanh' is the tanh form, as torch.nn.functional.gelu."""
+    if approximate not in ("none", "tanh"):
+        from graphcnn.dsl import user_location
+        from graphcnn.errors import ArgumentError
+        raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got "
+                            f"{approximate!r} (at {user_location()})")
+    return apply("gelu" if approximate == "none" else "gelu_tanh", [x])
+
+
+def mish(x: Tensor) -> Tensor:
+    return apply("mish", [x])
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (torch's)."""
+    return apply("softplus", [x],
+                 beta=check_number("beta", beta, 0.0, low_open=True, owner="softplus"),
+                 threshold=check_number("threshold", threshold, owner="softplus"))
+
+
+def softsign(x: Tensor) -> Tensor:
+    return apply("softsign", [x])

@@ -3,7 +3,10 @@
 Inference: dropout is the identity and batch norm uses running statistics. Training:
 dropout draws its mask from a per-call seed input, and batch norm normalizes with batch
 statistics and emits the running-statistic updates (PyTorch's momentum convention,
-unbiased variance in the running estimate)."""
+unbiased variance in the running estimate). With `sync_batchnorm` (the number of ranks of
+data-parallel training, 0: off) the batch statistics are the global batch's, averaged
+over the ranks inside the step (graphcnn/ops/norm.py: sync_batch_norm), and the unbiased
+variance of the running estimate counts the global batch, as torch's SyncBatchNorm."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -16,10 +19,12 @@ from graphcnn.ir.graph import Graph, Value
 
 
 class LoweringContext:
-    def __init__(self, graph: Graph, training: bool, dtype: str) -> None:
+    def __init__(self, graph: Graph, training: bool, dtype: str,
+                 sync_batchnorm: int = 0) -> None:
         self.graph = graph
         self.training = training
         self.dtype = dtype
+        self.sync_batchnorm = sync_batchnorm
         self.state_updates: dict[Parameter, Value] = {}
         self._seed: Value | None = None
         self._salt = 0
@@ -52,11 +57,17 @@ def lower_batch_norm(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Valu
     if not ctx.training:
         return g.add("batch_norm", args, loc=t.loc, **t.attrs)
     x, weight, bias, running_mean, running_var = args
-    node = g.add_node("batch_norm_train", [x, weight, bias], {"eps": t.attrs["eps"]},
-                      loc=t.loc)
-    y, mean, var = node.outputs
+    if ctx.sync_batchnorm:
+        from graphcnn.ops.norm import sync_batch_norm
+
+        y, mean, var = sync_batch_norm(g, x, weight, bias, t.attrs["eps"],
+                                       ctx.sync_batchnorm, loc=t.loc)
+    else:
+        node = g.add_node("batch_norm_train", [x, weight, bias], {"eps": t.attrs["eps"]},
+                          loc=t.loc)
+        y, mean, var = node.outputs
     momentum = t.attrs["momentum"]
-    count = x.type.size // x.shape[1]
+    count = x.type.size // x.shape[1] * max(ctx.sync_batchnorm, 1)   # the global batch's
     unbiased = count / max(count - 1, 1)
 
     def blend(old: Value, new: Value, factor: float) -> Value:

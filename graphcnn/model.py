@@ -22,6 +22,9 @@ class Model:
     10
     """
 
+    # set by ONNX import for a file whose graph holds only at its own batch size
+    fixed_batch: int | None = None
+
     def __init__(self, inputs: Tensor | Sequence[Tensor],
                  outputs: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
                  name: str = "model") -> None:
@@ -94,7 +97,8 @@ class Model:
 
     # ---- IR ---------------------------------------------------------------------------
     def graph(self, batch_size: int = 1, *, training: bool = False,
-              dtype: str = "float32", frozen: bool | None = None) -> Graph:
+              dtype: str = "float32", frozen: bool | None = None,
+              sync_batchnorm: int = 0) -> Graph:
         """The IR graph for a batch size and mode.
 
         Inference: parameters become constants (so they can be folded) and dropout
@@ -102,6 +106,9 @@ class Model:
         call, batch norm uses batch statistics, and the running-statistic updates are
         extra outputs named "state:<parameter name>". `frozen=False` keeps parameters as
         fed `param` nodes in inference too (for evaluating a model while it trains).
+        `sync_batchnorm=W` (training, W >= 1 ranks): batch norm normalizes with the
+        statistics of the global batch of W ranks, averaged inside the step by
+        `allreduce` nodes (docs/distributed.md, synchronized batch norm).
         """
         if frozen is None:
             frozen = not training
@@ -109,8 +116,16 @@ class Model:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.fixed_batch is not None and batch_size != self.fixed_batch:
+            raise ValueError(f"model {self.name!r} was imported at its file's fixed batch "
+                             f"size {self.fixed_batch} (its graph mixes the batch with other "
+                             f"axes); compile it with batch_size={self.fixed_batch}, not "
+                             f"{batch_size}")
         g = Graph(self.name)
-        ctx = LoweringContext(g, training, dtype)
+        if sync_batchnorm < 0:
+            raise ValueError(f"sync_batchnorm must be a number of ranks >= 0, got "
+                             f"{sync_batchnorm}")
+        ctx = LoweringContext(g, training, dtype, sync_batchnorm if training else 0)
         env: dict[int, Value] = {}
         for t in self.tensors:
             if t.op == "input":

@@ -7,6 +7,12 @@ and under plain ``python`` (world size 1): ``python mpi_worker.py CASE OUT [ARG]
                        the digits for one epoch (global batch 64); the gradient buckets
                        (several, tiny) averaged. Rank 0 writes OUT.npz (parameters, test
                        accuracy).
+  syncbn OUT           10 SGD-momentum steps of a conv net with batch norm (2-D and 1-D)
+                       with a global batch of 16 split among the ranks: with synchronized
+                       batch norm ("sync/"), and with each rank's own statistics
+                       ("local/"); under plain python also the single-process Trainer
+                       without distributed training ("plain/"). Rank 0 writes OUT.npz
+                       (parameters and running statistics).
   raise OUT RANK       rank RANK raises in its third step; the others wait in allreduce.
   resume OUT KILL      an MLP trained to 3 epochs (global batch 16) with a checkpoint at
                        OUT; with KILL=1, rank 1 kills itself (SIGKILL) in epoch 2. Rank 0
@@ -97,6 +103,34 @@ def parity(out: str) -> None:
         np.savez(out + ".npz", **results)
 
 
+def bn_net(seed: int) -> gc.Model:
+    gc.manual_seed(seed)
+    x = gc.Input((1, 8, 8), name="x")
+    h = gc.relu(nn.BatchNorm2d(4, name="bn")(nn.Conv2d(1, 4, 3, padding=1, name="conv")(x)))
+    h = nn.Flatten()(nn.AvgPool2d(2)(h))
+    h = gc.tanh(nn.BatchNorm1d(6, name="bn1")(nn.Linear(64, 6, name="fc1")(h)))
+    return gc.Model(inputs=x, outputs=nn.Linear(6, 5, name="fc")(h), name="bn_net")
+
+
+def bn_steps(prefix: str, **options: bool) -> dict[str, np.ndarray]:
+    X, y = data(80)   # global batch 16: 5 steps an epoch, 10 in 2 epochs
+    model = bn_net(3 + RANK if options.get("distributed") else 3)
+    trainer = Trainer(model, optimizer=gc.optim.SGD(lr=0.1, momentum=0.9),
+                      train_accuracy="none", seed=5, **options)
+    trainer.fit(X, y, epochs=2, batch_size=16 // W, verbose=False)
+    assert trainer.optimizer.steps["fc.weight"] == 10
+    return {prefix + k: v for k, v in trainer.model.parameters().items()}
+
+
+def syncbn(out: str) -> None:
+    results = {**bn_steps("sync/", distributed=True, sync_batchnorm=True),
+               **bn_steps("local/", distributed=True)}
+    if W == 1:
+        results.update(bn_steps("plain/"))
+    if gc.distributed.is_main():
+        np.savez(out + ".npz", **results)
+
+
 class RaiseAt(Callback):
     def __init__(self, rank: int, epoch: int, kill: bool = False) -> None:
         self.rank, self.epoch, self.kill = rank, epoch, kill
@@ -132,5 +166,7 @@ if __name__ == "__main__":
     case, out = sys.argv[1], sys.argv[2]
     if case == "parity":
         parity(out)
+    elif case == "syncbn":
+        syncbn(out)
     else:
         {"raise": raising, "resume": resume}[case](out, int(sys.argv[3]))

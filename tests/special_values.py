@@ -170,6 +170,10 @@ CASES: dict[str, list[Case]] = {
                                   dict(pos_weight=(0.5, 2.0, 1.0, 3.0)), special=(1, 2))],
     "batch_norm": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3), normal(3),
                                positive(3)))],
+    "batch_norm_normalize": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3), normal(3),
+                                         positive(3)))],
+    # a world of one: the identity (the mean over several ranks: tests/test_sync_batchnorm.py)
+    "allreduce": [Case(arrays(normal(2, 3)), dict(world_size=1))],
     "batch_norm_train": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3)), special=(0,),
                               values=NO_HUGE, sum_tolerance=SUMS)],
     "batch_norm_train_grad": [Case(arrays(normal(2, 3, 4, 4), normal(2, 3, 4, 4), normal(3),
@@ -266,3 +270,27 @@ def assert_same_floats(got: np.ndarray, want: np.ndarray, what: str,
         f"{want[inf_g | inf_w].tolist()}")
     finite = both & ~inf_w
     np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=atol, err_msg=what)
+
+
+# the unary math, smooth activations, pow, maximum, minimum (ops/activations.py,
+# ops/binary_math.py)
+_SELU = dict(alpha=1.6732632423543772, scale=1.0507009873554805)
+_SOFTPLUS = dict(beta=2.0, threshold=3.0)
+_UNARY = ("abs", "neg", "exp", "log", "sqrt", "reciprocal", "erf", "softsign", "gelu",
+          "gelu_tanh", "mish")
+CASES.update({op: [Case(arrays(normal(3, 7)))] for op in _UNARY})
+CASES.update({f"{op}_grad": [Case(arrays(normal(3, 7), normal(3, 7)))]
+              for op in ("abs", "softsign", "gelu", "gelu_tanh", "mish")})
+CASES.update({
+    "elu": [Case(arrays(normal(3, 7)), dict(alpha=0.7)), Case(arrays(normal(3, 7)), _SELU)],
+    "elu_grad": [Case(arrays(normal(3, 7), normal(3, 7)), _SELU)],
+    "softplus": [Case(arrays(normal(3, 7))), Case(arrays(normal(3, 7)), _SOFTPLUS),
+                 Case(arrays(normal(3, 7)), dict(threshold=INF))],
+    "softplus_grad": [Case(arrays(normal(3, 7), normal(3, 7)), _SOFTPLUS)],
+    "pow": [Case(arrays(normal(3, 7), normal(7))), Case(arrays(positive(3, 7), normal(3, 1)))],
+    "pow_exponent_grad": [Case(arrays(normal(3, 7), positive(7), positive(3, 7)))],
+    "maximum": [Case(arrays(normal(3, 7), normal(7)))],
+    "minimum": [Case(arrays(normal(3, 1), normal(3, 7)))],
+    "maximum_grad": [Case(arrays(normal(3, 7), normal(3, 7), normal(7)))],
+    "minimum_grad": [Case(arrays(normal(3, 7), normal(1, 7), normal(3, 7)))],
+})

@@ -119,3 +119,33 @@ def test_gemm_k_loop_divides_nothing(name):
     _, step = ptx_report.k_loop(_compile(name, float32))
     assert sum(line.startswith("fma.rn.f32") for line in step) == 128   # 8 k x 4 x 4
     assert ptx_report.divisions(step) == 0
+
+
+_MATH_OPS = [("abs", {}, 1), ("abs_grad", {}, 2), ("neg", {}, 1), ("exp", {}, 1),
+             ("log", {}, 1), ("sqrt", {}, 1), ("reciprocal", {}, 1), ("erf", {}, 1),
+             ("elu", {"alpha": 1.0, "scale": 1.05}, 1),
+             ("elu_grad", {"alpha": 1.0, "scale": 1.05}, 2),
+             ("softplus", {"beta": 1.0, "threshold": float("inf")}, 1),
+             ("softplus_grad", {"beta": 2.0, "threshold": 20.0}, 2),
+             ("softsign", {}, 1), ("softsign_grad", {}, 2), ("gelu", {}, 1),
+             ("gelu_grad", {}, 2), ("gelu_tanh", {}, 1), ("gelu_tanh_grad", {}, 2),
+             ("mish", {}, 1), ("mish_grad", {}, 2), ("pow", {}, 2),
+             ("pow_exponent_grad", {}, 3), ("maximum", {}, 2), ("minimum", {}, 2),
+             ("maximum_grad", {}, 3), ("minimum_grad", {}, 3)]
+
+
+@pytest.mark.parametrize("op,attrs,arity", _MATH_OPS, ids=[m[0] for m in _MATH_OPS])
+def test_math_formulas_compile_for_the_device(op, attrs, arity):
+    """The unary math and activation formulas (erf, expm1, log1p, pow, abs...) as the
+    elementwise map kernel the cuda backend runs them in; the simulator would run them
+    as Python and miss a call the device has no form of."""
+    from numba import float32, types
+
+    from graphcnn.backends.cuda.codegen import epilogue
+    from graphcnn.backends.cuda.kernels.fused import make_map
+    refs = tuple(range(arity))
+    _, epi = epilogue(((op, attrs, refs),), (True,) * arity, refs)
+    arr = types.Array(float32, 1, "C")
+    sig = (arr, types.UniTuple(arr, arity), types.UniTuple(types.int64, 3))
+    ptx, _ = cuda.compile_ptx(make_map(epi).py_func, sig, cc=(9, 0))
+    assert ".entry" in ptx

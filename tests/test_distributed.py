@@ -76,6 +76,24 @@ def test_two_ranks_equal_one_process(tmp_path):
     assert abs(float(two["lenet/train_accuracy"]) - float(one["lenet/train_accuracy"])) < 0.01
 
 
+def test_sync_batchnorm_two_ranks_equal_one_process(tmp_path):
+    """With synchronized batch norm, 10 SGD-momentum steps on 2 ranks of batch 8 equal one
+    process of batch 16 (the plain Trainer): parameters and running statistics. The
+    world-size-1 sync path equals the plain path; each rank's own statistics do not."""
+    ok(run_ranks(WORKER, "syncbn", str(tmp_path / "two")))
+    ok(run_ranks(WORKER, "syncbn", str(tmp_path / "one"), ranks=1))
+    two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+    names = [n[len("plain/"):] for n in one if n.startswith("plain/")]
+    assert {"bn.running_mean", "bn.running_var", "bn1.running_var"} <= set(names)
+    for name in names:
+        plain = one["plain/" + name]
+        assert rel(one["sync/" + name], plain) < 1e-6, name     # world size 1
+        assert rel(two["sync/" + name], plain) < 1e-6, name     # 2 ranks x 8 = 1 x 16
+        assert rel(one["local/" + name], plain) < 1e-6, name
+    # without synchronization the ranks' statistics are their halves' (DDP's default)
+    assert max(rel(two["local/" + n], one["plain/" + n]) for n in names) > 1e-3
+
+
 def test_a_raising_rank_ends_every_rank(tmp_path):
     start = time.perf_counter()
     proc = run_ranks(WORKER, "raise", str(tmp_path / "x"), "1")

@@ -499,16 +499,16 @@ def good_bytes():
 
 
 def test_unsupported_ops_are_listed_in_one_error():
-    nodes = [helper.make_node("Erf", ["x"], ["a"], name="erf_1"),
+    nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="hardmax_1"),
              helper.make_node("Relu", ["a"], ["b"], name="fine"),
              helper.make_node("LRN", ["b"], ["c"], name="lrn_1", size=3),
-             helper.make_node("Erf", ["c"], ["y"], name="erf_2")]
+             helper.make_node("Hardmax", ["c"], ["y"], name="hardmax_2")]
     model = make(nodes, X4, opset=13)
     with pytest.raises(OnnxImportError) as info:
         gc.onnx.load(model.SerializeToString())
     message = str(info.value)
     assert "2 unsupported ONNX op types" in message
-    for part in ("Erf", "'erf_1'", "'erf_2'", "LRN", "'lrn_1'", "opset 13"):
+    for part in ("Hardmax", "'hardmax_1'", "'hardmax_2'", "LRN", "'lrn_1'", "opset 13"):
         assert part in message
     assert "'fine'" not in message
 
@@ -559,10 +559,10 @@ def test_integer_input_is_rejected():
         gc.onnx.load(model.SerializeToString())
 
 
-@pytest.mark.parametrize("opset", [9, 29])
+@pytest.mark.parametrize("opset", [6, 29])
 def test_opset_out_of_range(opset):
     model = make([node("Relu", ["x"])], X4, opset=opset)
-    with pytest.raises(OnnxImportError, match=f"opset {opset} is not supported.*11-25"):
+    with pytest.raises(OnnxImportError, match=f"opset {opset} is not supported.*7-25"):
         gc.onnx.load(model.SerializeToString())
 
 
@@ -585,14 +585,11 @@ def test_shape_error_names_the_node():
 
 @pytest.mark.parametrize("build, message", [
     (lambda: make([node("Gather", ["x", "i"])], X4, inits={"i": np.asarray([0], np.int64)}),
-     "'the_gather'.*only in shape computations"),
+     "'the_gather'.*batch axis 0"),
     (lambda: make([node("Resize", ["x", "", "s"], mode="cubic")], X4,
-                  inits={"s": np.asarray([1, 1, 2, 2], np.float32)}), "mode 'cubic'"),
-    (lambda: resize_case(scales=[1, 1, 1.5, 2], coordinate_transformation_mode="asymmetric",
-                         nearest_mode="ceil")[0], "whole number"),
-    (lambda: resize_case(scales=[1, 1, 3, 3], coordinate_transformation_mode="align_corners")[0],
-     "does not repeat pixels"),
-    (lambda: make([node("ReduceMean", ["x"], axes=[1])], X4, opset=13), "axes \\[1\\]"),
+                  inits={"s": np.asarray([1, 2, 2, 2], np.float32)}), "change N or C"),
+    (lambda: make([node("ReduceMean", ["x"], axes=[0])], X4, opset=13),
+     "axes \\[0\\] reduces the batch axis"),
     (lambda: make([node("Pad", ["x", "p"], mode="reflect")], X4,
                   inits={"p": np.zeros(8, np.int64)}), "mode 'reflect'"),
     (lambda: make([node("Clip", ["x", "lo"])], {"x": ("N", 3, 8, 8), "lo": ("N", 1)}),

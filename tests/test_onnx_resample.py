@@ -82,7 +82,14 @@ def resize_proto(coord: str, scales=None, sizes=None, mode="linear", opset=13,
 def test_linear_resize_imports_as_onnx_runtime_computes_it(coord, scales, sizes):
     data = resize_proto(coord, scales, sizes)
     x = np.random.default_rng(0).standard_normal((1, 2, 3, 4)).astype(np.float32)
-    (want,) = ort_run(data, x)
+    if coord == "align_corners" and scales == (1, 1, 1.5, 2.5):
+        # 3 * 1.5 is not whole: the ONNX specification (and its reference, and its
+        # conformance case test_resize_downsample_scales_linear_align_corners) maps with
+        # the unrounded length 4.5; ONNX Runtime with the rounded 4. graphcnn follows ONNX.
+        from onnx.reference import ReferenceEvaluator
+        (want,) = ReferenceEvaluator(onnx.load_from_string(data)).run(None, {"x": x})
+    else:
+        (want,) = ort_run(data, x)
     model = gc.onnx.load(data)
     got = gc.compile(model, batch_size=1, backend="cpu")(x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -106,9 +113,7 @@ def test_nearest_resize_that_reads_as_pytorch_imports(coord, nearest_mode, scale
 
 
 def test_unsupported_resize_modes_are_clear_errors():
-    with pytest.raises(OnnxImportError, match="coordinate_transformation_mode 'asymmetric'"):
-        gc.onnx.load(resize_proto("asymmetric", scales=(1, 1, 2, 2)))
-    with pytest.raises(OnnxImportError, match="mode 'cubic'"):
-        gc.onnx.load(resize_proto("half_pixel", scales=(1, 1, 2, 2), mode="cubic"))
+    with pytest.raises(OnnxImportError, match="mode 'area' is not supported"):
+        gc.onnx.load(resize_proto("half_pixel", scales=(1, 1, 2, 2), mode="area"))
     with pytest.raises(OnnxImportError, match="N or C"):
         gc.onnx.load(resize_proto("half_pixel", scales=(1, 2, 2, 2)))

@@ -46,3 +46,22 @@ class ReferenceRunner(Runner):
 
     def collect(self, env: dict[int, Any]) -> list[np.ndarray]:
         return [env[v.id] for v in self.graph.outputs]
+
+
+class DynamicReferenceRunner(ReferenceRunner):
+    """The reference runner of a graph built at its maximum batch, for any batch up to it
+    (graphcnn/runtime/dynamic_batch.py): `run_at(feeds, batch)` runs the graph replayed at
+    `batch`, made the first time a call asks for it."""
+
+    def __init__(self, graph: Graph) -> None:
+        from graphcnn.runtime.dynamic_batch import max_batch_of
+        super().__init__(graph)
+        self.max_batch = max_batch_of(graph)
+        self._at: dict[int, ReferenceRunner] = {self.max_batch: self}
+
+    def run_at(self, feeds: dict[int, Any], batch: int) -> list[Any]:
+        runner = self._at.get(batch)
+        if runner is None:   # two threads may both build it: the same runner either way
+            from graphcnn.runtime.dynamic_batch import rebatch
+            runner = self._at[batch] = ReferenceRunner(rebatch(self.graph, batch))
+        return runner.run(feeds)

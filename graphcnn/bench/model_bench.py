@@ -4,6 +4,9 @@
 Peers (each optional: skipped with a note when it is not installed or cannot run the
 workload):
 
+MODEL is a zoo name, or an ONNX file (its own weights; ONNX Runtime runs the file as given,
+and there is no PyTorch peer).
+
 * ``torch``: the same architecture in PyTorch eager (graphcnn/bench/torch_models.py) with
   graphcnn's weights loaded by name, the same thread count; inference under
   torch.inference_mode(), training as forward + cross-entropy + backward + torch.optim.SGD
@@ -15,8 +18,12 @@ workload):
 
 Every peer's first result is compared with graphcnn's (logits; loss and gradients in
 training) before anything is timed. Times are medians over `repeats` calls after `warmup`
-calls, taken in rounds of blocks (graphcnn, then each peer; common.measure_interleaved) so
-that a change in the machine's speed during the run hits every contender alike. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
+calls. By default every system is timed in this process, in rounds of blocks (graphcnn,
+then each peer; common.measure_interleaved): each block is one system's alone, after a
+pause in which the others' spinning threads go to sleep, and a change in the machine's
+speed during the run hits every contender alike. With `processes` N, each system is
+timed in N fresh processes of its own instead (graphcnn/bench/isolate.py): the median of
+their medians, and their spread. FLOPs are counted on the graph graphcnn runs (graphcnn/bench/flops.py).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from graphcnn.bench.common import gflops, measure_interleaved, threads
+from graphcnn.bench.common import gflops, measure, measure_interleaved, threads
 from graphcnn.bench.flops import flops_by_op, graph_flops
 from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
@@ -49,10 +56,17 @@ def import_optional(name: str) -> Any:
 
 # ---- the workload -------------------------------------------------------------------------
 
+def is_onnx_file(name: str) -> bool:
+    return name.lower().endswith(".onnx")
+
+
 def make_model(name: str, model_kwargs: dict[str, Any], seed: int = 0) -> Any:
-    """The zoo model with seeded weights and non-trivial batch-norm statistics."""
+    """The zoo model with seeded weights and non-trivial batch-norm statistics, or an ONNX
+    file's model with its own weights."""
     import graphcnn as gc
 
+    if is_onnx_file(name):
+        return gc.onnx.load(name)
     gc.manual_seed(seed)
     model = gc.models.get_model(name, **model_kwargs)
     rng = np.random.default_rng(seed)
@@ -101,6 +115,8 @@ def graphcnn_system(model: Any, x: np.ndarray, y: np.ndarray, training: bool,
 
 def torch_system(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndarray,
                  y: np.ndarray, training: bool, n_threads: int) -> System:
+    if is_onnx_file(name):
+        raise Skip("an ONNX file: no PyTorch model of it to compare with")
     torch = import_optional("torch")
     try:
         from graphcnn.bench.torch_models import build, load_graphcnn_weights
@@ -140,7 +156,9 @@ def torch_system(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndar
 
 
 def onnxruntime_system(model: Any, x: np.ndarray, training: bool, n_threads: int,
-                       workdir: str) -> System:
+                       workdir: str, source: str = "") -> System:
+    """ONNX Runtime on `source` where it is an ONNX file (as given), else on the model as
+    gc.onnx.save exports it."""
     if training:
         raise Skip("inference only (no training step)")
     ort = import_optional("onnxruntime")
@@ -149,9 +167,11 @@ def onnxruntime_system(model: Any, x: np.ndarray, training: bool, n_threads: int
         from graphcnn import onnx as gc_onnx
     except ImportError as exc:
         raise Skip(f"graphcnn.onnx is not available ({exc})") from None
-    path = os.path.join(workdir, f"{model.name}_b{len(x)}.onnx")
+    path = source if is_onnx_file(source) else \
+        os.path.join(workdir, f"{model.name}_b{len(x)}.onnx")
     try:
-        gc_onnx.save(model, path, batch_size=len(x))
+        if path != source:
+            gc_onnx.save(model, path, batch_size=len(x))
     except Exception as exc:  # an op the exporter does not cover yet
         raise Skip(f"gc.onnx.save failed: {type(exc).__name__}: {exc}") from None
     options = ort.SessionOptions()
@@ -224,8 +244,11 @@ def float64_check(name: str, model_kwargs: dict[str, Any], model: Any, x: np.nda
 def bench_workload(name: str, batch: int, training: bool, against: list[str], repeats: int,
                    opt_level: int = 2, model_kwargs: dict[str, Any] | None = None,
                    warmup: int = 2, profile_repeats: int = 0,
-                   log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """One (model, batch, mode): graphcnn and each peer, timed; the cross-checks; FLOPs."""
+                   log: Callable[[str], Any] = print, processes: int = 0
+                   ) -> dict[str, Any]:
+    """One (model, batch, mode): graphcnn and each peer, timed; the cross-checks; FLOPs.
+    `processes` 0: every system timed in this process, in blocks (measure_interleaved);
+    N >= 1: each in N fresh processes of its own (graphcnn/bench/isolate.py)."""
     model_kwargs = dict(model_kwargs or {})
     mode = "train" if training else "infer"
     model = make_model(name, model_kwargs)
@@ -244,7 +267,8 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                     peers[peer] = torch_system(name, model_kwargs, model, x, y, training,
                                                n_threads)
                 elif peer == "onnxruntime":
-                    peers[peer] = onnxruntime_system(model, x, training, n_threads, workdir)
+                    peers[peer] = onnxruntime_system(model, x, training, n_threads, workdir,
+                                                     name)
             except Skip as exc:
                 notes[peer] = str(exc)
         mine, exe = graphcnn_system(model, x, y, training, opt_level)
@@ -269,13 +293,29 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
             result["gradient_check"] = float64_check(name, model_kwargs, model, x, y, mine,
                                                      peers.get("torch"))
             log(f"  {gradient_text(result['gradient_check'])}")
-        log(f"  timing {', '.join(order)}: {repeats} calls each, in rounds ...")
-        timings = measure_interleaved({k: systems[k].run for k in order}, repeats, warmup)
+        if processes:
+            from graphcnn.bench.isolate import time_isolated
+            log(f"  timing {', '.join(order)}: {repeats} calls each, in {processes} fresh "
+                f"process(es) per system ...")
+            spec = {"model": name, "model_kwargs": model_kwargs, "batch": batch,
+                    "training": training, "opt_level": opt_level, "threads": n_threads,
+                    "repeats": repeats, "warmup": warmup}
+            timings = time_isolated(spec, order, processes)
+            result["timing"] = (f"each system in {processes} fresh process(es) of its own; "
+                                f"the median of their medians")
+        else:
+            log(f"  timing {', '.join(order)}: {repeats} calls each, in rounds ...")
+            timings = measure_interleaved({k: systems[k].run for k in order}, repeats,
+                                          warmup)
+            result["timing"] = ("one process: each system's calls in blocks of their own, "
+                                "after a pause in which the others' threads go to sleep")
         for key in order:
             timing = timings[key]
             timing["gflops"] = gflops(flops, timing["median_ms"])
             result["systems"][key] = timing
-            log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}"
+            spread = (f" (spread over processes {100 * timing['spread']:.0f}%)"
+                      if "spread" in timing else "")
+            log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}{spread}"
                 + (f"   check: {check_text(result['checks'][key])}"
                    if key in result["checks"] else ""))
         for peer, note in notes.items():
@@ -295,8 +335,38 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
 def bench_model(name: str, batch_sizes: list[int], training: bool = False,
                 against: list[str] | None = None, repeats: int = 20, opt_level: int = 2,
                 model_kwargs: dict[str, Any] | None = None, warmup: int = 2,
-                profile_repeats: int = 0, log: Callable[[str], Any] = print
-                ) -> list[dict[str, Any]]:
+                profile_repeats: int = 0, log: Callable[[str], Any] = print,
+                processes: int = 0) -> list[dict[str, Any]]:
     against = list(PEERS if against is None else against)
     return [bench_workload(name, b, training, against, repeats, opt_level, model_kwargs,
-                           warmup, profile_repeats, log) for b in batch_sizes]
+                           warmup, profile_repeats, log, processes) for b in batch_sizes]
+
+
+def isolated_worker() -> None:
+    """The child of graphcnn/bench/isolate.py: read the spec on stdin, build its one
+    system, time it, print JSON."""
+    import json
+    import sys
+
+    import graphcnn as gc
+
+    spec = json.loads(sys.stdin.read())
+
+    gc.set_num_threads(spec["threads"])
+    model = make_model(spec["model"], spec["model_kwargs"])
+    x, y = make_data(model, spec["batch"])
+    system, training = spec["system"], spec["training"]
+    with tempfile.TemporaryDirectory(prefix="graphcnn-bench-") as workdir:
+        if system == "graphcnn":
+            run = graphcnn_system(model, x, y, training, spec["opt_level"])[0].run
+        elif system == "numpy":
+            run = graphcnn_system(model, x, y, training, spec["opt_level"],
+                                  backend="reference")[0].run
+        elif system == "torch":
+            run = torch_system(spec["model"], spec["model_kwargs"], model, x, y, training,
+                               spec["threads"]).run
+        else:
+            run = onnxruntime_system(model, x, training, spec["threads"], workdir,
+                                     spec["model"]).run
+        timing = measure(run, spec["repeats"], spec["warmup"])
+    print(json.dumps(dict(timing, pid=os.getpid())))

@@ -1,7 +1,9 @@
 """``graphcnn bench``: the command over the benchmark machinery in graphcnn/bench/.
 
-    graphcnn bench MODEL [--batch-size 1,16] [--training] [--against numpy,torch,onnxruntime]
-                         [--repeats N] [--opt-level N] [--json FILE] [--png FILE]
+    graphcnn bench MODEL[,MODEL...] [--batch-size 1,16] [--training]
+                         [--against numpy,torch,onnxruntime] [--repeats N] [--opt-level N]
+                         [--isolate | --processes N] [--record FILE]
+                         [--json FILE] [--png FILE] [--markdown FILE]
                          [--profile K] [--threads N]
     graphcnn bench conv-layers [--batch-size 1,16] [--against torch] ...
 """
@@ -50,8 +52,9 @@ def _peers(text: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
-                   help=f"a zoo name (resnet18, mobilenet_v2, lenet5, ...) or {CONV_LAYERS!r} "
-                        f"(ResNet-18's 3x3 convolutions alone)")
+                   help=f"zoo names (resnet18, mobilenet_v2, lenet5, ...) or .onnx files, "
+                        f"comma-separated; or {CONV_LAYERS!r} (ResNet-18's 3x3 convolutions "
+                        f"alone)")
     p.add_argument("--batch-size", type=_batch_sizes, default=None,
                    help="comma-separated batch sizes (default 1; conv-layers: 1,16)")
     p.add_argument("--training", action="store_true",
@@ -71,6 +74,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time each graphcnn kernel alone and print the K slowest")
     p.add_argument("--roof-size", type=non_negative_int, default=2048, metavar="N",
                    help="the SGEMM roof is numpy's float32 N x N matmul (default 2048)")
+    p.add_argument("--isolate", action="store_true",
+                   help="time each system in a fresh process of its own (default: all in "
+                        "this one, each system's calls in blocks of their own)")
+    p.add_argument("--processes", type=non_negative_int, default=0, metavar="N",
+                   help="time each system in N fresh processes of its own and report the "
+                        "median of their medians and their spread (implies --isolate)")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="keep each model's table of this run in the Markdown FILE (e.g. "
+                        "benchmarks/RESULTS.md), replacing that model's previous one")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--png", default=None, metavar="FILE", help="write a bar chart")
     p.add_argument("--markdown", default=None, metavar="FILE",
@@ -86,15 +98,13 @@ def run(args: argparse.Namespace) -> int:
     from graphcnn.bench import common
 
     for flag, path in (("--json", args.json), ("--png", args.png),
-                       ("--markdown", args.markdown)):
+                       ("--markdown", args.markdown), ("--record", args.record)):
         if path:   # before minutes of timing
             check_output_file(path, flag, make_parents=True)
     is_conv = args.model.lower() == CONV_LAYERS
-    if not is_conv:
-        from graphcnn.models import ZOO
-        if args.model.lower() not in ZOO:
-            raise CommandError(f"unknown model {args.model!r}: expected {CONV_LAYERS!r} or a "
-                               f"zoo name ({', '.join(sorted(ZOO))})")
+    args.models = [] if is_conv else _model_names(args.model)
+    if args.isolate and not args.processes:
+        args.processes = 1
     if args.threads is not None:
         gc.set_num_threads(args.threads)
     info = common.machine()
@@ -126,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             path = report.model_chart(out["results"], args.png, roof)
         print(f"PNG: {path}")
+    if args.record and not is_conv:
+        _record(args, out["results"], roof, info)
+        print(f"Recorded in {args.record}")
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(md + "\n")
@@ -139,10 +152,13 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
     from graphcnn.bench.model_bench import PEERS, bench_model
 
     against = list(PEERS) if args.against is None else args.against
-    results = bench_model(args.model.lower(), args.batch_size or [1], args.training, against,
-                          args.repeats, args.opt_level, warmup=args.warmup,
-                          profile_repeats=max(3, args.repeats // 4) if args.profile else 0,
-                          log=lambda s: print(s, flush=True))
+    results = []
+    for name in args.models:
+        results += bench_model(name, args.batch_size or [1], args.training, against,
+                               args.repeats, args.opt_level, warmup=args.warmup,
+                               profile_repeats=max(3, args.repeats // 4) if args.profile
+                               else 0, log=lambda s: print(s, flush=True),
+                               processes=args.processes)
     for r in results:
         g = r["systems"]["graphcnn"]["gflops"]
         r["roof_fraction"] = g / roof if roof and g else None
@@ -180,6 +196,58 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                          "", f"The {args.profile} slowest steps:",
                          profile_table(r["profile"], args.profile, roof, markdown)]
     return "\n".join(sections), "\n".join(md)
+
+
+def _model_names(text: str) -> list[str]:
+    """The comma-separated zoo names and .onnx files of MODEL, checked before any timing."""
+    from graphcnn.models import ZOO
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for name in names:
+        if name.lower().endswith(".onnx"):
+            if not Path(name).is_file():
+                raise CommandError(f"no such ONNX file: {name}")
+        elif name.lower() not in ZOO:
+            raise CommandError(f"unknown model {name!r}: expected {CONV_LAYERS!r}, an .onnx "
+                               f"file or a zoo name ({', '.join(sorted(ZOO))})")
+    if not names:
+        raise CommandError("no model given")
+    return [n if n.lower().endswith(".onnx") else n.lower() for n in names]
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The bench command that repeats this run's measurements (its output files left out)."""
+    parts = ["graphcnn bench", args.model]
+    if args.batch_size:
+        parts += ["--batch-size", ",".join(map(str, args.batch_size))]
+    if args.training:
+        parts.append("--training")
+    if args.against is not None:
+        parts += ["--against", ",".join(args.against) or "''"]
+    parts += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    if args.processes:
+        parts += ["--processes", str(args.processes)]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    return " ".join(parts)
+
+
+def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float | None,
+            info: dict[str, Any]) -> None:
+    """Each model's rows of this run as its section of the Markdown file `path`."""
+    from graphcnn.bench import common, report
+    from graphcnn.bench.record import record_section
+
+    by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        by_model.setdefault((r["model"], r["mode"]), []).append(r)
+    command = _command_line(args)
+    for (model, mode), rows in by_model.items():
+        timing = rows[0].get("timing", "")
+        body = "\n".join([
+            f"Last run: `{command}` on {time.strftime('%Y-%m-%d')}; "
+            f"{common.machine_line(info)}; {timing}.",
+            "", report.model_table(rows, roof, markdown=True)])
+        record_section(args.record, f"{Path(model).name} {mode}", body)
 
 
 def _conv(args: argparse.Namespace, roof: float | None, out: dict[str, Any]

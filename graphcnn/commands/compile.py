@@ -1,7 +1,8 @@
 """``graphcnn compile``: compile a model for inference and print a summary.
 
-    graphcnn compile MODEL [--batch-size N] [--backend cpu|reference|cuda] [--opt-level N]
-                           [-o model.gcnn] [--training [--loss cross_entropy|mse]]
+    graphcnn compile MODEL [--batch-size N | --max-batch N] [--backend cpu|reference|cuda]
+                           [--opt-level N] [-o model.gcnn]
+                           [--training [--loss cross_entropy|mse]]
 
 MODEL is a zoo name, an ``.onnx`` file or ``path/to/file.py:function``. The summary: the
 model (parameters, inputs, outputs), the op count before the passes and the kernels
@@ -14,7 +15,9 @@ outputs can be added after compiling.
 ``-o FILE`` also writes an ahead-of-time compiled artifact (graphcnn/runtime/artifact/):
 the optimized graph, memory plan, weights and the machine code of every kernel, which
 ``graphcnn run FILE`` / ``gc.load(FILE)`` run in another process without compiling.
-``--training`` compiles the training step (forward + loss + backward, ``gc.value_and_grad``)
+``--max-batch N`` compiles one executable for any batch size from 1 to N
+(``gc.compile(model, batch_size=None, max_batch=N)``): its artifact runs each call at the
+batch its input has. ``--training`` compiles the training step (forward + loss + backward, ``gc.value_and_grad``)
 instead; its artifact loads as a ``GradientStep`` that holds its parameters.
 """
 from __future__ import annotations
@@ -36,7 +39,11 @@ from graphcnn.commands.common import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
                    help="a zoo name, an .onnx file or path/to/file.py:function")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="default 1")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="the one batch size it runs, default 1")
+    p.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
+                   help="instead of --batch-size: one executable for any batch size from 1 "
+                        "to N (cpu and reference backends)")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
     p.add_argument("--opt-level", type=int, choices=OPT_LEVELS, default=2,
                   help=OPT_LEVEL_HELP)
@@ -52,7 +59,21 @@ def compile_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """(model, executable) for the options in `args`."""
     import graphcnn as gc
 
+    if getattr(args, "max_batch", None) is not None:
+        if args.batch_size is not None:
+            raise CommandError("give one of --batch-size and --max-batch")
+        if getattr(args, "training", False):
+            raise CommandError("--max-batch is for inference: a training step has one "
+                               "batch size (--batch-size)")
+        if args.backend == "cuda":
+            raise CommandError("--max-batch runs on the cpu and reference backends; on "
+                               "cuda, give --batch-size")
+    if args.batch_size is None:
+        args.batch_size = 1   # (with --max-batch: not used)
     model = load_model(args.model)
+    if getattr(args, "max_batch", None) is not None:
+        return model, gc.compile(model, batch_size=None, max_batch=args.max_batch,
+                                 backend=args.backend, opt_level=args.opt_level)
     if getattr(args, "training", False):
         step = gc.value_and_grad(model, loss=args.loss, batch_size=args.batch_size,
                                  backend=args.backend, opt_level=args.opt_level)
@@ -67,8 +88,11 @@ def _mib(count: int) -> str:
     return f"{count / 2**20:.2f} MiB"
 
 
-def summary_lines(model: Any, exe: Any, batch_size: int, opt_level: int) -> list[str]:
+def summary_lines(model: Any, exe: Any, batch_size: int | None, opt_level: int
+                  ) -> list[str]:
     report = exe.report()
+    batches = f"batch size {batch_size}" if exe.max_batch is None else \
+        f"any batch size from 1 to {exe.max_batch}"
     inputs = ", ".join(f"{t.name} {tuple(t.type.shape[1:])}" for t in model.inputs)
     outputs = ", ".join(f"{name} {tuple(v.shape)}"
                         for name, v in zip(exe.graph.output_names, exe.graph.outputs))
@@ -76,7 +100,7 @@ def summary_lines(model: Any, exe: Any, batch_size: int, opt_level: int) -> list
         f"model       {model.name} ({model.num_parameters():,} parameters)",
         f"inputs      {inputs} per sample",
         f"outputs     {outputs}",
-        f"target      {report['backend']}, batch size {batch_size}, opt level {opt_level}",
+        f"target      {report['backend']}, {batches}, opt level {opt_level}",
         f"ops         {report['ops_before']} before the passes -> {report['kernels']} kernels",
         f"memory      peak {_mib(report['peak_bytes'])}: arena {_mib(report['arena_bytes'])} "
         f"(naive {_mib(report['naive_bytes'])}, lower bound "

@@ -3,7 +3,8 @@
     graphcnn train MODEL [--dataset digits|shapes|data.npz] [--epochs N] [--optimizer sgd|adam|adamw]
                          [--schedule none|step|exponential|cosine|cyclic|plateau]
                          [--augment SPEC] [--checkpoint FILE] [--out DIR] [--distributed] ...
-    mpiexec -n 4 graphcnn train MODEL --distributed ...      (data-parallel over MPI ranks)
+    mpiexec -n 4 graphcnn train MODEL --distributed [--sync-batchnorm] ...
+                                                    (data-parallel over MPI ranks)
 
 MODEL is a zoo name (built for the data's classes, channels and image size), an ``.onnx``
 file or ``path/to/file.py:function``. ``--dataset data.npz`` trains on the user's arrays:
@@ -25,7 +26,8 @@ prints each override ("resuming: lr 0.05 -> 0.001 (from --lr)").
 
 ``--distributed`` (docs/distributed.md): every rank runs this command; --batch-size is
 per rank; rank 0 prints and writes the checkpoint; an error on any rank is printed naming
-the rank and ends every rank (graphcnn/cli.py).
+the rank and ends every rank (graphcnn/cli.py). ``--sync-batchnorm`` with it: batch norm
+over the global batch (statistics averaged over the ranks in every step).
 """
 from __future__ import annotations
 
@@ -179,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     from graphcnn.train.trainer import Trainer
 
     start = time.perf_counter()
+    if args.sync_batchnorm and not args.distributed:
+        raise CommandError("--sync-batchnorm synchronizes batch norm across the ranks of "
+                           "--distributed training; add --distributed")
     if args.distributed:
         quiet_other_ranks()
     given = explicit_settings(args)
@@ -215,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
                       augment=args.augment,
                       backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
                       on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
-                      resume_overrides=given, distributed=args.distributed)
+                      resume_overrides=given, distributed=args.distributed,
+                      sync_batchnorm=args.sync_batchnorm)
     callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
     history = trainer.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(Xt, yt_fit), verbose=not args.quiet,
@@ -276,5 +282,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="data-parallel training over MPI ranks: run under 'mpiexec -n N "
                         "graphcnn train ...'; --batch-size is per rank; rank 0 prints and "
                         "writes the checkpoint (needs pip install -e \".[distributed]\")")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with --distributed: batch norm normalizes with the statistics of "
+                        "the global batch, averaged over the ranks in every step (as "
+                        "torch's SyncBatchNorm), instead of each rank's own")
     p.set_defaults(func=run)
     return p

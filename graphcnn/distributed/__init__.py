@@ -7,8 +7,10 @@ The same script runs under plain ``python`` as world size 1. The semantics (PyTo
 DDP's): parameters and optimizer state broadcast from rank 0 before the first step;
 each epoch's permutation, drawn from the shared seed, split into disjoint strided shards
 (graphcnn/distributed/sampler.py); gradients averaged by allreduce over flat reused
-buckets (graphcnn/distributed/buckets.py); ``batch_size`` is per rank. docs/distributed.md
-is the guide.
+buckets (graphcnn/distributed/buckets.py); ``batch_size`` is per rank; batch norm uses each
+rank's statistics, or with ``sync_batchnorm=True`` (``--sync-batchnorm``) the global
+batch's, averaged inside each step by `allreduce` nodes (graphcnn/ops/collective.py).
+docs/distributed.md is the guide.
 
 ``import graphcnn`` never imports mpi4py: these functions import it on first use, and
 say what to install when it is missing (``pip install -e ".[distributed]"``).

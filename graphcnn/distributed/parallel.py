@@ -2,6 +2,7 @@
 
 `Local` (one process, no MPI) and `MPIParallel` (COMM_WORLD) answer the same calls:
 the rank's shard of an epoch, the averaged loss and gradients of a step, sums of counts,
+the mean of synchronized batch norm's statistics inside a step,
 this rank's block of rows to predict and the gathering of every rank's rows, the
 broadcast of the trainer's whole state from rank 0, and of the batch-norm buffers.
 The Trainer calls them unconditionally; `Local`'s are identities, so a single-process
@@ -33,6 +34,11 @@ class Local:
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         return values
+
+    def allreduce_mean(self, array: np.ndarray) -> np.ndarray:
+        """The mean over the ranks of `array` (synchronized batch norm's statistics,
+        called inside a step: graphcnn/ops/collective.py)."""
+        return array
 
     def rows(self, n: int) -> tuple[int, int]:
         return 0, n
@@ -83,6 +89,15 @@ class MPIParallel(Local):
     def sum(self, values: np.ndarray) -> np.ndarray:
         out = np.ascontiguousarray(values, np.float64).copy()
         self.comm.Allreduce(self.mpi.IN_PLACE, out, op=self.mpi.SUM)
+        return out
+
+    def allreduce_mean(self, array: np.ndarray) -> np.ndarray:
+        if self.world_size == 1:
+            return array
+        out = np.array(array, order="C")   # a copy: the step's own buffer stays its own
+        self.comm.Allreduce(self.mpi.IN_PLACE, [out, self.mpi._typedict[out.dtype.char]],
+                            op=self.mpi.SUM)
+        out *= out.dtype.type(1.0 / self.world_size)
         return out
 
     def _counts(self, n: int) -> list[int]:

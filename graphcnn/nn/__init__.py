@@ -1,4 +1,6 @@
 """Layers, as in torch.nn."""
+from graphcnn.nn.activations import ELU, GELU, SELU, Mish, Softplus, Softsign
+from graphcnn.nn.conv1d import AvgPool1d, Conv1d, ConvTranspose1d, MaxPool1d
 from graphcnn.nn.conv_transpose import ConvTranspose2d
 from graphcnn.nn.layers import (
     AdaptiveAvgPool2d,
@@ -25,7 +27,9 @@ from graphcnn.nn.layers import (
 from graphcnn.nn.module import Layer
 from graphcnn.nn.resample import Dropout2d, Upsample
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
+__all__ = ["AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "ConvTranspose1d",
+           "MaxPool1d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
            "ConvTranspose2d", "Dropout", "Dropout2d", "Flatten", "GlobalAvgPool2d", "Identity",
            "Layer", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential",
-           "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d"]
+           "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d",
+           "ELU", "GELU", "Mish", "SELU", "Softplus", "Softsign"]

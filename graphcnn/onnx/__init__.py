@@ -5,6 +5,7 @@ exported model: ``pip install 'graphcnn[onnx]'``).
     >>> model = gc.onnx.load("model.onnx")                  # doctest: +SKIP
     >>> gc.onnx.save(gc.models.lenet5(), "lenet5.onnx")      # doctest: +SKIP
 """
+from graphcnn.onnx import export_math  # noqa: F401  (fills the exporter's table)
 from graphcnn.onnx.dispatch import supported_ops
 from graphcnn.onnx.errors import OnnxExportError, OnnxImportError
 from graphcnn.onnx.exporter import save, to_proto

@@ -6,6 +6,9 @@ A value is one of two kinds:
 * `Runtime`: a DSL tensor computed when the model runs. Tensors that depend on the model
   input carry a *batch axis*: the one axis whose size is proportional to the batch size
   (the DSL records the model at batch 1, where that axis has its per-sample size k).
+  A fixed-batch file that cannot be read this way is imported again with the inputs
+  recorded at the file's batch size and no batch axis at all (loader.py): every axis
+  is then a plain axis and the ops below never see a batch.
 * `Folded`: an array known at import time: an initializer, a Constant, or a shape
   computation (Shape -> Gather -> Unsqueeze -> Concat ...). A shape may depend on the
   batch size, so a folded value is evaluated at two probe batch sizes; where the two

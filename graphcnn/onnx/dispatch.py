@@ -6,7 +6,9 @@ from typing import Any
 
 from graphcnn.onnx import (  # noqa: F401  (fill the tables)
     ops_elementwise,
+    ops_math,
     ops_nn,
+    ops_reduce,
     ops_resize,
     ops_shape,
     ops_split,

@@ -286,6 +286,8 @@ def to_proto(model: Model, batch_size: int | None = None, opset: int = 17) -> An
                               f"{MIN_EXPORT_OPSET}-{MAX_EXPORT_OPSET}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size is None and model.fixed_batch is not None:
+        batch_size = model.fixed_batch   # an imported file that holds at its batch only
     graph = model.graph(batch_size or 1, training=False, frozen=False)
     unsupported = sorted({n.op for n in graph.compute_nodes()} - set(EXPORTERS))
     if unsupported:

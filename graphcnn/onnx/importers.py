@@ -28,14 +28,20 @@ FoldT = TypeVar("FoldT", bound=FoldFn)
 
 IMPORTERS: dict[str, OpFn] = {}
 FOLDERS: dict[str, FoldFn] = {}
+# op type -> what of it graphcnn does not import, in a few words (docs/onnx_ops.md, made
+# by graphcnn/onnx/support_table.py, lists every op with its limits)
+LIMITS: dict[str, str] = {}
 
 
-def importer(*op_types: str) -> Callable[[ImportT], ImportT]:
+def importer(*op_types: str, limits: str = "") -> Callable[[ImportT], ImportT]:
+    """Register fn as the importer of `op_types`; `limits`: what of them it refuses."""
     def register(fn: ImportT) -> ImportT:
         for op in op_types:
             if op in IMPORTERS:
                 raise ValueError(f"ONNX importer for {op!r} registered twice")
             IMPORTERS[op] = fn
+            if limits:
+                LIMITS[op] = limits
         return fn
     return register
 

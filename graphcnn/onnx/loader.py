@@ -6,21 +6,27 @@ from typing import Any
 
 from graphcnn.dsl import Input
 from graphcnn.errors import GraphBuildError
+from graphcnn.ir.types import TensorType
 from graphcnn.model import Model
 from graphcnn.onnx.context import Folded, ImportContext, Runtime
 from graphcnn.onnx.dispatch import import_node, supported_ops
 from graphcnn.onnx.errors import OnnxImportError
-from graphcnn.onnx.reader import OnnxGraph, parse, read_proto
+from graphcnn.onnx.reader import OnnxGraph, parse, read_proto, upgrade_opset
 
 
 def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None) -> Model:
     """Import an ONNX model (a path, or the bytes of a file) as a graphcnn Model.
 
-    Opsets 11-25; the model's inputs must be float32 with a static shape except for the
-    batch dimension (dynamic or fixed: the Model records the per-sample shape and binds
-    the batch at compile time). Initializers become the model's parameters under their
-    ONNX names (batch-norm statistics as non-trainable state); shape computations
-    (Shape -> Gather -> Unsqueeze -> Concat -> Reshape ...) are folded at import.
+    Opsets 11-25 (7-10 converted to 11 on import, with a warning); the model's inputs
+    must be float32 with a static shape except for the batch dimension (dynamic or fixed:
+    the Model records the per-sample shape and binds the batch at compile time).
+    Initializers become the model's parameters under their ONNX names (batch-norm
+    statistics as non-trainable state); shape computations (Shape -> Gather -> Unsqueeze
+    -> Concat -> Reshape ...) are folded at import.
+    A file with a fixed batch size whose graph does not read batch-generically (an
+    operand sized by the batch, a Concat, Slice or Split of axis 0, Gemm with transA, a
+    reduction over axis 0...) is imported as it is, at that batch size only
+    (`model.fixed_batch`; compiling at another size is a ValueError).
     `batch_size`, if given, also builds the model's graph at that batch size now, so that
     a model that cannot run at it fails here.
 
@@ -35,8 +41,18 @@ def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None
     GRAPHCNN_MAX_CONSTANT_BYTES (default 1 GiB); see graphcnn.limits.
     """
     proto, label = read_proto(source)
+    proto = upgrade_opset(proto, label)
     graph = parse(proto, label, supported_ops())
-    model = build_model(graph)
+    try:
+        model = build_model(graph)
+    except OnnxImportError:
+        batch = _fixed_batch(graph)
+        if batch is None:
+            raise
+        # The batch-generic reading failed (an operand sized by the batch, a Concat or
+        # Slice of axis 0, Gemm with transA...): read the file as it is, every axis a plain
+        # axis, at its one batch size.
+        model = build_model(graph, fixed_batch=batch)
     if batch_size is not None:
         try:
             model.graph(batch_size)
@@ -53,7 +69,17 @@ def _used_names(graph: OnnxGraph) -> set[str]:
     return used
 
 
-def build_model(graph: OnnxGraph) -> Model:
+def _fixed_batch(graph: OnnxGraph) -> int | None:
+    """The batch size every input of the file fixes, None when one is dynamic or they differ."""
+    sizes = {spec.batch for spec in graph.inputs}
+    return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+
+def build_model(graph: OnnxGraph, fixed_batch: int | None = None) -> Model:
+    """The Model of a parsed file. By default the inputs' axis 0 is the batch, tracked
+    through the graph so that the model runs at any batch size; with `fixed_batch` the
+    graph is recorded at that batch size with no batch axis (the Model then compiles at
+    that size only)."""
     ctx = ImportContext(graph)
     for name, array in graph.initializers.items():
         ctx.env[name] = Folded.static(array, initializer=name)
@@ -61,8 +87,11 @@ def build_model(graph: OnnxGraph) -> Model:
     for spec in graph.inputs:
         t = Input(spec.shape, name=spec.name)
         t.loc = f"{graph.source}: input {spec.name!r}"
+        if fixed_batch is not None:   # recorded at the file's batch size, not at 1
+            t.type = TensorType((fixed_batch,) + spec.shape, t.type.dtype)
+            t.attrs["shape"] = t.type.shape
         inputs.append(t)
-        ctx.env[spec.name] = Runtime(t, 0)
+        ctx.env[spec.name] = Runtime(t, 0 if fixed_batch is None else None)
     used = _used_names(graph)
     for node in graph.nodes:
         ctx.node = node
@@ -93,6 +122,7 @@ def build_model(graph: OnnxGraph) -> Model:
         outputs.append(tensor)
     model = Model(inputs, outputs, name=graph.name)
     model.onnx_opset = graph.opset  # type: ignore[attr-defined]
+    model.fixed_batch = fixed_batch
     return model
 
 

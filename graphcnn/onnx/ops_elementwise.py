@@ -44,6 +44,9 @@ def clip(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     # opset >= 11: min and max are optional inputs that must be known at import time
     low = ctx.scalar(ins[1], "min") if len(ins) > 1 and ins[1] is not None else -np.inf
     high = ctx.scalar(ins[2], "max") if len(ins) > 2 and ins[2] is not None else np.inf
+    # ONNX: where min > max every output is max (NumPy's clip); graphcnn's clip with
+    # low > high would give low
+    low = min(low, high)
     return [ctx.unary("clip", ins[0], low=low, high=high)]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from graphcnn.dsl import constant
 from graphcnn.onnx.context import PROBES, ImportContext, Runtime
 from graphcnn.onnx.importers import Values, importer
+from graphcnn.onnx.ops_window1d import import_1d
 from graphcnn.onnx.reader import OnnxNode
 
 
@@ -68,8 +69,16 @@ def _check_kernel_shape(ctx: ImportContext, node: OnnxNode, weight: tuple[int, .
                         f"{list(weight)} (its kernel is {list(weight[2:])})")
 
 
-@importer("Conv")
+def _rank3(ins: Values) -> bool:
+    """A 1-D window op's input (N, C, L): imported through its 2-D importer."""
+    x = ins[0] if ins else None
+    return isinstance(x, Runtime) and x.ndim == 3
+
+
+@importer("Conv", limits="1-D and 2-D (N, C, L / N, C, H, W)")
 def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, conv)
     x = _spatial_input(ctx, ins[0], "Conv")
     w = ctx.tensor(ins[1], "weight W")
     if w.type.ndim != 4:
@@ -87,10 +96,12 @@ def conv(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [Runtime(y, x.batch_axis)]
 
 
-@importer("ConvTranspose")
+@importer("ConvTranspose", limits="1-D and 2-D")
 def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     """y = conv2d_input_grad(x, W): the transpose of the convolution whose weight is W
     (C_in, C_out/group, kH, kW), at the output size ONNX asks for; plus the bias."""
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, conv_transpose)
     x = _spatial_input(ctx, ins[0], "ConvTranspose")
     w = ctx.tensor(ins[1], "weight W")
     if w.type.ndim != 4:
@@ -113,13 +124,13 @@ def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]
         pads: list[int] = []
         for f, o in zip(full, out_hw):
             total = f - o
-            if total < 0:
-                raise ctx.error(f"output_shape {out_hw} is larger than the full transposed "
-                                f"convolution {full}; not supported")
-            # the ONNX rule: SAME_UPPER puts the odd pad at the end, else at the start
+            # the ONNX rule: SAME_UPPER puts the odd pad at the end, else at the start; a
+            # negative pad (output_shape beyond the full output) adds zeros there
             upper = auto_pad == "SAME_UPPER"
             pads += [total // 2, total - total // 2] if upper else [total - total // 2, total // 2]
-        top, bottom, left, right = pads
+        extend = tuple((max(-a, 0), max(-b, 0)) for a, b in (pads[:2], pads[2:]))
+        top, bottom, left, right = (max(p, 0) for p in pads)
+        out_hw = [f - a - b for f, a, b in zip(full, (top, left), (bottom, right))]
     else:
         if auto_pad not in ("NOTSET", "", "VALID"):
             raise ctx.error(f"unknown auto_pad {auto_pad!r}")
@@ -129,10 +140,13 @@ def conv_transpose(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]
             raise ctx.error(f"pads must be 4 non-negative values, got {p}")
         top, left, bottom, right = p
         out_hw = [full[0] - top - bottom, full[1] - left - right]
+        extend = ((0, 0), (0, 0))
     if min(out_hw) < 1:
         raise ctx.error(f"the output would be {out_hw}")
     y = ctx.apply("conv2d_input_grad", [x.tensor, w], input_hw=tuple(out_hw), stride=strides,
                   padding=(top, bottom, left, right), dilation=dilations, groups=groups)
+    if extend != ((0, 0), (0, 0)):
+        y = ctx.apply("pad", [y], pads=((0, 0), (0, 0)) + extend, value=0.0)
     if len(ins) > 2 and ins[2] is not None:
         bias = ctx.tensor(ins[2], "bias B")
         channels = y.type.shape[1]
@@ -157,6 +171,8 @@ def onnx_pool_size(size: int, pad_begin: int, pad_end: int, k: int, s: int, d: i
 
 def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]:
     onnx_op = node.op_type
+    if _rank3(ins):
+        return import_1d(ctx, node, ins, max_pool if op == "max_pool2d" else average_pool)
     x = _spatial_input(ctx, ins[0], onnx_op)
     if "kernel_shape" not in node.attrs:
         raise ctx.error("attribute kernel_shape is missing")
@@ -171,12 +187,13 @@ def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]
     if op == "max_pool2d":
         attrs["dilation"] = dilations
     else:
-        if dilations != (1, 1):
-            raise ctx.error(f"AveragePool with dilations {dilations} is not supported")
         attrs["count_include_pad"] = count_include_pad
     want = tuple(onnx_pool_size(size, pads[2 * a], pads[2 * a + 1], kernel[a], strides[a],
                                 dilations[a], ceil_mode) for a, size in enumerate(in_hw))
     top, bottom, left, right = pads
+    if op == "avg_pool2d" and dilations != (1, 1):
+        return [_dilated_average(ctx, x, kernel, strides, dilations, pads, count_include_pad,
+                                 want)]
     symmetric = top == bottom and left == right and top <= kernel[0] // 2 \
         and left <= kernel[1] // 2
     if symmetric:
@@ -201,14 +218,39 @@ def _pool(ctx: ImportContext, node: OnnxNode, ins: Values, op: str) -> list[Any]
     return [Runtime(y, x.batch_axis)]
 
 
-@importer("MaxPool")
+def _dilated_average(ctx: ImportContext, x: Runtime, kernel: tuple[int, int],
+                     strides: tuple[int, int], dilations: tuple[int, int],
+                     pads: tuple[int, int, int, int], count_include_pad: bool,
+                     want: tuple[int, ...]) -> Runtime:
+    """AveragePool with dilations: the window sums as a depthwise conv2d by ones (it has
+    dilations), over the count of its taps, or of its taps on real pixels where
+    count_include_pad=0 (the same conv on a mask of ones)."""
+    channels = x.tensor.type.shape[1]
+    in_hw = x.tensor.type.shape[2:]
+    ones = constant(np.ones((channels, 1) + kernel, np.float32))
+    attrs = dict(stride=strides, padding=pads, dilation=dilations)
+    sums = ctx.apply("conv2d", [x.tensor, ones], groups=channels, **attrs)
+    if sums.type.shape[2:] != want:
+        raise ctx.error(f"AveragePool with dilations {dilations} and ceil_mode: ONNX's output "
+                        f"is {want} but the dilated window gives {sums.type.shape[2:]}; not "
+                        f"supported")
+    if count_include_pad:
+        return Runtime(ctx.apply("mul", [sums, constant(np.float32(1.0 / math.prod(kernel)))]),
+                       x.batch_axis)
+    mask = constant(np.ones((1, 1) + in_hw, np.float32))
+    counts = ctx.apply("conv2d", [mask, constant(np.ones((1, 1) + kernel, np.float32))],
+                       groups=1, **attrs)
+    return Runtime(ctx.apply("div", [sums, counts]), x.batch_axis)
+
+
+@importer("MaxPool", limits="1-D and 2-D; not the Indices output")
 def max_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if int(node.attrs.get("storage_order", 0)) not in (0, 1):
         raise ctx.error("bad storage_order")
     return _pool(ctx, node, ins, "max_pool2d")   # the Indices output is not supported
 
 
-@importer("AveragePool")
+@importer("AveragePool", limits="1-D and 2-D; dilations with a ceil_mode window refused")
 def average_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return _pool(ctx, node, ins, "avg_pool2d")
 
@@ -225,27 +267,6 @@ def global_max_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any
     hw = x.tensor.type.shape[2:]
     return [Runtime(ctx.apply("max_pool2d", [x.tensor], kernel_size=hw, stride=hw),
                     x.batch_axis)]
-
-
-@importer("ReduceMean")
-def reduce_mean(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
-    """The mean over H and W of an NCHW tensor (what torch's dynamo exporter writes for
-    adaptive average pooling to 1x1): global average pooling."""
-    x = ctx.runtime(ins[0], "data")
-    if node.opset < 18:
-        axes = node.attrs.get("axes")
-    else:
-        axes = ctx.ints(ins[1], "axes") if len(ins) > 1 and ins[1] is not None else None
-    spatial = x.ndim == 4 and axes is not None and \
-        sorted(a % 4 if -4 <= a < 4 else -1 for a in axes) == [2, 3]
-    if not spatial:
-        raise ctx.error(f"ReduceMean over axes {axes} of a {x.ndim}-D tensor is not supported "
-                        f"(graphcnn imports the mean over axes 2 and 3 of N, C, H, W)")
-    ctx.check_batch_first(x, "ReduceMean")
-    y = Runtime(ctx.apply("global_avg_pool2d", [x.tensor]), x.batch_axis)
-    if not int(node.attrs.get("keepdims", 1)):
-        y = ctx.reshape_to(y, [s[:2] for s in (y.shape_at(p) for p in PROBES)])
-    return [y]
 
 
 # ---- batch normalization --------------------------------------------------------------------
@@ -311,23 +332,66 @@ def gemm(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [out]
 
 
-@importer("MatMul")
+@importer("MatMul", limits="stacks of matrices only in fixed-batch files")
 def matmul(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    """numpy.matmul: a 1-D operand gets a unit axis that the output drops again."""
     a = ctx.runtime(ins[0], "A")
     b = ctx.runtime(ins[1], "B")
-    if b.ndim != 2 or b.batch_axis is not None:
-        raise ctx.error(f"graphcnn imports MatMul by a 2-D matrix that does not depend on the "
-                        f"batch; B has shape {b.shape_at(PROBES[0])}")
-    if a.ndim < 2:
-        raise ctx.error(f"A must be at least 2-D, got shape {a.shape_at(PROBES[0])}")
-    if a.ndim == 2:
-        a2 = _matrix(ctx, a, "A", False)
-        return [Runtime(ctx.apply("matmul", [a2.tensor, b.tensor]), a2.batch_axis)]
-    # (..., K) @ (K, M): as (-1, K) @ (K, M), then back to (..., M)
-    k, m = b.tensor.type.shape
-    shapes = [a.shape_at(p) for p in PROBES]
-    rows = ctx.reshape_to(a, [(int(np.prod(s[:-1])), k) for s in shapes])
-    if rows.batch_axis not in (0, None):
-        raise ctx.error("cannot flatten A to rows")
-    y = Runtime(ctx.apply("matmul", [rows.tensor, b.tensor]), rows.batch_axis)
-    return [ctx.reshape_to(y, [s[:-1] + (m,) for s in shapes])]
+    if a.ndim == 0 or b.ndim == 0:
+        raise ctx.error("MatMul of a scalar")
+    if b.ndim == 1:
+        y = _matmul(ctx, a, ctx.reshape_to(b, [b.shape_at(p) + (1,) for p in PROBES]))
+        return [ctx.reshape_to(y, [y.shape_at(p)[:-1] for p in PROBES])]
+    if a.ndim == 1:
+        y = _matmul(ctx, ctx.reshape_to(a, [(1,) + a.shape_at(p) for p in PROBES]), b)
+        return [ctx.reshape_to(y, [y.shape_at(p)[:-2] + y.shape_at(p)[-1:] for p in PROBES])]
+    return [_matmul(ctx, a, b)]
+
+
+_MAX_MATRICES = 1024   # stacks of matrices are multiplied one pair at a time
+
+
+def _matmul(ctx: ImportContext, a: Runtime, b: Runtime) -> Runtime:
+    if b.ndim == 2 and b.batch_axis is None:
+        if a.ndim == 2:
+            a2 = _matrix(ctx, a, "A", False)
+            return Runtime(ctx.apply("matmul", [a2.tensor, b.tensor]), a2.batch_axis)
+        # (..., K) @ (K, M): as (-1, K) @ (K, M), then back to (..., M)
+        k, m = b.tensor.type.shape
+        shapes = [a.shape_at(p) for p in PROBES]
+        rows = ctx.reshape_to(a, [(int(np.prod(s[:-1])), k) for s in shapes])
+        if rows.batch_axis not in (0, None):
+            raise ctx.error("cannot flatten A to rows")
+        y = Runtime(ctx.apply("matmul", [rows.tensor, b.tensor]), rows.batch_axis)
+        return ctx.reshape_to(y, [s[:-1] + (m,) for s in shapes])
+    if a.batch_axis is not None or b.batch_axis is not None:
+        raise ctx.error(f"graphcnn multiplies stacks of matrices ({a.shape_at(PROBES[0])} @ "
+                        f"{b.shape_at(PROBES[0])} at batch {PROBES[0]}) only in a file with a "
+                        f"fixed batch size; here B must be a 2-D matrix that does not depend "
+                        f"on the batch")
+    sa, sb = a.tensor.type.shape, b.tensor.type.shape
+    try:
+        lead = tuple(np.broadcast_shapes(sa[:-2], sb[:-2]))
+    except ValueError:
+        raise ctx.error(f"the stacks of matrices {sa} and {sb} do not broadcast") from None
+    if sa[-1] != sb[-2]:
+        raise ctx.error(f"cannot multiply {sa} by {sb} (inner sizes {sa[-1]} and {sb[-2]})")
+    if math.prod(lead) > _MAX_MATRICES:
+        raise ctx.error(f"a stack of {math.prod(lead)} matrix products is more than graphcnn "
+                        f"imports ({_MAX_MATRICES})")
+    m, n = sa[-2], sb[-1]
+    stacks = [ctx.apply("reshape", [r.tensor], shape=(-1,) + r.tensor.type.shape[-2:])
+              for r in (a, b)]
+    parts = []
+    for index in np.ndindex(*lead):
+        pair = []
+        for r, stack in zip((a, b), stacks):
+            own = (1,) * (len(lead) - (r.ndim - 2)) + r.tensor.type.shape[:-2]
+            k = int(np.ravel_multi_index(tuple(i if d > 1 else 0 for i, d in zip(index, own)),
+                                         own)) if own else 0
+            height, width = r.tensor.type.shape[-2:]
+            matrix = ctx.apply("slice", [stack], starts=(k, 0, 0), ends=(k + 1, height, width))
+            pair.append(ctx.apply("reshape", [matrix], shape=(height, width)))
+        parts.append(ctx.apply("reshape", [ctx.apply("matmul", pair)], shape=(1, m, n)))
+    stacked = parts[0] if len(parts) == 1 else ctx.apply("concat", parts, axis=0)
+    return Runtime(ctx.apply("reshape", [stacked], shape=lead + (m, n)), None)

@@ -1,7 +1,9 @@
 """The Resize importer: mode "nearest" where it reads the pixels PyTorch's 'nearest' reads
-(`upsample_nearest2d` for integer repetition, else `resize2d`), and mode "linear" on H and W (`resize2d` bilinear) for the
-coordinate transformations PyTorch's interpolate has: "half_pixel" and
-"pytorch_half_pixel" (align_corners=False) and "align_corners", with scales or sizes."""
+(`upsample_nearest2d` for integer repetition, else `resize2d`), and mode "linear" on H and
+W (`resize2d` bilinear) for the coordinate transformations PyTorch's interpolate has:
+"half_pixel" and "pytorch_half_pixel" (align_corners=False) and "align_corners", with
+scales or sizes. Every other Resize of H and W (cubic, antialias, the other coordinate
+modes and roundings, keep_aspect_ratio_policy) is two matrix products (resize_matrix.py)."""
 from __future__ import annotations
 
 import math
@@ -9,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from graphcnn.dsl import constant
 from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime
+from graphcnn.onnx.errors import OnnxImportError
 from graphcnn.onnx.importers import Values, importer
 from graphcnn.onnx.reader import OnnxNode
+from graphcnn.onnx.resize_matrix import AxisResize, axis_matrix, output_sizes
 from graphcnn.ops.resize import axis_table
 
 # ONNX's linear coordinate modes -> align_corners of resize2d
@@ -87,22 +92,23 @@ def _targets(ctx: ImportContext, node: OnnxNode, ins: Values, x: Runtime
     if len(wanted) != len(axes):
         raise ctx.error(f"sizes {wanted} must have one value per axis {axes}")
     policy = node.attrs.get("keep_aspect_ratio_policy", "stretch")
-    if policy != "stretch":
+    if policy not in ("stretch", "not_larger", "not_smaller"):
         raise ctx.error(f"keep_aspect_ratio_policy {policy!r} is not supported")
     if min(wanted) < 1:
         raise ctx.error(f"sizes {wanted} must be positive")
     # the batch is never resized (its size is the file's batch)
-    out = {a: (in_shape[a] if a == 0 else s) for a, s in zip(axes, wanted)}
-    return {a: s / in_shape[a] for a, s in out.items()}, out
+    kept_batch = tuple(in_shape[a] if a == 0 else s for a, s in zip(axes, wanted))
+    out_sizes, factors = output_sizes(tuple(in_shape[a] for a in axes), None, kept_batch,
+                                      policy)
+    return dict(zip(axes, factors)), dict(zip(axes, out_sizes))
 
 
-@importer("Resize")
+@importer("Resize", limits="4-D input; H and W only")
 def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0])
     mode = node.attrs.get("mode", "nearest")
-    if mode not in ("nearest", "linear"):
-        raise ctx.error(f"mode {mode!r} is not supported (only 'nearest' with integer "
-                        f"scales and 'linear')")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ctx.error(f"mode {mode!r} is not supported (nearest, linear, cubic)")
     if x.ndim != 4:
         raise ctx.error(f"graphcnn resizes 4-D N, C, H, W tensors only, got "
                         f"{x.shape_at(PROBES[0])}")
@@ -112,9 +118,72 @@ def resize(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if scale.get(0, 1.0) != 1.0 or scale.get(1, 1.0) != 1.0:
         raise ctx.error(f"graphcnn resizes H and W only; the scales "
                         f"{[scale.get(a, 1.0) for a in range(4)]} change N or C")
-    if mode == "linear":
-        return [_linear(ctx, node, x, in_shape, scale, sizes)]
-    return [_nearest(ctx, node, x, in_shape, scale, sizes)]
+    coord = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    # align_corners with scales maps with the unrounded in * scale (resize2d with out)
+    fractional = sizes is None and any(in_shape[a] * scale.get(a, 1.0) % 1 for a in (2, 3))
+    if mode != "cubic" and node.attrs.get("keep_aspect_ratio_policy", "stretch") == "stretch" \
+            and not (coord == "align_corners" and fractional):
+        try:   # PyTorch's kernels, where they compute what ONNX asks
+            if mode == "linear":
+                return [_linear(ctx, node, x, in_shape, scale, sizes)]
+            return [_nearest(ctx, node, x, in_shape, scale, sizes)]
+        except OnnxImportError:
+            pass
+    return [_by_matrices(ctx, node, ins, x, in_shape, scale, sizes)]
+
+
+def _by_matrices(ctx: ImportContext, node: OnnxNode, ins: Values, x: Runtime,
+                 in_shape: tuple[int, ...], scale: dict[int, float],
+                 sizes: dict[int, int] | None) -> Runtime:
+    """y = M_h x M_w^T (+ the extrapolation value where tf_crop_and_resize leaves the
+    input): resize_matrix.py."""
+    a = node.attrs
+    coord = a.get("coordinate_transformation_mode", "half_pixel")
+    axes = [_axis(ctx, int(v), 4) for v in a.get("axes", range(4))]
+    roi = {k: (0.0, 1.0) for k in range(4)}
+    if coord == "tf_crop_and_resize":
+        given = [float(v) for v in ctx.static(ins[1] if len(ins) > 1 else None,
+                                              "roi").reshape(-1)]
+        if len(given) != 2 * len(axes):
+            raise ctx.error(f"roi {given} must have 2 values per axis {axes}")
+        for k, axis in enumerate(axes):
+            roi[axis] = (given[k], given[k + len(axes)])
+    y, inside = x, {}
+    for axis in (3, 2):
+        out = sizes[axis] if sizes is not None and axis in sizes else \
+            int(math.floor(in_shape[axis] * scale.get(axis, 1.0)))
+        if out < 1:
+            raise ctx.error(f"the output size {out} of axis {axis} ({in_shape[axis]}) is empty")
+        try:
+            matrix, outside = axis_matrix(AxisResize(
+                in_shape[axis], out, scale.get(axis, 1.0), a.get("mode", "nearest"), coord,
+                a.get("nearest_mode", "round_prefer_floor"), float(a.get("cubic_coeff_a", -0.75)),
+                bool(a.get("exclude_outside", 0)), bool(a.get("antialias", 0)), roi[axis]))
+        except ValueError as exc:
+            raise ctx.error(f"{exc} is not supported") from None
+        inside[axis] = ~outside
+        ctx.check_size(matrix.shape, np.float32, "the resize matrix")
+        if out != in_shape[axis] or not np.array_equal(matrix, np.eye(out)):
+            y = _resize_axis(ctx, y, axis, matrix)
+    if not (inside[2].all() and inside[3].all()):
+        value = float(a.get("extrapolation_value", 0.0))
+        bias = value * (1.0 - np.outer(inside[2], inside[3])).astype(np.float32)
+        y = Runtime(ctx.apply("add", [y.tensor, constant(bias)]), y.batch_axis)
+    return y
+
+
+def _resize_axis(ctx: ImportContext, x: Runtime, axis: int, matrix: np.ndarray) -> Runtime:
+    """x with `axis` (2 or 3) mapped by matrix (out, in): W as rows @ matrix^T; H the same
+    between two transposes."""
+    if axis == 2:
+        swapped = Runtime(ctx.apply("transpose", [x.tensor], perm=(0, 1, 3, 2)), x.batch_axis)
+        y = _resize_axis(ctx, swapped, 3, matrix)
+        return Runtime(ctx.apply("transpose", [y.tensor], perm=(0, 1, 3, 2)), y.batch_axis)
+    shapes = [x.shape_at(p) for p in PROBES]
+    rows = ctx.reshape_to(x, [(math.prod(s[:3]), s[3]) for s in shapes])
+    product = Runtime(ctx.apply("matmul", [rows.tensor, constant(matrix.T.astype(np.float32))]),
+                      rows.batch_axis)
+    return ctx.reshape_to(product, [s[:3] + (matrix.shape[0],) for s in shapes])
 
 
 def _nearest(ctx: ImportContext, node: OnnxNode, x: Runtime, in_shape: tuple[int, ...],

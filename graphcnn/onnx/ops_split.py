@@ -1,9 +1,14 @@
-"""Slice and Split on tensors computed at run time (the folder of ops_shape.py handles
-Slice on shape computations): `slice` ops along any axis but the batch, which they keep
-whole (what gc.split exports, and torch's exporters write for torch.split / chunk)."""
+"""Slice, Split and Gather on tensors computed at run time (the folders of ops_shape.py
+handle them on shape computations): `slice` ops along any axis but the batch, which they
+keep whole (what gc.split exports, and torch's exporters write for torch.split / chunk).
+A Slice with steps other than 1 and a Gather with constant indices pick the indices one
+run at a time: each run of consecutive indices is one `slice`, the runs are concatenated
+(and a Gather's output reshaped to the indices' shape)."""
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from graphcnn.onnx.context import PROBES, ImportContext, Runtime
 from graphcnn.onnx.importers import Values, importer
@@ -42,7 +47,53 @@ def _axis(ctx: ImportContext, axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-@importer("Slice")
+def take(ctx: ImportContext, x: Runtime, axis: int, indices: list[int]) -> Runtime:
+    """x's entries at `indices` (in range, any order, repeats allowed) along `axis`."""
+    if axis == x.batch_axis:
+        raise ctx.error(f"picking entries of the batch axis {axis} is not supported; "
+                        f"graphcnn keeps the batch whole")
+    if not indices:
+        raise ctx.error("the selection along axis {axis} is empty")
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    parts = [_record_slice(ctx, x, {axis: run}) for run in runs]
+    if len(parts) == 1:
+        return parts[0]
+    return Runtime(ctx.apply("concat", [p.tensor for p in parts], axis=axis), x.batch_axis)
+
+
+def _stepped_indices(size: int, start: int, end: int, step: int) -> list[int]:
+    """ONNX Slice's indices along one axis of `size` for a step other than 1."""
+    if step > 0:
+        s = min(max(start + size if start < 0 else start, 0), size)
+        e = min(max(end + size if end < 0 else end, 0), size)
+    else:
+        s = min(max(start + size if start < 0 else start, 0), size - 1)
+        e = min(max(end + size if end < 0 else end, -1), size - 1)
+    return list(range(s, e, step))
+
+
+@importer("Gather", limits="constant indices; not along a dynamic batch axis")
+def gather_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
+    x = ctx.runtime(ins[0], "data")
+    axis = _axis(ctx, int(node.attrs.get("axis", 0)), x.ndim)
+    index_array = np.asarray(ctx.static(ins[1], "indices"))
+    if index_array.dtype.kind not in "iu":
+        raise ctx.error(f"indices have dtype {index_array.dtype}, not an integer type")
+    size = x.tensor.type.shape[axis]
+    flat = [int(i) for i in index_array.reshape(-1)]
+    if any(not -size <= i < size for i in flat):
+        raise ctx.error(f"indices {flat} are out of range for axis {axis} of size {size}")
+    picked = take(ctx, x, axis, [i % size for i in flat])
+    return [ctx.reshape_to(picked, [s[:axis] + index_array.shape + s[axis + 1:]
+                                    for s in (x.shape_at(p) for p in PROBES)])]
+
+
+@importer("Slice", limits="constant starts, ends, axes, steps; from opset 10")
 def slice_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "data")
     if node.opset < 10:
@@ -56,16 +107,22 @@ def slice_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ctx.error(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} must "
                         f"have the same length")
-    if any(s != 1 for s in steps):
-        raise ctx.error(f"steps {steps} are not supported (graphcnn slices with step 1)")
-    box = {}
-    for axis, s, e in zip(axes, starts, ends):
+    if 0 in steps:
+        raise ctx.error(f"steps {steps} hold a 0")
+    box, stepped = {}, {}
+    for axis, s, e, step in zip(axes, starts, ends, steps):
         a = _axis(ctx, axis, x.ndim)
-        box[a] = _slice_axis(ctx, x, a, s, e)
-    return [_record_slice(ctx, x, box)]
+        if step == 1:
+            box[a] = _slice_axis(ctx, x, a, s, e)
+        else:
+            stepped[a] = _stepped_indices(x.tensor.type.shape[a], s, e, step)
+    y = _record_slice(ctx, x, box) if box else x
+    for a, indices in stepped.items():
+        y = take(ctx, y, a, indices)
+    return [y]
 
 
-@importer("Split")
+@importer("Split", limits="not along a dynamic batch axis")
 def split_node(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0], "input")
     axis = _axis(ctx, int(node.attrs.get("axis", 0)), x.ndim)

@@ -9,6 +9,7 @@ float32 with a static shape but for the batch dimension; every value a node read
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 # Opsets 22-25 changed the CNN ops only by admitting more element types (bfloat16, float8,
 # int4...); graphcnn imports their float32 graphs as it does opset 21's.
 MIN_OPSET, MAX_OPSET = 11, 25
+# Older files (opsets 7-10) are converted to MIN_OPSET on import by ONNX's version converter.
+CONVERT_FROM_OPSET = 7
 DEFAULT_DOMAINS = ("", "ai.onnx")
 # ONNX TensorProto.DataType codes graphcnn can read as arrays (others are an error).
 _ARRAY_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
@@ -168,11 +171,36 @@ def _opsets(proto: Any, label: str) -> dict[str, int]:
     version = max(default)
     if not MIN_OPSET <= version <= MAX_OPSET:
         raise OnnxImportError(f"{label}: opset {version} is not supported; graphcnn imports "
-                              f"opsets {MIN_OPSET}-{MAX_OPSET} (re-export the model with "
-                              f"opset_version in that range)")
+                              f"opsets {CONVERT_FROM_OPSET}-{MAX_OPSET} (those below "
+                              f"{MIN_OPSET} converted to {MIN_OPSET}); re-export the model "
+                              f"with opset_version in that range")
     for d in DEFAULT_DOMAINS:
         opsets[d] = version
     return opsets
+
+
+def default_opset(proto: Any) -> int | None:
+    """The model's default-domain opset, None when it imports none."""
+    versions = [int(op.version) for op in proto.opset_import if text(op.domain) in DEFAULT_DOMAINS]
+    return max(versions) if versions else None
+
+
+def upgrade_opset(proto: Any, label: str) -> Any:
+    """A model at opset 7-10 converted to MIN_OPSET with ONNX's version converter (one
+    warning says so); other models are returned as they are."""
+    version = default_opset(proto)
+    if version is None or not CONVERT_FROM_OPSET <= version < MIN_OPSET:
+        return proto
+    from onnx import version_converter
+    try:
+        converted = version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as exc:   # the converter raises RuntimeError/ConvertError per adapter
+        raise OnnxImportError(f"{label}: opset {version} could not be converted to opset "
+                              f"{MIN_OPSET} ({type(exc).__name__}: {exc}); re-export the "
+                              f"model with opset_version {MIN_OPSET}-{MAX_OPSET}") from None
+    warnings.warn(f"{label}: converted from opset {version} to opset {MIN_OPSET} "
+                  f"(onnx.version_converter) on import", stacklevel=3)
+    return converted
 
 
 def _graph_inputs(graph: Any, initializers: dict[str, np.ndarray], label: str

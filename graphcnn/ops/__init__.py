@@ -1,6 +1,9 @@
 """Op families; importing this package registers every op and makes the registry the IR's
 source of op rules (see registry.py and graphcnn/ir/rules.py)."""
 from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
+                          activations,
+                          binary_math,
+                          collective,
                           conv,
                           dense,
                           elementwise,

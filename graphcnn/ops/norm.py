@@ -222,6 +222,78 @@ register_op("batch_norm_train_grad", inputs=("dy", "x", "weight", "mean", "var")
                 "dx = w / (M sqrt(var + eps)) * (M dy - sum(dy) - xhat sum(dy xhat)).")
 
 
+# ---- synchronized batch norm (training, statistics over every rank) --------------------
+# Under data parallelism with synchronized batch norm, the statistics are those of the
+# global batch: each rank's per-channel mean is averaged over the ranks (allreduce, equal
+# counts on every rank), then the mean of the squared deviations from that global mean
+# (a second allreduce: the two-pass variance, as the fused kernel computes it), and x is
+# normalized with them by batch_norm_normalize. Autodiff differentiates the whole chain:
+# the normalize op's VJP gives local per-channel sums for the mean and the variance
+# (sum(dy) and sum(dy * xhat), scaled), whose allreduce is the allreduce op's own VJP, so
+# the backward pass averages those sums over the ranks exactly where torch's SyncBatchNorm
+# does.
+
+def batch_norm_normalize_shape(in_types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
+    _check_channels(in_types[0], in_types[1:], ("weight", "bias", "mean", "var"))
+    return in_types[0]
+
+
+def batch_norm_normalize_ref(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+                             mean: np.ndarray, var: np.ndarray, eps: float) -> np.ndarray:
+    return batch_norm_ref(x, weight, bias, mean, var, eps, 0.1)
+
+
+def batch_norm_normalize_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
+    # y = xhat * w + b, xhat = (x - mean) / sqrt(var + eps); unlike inference batch norm
+    # mean and var are values of the graph here (the batch's), differentiated:
+    # dx = dy * w / sqrt(var + eps), dw = sum(dy * xhat), db = sum(dy),
+    # dmean = -sum(dx), dvar = -w * sum(dy * xhat) / (2 (var + eps)).
+    dy = cot[0]
+    x, weight, _, mean, var = node.inputs
+    eps = node.attrs["eps"]
+    channels, dtype = x.shape[1], x.dtype
+    zeros = _const(graph, np.zeros(channels), dtype)
+    ones = _const(graph, np.ones(channels), dtype)
+    dx = graph.add("batch_norm", [dy, weight, zeros, zeros, var], eps=eps)
+    xhat = graph.add("batch_norm", [x, ones, zeros, mean, var], eps=eps)
+    dweight = _channel_sum(graph, graph.add("mul", [dy, xhat]), channels)
+    dbias = _channel_sum(graph, dy, channels)
+    dmean = graph.add("mul", [_channel_sum(graph, dx, channels), _const(graph, -1.0, dtype)])
+    shifted = graph.add("add", [var, _const(graph, eps, dtype)])
+    half = graph.add("mul", [graph.add("mul", [weight, dweight]), _const(graph, -0.5, dtype)])
+    dvar = graph.add("div", [half, shifted])
+    return [dx, dweight, dbias, dmean, dvar]
+
+
+register_op("batch_norm_normalize", inputs=("x", "weight", "bias", "mean", "var"),
+            shape=batch_norm_normalize_shape, ref=batch_norm_normalize_ref,
+            vjp=batch_norm_normalize_vjp, kind=FusionKind.OPAQUE, attrs={"eps": _eps},
+            doc="(x - mean) / sqrt(var + eps) * weight + bias per channel, as batch_norm, "
+                "with mean and var differentiated: synchronized batch norm's normalization "
+                "by the global batch's statistics.")
+
+
+def sync_batch_norm(graph: Any, x: Any, weight: Any, bias: Any, eps: float,
+                    world_size: int, loc: str | None = None) -> tuple[Any, Any, Any]:
+    """(y, mean, var) of training batch norm over the global batch of `world_size` ranks,
+    each holding an equal share x (see the comment above): var is biased, over the
+    global count."""
+    channels = _check_channels(x.type, [weight.type, bias.type], ("weight", "bias"))
+    count = x.type.size // max(channels, 1)
+    if channels and count * world_size == 1:
+        raise ShapeError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {list(x.shape)} on {world_size} rank(s) (batch norm in "
+                         f"training needs a global batch or spatial size above 1)")
+    inv = _const(graph, 1.0 / max(count, 1), x.dtype)
+    local_mean = graph.add("mul", [_channel_sum(graph, x, channels), inv])
+    mean = graph.add("allreduce", [local_mean], world_size=world_size)
+    centered = graph.add("sub", [x, _as_channels(graph, mean, x.type.ndim)])
+    squares = _channel_sum(graph, graph.add("mul", [centered, centered]), channels)
+    var = graph.add("allreduce", [graph.add("mul", [squares, inv])], world_size=world_size)
+    y = graph.add("batch_norm_normalize", [x, weight, bias, mean, var], loc=loc, eps=eps)
+    return y, mean, var
+
+
 # ---- dropout --------------------------------------------------------------------------
 
 _MASK64 = (1 << 64) - 1

@@ -10,6 +10,8 @@ import numpy as np
 from graphcnn.backends import Backend, get_backend
 from graphcnn.ir.conventions import DROPOUT_SEED_INPUT
 from graphcnn.ir.graph import Graph, Value
+from graphcnn.ops import collective
+from graphcnn.runtime.dynamic_batch import batch_major, check_batch
 from graphcnn.runtime.memory_plan import live_bytes_lower_bound
 from graphcnn.runtime.runner import Runner
 
@@ -89,13 +91,43 @@ class Executable:
         return self._param_source() if self._param_source else {}
 
     # ---- calling ----------------------------------------------------------------------
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch an executable compiled with `batch_size=None` runs (any batch
+        from 1 to it, without compiling again); None: it runs its one batch size."""
+        return self.runner.max_batch
+
+    def batch_of(self, feeds: Mapping[str, Any]) -> int | None:
+        """The batch of a call with `feeds` on a dynamic-batch executable: the leading
+        size of its inputs, checked to be 1 to max_batch (None: a fixed-batch one)."""
+        if self.runner.max_batch is None:
+            return None
+        for name, value in self.input_values.items():
+            if name in feeds and batch_major(value):
+                shape = np.shape(feeds[name])
+                if not shape:
+                    raise ValueError(f"input {name!r} expects an array of shape "
+                                     f"(batch, {', '.join(map(str, value.shape[1:]))}), "
+                                     f"got a scalar")
+                return check_batch(shape[0], self.runner.max_batch, name)
+        return None
+
+    def input_shape(self, name: str, batch: int | None = None) -> tuple[int, ...]:
+        """The shape input `name` is fed at: at `batch` (a dynamic-batch executable's
+        inputs take any batch up to max_batch), else as compiled."""
+        value = self.input_values[name]
+        if batch is None or not batch_major(value):
+            return tuple(value.shape)
+        return (batch, *value.shape[1:])
+
     def bind(self, feeds: Mapping[str, Any], *, check: CheckFn | None = None,
-             skip: Collection[int] = ()) -> dict[int, Any]:
+             skip: Collection[int] = (), batch: int | None = None) -> dict[int, Any]:
         """What the runner is fed for one call, by value id: each input of `feeds` (by
         name) passed through `check` (default `check_array`: host arrays as the graph
         needs them, or a ValueError saying what was expected), a fresh dropout seed unless
         one is fed, and the current value of every parameter whose value id is not in
-        `skip` (a device runner's resident parameters)."""
+        `skip` (a device runner's resident parameters). `batch`: the batch the inputs
+        are checked against (a dynamic-batch executable's call; None: as compiled)."""
         unknown = sorted(set(feeds) - set(self.input_values))
         if unknown:
             raise ValueError(f"unknown input(s) {unknown}; this model takes {self.input_names}")
@@ -108,7 +140,7 @@ class Executable:
                 array = np.asarray(next(self._seeds), dtype=np.int64)
             else:
                 raise ValueError(f"missing input {name!r}; this model takes {self.input_names}")
-            by_id[value.id] = check(name, array, value.shape, value.dtype)
+            by_id[value.id] = check(name, array, self.input_shape(name, batch), value.dtype)
         source: dict[str, np.ndarray] | None = None
         for name, value in self.param_values.items():
             if value.id in skip:
@@ -122,7 +154,11 @@ class Executable:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Inputs by name -> outputs by name."""
-        outputs = self.runner.run(self.bind(feeds))
+        batch = self.batch_of(feeds)
+        if batch is None:
+            outputs = self.runner.run(self.bind(feeds))
+        else:
+            outputs = self.runner.run_at(self.bind(feeds, batch=batch), batch)
         return dict(zip(self.output_names, outputs))
 
     def __call__(self, *args: np.ndarray, **kwargs: np.ndarray) -> Any:
@@ -133,16 +169,22 @@ class Executable:
         outputs = list(self.run(feeds).values())
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def zero_feeds(self) -> dict[str, np.ndarray]:
-        """Zeros for every input. The dropout seed is fed too, so that a run on them uses up
-        no seed: the calls after it draw the same masks as without it."""
-        return {name: np.zeros(value.shape, value.dtype)
+    def zero_feeds(self, batch: int | None = None) -> dict[str, np.ndarray]:
+        """Zeros for every input (at `batch`: a dynamic-batch executable's; None: at the
+        batch it was compiled for, its largest). The dropout seed is fed too, so that a run
+        on them uses up no seed: the calls after it draw the same masks as without it."""
+        return {name: np.zeros(self.input_shape(name, batch), value.dtype)
                 for name, value in self.input_values.items()}
 
     def warm_up(self) -> None:
         """Run once on zeros so that every kernel is compiled (or loaded from the cache)
-        now, not at the first call."""
-        self.run(self.zero_feeds())
+        now, not at the first call; a dynamic-batch executable at batch 1 too, whose
+        kernels may differ. It runs on this process alone: `allreduce` nodes
+        (synchronized batch norm) are the identity here, without a communicator."""
+        with collective.local():
+            self.run(self.zero_feeds())
+            if self.max_batch is not None:
+                self.run(self.zero_feeds(batch=1))
 
     def save(self, path: str | os.PathLike) -> None:
         """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
+from graphcnn.ops import collective
 from graphcnn.runtime.executable import Executable
 
 if TYPE_CHECKING:
@@ -66,7 +67,14 @@ class GradientStep:
     concurrent calls share: each call writes its update back whole, one call at a time,
     but a call may read them while another writes, so with calls at once they end as some
     mix of the calls' updates (as with a PyTorch module trained from several threads).
+
+    `allreduce`: for a step built with synchronized batch norm (``value_and_grad(...,
+    sync_batchnorm=W)``), the function that averages an array over the W ranks, which
+    each call installs for its `allreduce` nodes (graphcnn/ops/collective.py); None: a
+    step for one rank runs them as the identity, one for more ranks refuses to run.
     """
+
+    allreduce: Any = None
 
     def __init__(self, executable: Executable, loss: Any,
                  source: ParameterSource, num_classes: int) -> None:
@@ -104,7 +112,11 @@ class GradientStep:
                                  f"{sorted(n[len('target:'):] for n in expected)}")
         else:
             feeds = {"target": target}
-        outputs = self.executable.run({input_name: x, **feeds})
+        if self.allreduce is None:
+            outputs = self.executable.run({input_name: x, **feeds})
+        else:
+            with collective.using(self.allreduce):
+                outputs = self.executable.run({input_name: x, **feeds})
         if self._state_names:
             params = self.source.parameters()
             with self._write_back:

@@ -65,6 +65,9 @@ class Runner:
     `buffers` are the first call context's (see the module's docstring)."""
 
     name = ""
+    # The largest batch a dynamic-batch runner runs, any batch from 1 up to it
+    # (graphcnn/runtime/dynamic_batch.py); None: its graph's own batch only.
+    max_batch: int | None = None
 
     def __init__(self, graph: Graph, plan: MemoryPlan | None) -> None:
         self.graph = graph
@@ -191,6 +194,10 @@ class Runner:
         """The graph's outputs, as the caller may keep them (nothing of the context's:
         the next call that takes it overwrites it)."""
         raise NotImplementedError
+
+    def run_at(self, feeds: dict[int, Any], batch: int) -> list[Any]:
+        """`run` at `batch`: a dynamic-batch runner's; the others run their graph's."""
+        return self.run(feeds)
 
     def run(self, feeds: dict[int, Any]) -> list[Any]:
         """feeds: value id -> array for every input and param; returns the outputs. Any

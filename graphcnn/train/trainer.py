@@ -8,7 +8,9 @@ Choices worth knowing:
   cached on the trainer. Each epoch visits a fresh seeded permutation and drops the last
   partial batch (like ``drop_last=True``), so every step has the compiled size; a dataset
   smaller than `batch_size` trains with ``batch_size = len(X)``.
-- Evaluation covers every sample: the last batch is padded with copies of its first row,
+- Evaluation covers every sample. On the cpu and reference backends the inference
+  executable runs any batch up to `batch_size` (``gc.compile(batch_size=None)``), so the
+  last, smaller batch runs as it is; elsewhere it is padded with copies of its first row,
   and the padded rows' outputs are discarded.
 - Training accuracy: the training graph outputs only the loss and gradients. With
   ``train_accuracy="epoch"`` (the default) it is measured at the end of each epoch on a
@@ -28,7 +30,10 @@ Choices worth knowing:
   gradients; the epochs' training accuracy and validation are split among the ranks
   (each predicts a block of rows, every rank gets all); predict and evaluate called
   outside fit run on the calling rank alone; rank 0 alone prints and writes the
-  checkpoint, which resumes on any number of ranks. docs/distributed.md.
+  checkpoint, which resumes on any number of ranks. docs/distributed.md. Batch norm
+  uses each rank's own batch statistics, unless ``sync_batchnorm=True``: then those of
+  the global batch, averaged over the ranks inside each step (forward and backward), as
+  torch's SyncBatchNorm; W ranks of batch B then train as one process of batch W x B.
 - Guards (graphcnn/train/guards.py): a NaN or infinite loss or gradient is handled by
   ``on_nonfinite`` (raise NonFiniteLossError, skip the update, or skip with a warning);
   a loss that diverges while finite (the mean of the last 5 batch losses above
@@ -111,7 +116,7 @@ class Trainer:
                  resume_overrides: Mapping[str, Any] | None = None,
                  loss_weights: Mapping[str, float] | None = None,
                  metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None,
-                 distributed: bool = False) -> None:
+                 distributed: bool = False, sync_batchnorm: bool = False) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if on_divergence not in DIVERGENCE_POLICIES:
@@ -144,6 +149,10 @@ class Trainer:
         self.diverged: str | None = None   # why the last fit stopped, with "stop"
         self._monitor: DivergenceMonitor | None = None
         self.rng = np.random.default_rng(seed)
+        if sync_batchnorm and not distributed:
+            raise ValueError("sync_batchnorm=True averages batch-norm statistics over the "
+                             "ranks of distributed training; pass distributed=True too")
+        self.sync_batchnorm = bool(sync_batchnorm)
         self.parallel = make_parallel(bool(distributed))   # Local(): one process
         self._rows = Local()   # who predicts which rows: fit's epochs split them
         self.history = History()
@@ -158,16 +167,27 @@ class Trainer:
     # ---- compiled pieces, cached per batch size ----------------------------------------
     def _step(self, batch_size: int) -> Any:
         if batch_size not in self._steps:
-            self._steps[batch_size] = value_and_grad(self.model, self.loss, batch_size,
-                                                     self.backend,
-                                                     loss_weights=self.loss_weights)
+            sync = self.parallel.world_size if self.sync_batchnorm else 0
+            step = value_and_grad(self.model, self.loss, batch_size, self.backend,
+                                  loss_weights=self.loss_weights, sync_batchnorm=sync)
+            if sync:
+                step.allreduce = self.parallel.allreduce_mean
+            self._steps[batch_size] = step
         return self._steps[batch_size]
 
     def _executable(self, batch_size: int) -> Any:
-        if batch_size not in self._executables:
-            self._executables[batch_size] = gc_compile(self.model, batch_size, self.backend,
-                                                       frozen=False)
-        return self._executables[batch_size]
+        """For batches of `batch_size`: on cpu and reference, one executable for any batch
+        up to it (an evaluation's last, smaller batch runs on it as it is)."""
+        for size, exe in self._executables.items():
+            if size == batch_size or (exe.max_batch or 0) >= batch_size:
+                return exe
+        try:
+            exe = gc_compile(self.model, None, self.backend, frozen=False,
+                             max_batch=batch_size)
+        except ValueError:   # a backend, or a model, that runs one batch size only
+            exe = gc_compile(self.model, batch_size, self.backend, frozen=False)
+        self._executables[batch_size] = exe
+        return exe
 
     # ---- data checks and transforms ----------------------------------------------------
     def _check_data(self, X: np.ndarray, y: Any, what: str) -> tuple[np.ndarray, Targets]:
@@ -210,7 +230,8 @@ class Trainer:
         for start in range(first, end, batch_size):
             xb = X[start:min(start + batch_size, end)]
             n = len(xb)
-            if n < batch_size:  # pad with copies of a real row, drop those outputs below
+            if n < batch_size and exe.max_batch is None:  # pad with copies of a real row,
+                # and drop those outputs below (an executable for one batch size)
                 xb = np.concatenate([xb, np.repeat(xb[:1], batch_size - n, axis=0)])
             result = exe(self._prepare(xb))
             for name, value in zip(names, result if len(names) > 1 else (result,)):

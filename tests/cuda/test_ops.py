@@ -1,5 +1,7 @@
 """Every cuda kernel against the reference backend on small shapes (the simulator runs
 each thread in Python), forward and through the op's gradient graph."""
+import os
+
 import numpy as np
 import pytest
 from helpers import check_cuda, rand
@@ -165,3 +167,31 @@ def test_float64_graphs():
                dtype="float64", rtol=1e-10, atol=1e-12)
     check_cuda("softmax", [rand(3, 4)], {"axis": 1}, grad=False, dtype="float64",
                rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("abs", {}), ("neg", {}), ("exp", {}), ("erf", {}), ("reciprocal", {}),
+    ("elu", {"alpha": 0.7}), ("elu", {"alpha": 1.6732632423543772, "scale": 1.0507009873554805}),
+    ("softplus", {"beta": 2.0, "threshold": 1.0}), ("softsign", {}), ("gelu", {}),
+    ("gelu_tanh", {}), ("mish", {})])
+def test_math_and_smooth_activations_and_their_grads(op, attrs):
+    check_cuda(op, [rand(2, 3, 4) + (3.0 if op == "reciprocal" else 0.0)], attrs)
+
+
+def test_log_sqrt_pow_maximum_minimum_and_special_values():
+    positive = np.abs(rand(2, 3, 4)) + 0.5
+    check_cuda("log", [positive])
+    check_cuda("sqrt", [positive])
+    check_cuda("pow", [positive, rand(3, 1)])
+    check_cuda("maximum", [rand(2, 3, 4), rand(3, 1)])
+    check_cuda("minimum", [rand(3, 1), rand(2, 3, 4)])
+    x = np.float32([[np.nan, -np.inf, -2.0, -0.0, 0.0, 0.5, np.inf]])
+    # the simulator runs Python's math, which raises on log and sqrt of a negative number
+    # (the device gives NaN, as the reference): those two on a real GPU only
+    domain_errors = ("log", "sqrt") if os.environ.get("GRAPHCNN_CUDA_REAL") == "1" else ()
+    for op in ("exp", "softplus", "mish", "gelu", "elu") + domain_errors:
+        (want,) = forward(op, [x], {}, "reference")
+        (got,) = forward(op, [x], {}, "cuda")
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True, err_msg=op)
+    (got,) = forward("maximum", [x, x[:, ::-1].copy()], {}, "cuda")
+    assert np.isnan(got[0, 0]) and np.isnan(got[0, -1])

@@ -24,6 +24,7 @@ from graphcnn.backends.cpu.kernels import (
     winograd_weight_grad,
 )
 from graphcnn.backends.cpu.registry import launch
+from graphcnn.backends.cpu.shared_prepack import shared_prepack
 from graphcnn.ops.conv_shapes import (
     conv_operands,
     is_depthwise_3x3,
@@ -311,7 +312,7 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
         def prepack() -> np.ndarray:
             assert transform is not None and w is not None
             return transform(op, w)
-        u = prepack()
+        u = shared_prepack(name, (w,), (op,), prepack)
         return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs, u)),
                     adds_bias=False, prepacked=u, prepack=prepack)
     return Candidate(name, priority, applies, build,
@@ -404,7 +405,7 @@ def _prepacked_core(site: Site, f: Callable[..., None], prepack: Callable[[], An
     if not frozen:
         return Core(lambda ins, out: f(ins, out, attrs),
                     store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue))
-    held = prepack()
+    held = shared_prepack(f, site.known, (site.out_shape[1:], site.out_dtype), prepack)
     return Core(lambda ins, out: f(ins, out, attrs, prepared=held),
                 store=lambda ins, out, epilogue: f(ins, out, attrs, epilogue, prepared=held),
                 prepacked=held, prepack=prepack)

@@ -18,7 +18,7 @@ from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
-from graphcnn.runtime.runner import CallContext, Runner
+from graphcnn.runtime.runner import CallContext, Runner, Step
 
 
 class CpuRunner(Runner):
@@ -81,27 +81,33 @@ class CpuRunner(Runner):
             buffers[vid] = np.require(array, requirements="C")
         return buffers
 
-    def launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
+    def launch(self, context: CallContext, buffers: dict[int, np.ndarray],
+               steps: list[Step] | None = None,
+               chosen: dict[int, Implementation] | None = None) -> None:
+        """Run `steps` (default: this runner's), whose implementations are `chosen`'s."""
+        steps = self.steps if steps is None else steps
+        chosen = self.chosen if chosen is None else chosen
         # On a threading layer that is not thread-safe, one call at a time (threads.py).
         if threads.thread_safe():
-            self._launch(context, buffers)
+            self._launch(context, buffers, steps, chosen)
         else:
             with threads.call_lock():
-                self._launch(context, buffers)
+                self._launch(context, buffers, steps, chosen)
 
-    def _launch(self, context: CallContext, buffers: dict[int, np.ndarray]) -> None:
+    def _launch(self, context: CallContext, buffers: dict[int, np.ndarray],
+                steps: list[Step], chosen: dict[int, Implementation]) -> None:
         # One thread pool (Numba's) for every kernel, GEMMs included: see blas.py.
         with one_thread_pool(), launch_mode(table=self.launch_table):
             if recording():  # the frozen weights were prepacked at build: their kernels too
-                for chosen in self.chosen.values():
-                    if chosen.prepack is not None:
-                        chosen.prepack()
+                for implementation in chosen.values():
+                    if implementation.prepack is not None:
+                        implementation.prepack()
             previous = use_workspace(context.scratch)
             threads.enter()
             total = mine = threads.thread_count()   # this Python thread's setting
             running, seen = threads.RUNNING, 1
             try:
-                for step in self.steps:
+                for step in steps:
                     # The calls running now share the cores (threads.py): re-read before
                     # each kernel, as another call may have started or ended since.
                     if len(running) != seen:

@@ -110,8 +110,15 @@ def _build(path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
         except aot.AotError as err:
             raise fail(path, str(err)) from None
 
+    saved = None if chosen is None else dict(zip(schedule, chosen))
+    max_batch = _max_batch(manifest, graph, len(schedule))
     with launch_mode(table=table):  # a node chosen again is measured on the precompiled code
-        runner = CpuRunner(graph, plan, None if chosen is None else dict(zip(schedule, chosen)))
+        if max_batch is None:
+            runner = CpuRunner(graph, plan, saved)
+        else:
+            from graphcnn.backends.cpu.dynamic import DynamicCpuRunner
+            batch1 = dict(zip(schedule, manifest["implementations_batch1"]))
+            runner = DynamicCpuRunner(graph, plan, saved, batch1)
     runner.launch_table = table
     exe = Executable(graph, "cpu", ops_before=integer(manifest, "ops_before", "manifest"),
                      naive_bytes_before=integer(manifest, "naive_bytes_before", "manifest"),
@@ -133,6 +140,24 @@ def _build(path: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
         raise ValueError("training.trainable names unknown parameters")
     return GradientStep(exe, loss, HeldParameters(parameters, trainable),
                         integer(info, "num_classes", "training"))
+
+
+def _max_batch(manifest: dict[str, Any], graph: Graph, steps: int) -> int | None:
+    """A dynamic-batch artifact's largest batch (None: a fixed-batch one, or one written
+    before dynamic batches), checked against its graph and its batch-1 choices."""
+    max_batch = manifest.get("max_batch")
+    if max_batch is None:
+        return None
+    from graphcnn.runtime.dynamic_batch import max_batch_of
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) \
+            or max_batch != max_batch_of(graph):
+        raise ValueError("max_batch must be the batch of the graph's inputs")
+    batch1 = manifest.get("implementations_batch1")
+    if not isinstance(batch1, list) or len(batch1) != steps \
+            or not all(isinstance(c, str) for c in batch1):
+        raise ValueError("implementations_batch1 must name one implementation per "
+                         "scheduled node")
+    return max_batch
 
 
 def _parameters(path: str, manifest: dict[str, Any], graph: Graph,

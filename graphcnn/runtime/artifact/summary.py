@@ -32,6 +32,9 @@ def summarize(path: str | os.PathLike) -> str:
     for side in ("inputs", "outputs"):
         for v in manifest.get(side, []):
             lines.append(f"{side[:-1]:7}{v.get('name')}: {v.get('dtype')}{v.get('shape')}")
+    if isinstance(manifest.get("max_batch"), int):
+        lines.append(f"runs any batch size from 1 to {manifest['max_batch']} (the inputs' "
+                     f"first axis)")
     training = manifest.get("training")
     if isinstance(training, dict):
         lines.append(f"training step: loss {training.get('loss')}, "

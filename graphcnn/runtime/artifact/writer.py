@@ -2,6 +2,7 @@
 docstring describes the file)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from graphcnn.ir.serialize import graph_to_json
+from graphcnn.ops import collective
 from graphcnn.runtime.artifact.format import (
     ARRAY_DTYPES,
     FORMAT,
@@ -100,7 +102,24 @@ def _kernel_entries(exe: Any) -> list[Any]:
 
     if exe.precompiled_entries is not None:
         return exe.precompiled_entries
-    return record_entries(lambda: exe.run(exe.zero_feeds()), repr(exe.graph.name))
+
+    def run() -> None:
+        # on zeros, alone: allreduce nodes are the identity (graphcnn/ops/collective.py)
+        with collective.local():
+            for batch in recorded_batches(exe.max_batch):
+                exe.run(exe.zero_feeds(batch))
+    return record_entries(run, repr(exe.graph.name))
+
+
+def recorded_batches(max_batch: int | None) -> list[int | None]:
+    """The batches whose kernel launches an artifact records: its one batch; for a dynamic
+    one, its largest and 1 (whose choices the others take), 2 and the batch where the
+    others switch from 1's choices to the largest's (their kernels, where a choice made at
+    1 or at the largest does not apply)."""
+    if max_batch is None:
+        return [None]
+    switch = math.ceil(math.sqrt(max_batch))
+    return [b for b in sorted({max_batch, 1, min(2, max_batch), switch})]
 
 
 def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] | None
@@ -162,6 +181,11 @@ def _manifest(exe: Any, params: dict[str, np.ndarray], training: dict[str, Any] 
         "graph": graph_json,
         "schedule": [n.id for n in graph.compute_nodes() if n.id not in plan.views],
         "implementations": [step.implementation for step in exe.runner.steps],
+        # a dynamic-batch executable's (graphcnn/runtime/dynamic_batch.py): its largest
+        # batch, and the choices at batch 1 (those at the largest are "implementations")
+        "max_batch": exe.max_batch,
+        "implementations_batch1": None if exe.max_batch is None
+        else exe.runner.implementations_at(1),
         "memory_plan": plan_to_json(graph, plan),
         "kernels": kernels,
         "arrays": arrays,

@@ -3,6 +3,7 @@ with a strategy (conv2d and its gradients, the NCHW16c convs, linear, matmul, fu
 which graphcnn/backends/cpu/strategy.py registers: they choose an implementation."""
 from graphcnn.backends.cpu.kernels import (  # noqa: F401
     broadcast,
+    collective,
     conv,
     dense,
     fused,

@@ -87,7 +87,7 @@ def _batch_norm_train_grad(dy, x, weight, mean, var, eps, dx, dweight, dbias):
                                        - xhat * sum_dy_xhat)
 
 
-@cpu_kernel("batch_norm")
+@cpu_kernel("batch_norm", "batch_norm_normalize")   # the same formula
 def batch_norm_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     x, weight, bias, mean, var = ins
     launch(_batch_norm, ncs(x), weight, bias, mean, var, attrs["eps"], ncs(outs[0]))

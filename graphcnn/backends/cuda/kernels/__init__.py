@@ -1,6 +1,7 @@
 """Kernel families; importing this package registers every cuda kernel (it imports
 numba.cuda: only the cuda runner and the tests import it)."""
 from graphcnn.backends.cuda.kernels import (  # noqa: F401
+                                            collective,
                                             conv,
                                             dense,
                                             fused,

@@ -48,7 +48,7 @@ def _batch_norm(x, weight, bias, mean, var, eps, C, S, out):
         i += cu.gridsize(1)
 
 
-@cuda_kernel("batch_norm")
+@cuda_kernel("batch_norm", "batch_norm_normalize")   # the same formula
 def batch_norm_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]) -> list[Launch]:
     x, weight, bias, mean, var = ins
     _, c, s = _ncs(x.shape)

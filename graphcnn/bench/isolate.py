@@ -1,0 +1,61 @@
+"""Timing each system in fresh processes of its own (`graphcnn bench --isolate`,
+`--processes N`).
+
+In one process, the systems share more than the machine: graphcnn's worker threads spin
+for a while after each call, a peer's thread pool too, and the allocator's state and
+the threads' placement are one process's luck. With `isolate`, each system's calls run
+in a new Python process that builds only that system (the same seeded model and data as
+the parent's), times `warmup` + `repeats` calls in one block and reports its median; with
+`processes` N > 1, each system gets N such processes, taken in turns (graphcnn's first,
+then each peer's, N times), and its figure is the median of the N medians, with their
+spread: how far a user who benchmarks once may land from it.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+# the child: graphcnn/bench/model_bench.py isolated_worker (which imports this module)
+WORKER = "from graphcnn.bench.model_bench import isolated_worker; isolated_worker()"
+
+
+def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
+                  ) -> dict[str, dict[str, Any]]:
+    """Per system: median_ms (the median of its processes' medians), min_ms,
+    process_medians_ms, spread (max - min of those, over their median), times_ms (the
+    calls of every process) and pids (the processes')."""
+    medians: dict[str, list[float]] = {s: [] for s in systems}
+    mins: dict[str, list[float]] = {s: [] for s in systems}
+    calls: dict[str, list[float]] = {s: [] for s in systems}
+    pids: dict[str, list[int]] = {s: [] for s in systems}
+    for _ in range(max(1, processes)):
+        for system in systems:
+            timing = run_worker(dict(spec, system=system))
+            medians[system].append(timing["median_ms"])
+            mins[system].append(timing["min_ms"])
+            calls[system] += timing["times_ms"]
+            pids[system].append(timing["pid"])
+    out = {}
+    for system in systems:
+        values = medians[system]
+        middle = statistics.median(values)
+        out[system] = {"median_ms": middle, "min_ms": min(mins[system]),
+                       "process_medians_ms": [round(v, 4) for v in values],
+                       "spread": (max(values) - min(values)) / middle if middle else 0.0,
+                       "times_ms": calls[system], "pids": pids[system]}
+    return out
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time one system in a fresh interpreter; its timing (as common.measure's)."""
+    done = subprocess.run([sys.executable, "-c", WORKER], input=json.dumps(spec),
+                          capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"timing {spec['system']} in its own process failed: {tail}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
