@@ -48,6 +48,10 @@ def compile(model: Model, batch_size: int | None = 1, backend: str | Backend = "
     frozen = check_bool("frozen", frozen, owner="compile")
     target = get_backend(backend)
     if batch_size is None:
+        if model.fixed_batch is not None:
+            raise ValueError(f"compile: {model.name!r} runs at batch size {model.fixed_batch} "
+                             f"only (its graph mixes the batch with other axes), not at any "
+                             f"batch size; compile it with batch_size={model.fixed_batch}")
         built_at = check_int("max_batch", DEFAULT_MAX_BATCH if max_batch is None
                              else max_batch, owner="compile", minimum=1)
     else:

@@ -220,3 +220,19 @@ def test_the_guides_commands_run(tmp_path):
         outputs.append(done.stdout)
     assert "any batch size from 1 to 16" in outputs[0]
     assert "float32[5, 10]" in outputs[2]
+
+
+def test_an_onnx_graph_written_for_one_batch_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    # (2, 3) -> Reshape to (6,): the batch folded into the only axis, as only batch 2 allows
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "folds",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        [numpy_helper.from_array(np.array([6], np.int64), "shape")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = gc.onnx.load(proto.SerializeToString())
+    with pytest.raises(ValueError, match=r"runs at batch size 2 only .* batch_size=2"):
+        gc.compile(model, batch_size=None)
+    assert gc.compile(model, batch_size=2)(np.ones((2, 3), np.float32)).shape == (6,)

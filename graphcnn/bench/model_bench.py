@@ -95,8 +95,10 @@ class System:
 
 
 def graphcnn_system(model: Any, x: np.ndarray, y: np.ndarray, training: bool,
-                    opt_level: int, backend: str = "cpu") -> tuple[System, Any]:
-    """(the system, its executable)."""
+                    opt_level: int, backend: str = "cpu", max_batch: int | None = None
+                    ) -> tuple[System, Any]:
+    """(the system, its executable). `max_batch`: inference on one executable for any
+    batch up to it (gc.compile(batch_size=None)), called at x's batch."""
     import graphcnn as gc
 
     if training:
@@ -109,7 +111,11 @@ def graphcnn_system(model: Any, x: np.ndarray, y: np.ndarray, training: bool,
             opt.step(params, step(x, y)[1])
 
         return System(run, (loss, {k: np.array(v) for k, v in grads.items()})), step.executable
-    exe = gc.compile(model, batch_size=len(x), opt_level=opt_level, backend=backend)
+    if max_batch is not None:
+        exe = gc.compile(model, batch_size=None, max_batch=max_batch, opt_level=opt_level,
+                         backend=backend)
+    else:
+        exe = gc.compile(model, batch_size=len(x), opt_level=opt_level, backend=backend)
     return System(lambda: exe(x), np.array(exe(x))), exe
 
 
@@ -244,11 +250,12 @@ def float64_check(name: str, model_kwargs: dict[str, Any], model: Any, x: np.nda
 def bench_workload(name: str, batch: int, training: bool, against: list[str], repeats: int,
                    opt_level: int = 2, model_kwargs: dict[str, Any] | None = None,
                    warmup: int = 2, profile_repeats: int = 0,
-                   log: Callable[[str], Any] = print, processes: int = 0
-                   ) -> dict[str, Any]:
+                   log: Callable[[str], Any] = print, processes: int = 0,
+                   max_batch: int | None = None) -> dict[str, Any]:
     """One (model, batch, mode): graphcnn and each peer, timed; the cross-checks; FLOPs.
     `processes` 0: every system timed in this process, in blocks (measure_interleaved);
-    N >= 1: each in N fresh processes of its own (graphcnn/bench/isolate.py)."""
+    N >= 1: each in N fresh processes of its own (graphcnn/bench/isolate.py). `max_batch`:
+    graphcnn's inference runs on one executable for any batch up to it."""
     model_kwargs = dict(model_kwargs or {})
     mode = "train" if training else "infer"
     model = make_model(name, model_kwargs)
@@ -271,7 +278,8 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                                                      name)
             except Skip as exc:
                 notes[peer] = str(exc)
-        mine, exe = graphcnn_system(model, x, y, training, opt_level)
+        mine, exe = graphcnn_system(model, x, y, training, opt_level,
+                                    max_batch=None if training else max_batch)
         flops = graph_flops(exe.graph)
         if "numpy" in against:
             try:
@@ -282,6 +290,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
         result: dict[str, Any] = {
             "model": name, "model_kwargs": model_kwargs, "batch": batch, "mode": mode,
             "opt_level": opt_level, "threads": n_threads, "input_shape": list(x.shape),
+            "max_batch": exe.max_batch,
             "flops": flops, "flops_by_op": flops_by_op(exe.graph),
             "kernels": len(exe.runner.steps), "compile_seconds": exe.compile_seconds,
             "systems": {}, "checks": {}, "notes": notes, "ratios": {}}
@@ -299,6 +308,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                 f"process(es) per system ...")
             spec = {"model": name, "model_kwargs": model_kwargs, "batch": batch,
                     "training": training, "opt_level": opt_level, "threads": n_threads,
+                    "max_batch": exe.max_batch,
                     "repeats": repeats, "warmup": warmup}
             timings = time_isolated(spec, order, processes)
             result["timing"] = (f"each system in {processes} fresh process(es) of its own; "
@@ -336,10 +346,11 @@ def bench_model(name: str, batch_sizes: list[int], training: bool = False,
                 against: list[str] | None = None, repeats: int = 20, opt_level: int = 2,
                 model_kwargs: dict[str, Any] | None = None, warmup: int = 2,
                 profile_repeats: int = 0, log: Callable[[str], Any] = print,
-                processes: int = 0) -> list[dict[str, Any]]:
+                processes: int = 0, max_batch: int | None = None) -> list[dict[str, Any]]:
     against = list(PEERS if against is None else against)
     return [bench_workload(name, b, training, against, repeats, opt_level, model_kwargs,
-                           warmup, profile_repeats, log, processes) for b in batch_sizes]
+                           warmup, profile_repeats, log, processes, max_batch)
+            for b in batch_sizes]
 
 
 def isolated_worker() -> None:
@@ -358,7 +369,8 @@ def isolated_worker() -> None:
     system, training = spec["system"], spec["training"]
     with tempfile.TemporaryDirectory(prefix="graphcnn-bench-") as workdir:
         if system == "graphcnn":
-            run = graphcnn_system(model, x, y, training, spec["opt_level"])[0].run
+            run = graphcnn_system(model, x, y, training, spec["opt_level"],
+                                  max_batch=spec["max_batch"])[0].run
         elif system == "numpy":
             run = graphcnn_system(model, x, y, training, spec["opt_level"],
                                   backend="reference")[0].run

@@ -2,7 +2,7 @@
 
     graphcnn bench MODEL[,MODEL...] [--batch-size 1,16] [--training]
                          [--against numpy,torch,onnxruntime] [--repeats N] [--opt-level N]
-                         [--isolate | --processes N] [--record FILE]
+                         [--isolate | --processes N] [--max-batch N] [--record FILE]
                          [--json FILE] [--png FILE] [--markdown FILE]
                          [--profile K] [--threads N]
     graphcnn bench conv-layers [--batch-size 1,16] [--against torch] ...
@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=non_negative_int, default=0, metavar="N",
                    help="time each system in N fresh processes of its own and report the "
                         "median of their medians and their spread (implies --isolate)")
+    p.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
+                   help="time graphcnn's inference on one executable for any batch size up "
+                        "to N (gc.compile(batch_size=None, max_batch=N)) at each batch size")
     p.add_argument("--record", default=None, metavar="FILE",
                    help="keep each model's table of this run in the Markdown FILE (e.g. "
                         "benchmarks/RESULTS.md), replacing that model's previous one")
@@ -158,7 +161,7 @@ def _model(args: argparse.Namespace, roof: float | None, out: dict[str, Any]
                                args.repeats, args.opt_level, warmup=args.warmup,
                                profile_repeats=max(3, args.repeats // 4) if args.profile
                                else 0, log=lambda s: print(s, flush=True),
-                               processes=args.processes)
+                               processes=args.processes, max_batch=args.max_batch)
     for r in results:
         g = r["systems"]["graphcnn"]["gflops"]
         r["roof_fraction"] = g / roof if roof and g else None
@@ -226,6 +229,8 @@ def _command_line(args: argparse.Namespace) -> str:
     parts += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     if args.processes:
         parts += ["--processes", str(args.processes)]
+    if args.max_batch:
+        parts += ["--max-batch", str(args.max_batch)]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     return " ".join(parts)

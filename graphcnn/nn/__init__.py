@@ -25,6 +25,15 @@ from graphcnn.nn.layers import (
     ZeroPad2d,
 )
 from graphcnn.nn.module import Layer
+from graphcnn.nn.rearrange import (
+    GroupNorm,
+    InstanceNorm2d,
+    LocalResponseNorm,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad2d,
+    ReplicationPad2d,
+)
 from graphcnn.nn.resample import Dropout2d, Upsample
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "ConvTranspose1d",
@@ -32,4 +41,7 @@ __all__ = ["AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "ConvTranspo
            "ConvTranspose2d", "Dropout", "Dropout2d", "Flatten", "GlobalAvgPool2d", "Identity",
            "Layer", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "ReLU", "ReLU6", "Sequential",
            "Sigmoid", "Softmax", "Tanh", "Upsample", "ZeroPad2d",
-           "ELU", "GELU", "Mish", "SELU", "Softplus", "Softsign"]
+           "ELU", "GELU", "Mish", "SELU", "Softplus", "Softsign",
+           # normalizations and rearrangements (graphcnn/nn/rearrange.py)
+           "GroupNorm", "InstanceNorm2d", "LocalResponseNorm", "PixelShuffle",
+           "PixelUnshuffle", "ReflectionPad2d", "ReplicationPad2d"]

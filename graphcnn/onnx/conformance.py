@@ -39,6 +39,22 @@ CNN_OPS: frozenset[str] = frozenset("""
 _OUT_OF_SCOPE_WORDS = ("3d", "_training", "training_mode", "attention")
 
 
+_ZERO_SIZED = ("a tensor with a zero-sized axis: graphcnn's tensor sizes are positive (a "
+               "dimension of 0 in an ONNX file reads as dynamic), and no CNN makes one")
+
+# The cases graphcnn refuses on purpose, each with its reason. tests/test_onnx_conformance.py
+# requires every other in-scope case to pass, and each of these to be refused (not failed:
+# no wrong number, no error that is not one clear line); fixing one means removing it here.
+DELIBERATE_REFUSALS: dict[str, str] = {
+    "test_reduce_max_empty_set": _ZERO_SIZED,
+    "test_reduce_sum_empty_set": _ZERO_SIZED,
+    "test_reduce_sum_empty_set_non_reduced_axis_zero": _ZERO_SIZED,
+    "test_reshape_allowzero_reordered": _ZERO_SIZED,
+    "test_split_zero_size_splits_opset13": _ZERO_SIZED,
+    "test_split_zero_size_splits_opset18": _ZERO_SIZED,
+}
+
+
 @dataclass(frozen=True)
 class CaseResult:
     name: str

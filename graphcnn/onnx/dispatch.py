@@ -8,6 +8,7 @@ from graphcnn.onnx import (  # noqa: F401  (fill the tables)
     ops_elementwise,
     ops_math,
     ops_nn,
+    ops_norm,
     ops_reduce,
     ops_resize,
     ops_shape,

@@ -172,6 +172,48 @@ def _batch_norm(ctx: ExportContext, node: Node, ins: list[str], out: str) -> Non
              momentum=1.0 - float(node.attrs["momentum"]))
 
 
+@exporter("group_norm")
+def _group_norm(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
+    """InstanceNormalization when every channel is a group; else InstanceNormalization of
+    x reshaped to (N, G, -1) with an identity affine, reshaped back and then scaled and
+    shifted per channel (GroupNormalization needs opset 21 for a per-channel scale)."""
+    x = node.inputs[0]
+    groups, eps = node.attrs["num_groups"], float(node.attrs["eps"])
+    channels = x.shape[1]
+    if groups == channels and x.type.ndim >= 3:
+        ctx.emit("InstanceNormalization", ins, [out], epsilon=eps)
+        return
+    rows = ctx.fresh("group_rows")
+    ctx.emit("Reshape", [ins[0], ctx.ints([0, groups, -1], "shape")], [rows])
+    normed = ctx.fresh("group_normed")
+    ones = ctx.initializer(np.ones(groups, np.float32), "group_scale")
+    zeros = ctx.initializer(np.zeros(groups, np.float32), "group_bias")
+    ctx.emit("InstanceNormalization", [rows, ones, zeros], [normed], epsilon=eps)
+    shape, back = ctx.fresh("x_shape"), ctx.fresh("group_back")
+    ctx.emit("Shape", [ins[0]], [shape])
+    ctx.emit("Reshape", [normed, shape], [back])
+    per_channel = [channels] + [1] * (x.type.ndim - 2)
+    weight, bias, scaled = ctx.fresh("weight_c"), ctx.fresh("bias_c"), ctx.fresh("scaled")
+    ctx.emit("Reshape", [ins[1], ctx.ints(per_channel, "shape")], [weight])
+    ctx.emit("Reshape", [ins[2], ctx.ints(per_channel, "shape")], [bias])
+    ctx.emit("Mul", [back, weight], [scaled])
+    ctx.emit("Add", [scaled, bias], [out])
+
+
+@exporter("pow_scalar")
+def _pow_scalar(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
+    a, base = node.attrs, ins[0]
+    if a["scale"] != 1.0:
+        scaled = ctx.fresh("pow_base")
+        ctx.emit("Mul", [base, ctx.scalar(a["scale"], "scale")], [scaled])
+        base = scaled
+    if a["shift"] != 0.0:
+        shifted = ctx.fresh("pow_base")
+        ctx.emit("Add", [base, ctx.scalar(a["shift"], "shift")], [shifted])
+        base = shifted
+    ctx.emit("Pow", [base, ctx.scalar(a["exponent"], "exponent")], [out])
+
+
 @exporter("reshape")
 def _reshape(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
     ctx.emit("Reshape", [ins[0], ctx.ints(node.attrs["shape"], "shape")], [out])
@@ -197,6 +239,17 @@ def _pad(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
     flat = [b for b, _ in pads] + [e for _, e in pads]
     ctx.emit("Pad", [ins[0], ctx.ints(flat, "pads"), ctx.scalar(node.attrs["value"], "value")],
              [out], mode="constant")
+
+
+@exporter("mode_pad")
+def _mode_pad(ctx: ExportContext, node: Node, ins: list[str], out: str) -> None:
+    mode = node.attrs["mode"]
+    if mode == "wrap" and ctx.opset < 19:
+        raise OnnxExportError(f"wrap padding needs opset 19 or later (Pad's mode 'wrap'); "
+                              f"exporting at opset {ctx.opset}")
+    pads = node.attrs["pads"]
+    flat = [b for b, _ in pads] + [e for _, e in pads]
+    ctx.emit("Pad", [ins[0], ctx.ints(flat, "pads")], [out], mode=mode)
 
 
 @exporter("slice")

@@ -17,7 +17,7 @@ from graphcnn.onnx.reader import OnnxGraph, parse, read_proto, upgrade_opset
 def load(source: "str | os.PathLike[str] | bytes", batch_size: int | None = None) -> Model:
     """Import an ONNX model (a path, or the bytes of a file) as a graphcnn Model.
 
-    Opsets 11-25 (7-10 converted to 11 on import, with a warning); the model's inputs
+    Opsets 11-28 (7-10 converted to 11 on import, with a warning); the model's inputs
     must be float32 with a static shape except for the batch dimension (dynamic or fixed:
     the Model records the per-sample shape and binds the batch at compile time).
     Initializers become the model's parameters under their ONNX names (batch-norm

@@ -39,7 +39,7 @@ def leaky_relu(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [ctx.unary("leaky_relu", ins[0], alpha=float(node.attrs.get("alpha", 0.01)))]
 
 
-@importer("Clip")
+@importer("Clip", limits="constant min and max")
 def clip(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     # opset >= 11: min and max are optional inputs that must be known at import time
     low = ctx.scalar(ins[1], "min") if len(ins) > 1 and ins[1] is not None else -np.inf
@@ -155,7 +155,7 @@ def identity(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     return [ins[0]]
 
 
-@importer("Dropout")
+@importer("Dropout", limits="inference (the identity); not training_mode")
 @folder("Dropout")
 def dropout(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     """Inference: the identity (its mask output is not supported)."""
@@ -169,7 +169,7 @@ ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32,
                9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
 
 
-@importer("Cast")
+@importer("Cast", limits="tensors to float32; other types in shape computations")
 def cast(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0])
     if int(node.attrs.get("to", 0)) != 1 or x.tensor.dtype != "float32":

@@ -271,7 +271,7 @@ def global_max_pool(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any
 
 # ---- batch normalization --------------------------------------------------------------------
 
-@importer("BatchNormalization")
+@importer("BatchNormalization", limits="inference mode; input (N, C, ...)")
 def batch_normalization(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if int(node.attrs.get("training_mode", 0)):
         raise ctx.error("training_mode=1 is not supported (graphcnn imports inference "
@@ -304,7 +304,7 @@ def _matrix(ctx: ImportContext, value: Any, what: str, transposed: bool) -> Runt
     return r
 
 
-@importer("Gemm")
+@importer("Gemm", limits="B independent of a dynamic batch")
 def gemm(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     alpha = float(node.attrs.get("alpha", 1.0))
     beta = float(node.attrs.get("beta", 1.0))

@@ -9,9 +9,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from graphcnn.nn.rearrange import pad_modes
 from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime, fold
 from graphcnn.onnx.importers import FoldedValues, Values, folder, importer
 from graphcnn.onnx.reader import OnnxNode
+from graphcnn.ops.pad_modes import MODES, mode_pad_problem
 
 
 def _axis(ctx: ImportContext, axis: int, ndim: int, what: str = "axis") -> int:
@@ -78,7 +80,7 @@ def _reshape_targets(ctx: ImportContext, x: Runtime | Folded, shape: Folded,
             for in_shape, spec in zip(_shapes(x), specs)]
 
 
-@importer("Reshape")
+@importer("Reshape", limits="the target shape known at import (constants, shape computations)")
 def reshape(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     if not isinstance(ins[1], Folded):
         raise ctx.error("the target shape must fold at import time (a constant or a shape "
@@ -228,11 +230,16 @@ def fold_concat(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[A
 
 # ---- Pad ----------------------------------------------------------------------------------------
 
+def _pad_mode(ctx: ImportContext, node: OnnxNode) -> str:
+    mode = node.attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in ("constant",) + MODES:
+        raise ctx.error(f"mode {mode!r} is not supported (constant, reflect, edge, wrap)")
+    return mode
+
+
 def _pad_args(ctx: ImportContext, node: OnnxNode, ins: Values, ndim: int
               ) -> tuple[tuple[tuple[int, int], ...], float]:
-    mode = node.attrs.get("mode", "constant")
-    if mode != "constant":
-        raise ctx.error(f"mode {mode!r} is not supported (only 'constant')")
     pads = ctx.ints(ins[1] if len(ins) > 1 else None, "pads")
     value = ctx.scalar(ins[2], "constant_value") if len(ins) > 2 and ins[2] is not None \
         else 0.0
@@ -249,7 +256,8 @@ def _pad_args(ctx: ImportContext, node: OnnxNode, ins: Values, ndim: int
     return tuple(pairs), value
 
 
-@importer("Pad")
+@importer("Pad", limits="constant non-negative pads, none on the batch axis; reflect and edge "
+                       "(and wrap) on up to 4 axes")
 def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
     x = ctx.runtime(ins[0])
     pairs, value = _pad_args(ctx, node, ins, x.ndim)
@@ -257,6 +265,12 @@ def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
         raise ctx.error("cannot pad the batch axis")
     if all(p == (0, 0) for p in pairs):
         return [x]
+    mode = _pad_mode(ctx, node)
+    if mode != "constant":
+        problem = mode_pad_problem(x.tensor.type.shape, pairs, mode)
+        if problem:
+            raise ctx.error(problem)
+        return [Runtime(pad_modes(x.tensor, pairs, mode, op=ctx.apply), x.batch_axis)]
     return [Runtime(ctx.apply("pad", [x.tensor], pads=pairs, value=value), x.batch_axis)]
 
 
@@ -264,8 +278,14 @@ def pad(ctx: ImportContext, node: OnnxNode, ins: Values) -> list[Any]:
 def fold_pad(ctx: ImportContext, node: OnnxNode, ins: FoldedValues) -> list[Any]:
     x = ctx.required(ins[0])
     pairs, value = _pad_args(ctx, node, ins, x.ndim)
+    mode = _pad_mode(ctx, node)
     ctx.check_folded([[d + a + b for d, (a, b) in zip(v.shape, pairs)] for v in x.values],
                      x.values[0].dtype)
+    if mode != "constant":
+        problem = mode_pad_problem(x.values[0].shape, pairs, mode)
+        if problem:
+            raise ctx.error(problem)
+        return [fold(lambda a: np.pad(a, pairs, mode=mode), x)]  # type: ignore[call-overload]
     return [fold(lambda a: np.pad(a, pairs, constant_values=value), x)]
 
 

@@ -20,8 +20,10 @@ from graphcnn.errors import LimitError
 from graphcnn.onnx.errors import OnnxImportError, OnnxLimitError
 
 # Opsets 22-25 changed the CNN ops only by admitting more element types (bfloat16, float8,
-# int4...); graphcnn imports their float32 graphs as it does opset 21's.
-MIN_OPSET, MAX_OPSET = 11, 25
+# int4...); graphcnn imports their float32 graphs as it does opset 21's. Opsets 26-28 did
+# the same for Cast and DepthToSpace, and gave SpaceToDepth a `mode` (its default, DCR, is
+# the old behaviour; ops_norm.py reads it).
+MIN_OPSET, MAX_OPSET = 11, 28
 # Older files (opsets 7-10) are converted to MIN_OPSET on import by ONNX's version converter.
 CONVERT_FROM_OPSET = 7
 DEFAULT_DOMAINS = ("", "ai.onnx")

@@ -50,7 +50,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
 from graphcnn.arguments import check_int
 from graphcnn.distributed.parallel import Local, make_parallel
@@ -58,6 +57,7 @@ from graphcnn.model import Model
 from graphcnn.objective import Objective, Targets, task_metrics
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
 from graphcnn.train.checkpoint_lock import CheckpointLock
+from graphcnn.train.executables import inference_executable
 from graphcnn.train.guards import (
     DIVERGENCE_POLICIES,
     DivergenceMonitor,
@@ -176,18 +176,7 @@ class Trainer:
         return self._steps[batch_size]
 
     def _executable(self, batch_size: int) -> Any:
-        """For batches of `batch_size`: on cpu and reference, one executable for any batch
-        up to it (an evaluation's last, smaller batch runs on it as it is)."""
-        for size, exe in self._executables.items():
-            if size == batch_size or (exe.max_batch or 0) >= batch_size:
-                return exe
-        try:
-            exe = gc_compile(self.model, None, self.backend, frozen=False,
-                             max_batch=batch_size)
-        except ValueError:   # a backend, or a model, that runs one batch size only
-            exe = gc_compile(self.model, batch_size, self.backend, frozen=False)
-        self._executables[batch_size] = exe
-        return exe
+        return inference_executable(self._executables, self.model, self.backend, batch_size)
 
     # ---- data checks and transforms ----------------------------------------------------
     def _check_data(self, X: np.ndarray, y: Any, what: str) -> tuple[np.ndarray, Targets]:

@@ -14,6 +14,8 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     nchw16c,
     nchw16c_expand,
     norm,
+    norm_group,
+    pad_modes,
     pool,
     resize,
     shape,

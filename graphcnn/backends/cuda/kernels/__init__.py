@@ -11,6 +11,8 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             loss_box,
                                             loss_pixel,
                                             norm,
+                                            norm_group,
+                                            pad_modes,
                                             pool,
                                             reduce,
                                             resize,
