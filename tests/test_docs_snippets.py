@@ -74,9 +74,13 @@ def steps(path: Path) -> list[Step]:
     return found
 
 
+# tables generated from the code (graphcnn/onnx's importer registry), nothing to run
+REFERENCE_TABLES = {"onnx_ops.md"}
+
+
 def test_every_document_has_something_to_run():
     for path in DOCUMENTS:
-        if path.name not in ("api.md",):
+        if path.name not in REFERENCE_TABLES:
             assert steps(path), f"{path.name}: no Python block or command"
 
 
