@@ -1,4 +1,4 @@
-"""Ahead-of-time artifacts (issue 6): ResNet-18 (224x224, batch 1), cold compile vs load.
+"""Ahead-of-time artifacts: ResNet-18 (224x224, batch 1), cold compile vs load.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/aot.py [--runs 3]
 
@@ -14,7 +14,7 @@
    both see the same machine (precompiled code vs Numba's JIT code).
 
 Each is repeated `--runs` times; medians are reported. Writes benchmarks/results/aot.json and
-the "AOT (issue 6)" section of benchmarks/RESULTS.md (replacing only that section).
+the "AOT" section of benchmarks/RESULTS.md (replacing only that section).
 """
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def main() -> None:
 
 def write_results(s: dict, runs: int) -> None:
     met = "met" if s["load_wall_s"] < GOAL_SECONDS else "MISSED"
-    section = f"""## AOT (issue 6)
+    section = f"""## AOT
 
 Command: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/aot.py`
 
@@ -245,7 +245,7 @@ Raw figures: `benchmarks/results/aot.json`.
 """
     path = ROOT / "benchmarks" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find("## AOT (issue 6)")
+    start = text.find("## AOT")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")

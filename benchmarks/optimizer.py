@@ -1,4 +1,4 @@
-"""Optimizer benchmark (issue 4): what opt level 2 buys over opt level 0, measured in one run.
+"""Optimizer benchmark: what opt level 2 buys over opt level 0, measured in one run.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/optimizer.py
 
@@ -17,9 +17,9 @@ prepacked weights, kept in the JSON) against
 `optimized_naive_bytes`, the intermediates of the optimized graph (what the memory plan
 alone saves, after fusion removed the groups' inner tensors).
 
-Prints a table, the tensors alive at the peak step of each plan, the issue's targets
+Prints a table, the tensors alive at the peak step of each plan, the targets
 (met, or missed by how much), writes benchmarks/results/optimizer.json and the section
-"Optimizer (issue 4)" of benchmarks/RESULTS.md (replacing that section only).
+"Optimizer" of benchmarks/RESULTS.md (replacing that section only).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 COMMAND = ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python "
            "benchmarks/optimizer.py")
-SECTION = "## Optimizer (issue 4)"
+SECTION = "## Optimizer"
 LEVELS = (0, 2)
 
 
@@ -302,7 +302,7 @@ def markdown(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"most {r['max_abs_diff_opt2_vs_opt0']:.2e} (logits up to "
         f"{r['max_abs_output']:.2f}); LeNet-5 loss by {l['loss_diff_opt2_vs_opt0']:.2e}, "
         f"gradients by {l['max_abs_grad_diff_opt2_vs_opt0']:.2e}.", "",
-        "Targets (issue 4):", "", targets_text(res["targets"]), "",
+        "Targets:", "", targets_text(res["targets"]), "",
         "What the peak is made of (the step where the plan's live buffers add up to the "
         "most, and the largest of them):", "", peak_text(res), "",
         "Raw figures: `benchmarks/results/optimizer.json`.", ""])
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=str(HERE / "results" / "optimizer.json"))
     parser.add_argument("--results-md", default=str(HERE / "RESULTS.md"),
-                        help="markdown file whose 'Optimizer (issue 4)' section is rewritten")
+                        help="markdown file whose 'Optimizer' section is rewritten")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 

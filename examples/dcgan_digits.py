@@ -2,7 +2,9 @@
 optimizers, value_and_grad steps, and a combined model z -> G -> D whose parameters are the
 two models' own arrays. Writes dcgan_digits.png (a grid of generated digits).
 
-    python examples/dcgan_digits.py [epochs]
+    python examples/dcgan_digits.py [epochs] [--quick]
+
+--quick trains one epoch on 128 digits (a check that it runs).
 """
 import sys
 
@@ -10,11 +12,15 @@ import numpy as np
 
 import graphcnn as gc
 
-EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+QUICK = "--quick" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--quick"]
+EPOCHS = 1 if QUICK else int(ARGS[0]) if ARGS else 40
 B, NZ, SIZE = 32, 32, 16
 
 (X, _), _ = gc.data.load_digits(size=SIZE)           # (1437, 1, 16, 16) in [0, 1]
 X = X * 2 - 1                                        # tanh's range, [-1, 1]
+if QUICK:
+    X = X[:128]
 
 gc.manual_seed(0)
 G = gc.models.dcgan_generator(nz=NZ, ngf=48, nc=1, image_size=SIZE)

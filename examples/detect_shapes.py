@@ -1,7 +1,7 @@
 """Train the grid detector on the shapes set and report mAP on held-out images, with the
 public API only (what ``graphcnn demo --task detect`` does, written out).
 
-    python examples/detect_shapes.py [--epochs 8] [--n-train 2000] [--out detections.png]
+    python examples/detect_shapes.py [--epochs 8] [--n-train 2000] [--out detections.png] [--quick]
 """
 from __future__ import annotations
 
@@ -23,11 +23,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image size (default 64)")
     parser.add_argument("--grid", type=int, default=8, help="cells per side (default 8)")
     parser.add_argument("--out", default="detections.png")
+    parser.add_argument("--quick", action="store_true",
+                        help="64 images of 32x32, one epoch (a check)")
     args = parser.parse_args()
+    n_test = 500
+    if args.quick:
+        args.epochs, args.n_train, args.size, args.grid, n_test = 1, 64, 32, 4, 32
 
     # Data: images with boxes and labels (1..3; the detector counts classes from 0).
     train = gc.data.shapes(args.n_train, args.size, seed=0)
-    test = gc.data.shapes(500, args.size, seed=1)
+    test = gc.data.shapes(n_test, args.size, seed=1)
     targets = encode_targets(train.boxes, [lab - 1 for lab in train.labels],
                              num_classes=3, image_size=args.size, grid=args.grid)
     # targets["scores"]: (N, 4, S, S) one-hot (channel 0: no object);

@@ -64,7 +64,8 @@ def check(paths: list[str], batches: tuple[int, ...] = (1, 4)) -> None:
         load_s = time.perf_counter() - start
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         for batch in batches:
-            x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224))
+            shape = model.inputs[0].type.shape[1:]       # (3, 224, 224) for these models
+            x = np.random.default_rng(batch).standard_normal((batch, *shape))
             x = x.astype(np.float32)
             want = session.run(None, {session.get_inputs()[0].name: x})[0]
             exe = gc.compile(model, batch_size=batch, backend="cpu")

@@ -1,6 +1,6 @@
 """Read two numbers off each image: how many shapes it holds, and how much of it they cover.
 
-    python examples/regress_shapes.py [--n 30000] [--size 32] [--epochs 12] [--out regress.png]
+    python examples/regress_shapes.py [--n 30000] [--size 32] [--epochs 12] [--out regress.png] [--quick]
 """
 import argparse
 
@@ -17,7 +17,10 @@ p.add_argument("--size", type=int, default=32)
 p.add_argument("--epochs", type=int, default=12)
 p.add_argument("--width", type=int, default=16)
 p.add_argument("--out", default="regress.png")
+p.add_argument("--quick", action="store_true", help="64 images, one epoch, width 4 (a check)")
 args = p.parse_args()
+if args.quick:
+    args.n, args.epochs, args.width = 64, 1, 4
 
 train, test = gc.data.shapes(args.n, args.size, seed=0), gc.data.shapes(1000, args.size, seed=1)
 mean, std = train.targets.mean(axis=0), train.targets.std(axis=0)   # training set only

@@ -1,7 +1,7 @@
 """Semantic segmentation with a small U-Net on the procedural shapes: every pixel labelled
 background, circle, rectangle or triangle; scored on images from another seed.
 
-    python examples/segment_shapes.py [--epochs 12] [--out unet_shapes.png]
+    python examples/segment_shapes.py [--epochs 12] [--out unet_shapes.png] [--quick]
 """
 import argparse
 
@@ -13,10 +13,14 @@ from graphcnn.demos.segment import plot_segmentation
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=12)
 parser.add_argument("--out", default="unet_shapes.png")
+parser.add_argument("--quick", action="store_true", help="64 images, one epoch (a check)")
 args = parser.parse_args()
+n_train, n_test = (64, 32) if args.quick else (1536, 256)
+if args.quick:
+    args.epochs = 1
 
-train = gc.data.shapes(1536, size=32, seed=0)      # images (N, 3, 32, 32), masks (N, 32, 32)
-test = gc.data.shapes(256, size=32, seed=1)        # held out: another seed
+train = gc.data.shapes(n_train, size=32, seed=0)    # images (N, 3, 32, 32), masks (N, 32, 32)
+test = gc.data.shapes(n_test, size=32, seed=1)      # held out: another seed
 classes = len(train.class_names)                   # 4, background included
 
 gc.manual_seed(0)

@@ -1,5 +1,6 @@
 """The ``graphcnn`` command.
 
+    graphcnn --version
     graphcnn demo [--epochs 20] [--batch-size 32] [--out DIR]
     graphcnn train MODEL [--dataset digits] [--epochs N] [--optimizer sgd|adam|adamw] ...
     graphcnn inspect MODEL [--batch-size N] [--opt-level N] [--training] [--dot F] [--png F]
@@ -38,6 +39,7 @@ import traceback
 import warnings
 from typing import Any, Sequence
 
+from graphcnn import __version__
 from graphcnn.commands import bench, demo, inspection, run, train
 from graphcnn.commands import compile as compile_command  # not the builtin compile
 from graphcnn.commands.common import CommandError, CommandFailed
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphcnn", description="graphcnn: a deep-learning compiler for CNNs")
     parser.add_argument("--debug", action="store_true", default=False, help=_DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"graphcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         p = command.add_parser(sub)

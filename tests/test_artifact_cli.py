@@ -62,7 +62,7 @@ def test_training_artifact_from_the_command_line(files, capsys):
     expected, grads = step(np.load(files / "x.npy"), np.load(files / "labels.npy"))
     assert loss == pytest.approx(expected, rel=1e-5)
     saved = np.load(files / "grads.npz")
-    assert np.array_equal(saved["grad_c1.weight"], grads["c1.weight"])
+    assert np.array_equal(saved["grad:c1.weight"], grads["c1.weight"])
     code, _, err = run(capsys, "run", artifact, "--input", files / "x.npy")
     assert code == 2 and "needs --target" in err
 

@@ -111,6 +111,8 @@ def test_bench_prints_table_and_writes_json_and_png(tmp_path, capsys):
                    "x torch", "numpy ms", "x numpy"):
         assert column in header, column
     assert [r[:3] for r in rows] == [["lenet5", "1", "infer"], ["lenet5", "2", "infer"]]
+    assert "Compared:" in out and "lenet5 infer batch 1: graphcnn takes" in out
+    assert "target" not in out.lower()   # the developers' targets stay in the JSON
 
     data = json.loads(js.read_text())
     assert data["sgemm_roof"]["gflops"] > 0

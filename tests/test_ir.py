@@ -68,6 +68,14 @@ def test_pipeline_dumps_after_named_pass(monkeypatch, capsys):
         run_pipeline(small_graph(), 7)
 
 
+def test_an_unknown_pass_name_to_dump_is_an_error_listing_the_valid_ones(monkeypatch):
+    from graphcnn.passes.pipeline import pass_names
+    assert {"dead_code_elimination", "fuse_operators", "constant_folding"} <= set(pass_names())
+    monkeypatch.setenv("GRAPHCNN_DUMP_AFTER", "dead_code_elimination,fuse_operator")
+    with pytest.raises(ValueError, match="unknown pass name.*fuse_operator;.*fuse_operators"):
+        run_pipeline(small_graph(), 1)
+
+
 def test_pipeline_names_the_pass_that_breaks_the_graph(monkeypatch):
     from graphcnn.passes import pipeline
 

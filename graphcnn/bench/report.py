@@ -1,4 +1,5 @@
-"""Tables, the speed targets and the PNG bar charts of the benchmarks."""
+"""Tables, comparisons, the speed targets (kept in the JSON) and the PNG bar charts of the
+benchmarks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,16 +58,20 @@ def model_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def targets_text(targets: list[dict[str, Any]]) -> str:
+def comparison_text(results: list[dict[str, Any]]) -> str:
+    """One line per workload: graphcnn's time as a multiple of each measured peer's, in
+    words (the table's "x PEER" columns, read out)."""
     lines = []
-    for t in targets:
-        if t["ratio"] is None:
-            status = "not measured (peer skipped)"
-        elif t["met"]:
-            status = f"{t['ratio']:.2f} -> met"
-        else:
-            status = f"{t['ratio']:.2f} -> missed by {t['missed_by']:.2f}x"
-        lines.append(f"- {t['workload']}: {t['target']}: {status}")
+    for r in results:
+        parts = []
+        for peer, ratio in r["ratios"].items():
+            if ratio is None:
+                continue
+            how = ("faster" if ratio < 1 else "slower" if ratio > 1 else "as fast")
+            parts.append(f"{ratio:.2f}x {peer}'s time ({how})")
+        if parts:
+            lines.append(f"- {r['model']} {r['mode']} batch {r['batch']}: graphcnn takes "
+                         + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -97,18 +102,16 @@ def checks_text(results: list[dict[str, Any]]) -> str:
 
 def conv_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     header = ["layer", "batch", "pass", "algorithm", "graphcnn ms", "GFLOP/s", "% roof",
-              "torch ms", "torch GFLOP/s", "x torch", "target"]
+              "torch ms", "torch GFLOP/s", "x torch"]
     body = []
     for r in rows:
         mine, t = r["graphcnn"], r.get("torch")
-        status = ", ".join(f"{x['target']}: " + ("met" if x["met"] else "MISSED")
-                           for x in r.get("targets", []))
         body.append([r["layer"], str(r["batch"]), r["pass"], r["algorithm"] or "-",
                      f"{mine['median_ms']:.3f}", fmt(mine["gflops"], ".1f"),
                      fmt(r["roof_fraction"] * 100 if r.get("roof_fraction") else None, ".1f"),
                      f"{t['median_ms']:.3f}" if t else "skipped",
                      fmt(t["gflops"], ".1f") if t else "-",
-                     fmt(r.get("ratio"), ".2f"), status or "-"])
+                     fmt(r.get("ratio"), ".2f")])
     return text_table(header, body, markdown)
 
 

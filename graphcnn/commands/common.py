@@ -290,6 +290,13 @@ def add_training_arguments(p: argparse.ArgumentParser, epochs: int | None,
                         "ignore")
 
 
+# what --opt-level means, the same words in every command that takes it
+OPT_LEVELS = (0, 1, 2)
+OPT_LEVEL_HELP = ("graph optimization level: 0 runs no pass; 1 dead-code elimination, constant "
+                  "folding, simplification, CSE; 2 (default) also batch-norm folding, the "
+                  "backend's layout pass and fusion")
+
+
 # ---- subcommands ---------------------------------------------------------------------------
 def add_command(sub: argparse._SubParsersAction, name: str, help: str,
                 run: Callable[[argparse.Namespace], int],

@@ -26,6 +26,8 @@ import argparse
 from typing import Any
 
 from graphcnn.commands.common import (
+    OPT_LEVEL_HELP,
+    OPT_LEVELS,
     CommandError,
     add_command,
     check_output_file,
@@ -43,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of --batch-size: one executable for any batch size from 1 "
                         "to N (cpu and reference backends)")
     p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu")
-    p.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
-                   help="graph optimization level, default 2")
+    p.add_argument("--opt-level", type=int, choices=OPT_LEVELS, default=2,
+                  help=OPT_LEVEL_HELP)
     p.add_argument("-o", "--output", metavar="FILE", default=None,
                    help="write an ahead-of-time compiled artifact (run it with graphcnn run)")
     p.add_argument("--training", action="store_true",

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from graphcnn.commands.common import (
+    OPT_LEVEL_HELP,
+    OPT_LEVELS,
     CommandError,
     add_command,
     check_output_file,
@@ -372,11 +374,12 @@ def inspect_artifact(path: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL",
-                        help="a zoo name (lenet5, resnet18, ...), path/to/file.py:function, "
-                             "or an artifact written by graphcnn compile -o")
+                        help="a zoo name (lenet5, resnet18, ...), an .onnx file, "
+                             "path/to/file.py:function, or an artifact written by "
+                             "graphcnn compile -o")
     parser.add_argument("--batch-size", type=positive_int, default=1, help="default 1")
-    parser.add_argument("--opt-level", type=int, choices=(0, 1, 2, 3), default=2,
-                        help="default 2")
+    parser.add_argument("--opt-level", type=int, choices=OPT_LEVELS, default=2,
+                       help=OPT_LEVEL_HELP)
     parser.add_argument("--training", action="store_true",
                         help="inspect the training step (forward + cross-entropy + backward)")
     parser.add_argument("--dot", metavar="FILE", default=None,
@@ -389,7 +392,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the kernels (fused groups with their ops), the memory plan and the report of
-    MODEL compiled at an opt level; optionally write the graph before/after as DOT or PNG."""
+    MODEL (a zoo name, an .onnx file or path/to/file.py:function) compiled at an opt
+    level; optionally write the graph before/after as DOT or PNG. With an artifact
+    written by graphcnn compile -o, show what it holds."""
     for flag, path in (("--dot", args.dot), ("--png", args.png)):
         if path:
             check_output_file(path, flag, make_parents=True)

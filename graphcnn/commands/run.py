@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             if args.output.lower().endswith(".npy"):
                 np.save(f, next(iter(outputs.values())), allow_pickle=False)
             else:
-                np.savez(f, **{k.replace(":", "_"): v for k, v in outputs.items()})
+                # the keys are the names compile and inspect print (grad:c1.weight), as they are
+                np.savez(f, **outputs)
         print(f"output: {args.output}")
     elif step is None:
         for name, value in outputs.items():

@@ -246,8 +246,12 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset",
-                       description="Train MODEL (a zoo name or path/to/file.py:function).")
-    p.add_argument("model", metavar="MODEL")
+                       description="Train MODEL (a zoo name, an .onnx file or "
+                                   "path/to/file.py:function) on a dataset, then report on "
+                                   "its test split.")
+    p.add_argument("model", metavar="MODEL",
+                   help="a zoo name (lenet5, resnet18, ...), an .onnx file or "
+                        "path/to/file.py:function")
     p.add_argument("--dataset", default="digits",
                    help="digits (default), shapes (the dominant shape of gc.data.shapes, 3 "
                         "classes), or a file data.npz with float images x_train (N, C, H, "

@@ -1,6 +1,7 @@
 """The pass manager: a plain list of Graph -> Graph passes per opt level. It times each
 pass, verifies the graph after it, names the pass in any error, and dumps the graph after
-the passes named in GRAPHCNN_DUMP_AFTER (comma-separated, or 'all')."""
+the passes named in GRAPHCNN_DUMP_AFTER (comma-separated, or 'all'; `pass_names()` lists
+the names it takes, and any other name is an error rather than silently nothing)."""
 from __future__ import annotations
 
 import os
@@ -33,9 +34,8 @@ PIPELINES: dict[int, list[Pass]] = {
         common_subexpression_elimination, dead_code_elimination],
     2: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
         common_subexpression_elimination, dead_code_elimination, fuse_operators],
-    3: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
-        common_subexpression_elimination, dead_code_elimination, fuse_operators],
 }
+DUMP_ENV = "GRAPHCNN_DUMP_AFTER"
 
 
 def passes_for(opt_level: int, backend: str | Backend | None = None) -> list[Pass]:
@@ -50,12 +50,33 @@ def passes_for(opt_level: int, backend: str | Backend | None = None) -> list[Pas
     return passes
 
 
+def pass_names() -> list[str]:
+    """The name of every pass some pipeline may run: those of the opt levels and each
+    backend's own (what GRAPHCNN_DUMP_AFTER takes, besides 'all')."""
+    from graphcnn.backends import BACKENDS
+    names = [p.__name__ for level in PIPELINES.values() for p in level]
+    names += [p.__name__ for b in BACKENDS for p in get_backend(b).passes()]
+    return list(dict.fromkeys(names))
+
+
+def dump_after() -> set[str]:
+    """The pass names in GRAPHCNN_DUMP_AFTER; an unknown one is a ValueError listing the
+    valid names (a typo would otherwise print nothing, silently)."""
+    dump = {p.strip() for p in os.environ.get(DUMP_ENV, "").split(",") if p.strip()}
+    valid = pass_names()
+    unknown = sorted(dump - set(valid) - {"all"})
+    if unknown:
+        raise ValueError(f"{DUMP_ENV}: unknown pass name(s) {', '.join(unknown)}; expected "
+                         f"'all' or some of {', '.join(valid)}")
+    return dump
+
+
 def run_pipeline(graph: Graph, opt_level: int, backend: str | Backend | None = None
                  ) -> tuple[Graph, dict[str, float]]:
     """Run the passes of `opt_level` (and of `backend`, if it has its own: see
     Backend.passes) on `graph`."""
     passes = passes_for(opt_level, backend)
-    dump = {p.strip() for p in os.environ.get("GRAPHCNN_DUMP_AFTER", "").split(",") if p.strip()}
+    dump = dump_after()
     timings: dict[str, float] = {}
     verify(graph)
     for pass_fn in passes:
