@@ -1,14 +1,16 @@
 """One executable for any batch size against fixed-batch executables, at the same batch.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/dynamic_batch.py \
-        [--models resnet18,mobilenet_v2] [--batches 1,16] [--max-batch 16] [--repeats 20]
+        [--models resnet18,mobilenet_v2] [--batches 1,16] [--max-batch 16] [--repeats 60]
+        [--rounds 10]
 
 For each model: one executable compiled with ``batch_size=None, max_batch=M``, and for
-each batch B one compiled with ``batch_size=B``. Each executable's calls at B run in a
-block of their own (warm-up calls first, then a pause so that the previous block's
-threads have gone to sleep), and the figure is the median over `--repeats` calls; the
-ratio is dynamic / fixed (1.0: as fast; the target is at most 1.10). Also the arenas
-(the dynamic one is planned for M) and the compile times. Writes
+each batch B one compiled with ``batch_size=B``. The two are timed at B in alternating
+blocks of calls (graphcnn/bench/common.py measure_interleaved: `--rounds` rounds, a pause
+before each block so that the other's threads have gone to sleep), so that this shared
+machine's slow phases hit both alike; the figure is each one's median over `--repeats`
+calls, the ratio dynamic / fixed (1.0: as fast; the target is at most 1.10). Also the
+arenas (the dynamic one is planned for M) and the compile times. Writes
 benchmarks/results/dynamic_batch.json.
 """
 from __future__ import annotations
@@ -16,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
@@ -28,21 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphcnn as gc  # noqa: E402
+from graphcnn.bench.common import measure_interleaved  # noqa: E402
 
 PAUSE_S = 0.5   # longer than the worker threads spin after a call (GOMP_SPINCOUNT)
-
-
-def median_ms(call: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        call()
-    time.sleep(PAUSE_S)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    time.sleep(PAUSE_S)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -50,7 +38,8 @@ def main() -> None:
     parser.add_argument("--models", default="resnet18,mobilenet_v2")
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
@@ -66,8 +55,12 @@ def main() -> None:
             fixed = gc.compile(model, batch_size=batch)
             fixed_compile = time.perf_counter() - start
             same = float(np.max(np.abs(dynamic(x) - fixed(x))))
-            fixed_ms = median_ms(lambda: fixed(x), args.repeats)
-            dynamic_ms = median_ms(lambda: dynamic(x), args.repeats)
+            timings = measure_interleaved({"fixed": lambda f=fixed, x=x: f(x),
+                                           "dynamic": lambda d=dynamic, x=x: d(x)},
+                                          args.repeats, warmup=3, rounds=args.rounds,
+                                          gap_s=PAUSE_S)
+            fixed_ms = timings["fixed"]["median_ms"]
+            dynamic_ms = timings["dynamic"]["median_ms"]
             row = {"model": name, "batch": batch, "max_batch": args.max_batch,
                    "fixed_ms": round(fixed_ms, 3), "dynamic_ms": round(dynamic_ms, 3),
                    "dynamic_over_fixed": round(dynamic_ms / fixed_ms, 3),

@@ -51,6 +51,9 @@ def test_processes_time_each_system_in_fresh_processes_of_its_own(tmp_path, caps
     assert len(set(pids)) == 4 and os.getpid() not in pids   # four fresh processes
     assert "in 2 fresh process(es)" in result["timing"]
     assert "spread over processes" in capsys.readouterr().out
+    record = tmp_path / "r.md"
+    assert bench("lenet5", "--against", "", "--processes", "2", "--record", str(record)) == 0
+    assert "Spread of the processes' medians" in sections(record)["lenet5 infer"]
 
 
 def test_isolate_is_one_fresh_process_per_system(tmp_path):

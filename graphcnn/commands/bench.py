@@ -248,10 +248,14 @@ def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float
     command = _command_line(args)
     for (model, mode), rows in by_model.items():
         timing = rows[0].get("timing", "")
+        spreads = [f"{r['model']} b{r['batch']} {system} {100 * t['spread']:.0f}%"
+                   for r in rows for system, t in r["systems"].items() if "spread" in t]
         body = "\n".join([
             f"Last run: `{command}` on {time.strftime('%Y-%m-%d')}; "
             f"{common.machine_line(info)}; {timing}.",
-            "", report.model_table(rows, roof, markdown=True)])
+            "", report.model_table(rows, roof, markdown=True)]
+            + (["", "Spread of the processes' medians ((max - min) / median): "
+                + ", ".join(spreads) + "."] if spreads else []))
         record_section(args.record, f"{Path(model).name} {mode}", body)
 
 
