@@ -26,8 +26,9 @@ def test_several_models_and_an_onnx_file_in_one_run(tmp_path, capsys):
     js = tmp_path / "r.json"
     assert bench(f"lenet5,{path}", "--against", "torch,onnxruntime", "--json", str(js)) == 0
     zoo, from_file = json.loads(js.read_text())["results"]
-    assert zoo["model"] == "lenet5" and set(zoo["systems"]) == {"graphcnn", "torch",
-                                                                "onnxruntime"}
+    assert zoo["model"] == "lenet5"
+    assert set(zoo["systems"]) | set(zoo["notes"]) == {"graphcnn", "torch", "onnxruntime"}
+    assert "onnxruntime" in zoo["systems"]   # torch: timed where installed, else a note
     assert from_file["model"] == path
     assert set(from_file["systems"]) == {"graphcnn", "onnxruntime"}
     assert "an ONNX file" in from_file["notes"]["torch"]
