@@ -23,20 +23,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # spends much of its time compiling, on one core too. When a run collects
 # test_cuda_sim.py's whole-suite test, the simulator's pytest starts in the background
 # as soon as collection ends, and the test (moved to the end of the run) waits for it.
-CUDA_SUITE_TEST = "test_cuda_suite_passes_on_the_simulator"
-CUDA_SUITE_TIMEOUT_S = 1500
-
-
-def cuda_suite_command() -> list[str]:
-    import sys
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cuda"]
-
-
 def pytest_collection_modifyitems(session, config, items):
     import subprocess
     import tempfile
     import time
     from pathlib import Path
+
+    from cuda_suite import CUDA_SUITE_TEST, cuda_suite_command
 
     suite = [item for item in items if item.name == CUDA_SUITE_TEST]
     if not suite or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or len(items) == 1:

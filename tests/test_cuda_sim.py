@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cuda_suite import CUDA_SUITE_TIMEOUT_S, cuda_suite_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"input", "param", "constant"}
@@ -69,7 +70,6 @@ def test_every_runnable_op_has_a_cuda_kernel():
 def test_cuda_suite_passes_on_the_simulator(request):
     """tests/cuda on the simulator: started in the background when the run was collected
     (tests/conftest.py), waited for here; run in place when this test runs alone."""
-    from conftest import CUDA_SUITE_TIMEOUT_S, cuda_suite_command
     run = getattr(request.config, "cuda_suite_run", None)
     if run is None:
         start = time.perf_counter()

@@ -16,7 +16,7 @@ from graphcnn.onnx.context import PROBES, Folded, ImportContext, Runtime
 from graphcnn.onnx.errors import OnnxImportError
 from graphcnn.onnx.importers import Values, importer
 from graphcnn.onnx.reader import OnnxNode
-from graphcnn.onnx.resize_matrix import AxisResize, axis_matrix, output_sizes
+from graphcnn.onnx.resize_matrix import AxisResize, axis_matrix, nearest_round, output_sizes
 from graphcnn.ops.resize import axis_table
 
 # ONNX's linear coordinate modes -> align_corners of resize2d
@@ -37,17 +37,7 @@ def _nearest_index(out_size: int, in_size: int, scale: float, coord: str, roundi
         x = (i + 0.5) / scale
     else:
         raise ValueError(coord)
-    if rounding == "round_prefer_floor":
-        r = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
-    elif rounding == "round_prefer_ceil":
-        r = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
-    elif rounding == "floor":
-        r = np.floor(x)
-    elif rounding == "ceil":
-        r = np.ceil(x)
-    else:
-        raise ValueError(rounding)
-    return np.clip(r, 0, in_size - 1).astype(np.int64)
+    return np.clip(nearest_round(x, rounding), 0, in_size - 1)
 
 
 def _axis(ctx: ImportContext, axis: int, ndim: int) -> int:

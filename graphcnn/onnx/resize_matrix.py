@@ -74,7 +74,8 @@ def _cubic(t: np.ndarray, a: float) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
-def _nearest(x: np.ndarray, rounding: str) -> np.ndarray:
+def nearest_round(x: np.ndarray, rounding: str) -> np.ndarray:
+    """ONNX Resize's nearest_mode applied to source coordinates x: int64 indices."""
     if rounding == "round_prefer_floor":
         r = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
     elif rounding == "round_prefer_ceil":
@@ -95,7 +96,7 @@ def axis_matrix(a: AxisResize) -> tuple[np.ndarray, np.ndarray]:
     m = np.zeros((a.out_size, a.in_size))
     rows = np.arange(a.out_size)
     if a.mode == "nearest":
-        index = _nearest(x, a.nearest_mode)
+        index = nearest_round(x, a.nearest_mode)
         # exclude_outside: a pixel read beyond the edge weighs 0 and nothing is left to
         # renormalize, so the output is 0 there (as onnx's reference computes it)
         reads = ((index >= 0) & (index < a.in_size)) if a.exclude_outside else \
