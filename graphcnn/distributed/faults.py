@@ -10,11 +10,15 @@ A rank killed outright (SIGKILL) is the launcher's to handle: mpiexec ends the j
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from types import TracebackType
 from typing import Any
 
 _installed = False
+
+
+ABORT_GRACE_S = 0.25
 
 
 def _world() -> tuple[Any, int, int]:
@@ -35,6 +39,9 @@ def abort(message: str = "", code: int = 1) -> None:
         raise SystemExit(code)
     sys.stderr.flush()
     sys.stdout.flush()
+    # mpiexec forwards a rank's output through its proxy, which MPI_Abort kills: a moment
+    # for the message to reach the user's terminal first (seen lost on a loaded machine)
+    time.sleep(ABORT_GRACE_S)
     comm.Abort(code)
 
 
