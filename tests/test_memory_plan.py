@@ -58,6 +58,20 @@ def writes_in_place_legally(graph: Graph, dead: int, made: int) -> bool:
     return elementwise and node.output.type == dead_value.type
 
 
+def concatenated_in_place(graph: Graph, plan: MemoryPlan, part: int, whole: int) -> bool:
+    """Is value `whole` made by a concat the plan skips, and `part` one of its inputs,
+    placed exactly at its slice of `whole` (its bytes are that part of the output)?"""
+    node = next(n for n in graph.nodes if any(v.id == whole for v in n.outputs))
+    if node.id not in plan.views or node.op != "concat":
+        return False
+    start = plan.offsets[whole]
+    for v in node.inputs:
+        if v.id == part:
+            return plan.offsets[part] == start
+        start += v.type.nbytes
+    return False
+
+
 def check_plan(graph: Graph, plan: MemoryPlan) -> None:
     values = {v.id: v for n in graph.compute_nodes() for v in n.outputs}
     life = lifetimes(graph)
@@ -70,15 +84,16 @@ def check_plan(graph: Graph, plan: MemoryPlan) -> None:
     # buffers: a partition of the values, each big enough for its values
     assert sorted(v.id for b in plan.buffers for v in b.values) == sorted(values)
     for b in plan.buffers:
-        assert b.size >= max(v.type.nbytes for v in b.values)
-        assert {plan.offsets[v.id] for v in b.values} == {b.offset}
+        assert b.size >= max(b.inner.get(v.id, 0) + v.type.nbytes for v in b.values)
+        assert {v.id: plan.offsets[v.id] for v in b.values} == {
+            v.id: b.offset + b.inner.get(v.id, 0) for v in b.values}
     # no two buffers that overlap in time overlap in memory: every pair
     for a, b in itertools.combinations(plan.buffers, 2):
         if a.first <= b.last and b.first <= a.last:
             assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
     # the same, value by value with liveness recomputed here: bytes shared by two values
     # only if their lives are disjoint, or touch at the one step where an op writes over
-    # its own dying input
+    # its own dying input, or one is a skipped concat and the other an input in its slice
     for (u, vu), (w, vw) in itertools.combinations(values.items(), 2):
         ou, ow = plan.offsets[u], plan.offsets[w]
         if ou + vu.type.nbytes <= ow or ow + vw.type.nbytes <= ou or \
@@ -88,6 +103,8 @@ def check_plan(graph: Graph, plan: MemoryPlan) -> None:
         if lu < fw or lw < fu:
             continue
         if lu == fw and u not in outputs and writes_in_place_legally(graph, u, w):
+            continue
+        if concatenated_in_place(graph, plan, u, w) or concatenated_in_place(graph, plan, w, u):
             continue
         if lw == fu and w not in outputs and writes_in_place_legally(graph, w, u):
             continue

@@ -144,3 +144,23 @@ def test_memory_error_names_the_bytes(monkeypatch):
         "current_context": staticmethod(lambda: Ctx())}))
     with pytest.raises(DeviceMemoryError, match=r"needs 5,000 bytes .* only 1,000 of 4,000"):
         device.check_device_memory(5000, "graph 'x'")
+
+
+def test_concats_at_batch_1_run_no_kernel_and_equal_the_reference():
+    """At batch 1 each branch is made in its slice of the concat's output (the memory
+    plan's concatenation in place): the cuda runner runs no concat, and the nested and
+    prefix concats of a DenseNet-style block read the right bytes."""
+    g = Graph("dense")
+    x = g.input("x", (1, 16, 4, 4))
+    features = [g.add("relu", [x])]
+    for k in range(2):
+        joined = features[0] if len(features) == 1 else g.add("concat", features, axis=1)
+        w = g.input(f"w{k}", (16, joined.shape[1], 3, 3))
+        features.append(g.add("conv2d", [g.add("tanh", [joined]), w], padding=1))
+    g.set_outputs([g.add("concat", features, axis=1)])
+    arrays = [rand(1, 16, 4, 4), rand(16, 16, 3, 3, seed=1), rand(16, 32, 3, 3, seed=2)]
+    inputs = [n.output for n in g.nodes if n.op == "input"]
+    want, _ = _run(g, "reference", zip(inputs, arrays))
+    got, runner = _run(g, "cuda", zip(inputs, arrays))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
+    assert not [step for step in runner.steps if step.op == "concat"]
