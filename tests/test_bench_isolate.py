@@ -93,3 +93,21 @@ def test_a_missing_onnx_file_is_one_line(capsys):
         main(["bench", "lenet5,no_such.onnx"])
     assert info.value.code == 2
     assert "no such ONNX file: no_such.onnx" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two cores")
+def test_a_parent_pinned_to_one_core_still_times_on_all(tmp_path):
+    """Under OMP_PROC_BIND the OpenMP runtime pins the bench's main thread to one core;
+    each fresh process must still get the cores (and the threads) it is asked for."""
+    cores = os.sched_getaffinity(0)
+    js = tmp_path / "pinned.json"
+    gc.set_num_threads(2)   # this process's threads start first, then the pinning, as there
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        assert bench("lenet5", "--against", "", "--isolate", "--threads", "2",
+                     "--json", str(js)) == 0
+    finally:
+        os.sched_setaffinity(0, cores)
+    timing = json.loads(js.read_text())["results"][0]["systems"]["graphcnn"]
+    assert len(timing["pids"]) == 1 and timing["median_ms"] > 0

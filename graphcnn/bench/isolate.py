@@ -13,6 +13,7 @@ spread: how far a user who benchmarks once may land from it.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -49,10 +50,21 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
     return out
 
 
+def _every_core() -> None:
+    """In the child, before it starts: may run on every core this machine lets it have.
+    A child inherits its parent's CPU affinity, and with OMP_PROC_BIND set, the OpenMP
+    runtime pins the parent's main thread to one core once graphcnn or a peer has run:
+    the child would then see one core and refuse two threads."""
+    try:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))   # the cpuset still applies
+    except (AttributeError, OSError):
+        pass   # no affinity on this platform, or none to widen
+
+
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time one system in a fresh interpreter; its timing (as common.measure's)."""
     done = subprocess.run([sys.executable, "-c", WORKER], input=json.dumps(spec),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, preexec_fn=_every_core)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
