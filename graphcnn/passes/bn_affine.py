@@ -35,8 +35,10 @@ def batch_norm_to_affine(graph: Graph) -> Graph:
         stats = bn_scale(node)
         x = inputs[0]
         dtype = x.dtype
-        if not isinstance(stats, str) and not np.all(np.isfinite(stats[0].astype(dtype))):
-            stats = f"its scale overflows {dtype}"
+        if not isinstance(stats, str):
+            with np.errstate(over="ignore"):
+                if not np.all(np.isfinite(stats[0].astype(dtype))):
+                    stats = f"its scale overflows {dtype}"
         if isinstance(stats, str):
             log.info("batch_norm_to_affine: keeping %s: %s", where, stats)
             return None
