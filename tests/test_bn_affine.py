@@ -190,3 +190,18 @@ def test_small_zoo_densenet_on_cpu_equals_the_reference():
     # norm1 of each layer, each transition's and norm5 run with their relu
     assert groups.count(["sub", "mul", "add", "relu"]) == 2 * 2 + 1 + 1, groups
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pool", ["avg_pool2d", "max_pool2d"])
+def test_a_batch_norm_after_a_pooling_joins_its_epilogue(pool):
+    x_in = gc.Input((4, 6, 6), name="x")
+    layer = nn.AvgPool2d(2) if pool == "avg_pool2d" else nn.MaxPool2d(2)
+    model = gc.Model(inputs=x_in, outputs=gc.relu(nn.BatchNorm2d(4)(layer(x_in))))
+    _randomize(model)
+    x = RNG.normal(size=(2, 4, 6, 6)).astype(np.float32)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(x)
+    exe = gc.compile(model, batch_size=2, backend="cpu")
+    assert exe.report()["kernels"] == 1
+    assert [member_ops(n.attrs) for n in exe.graph.nodes_of("fused")] == \
+        [[pool, "sub", "mul", "add", "relu"]]
+    np.testing.assert_allclose(exe(x), want, rtol=1e-5, atol=1e-5)
