@@ -20,23 +20,38 @@ from graphcnn.passes.rewrite import constant_value, log, rewrite
 FOLDABLE = frozenset({"conv2d", "linear"})
 
 
-def _folded(conv: Node, bn: Node) -> tuple[np.ndarray, np.ndarray] | str:
-    """(weight, bias) of the folded conv, or the reason it cannot be folded."""
-    arrays = [constant_value(v) for v in bn.inputs[1:]] + \
-             [constant_value(v) for v in conv.inputs[1:]]
+def bn_scale(bn: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    """(scale, mean, beta) of an inference batch_norm in float64, scale = gamma /
+    sqrt(var + eps), or the reason it cannot be folded: a weight or statistic that is not
+    a constant or not finite, or var + eps <= 0 in some channel. Shared with the affine
+    rewrite (bn_affine.py), so that both decline on the same batch norms."""
+    arrays = [constant_value(v) for v in bn.inputs[1:]]
     if any(a is None for a in arrays):
         return "not all of its weights and statistics are constants"
-    gamma, beta, mean, var = (a.astype(np.float64) for a in arrays[:4])
-    w = arrays[4].astype(np.float64)
-    b = arrays[5].astype(np.float64) if len(arrays) == 6 else np.zeros(w.shape[0])
-    if not all(np.all(np.isfinite(a)) for a in (gamma, beta, mean, var, w, b)):
+    gamma, beta, mean, var = (a.astype(np.float64) for a in arrays)
+    if not all(np.all(np.isfinite(a)) for a in (gamma, beta, mean, var)):
         return "a weight or statistic is not finite"
     denom = var + bn.attrs["eps"]
     if np.any(denom <= 0):
         channels = np.flatnonzero(denom <= 0).tolist()
         return (f"running_var + eps <= 0 in channel(s) {channels[:8]}"
                 f"{'...' if len(channels) > 8 else ''} (eps={bn.attrs['eps']})")
-    scale = gamma / np.sqrt(denom)
+    return gamma / np.sqrt(denom), mean, beta
+
+
+def _folded(conv: Node, bn: Node) -> tuple[np.ndarray, np.ndarray] | str:
+    """(weight, bias) of the folded conv, or the reason it cannot be folded."""
+    stats = bn_scale(bn)
+    if isinstance(stats, str):
+        return stats
+    scale, mean, beta = stats
+    arrays = [constant_value(v) for v in conv.inputs[1:]]
+    if any(a is None for a in arrays):
+        return "not all of its weights and statistics are constants"
+    w = arrays[0].astype(np.float64)
+    b = arrays[1].astype(np.float64) if len(arrays) == 2 else np.zeros(w.shape[0])
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+        return "a weight or statistic is not finite"
     new_w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
     new_b = (b - mean) * scale + beta
     if not (np.all(np.isfinite(new_w)) and np.all(np.isfinite(new_b))):

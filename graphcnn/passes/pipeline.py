@@ -13,6 +13,7 @@ from graphcnn.backends import Backend, get_backend
 from graphcnn.errors import VerificationError
 from graphcnn.ir.graph import Graph
 from graphcnn.ir.verify import verify
+from graphcnn.passes.bn_affine import batch_norm_to_affine
 from graphcnn.passes.bn_folding import fold_batch_norm
 from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
@@ -26,14 +27,17 @@ Pass = Callable[[Graph], Graph]
 # folding (it turns weights computed from constants into the constants BN folding needs)
 # and before simplification (x * 1 needs its 1 to be a constant); BN folding before
 # simplification (folding removes the batch norms, nothing it makes needs simplifying
-# again); simplification before CSE (an identity removed may make two nodes read the same
-# value); DCE for whatever the others left unread; fusion last, on the final graph.
+# again); the batch norms folding left (after no conv or linear) become sub/mul/add after
+# it, for fusion to join with their neighbours, and before simplification (a scale of ones
+# is an x * 1); simplification before CSE (an identity removed may make two nodes read
+# the same value); DCE for whatever the others left unread; fusion last, on the final graph.
 PIPELINES: dict[int, list[Pass]] = {
     0: [],
     1: [dead_code_elimination, constant_folding, algebraic_simplification,
         common_subexpression_elimination, dead_code_elimination],
-    2: [dead_code_elimination, constant_folding, fold_batch_norm, algebraic_simplification,
-        common_subexpression_elimination, dead_code_elimination, fuse_operators],
+    2: [dead_code_elimination, constant_folding, fold_batch_norm, batch_norm_to_affine,
+        algebraic_simplification, common_subexpression_elimination, dead_code_elimination,
+        fuse_operators],
 }
 DUMP_ENV = "GRAPHCNN_DUMP_AFTER"
 
