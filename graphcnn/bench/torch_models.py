@@ -9,8 +9,11 @@ cross-checked.
     >>> net = load_graphcnn_weights(build("lenet5"), model)   # doctest: +SKIP
 
 Each builder takes the zoo function's keyword options that change the architecture
-(num_classes, in_channels, width / width_mult). `input_size` does not change any weight
-shape here (the heads pool globally), so it is accepted and ignored.
+(num_classes, in_channels, width / width_mult, and for the models in torch_models_big.py
+VGG's hidden and DenseNet's growth_rate, block_config, ...). `input_size` does not change
+any weight shape (the heads pool globally, or adaptively as the zoo's VGG), so it is
+accepted and ignored. Peers: lenet5, resnet18/34/50/101/152, mobilenet_v2 here; vgg11-19
+(and _bn), googlenet, densenet121/161/169/201 in graphcnn/bench/torch_models_big.py.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+
+from graphcnn.bench.torch_models_big import BIG_BUILDERS
 
 # ---- LeNet-5 --------------------------------------------------------------------------------
 
@@ -40,9 +45,11 @@ class LeNet5(nn.Module):
         return self.f7(torch.tanh(self.f6(h)))
 
 
-# ---- ResNet (basic blocks) ------------------------------------------------------------------
+# ---- ResNet (basic and bottleneck blocks) --------------------------------------------------
 
 class BasicBlock(nn.Module):
+    expansion = 1
+
     def __init__(self, in_channels: int, planes: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, 1, bias=False)
@@ -62,6 +69,34 @@ class BasicBlock(nn.Module):
         return self.relu(h + shortcut)
 
 
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (carries the stride, "v1.5" as the zoo) -> 1x1 to 4 * planes, each
+    with batch norm; a projection shortcut where the shape changes."""
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out, 1, stride, bias=False),
+                                            nn.BatchNorm2d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.bn1(self.conv1(x)))
+        h = self.relu(self.bn2(self.conv2(h)))
+        h = self.bn3(self.conv3(h))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(h + shortcut)
+
+
 class ResNet(nn.Module):
     # set in __init__ with setattr, one per stage
     layer1: nn.Sequential
@@ -70,7 +105,7 @@ class ResNet(nn.Module):
     layer4: nn.Sequential
 
     def __init__(self, counts: tuple[int, ...], num_classes: int = 1000, in_channels: int = 3,
-                 width: int = 64) -> None:
+                 width: int = 64, block: type[BasicBlock | Bottleneck] = BasicBlock) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -82,8 +117,8 @@ class ResNet(nn.Module):
             blocks = []
             for index in range(count):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(channels, planes, stride))
-                channels = planes
+                blocks.append(block(channels, planes, stride))
+                channels = planes * block.expansion
             setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
@@ -102,6 +137,21 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3, width: int = 64,
 def resnet34(num_classes: int = 1000, in_channels: int = 3, width: int = 64,
              **_: Any) -> ResNet:
     return ResNet((3, 4, 6, 3), num_classes, in_channels, width)
+
+
+def resnet50(num_classes: int = 1000, in_channels: int = 3, width: int = 64,
+             **_: Any) -> ResNet:
+    return ResNet((3, 4, 6, 3), num_classes, in_channels, width, Bottleneck)
+
+
+def resnet101(num_classes: int = 1000, in_channels: int = 3, width: int = 64,
+              **_: Any) -> ResNet:
+    return ResNet((3, 4, 23, 3), num_classes, in_channels, width, Bottleneck)
+
+
+def resnet152(num_classes: int = 1000, in_channels: int = 3, width: int = 64,
+              **_: Any) -> ResNet:
+    return ResNet((3, 8, 36, 3), num_classes, in_channels, width, Bottleneck)
 
 
 # ---- MobileNet v2 -----------------------------------------------------------------------------
@@ -165,7 +215,9 @@ def lenet5(num_classes: int = 10, **_: Any) -> LeNet5:
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": lenet5, "resnet18": resnet18, "resnet34": resnet34, "mobilenet_v2": mobilenet_v2,
+    "resnet50": resnet50, "resnet101": resnet101, "resnet152": resnet152,
 }
+BUILDERS.update(BIG_BUILDERS)  # VGG, GoogLeNet, DenseNet: graphcnn/bench/torch_models_big.py
 
 
 def build(name: str, **options: Any) -> nn.Module:
