@@ -72,9 +72,8 @@ def test_eval_logits_match_graphcnn(name: str, options: dict[str, Any]) -> None:
 # ResNet-50's training step at 64 pixels and batch 8. In float32 a ReLU whose input lies
 # within rounding of 0 can fall on either side in any two float32 runs (PyTorch's own
 # float32 gradients then differ from its float64 ones by up to 20% on some inputs at these
-# sizes: one position of a 4x4 map weighs much in a weight gradient). These inputs (seed 2)
-# have no such ReLU: graphcnn's and PyTorch's float32 gradients are each within 1e-4 of
-# float64's. The float64 test below checks the same step on any input.
+# sizes: one position of a 4x4 map weighs much in a weight gradient), so the float32 test
+# compares the whole gradient with float64's; the float64 test checks every gradient.
 TRAIN_OPTIONS = {"width": 8, "num_classes": 5, "input_size": 64}
 TRAIN_LABELS = np.arange(8, dtype=np.int64) % 5
 TRAIN_SEED = 2
@@ -122,8 +121,23 @@ def test_resnet50_training_step_float64_matches_graphcnn() -> None:
 
 
 def test_resnet50_training_step_float32_matches_graphcnn() -> None:
+    """In float32, against the float64 step: the loss to 1e-5, and all the gradients
+    together (one vector, relative L2 norm) to 1e-3, as close as PyTorch's own float32
+    step. A ReLU input within rounding of 0 may fall on the other side on another machine
+    (another conv algorithm): that moves one weight's gradient by percents, but not the
+    whole gradient, so the check does not hang on the inputs chosen."""
     torch = pytest.importorskip("torch")
-    torch_loss, torch_grads, model = _torch_step(torch.float32)
+    exact_loss, exact, model = _torch_step(torch.float64)
+    torch_loss, torch_grads, _ = _torch_step(torch.float32)
     x = _image(TRAIN_OPTIONS, len(TRAIN_LABELS), TRAIN_SEED)
     loss, grads = gc.value_and_grad(model, batch_size=len(x), backend="cpu")(x, TRAIN_LABELS)
-    _check_step(model, float(loss), grads, torch_loss, torch_grads, 1e-3)
+    names = sorted(exact)
+
+    def error(got: dict[str, np.ndarray]) -> float:
+        diff = np.concatenate([(np.asarray(got[k], np.float64) - exact[k]).ravel()
+                               for k in names])
+        return float(np.linalg.norm(diff) / np.linalg.norm(
+            np.concatenate([exact[k].ravel() for k in names])))
+    assert abs(float(loss) - exact_loss) < 1e-5 * max(1.0, abs(exact_loss))
+    assert error(grads) < 1e-3, (error(grads), error(torch_grads))
+    assert error(torch_grads) < 1e-3   # the same bound holds for PyTorch's float32
