@@ -373,3 +373,21 @@ def test_cost_model_picks_gemm_for_big_layers_only():
     assert not use_gemm((1, 1, 8, 8), (2, 1, 3, 3), (8, 8), attrs)       # too thin a GEMM
     depthwise = dict(attrs, groups=32)
     assert not use_gemm((1, 32, 56, 56), (32, 1, 3, 3), (56, 56), depthwise)
+
+
+@pytest.mark.parametrize("n, c, h, w", [(1, 5, 7, 7), (3, 17, 14, 14), (2, 3, 6, 9), (1, 2, 3, 5),
+                                        (2, 19, 8, 8)])
+@pytest.mark.parametrize("k, stride, padding, ceil_mode", [
+    (3, 1, 1, False), (3, 2, 0, True), (3, 2, 1, False), (2, 2, 0, True), (3, 2, 1, True),
+    ((2, 3), (1, 2), (1, 1), True), (5, 1, 2, False), (1, 2, 0, False)])
+def test_separable_max_pool2d_equals_the_reference_bitwise(n, c, h, w, k, stride, padding,
+                                                            ceil_mode):
+    """The separable kernel (rows then columns, blocks of planes joined into one flat
+    loop): equal to the reference bit for bit, signed-zero ties and NaN planes included."""
+    rng = np.random.default_rng(h * w + c)
+    x = rng.choice(np.float32([-1.5, -0.0, 0.0, 0.5, 2.0, -np.inf]), (n, c, h, w))
+    x[0, 0, rng.integers(h), rng.integers(w)] = np.nan  # one plane takes the NaN-aware loop
+    attrs = dict(kernel_size=k, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    (want,) = forward("max_pool2d", [x], attrs, "reference")
+    (got,) = forward("max_pool2d", [x], attrs, "cpu")
+    assert want.tobytes() == got.tobytes()

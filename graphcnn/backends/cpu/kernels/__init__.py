@@ -17,6 +17,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     norm_group,
     pad_modes,
     pool,
+    pool_max,
     resize,
     shape,
     softmax,

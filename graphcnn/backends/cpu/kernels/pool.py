@@ -16,7 +16,7 @@ from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, TASK_JIT, cpu_kernel
 # bounds test per tap). The running maximum or sum stays in a register: an earlier version
 # that swept whole rows and stored `max(out, x)` back per tap only where x was larger was
 # 10-45x slower, its data-dependent store a branch that random data mispredicts half the
-# time. (The width-3 max pool below does sweep rows, but merges with a select, which LLVM
+# time. (pool_max.py's separable max pool does sweep rows, with selects that LLVM
 # vectorizes.) Buffers are flat and indexed by unsigned offsets (see window.py).
 
 @numba.njit(inline="always")
@@ -97,57 +97,11 @@ def max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw):
             of[uint64(out0 + oy * ow_len + ox)] = best
 
 
-@numba.njit(**TASK_JIT)
-def max_pool2d_width3_task(task, x, out, kh, sh, sw, ph, pw):
-    """max_pool2d_task for windows three wide, undilated (ResNet's 3x3/2, VGG-style 3x3):
-    the output row is swept once per window row, the three taps of that row maxed in
-    registers and merged with a select; LLVM vectorizes the sweep (2-2.5x faster)."""
-    in_h, in_w = x.shape[2], x.shape[3]
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    x0, out0 = task * in_h * in_w, task * oh_len * ow_len
-    lo, hi = col_range(-pw, sw, in_w - 2, ow_len)  # columns with all three taps inside
-    if _has_nan(xf, x0, in_h * in_w):
-        max_pool2d_nan_task(task, x, out, kh, 3, sh, sw, ph, pw, 1, 1)
-        return
-    hi = max(hi, lo)
-    for oy in range(oh_len):
-        iy0 = oy * sh - ph
-        ilo, ihi = col_range(iy0, 1, in_h, kh)
-        orow = out0 + oy * ow_len
-        fill(of, orow, ow_len, -np.inf)
-        for i in range(ilo, ihi):
-            row = x0 + (iy0 + i) * in_w - pw
-            for ox in range(lo, hi):
-                p = row + ox * sw
-                a, b, c = xf[uint64(p)], xf[uint64(p + 1)], xf[uint64(p + 2)]
-                m = a if a >= b else b
-                m = m if m >= c else c
-                cur = of[uint64(orow + ox)]
-                of[uint64(orow + ox)] = m if m > cur else cur
-            _max_border(xf, of, row, orow, 0, lo, sw, pw, in_w)
-            _max_border(xf, of, row, orow, hi, ow_len, sw, pw, in_w)
-
-
-@numba.njit(inline="always")
-def _max_border(xf, of, row, orow, first, stop, sw, pw, in_w):
-    """Columns first..stop-1 of a width-3 window row, taps outside the input skipped."""
-    for ox in range(first, stop):
-        for j in range(3):
-            if 0 <= ox * sw - pw + j < in_w:
-                v = xf[uint64(row + ox * sw + j)]
-                cur = of[uint64(orow + ox)]
-                of[uint64(orow + ox)] = v if v > cur else cur
-
-
 @numba.njit(**JIT)
 def _max_pool2d(x, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    if kw == 3 and dh == 1 and dw == 1:
-        for task in prange(x.shape[0] * x.shape[1]):
-            max_pool2d_width3_task(task, x, out, kh, sh, sw, ph, pw)
-    else:
-        for task in prange(x.shape[0] * x.shape[1]):
-            max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw)
+    """Dilated windows (undilated ones take pool_max.py's separable kernel)."""
+    for task in prange(x.shape[0] * x.shape[1]):
+        max_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 @numba.njit(**TASK_JIT)
@@ -311,11 +265,6 @@ def max_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
 def avg_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str, Any]
                          ) -> tuple:
     return (ins[0], out) + _window(attrs) + (attrs["count_include_pad"],)
-
-
-@cpu_kernel("max_pool2d")
-def max_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
-    launch(_max_pool2d, *max_pool2d_args(ins, outs[0], attrs))
 
 
 @cpu_kernel("max_pool2d_grad")
