@@ -25,6 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+# this checkout's graphcnn, not an installed one
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # (in channels, out channels, kernel, stride, input size, epilogue) of each distinct conv
 # of torchvision's ResNet-50 (the stride on the 3x3, v1.5), in network order; the
 # epilogue is what the network fuses into it: "relu", "add+relu" (the block's expand
