@@ -2,8 +2,9 @@
 Runtime on the same one-layer model: the conv with its bias, and the epilogue ResNet-50
 fuses into it (relu, or the residual add and relu), or none (the downsample branch).
 
-    python benchmarks/conv_layers_vs_ort.py [--batch 1,16] [--repeats 40] [--only 1x1]
-                                            [--candidates] [--threads 2]
+    python benchmarks/conv_layers_vs_ort.py [--batch 1,16] [--repeats 40] [--rounds 10]
+                                            [--only 1x1] [--candidates] [--scaling]
+                                            [--threads 2]
 
 graphcnn: gc.compile of a Model with one Conv2d (frozen weights: the cpu strategy
 prepacks them once, as in a whole network), its runner's kernels called on its buffers
@@ -13,7 +14,9 @@ execution, all graph optimizations. Both are checked against each other (relativ
 difference) and timed in alternating blocks (graphcnn.bench.common.measure_interleaved):
 medians and the ratio graphcnn / ORT (below 1: graphcnn is faster). --candidates also
 times every cpu conv algorithm that applies to the layer (strategy.forced), against the
-same ORT run, to show where the cost model or the autotuner picks the wrong one.
+same ORT run, to show where the cost model or the autotuner picks the wrong one;
+--scaling times the chosen kernels on one thread too, against a one-thread ORT session, to
+separate a kernel's speed from how it shares the work between the threads.
 """
 from __future__ import annotations
 
@@ -160,8 +163,23 @@ def applicable(layer: tuple[int, int, int, int, int, str]) -> list[str]:
     return names
 
 
+def one_thread(run: Callable[[], Any]) -> Callable[[], Any]:
+    """`run` with Numba's thread count at 1 for the call (the kernels chosen for more)."""
+    import numba
+
+    def alone() -> None:
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            run()
+        finally:
+            numba.set_num_threads(before)
+    return alone
+
+
 def bench(layer: tuple[int, int, int, int, int, str], batch: int, threads: int,
-          repeats: int, rounds: int, candidates: bool, workdir: str) -> list[dict[str, Any]]:
+          repeats: int, rounds: int, candidates: bool, workdir: str, scaling: bool = False
+          ) -> list[dict[str, Any]]:
     from graphcnn.backends.cpu.blas import one_thread_pool
     from graphcnn.bench.common import measure_interleaved
 
@@ -191,6 +209,11 @@ def bench(layer: tuple[int, int, int, int, int, str], batch: int, threads: int,
         diffs[key] = float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) or 1))
         algorithms[key] = algorithm
         fns[key] = kernels_of(exe, args)
+    if scaling and threads > 1:  # the same kernels and session options on one thread
+        alone = ort_layer(layer, batch, w, b, 1, workdir)
+        fns["ort@1"] = lambda: alone.run(None, feeds)
+        fns["chosen@1"] = one_thread(fns["chosen"])
+        algorithms["chosen@1"], diffs["chosen@1"] = algorithms["chosen"], diffs["chosen"]
     with one_thread_pool():  # as the runner runs its kernels
         timings = measure_interleaved(fns, repeats, warmup=2, rounds=rounds, gap_s=0.05)
     ort_ms = timings["ort"]["median_ms"]
@@ -198,9 +221,10 @@ def bench(layer: tuple[int, int, int, int, int, str], batch: int, threads: int,
     rows = []
     for key in algorithms:
         ms = timings[key]["median_ms"]
+        peer = timings["ort@1"]["median_ms"] if key.endswith("@1") else ort_ms
         rows.append({"layer": shape, "batch": batch, "variant": key,
-                     "algorithm": algorithms[key], "graphcnn_ms": ms, "ort_ms": ort_ms,
-                     "ratio": ms / ort_ms, "diff": diffs[key]})
+                     "algorithm": algorithms[key], "graphcnn_ms": ms, "ort_ms": peer,
+                     "ratio": ms / peer, "diff": diffs[key]})
     return rows
 
 
@@ -215,6 +239,9 @@ def main() -> None:
                         "e.g. '1x1' or '@7'")
     parser.add_argument("--candidates", action="store_true",
                         help="also time every algorithm that applies")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time the chosen kernels and ORT on one thread "
+                             "(variant chosen@1, against ORT on one thread)")
     args = parser.parse_args()
     import graphcnn as gc
     gc.set_num_threads(args.threads)
@@ -229,7 +256,7 @@ def main() -> None:
                 if args.only and args.only not in label:
                     continue
                 for row in bench(layer, batch, args.threads, args.repeats, args.rounds,
-                                 args.candidates, workdir):
+                                 args.candidates, workdir, args.scaling):
                     print(f"{row['layer']:32s} {batch:3d} {row['variant']:16s} "
                           f"{row['algorithm']:16s} {row['graphcnn_ms']:11.3f} "
                           f"{row['ort_ms']:8.3f} {row['ratio']:6.2f} {row['diff']:8.1e}")
