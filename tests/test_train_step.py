@@ -67,3 +67,61 @@ def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     site = Site("conv2d_weight_grad", padded, ((64, 6, 32, 32), (64, 1, 32, 32)),
                 site.in_dtypes, (6, 1, 5, 5), site.out_dtype, (None, None))
     assert choose(site)[0].name == "direct"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=0.05), dict(lr=0.05, weight_decay=1e-2), dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    dict(lr=0.02, momentum=0.5, dampening=0.3, weight_decay=0.1),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_pass_sgd_update_is_bitwise_the_numpy_one(monkeypatch, kwargs, dtype):
+    """SGD's fused kernel (graphcnn/optim/sgd_kernel.py) against its NumPy path, over
+    three steps (the momentum buffer's first and later ones), NaN and inf included."""
+    from graphcnn.optim import SGD, sgd_kernel
+
+    rng = np.random.default_rng(2)
+    params = {"w": rng.standard_normal((5, 3, 2)).astype(dtype),
+              "b": rng.standard_normal(7).astype(dtype)}
+    params["b"][3], params["w"][0, 0, 0] = np.inf, np.nan
+    grads = [{k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+             for _ in range(3)]
+    fused = {k: v.copy() for k, v in params.items()}
+    opt = SGD(**kwargs)
+    for g in grads:
+        opt.step(fused, g)
+    monkeypatch.setattr(sgd_kernel, "fits", lambda p, g: False)
+    plain = {k: v.copy() for k, v in params.items()}
+    opt = SGD(**kwargs)
+    with np.errstate(invalid="ignore"):   # inf - inf: NumPy warns, the kernel does not
+        for g in grads:
+            opt.step(plain, g)
+    for k in params:
+        assert fused[k].dtype == dtype
+        np.testing.assert_array_equal(fused[k], plain[k])
+    assert not np.array_equal(fused["b"], params["b"])   # it did update
+
+
+def test_lenet5_training_step_kernels_and_gradients_against_the_reference():
+    """The whole training graph at opt level 2 on the cpu: 27 kernels, c1's weight
+    gradient on the wide kernel, and loss and gradients those of the reference backend
+    at opt level 0 (1e-4 of each gradient's largest value)."""
+    import graphcnn as gc
+
+    model = gc.models.lenet5()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 1, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    step = gc.value_and_grad(model, batch_size=4, backend="cpu")
+    reference = gc.value_and_grad(model, batch_size=4, backend="reference", opt_level=0)
+    runner = step.executable.runner
+    assert step.report()["kernels"] == len(runner.steps) == 27
+    assert ("conv2d_weight_grad", "direct-wide") in {(s.op, s.implementation)
+                                                     for s in runner.steps}
+    loss, grads = step(x, y)
+    want_loss, want = reference(x, y)
+    assert abs(loss - want_loss) <= 1e-5 * abs(want_loss)
+    assert sorted(grads) == sorted(want)
+    for name, g in want.items():
+        np.testing.assert_allclose(grads[name], g, rtol=0, atol=1e-4 * np.abs(g).max(),
+                                   err_msg=name)
