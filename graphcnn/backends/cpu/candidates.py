@@ -374,6 +374,22 @@ def _wide_grad_offered(site: Site) -> bool:
     return is_unpadded_unit_stride(site.attrs) and not _gemm_sized(site)
 
 
+def _depthwise_grad(site: Site) -> Core:
+    attrs = site.attrs
+    return Core(lambda ins, out: depthwise.depthwise3x3_weight_grad(ins[0], ins[1], out,
+                                                                    attrs))
+
+
+def _depthwise_3x3_grad(site: Site) -> bool:
+    x, w, _ = _operands(site)
+    return is_depthwise_3x3(x[1], w, site.attrs)
+
+
+_DEPTHWISE_GRAD = Candidate("depthwise-3x3", 2, _depthwise_3x3_grad, _depthwise_grad,
+                            rule="depthwise 3x3 (too little work per group for a GEMM)",
+                            error_growth=ERROR_GROWTH["direct"])
+
+
 # Ahead of the GEMMs where they are not offered (too little work), as direct-wide is
 # for the forward conv: LeNet-5's c1 (six filters of one channel).
 _WIDE_GRAD = Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs),
@@ -400,7 +416,8 @@ STRATEGIES: dict[str, OpStrategy] = {
                   error_growth=ERROR_GROWTH["direct"]),
     ), _conv_key, default_algorithm, _add_channel_bias),
     "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
-    "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_WIDE_GRAD, _DIRECT), _conv_key,
+    "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
+                                     _conv_key,
                                      default_algorithm),
 }
 
