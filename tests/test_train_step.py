@@ -90,6 +90,41 @@ def test_the_depthwise_3x3_weight_gradient_keeps_nan_and_inf_as_the_direct_kerne
         assert np.isnan(mine[2]).all()
 
 
+@pytest.mark.parametrize("hw", [(9, 7), (3, 3), (1, 2), (14, 14)])
+def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
+    """Stride 1, one pixel of padding: the forward kernel over dy, filters turned."""
+    from op_check import forward
+
+    rng = np.random.default_rng(7)
+    dy = rng.standard_normal((2, 4, *hw)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    attrs = dict(UNPADDED, padding=(1, 1, 1, 1), groups=4)
+    dx = np.empty_like(dy)
+    depthwise.depthwise3x3_input_grad(dy, w, dx, attrs)
+    (want,) = forward("conv2d_input_grad", [dy, w], dict(attrs, input_hw=hw), "reference",
+                      "float64")
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_depthwise_3x3_input_gradient_keeps_nan_and_inf_as_the_direct_kernel():
+    """A NaN dy spreads to the taps it reaches only; an infinite weight takes the direct
+    kernel (the turned filter would meet dy's zero padding: 0 * inf)."""
+    rng = np.random.default_rng(8)
+    attrs = dict(UNPADDED, padding=(1, 1, 1, 1), groups=3)
+    dy = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    dy[1, 2, 0, 0] = np.nan
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    w_inf = w.copy()
+    w_inf[0, 0, 2, 2] = np.inf
+    for weight in (w, w_inf):
+        mine, direct = np.empty_like(dy), np.empty_like(dy)
+        depthwise.depthwise3x3_input_grad(dy, weight, mine, attrs)
+        launch(conv._conv2d_input_grad, dy, weight, direct, *conv.geometry(attrs))
+        np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
+        np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
+    assert np.isnan(mine[1, 2, :2, :2]).all() and not np.isnan(mine[1, 2, 3:]).any()
+
+
 def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
     shapes = ((64, 6, 28, 28), (64, 1, 32, 32))
@@ -167,10 +202,10 @@ def test_lenet5_training_step_kernels_and_gradients_against_the_reference():
                                    err_msg=name)
 
 
-def test_mobilenet_v2_training_step_with_the_depthwise_weight_gradient():
+def test_mobilenet_v2_training_step_with_the_depthwise_gradients():
     """A small MobileNetV2 (width 0.25, 64x64, no dropout): its 17 depthwise weight
-    gradients on the depthwise kernel, and loss and gradients those of the step that runs
-    them on the generic direct kernel (1e-4 of each gradient's largest value). (Against
+    gradients and 13 stride-1 input gradients on the depthwise kernels, and loss and
+    gradients those of the step that runs them on the generic direct kernels (1e-4 of each gradient's largest value). (Against
     the reference the whole network differs by about 1% at batch 4 on either kernel: batch
     norm over four images amplifies float32 rounding; the kernel itself is checked against
     a float64 oracle above.)"""
@@ -183,15 +218,21 @@ def test_mobilenet_v2_training_step_with_the_depthwise_weight_gradient():
     y = rng.integers(0, 10, 4)
     params = {k: v.copy() for k, v in model.parameters().items()}
     step = gc.value_and_grad(model, batch_size=4, backend="cpu")
-    chosen = [s.implementation for s in step.executable.runner.steps
-              if s.op == "conv2d_weight_grad"]
-    assert chosen.count("depthwise-3x3") == 17
-    with forced({"conv2d_weight_grad": "direct"}):
+    chosen = [(s.op, s.implementation, s.attrs.get("anchor"))
+              for s in step.executable.runner.steps]
+    assert chosen.count(("conv2d_weight_grad", "depthwise-3x3", None)) == 17
+    # the stride-1 layers' input gradients, fused with ReLU6's gradient (clip_grad)
+    assert chosen.count(("fused", "depthwise-3x3", "conv2d_input_grad")) == 13
+    with forced({"conv2d_weight_grad": "direct", "conv2d_input_grad": "direct"}):
         direct = gc.value_and_grad(model, batch_size=4, backend="cpu")
     loss, grads = step(x, y)
     model.load_parameters(params)   # the running statistics as the other step starts
     want_loss, want = direct(x, y)
     assert abs(loss - want_loss) <= 1e-5 * abs(want_loss)
+    # A batch norm's bias followed by a 1x1 conv and batch norm has a zero gradient (the
+    # next batch norm removes any constant shift): its values are rounding, so the scale
+    # has a floor, 1% of the largest gradient's.
+    floor = 1e-2 * max(np.abs(g).max() for g in want.values())
     for name, g in want.items():
-        np.testing.assert_allclose(grads[name], g, rtol=0, atol=1e-4 * np.abs(g).max(),
-                                   err_msg=name)
+        np.testing.assert_allclose(grads[name], g, rtol=0,
+                                   atol=1e-4 * max(np.abs(g).max(), floor), err_msg=name)

@@ -235,3 +235,28 @@ def depthwise3x3_weight_grad(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
         return
     (sh, sw), pads = attrs["stride"], attrs["padding"]
     launch(_depthwise3x3_weight_grad, dy, x, dw_out, sh, sw, pads[0], pads[2])
+
+
+# ---- the input gradient, stride 1 -----------------------------------------------------------
+# With stride 1 and one pixel of padding all round, dx is the forward conv of dy with each
+# filter turned by 180 degrees, padded by one pixel (2 - 1): the forward kernel runs it. The
+# products are the reference's (each dy times each tap that lands inside dx); only a
+# non-finite weight would differ, times the zero padding, so that takes the direct kernel.
+
+def input_grad_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """A depthwise 3x3 conv of stride 1 padded by one pixel on every side (MobileNet's
+    stride-1 layers), whose input gradient this forward kernel computes."""
+    from graphcnn.ops.conv_shapes import is_depthwise_3x3
+
+    return (is_depthwise_3x3(channels, w_shape, attrs) and tuple(attrs["stride"]) == (1, 1)
+            and tuple(attrs["padding"]) == (1, 1, 1, 1))
+
+
+def depthwise3x3_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
+                            attrs: dict[str, Any]) -> None:
+    """dx of a conv that `input_grad_applies` to."""
+    if not conv.all_finite(w):
+        launch(conv._conv2d_input_grad, dy, w, dx, *conv.geometry(attrs))
+        return
+    turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+    conv2d_depthwise3x3(dy, turned, conv.NO_BIAS[dx.dtype], False, dx, attrs)
