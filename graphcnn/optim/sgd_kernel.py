@@ -8,21 +8,25 @@ The arithmetic is NumPy's, operation for operation, in the parameter's dtype (th
 scalars are cast to it as NumPy 2 casts a Python float against a float32 array; no
 fast-math, so no fused multiply-add): the results are bitwise those of the NumPy path,
 so a resumed run still continues bit for bit.
+
+It runs on the calling thread: the update is a stream over memory that one core nearly
+saturates, most parameters are small (biases, batch-norm weights, depthwise filters), and a
+parallel launch per parameter cost more than it saved, twice the NumPy path's time on a
+loaded machine (its threads wait for a descheduled one).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sgd(p, g, buf, lr, momentum, dampening, weight_decay, has_decay, has_momentum,
          has_dampening, nesterov, first):
     """p -= lr * step, with step = g + weight_decay * p, through the momentum buffer
     (torch.optim.SGD's rule; `first`: the buffer starts as the step itself). The scalars
     come in p's dtype; lr negated (p + (-lr) * step, as `_add_scaled`)."""
-    for k in prange(p.size):
+    for k in range(p.size):
         d = g[k]
         if has_decay:
             d = d + p[k] * weight_decay
