@@ -27,6 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from graphcnn.optim import sgd_kernel
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
@@ -195,6 +197,12 @@ class SGD(Optimizer):
         self.l1 = float(l1)
 
     def _update(self, p, g, state, d, tmp, step):
+        if not self.l1 and sgd_kernel.fits(p, g):   # one pass over the arrays, same bits
+            buf, created = (self._buffer(state, "momentum", p) if self.momentum
+                            else (None, False))
+            sgd_kernel.sgd_update(p, g, buf, self.lr, self.momentum, self.dampening,
+                                  self.weight_decay, self.nesterov, created)
+            return
         self._gradient(p, g, d, tmp, self.weight_decay)
         if self.momentum:
             buf, created = self._buffer(state, "momentum", p, init=d)

@@ -382,8 +382,7 @@ STRATEGIES: dict[str, OpStrategy] = {
         Candidate("direct", 0, _always, _direct, rule="too little work for a GEMM",
                   error_growth=ERROR_GROWTH["direct"]),
     ), _conv_key, default_algorithm, _add_channel_bias),
-    "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
-    "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DIRECT,), _conv_key, default_algorithm),
+    # conv2d_input_grad and conv2d_weight_grad: candidates_grad.py (strategy.py adds them)
 }
 
 

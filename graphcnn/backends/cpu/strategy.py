@@ -49,11 +49,13 @@ from graphcnn.backends.cpu.candidates import (
     node_site,
 )
 from graphcnn.backends.cpu.candidates_dense import DENSE_STRATEGIES
+from graphcnn.backends.cpu.candidates_grad import GRAD_STRATEGIES
 from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
 STRATEGIES.update(DENSE_STRATEGIES)
+STRATEGIES.update(GRAD_STRATEGIES)
 
 __all__ = ["STRATEGIES", "Implementation", "Site", "array_site", "choose", "forced",
            "implementation", "node_site"]

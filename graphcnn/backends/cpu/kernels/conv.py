@@ -205,6 +205,56 @@ def _conv2d_weight_grad(dy, x, dw_out, sh, sw, pt, pl, dh, dw, groups):
                                 nonfinite)
 
 
+# Reassociation splits each tap's float64 sum into vector lanes (as in
+# conv2d_weight_grad_task); contraction lets the products fuse into it.
+@numba.njit(fastmath={"reassoc", "contract"}, **JIT)
+def _conv2d_weight_grad_wide(dy, x, dw_out, groups):
+    """_conv2d_weight_grad's result for stride 1 without padding or dilation, with each
+    tap one long dot product: as in _conv2d_wide, output (oy, ox) meets tap (i, j) at input
+    element q + i*W + j with q = oy*W + ox, so the dy plane laid out W wide (zeros in the
+    kw - 1 columns past each row) makes one dot of (OH - 1) * W + OW per tap and image
+    instead of OH short ones (LeNet-5's c1: 25 dots of 752 instead of 700 of 28). The
+    zeros meet real inputs, so a caller checks the input is finite first (0 * inf)."""
+    n_len, c_len, in_h, in_w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    o_len, cg, kh, kw = dw_out.shape
+    oh_len, ow_len = dy.shape[2], dy.shape[3]
+    og = o_len // groups
+    span = (oh_len - 1) * in_w + ow_len
+    xf, dyf = x.reshape(x.size), dy.reshape(dy.size)
+    for task in prange(o_len * cg):
+        o, ci = task // cg, task % cg
+        c = (o // og) * cg + ci
+        wide = np.zeros(span, dy.dtype)   # the columns past each row stay zero
+        sums = np.zeros(kh * kw, np.float64)   # float64: sums over the whole batch
+        for n in range(n_len):
+            dy0 = (n * o_len + o) * oh_len * ow_len
+            for oy in range(oh_len):
+                for ox in range(ow_len):
+                    wide[uint64(oy * in_w + ox)] = dyf[uint64(dy0 + oy * ow_len + ox)]
+            x0 = (n * c_len + c) * in_h * in_w
+            for i in range(kh):
+                for j in range(kw):
+                    s0 = x0 + i * in_w + j
+                    total = 0.0
+                    for q in range(span):
+                        total += wide[uint64(q)] * xf[uint64(s0 + q)]
+                    sums[i * kw + j] += total
+        for i in range(kh):
+            for j in range(kw):
+                dw_out[o, ci, i, j] = sums[i * kw + j]
+
+
+def conv2d_weight_grad_wide(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
+                            attrs: dict[str, Any]) -> None:
+    """The weight gradient of a stride-1 unpadded conv (is_unpadded_unit_stride): the
+    wide kernel, or the direct one where x holds a NaN or an infinity (the wide kernel's
+    zero columns would multiply it)."""
+    if all_finite(x):
+        launch(_conv2d_weight_grad_wide, dy, x, dw_out, attrs["groups"])
+    else:
+        launch(_conv2d_weight_grad, dy, x, dw_out, *geometry(attrs))
+
+
 @numba.njit(**REDUCE_JIT)
 def _nonfinite_probe(a):
     total = 0.0

@@ -1,5 +1,6 @@
 """Depthwise 3x3 convolution (groups == channels, one filter per channel: MobileNet's),
-forward only; the gradients use the grouped direct kernels in conv.py.
+forward and weight gradient (at the end of this file); the input gradient uses the grouped
+direct kernel in conv.py.
 
 The generic direct kernel sweeps the whole output plane once per tap (nine passes, and a
 bounds computation per row and tap). Here each plane is first copied into a zero-padded
@@ -16,6 +17,7 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
+from graphcnn.backends.cpu.kernels import conv
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 # The plane is copied into a zero-padded scratch split into stride phases, laid out
@@ -166,3 +168,95 @@ def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias
     # A few blocks of planes per thread, each with its own padded scratch plane.
     blocks = 4 * numba.get_num_threads()
     launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2], blocks)
+
+
+# ---- the weight gradient ------------------------------------------------------------------
+# dw[c, i, j] = sum over n, oy, ox of dy[n, c, oy, ox] * xpad[n, c, oy*sh + i, ox*sw + j]:
+# each image's plane goes into the padded phase scratch as in the forward kernel, dy's
+# plane into `wide` (rows phase_len long, zeros past each row's end), and each tap is one
+# dot of wide with the scratch at the tap's offset: nine dots of unit-stride loads where the
+# generic direct kernel makes nine short dots per output row. Products with the zero
+# padding are computed as the reference computes them (a NaN or infinite dy makes every tap
+# NaN); the zeros past each row meet real inputs, so a caller checks x is finite first.
+
+@numba.njit(fastmath={"reassoc", "contract"}, **JIT)
+def _depthwise3x3_weight_grad(dy, x, dw_out, sh, sw, pt, pl):
+    n_len, c_len, in_h, in_w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    oh_len, ow_len = dy.shape[2], dy.shape[3]
+    rows, phase_len, pad_len = _scratch_geometry(oh_len, ow_len, sh, sw)
+    span = (oh_len - 1) * phase_len + ow_len
+    xf, dyf = x.reshape(x.size), dy.reshape(dy.size)
+    p0, p1, p2, p3, p4, p5, p6, p7, p8 = _tap_offsets(sh, sw, rows, phase_len)
+    for c in prange(c_len):
+        pad, wide = np.empty(pad_len, x.dtype), np.zeros(span, dy.dtype)
+        sums = np.zeros(9, np.float64)   # float64: sums over the whole batch
+        # A plane's sums in dy's precision, split into vector lanes (reassociation):
+        # float64 ones would halve the lanes and add a conversion per product.
+        zero = np.zeros(1, dy.dtype)[0]
+        for n in range(n_len):
+            plane = n * c_len + c
+            fill_phases(xf, plane * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len,
+                        pad)
+            d0 = plane * oh_len * ow_len
+            for oy in range(oh_len):
+                for ox in range(ow_len):
+                    wide[uint64(oy * phase_len + ox)] = dyf[uint64(d0 + oy * ow_len + ox)]
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = zero
+            for q in range(span):
+                g = wide[uint64(q)]
+                t0 += g * pad[uint64(p0 + q)]
+                t1 += g * pad[uint64(p1 + q)]
+                t2 += g * pad[uint64(p2 + q)]
+                t3 += g * pad[uint64(p3 + q)]
+                t4 += g * pad[uint64(p4 + q)]
+                t5 += g * pad[uint64(p5 + q)]
+                t6 += g * pad[uint64(p6 + q)]
+                t7 += g * pad[uint64(p7 + q)]
+                t8 += g * pad[uint64(p8 + q)]
+            sums[0] += t0
+            sums[1] += t1
+            sums[2] += t2
+            sums[3] += t3
+            sums[4] += t4
+            sums[5] += t5
+            sums[6] += t6
+            sums[7] += t7
+            sums[8] += t8
+        for k in range(9):
+            dw_out[c, 0, k // 3, k % 3] = sums[k]
+
+
+def depthwise3x3_weight_grad(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
+                             attrs: dict[str, Any]) -> None:
+    """The weight gradient of a depthwise 3x3 conv (conv_shapes.is_depthwise_3x3); the
+    generic direct kernel where x holds a NaN or an infinity (see above)."""
+    if not conv.all_finite(x):
+        launch(conv._conv2d_weight_grad, dy, x, dw_out, *conv.geometry(attrs))
+        return
+    (sh, sw), pads = attrs["stride"], attrs["padding"]
+    launch(_depthwise3x3_weight_grad, dy, x, dw_out, sh, sw, pads[0], pads[2])
+
+
+# ---- the input gradient, stride 1 -----------------------------------------------------------
+# With stride 1 and one pixel of padding all round, dx is the forward conv of dy with each
+# filter turned by 180 degrees, padded by one pixel (2 - 1): the forward kernel runs it. The
+# products are the reference's (each dy times each tap that lands inside dx); only a
+# non-finite weight would differ, times the zero padding, so that takes the direct kernel.
+
+def input_grad_applies(channels: int, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """A depthwise 3x3 conv of stride 1 padded by one pixel on every side (MobileNet's
+    stride-1 layers), whose input gradient this forward kernel computes."""
+    from graphcnn.ops.conv_shapes import is_depthwise_3x3
+
+    return (is_depthwise_3x3(channels, w_shape, attrs) and tuple(attrs["stride"]) == (1, 1)
+            and tuple(attrs["padding"]) == (1, 1, 1, 1))
+
+
+def depthwise3x3_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
+                            attrs: dict[str, Any]) -> None:
+    """dx of a conv that `input_grad_applies` to."""
+    if not conv.all_finite(w):
+        launch(conv._conv2d_input_grad, dy, w, dx, *conv.geometry(attrs))
+        return
+    turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+    conv2d_depthwise3x3(dy, turned, conv.NO_BIAS[dx.dtype], False, dx, attrs)

@@ -1,0 +1,238 @@
+"""The training step on the cpu backend: the kernels chosen for the backward pass and the
+gradients they give, against the reference backend (opt level 0) and a float64 oracle."""
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from graphcnn.backends.cpu.kernels import conv, depthwise
+from graphcnn.backends.cpu.registry import launch
+from graphcnn.backends.cpu.strategy import Site, choose
+
+UNPADDED = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+
+
+def weight_grad_oracle(dy, x, groups, k=None, stride=(1, 1), pads=(0, 0, 0, 0)):
+    """dw[o, ci, i, j] = sum over n, oy, ox of dy[n, o, oy, ox] xpad[n, c, oy*sh + i,
+    ox*sw + j], in float64, c the input channel ci of o's group, xpad x zero-padded."""
+    o_len, (oh, ow) = dy.shape[1], dy.shape[2:]
+    kh, kw = k or (x.shape[2] - oh + 1, x.shape[3] - ow + 1)
+    cg, og = x.shape[1] // groups, o_len // groups
+    xpad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pads[:2], pads[2:]))
+    windows = sliding_window_view(xpad, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::stride[0], ::stride[1]][:, :, :oh, :ow]
+    out = np.zeros((o_len, cg, kh, kw))
+    for g in range(groups):
+        out[g * og:(g + 1) * og] = np.einsum(
+            "nohw,nchwij->ocij", dy[:, g * og:(g + 1) * og].astype(np.float64),
+            windows[:, g * cg:(g + 1) * cg])
+    return out
+
+
+@pytest.mark.parametrize("n, c, o, hw, k, groups", [
+    (3, 1, 6, (12, 11), (5, 5), 1),     # LeNet-5's c1, smaller
+    (2, 4, 6, (7, 9), (3, 2), 2),       # groups, a non-square kernel
+    (1, 2, 3, (4, 4), (4, 4), 1),       # a full window: one output pixel
+])
+def test_the_wide_weight_gradient_matches_a_float64_oracle(n, c, o, hw, k, groups):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, *hw)).astype(np.float32)
+    dy = rng.standard_normal((n, o, hw[0] - k[0] + 1, hw[1] - k[1] + 1)).astype(np.float32)
+    dw = np.empty((o, c // groups, *k), np.float32)
+    conv.conv2d_weight_grad_wide(dy, x, dw, dict(UNPADDED, groups=groups))
+    want = weight_grad_oracle(dy, x, groups)
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_wide_weight_gradient_keeps_nan_and_inf_where_the_direct_kernel_does():
+    """Its zero columns meet real inputs: an infinity there would make 0 * inf = NaN in
+    taps that never read it, so an input that is not finite takes the direct kernel."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    x[1, 0, 7, 7] = np.inf       # read by tap (4, 4) only, with dy[1, :, 3, 3]
+    dy[0, 1, 0, 0] = np.nan      # every tap of filter 1
+    wide, direct = np.empty((2, 1, 5, 5), np.float32), np.empty((2, 1, 5, 5), np.float32)
+    conv.conv2d_weight_grad_wide(dy, x, wide, UNPADDED)
+    launch(conv._conv2d_weight_grad, dy, x, direct, *conv.geometry(UNPADDED))
+    np.testing.assert_array_equal(wide, direct)
+    assert np.isnan(wide[1]).all() and np.isfinite(wide[0, 0, :4]).all()
+
+
+@pytest.mark.parametrize("hw, stride", [((9, 7), 1), ((9, 7), 2), ((8, 8), 2), ((3, 3), 1),
+                                        ((1, 2), 1)])
+def test_the_depthwise_3x3_weight_gradient_matches_a_float64_oracle(hw, stride):
+    rng = np.random.default_rng(4)
+    n, c = 3, 5
+    x = rng.standard_normal((n, c, *hw)).astype(np.float32)
+    oh, ow = (hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1
+    dy = rng.standard_normal((n, c, oh, ow)).astype(np.float32)
+    attrs = dict(UNPADDED, stride=(stride, stride), padding=(1, 1, 1, 1), groups=c)
+    dw = np.empty((c, 1, 3, 3), np.float32)
+    depthwise.depthwise3x3_weight_grad(dy, x, dw, attrs)
+    want = weight_grad_oracle(dy, x, c, (3, 3), (stride, stride), (1, 1, 1, 1))
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_depthwise_3x3_weight_gradient_keeps_nan_and_inf_as_the_direct_kernel():
+    """A NaN dy reaches every tap, padding included (dy * 0 is NaN, as in the reference);
+    an infinite x takes the direct kernel (the zeros past each row would multiply it)."""
+    rng = np.random.default_rng(5)
+    attrs = dict(UNPADDED, stride=(2, 2), padding=(1, 1, 1, 1), groups=3)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    dy[1, 2, 0, 0] = np.nan
+    for x_case in (x, np.where(np.arange(6) == 5, np.inf, x).astype(np.float32)):
+        mine, direct = np.empty((3, 1, 3, 3), np.float32), np.empty((3, 1, 3, 3), np.float32)
+        depthwise.depthwise3x3_weight_grad(dy, x_case, mine, attrs)
+        launch(conv._conv2d_weight_grad, dy, x_case, direct, *conv.geometry(attrs))
+        np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
+        np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
+        assert np.isnan(mine[2]).all()
+
+
+@pytest.mark.parametrize("hw", [(9, 7), (3, 3), (1, 2), (14, 14)])
+def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
+    """Stride 1, one pixel of padding: the forward kernel over dy, filters turned."""
+    from op_check import forward
+
+    rng = np.random.default_rng(7)
+    dy = rng.standard_normal((2, 4, *hw)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    attrs = dict(UNPADDED, padding=(1, 1, 1, 1), groups=4)
+    dx = np.empty_like(dy)
+    depthwise.depthwise3x3_input_grad(dy, w, dx, attrs)
+    (want,) = forward("conv2d_input_grad", [dy, w], dict(attrs, input_hw=hw), "reference",
+                      "float64")
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_depthwise_3x3_input_gradient_keeps_nan_and_inf_as_the_direct_kernel():
+    """A NaN dy spreads to the taps it reaches only; an infinite weight takes the direct
+    kernel (the turned filter would meet dy's zero padding: 0 * inf)."""
+    rng = np.random.default_rng(8)
+    attrs = dict(UNPADDED, padding=(1, 1, 1, 1), groups=3)
+    dy = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    dy[1, 2, 0, 0] = np.nan
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    w_inf = w.copy()
+    w_inf[0, 0, 2, 2] = np.inf
+    for weight in (w, w_inf):
+        mine, direct = np.empty_like(dy), np.empty_like(dy)
+        depthwise.depthwise3x3_input_grad(dy, weight, mine, attrs)
+        launch(conv._conv2d_input_grad, dy, weight, direct, *conv.geometry(attrs))
+        np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
+        np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
+    assert np.isnan(mine[1, 2, :2, :2]).all() and not np.isnan(mine[1, 2, 3:]).any()
+
+
+def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
+    """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
+    shapes = ((64, 6, 28, 28), (64, 1, 32, 32))
+    site = Site("conv2d_weight_grad", dict(UNPADDED, kernel_hw=(5, 5)), shapes,
+                (np.dtype(np.float32),) * 2, (6, 1, 5, 5), np.dtype(np.float32), (None, None))
+    chosen, why = choose(site)
+    assert chosen.name == "direct-wide" and "one dot per tap" in why
+    padded = dict(site.attrs, padding=(2, 2, 2, 2))
+    site = Site("conv2d_weight_grad", padded, ((64, 6, 32, 32), (64, 1, 32, 32)),
+                site.in_dtypes, (6, 1, 5, 5), site.out_dtype, (None, None))
+    assert choose(site)[0].name == "direct"
+    # MobileNetV2's depthwise 3x3 layers
+    site = Site("conv2d_weight_grad", dict(padded, padding=(1, 1, 1, 1), groups=96,
+                                           kernel_hw=(3, 3), stride=(2, 2)),
+                ((16, 96, 56, 56), (16, 96, 112, 112)), site.in_dtypes, (96, 1, 3, 3),
+                site.out_dtype, (None, None))
+    assert choose(site)[0].name == "depthwise-3x3"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=0.05), dict(lr=0.05, weight_decay=1e-2), dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    dict(lr=0.02, momentum=0.5, dampening=0.3, weight_decay=0.1),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_one_pass_sgd_update_is_bitwise_the_numpy_one(monkeypatch, kwargs, dtype):
+    """SGD's fused kernel (graphcnn/optim/sgd_kernel.py) against its NumPy path, over
+    three steps (the momentum buffer's first and later ones), NaN and inf included."""
+    from graphcnn.optim import SGD, sgd_kernel
+
+    rng = np.random.default_rng(2)
+    params = {"w": rng.standard_normal((5, 3, 2)).astype(dtype),
+              "b": rng.standard_normal(7).astype(dtype)}
+    params["b"][3], params["w"][0, 0, 0] = np.inf, np.nan
+    grads = [{k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+             for _ in range(3)]
+    fused = {k: v.copy() for k, v in params.items()}
+    opt = SGD(**kwargs)
+    for g in grads:
+        opt.step(fused, g)
+    monkeypatch.setattr(sgd_kernel, "fits", lambda p, g: False)
+    plain = {k: v.copy() for k, v in params.items()}
+    opt = SGD(**kwargs)
+    with np.errstate(invalid="ignore"):   # inf - inf: NumPy warns, the kernel does not
+        for g in grads:
+            opt.step(plain, g)
+    for k in params:
+        assert fused[k].dtype == dtype
+        np.testing.assert_array_equal(fused[k], plain[k])
+    assert not np.array_equal(fused["b"], params["b"])   # it did update
+
+
+def test_lenet5_training_step_kernels_and_gradients_against_the_reference():
+    """The whole training graph at opt level 2 on the cpu: 27 kernels, c1's weight
+    gradient on the wide kernel, and loss and gradients those of the reference backend
+    at opt level 0 (1e-4 of each gradient's largest value)."""
+    import graphcnn as gc
+
+    model = gc.models.lenet5()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 1, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    step = gc.value_and_grad(model, batch_size=4, backend="cpu")
+    reference = gc.value_and_grad(model, batch_size=4, backend="reference", opt_level=0)
+    runner = step.executable.runner
+    assert step.report()["kernels"] == len(runner.steps) == 27
+    assert ("conv2d_weight_grad", "direct-wide") in {(s.op, s.implementation)
+                                                     for s in runner.steps}
+    loss, grads = step(x, y)
+    want_loss, want = reference(x, y)
+    assert abs(loss - want_loss) <= 1e-5 * abs(want_loss)
+    assert sorted(grads) == sorted(want)
+    for name, g in want.items():
+        np.testing.assert_allclose(grads[name], g, rtol=0, atol=1e-4 * np.abs(g).max(),
+                                   err_msg=name)
+
+
+def test_mobilenet_v2_training_step_with_the_depthwise_gradients():
+    """A small MobileNetV2 (width 0.25, 64x64, no dropout): its 17 depthwise weight
+    gradients and 13 stride-1 input gradients on the depthwise kernels, and loss and
+    gradients those of the step that runs them on the generic direct kernels (1e-4 of each gradient's largest value). (Against
+    the reference the whole network differs by about 1% at batch 4 on either kernel: batch
+    norm over four images amplifies float32 rounding; the kernel itself is checked against
+    a float64 oracle above.)"""
+    import graphcnn as gc
+    from graphcnn.backends.cpu.strategy import forced
+
+    model = gc.models.mobilenet_v2(10, width_mult=0.25, input_size=64, dropout=0.0)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    params = {k: v.copy() for k, v in model.parameters().items()}
+    step = gc.value_and_grad(model, batch_size=4, backend="cpu")
+    chosen = [(s.op, s.implementation, s.attrs.get("anchor"))
+              for s in step.executable.runner.steps]
+    assert chosen.count(("conv2d_weight_grad", "depthwise-3x3", None)) == 17
+    # the stride-1 layers' input gradients, fused with ReLU6's gradient (clip_grad)
+    assert chosen.count(("fused", "depthwise-3x3", "conv2d_input_grad")) == 13
+    with forced({"conv2d_weight_grad": "direct", "conv2d_input_grad": "direct"}):
+        direct = gc.value_and_grad(model, batch_size=4, backend="cpu")
+    loss, grads = step(x, y)
+    model.load_parameters(params)   # the running statistics as the other step starts
+    want_loss, want = direct(x, y)
+    assert abs(loss - want_loss) <= 1e-5 * abs(want_loss)
+    # A batch norm's bias followed by a 1x1 conv and batch norm has a zero gradient (the
+    # next batch norm removes any constant shift): its values are rounding, so the scale
+    # has a floor, 1% of the largest gradient's.
+    floor = 1e-2 * max(np.abs(g).max() for g in want.values())
+    for name, g in want.items():
+        np.testing.assert_allclose(grads[name], g, rtol=0,
+                                   atol=1e-4 * max(np.abs(g).max(), floor), err_msg=name)
