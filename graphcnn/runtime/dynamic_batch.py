@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from graphcnn.errors import GraphBuildError
 from graphcnn.ir.graph import Graph, Value
 
@@ -99,3 +101,46 @@ def _same_or_rebatched(old: tuple[int, ...], new: tuple[int, ...], full: int,
 def _where(node: Any) -> str:
     loc = f" (at {node.loc})" if node.loc else ""
     return f"node {node.op} %{node.outputs[0].id if node.outputs else node.id}{loc}"
+
+
+def check_replays(graph: Graph, built_at_probe: Graph, owner: str) -> None:
+    """Check that `graph` (built at its maximum batch) replayed at the batch of
+    `built_at_probe` (the same model built directly at another batch) is that graph:
+    the same ops, attributes, constants and shapes, node by node. A graph that passes
+    holds no number derived from the batch size (a 1/B baked into a constant, a count in
+    an attribute), so replaying it at any batch computes what building it there would.
+    A DynamicBatchError names the first node that differs."""
+    probe = max_batch_of(built_at_probe)
+    replayed = rebatch(graph, probe)
+    if len(replayed.nodes) != len(built_at_probe.nodes):
+        raise DynamicBatchError(f"{owner}: the graph of {graph.name!r} has "
+                                f"{len(replayed.nodes)} nodes at batch {max_batch_of(graph)} "
+                                f"but {len(built_at_probe.nodes)} at batch {probe}; it runs "
+                                f"at one batch size only: give a batch_size")
+    for mine, theirs in zip(replayed.nodes, built_at_probe.nodes):
+        what = _difference(mine, theirs)
+        if what is not None:
+            raise DynamicBatchError(
+                f"{owner}: {_where(mine)}: {what} depends on the batch size (built at batch "
+                f"{probe} it differs from the batch-{max_batch_of(graph)} graph replayed "
+                f"there), so it runs at one batch size only: give a batch_size")
+
+
+def _difference(a: Any, b: Any) -> str | None:
+    """What differs between two nodes in the same place of two graphs, or None."""
+    if a.op != b.op:
+        return f"the op ({b.op} when built at that batch)"
+    if [v.type for v in a.outputs] != [v.type for v in b.outputs]:
+        return (f"the output ({', '.join(str(v.type) for v in b.outputs)} when built at that "
+                f"batch, {', '.join(str(v.type) for v in a.outputs)} replayed)")
+    if sorted(a.attrs) != sorted(b.attrs):
+        return "the attributes"
+    for key, value in a.attrs.items():
+        other = b.attrs[key]
+        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
+            same = np.array_equal(np.asarray(value), np.asarray(other), equal_nan=True)
+        else:
+            same = bool(value == other)
+        if not same:
+            return f"attribute {key!r}" if a.op != "constant" else "the value"
+    return None
