@@ -68,3 +68,97 @@ def test_any_batch_step_equals_the_step_built_at_each_batch(loss, backend):
             close(grads[name], want_grads[name], f"{loss} at batch {b}: {name}")
         for name, array in model.parameters().items():   # the running statistics too
             close(running[name], array, f"{loss} at batch {b}: {name} after the step")
+
+
+class Batches(Callback):
+    """The size of every batch fit trains on."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def on_batch_end(self, trainer, epoch, batch, logs) -> None:
+        self.sizes.append(int(logs["batch_size"]))
+
+
+def fit(model: gc.Model, drop_last: bool, n: int = 10, backend: str = "reference",
+        loss="cross_entropy") -> tuple[Trainer, list[int]]:
+    x, y = data(n, loss if isinstance(loss, str) else "mse", seed=1)
+    seen = Batches()
+    trainer = Trainer(model, loss=loss, optimizer=gc.optim.SGD(lr=0.1), backend=backend,
+                      drop_last=drop_last, train_accuracy="none")
+    trainer.fit(x, y, epochs=1, batch_size=4, verbose=False, callbacks=[seen])
+    return trainer, seen.sizes
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_trainer_trains_on_the_last_smaller_batch_as_a_manual_loop_does(backend):
+    model = classifier()
+    start = {k: v.copy() for k, v in model.parameters().items()}
+    trainer, sizes = fit(model, drop_last=False, backend=backend)
+    assert sizes == [4, 4, 2] and sum(sizes) == 10   # every sample, three steps
+    assert len(trainer._steps) == 1                  # one step for the three
+    trained = {k: v.copy() for k, v in model.parameters().items()}
+
+    model.load_parameters(start)   # the same epoch by hand: steps built at 4, 4 and 2
+    x, y = data(10, "cross_entropy", seed=1)
+    order = np.random.default_rng(0).permutation(10)   # the trainer's seed 0
+    optimizer = gc.optim.SGD(lr=0.1)
+    for idx in (order[:4], order[4:8], order[8:]):
+        step = gc.value_and_grad(model, batch_size=len(idx), backend=backend)
+        _, grads = step(x[idx], y[idx])
+        optimizer.step(model.trainable_parameters(), grads)
+    for name, array in model.parameters().items():
+        close(trained[name], array, name)
+
+
+def test_drop_last_takes_only_the_full_batches():
+    _, sizes = fit(classifier(), drop_last=True)
+    assert sizes == [4, 4]
+
+
+def test_a_batch_of_one_is_dropped_where_batch_norm_needs_two_values_per_channel():
+    x = gc.Input((5,))
+    h = nn.ReLU()(nn.BatchNorm1d(6)(nn.Linear(5, 6)(x)))
+    model = gc.Model(x, nn.Linear(6, 4)(h))
+    step = gc.value_and_grad(model, batch_size=None, max_batch=4, backend="reference")
+    with pytest.raises(DynamicBatchError, match="more than 1 value per channel"):
+        step(np.ones((1, 5), np.float32), np.zeros(1, np.int64))
+    rng = np.random.default_rng(0)
+    seen = Batches()
+    trainer = Trainer(model, backend="cpu", train_accuracy="none")
+    trainer.fit(rng.standard_normal((9, 5)).astype(np.float32), rng.integers(0, 4, 9),
+                epochs=1, batch_size=4, verbose=False, callbacks=[seen])
+    assert seen.sizes == [4, 4]   # 9 = 4 + 4 + 1: the one is dropped
+    assert next(iter(trainer._steps.values())).executable.runner.smallest_batch == 2
+
+
+def mean_over_the_batch_as_a_constant(graph, prediction, target):
+    """A loss function that bakes 1/B into the graph: it holds at one batch size only."""
+    total = graph.add("mse", [prediction, target], reduction="sum")
+    scale = np.asarray(1.0 / prediction.shape[0], np.float32)
+    return graph.add("mul", [total, graph.constant(scale)])
+
+
+def test_a_batch_size_constant_is_refused_and_the_trainer_drops_the_last_batch():
+    model = classifier()
+    with pytest.raises(DynamicBatchError) as caught:
+        gc.value_and_grad(model, mean_over_the_batch_as_a_constant, batch_size=None,
+                          max_batch=4, backend="reference")
+    message = str(caught.value)
+    assert "\n" not in message and "node constant" in message
+    assert "depends on the batch size" in message and "give a batch_size" in message
+    with pytest.warns(RuntimeWarning, match="last partial batch of each epoch is dropped") \
+            as warned:
+        _, sizes = fit(model, drop_last=False, loss=mean_over_the_batch_as_a_constant)
+    assert sizes == [4, 4]
+    assert all("\n" not in str(w.message) for w in warned)
+
+
+def test_refusals_name_the_backend_and_the_arguments():
+    with pytest.raises(ValueError, match="on cuda, give a batch_size"):
+        gc.value_and_grad(classifier(), batch_size=None, backend="cuda")
+    with pytest.raises(ValueError, match="give one of batch_size and max_batch"):
+        gc.value_and_grad(classifier(), batch_size=4, max_batch=8, backend="reference")
+    with pytest.raises(DynamicBatchError, match="synchronized batch norm"):
+        gc.value_and_grad(classifier(), batch_size=None, sync_batchnorm=2,
+                          backend="reference")

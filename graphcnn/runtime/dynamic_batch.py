@@ -55,7 +55,7 @@ def rebatch(graph: Graph, batch: int) -> Graph:
         inputs = [mapping[v.id] for v in node.inputs]
         if node.op == "input" and batch_major(node.output):
             attrs["shape"] = (batch, *tuple(attrs["shape"])[1:])
-        elif _leading_changed(node.inputs, inputs) and _fixes_batch(attrs.get("shape"), full):
+        elif _leading_changed(node.inputs, inputs) and _fixes_batch(node, full):
             attrs["shape"] = (batch, *tuple(attrs["shape"])[1:])   # reshape to (B, ...)
         try:
             new = out.add_node(node.op, inputs, attrs, loc=node.loc)
@@ -86,9 +86,15 @@ def _leading_changed(before: list[Value], after: list[Value]) -> bool:
     return bool(before) and len(before[0].shape) > 0 and before[0].shape[:1] != after[0].shape[:1]
 
 
-def _fixes_batch(shape: Any, full: int) -> bool:
-    """A `shape` attribute (reshape's target) that spells the batch out as its first size."""
-    return isinstance(shape, tuple) and len(shape) > 0 and shape[0] == full
+def _fixes_batch(node: Any, full: int) -> bool:
+    """Whether the node's `shape` attribute (a reshape's target) spells the batch out as its
+    first size. For the other ops with a target shape (sum_to, broadcast_to: aligned on
+    the right) only a target of the input's rank keeps the batch axis first: sum_to
+    (B, C) -> (C,) with C equal to B keeps its (C,) at every batch."""
+    shape = node.attrs.get("shape")
+    if not (isinstance(shape, tuple) and len(shape) > 0 and shape[0] == full):
+        return False
+    return node.op == "reshape" or len(shape) == len(node.inputs[0].shape)
 
 
 def _same_or_rebatched(old: tuple[int, ...], new: tuple[int, ...], full: int,
