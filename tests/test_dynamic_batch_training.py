@@ -162,3 +162,20 @@ def test_refusals_name_the_backend_and_the_arguments():
     with pytest.raises(DynamicBatchError, match="synchronized batch norm"):
         gc.value_and_grad(classifier(), batch_size=None, sync_batchnorm=2,
                           backend="reference")
+
+
+def test_a_saved_any_batch_step_loads_as_one(tmp_path):
+    model = classifier()
+    step = gc.value_and_grad(model, batch_size=None, max_batch=8, backend="cpu")
+    gc.save(step, tmp_path / "step.gcnn")
+    loaded = gc.load(tmp_path / "step.gcnn")
+    assert loaded.executable.max_batch == 8
+    for b in (3, 8, 1):
+        x, y = data(b, "cross_entropy")
+        value, grads = step(x, y)              # both update their running statistics:
+        loaded_value, loaded_grads = loaded(x, y)   # the model's and the artifact's
+        assert loaded_value == pytest.approx(value, rel=1e-6)
+        for name in grads:
+            close(loaded_grads[name], grads[name], f"batch {b}: {name}")
+    for name, array in model.parameters().items():
+        close(loaded.parameters[name], array, name)
