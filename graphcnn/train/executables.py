@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from graphcnn.api import compile as gc_compile
 from graphcnn.api import value_and_grad
 from graphcnn.model import Model
+from graphcnn.runtime.dynamic_batch import DynamicBatchError
 
 
 def inference_executable(cache: dict[int, Any], model: Model, backend: Any,
@@ -44,7 +45,7 @@ def training_step(cache: dict[tuple[int, bool], Any], model: Model, loss: Any, b
         try:
             step = value_and_grad(model, loss, None, backend, loss_weights=loss_weights,
                                   max_batch=batch_size)
-        except ValueError as err:   # cuda, or a graph that holds at one batch size
+        except DynamicBatchError as err:   # cuda, or a graph that holds at one batch size
             warnings.warn(f"Trainer: the last partial batch of each epoch is dropped "
                           f"(drop_last): {err}", RuntimeWarning, stacklevel=4)
     if step is None:
