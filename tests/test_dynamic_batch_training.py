@@ -4,9 +4,11 @@ batch-norm running statistics), for each loss; the Trainer trains on the last, s
 batch with it; a graph holding a batch-size constant is refused in one line."""
 import numpy as np
 import pytest
+from op_check import check_op
 
 import graphcnn as gc
 from graphcnn import nn
+from graphcnn.ops.norm_running import running_var_update_ref
 from graphcnn.runtime.dynamic_batch import DynamicBatchError
 from graphcnn.train.trainer import Callback, Trainer
 
@@ -179,3 +181,15 @@ def test_a_saved_any_batch_step_loads_as_one(tmp_path):
             close(loaded_grads[name], grads[name], f"batch {b}: {name}")
     for name, array in model.parameters().items():
         close(loaded.parameters[name], array, name)
+
+
+def test_running_var_update_counts_the_batch_it_runs_at():
+    rng = np.random.default_rng(0)
+    running = rng.uniform(0.5, 2, 3).astype(np.float32)
+    var = rng.uniform(0.5, 2, 3).astype(np.float32)
+    for n, count in ((2, 2 * 16), (5, 5 * 16)):   # M = batch x spatial, per channel
+        x = rng.standard_normal((n, 3, 4, 4)).astype(np.float32)
+        out = running_var_update_ref(running, var, x, 0.1, 1)
+        want = running * np.float32(0.9) + var * np.float32(0.1 * count / (count - 1))
+        np.testing.assert_array_equal(out, want)
+        check_op("running_var_update", [running, var, x], {"momentum": 0.1})
