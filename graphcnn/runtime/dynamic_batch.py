@@ -57,6 +57,10 @@ def rebatch(graph: Graph, batch: int) -> Graph:
             attrs["shape"] = (batch, *tuple(attrs["shape"])[1:])
         elif _leading_changed(node.inputs, inputs) and _fixes_batch(node, full):
             attrs["shape"] = (batch, *tuple(attrs["shape"])[1:])   # reshape to (B, ...)
+        elif node.op == "slice" and _leading_changed(node.inputs, inputs) \
+                and attrs["starts"][0] == 0 and attrs["ends"][0] == full:
+            # the whole batch axis, as at B (a concat's VJP slices every axis)
+            attrs["ends"] = (batch, *tuple(attrs["ends"])[1:])
         try:
             new = out.add_node(node.op, inputs, attrs, loc=node.loc)
         except GraphBuildError as err:
