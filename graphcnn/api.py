@@ -207,8 +207,9 @@ def _step_batch(model: Model, batch_size: int | None, max_batch: int | None,
         return check_int("batch_size", batch_size, owner="value_and_grad")
     from graphcnn.runtime.dynamic_batch import DynamicBatchError
     if target.name not in ("cpu", "reference"):
-        raise DynamicBatchError(f"value_and_grad: batch_size=None (any batch size) runs on the cpu "
-                         f"and reference backends; on {target.name}, give a batch_size")
+        raise DynamicBatchError(f"value_and_grad: batch_size=None (any batch size) runs on "
+                                f"the cpu and reference backends; on {target.name}, give a "
+                                f"batch_size")
     if model.fixed_batch is not None:
         raise DynamicBatchError(f"value_and_grad: {model.name!r} runs at batch size "
                                 f"{model.fixed_batch} only, not at any batch size; give "

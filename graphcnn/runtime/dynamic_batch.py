@@ -11,6 +11,12 @@ call needs a new arena (graphcnn/backends/cpu/dynamic.py).
 A model whose graph does not keep its batch axis leading everywhere (an ONNX graph written
 for one fixed batch, a reshape that folds the batch into another axis) cannot be replayed
 so: `rebatch` says which node breaks it, in one line.
+
+A training graph (forward, loss, backward: ``value_and_grad(batch_size=None)``) is
+replayed the same way; its parameter gradients and its loss have no batch axis and keep
+their shapes. Replaying is only right if nothing in the graph was computed from the batch
+size when it was built (a 1/B constant, a count in an attribute): `check_replays` makes
+sure of it by comparing the replay with the graph built at another batch.
 """
 from __future__ import annotations
 
