@@ -194,3 +194,28 @@ def test_running_var_update_counts_the_batch_it_runs_at():
         want = running * np.float32(0.9) + var * np.float32(0.1 * count / (count - 1))
         np.testing.assert_array_equal(out, want)
         check_op("running_var_update", [running, var, x], {"momentum": 0.1})
+
+
+def test_graphcnn_train_drop_last(tmp_path, monkeypatch, capsys):
+    from graphcnn.cli import main
+    path = tmp_path / "user_model.py"
+    path.write_text("import graphcnn as gc\nfrom graphcnn import nn\n\n"
+                    "def small():\n"
+                    "    x = gc.Input((1, 32, 32))\n"
+                    "    return gc.Model(x, nn.Linear(1024, 10)(gc.flatten(x)))\n")
+    runs = []
+    fit = Trainer.fit
+
+    def recorded(self, *args, **kwargs):
+        runs.append(Batches())
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), runs[-1]]
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", recorded)
+    for flag in ([], ["--drop-last"]):
+        code = main(["train", f"{path}:small", "--epochs", "1", "--batch-size", "500",
+                     "--backend", "reference", "--quiet", *flag])
+        assert code == 0, capsys.readouterr().err
+    every, dropped = runs[0].sizes, runs[1].sizes   # digits: 1,437 training samples
+    assert every[:-1] == [500] * (len(every) - 1) and 0 < every[-1] < 500
+    assert dropped == [500] * (len(every) - 1)
