@@ -115,8 +115,15 @@ def test_trainer_trains_on_the_last_smaller_batch_as_a_manual_loop_does(backend)
 
 
 def test_drop_last_takes_only_the_full_batches():
-    _, sizes = fit(classifier(), drop_last=True)
+    trainer, sizes = fit(classifier(), drop_last=True)
     assert sizes == [4, 4]
+    assert [step.executable.max_batch for step in trainer._steps.values()] == [None]
+
+
+def test_without_a_partial_batch_the_step_is_built_for_its_batch_size():
+    trainer, sizes = fit(classifier(), drop_last=False, n=8)
+    assert sizes == [4, 4]
+    assert [step.executable.max_batch for step in trainer._steps.values()] == [None]
 
 
 def test_a_batch_of_one_is_dropped_where_batch_norm_needs_two_values_per_channel():

@@ -40,6 +40,8 @@ def training_step(cache: dict[tuple[int, bool], Any], model: Model, loss: Any, b
     key = (batch_size, any_batch)
     if key in cache:
         return cache[key]
+    if (batch_size, True) in cache:   # a step for any batch runs this one too
+        return cache[(batch_size, True)]
     step = None
     if any_batch:
         try:
@@ -55,13 +57,15 @@ def training_step(cache: dict[tuple[int, bool], Any], model: Model, loss: Any, b
     return step
 
 
-def batches_per_epoch(samples: int, batch_size: int, step: Any) -> int:
+def batches_per_epoch(samples: int, batch_size: int, step: Any, drop_last: bool) -> int:
     """How many steps an epoch of `samples` takes: every full batch, and the last, smaller
-    one when `step` runs it (a step for any batch up to `batch_size`, and the remainder
-    not below the smallest batch its graph trains at: 2 for batch norm on (N, C))."""
+    one unless `drop_last`, when `step` runs it (a step for any batch up to `batch_size`,
+    and the remainder not below the smallest batch its graph trains at: 2 for batch norm
+    on (N, C))."""
     full, rest = divmod(samples, batch_size)
     exe = step.executable
-    if rest and exe.max_batch is not None and rest >= exe.runner.smallest_batch:
+    if rest and not drop_last and exe.max_batch is not None \
+            and rest >= exe.runner.smallest_batch:
         return full + 1
     return full
 

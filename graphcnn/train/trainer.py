@@ -8,7 +8,8 @@ Choices worth knowing:
   fresh seeded permutation in batches of `batch_size` and, as PyTorch's DataLoader and
   Keras do, trains on the last, smaller batch too (10 samples in batches of 4: steps of
   4, 4 and 2): on cpu and reference the step runs any batch up to `batch_size`
-  (``value_and_grad(batch_size=None)``), one executable. ``drop_last=True`` drops that
+  (``value_and_grad(batch_size=None)``), one executable (built only when the data leave
+  a partial batch; otherwise a step for `batch_size`). ``drop_last=True`` drops that
   batch; it is dropped anyway, with a one-line RuntimeWarning, where no such step
   exists (cuda; a model whose training graph holds at one batch size), under
   ``distributed=True`` (every rank must take the same number of steps), and when it
@@ -159,10 +160,12 @@ class Trainer:
             schedule.bind(optimizer)
 
     # ---- compiled pieces, cached per batch size ----------------------------------------
-    def _step(self, batch_size: int) -> Any:
+    def _step(self, batch_size: int, partial: bool) -> Any:
+        """The step for batches of `batch_size`; one for any batch up to it when an epoch
+        ends with a `partial` batch to train on."""
         sync = self.parallel.world_size if self.sync_batchnorm else 0
         step = training_step(self._steps, self.model, self.loss, self.backend, batch_size,
-                             self._any_batch, self.loss_weights, sync)
+                             self._any_batch and partial, self.loss_weights, sync)
         if sync:
             step.allreduce = self.parallel.allreduce_mean
         return step
@@ -338,7 +341,7 @@ class Trainer:
         if start_epoch >= epochs:
             return self.history
         bs = self.parallel.batch_size(batch_size, len(X))
-        step = self._step(bs)
+        step = self._step(bs, partial=len(X) % bs != 0)
         exe = self._executable(bs)
         for cb in callbacks:
             cb.on_train_begin(self)
@@ -384,7 +387,8 @@ class Trainer:
         labels = self._class_labels(y)
         accuracy = self.train_accuracy if labels is not None else "not a classifier"
         order = self.parallel.shard(self.rng.permutation(len(X)))  # this rank's share
-        num_batches = batches_per_epoch(len(order), bs, step)   # the last, smaller one too
+        # the last, smaller batch too, unless drop_last
+        num_batches = batches_per_epoch(len(order), bs, step, not self._any_batch)
         loss_sum, counted, correct, seen, skipped = 0.0, 0, 0, 0, 0
         bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not verbose or not self.parallel.is_main, leave=True, dynamic_ncols=True)
