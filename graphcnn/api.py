@@ -72,7 +72,7 @@ def compile(model: Model, batch_size: int | None = 1, backend: str | Backend = "
     return exe
 
 
-def _dynamic_runner(graph: Graph, target: Backend) -> Runner:
+def _dynamic_runner(graph: Graph, target: Backend, owner: str = "compile") -> Runner:
     """The runner of an executable for any batch up to the one `graph` was built at."""
     if target.name == "cpu":
         from graphcnn.backends.cpu.dynamic import DynamicCpuRunner
@@ -80,7 +80,7 @@ def _dynamic_runner(graph: Graph, target: Backend) -> Runner:
     if target.name == "reference":
         from graphcnn.backends.reference import DynamicReferenceRunner
         return DynamicReferenceRunner(graph)
-    raise ValueError(f"compile: batch_size=None (any batch size) runs on the cpu and "
+    raise ValueError(f"{owner}: batch_size=None (any batch size) runs on the cpu and "
                      f"reference backends; on {target.name}, give a batch_size")
 
 
@@ -132,12 +132,12 @@ def _parameter_source(model: Model, dtype: str) -> Callable[[], dict[str, np.nda
     return lambda: {k: v.astype(dtype) for k, v in model.parameters().items()}
 
 
-def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 32,
+def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int | None = 32,
                    backend: str | Backend = "cpu", opt_level: int = 2,
                    dtype: str = "float32",
                    loss_weights: Mapping[str, float] | None = None,
                    wrt: Sequence[str] | None = None,
-                   sync_batchnorm: int = 0) -> GradientStep:
+                   sync_batchnorm: int = 0, max_batch: int | None = None) -> GradientStep:
     """Build a training step: forward, loss and backward compiled as one graph.
 
     `loss`: a loss name, a ``gc.losses.Loss``, a function (graph, prediction, target) ->
@@ -158,6 +158,13 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     ``distributed=True, sync_batchnorm=True`` sets it). 0 (the default): each call's own
     batch statistics.
 
+    `batch_size=None`: one step for any batch from 1 to `max_batch` (default 64), as
+    ``gc.compile(batch_size=None)`` (docs/dynamic_batch.md; the cpu and reference
+    backends): each call returns the loss and gradients of the batch it is given — what
+    a step built at that batch size returns — without compiling again. A model whose
+    training graph holds at one batch size only is refused in one line
+    (DynamicBatchError, a ValueError), as is synchronized batch norm.
+
     >>> import graphcnn as gc, numpy as np
     >>> step = gc.value_and_grad(gc.models.lenet5(), batch_size=2, backend="reference")
     >>> loss, grads = step(np.zeros((2, 1, 32, 32), np.float32), np.array([0, 1]))
@@ -165,18 +172,51 @@ def value_and_grad(model: Model, loss: Any = "cross_entropy", batch_size: int = 
     ['c1.bias', 'c1.weight']
     """
     start = time.perf_counter()
-    batch_size = check_int("batch_size", batch_size, owner="value_and_grad")
     target = get_backend(backend)
-    graph = training_graph(model, loss, batch_size, dtype, loss_weights, wrt,
-                           sync_batchnorm=check_int("sync_batchnorm", sync_batchnorm,
-                                                    minimum=0, owner="value_and_grad"))
+    sync = check_int("sync_batchnorm", sync_batchnorm, minimum=0, owner="value_and_grad")
+    built_at = _step_batch(model, batch_size, max_batch, sync, target)
+    graph = training_graph(model, loss, built_at, dtype, loss_weights, wrt,
+                           sync_batchnorm=sync)
+    if batch_size is None:   # no batch-size constant in it: replaying it is building it
+        from graphcnn.runtime.dynamic_batch import check_replays
+        check_replays(graph, training_graph(model, loss, built_at + 1, dtype, loss_weights,
+                                            wrt), owner="value_and_grad")
     ops_before, naive_bytes = len(graph.compute_nodes()), intermediate_bytes(graph)
     from graphcnn.passes import run_pipeline  # imported when needed: gc.load does not
     graph, _ = run_pipeline(graph, opt_level)   # no backend passes: see Backend.passes
+    runner = None if batch_size is not None else _dynamic_runner(graph, target,
+                                                                  owner="value_and_grad")
     exe = Executable(graph, target, ops_before=ops_before, naive_bytes_before=naive_bytes,
-                     param_source=_parameter_source(model, dtype), seed=gc_random.next_seed())
+                     param_source=_parameter_source(model, dtype), seed=gc_random.next_seed(),
+                     runner=runner)
     step = GradientStep(exe, loss, model, num_classes=int(model.outputs[0].type.shape[-1]))
     if target.compiles_kernels:
         exe.warm_up()  # runs the executable alone: the model's state is not touched
     exe.compile_seconds = time.perf_counter() - start
     return step
+
+
+def _step_batch(model: Model, batch_size: int | None, max_batch: int | None,
+                sync_batchnorm: int, target: Backend) -> int:
+    """The batch a training step's graph is built at: `batch_size`, or `max_batch` (default
+    64) for a step that runs any batch up to it."""
+    if batch_size is not None:
+        if max_batch is not None:
+            raise ValueError("value_and_grad: max_batch is for batch_size=None (any batch up "
+                             "to max_batch); give one of batch_size and max_batch")
+        return check_int("batch_size", batch_size, owner="value_and_grad")
+    from graphcnn.runtime.dynamic_batch import DynamicBatchError
+    if target.name not in ("cpu", "reference"):
+        raise DynamicBatchError(f"value_and_grad: batch_size=None (any batch size) runs on "
+                                f"the cpu and reference backends; on {target.name}, give a "
+                                f"batch_size")
+    if model.fixed_batch is not None:
+        raise DynamicBatchError(f"value_and_grad: {model.name!r} runs at batch size "
+                                f"{model.fixed_batch} only, not at any batch size; give "
+                                f"batch_size={model.fixed_batch}")
+    if sync_batchnorm:
+        raise DynamicBatchError("value_and_grad: synchronized batch norm averages equal "
+                                "shares of the global batch over the ranks; give a "
+                                "batch_size (every rank the same)")
+    return check_int("max_batch", DEFAULT_MAX_BATCH if max_batch is None else max_batch,
+                     owner="value_and_grad", minimum=1)

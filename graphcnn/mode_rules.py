@@ -67,18 +67,17 @@ def lower_batch_norm(ctx: LoweringContext, t: Tensor, args: list[Value]) -> Valu
                           loc=t.loc)
         y, mean, var = node.outputs
     momentum = t.attrs["momentum"]
-    count = x.type.size // x.shape[1] * max(ctx.sync_batchnorm, 1)   # the global batch's
-    unbiased = count / max(count - 1, 1)
-
-    def blend(old: Value, new: Value, factor: float) -> Value:
-        kept = g.add("mul", [old, ctx.scalar(1.0 - momentum)])
-        return g.add("add", [kept, g.add("mul", [new, ctx.scalar(momentum * factor)])])
-
+    kept = g.add("mul", [running_mean, ctx.scalar(1.0 - momentum)])
     mean_param, var_param = t.inputs[3].parameter, t.inputs[4].parameter
     assert mean_param is not None and var_param is not None, \
         "the running statistics of a batch norm in training are parameters"
-    ctx.state_updates[mean_param] = blend(running_mean, mean, 1.0)
-    ctx.state_updates[var_param] = blend(running_var, var, unbiased)
+    ctx.state_updates[mean_param] = g.add("add", [kept, g.add("mul", [
+        mean, ctx.scalar(momentum)])])
+    # the unbiased variance's M / (M - 1) counts the batch at run time (the global
+    # batch's under sync_batchnorm): one graph trains at any batch size
+    ctx.state_updates[var_param] = g.add("running_var_update", [running_var, var, x],
+                                         momentum=momentum,
+                                         world_size=max(ctx.sync_batchnorm, 1))
     return y
 
 

@@ -184,6 +184,9 @@ CASES: dict[str, list[Case]] = {
                                          positive(3)))],
     # a world of one: the identity (the mean over several ranks: tests/test_sync_batchnorm.py)
     "allreduce": [Case(arrays(normal(2, 3)), dict(world_size=1))],
+    # x is read for its shape only: the special values go into the two statistics
+    "running_var_update": [Case(arrays(positive(3), positive(3), normal(2, 3, 4, 4)),
+                                dict(momentum=0.1), special=(0, 1))],
     "batch_norm_train": [Case(arrays(normal(2, 3, 4, 4), normal(3), normal(3)), special=(0,),
                               values=NO_HUGE, sum_tolerance=SUMS)],
     "batch_norm_train_grad": [Case(arrays(normal(2, 3, 4, 4), normal(2, 3, 4, 4), normal(3),

@@ -58,11 +58,15 @@ def test_without_validation_there_are_no_val_keys(digits64):
     assert set(history.history) == {"loss", "accuracy", "lr"}
 
 
-def test_drop_last_and_small_datasets(digits64):
+def test_last_partial_batch_drop_last_and_small_datasets(digits64):
     (X, y), _ = digits64
-    counter = Counter()
+    counter = Counter()   # 100 = 3 x 32 + 4: the last, smaller batch trains too
     Trainer(mlp(), optimizer=sgd()).fit(X[:100], y[:100], epochs=2, batch_size=32,
                                         verbose=False, callbacks=[counter])
+    assert counter.batches == 2 * 4 and counter.sizes == {32, 4}
+    counter = Counter()
+    Trainer(mlp(), optimizer=sgd(), drop_last=True).fit(
+        X[:100], y[:100], epochs=2, batch_size=32, verbose=False, callbacks=[counter])
     assert counter.batches == 2 * (100 // 32) and counter.sizes == {32}
     counter = Counter()
     Trainer(mlp(), optimizer=sgd()).fit(X[:10], y[:10], epochs=1, batch_size=32,

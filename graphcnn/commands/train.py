@@ -215,13 +215,14 @@ def run(args: argparse.Namespace) -> int:
                        input_size=height if height == width else (height, width))
     bs = min(args.batch_size, len(X))
     optimizer = make_optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay)
-    schedule = make_schedule(args.schedule, args.lr, args.epochs, len(X) // bs)
+    steps = len(X) // bs if args.drop_last or args.distributed else -(-len(X) // bs)
+    schedule = make_schedule(args.schedule, args.lr, args.epochs, steps)
     trainer = Trainer(model, loss=loss, optimizer=optimizer, schedule=schedule,
                       augment=args.augment,
                       backend=args.backend, checkpoint=args.checkpoint, seed=args.seed,
                       on_nonfinite=args.on_nonfinite, on_divergence=args.on_divergence,
                       resume_overrides=given, distributed=args.distributed,
-                      sync_batchnorm=args.sync_batchnorm)
+                      sync_batchnorm=args.sync_batchnorm, drop_last=args.drop_last)
     callbacks = [_resume_report(args.checkpoint, given)] if args.checkpoint else []
     history = trainer.fit(X, y_fit, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(Xt, yt_fit), verbose=not args.quiet,
@@ -286,5 +287,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --distributed: batch norm normalizes with the statistics of "
                         "the global batch, averaged over the ranks in every step (as "
                         "torch's SyncBatchNorm), instead of each rank's own")
+    p.add_argument("--drop-last", action="store_true",
+                   help="drop each epoch's last, smaller batch instead of training on it "
+                        "(always dropped with --distributed)")
     p.set_defaults(func=run)
     return p

@@ -5,8 +5,8 @@ shared seed and advances identically on every rank). The first ``(N // W) * W`` 
 are dealt out in turn: rank r takes entries r, r + W, r + 2W, ... Shards are disjoint and
 equal in size; the last ``N % W`` entries of the permutation (different samples each
 epoch) are not visited that epoch. Each rank then cuts its shard into batches of the
-per-rank batch size B and drops its last partial batch, as the single-process Trainer
-does. So global batch b holds exactly the samples ``perm[b*B*W:(b+1)*B*W]`` -- the very
+per-rank batch size B and drops its last partial batch (every rank takes the same
+number of steps; the single-process Trainer, unless ``drop_last=True``, trains on it). So global batch b holds exactly the samples ``perm[b*B*W:(b+1)*B*W]`` -- the very
 batch a single process with batch size ``B*W`` trains on at step b -- and an epoch has
 ``N // (B*W)`` steps on any world size.
 """

@@ -15,6 +15,7 @@ from graphcnn.ops import (  # noqa: F401  # noqa: F401,E402  (ONNX interop ops)
                           loss_pixel,
                           norm,
                           norm_group,
+                          norm_running,
                           pad_modes,
                           pool,
                           power,

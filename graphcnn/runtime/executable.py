@@ -183,8 +183,8 @@ class Executable:
         (synchronized batch norm) are the identity here, without a communicator."""
         with collective.local():
             self.run(self.zero_feeds())
-            if self.max_batch is not None:
-                self.run(self.zero_feeds(batch=1))
+            if self.max_batch is not None:   # at 1, or 2 where a batch of 1 cannot train
+                self.run(self.zero_feeds(batch=self.runner.smallest_batch))
 
     def save(self, path: str | os.PathLike) -> None:
         """`graphcnn.save(self, path)`: this executable as an ahead-of-time compiled

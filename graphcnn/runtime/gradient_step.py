@@ -68,6 +68,10 @@ class GradientStep:
     but a call may read them while another writes, so with calls at once they end as some
     mix of the calls' updates (as with a PyTorch module trained from several threads).
 
+    A step built with ``value_and_grad(batch_size=None, max_batch=N)`` runs any batch
+    from 1 to N (``step.executable.max_batch`` is N; docs/dynamic_batch.md), each call
+    returning what a step built at that batch returns; one loaded from its artifact too.
+
     `allreduce`: for a step built with synchronized batch norm (``value_and_grad(...,
     sync_batchnorm=W)``), the function that averages an array over the W ranks, which
     each call installs for its `allreduce` nodes (graphcnn/ops/collective.py); None: a

@@ -68,6 +68,10 @@ class Runner:
     # The largest batch a dynamic-batch runner runs, any batch from 1 up to it
     # (graphcnn/runtime/dynamic_batch.py); None: its graph's own batch only.
     max_batch: int | None = None
+    # The smallest batch its graph runs at: 1, or 2 for a training graph whose batch norm
+    # needs more than one value per channel (a (N, C) input); a call at 1 is then refused
+    # in one line, as building the graph at 1 would be.
+    smallest_batch: int = 1
 
     def __init__(self, graph: Graph, plan: MemoryPlan | None) -> None:
         self.graph = graph

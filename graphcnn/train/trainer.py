@@ -3,11 +3,18 @@ learning-rate schedules, augmentation, normalization and resumable checkpoints.
 
 Choices worth knowing:
 
-- The batch size is fixed at compile time. `fit` compiles one GradientStep and one
-  inference executable (``frozen=False``: it reads the live parameters) per batch size,
-  cached on the trainer. Each epoch visits a fresh seeded permutation and drops the last
-  partial batch (like ``drop_last=True``), so every step has the compiled size; a dataset
-  smaller than `batch_size` trains with ``batch_size = len(X)``.
+- `fit` compiles one GradientStep and one inference executable (``frozen=False``: it
+  reads the live parameters) per batch size, cached on the trainer. Each epoch visits a
+  fresh seeded permutation in batches of `batch_size` and, as PyTorch's DataLoader and
+  Keras do, trains on the last, smaller batch too (10 samples in batches of 4: steps of
+  4, 4 and 2): on cpu and reference the step runs any batch up to `batch_size`
+  (``value_and_grad(batch_size=None)``), one executable (built only when the data leave
+  a partial batch; otherwise a step for `batch_size`). ``drop_last=True`` drops that
+  batch; it is dropped anyway, with a one-line RuntimeWarning, where no such step
+  exists (cuda; a model whose training graph holds at one batch size), under
+  ``distributed=True`` (every rank must take the same number of steps), and when it
+  holds one sample and batch norm needs two per channel. A dataset smaller than
+  `batch_size` trains with ``batch_size = len(X)``.
 - Evaluation covers every sample. On the cpu and reference backends the inference
   executable runs any batch up to `batch_size` (``gc.compile(batch_size=None)``), so the
   last, smaller batch runs as it is; elsewhere it is padded with copies of its first row,
@@ -26,8 +33,9 @@ Choices worth knowing:
   it is restored; ``trainer.resume_changes`` lists (name, checkpoint's value, new value)
   and ``Callback.on_resume`` hears them (``graphcnn train`` prints them).
 - ``distributed=True``: data-parallel over MPI ranks (graphcnn/distributed/, run under
-  ``mpiexec``): ``batch_size`` is per rank, every rank trains on its shard and averages
-  gradients; the epochs' training accuracy and validation are split among the ranks
+  ``mpiexec``): ``batch_size`` is per rank, every rank trains on its shard (dropping
+  its last partial batch whatever ``drop_last`` says: the ranks must take the same
+  number of steps) and averages gradients; the epochs' training accuracy and validation are split among the ranks
   (each predicts a block of rows, every rank gets all); predict and evaluate called
   outside fit run on the calling rank alone; rank 0 alone prints and writes the
   checkpoint, which resumes on any number of ranks. docs/distributed.md. Batch norm
@@ -50,14 +58,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from graphcnn.api import value_and_grad
-from graphcnn.arguments import check_int
+from graphcnn.arguments import check_bool, check_int
 from graphcnn.distributed.parallel import Local, make_parallel
 from graphcnn.model import Model
 from graphcnn.objective import Objective, Targets, task_metrics
+from graphcnn.train.callbacks import Callback
 from graphcnn.train.checkpoint import checkpoint_exists, checkpoint_file, save_checkpoint
 from graphcnn.train.checkpoint_lock import CheckpointLock
-from graphcnn.train.executables import inference_executable
+from graphcnn.train.executables import batches_per_epoch, inference_executable, training_step
 from graphcnn.train.guards import (
     DIVERGENCE_POLICIES,
     DivergenceMonitor,
@@ -72,22 +80,6 @@ from graphcnn.train.history import History
 NONFINITE_POLICIES = ("raise", "skip", "warn")
 TRAIN_ACCURACY_MODES = ("epoch", "batch", "none")
 _ACCURACY_SUBSET = 1024
-
-
-class Callback:
-    """Hooks called by Trainer.fit; override the ones you need. Set
-    ``trainer.stop_training = True`` to end training after the current epoch."""
-
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
-    def on_resume(self, trainer: "Trainer", epochs_done: int,
-                  changes: list[tuple[str, Any, Any]]) -> None:
-        """After a checkpoint was restored: `changes` are the settings that
-        resume_overrides changed, as (name, checkpoint's value, new value)."""
-    def on_epoch_begin(self, trainer: "Trainer", epoch: int) -> None: ...
-    def on_batch_end(self, trainer: "Trainer", epoch: int, batch: int,
-                     logs: dict[str, float]) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None: ...
-    def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
 def cross_entropy_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -116,7 +108,8 @@ class Trainer:
                  resume_overrides: Mapping[str, Any] | None = None,
                  loss_weights: Mapping[str, float] | None = None,
                  metrics: Callable[[Any, Any], Mapping[str, Any]] | None = None,
-                 distributed: bool = False, sync_batchnorm: bool = False) -> None:
+                 distributed: bool = False, sync_batchnorm: bool = False,
+                 drop_last: bool = False) -> None:
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if on_divergence not in DIVERGENCE_POLICIES:
@@ -153,27 +146,29 @@ class Trainer:
             raise ValueError("sync_batchnorm=True averages batch-norm statistics over the "
                              "ranks of distributed training; pass distributed=True too")
         self.sync_batchnorm = bool(sync_batchnorm)
+        self.drop_last = check_bool("drop_last", drop_last, owner="Trainer")
+        self._any_batch = not self.drop_last and not distributed   # ranks: equal steps
         self.parallel = make_parallel(bool(distributed))   # Local(): one process
         self._rows = Local()   # who predicts which rows: fit's epochs split them
         self.history = History()
         self.stop_training = False
         self.num_classes = self.objective.num_classes(self.objective.output_names[0])
         self.input_shape = tuple(model.inputs[0].type.shape[1:])
-        self._steps: dict[int, Any] = {}
+        self._steps: dict[tuple[int, bool], Any] = {}
         self._executables: dict[int, Any] = {}
         if schedule is not None:
             schedule.bind(optimizer)
 
     # ---- compiled pieces, cached per batch size ----------------------------------------
-    def _step(self, batch_size: int) -> Any:
-        if batch_size not in self._steps:
-            sync = self.parallel.world_size if self.sync_batchnorm else 0
-            step = value_and_grad(self.model, self.loss, batch_size, self.backend,
-                                  loss_weights=self.loss_weights, sync_batchnorm=sync)
-            if sync:
-                step.allreduce = self.parallel.allreduce_mean
-            self._steps[batch_size] = step
-        return self._steps[batch_size]
+    def _step(self, batch_size: int, partial: bool) -> Any:
+        """The step for batches of `batch_size`; one for any batch up to it when an epoch
+        ends with a `partial` batch to train on."""
+        sync = self.parallel.world_size if self.sync_batchnorm else 0
+        step = training_step(self._steps, self.model, self.loss, self.backend, batch_size,
+                             self._any_batch and partial, self.loss_weights, sync)
+        if sync:
+            step.allreduce = self.parallel.allreduce_mean
+        return step
 
     def _executable(self, batch_size: int) -> Any:
         return inference_executable(self._executables, self.model, self.backend, batch_size)
@@ -346,7 +341,7 @@ class Trainer:
         if start_epoch >= epochs:
             return self.history
         bs = self.parallel.batch_size(batch_size, len(X))
-        step = self._step(bs)
+        step = self._step(bs, partial=len(X) % bs != 0)
         exe = self._executable(bs)
         for cb in callbacks:
             cb.on_train_begin(self)
@@ -392,7 +387,8 @@ class Trainer:
         labels = self._class_labels(y)
         accuracy = self.train_accuracy if labels is not None else "not a classifier"
         order = self.parallel.shard(self.rng.permutation(len(X)))  # this rank's share
-        num_batches = len(order) // bs  # drop_last: every step has the compiled batch size
+        # the last, smaller batch too, unless drop_last
+        num_batches = batches_per_epoch(len(order), bs, step, not self._any_batch)
         loss_sum, counted, correct, seen, skipped = 0.0, 0, 0, 0, 0
         bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not verbose or not self.parallel.is_main, leave=True, dynamic_ncols=True)
@@ -407,7 +403,7 @@ class Trainer:
                 xb = self._prepare(xb)
                 if accuracy == "batch" and labels is not None:  # the step's weights
                     correct += int((np.asarray(exe(xb)).argmax(axis=1) == labels[idx]).sum())
-                    seen += bs
+                    seen += len(idx)
                 loss, grads = self.parallel.average(*step(xb, self.objective.step_target(yb)))
                 cause = nonfinite_cause(loss, grads, epoch, b)
                 if cause is not None:
@@ -425,7 +421,8 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in batch_logs.items()}, refresh=False)
                 bar.update(1)
                 for cb in callbacks:
-                    cb.on_batch_end(self, epoch, b, {"loss": float(loss), "batch_size": bs})
+                    cb.on_batch_end(self, epoch, b, {"loss": float(loss),
+                                                     "batch_size": len(idx)})
                 if self._watch_divergence(float(loss), epoch, b):
                     break  # "stop": the epoch ends here, its logs are still recorded
             if skipped and self.on_nonfinite == "skip":

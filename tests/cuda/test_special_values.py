@@ -21,7 +21,7 @@ OPS = ["relu", "relu_grad", "leaky_relu", "clip", "clip_grad", "sigmoid", "max_p
        "sum_to", "linear", "dropout", "conv2d", "conv2d_weight_grad", "conv2d_input_grad",
        "resize2d", "resize2d_grad", "channel_dropout", "bce_with_logits",
        "bce_with_logits_grad", "pixel_cross_entropy", "pixel_cross_entropy_grad",
-       "soft_dice", "soft_dice_grad",
+       "soft_dice", "soft_dice_grad", "running_var_update",
        # the smooth activations and elementwise math whose formulas the simulator runs as
        # the device does: it runs Python's math, which raises where libm gives inf or NaN
        # (exp of a large number, log or sqrt of a negative one), and NumPy float32 scalar

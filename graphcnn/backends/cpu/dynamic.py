@@ -21,7 +21,7 @@ from graphcnn.backends.cpu.runner import CpuRunner
 from graphcnn.backends.cpu.shared_prepack import PrepackStore, sharing_prepacked
 from graphcnn.backends.cpu.strategy import Implementation
 from graphcnn.ir.graph import Graph, Value
-from graphcnn.runtime.dynamic_batch import max_batch_of, rebatch
+from graphcnn.runtime.dynamic_batch import DynamicBatchError, max_batch_of, rebatch
 from graphcnn.runtime.memory_plan import MemoryPlan
 from graphcnn.runtime.runner import CallContext, Step
 
@@ -56,15 +56,25 @@ class DynamicCpuRunner(CpuRunner):
         self._at: dict[int, tuple[list[Step], dict[int, Implementation]]] = {
             self.max_batch: (self.steps, self.chosen)}
         self._choices: dict[int, dict[int, str]] = {self.max_batch: full}
-        one = self._build(1, implementations_batch1)
-        self._choices[1] = {step.node: step.implementation for step in one[0]}
-        self._at[1] = one
+        try:
+            one = self._build(1, implementations_batch1)
+        except DynamicBatchError:   # batch norm in training on (N, C): 2 values at least
+            if self.max_batch < 2:
+                raise
+            self.smallest_batch = 2
+            one = self._at.get(2) or self._build(2, implementations_batch1)
+        self._choices[self.smallest_batch] = {step.node: step.implementation
+                                              for step in one[0]}
+        self._at[self.smallest_batch] = one
         self._views: dict[tuple[int, int], dict[int, np.ndarray]] = {}
 
     # ---- the steps at each batch ------------------------------------------------------
     def implementations_at(self, batch: int) -> list[str]:
-        """The implementation of each step at `batch`, in step order (built if need be)."""
-        return [step.implementation for step in self.steps_at(batch)[0]]
+        """The implementation of each step at `batch`, in step order (built if need be; at
+        the smallest batch the graph runs when `batch` is below it: what an artifact
+        records as its "batch 1" choices)."""
+        return [step.implementation for step in self.steps_at(max(batch,
+                                                                  self.smallest_batch))[0]]
 
     def steps_at(self, batch: int) -> tuple[list[Step], dict[int, Implementation]]:
         found = self._at.get(batch)
@@ -79,7 +89,7 @@ class DynamicCpuRunner(CpuRunner):
         """The choices made at 1 or at the maximum, whichever is nearer on a log scale
         (the costs that decide them grow with the work, roughly as the batch)."""
         middle = math.sqrt(self._largest)
-        return self._choices[1 if batch < middle else self._largest]
+        return self._choices[self.smallest_batch if batch < middle else self._largest]
 
     def _build(self, batch: int, saved: dict[int, str] | None
                ) -> tuple[list[Step], dict[int, Implementation]]:

@@ -107,7 +107,8 @@ def _kernel_entries(exe: Any) -> list[Any]:
         # on zeros, alone: allreduce nodes are the identity (graphcnn/ops/collective.py)
         with collective.local():
             for batch in recorded_batches(exe.max_batch):
-                exe.run(exe.zero_feeds(batch))
+                if batch is None or batch >= exe.runner.smallest_batch:
+                    exe.run(exe.zero_feeds(batch))
     return record_entries(run, repr(exe.graph.name))
 
 

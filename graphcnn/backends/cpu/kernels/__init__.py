@@ -15,6 +15,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     nchw16c_expand,
     norm,
     norm_group,
+    norm_running,
     pad_modes,
     pool,
     pool_max,

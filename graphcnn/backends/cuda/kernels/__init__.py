@@ -12,6 +12,7 @@ from graphcnn.backends.cuda.kernels import (  # noqa: F401
                                             loss_pixel,
                                             norm,
                                             norm_group,
+                                            norm_running,
                                             pad_modes,
                                             pool,
                                             reduce,
