@@ -178,10 +178,11 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
             for v in node.outputs:
                 members.setdefault(root(v.id), []).append(v)
         for step, node in enumerate(steps):
-            if node.op in SLICED_OPS and _slice_in_place(node, step, planned, last, root,
-                                                         shift, members):
+            starts = _slice_in_place(node, step, planned, last, root, shift, members) \
+                if node.op in SLICED_OPS else None
+            if starts is not None:
                 out = node.outputs[0].id
-                for v, start in zip(node.inputs, concat_slices(node) or []):
+                for v, start in zip(node.inputs, starts):
                     moved = members.pop(root(v.id))
                     place_at(v.id, out, start)
                     members[root(out)].extend(moved)
@@ -227,30 +228,31 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
 def _slice_in_place(node: Node, step: int, planned: set[int], last: dict[int, int],
                     root: Callable[[int], int], shift: dict[int, int],
                     members: dict[int, list[Value]]
-                    ) -> bool:
-    """Whether every input of this concat can be made in its slice of the output: each is
+                    ) -> list[int] | None:
+    """Where each input of this concat starts in its output, if every input can be made
+    in its slice of the output (else None): each is
     a kernel's output read last by this concat (so nothing writes over it later, and no
     other concat takes it), distinct, on an aligned slice, and its in-place set lies
     within its own bytes (so the set fits in the slice)."""
     starts = concat_slices(node)
     out = node.outputs[0]
     if starts is None or out.id not in planned:
-        return False
+        return None
     roots = set()
     for v, start in zip(node.inputs, starts):
         if v.id not in planned or last[v.id] != step or start % ALIGN:
-            return False
+            return None
         r = root(v.id)
         if r in roots or r == root(out.id):
-            return False
+            return None
         roots.add(r)
         base = shift[v.id]
         for m in members[r]:
             root(m.id)   # compresses m's path: its shift becomes its offset from r
         if any(shift[m.id] < base or shift[m.id] + m.type.nbytes > base + v.type.nbytes
                for m in members[r]):
-            return False
-    return True
+            return None
+    return starts
 
 
 def _is_prefix(node: Node, planned: set[int], last: dict[int, int],
