@@ -4,7 +4,8 @@ two models' own arrays. Writes dcgan_digits.png (a grid of generated digits).
 
     python examples/dcgan_digits.py [epochs] [--quick]
 
---quick trains one epoch on 128 digits (a check that it runs).
+--quick trains one epoch on 140 digits (four batches of 32 and one of 12: a check that
+it runs).
 """
 import sys
 
@@ -20,7 +21,7 @@ B, NZ, SIZE = 32, 32, 16
 (X, _), _ = gc.data.load_digits(size=SIZE)           # (1437, 1, 16, 16) in [0, 1]
 X = X * 2 - 1                                        # tanh's range, [-1, 1]
 if QUICK:
-    X = X[:128]
+    X = X[:140]
 
 gc.manual_seed(0)
 G = gc.models.dcgan_generator(nz=NZ, ngf=48, nc=1, image_size=SIZE)
@@ -31,9 +32,12 @@ gan = gc.Model(z_in, D(G(z_in)), name="gan")         # shares G's and D's arrays
 g_params = {k: v for k, v in gan.trainable_parameters().items()
             if k.startswith("dcgan_generator.")}     # the generator's, by their gan names
 d_names = [k for k in gan.trainable_parameters() if k.startswith("dcgan_discriminator.")]
-d_step = gc.value_and_grad(D, loss="bce_with_logits", batch_size=B)
-fake_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=d_names)
-g_step = gc.value_and_grad(gan, loss="bce_with_logits", batch_size=B, wrt=list(g_params))
+# batch_size=None, max_batch=B: one executable for any batch up to B, so each epoch's
+# last, smaller batch trains too
+any_batch = dict(loss="bce_with_logits", batch_size=None, max_batch=B)
+d_step = gc.value_and_grad(D, **any_batch)
+fake_step = gc.value_and_grad(gan, wrt=d_names, **any_batch)
+g_step = gc.value_and_grad(gan, wrt=list(g_params), **any_batch)
 d_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
 g_opt = gc.optim.Adam(lr=2e-4, betas=(0.5, 0.999))
 
@@ -42,19 +46,21 @@ fake, ones = np.zeros_like(real), np.ones_like(real)
 rng = np.random.default_rng(0)
 for epoch in range(EPOCHS):
     order = rng.permutation(len(X))
-    for i in range(0, len(X) - B + 1, B):
-        z = rng.standard_normal((B, NZ, 1, 1)).astype(np.float32)
+    for i in range(0, len(X), B):
+        batch = X[order[i:i + B]]
+        b = len(batch)                               # B, or fewer at the epoch's end
+        z = rng.standard_normal((b, NZ, 1, 1)).astype(np.float32)
         # 1. discriminator: real images towards 0.9, generated ones towards 0
-        loss_real, grads = d_step(X[order[i:i + B]], real)
-        loss_fake, through = fake_step(z, fake)      # D's gradients only (fake.detach())
+        loss_real, grads = d_step(batch, real[:b])
+        loss_fake, through = fake_step(z, fake[:b])  # D's gradients only (fake.detach())
         d_opt.step(D.trainable_parameters(),
                    {k: g + through["dcgan_discriminator." + k] for k, g in grads.items()})
         # 2. generator: make the updated discriminator say "real" (1); two steps, each on
         #    fresh noise (with one, the discriminator wins steadily)
         for _ in range(2):
-            loss_g, through = g_step(z, ones)        # G's gradients only
+            loss_g, through = g_step(z, ones[:b])    # G's gradients only
             g_opt.step(g_params, through)
-            z = rng.standard_normal((B, NZ, 1, 1)).astype(np.float32)
+            z = rng.standard_normal((b, NZ, 1, 1)).astype(np.float32)
     print(f"epoch {epoch + 1}: D loss {loss_real + loss_fake:.3f}  G loss {loss_g:.3f}")
 
 sampler = gc.compile(G, batch_size=100)              # inference: BN running statistics

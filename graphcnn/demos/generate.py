@@ -103,7 +103,9 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
     d_names = [k for k in gan.trainable_parameters() if k.startswith(d_prefix)]
 
     def step(model: Any, wrt: list[str] | None = None) -> Any:
-        return gc.value_and_grad(model, loss="bce_with_logits", batch_size=B,
+        # One executable for any batch up to B: the epoch's last, smaller batch trains too
+        # (PyTorch's DataLoader keeps it by default).
+        return gc.value_and_grad(model, loss="bce_with_logits", batch_size=None, max_batch=B,
                                  backend=cfg.backend, wrt=wrt)
 
     d_step = step(D)
@@ -113,7 +115,7 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
     d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
     d_opt = gc.optim.Adam(lr=d_lr, betas=cfg.betas)
     g_opt = gc.optim.Adam(lr=cfg.lr, betas=cfg.betas)
-    total = cfg.epochs * (len(X) // B)
+    total = cfg.epochs * -(-len(X) // B)
     decay_start = int(cfg.decay_from * total)
     real = np.full((B, 1, 1, 1), cfg.real_label, np.float32)
     fake, ones = np.zeros_like(real), np.ones_like(real)
@@ -123,22 +125,23 @@ def train_gan(X: np.ndarray, cfg: GanConfig,
         run.averaged = {k: v.copy() for k, v in G.trainable_parameters().items()}
     for _ in range(cfg.epochs):
         order = rng.permutation(len(X))
-        for first in range(0, len(X) - B + 1, B):          # whole batches only
+        for first in range(0, len(X), B):                  # the last batch may be smaller
             t = len(run.g_losses)
             if t >= decay_start:
                 scale = 1.0 - (t - decay_start) / max(1, total - decay_start)
                 d_opt.lr, g_opt.lr = d_lr * scale, cfg.lr * scale
             batch = X[order[first:first + B]]
-            z = rng.standard_normal((B, cfg.nz, 1, 1)).astype(np.float32)
-            loss_real, grads = d_step(batch, real)
-            loss_fake, through = fake_step(z, fake)
+            b = len(batch)
+            z = rng.standard_normal((b, cfg.nz, 1, 1)).astype(np.float32)
+            loss_real, grads = d_step(batch, real[:b])
+            loss_fake, through = fake_step(z, fake[:b])
             d_opt.step(D.trainable_parameters(),
                        {k: g + through[d_prefix + k] for k, g in grads.items()})
-            loss_g, through = g_step(z, ones)
+            loss_g, through = g_step(z, ones[:b])
             g_opt.step(g_params, through)
             for _ in range(cfg.g_steps - 1):
-                z = rng.standard_normal((B, cfg.nz, 1, 1)).astype(np.float32)
-                loss_g, through = g_step(z, ones)
+                z = rng.standard_normal((b, cfg.nz, 1, 1)).astype(np.float32)
+                loss_g, through = g_step(z, ones[:b])
                 g_opt.step(g_params, through)
             decay = min(cfg.ema, (1.0 + t) / (10.0 + t))
             for name, average in run.averaged.items():   # average += (1 - decay) (w - average)
