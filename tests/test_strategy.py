@@ -88,7 +88,8 @@ def test_dense_ops_go_to_blas_when_big_enough():
         dt = np.dtype(np.float32)
         return Site("linear", {}, ((batch, features), (1000, features)), (dt, dt),
                     (batch, 1000), dt, (None, None))
-    assert choose(linear(1, 512))[0].name == "blas"
+    assert choose(linear(16, 512))[0].name == "blas"
+    assert choose(linear(1, 512))[0].name == "columns"   # few rows: by columns (dense.py)
     assert choose(linear(1, 8))[0].name == "loops"
 
 

@@ -35,13 +35,31 @@ def _loops(site: Site) -> Core:
     return Core(lambda ins, out: launch(f, ins[0], ins[1], out))
 
 
+def _columns(site: Site) -> Core:
+    f = dense._matmul_nt_columns
+    if len(site.in_shapes) == 3:
+        return Core(lambda ins, out: launch(f, ins[0], ins[1], out, ins[2], True))
+    no_bias = dense.NO_BIAS[site.out_dtype]
+    return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
+
+
 def _dense(op: str) -> OpStrategy:
+    # "columns" comes first: the cost model's pick where it is offered (GRAPHCNN_AUTOTUNE=0).
     return OpStrategy((
+        Candidate("columns", 1, _always, _columns, offered=lambda s: dense.use_columns(
+            s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="a few rows: split the columns"),
         Candidate("blas", 1, _always, _blas, offered=lambda s: dense.use_blas(
             s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="cost model: enough work for "
                                                                 "BLAS"),
         Candidate("loops", 0, _always, _loops, rule="too little work for BLAS"),
-    ), add_bias=(lambda out, bias: np.add(out, bias, out=out)) if op == "linear" else None)
+    ), tune_key=_dense_key,
+        add_bias=(lambda out, bias: np.add(out, bias, out=out)) if op == "linear" else None)
+
+
+def _dense_key(site: Site) -> tuple:
+    """What the columns-or-BLAS race depends on: the shapes, the dtype, the transposes."""
+    flags = (site.attrs.get("trans_a", False), site.attrs.get("trans_b", True))
+    return (tuple(map(tuple, site.in_shapes)), tuple(site.out_shape), site.out_dtype.str, flags)
 
 
 # strategy.py adds these to candidates.STRATEGIES
