@@ -43,11 +43,19 @@ def _columns(site: Site) -> Core:
     return Core(lambda ins, out: launch(f, ins[0], ins[1], out, no_bias, False))
 
 
+def _columns_computes(site: Site) -> bool:
+    return dense.columns_computes(site.op, site.attrs)
+
+
+def _columns_offered(site: Site) -> bool:
+    return dense.use_columns(site.op, site.in_shapes[0], site.out_shape, site.attrs)
+
+
 def _dense(op: str) -> OpStrategy:
     # "columns" comes first: the cost model's pick where it is offered (GRAPHCNN_AUTOTUNE=0).
     return OpStrategy((
-        Candidate("columns", 1, _always, _columns, offered=lambda s: dense.use_columns(
-            s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="a few rows: split the columns"),
+        Candidate("columns", 1, _columns_computes, _columns, offered=_columns_offered,
+                  rule="a few rows: split the columns"),
         Candidate("blas", 1, _always, _blas, offered=lambda s: dense.use_blas(
             s.op, s.in_shapes[0], s.out_shape, s.attrs), rule="cost model: enough work for "
                                                                 "BLAS"),

@@ -125,11 +125,16 @@ MIN_BLAS_WORK = 32_768
 MAX_COLUMNS_ROWS = 4
 
 
+def columns_computes(op: str, attrs: dict[str, Any]) -> bool:
+    """Whether the columns loop computes the op at all: linear, or matmul(a, b.T)."""
+    return op == "linear" or (not attrs["trans_a"] and attrs["trans_b"])
+
+
 def use_columns(op: str, a_shape: tuple[int, ...], out_shape: tuple[int, ...],
                 attrs: dict[str, Any]) -> bool:
     """Whether linear / matmul(a, b.T) -> out is offered the columns loop: a few rows, enough
     columns to split over the threads, and BLAS's amount of work (below it, the row loops)."""
-    if op == "matmul" and (attrs["trans_a"] or not attrs["trans_b"]):
+    if not columns_computes(op, attrs):
         return False
     return (out_shape[0] <= MAX_COLUMNS_ROWS and out_shape[1] >= 4 * COLUMN_BLOCK
             and use_blas(op, a_shape, out_shape, attrs))
