@@ -99,7 +99,11 @@ CASES: dict[str, list[Case]] = {
                           # depthwise 3x3, stride 1 (the depthwise-3x3 candidate)
                           Case(arrays(normal(2, 4, 5, 5), normal(4, 1, 3, 3)),
                                dict(padding=1, groups=4, input_hw=(5, 5)), values=NO_HUGE,
-                               sum_tolerance=SUMS)],
+                               sum_tolerance=SUMS),
+                          # depthwise 3x3, stride 2 (the depthwise-3x3-s2 candidate)
+                          Case(arrays(normal(2, 4, 3, 3), normal(4, 1, 3, 3)),
+                               dict(stride=2, padding=1, groups=4, input_hw=(6, 5)),
+                               values=NO_HUGE, sum_tolerance=SUMS)],
     "conv2d_weight_grad": [Case(arrays(normal(1, 4, 6, 6), normal(1, 3, 6, 6)),
                                 dict(_CONV, kernel_hw=(3, 3)), values=NO_HUGE, sum_tolerance=SUMS),
                            # stride 1 unpadded (direct-wide), depthwise 3x3 (depthwise-3x3)

@@ -2,6 +2,8 @@
 gradients they give, against the reference backend (opt level 0) and a float64 oracle."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from graphcnn.backends.cpu.kernels import conv, depthwise
@@ -125,6 +127,51 @@ def test_the_depthwise_3x3_input_gradient_keeps_nan_and_inf_as_the_direct_kernel
     assert np.isnan(mine[1, 2, :2, :2]).all() and not np.isnan(mine[1, 2, 3:]).any()
 
 
+@given(n=st.integers(1, 2), c=st.integers(2, 4), h=st.integers(1, 10), w=st.integers(1, 10),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_the_depthwise_3x3_stride_2_input_gradient_matches_the_reference(n, c, h, w, dtype,
+                                                                         seed):
+    """Stride 2, one pixel of padding (odd and even sizes: the last row and column of each
+    parity), by pixel parity against the reference in float64."""
+    from op_check import forward
+
+    rng = np.random.default_rng(seed)
+    dy = rng.standard_normal((n, c, (h - 1) // 2 + 1, (w - 1) // 2 + 1)).astype(dtype)
+    wt = rng.standard_normal((c, 1, 3, 3)).astype(dtype)
+    attrs = dict(UNPADDED, stride=(2, 2), padding=(1, 1, 1, 1), groups=c)
+    assert depthwise.input_grad_s2_applies(c, wt.shape, attrs)
+    dx = np.full((n, c, h, w), np.nan, dtype)
+    depthwise.depthwise3x3_s2_input_grad(dy, wt, dx, attrs)
+    (want,) = forward("conv2d_input_grad", [dy, wt], dict(attrs, input_hw=(h, w)),
+                      "reference", "float64")
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_depthwise_3x3_stride_2_input_gradient_keeps_nan_and_inf_as_the_reference():
+    """A NaN or infinite dy reaches the pixels its taps land on only; an infinite weight
+    takes the direct kernel (the scratch's zero row and column would meet it)."""
+    from op_check import forward
+
+    rng = np.random.default_rng(9)
+    attrs = dict(UNPADDED, stride=(2, 2), padding=(1, 1, 1, 1), groups=3)
+    dy = rng.standard_normal((2, 3, 4, 3)).astype(np.float32)
+    dy[1, 2, 0, 0], dy[0, 1, 3, 2] = np.nan, np.inf
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    w_inf = w.copy()
+    w_inf[0, 0, 2, 2] = np.inf
+    for weight in (w, w_inf):
+        mine = np.empty((2, 3, 8, 6), np.float32)
+        depthwise.depthwise3x3_s2_input_grad(dy, weight, mine, attrs)
+        with np.errstate(invalid="ignore"):
+            (want,) = forward("conv2d_input_grad", [dy, weight],
+                              dict(attrs, input_hw=(8, 6)), "reference")
+        np.testing.assert_array_equal(np.isnan(mine), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(mine), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(mine[finite], want[finite], rtol=1e-5, atol=1e-5)
+    assert np.isnan(mine[1, 2, :2, :2]).all() and not np.isnan(mine[1, 2, 2:]).any()
+
+
 def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
     shapes = ((64, 6, 28, 28), (64, 1, 32, 32))
@@ -204,7 +251,7 @@ def test_lenet5_training_step_kernels_and_gradients_against_the_reference():
 
 def test_mobilenet_v2_training_step_with_the_depthwise_gradients():
     """A small MobileNetV2 (width 0.25, 64x64, no dropout): its 17 depthwise weight
-    gradients and 13 stride-1 input gradients on the depthwise kernels, and loss and
+    gradients, 13 stride-1 and 4 stride-2 input gradients on the depthwise kernels, and loss and
     gradients those of the step that runs them on the generic direct kernels (1e-4 of each gradient's largest value). (Against
     the reference the whole network differs by about 1% at batch 4 on either kernel: batch
     norm over four images amplifies float32 rounding; the kernel itself is checked against
@@ -223,6 +270,8 @@ def test_mobilenet_v2_training_step_with_the_depthwise_gradients():
     assert chosen.count(("conv2d_weight_grad", "depthwise-3x3", None)) == 17
     # the stride-1 layers' input gradients, fused with ReLU6's gradient (clip_grad)
     assert chosen.count(("fused", "depthwise-3x3", "conv2d_input_grad")) == 13
+    # the stride-2 layers' (the first depthwise layer's input is the stem's: no gradient)
+    assert chosen.count(("fused", "depthwise-3x3-s2", "conv2d_input_grad")) == 4
     with forced({"conv2d_weight_grad": "direct", "conv2d_input_grad": "direct"}):
         direct = gc.value_and_grad(model, batch_size=4, backend="cpu")
     loss, grads = step(x, y)

@@ -61,6 +61,21 @@ _DEPTHWISE_INPUT_GRAD = Candidate(
     error_growth=ERROR_GROWTH["direct"])
 
 
+def _depthwise_s2_input_grad(site: Site) -> Core:
+    attrs = site.attrs
+    return Core(lambda ins, out: depthwise.depthwise3x3_s2_input_grad(ins[0], ins[1], out,
+                                                                      attrs))
+
+
+_DEPTHWISE_S2_INPUT_GRAD = Candidate(
+    "depthwise-3x3-s2", 2,
+    lambda site: depthwise.input_grad_s2_applies(_operands(site)[0][1], _operands(site)[1],
+                                                 site.attrs),
+    _depthwise_s2_input_grad,
+    rule="depthwise 3x3, stride 2: dy's taps by the parity of each pixel",
+    error_growth=ERROR_GROWTH["direct"])
+
+
 # Ahead of the GEMMs where they are not offered (too little work), as direct-wide is
 # for the forward conv: LeNet-5's c1 (six filters of one channel).
 _WIDE_GRAD = Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs),
@@ -70,8 +85,9 @@ _WIDE_GRAD = Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.att
 
 
 GRAD_STRATEGIES = {
-    "conv2d_input_grad": OpStrategy(_GRAD_GEMMS + (_DEPTHWISE_INPUT_GRAD, _DIRECT), _conv_key,
-                                    default_algorithm),
+    "conv2d_input_grad": OpStrategy(
+        _GRAD_GEMMS + (_DEPTHWISE_INPUT_GRAD, _DEPTHWISE_S2_INPUT_GRAD, _DIRECT), _conv_key,
+        default_algorithm),
     "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
                                      _conv_key, default_algorithm),
 }

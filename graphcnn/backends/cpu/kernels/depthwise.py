@@ -1,6 +1,6 @@
 """Depthwise 3x3 convolution (groups == channels, one filter per channel: MobileNet's),
-forward and weight gradient (at the end of this file); the input gradient uses the grouped
-direct kernel in conv.py.
+forward, weight gradient and input gradient (stride 1: the forward kernel with the filters
+turned; stride 2: a kernel by pixel parity), after the forward kernel.
 
 The generic direct kernel sweeps the whole output plane once per tap (nine passes, and a
 bounds computation per row and tap). Here each plane is first copied into a zero-padded
@@ -260,3 +260,87 @@ def depthwise3x3_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
         return
     turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     conv2d_depthwise3x3(dy, turned, conv.NO_BIAS[dx.dtype], False, dx, attrs)
+
+
+# ---- the input gradient, stride 2 -----------------------------------------------------------
+# With stride 2 and one pixel of padding all round, dx's pixel (iy, ix) gets dy's taps by
+# the parity of iy and ix: row 2m takes dy's row m through filter row 1; row 2m + 1 takes
+# rows m + 1 (filter row 0) and m (filter row 2); columns likewise. So a pair of dx columns
+# (2k, 2k + 1) is one and two products of dy's columns k and k + 1: 1, 2, 2 and 4 products
+# for the four parities, nine per 2x2 block, where the direct kernel tests each of the
+# nine taps of every pixel for its stride and bounds. dy's plane is copied into a scratch
+# with one zero row and column after it (rows ow + 1 long), so row m + 1 and column k + 1
+# exist at the edges; the zeros meet finite weights only (an infinite or NaN weight takes
+# the direct kernel), so each dx is the sum of the reference's products, NaN where a NaN
+# or infinite dy reaches it only.
+
+@numba.njit(**TASK_JIT)
+def depthwise3x3_s2_input_grad_task(task, dyf, wf, dxf, c_len, oh_len, ow_len, in_h, in_w,
+                                    dp):
+    """dx's plane task = n * C + c, through this thread's scratch `dp` (zero in its last
+    row and column, which the copy never writes)."""
+    row = ow_len + 1
+    d0 = task * oh_len * ow_len
+    for oy in range(oh_len):
+        for ox in range(ow_len):
+            dp[uint64(oy * row + ox)] = dyf[uint64(d0 + oy * ow_len + ox)]
+    k0 = (task % c_len) * 9
+    w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
+    w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
+    w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
+    x0, half, odd_w = task * in_h * in_w, in_w // 2, in_w % 2 == 1
+    for m in range((in_h + 1) // 2):
+        r0, r1 = m * row, (m + 1) * row
+        e = x0 + 2 * m * in_w
+        # Each pair of dx columns stored together: LLVM interleaves the two vectors of
+        # products with shuffles (a loop per column parity would be a scatter).
+        for k in range(half):
+            a, b = dp[uint64(r0 + k)], dp[uint64(r0 + k + 1)]
+            dxf[uint64(e + 2 * k)] = w11 * a
+            dxf[uint64(e + 2 * k + 1)] = w10 * b + w12 * a
+        if odd_w:
+            dxf[uint64(e + in_w - 1)] = w11 * dp[uint64(r0 + half)]
+        if 2 * m + 1 >= in_h:
+            continue
+        o = e + in_w
+        for k in range(half):
+            a, b = dp[uint64(r0 + k)], dp[uint64(r0 + k + 1)]
+            c, d = dp[uint64(r1 + k)], dp[uint64(r1 + k + 1)]
+            dxf[uint64(o + 2 * k)] = w01 * c + w21 * a
+            dxf[uint64(o + 2 * k + 1)] = w00 * d + w02 * c + w20 * b + w22 * a
+        if odd_w:
+            dxf[uint64(o + in_w - 1)] = w01 * dp[uint64(r1 + half)] + w21 * dp[uint64(r0 + half)]
+
+
+@numba.njit(**JIT)
+def _depthwise3x3_s2_input_grad(dy, w, dx, blocks):
+    c_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
+    in_h, in_w = dx.shape[2], dx.shape[3]
+    planes = dx.shape[0] * c_len
+    dyf, wf, dxf = dy.reshape(dy.size), w.reshape(w.size), dx.reshape(dx.size)
+    blocks = min(planes, blocks)
+    for block in prange(blocks):
+        dp = np.zeros((oh_len + 1) * (ow_len + 1), dy.dtype)
+        for task in range(block * planes // blocks, (block + 1) * planes // blocks):
+            depthwise3x3_s2_input_grad_task(task, dyf, wf, dxf, c_len, oh_len, ow_len, in_h,
+                                            in_w, dp)
+
+
+def input_grad_s2_applies(channels: int, w_shape: tuple[int, ...],
+                          attrs: dict[str, Any]) -> bool:
+    """A depthwise 3x3 conv of stride 2 padded by one pixel on every side (MobileNet's
+    stride-2 layers)."""
+    from graphcnn.ops.conv_shapes import is_depthwise_3x3
+
+    return (is_depthwise_3x3(channels, w_shape, attrs) and tuple(attrs["stride"]) == (2, 2)
+            and tuple(attrs["padding"]) == (1, 1, 1, 1))
+
+
+def depthwise3x3_s2_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
+                               attrs: dict[str, Any]) -> None:
+    """dx of a conv that `input_grad_s2_applies` to."""
+    if not conv.all_finite(w):
+        launch(conv._conv2d_input_grad, dy, w, dx, *conv.geometry(attrs))
+        return
+    # A few blocks of planes per thread, each with its own scratch.
+    launch(_depthwise3x3_s2_input_grad, dy, w, dx, 4 * numba.get_num_threads())
