@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from op_check import check_forward, check_op, forward, run_graph
 
@@ -128,6 +128,59 @@ def test_batch_norm_train_grad(shape, seed):
     np.testing.assert_allclose(got[0], dx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[1], (dy * xhat).sum(axes), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[2], dy.sum(axes), rtol=1e-4, atol=1e-4)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 40)),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       offset=st.sampled_from([0.0, 1e3, -3e4]), spread=st.sampled_from([1e-2, 1.0, 1e3]),
+       seed=st.integers(0, 2**16))
+def test_the_dtype_lane_batch_norm_kernel_matches_float64(shape, dtype, offset, spread, seed):
+    """norm_train.py sums each row in the input's dtype and combines the rows in float64
+    (Chan's formula): statistics and output within 1e-4 of a float64 oracle,
+    including a mean far from zero against the spread (the shifted sums' case)."""
+    from graphcnn.backends.cpu.kernels import norm_train
+    from graphcnn.backends.cpu.registry import launch
+
+    rng = np.random.default_rng(seed)
+    assume(shape[0] * shape[2] > 1)
+    x = (offset + spread * rng.standard_normal(shape)).astype(dtype)
+    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
+    y, mean, var = np.empty_like(x), np.empty(shape[1], dtype), np.empty(shape[1], dtype)
+    launch(norm_train.batch_norm_train_fast, x, weight, bias, 1e-5, y, mean, var)
+    want_y, want_mean, want_var = numpy_batch_norm_train(x, weight, bias, 1e-5)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6, atol=1e-6 * spread)
+    np.testing.assert_allclose(var, want_var, rtol=1e-4, atol=0)
+    np.testing.assert_allclose(y, want_y, rtol=1e-4, atol=1e-4 * np.abs(want_y).max())
+
+
+def test_batch_norm_train_and_its_gradient_fall_back_where_float32_overflows():
+    """Squares of 1e20 overflow float32 (not float64): the channel is computed again in
+    float64, as the reference; NaN and Inf channels too, the others staying finite."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    x[:, 0] *= 1e20
+    x[1, 1, 2], x[0, 2, 5] = np.nan, np.inf
+    weight, bias = np.ones(4, np.float32), np.zeros(4, np.float32)
+    got = forward("batch_norm_train", [x, weight, bias], {"eps": 1e-5}, "cpu")
+    with np.errstate(invalid="ignore"):
+        want = forward("batch_norm_train", [x, weight, bias], {"eps": 1e-5}, "reference")
+    for o, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(o), np.isnan(w))
+        np.testing.assert_array_equal(np.isinf(o), np.isinf(w))
+        finite = np.isfinite(w)
+        np.testing.assert_allclose(o[finite], w[finite], rtol=1e-4, atol=1e-4)
+    assert np.isfinite(got[0][:, 0]).all() and np.isnan(got[0][:, 1]).all()
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dy[:, 3] *= 1e37   # a * dy overflows float32 in channel 3
+    arrays = [dy, x, weight, got[1], got[2]]
+    mine = forward("batch_norm_train_grad", arrays, {"eps": 1e-5}, "cpu")
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = forward("batch_norm_train_grad", arrays, {"eps": 1e-5}, "reference")
+    for o, w in zip(mine, want):
+        np.testing.assert_array_equal(np.isnan(o), np.isnan(w))
+        np.testing.assert_array_equal(np.isinf(o), np.isinf(w))
+        finite = np.isfinite(w)
+        np.testing.assert_allclose(o[finite], w[finite], rtol=1e-4, atol=1e-4)
 
 
 def test_batch_norm_train_matches_mode_rule_update():

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from graphcnn.backends.cpu.kernels import norm_train
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
 from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
 
@@ -36,31 +37,6 @@ def _batch_norm(x, weight, bias, mean, var, eps, out):
         centre, shift = np.float64(mean[c]), np.float64(bias[c])
         for s in range(s_len):
             out[n, c, s] = (x[n, c, s] - centre) * scale + shift
-
-
-@numba.njit(**REDUCE_JIT)
-def _batch_norm_train(x, weight, bias, eps, out, mean_out, var_out):
-    n_len, c_len, s_len = x.shape
-    count = max(n_len * s_len, 1)
-    for c in prange(c_len):
-        total = 0.0
-        for n in range(n_len):
-            for s in range(s_len):
-                total += x[n, c, s]
-        mean = total / count
-        total = 0.0
-        for n in range(n_len):
-            for s in range(s_len):
-                d = np.float64(x[n, c, s]) - mean
-                total += d * d
-        var = total / count
-        mean_out[c] = mean
-        var_out[c] = var
-        scale = np.float64(weight[c]) / math.sqrt(var + eps)
-        shift = np.float64(bias[c])
-        for n in range(n_len):
-            for s in range(s_len):
-                out[n, c, s] = (x[n, c, s] - mean) * scale + shift  # as _batch_norm's
 
 
 @numba.njit(**REDUCE_JIT)
@@ -98,7 +74,8 @@ def batch_norm_train_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                             attrs: dict[str, Any]) -> None:
     x, weight, bias = ins
     y, mean, var = outs
-    launch(_batch_norm_train, ncs(x), weight, bias, attrs["eps"], ncs(y), mean, var)
+    launch(norm_train.batch_norm_train_fast, ncs(x), weight, bias, attrs["eps"], ncs(y),
+           mean, var)
 
 
 @cpu_kernel("batch_norm_train_grad")
