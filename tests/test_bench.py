@@ -281,3 +281,17 @@ def test_measure_interleaved_alternates_blocks():
                         repeats=2, warmup=0, rounds=2, gap_s=0.001)
     # with a gap, each block starts with an untimed call
     assert calls == ["a", "a", "b", "b"] * 2
+
+
+def test_one_executable_for_any_batch_counts_the_flops_of_each_batch(tmp_path):
+    """--max-batch times one executable compiled for batches up to 4: at batch 2 it does
+    the work of batch 2 (its GFLOP/s are of that work, not of the maximum's)."""
+    js = tmp_path / "bench.json"
+    assert bench("lenet5", "--batch-size", "2,4", "--max-batch", "4", "--against", "numpy",
+                 "--json", str(js)) == 0
+    results = json.loads(js.read_text())["results"]
+    assert [(r["batch"], r["max_batch"]) for r in results] == [(2, 4), (4, 4)]
+    for r in results:
+        assert r["flops"] == r["batch"] * sum(LENET_LAYERS)
+        assert r["flops_by_op"]["conv2d"] == r["batch"] * sum(LENET_LAYERS[:3])
+        assert r["checks"]["numpy"]["relative"] < 1e-4

@@ -247,6 +247,15 @@ def float64_check(name: str, model_kwargs: dict[str, Any], model: Any, x: np.nda
 
 # ---- the benchmark ------------------------------------------------------------------------
 
+def graph_at(exe: Any, batch: int) -> Any:
+    """The graph `exe` runs at `batch`: a dynamic-batch executable's is built at its
+    maximum, and its FLOPs at `batch` are those of the graph replayed there."""
+    if exe.max_batch is None or batch == exe.max_batch:
+        return exe.graph
+    from graphcnn.runtime.dynamic_batch import rebatch
+    return rebatch(exe.graph, batch)
+
+
 def bench_workload(name: str, batch: int, training: bool, against: list[str], repeats: int,
                    opt_level: int = 2, model_kwargs: dict[str, Any] | None = None,
                    warmup: int = 2, profile_repeats: int = 0,
@@ -280,7 +289,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                 notes[peer] = str(exc)
         mine, exe = graphcnn_system(model, x, y, training, opt_level,
                                     max_batch=None if training else max_batch)
-        flops = graph_flops(exe.graph)
+        flops = graph_flops(graph_at(exe, batch))
         if "numpy" in against:
             try:
                 peers["numpy"] = numpy_system(model, x, y, training, flops, opt_level)
@@ -291,7 +300,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
             "model": name, "model_kwargs": model_kwargs, "batch": batch, "mode": mode,
             "opt_level": opt_level, "threads": n_threads, "input_shape": list(x.shape),
             "max_batch": exe.max_batch,
-            "flops": flops, "flops_by_op": flops_by_op(exe.graph),
+            "flops": flops, "flops_by_op": flops_by_op(graph_at(exe, batch)),
             "kernels": len(exe.runner.steps), "compile_seconds": exe.compile_seconds,
             "systems": {}, "checks": {}, "notes": notes, "ratios": {}}
         order = ["graphcnn"] + [p for p in against if p in peers]
