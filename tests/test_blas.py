@@ -192,3 +192,47 @@ def test_each_python_thread_has_its_own_workspaces():
     thread.start()
     thread.join()
     assert not np.shares_memory(theirs[0], mine) and theirs[0].shape == (3, 5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.integers(1, 7), m=st.integers(1, 20), n=st.integers(1, 20),
+       k=st.integers(1, 50), threads=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_matmul_sum_splits_the_products_over_the_threads(count, m, n, k, threads, dtype,
+                                                          seed):
+    """sum_i a[i] @ b[i], b[i] transposed views (a 1x1 conv's weight gradient), into a
+    slice of a wider output: each thread sums its share of the products, then the
+    partial sums are added."""
+    import numba
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((count, m, k)).astype(dtype)
+    b = rng.standard_normal((count, n, k)).astype(dtype).transpose(0, 2, 1)
+    wide = np.full((m, n + 2), np.nan, dtype)
+    out = wide[:, 1:n + 1]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        partials = np.full((blas.sum_parts(count) - 1, m, n), np.nan, dtype)
+        blas.matmul_sum(a, b, out, partials)
+    finally:
+        numba.set_num_threads(previous)
+    expected = np.einsum("imk,ikn->mn", a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * max(1, count * k))
+    assert np.isnan(wide[:, 0]).all() and np.isnan(wide[:, -1]).all()
+
+
+def test_matmul_sum_keeps_nan_and_inf():
+    """A NaN or an infinity in one product's operands reaches the sum as numpy's."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    b = rng.standard_normal((4, 5, 2)).astype(np.float32)
+    a[3, 1, 2], b[0, 4, 1] = np.nan, np.inf
+    out = np.empty((3, 2), np.float32)
+    blas.matmul_sum(a, b, out, np.empty((blas.sum_parts(4) - 1, 3, 2), np.float32))
+    with np.errstate(invalid="ignore"):
+        want = np.matmul(a.astype(np.float64), b.astype(np.float64)).sum(axis=0)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(out[finite], want[finite], rtol=1e-5, atol=1e-5)

@@ -172,6 +172,34 @@ def test_the_depthwise_3x3_stride_2_input_gradient_keeps_nan_and_inf_as_the_refe
     assert np.isnan(mine[1, 2, :2, :2]).all() and not np.isnan(mine[1, 2, 2:]).any()
 
 
+@pytest.mark.parametrize("n, c, o, hw, groups", [
+    (5, 24, 16, 7, 1),     # images split unevenly over the threads
+    (1, 8, 12, 3, 1),      # one image: no partial sums
+    (4, 6, 4, 5, 2),       # groups
+])
+def test_the_1x1_weight_gradient_sums_the_images_per_thread(n, c, o, hw, groups):
+    """A 1x1 stride-1 conv's weight gradient on the gemm candidate: sum_n dy[n] @ x[n].T,
+    each thread summing its share of the images (blas.matmul_sum), against a float64
+    oracle; it takes exactly the scratch it declares (the partial sums)."""
+    from graphcnn.backends.cpu import candidates
+    from graphcnn.backends.cpu.kernels import conv_gemm
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    dy = rng.standard_normal((n, o, hw, hw)).astype(np.float32)
+    attrs = dict(UNPADDED, groups=groups, kernel_hw=(1, 1))
+    f32 = np.dtype(np.float32)
+    site = Site("conv2d_weight_grad", attrs, (dy.shape, x.shape), (f32, f32),
+                (o, c // groups, 1, 1), f32, (None, None))
+    gemm = next(cand for cand in candidates._GRAD_GEMMS if cand.name == "gemm")
+    conv_gemm.release_workspaces()
+    dw = np.full((o, c // groups, 1, 1), np.nan, np.float32)
+    gemm.build(site).run([dy, x], dw)
+    np.testing.assert_allclose(dw, weight_grad_oracle(dy, x, groups), rtol=1e-5, atol=1e-4)
+    needs = gemm.scratch(site)
+    assert conv_gemm.held_workspace_bytes() == conv_gemm.layout_bytes(needs)
+
+
 def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
     shapes = ((64, 6, 28, 28), (64, 1, 32, 32))

@@ -88,6 +88,24 @@ if _FOUND is not None:
                       b + b_at * size, ldb, beta, c + c_at * size, ldc)
 
 
+    @numba.njit(**JIT)
+    def _gemm_sum(double, trans_a, trans_b, m, n, k, a, lda, a_step, b, ldb, b_step, count,
+                  c, ldc, partials, parts):
+        """c = sum over i < count of op(a_i) @ op(b_i), a_i at a + i * a_step elements (b_i
+        likewise): the i split into `parts` runs, one per thread, each summed by its GEMMs
+        into c (the first) or its own m x n block of `partials` (the others), which the
+        caller adds to c."""
+        size = 8 if double else 4
+        for part in prange(parts):
+            lo, hi = part * count // parts, (part + 1) * count // parts
+            target, ld = c, ldc
+            if part > 0:
+                target, ld = partials + (part - 1) * m * n * size, n
+            for i in range(lo, hi):
+                gemm_call(double, trans_a, trans_b, m, n, k, a + i * a_step * size, lda,
+                          b + i * b_step * size, ldb, 0.0 if i == lo else 1.0, target, ld)
+
+
 def core_name() -> str:
     """The kernel set OpenBLAS picked for this CPU ('SkylakeX', 'Haswell'...), or 'numpy'
     when the GEMMs go through np.matmul."""
@@ -150,6 +168,41 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     with one_thread_pool():  # a no-op inside the runner's
         launch(_gemm, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
                b.ctypes.data, ldb, 1.0 if accumulate else 0.0, out.ctypes.data, ldc, parts)
+
+
+def sum_parts(count: int) -> int:
+    """How many runs matmul_sum cuts `count` products into: one per thread, at most one
+    product each."""
+    return max(1, min(numba.get_num_threads(), count))
+
+
+def matmul_sum(a: np.ndarray, b: np.ndarray, out: np.ndarray, partials: np.ndarray) -> None:
+    """out = sum_i a[i] @ b[i] for 3-d a (count, m, k) and b (count, k, n) whose matrices
+    BLAS can read (rows or columns contiguous; b[i] a transposed view, say): the products
+    split over the threads, each summing its share into its own block, rather than each
+    product's output split, which leaves a thread too few rows or columns when m x n is
+    small and k long (a 1x1 conv's weight gradient: m x n the weights, k the pixels).
+    `partials`: sum_parts(count) - 1 blocks of m x n, of out's dtype (scratch)."""
+    count, m, k = a.shape
+    n = b.shape[2]
+    if m == 0 or n == 0:
+        return
+    parts = sum_parts(count)
+    ops = (_operand(a[0]), _operand(b[0]), _operand(out)) if count else (None,) * 3
+    if (not AVAILABLE or count == 0 or k == 0 or out.dtype not in (np.float32, np.float64)
+            or a.dtype != out.dtype or b.dtype != out.dtype or None in ops or ops[2][0]
+            or a.strides[0] % a.itemsize or b.strides[0] % b.itemsize
+            or partials.shape[0] < parts - 1 or not partials.flags.c_contiguous):
+        with np.errstate(all="ignore"):
+            out[...] = np.matmul(a, b).sum(axis=0) if count else 0
+        return
+    (ta, lda), (tb, ldb), (_, ldc) = ops
+    with one_thread_pool():
+        launch(_gemm_sum, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
+               a.strides[0] // a.itemsize, b.ctypes.data, ldb, b.strides[0] // b.itemsize,
+               count, out.ctypes.data, ldc, partials.ctypes.data, parts)
+    for part in range(parts - 1):
+        np.add(out, partials[part], out=out)
 
 
 class _Hold:

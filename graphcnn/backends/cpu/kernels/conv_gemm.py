@@ -3,6 +3,8 @@ matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all.
 
     forward        out[n, g]  = W[g] (Og, K)   @ col(x[n, g]) (K, P)
     weight grad    dW[g]     += dy[n, g] (Og, P) @ col(x[n, g]).T
+                   (1x1, stride 1: sum_n dy[n, g] @ x[n, g].T, the images split over the
+                    threads, each summing its share: blas.matmul_sum)
     input grad     dx[n, g]   = col2im( W[g].T (K, Og) @ dy[n, g] (Og, P) )
 
 with K = C/groups * kH * kW and P = OH * OW; large images are cut into cache blocks of
@@ -344,6 +346,8 @@ def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
     groups = attrs["groups"]
     _, _, og, k, p, chunks = _plan(x_shape, w_shape, out_hw, groups, dtype.itemsize)
     pointwise = is_pointwise(w_shape, attrs)
+    if op == "conv2d_weight_grad" and pointwise:   # blas.matmul_sum's partial sums
+        return {"partials": ((blas.sum_parts(x_shape[0]) - 1, og, k), dtype)}
     if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
             and blas.AVAILABLE:
         blocks = block_count(k, p, dtype.itemsize)
@@ -412,6 +416,14 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
     dy3 = dy.reshape(n_len, -1, p)
     if is_full_window(x.shape, dw_out.shape, attrs):  # dw2 (O, K) = dy (N, O).T @ x (N, K)
         matmul(dy.reshape(n_len, -1).T, x.reshape(n_len, k), dw2)
+        return
+    if is_pointwise(dw_out.shape, attrs):  # dW[g] = sum_n dy[n, g] (Og, P) @ x[n, g].T (P, Cg)
+        x3 = x.reshape(n_len, -1, p)
+        partials = workspace("partials", (blas.sum_parts(n_len) - 1, og, cg), x.dtype)
+        for g in range(groups):
+            blas.matmul_sum(dy3[:, g * og:(g + 1) * og],
+                            x3[:, g * cg:(g + 1) * cg].transpose(0, 2, 1),
+                            dw2[g * og:(g + 1) * og], partials)
         return
     for g in range(groups):
         target = dw2[g * og:(g + 1) * og]
