@@ -236,3 +236,34 @@ def test_matmul_sum_keeps_nan_and_inf():
     np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
     finite = np.isfinite(want)
     np.testing.assert_allclose(out[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.integers(1, 6), m=st.integers(1, 20), n=st.integers(1, 20),
+       k=st.integers(1, 30), shared=st.booleans(), threads=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_matmul_batched_runs_each_product_whole_on_one_thread(count, m, n, k, shared,
+                                                              threads, dtype, seed):
+    """out[i] = a[i] @ b[i] with one a shared by every product (a 1x1 conv's input
+    gradient: the weights transposed), or one a per product; into slices of a wider
+    output; fewer products than threads split each product instead."""
+    import numba
+    rng = np.random.default_rng(seed)
+    if shared:
+        one = rng.standard_normal((k, m)).astype(dtype).T
+        a = np.broadcast_to(one, (count, m, k))
+    else:
+        a = rng.standard_normal((count, m, k)).astype(dtype)
+    b = rng.standard_normal((count, k, n)).astype(dtype)
+    wide = np.full((count, m + 1, n), np.nan, dtype)
+    out = wide[:, :m]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        blas.matmul_batched(a, b, out)
+    finally:
+        numba.set_num_threads(previous)
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * k)
+    assert np.isnan(wide[:, m]).all()

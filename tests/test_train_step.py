@@ -200,6 +200,32 @@ def test_the_1x1_weight_gradient_sums_the_images_per_thread(n, c, o, hw, groups)
     assert conv_gemm.held_workspace_bytes() == conv_gemm.layout_bytes(needs)
 
 
+@pytest.mark.parametrize("n, c, o, hw, groups", [(5, 24, 16, 7, 1), (1, 8, 12, 3, 1),
+                                                 (4, 6, 4, 5, 2)])
+def test_the_1x1_input_gradient_writes_each_image_whole(n, c, o, hw, groups):
+    """A 1x1 stride-1 conv's input gradient on the gemm candidate: W.T @ dy[n] straight
+    into dx[n] (blas.matmul_batched), no scratch, against a float64 oracle."""
+    from graphcnn.backends.cpu import candidates
+    from graphcnn.backends.cpu.kernels import conv_gemm
+
+    rng = np.random.default_rng(n)
+    dy = rng.standard_normal((n, o, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((o, c // groups, 1, 1)).astype(np.float32)
+    attrs = dict(UNPADDED, groups=groups, input_hw=(hw, hw))
+    f32 = np.dtype(np.float32)
+    site = Site("conv2d_input_grad", attrs, (dy.shape, w.shape), (f32, f32),
+                (n, c, hw, hw), f32, (None, None))
+    gemm = next(cand for cand in candidates._GRAD_GEMMS if cand.name == "gemm")
+    cg, og = c // groups, o // groups
+    want = np.concatenate([np.einsum("nohw,oc->nchw", dy[:, g * og:(g + 1) * og].astype(
+        np.float64), w[g * og:(g + 1) * og, :, 0, 0]) for g in range(groups)], axis=1)
+    conv_gemm.release_workspaces()
+    dx = np.full((n, c, hw, hw), np.nan, np.float32)
+    gemm.build(site).run([dy, w], dx)
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-4)
+    assert gemm.scratch(site) == {} and conv_gemm.held_workspace_bytes() == 0
+
+
 def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
     shapes = ((64, 6, 28, 28), (64, 1, 32, 32))

@@ -6,6 +6,8 @@ matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all.
                    (1x1, stride 1: sum_n dy[n, g] @ x[n, g].T, the images split over the
                     threads, each summing its share: blas.matmul_sum)
     input grad     dx[n, g]   = col2im( W[g].T (K, Og) @ dy[n, g] (Og, P) )
+                   (1x1, stride 1: straight into dx[n, g], each thread its share of the
+                    images: blas.matmul_batched)
 
 with K = C/groups * kH * kW and P = OH * OW; large images are cut into cache blocks of
 pixels ("blocked" in this file means that, not the NCHW16c layout of nchw16c*.py). The
@@ -348,6 +350,8 @@ def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
     pointwise = is_pointwise(w_shape, attrs)
     if op == "conv2d_weight_grad" and pointwise:   # blas.matmul_sum's partial sums
         return {"partials": ((blas.sum_parts(x_shape[0]) - 1, og, k), dtype)}
+    if op == "conv2d_input_grad" and pointwise:    # straight into dx
+        return {}
     if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
             and blas.AVAILABLE:
         blocks = block_count(k, p, dtype.itemsize)
@@ -446,6 +450,13 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
     dy3 = dy.reshape(n_len, -1, p)
     if is_full_window(dx.shape, w.shape, attrs):  # dx (N, K) = dy (N, O) @ w2 (O, K)
         matmul(dy.reshape(n_len, -1), w2, dx.reshape(n_len, k))
+        return
+    if is_pointwise(w.shape, attrs):  # dx[n, g] (Cg, P) = W[g].T (Cg, Og) @ dy[n, g] (Og, P)
+        dx3 = dx.reshape(n_len, -1, p)
+        for g in range(groups):
+            wt = w2[g * og:(g + 1) * og].T
+            blas.matmul_batched(np.broadcast_to(wt, (n_len, *wt.shape)),
+                                dy3[:, g * og:(g + 1) * og], dx3[:, g * cg:(g + 1) * cg])
         return
     for n0, nb in chunks:
         col = workspace("col", (k, nb * p), dy.dtype)
