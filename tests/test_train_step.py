@@ -200,6 +200,44 @@ def test_the_1x1_weight_gradient_sums_the_images_per_thread(n, c, o, hw, groups)
     assert conv_gemm.held_workspace_bytes() == conv_gemm.layout_bytes(needs)
 
 
+@pytest.mark.parametrize("n, c, o, hw, k, stride, pad, groups", [
+    (3, 3, 8, 42, (7, 7), 2, 3, 1),     # a stem, 7x7 stride 2: 21x21 = 441 pixels, below
+    (3, 3, 8, 60, (7, 7), 2, 3, 1),     # ... and 27x27 = 729 pixels: split by images
+    (5, 4, 6, 24, (3, 3), 1, 1, 2),     # groups, images split unevenly over two threads
+])
+def test_the_weight_gradient_splits_wide_images_over_the_threads(n, c, o, hw, k, stride,
+                                                                   pad, groups):
+    """A weight gradient whose images each make a wide GEMM: each thread builds its own
+    images' columns and sums their GEMMs into its own partial (_weight_grad_images),
+    against a float64 oracle; exactly the scratch it declares."""
+    from graphcnn.backends.cpu import candidates
+    from graphcnn.backends.cpu.kernels import conv_gemm
+
+    rng = np.random.default_rng(hw)
+    attrs = dict(UNPADDED, groups=groups, kernel_hw=k, stride=(stride, stride),
+                 padding=(pad,) * 4)
+    oh = (hw + 2 * pad - k[0]) // stride + 1
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    dy = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
+    f32 = np.dtype(np.float32)
+    site = Site("conv2d_weight_grad", attrs, (dy.shape, x.shape), (f32, f32),
+                (o, c // groups, *k), f32, (None, None))
+    gemm = next(cand for cand in candidates._GRAD_GEMMS if cand.name == "gemm")
+    conv_gemm.release_workspaces()
+    dw = np.full((o, c // groups, *k), np.nan, np.float32)
+    gemm.build(site).run([dy, x], dw)
+    want = weight_grad_oracle(dy, x, groups, k, (stride, stride), (pad,) * 4)
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-4)
+    assert conv_gemm.held_workspace_bytes() == conv_gemm.layout_bytes(gemm.scratch(site))
+    split = conv_gemm.image_split_parts(n, c // groups * k[0] * k[1], oh * oh, 4)
+    assert (split > 0) == (oh * oh >= conv_gemm.WIDE_ENOUGH_COLUMNS and numba_threads() > 1)
+
+
+def numba_threads() -> int:
+    import numba
+    return numba.get_num_threads()
+
+
 @pytest.mark.parametrize("n, c, o, hw, groups", [(5, 24, 16, 7, 1), (1, 8, 12, 3, 1),
                                                  (4, 6, 4, 5, 2)])
 def test_the_1x1_input_gradient_writes_each_image_whole(n, c, o, hw, groups):

@@ -3,8 +3,9 @@ matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all.
 
     forward        out[n, g]  = W[g] (Og, K)   @ col(x[n, g]) (K, P)
     weight grad    dW[g]     += dy[n, g] (Og, P) @ col(x[n, g]).T
-                   (1x1, stride 1: sum_n dy[n, g] @ x[n, g].T, the images split over the
-                    threads, each summing its share: blas.matmul_sum)
+                   (the images split over the threads, each summing its share into its
+                    own partial: _weight_grad_images; 1x1 stride 1 needs no col:
+                    blas.matmul_sum)
     input grad     dx[n, g]   = col2im( W[g].T (K, Og) @ dy[n, g] (Og, P) )
                    (1x1, stride 1: straight into dx[n, g], each thread its share of the
                     images: blas.matmul_batched)
@@ -181,6 +182,36 @@ if blas.AVAILABLE:
                            out.ctypes.data + (n * og * p + q0) * size, p)
 
 
+    @numba.njit(**JIT)
+    def _weight_grad_images(x, dy, g, og, col, dw2, partials, kh, kw, sh, sw, pt, pl, dh, dw,
+                            oh_len, ow_len, parts):
+        """dw2[g's rows] = sum_n dy[n, g] @ col(x[n, g]).T with the images split into
+        `parts` runs, one per thread: each builds one image's columns at a time in its own
+        block of `col`, and sums its GEMMs into its own rows (dw2's for the first run, a
+        block of `partials` for the others; the caller adds them). A weight gradient is
+        small and its reduction long (the stem's 32 x 27 over 12544 pixels an image):
+        split by its rows, each thread's GEMM would be too thin to pay for its packing."""
+        n_len, c_len, in_h, in_w = x.shape
+        o_len, k, p = dy.shape[1], dw2.shape[1], oh_len * ow_len
+        cg = k // (kh * kw)
+        xf, cf = x.reshape(x.size), col.reshape(col.size)
+        size = x.itemsize
+        double = size == 8
+        for part in prange(parts):
+            lo, hi = part * n_len // parts, (part + 1) * n_len // parts
+            c0 = part * k * p
+            target = dw2.ctypes.data + g * og * k * size
+            if part > 0:
+                target = partials.ctypes.data + (part - 1) * og * k * size
+            for n in range(lo, hi):
+                _im2col_block(xf, (n * c_len + g * cg) * in_h * in_w, in_h, in_w, cg, kh, kw,
+                              sh, sw, pt, pl, dh, dw, ow_len, 0, p, cf, c0)
+                blas.gemm_call(double, False, True, og, k, p,
+                               dy.ctypes.data + (n * o_len + g * og) * p * size, p,
+                               col.ctypes.data + c0 * size, p, 0.0 if n == lo else 1.0,
+                               target, k)
+
+
 @numba.njit(**JIT)
 def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
     """The adjoint of _im2col: dx[n0 + b, c0 + ci] = the sum of col's entries taken from
@@ -352,6 +383,9 @@ def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         return {"partials": ((blas.sum_parts(x_shape[0]) - 1, og, k), dtype)}
     if op == "conv2d_input_grad" and pointwise:    # straight into dx
         return {}
+    parts = image_split_parts(x_shape[0], k, p, dtype.itemsize)
+    if op == "conv2d_weight_grad" and parts:          # _weight_grad_images
+        return {"col": ((parts * k * p,), dtype), "partials": ((parts - 1, og, k), dtype)}
     if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
             and blas.AVAILABLE:
         blocks = block_count(k, p, dtype.itemsize)
@@ -412,6 +446,19 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
                 launch(_scatter, res, out3, n0, nb, g * og)
 
 
+def image_split_parts(n_len: int, k: int, p: int, itemsize: int) -> int:
+    """How many runs of images (one per thread) conv2d_weight_grad_gemm splits the batch
+    into, each image's columns built by the thread that multiplies them (_weight_grad_images):
+    where each image makes a wide enough GEMM alone and every thread has an image and
+    its own column buffer fits the workspace; 0 where it keeps one GEMM split over the
+    threads per image (or per chunk of small images)."""
+    parts = min(numba.get_num_threads(), n_len)
+    if (not blas.AVAILABLE or parts < 2 or p < WIDE_ENOUGH_COLUMNS
+            or parts * k * p * itemsize > MAX_WORKSPACE_BYTES):
+        return 0
+    return parts
+
+
 def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
                             attrs: dict[str, Any]) -> None:
     groups, (oh, ow) = attrs["groups"], dy.shape[2:]
@@ -428,6 +475,18 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
             blas.matmul_sum(dy3[:, g * og:(g + 1) * og],
                             x3[:, g * cg:(g + 1) * cg].transpose(0, 2, 1),
                             dw2[g * og:(g + 1) * og], partials)
+        return
+    parts = image_split_parts(n_len, k, p, x.itemsize)
+    if parts and x.flags.c_contiguous and dy.flags.c_contiguous:
+        col = workspace("col", (parts * k * p,), x.dtype)
+        partials = workspace("partials", (parts - 1, og, k), x.dtype)
+        with blas.one_thread_pool():
+            for g in range(groups):
+                launch(_weight_grad_images, x, dy, g, og, col, dw2, partials,
+                       *dw_out.shape[2:], *_geometry(attrs), oh, ow, parts)
+                for part in range(parts - 1):
+                    np.add(dw2[g * og:(g + 1) * og], partials[part],
+                           out=dw2[g * og:(g + 1) * og])
         return
     for g in range(groups):
         target = dw2[g * og:(g + 1) * og]
