@@ -153,3 +153,18 @@ def test_build_errors():
         g.add("slice", [x], starts=(0, 2, 0), ends=(2, 4, 4))
     with pytest.raises(GraphBuildError, match="start_dim 3 is out of range"):
         g.add("flatten", [x], start_dim=3)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_concat_copies_rows_in_pieces_as_the_reference(batch):
+    """The concat kernel copies each input's rows (one per batch index) into their places,
+    cut into pieces when the rows are fewer than the threads; NaN and Inf copied as they
+    are, empty inputs skipped."""
+    from graphcnn.backends.cpu.kernels import shape
+
+    rng = np.random.default_rng(batch)
+    ins = [rng.standard_normal((batch, c, 30, 40)).astype(np.float32) for c in (5, 0, 7, 1)]
+    ins[2][0, 3, 4, 5], ins[0][-1, 0, 0, 0] = np.nan, -np.inf
+    out = np.full((batch, 13, 30, 40), 7.0, np.float32)
+    shape.concat_kernel(ins, [out], {"axis": 1})
+    np.testing.assert_array_equal(out, np.concatenate(ins, axis=1))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
@@ -39,6 +39,28 @@ def _copy_box(src, dst, src_start, dst_start, size):
         k = ijk % n2
         for m in range(n3):
             dst[d0 + i, d1 + j, d2 + k, d3 + m] = src[s0 + i, s1 + j, s2 + k, s3 + m]
+
+
+@numba.njit(**JIT)
+def _copy_rows(src, dst, rows, width, dst_stride, dst_offset, pieces):
+    """dst[r * dst_stride + dst_offset + k] = src[r * width + k] for r < rows, k < width (flat
+    arrays): a concat input's rows into their places in the output. Each row is cut into
+    `pieces` so a batch of one still spreads over the threads; unsigned flat indexes and
+    no view per row let LLVM turn each piece into a vectorized copy."""
+    step = (width + pieces - 1) // pieces
+    for task in prange(rows * pieces):
+        r, piece = task // pieces, task % pieces
+        lo = piece * step
+        hi = min(width, lo + step)
+        s0 = uint64(r * width)
+        d0 = uint64(r * dst_stride + dst_offset)
+        for k in range(lo, hi):
+            dst[d0 + uint64(k)] = src[s0 + uint64(k)]
+
+
+# A row of at least this many elements is cut into pieces when the rows are fewer than
+# the threads (a batch of one); smaller ones are not worth a task each.
+MIN_PIECE = 4096
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -75,12 +97,16 @@ def concat_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str
     # Every input and the output as (outer, size along axis, inner): rank 3 for any rank.
     outer = math.prod(out.shape[:axis])
     inner = math.prod(out.shape[axis + 1:])
-    out3 = out.reshape(outer, out.shape[axis], inner)
+    flat, stride = _flat(out), out.shape[axis] * inner
+    threads = numba.get_num_threads()
     offset = 0
     for x in ins:
-        n = x.shape[axis]
-        copy_box(x.reshape(outer, n, inner), out3, (0, 0, 0), (0, offset, 0), (outer, n, inner))
-        offset += n
+        width = x.shape[axis] * inner   # each outer index's elements of x: one run
+        if width:
+            pieces = max(1, min(-(-threads // max(outer, 1)), width // MIN_PIECE))
+            launch(_copy_rows, _flat(np.ascontiguousarray(x)), flat, outer, width, stride,
+                   offset, pieces)
+        offset += width
 
 
 @cpu_kernel("pad")
