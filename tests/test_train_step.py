@@ -254,7 +254,7 @@ def test_the_1x1_input_gradient_writes_each_image_whole(n, c, o, hw, groups):
     site = Site("conv2d_input_grad", attrs, (dy.shape, w.shape), (f32, f32),
                 (n, c, hw, hw), f32, (None, None))
     gemm = next(cand for cand in candidates._GRAD_GEMMS if cand.name == "gemm")
-    cg, og = c // groups, o // groups
+    og = o // groups
     want = np.concatenate([np.einsum("nohw,oc->nchw", dy[:, g * og:(g + 1) * og].astype(
         np.float64), w[g * og:(g + 1) * og, :, 0, 0]) for g in range(groups)], axis=1)
     conv_gemm.release_workspaces()

@@ -183,6 +183,16 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
                b.ctypes.data, ldb, 1.0 if accumulate else 0.0, out.ctypes.data, ldc, parts)
 
 
+def _gemm_operands(a: np.ndarray, b: np.ndarray, out: np.ndarray
+                   ) -> tuple[tuple[bool, int], tuple[bool, int], int] | None:
+    """((transposed, leading dimension) of a, of b, out's leading dimension) of one GEMM as
+    BLAS reads it; None where a matrix cannot be read so, or out is transposed."""
+    op_a, op_b, op_out = _operand(a), _operand(b), _operand(out)
+    if op_a is None or op_b is None or op_out is None or op_out[0]:
+        return None
+    return op_a, op_b, op_out[1]
+
+
 def sum_parts(count: int) -> int:
     """How many runs matmul_sum cuts `count` products into: one per thread, at most one
     product each."""
@@ -201,15 +211,15 @@ def matmul_sum(a: np.ndarray, b: np.ndarray, out: np.ndarray, partials: np.ndarr
     if m == 0 or n == 0:
         return
     parts = sum_parts(count)
-    ops = (_operand(a[0]), _operand(b[0]), _operand(out)) if count else (None,) * 3
-    if (not AVAILABLE or count == 0 or k == 0 or out.dtype not in (np.float32, np.float64)
-            or a.dtype != out.dtype or b.dtype != out.dtype or None in ops or ops[2][0]
+    ops = _gemm_operands(a[0], b[0], out) if count else None
+    if (ops is None or not AVAILABLE or k == 0 or out.dtype not in (np.float32, np.float64)
+            or a.dtype != out.dtype or b.dtype != out.dtype
             or a.strides[0] % a.itemsize or b.strides[0] % b.itemsize
             or partials.shape[0] < parts - 1 or not partials.flags.c_contiguous):
         with np.errstate(all="ignore"):
             out[...] = np.matmul(a, b).sum(axis=0) if count else 0
         return
-    (ta, lda), (tb, ldb), (_, ldc) = ops
+    (ta, lda), (tb, ldb), ldc = ops
     with one_thread_pool():
         launch(_gemm_sum, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
                a.strides[0] // a.itemsize, b.ctypes.data, ldb, b.strides[0] // b.itemsize,
@@ -228,15 +238,14 @@ def matmul_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     n = b.shape[2]
     if count == 0 or m == 0 or n == 0:
         return
-    ops = (_operand(a[0]), _operand(b[0]), _operand(out[0]))
-    if (not AVAILABLE or count < numba.get_num_threads() or k == 0
+    ops = _gemm_operands(a[0], b[0], out[0])
+    if (ops is None or not AVAILABLE or count < numba.get_num_threads() or k == 0
             or out.dtype not in (np.float32, np.float64) or a.dtype != out.dtype
-            or b.dtype != out.dtype or None in ops or ops[2][0]
-            or any(t.strides[0] % t.itemsize for t in (a, b, out))):
+            or b.dtype != out.dtype or any(t.strides[0] % t.itemsize for t in (a, b, out))):
         for i in range(count):
             matmul(a[i], b[i], out[i])
         return
-    (ta, lda), (tb, ldb), (_, ldc) = ops
+    (ta, lda), (tb, ldb), ldc = ops
     parts = min(numba.get_num_threads(), count)
     with one_thread_pool():
         launch(_gemm_batched, out.dtype == np.float64, ta, tb, m, n, k, a.ctypes.data, lda,
