@@ -208,7 +208,7 @@ def test_the_1x1_weight_gradient_sums_the_images_per_thread(n, c, o, hw, groups)
 def test_the_weight_gradient_splits_wide_images_over_the_threads(n, c, o, hw, k, stride,
                                                                    pad, groups):
     """A weight gradient whose images each make a wide GEMM: each thread builds its own
-    images' columns and sums their GEMMs into its own partial (_weight_grad_images),
+    images' columns and sums their GEMMs into its own partial (conv_gemm_grad.py),
     against a float64 oracle; exactly the scratch it declares."""
     from graphcnn.backends.cpu import candidates
     from graphcnn.backends.cpu.kernels import conv_gemm

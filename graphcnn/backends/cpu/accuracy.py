@@ -94,9 +94,10 @@ def model_bound(reference_error: float) -> float:
 
 
 def yardstick(op: str) -> Callable[..., None]:
-    """f(a, b, out, attrs): the op in float64 by im2col + dgemm (conv_gemm.py)."""
-    from graphcnn.backends.cpu.kernels import conv_gemm
-    return getattr(conv_gemm, {"conv2d": "conv2d_gemm",
+    """f(a, b, out, attrs): the op in float64 by im2col + dgemm (conv_gemm.py and
+    conv_gemm_grad.py)."""
+    from graphcnn.backends.cpu.kernels import conv_gemm, conv_gemm_grad
+    return getattr(conv_gemm if op == "conv2d" else conv_gemm_grad, {"conv2d": "conv2d_gemm",
                                "conv2d_input_grad": "conv2d_input_grad_gemm",
                                "conv2d_weight_grad": "conv2d_weight_grad_gemm"}[op])
 

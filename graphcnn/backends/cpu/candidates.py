@@ -14,6 +14,7 @@ from graphcnn.backends.cpu.accuracy import ERROR_GROWTH
 from graphcnn.backends.cpu.kernels import (
     conv,
     conv_gemm,
+    conv_gemm_grad,
     depthwise,
     implicit_gemm,
     nchw16c,
@@ -167,9 +168,9 @@ class OpStrategy:
 
 # ---- conv2d, conv2d_input_grad, conv2d_weight_grad (NCHW) ---------------------------------
 
-# op -> (its im2col + GEMM function in conv_gemm.py, its Winograd one in winograd.py or,
-# the weight gradient's, winograd_weight_grad.py), each called as f(ins[0], ins[1], out,
-# attrs), without the bias.
+# op -> (its im2col + GEMM function in conv_gemm.py or, the gradients', conv_gemm_grad.py;
+# its Winograd one in winograd.py or, the weight gradient's, winograd_weight_grad.py), each
+# called as f(ins[0], ins[1], out, attrs), without the bias.
 GEMM_CONVS = {
     "conv2d": ("conv2d_gemm", "conv2d_winograd"),
     "conv2d_input_grad": ("conv2d_input_grad_gemm", "conv2d_input_grad_winograd"),
@@ -179,7 +180,8 @@ GEMM_CONVS = {
 # algorithm -> op -> its function, looked up when an implementation is built (so tests
 # may patch the modules' functions before they build a runner).
 _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
-    "gemm": lambda op: getattr(conv_gemm, GEMM_CONVS[op][0]),
+    "gemm": lambda op: getattr(conv_gemm if op == "conv2d" else conv_gemm_grad,
+                               GEMM_CONVS[op][0]),
     "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
                                    else winograd, GEMM_CONVS[op][1]),
     "winograd-packed": lambda op: winograd.conv2d_winograd_packed,

@@ -1,14 +1,11 @@
 """Convolution as GEMM: im2col (a parallel Numba gather) + the BLAS SGEMM behind numpy's
-matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all.
+matmul, per image and group; 1x1 stride-1 convolutions need no im2col at all. The two
+gradients' GEMMs are in conv_gemm_grad.py; the im2col, the workspaces and the scratch
+formulas they share are here.
 
     forward        out[n, g]  = W[g] (Og, K)   @ col(x[n, g]) (K, P)
-    weight grad    dW[g]     += dy[n, g] (Og, P) @ col(x[n, g]).T
-                   (the images split over the threads, each summing its share into its
-                    own partial: _weight_grad_images; 1x1 stride 1 needs no col:
-                    blas.matmul_sum)
+    weight grad    dW[g]     += dy[n, g] (Og, P) @ col(x[n, g]).T       (conv_gemm_grad.py)
     input grad     dx[n, g]   = col2im( W[g].T (K, Og) @ dy[n, g] (Og, P) )
-                   (1x1, stride 1: straight into dx[n, g], each thread its share of the
-                    images: blas.matmul_batched)
 
 with K = C/groups * kH * kW and P = OH * OW; large images are cut into cache blocks of
 pixels ("blocked" in this file means that, not the NCHW16c layout of nchw16c*.py). The
@@ -180,65 +177,6 @@ if blas.AVAILABLE:
             blas.gemm_call(double, False, False, og, q1 - q0, k, w2.ctypes.data, k,
                            col.ctypes.data + c0 * size, q1 - q0, 0.0,
                            out.ctypes.data + (n * og * p + q0) * size, p)
-
-
-    @numba.njit(**JIT)
-    def _weight_grad_images(x, dy, g, og, col, dw2, partials, kh, kw, sh, sw, pt, pl, dh, dw,
-                            oh_len, ow_len, parts):
-        """dw2[g's rows] = sum_n dy[n, g] @ col(x[n, g]).T with the images split into
-        `parts` runs, one per thread: each builds one image's columns at a time in its own
-        block of `col`, and sums its GEMMs into its own rows (dw2's for the first run, a
-        block of `partials` for the others; the caller adds them). A weight gradient is
-        small and its reduction long (the stem's 32 x 27 over 12544 pixels an image):
-        split by its rows, each thread's GEMM would be too thin to pay for its packing."""
-        n_len, c_len, in_h, in_w = x.shape
-        o_len, k, p = dy.shape[1], dw2.shape[1], oh_len * ow_len
-        cg = k // (kh * kw)
-        xf, cf = x.reshape(x.size), col.reshape(col.size)
-        size = x.itemsize
-        double = size == 8
-        for part in prange(parts):
-            lo, hi = part * n_len // parts, (part + 1) * n_len // parts
-            c0 = part * k * p
-            target = dw2.ctypes.data + g * og * k * size
-            if part > 0:
-                target = partials.ctypes.data + (part - 1) * og * k * size
-            for n in range(lo, hi):
-                _im2col_block(xf, (n * c_len + g * cg) * in_h * in_w, in_h, in_w, cg, kh, kw,
-                              sh, sw, pt, pl, dh, dw, ow_len, 0, p, cf, c0)
-                blas.gemm_call(double, False, True, og, k, p,
-                               dy.ctypes.data + (n * o_len + g * og) * p * size, p,
-                               col.ctypes.data + c0 * size, p, 0.0 if n == lo else 1.0,
-                               target, k)
-
-
-@numba.njit(**JIT)
-def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
-    """The adjoint of _im2col: dx[n0 + b, c0 + ci] = the sum of col's entries taken from
-    there. Parallel over (image, channel), so no two threads add into one element."""
-    in_h, in_w = dx.shape[2], dx.shape[3]
-    plane, width = oh_len * ow_len, col.shape[1]
-    df, cf = dx.reshape(dx.size), col.reshape(col.size)
-    for task in prange(nb * cg):
-        b, ci = task // cg, task % cg
-        dst0 = ((n0 + b) * dx.shape[1] + c0 + ci) * in_h * in_w
-        for q in range(in_h * in_w):
-            df[uint64(dst0 + q)] = 0
-        for i in range(kh):
-            ylo, yhi = _col_range(i * dh - pt, sh, in_h, oh_len)
-            for j in range(kw):
-                off_x = j * dw - pl
-                lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                src0 = ((ci * kh + i) * kw + j) * width + b * plane
-                for oy in range(ylo, yhi):
-                    d0 = dst0 + (oy * sh - pt + i * dh) * in_w + lo * sw + off_x
-                    s0 = src0 + oy * ow_len + lo
-                    if sw == 1:
-                        for k in range(hi - lo):
-                            df[uint64(d0 + k)] += cf[uint64(s0 + k)]
-                    else:
-                        for k in range(hi - lo):
-                            df[uint64(d0 + k * sw)] += cf[uint64(s0 + k)]
 
 
 @numba.njit(**JIT)
@@ -457,76 +395,6 @@ def image_split_parts(n_len: int, k: int, p: int, itemsize: int) -> int:
             or parts * k * p * itemsize > MAX_WORKSPACE_BYTES):
         return 0
     return parts
-
-
-def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
-                            attrs: dict[str, Any]) -> None:
-    groups, (oh, ow) = attrs["groups"], dy.shape[2:]
-    n_len, cg, og, k, p, chunks = _plan(x.shape, dw_out.shape, (oh, ow), groups, x.itemsize)
-    dw2 = dw_out.reshape(dw_out.shape[0], k)
-    dy3 = dy.reshape(n_len, -1, p)
-    if is_full_window(x.shape, dw_out.shape, attrs):  # dw2 (O, K) = dy (N, O).T @ x (N, K)
-        matmul(dy.reshape(n_len, -1).T, x.reshape(n_len, k), dw2)
-        return
-    if is_pointwise(dw_out.shape, attrs):  # dW[g] = sum_n dy[n, g] (Og, P) @ x[n, g].T (P, Cg)
-        x3 = x.reshape(n_len, -1, p)
-        partials = workspace("partials", (blas.sum_parts(n_len) - 1, og, cg), x.dtype)
-        for g in range(groups):
-            blas.matmul_sum(dy3[:, g * og:(g + 1) * og],
-                            x3[:, g * cg:(g + 1) * cg].transpose(0, 2, 1),
-                            dw2[g * og:(g + 1) * og], partials)
-        return
-    parts = image_split_parts(n_len, k, p, x.itemsize)
-    if parts and x.flags.c_contiguous and dy.flags.c_contiguous:
-        col = workspace("col", (parts * k * p,), x.dtype)
-        partials = workspace("partials", (parts - 1, og, k), x.dtype)
-        with blas.one_thread_pool():
-            for g in range(groups):
-                launch(_weight_grad_images, x, dy, g, og, col, dw2, partials,
-                       *dw_out.shape[2:], *_geometry(attrs), oh, ow, parts)
-                for part in range(parts - 1):
-                    np.add(dw2[g * og:(g + 1) * og], partials[part],
-                           out=dw2[g * og:(g + 1) * og])
-        return
-    for g in range(groups):
-        target = dw2[g * og:(g + 1) * og]
-        for index, (n0, nb) in enumerate(chunks):
-            col = workspace("col", (k, nb * p), x.dtype)
-            launch(_im2col, x, n0, nb, g * cg, col, *dw_out.shape[2:], *_geometry(attrs), oh, ow)
-            if nb == 1:
-                lhs = dy3[n0, g * og:(g + 1) * og]
-            else:
-                lhs = workspace("rows", (og, nb * p), x.dtype)
-                launch(_gather, dy3, lhs, n0, nb, g * og)
-            matmul(lhs, col.T, target, accumulate=index > 0)
-
-
-def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-                           attrs: dict[str, Any]) -> None:
-    groups, (oh, ow) = attrs["groups"], dy.shape[2:]
-    n_len, cg, og, k, p, chunks = _plan(dx.shape, w.shape, (oh, ow), groups, dy.itemsize)
-    w2 = w.reshape(w.shape[0], k)
-    dy3 = dy.reshape(n_len, -1, p)
-    if is_full_window(dx.shape, w.shape, attrs):  # dx (N, K) = dy (N, O) @ w2 (O, K)
-        matmul(dy.reshape(n_len, -1), w2, dx.reshape(n_len, k))
-        return
-    if is_pointwise(w.shape, attrs):  # dx[n, g] (Cg, P) = W[g].T (Cg, Og) @ dy[n, g] (Og, P)
-        dx3 = dx.reshape(n_len, -1, p)
-        for g in range(groups):
-            wt = w2[g * og:(g + 1) * og].T
-            blas.matmul_batched(np.broadcast_to(wt, (n_len, *wt.shape)),
-                                dy3[:, g * og:(g + 1) * og], dx3[:, g * cg:(g + 1) * cg])
-        return
-    for n0, nb in chunks:
-        col = workspace("col", (k, nb * p), dy.dtype)
-        for g in range(groups):
-            if nb == 1:
-                rhs = dy3[n0, g * og:(g + 1) * og]
-            else:
-                rhs = workspace("rows", (og, nb * p), dy.dtype)
-                launch(_gather, dy3, rhs, n0, nb, g * og)
-            matmul(w2[g * og:(g + 1) * og].T, rhs, col)
-            launch(_col2im, col, dx, n0, nb, g * cg, cg, *w.shape[2:], *_geometry(attrs), oh, ow)
 
 
 @numba.njit(**JIT)
