@@ -38,6 +38,21 @@ def test_matmul_packed_equals_numpy(m, k, n, extra, channels, seed):
     assert np.isnan(c_wide[:, :3]).all()  # nothing written outside c
 
 
+@pytest.mark.parametrize("n", [12, 49, 200, 203])
+def test_channels_product_splits_columns_or_weight_panels(n):
+    """The channels-in-lanes product reads b in place, the threads splitting its columns
+    (a partial last panel copied: 203 = 29 panels of 7), or packs few columns and splits
+    the weight panels (12, 49): both equal to numpy's product, b's last row's neighbours
+    never read (b is the end of its buffer)."""
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    rng = np.random.default_rng(n)
+    w, b = rand(rng, (40, 70)), rand(rng, (70, n))
+    c = np.empty((40, n), np.float32)
+    pg.matmul_packed_channels(pg.packed(w, pg.LANES), 40, b, c)
+    assert pg.columns_split(40, n, 2) == (n >= 200)
+    np.testing.assert_allclose(c, w.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
+
+
 def test_weights_are_packed_in_panels_zero_past_the_last_row():
     from graphcnn.backends.cpu.kernels import packed_gemm
     w = rand(np.random.default_rng(0), (7, 5))

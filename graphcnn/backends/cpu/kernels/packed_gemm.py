@@ -171,8 +171,10 @@ def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
     return wp
 
 
-def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
-    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
+def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
+                  products: int = 1) -> None:
+    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows
+    (`products`: as matmul_packed_channels's, unused here)."""
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
     blocks_out = workspace("packed-tail-tiles", (wp.shape[0], MR * LANES), np.float32)
@@ -223,6 +225,80 @@ def panel_width(n_len: int) -> int:
     return NR_WIDE if -n_len % NR_WIDE < -n_len % NR else NR
 
 
+# b's columns are read where they lie, nr of a row at a time: no packed copy, which cost
+# more than the product's own reads of b at batch 16, and which, packed by one core and
+# read by the other, costs the other core's copies of its lines at the next packing
+# (2.5x the time of a write to lines only the writer holds: 768 KB in 109 us against 44
+# on the 2-core EPYC). Only the last, partial panel is copied, by each thread that
+# computes it, into its own row of the scratch (zero past the last column), so no read
+# passes the end of b. With enough panels the threads split the columns, else the weight
+# panels. A single product over few columns (ResNet's 7x7 planes at batch 1: 7 panels),
+# where the packing is not repeated image after image, packs them once, together, as
+# panels that each core then reads whole: that was faster there (0.56 ms against 0.61
+# for 2048 -> 512 channels).
+COLUMN_SPLIT = 4  # panels per thread from which the threads split the columns
+
+
+def columns_split(m_len: int, n_len: int, threads: int) -> bool:
+    """Whether the threads split the columns (each reading every weight) of an (M, N)
+    product, else the weight panels (each reading every column): the columns where there
+    are enough of them and the weights are no more than the columns."""
+    return m_len <= n_len and -(-n_len // panel_width(n_len)) >= COLUMN_SPLIT * threads
+
+
+def packs_columns(m_len: int, n_len: int, threads: int, products: int) -> bool:
+    """Whether matmul_packed_channels packs b's columns, in a run of `products` products."""
+    return products == 1 and not columns_split(m_len, n_len, threads)
+
+
+def columns_scratch(m_len: int, k_len: int, n_len: int, threads: int, products: int = 1
+                    ) -> tuple[int, ...]:
+    """The scratch of matmul_packed_channels: the packed columns (N/nr, K, nr) where it
+    packs them, else each thread's copy of the last, partial panel (threads, K * nr)."""
+    nr = panel_width(n_len)
+    if packs_columns(m_len, n_len, threads, products):
+        return -(-n_len // nr), k_len, nr
+    return threads, k_len * nr
+
+
+@numba.njit(**JIT)
+def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
+    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b's columns read nr at a time
+    (nr = NR or NR_WIDE) in place, the threads splitting the columns or the weight panels
+    (see COLUMN_SPLIT). One weight panel after the other over the thread's columns: it
+    stays in the core's cache across them."""
+    mb_len, k_len = ap.shape[0], ap.shape[1]
+    n_len = c.shape[1]
+    nb_len, full = (n_len + nr - 1) // nr, n_len // nr
+    ldb = b.strides[0] // 4
+    for t in prange(threads):
+        tail = tails[t]
+        tile = np.empty(LANES * NR_WIDE, np.float32)
+        if by_columns:
+            nb0, nb1, mb0, mb1 = t * nb_len // threads, (t + 1) * nb_len // threads, 0, mb_len
+        else:
+            nb0, nb1, mb0, mb1 = 0, nb_len, t * mb_len // threads, (t + 1) * mb_len // threads
+        if nb1 > full and mb1 > mb0:  # this thread computes the partial panel
+            for k in range(k_len):
+                for j in range(nr):
+                    n = full * nr + j
+                    tail[k * nr + j] = b[k, n] if n < n_len else 0
+        for mb in range(mb0, mb1):
+            a_at = ap.ctypes.data + mb * k_len * LANES * 4
+            rows = min(LANES, m_len - mb * LANES)
+            for nb in range(nb0, nb1):
+                b_at, step = b.ctypes.data + nb * nr * 4, ldb
+                if nb == full:
+                    b_at, step = tail.ctypes.data, nr
+                if nr == NR_WIDE:
+                    tile_channels_wide(a_at, b_at, step, tile.ctypes.data, k_len)
+                else:
+                    tile_channels(a_at, b_at, step, tile.ctypes.data, k_len)
+                for j in range(min(nr, n_len - nb * nr)):
+                    for l in range(rows):
+                        c[mb * LANES + l, nb * nr + j] = tile[uint64(j * LANES + l)]
+
+
 @numba.njit(**JIT)
 def _gemm_channels(ap, bp, c, m_len):
     """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/nr, K, nr) panels (nr =
@@ -259,13 +335,21 @@ def pack_columns(b, dst):
                 dst[p, k, j] = b[k, n] if n < n_len else 0
 
 
-def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
-    """c = W @ b for float32 W packed by `packed(.., width=LANES)`; b packed here."""
+def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
+                           products: int = 1) -> None:
+    """c = W @ b for float32 W packed by `packed(.., width=LANES)` (b and c 2-d with
+    contiguous rows); `products`: how many such products run one after the other (a
+    batch's images), which decides whether b's columns are packed (packs_columns)."""
     k_len, n_len = b.shape
-    nr = panel_width(n_len)
-    bp = workspace("packed-columns", (-(-n_len // nr), k_len, nr), np.float32)
-    launch(pack_columns, b, bp)
-    launch(_gemm_channels, ap, bp, c, m_len)
+    threads = numba.get_num_threads()
+    shape = columns_scratch(m_len, k_len, n_len, threads, products)
+    scratch = workspace("packed-columns", shape, np.float32)
+    if packs_columns(m_len, n_len, threads, products):
+        launch(pack_columns, b, scratch)
+        launch(_gemm_channels, ap, scratch, c, m_len)
+    else:
+        launch(_gemm_columns, ap, b, c, m_len, panel_width(n_len), scratch, threads,
+               columns_split(m_len, n_len, threads))
 
 
 def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
@@ -275,9 +359,9 @@ def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
 
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
               width: int, product: Any, wp: np.ndarray | None) -> None:
-    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of the
-    weights packed `width` rows a panel (`wp`, or packed here) with the image itself (a 1x1
-    stride-1 conv) or its im2col columns."""
+    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c, images)`
+    of the weights packed `width` rows a panel (`wp`, or packed here) with the image itself
+    (a 1x1 stride-1 conv) or its im2col columns."""
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     oh, ow = out.shape[2:]
@@ -285,14 +369,14 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     out3 = out.reshape(n_len, o_len, oh * ow)
     if is_pointwise(w.shape, attrs):
         for n in range(n_len):
-            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
+            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n], n_len)
         return
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     col = workspace("col", (k, oh * ow), x.dtype)
     for n in range(n_len):
         launch(conv_gemm._im2col, x, n, 1, 0, col, w.shape[2], w.shape[3], sh, sw, pads[0],
                pads[2], dh, dw, oh, ow)
-        product(wp, o_len, col, out3[n])
+        product(wp, o_len, col, out3[n], n_len)
 
 
 def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -308,8 +392,9 @@ def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         scratch["packed-tail"] = ((k, LANES), f32)
         scratch["packed-tail-tiles"] = ((-(-w_shape[0] // MR), MR * LANES), f32)
     else:
-        nr = panel_width(p)
-        scratch["packed-columns"] = ((-(-p // nr), k, nr), f32)
+        scratch["packed-columns"] = (columns_scratch(w_shape[0], k, p,
+                                                              numba.get_num_threads(),
+                                                              x_shape[0]), f32)
     return scratch
 
 
