@@ -117,6 +117,10 @@ def test_bench_prints_table_and_writes_json_and_png(tmp_path, capsys):
     data = json.loads(js.read_text())
     assert data["sgemm_roof"]["gflops"] > 0
     assert data["machine"]["cpu"]
+    assert out.count("Cross-core transfers") == 3   # before the runs, twice after them
+    for when in ("before", "after"):  # the host's phase, measured (None on one thread)
+        probe = data["cross_core"][when]
+        assert probe is None or probe["own_us"] > 0 and probe["ratio"] > 0
     assert [r["batch"] for r in data["results"]] == [1, 2]
     for r in data["results"]:
         assert set(r["systems"]) == {"graphcnn", "numpy", "torch"}
@@ -295,3 +299,39 @@ def test_one_executable_for_any_batch_counts_the_flops_of_each_batch(tmp_path):
         assert r["flops"] == r["batch"] * sum(LENET_LAYERS)
         assert r["flops_by_op"]["conv2d"] == r["batch"] * sum(LENET_LAYERS[:3])
         assert r["checks"]["numpy"]["relative"] < 1e-4
+
+
+def test_cross_core_probe_measures_both_writes_and_names_the_phase():
+    from graphcnn.bench.cross_core import SLOW_PHASE_RATIO, cross_core_cost, phase_line
+    probe = cross_core_cost(kb=64, repeats=4)
+    if probe is None:   # one thread: nothing crosses
+        assert "one thread" in phase_line(None, "before")
+        return
+    assert probe["kb"] == 64 and probe["own_us"] > 0 and probe["other_us"] > 0
+    assert probe["ratio"] == pytest.approx(probe["other_us"] / probe["own_us"])
+    slow = dict(probe, ratio=SLOW_PHASE_RATIO + 1)
+    fast = dict(probe, ratio=SLOW_PHASE_RATIO - 1)
+    assert "slow phase" in phase_line(slow, "x") and "fast phase" in phase_line(fast, "x")
+    import numba
+    threads = numba.get_num_threads()
+    gc.set_num_threads(1)
+    try:
+        assert cross_core_cost(kb=64, repeats=2) is None
+    finally:
+        gc.set_num_threads(threads)
+
+
+def test_cross_core_script_logs_the_model_beside_the_probe(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "cross_core.py"
+    spec = importlib.util.spec_from_file_location("cross_core_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    js = tmp_path / "cc.json"
+    assert script.main(["--model", "lenet5", "--seconds", "0.3", "--calls", "2",
+                        "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5 b1" in out and "cross-core write" in out and "phase: " in out
+    turns = json.loads(js.read_text())["turns"]
+    assert turns and all(t["model_ms"] > 0 for t in turns)

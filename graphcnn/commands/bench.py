@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     --png FILE or --markdown FILE also the results as JSON, a bar chart, Markdown tables."""
     import graphcnn as gc
     from graphcnn.bench import common
+    from graphcnn.bench.cross_core import cross_core_cost, phase_line
 
     for flag, path in (("--json", args.json), ("--png", args.png),
                        ("--markdown", args.markdown), ("--record", args.record)):
@@ -120,14 +121,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"SGEMM roof: numpy float32 {args.roof_size}x{args.roof_size} matmul "
               f"{roof:.1f} GFLOP/s (median; best {roof_info['best_gflops']:.1f})")
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    # The host's phase (bench/cross_core.py), before and after: it can change mid-run.
+    before = cross_core_cost()
+    print(phase_line(before, "before the runs"))
     out: dict[str, Any] = {"argv": sys.argv[1:], "options": options, "machine": info,
-                           "sgemm_roof": roof_info}
+                           "sgemm_roof": roof_info, "cross_core": {"before": before}}
     start = time.perf_counter()
     if is_conv:
         text, md = _conv(args, roof, out)
     else:
         text, md = _model(args, roof, out)
     out["total_seconds"] = time.perf_counter() - start
+    after = out["cross_core"]["after"] = cross_core_cost()
+    phases = [phase_line(before, "before the runs"), phase_line(after, "after them")]
+    text, md = "\n".join([text, ""] + phases), "\n".join([md, ""] + [f"- {p}" for p in phases])
+    args.phases = phases
     print()
     print(text)
     if args.json:
@@ -255,7 +263,8 @@ def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float
             f"{common.machine_line(info)}; {timing}.",
             "", report.model_table(rows, roof, markdown=True)]
             + (["", "Spread of the processes' medians ((max - min) / median): "
-                + ", ".join(spreads) + "."] if spreads else []))
+                + ", ".join(spreads) + "."] if spreads else [])
+            + [""] + [f"- {p}" for p in getattr(args, "phases", [])])
         record_section(args.record, f"{Path(model).name} {mode}", body)
 
 
