@@ -41,9 +41,9 @@ def test_matmul_packed_equals_numpy(m, k, n, extra, channels, seed):
 @pytest.mark.parametrize("n", [12, 49, 200, 203])
 def test_channels_product_splits_columns_or_weight_panels(n):
     """The channels-in-lanes product reads b in place, the threads splitting its columns
-    (a partial last panel copied: 203 = 29 panels of 7), or packs few columns and splits
-    the weight panels (12, 49): both equal to numpy's product, b's last row's neighbours
-    never read (b is the end of its buffer)."""
+    (a partial last panel copied: 203 = 29 panels of 7) or, with few columns (12, 49),
+    the weight panels: both equal to numpy's product, nothing read past b's end (b is the
+    end of its buffer)."""
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
     rng = np.random.default_rng(n)
     w, b = rand(rng, (40, 70)), rand(rng, (70, n))

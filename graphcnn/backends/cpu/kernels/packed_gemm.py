@@ -163,7 +163,7 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
 
 
 def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
-    """w2 (M, K) as panels of `width` rows (MR for _gemm, LANES for _gemm_channels). The cpu
+    """w2 (M, K) as panels of `width` rows (MR for _gemm, LANES for _gemm_columns). The cpu
     strategy packs a frozen weight once, when its node's implementation is built; a live
     one is packed at every call."""
     wp = np.empty((-(-w2.shape[0] // width), w2.shape[1], width), np.float32)
@@ -171,10 +171,8 @@ def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
     return wp
 
 
-def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
-                  products: int = 1) -> None:
-    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows
-    (`products`: as matmul_packed_channels's, unused here)."""
+def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
+    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
     blocks_out = workspace("packed-tail-tiles", (wp.shape[0], MR * LANES), np.float32)
@@ -225,17 +223,16 @@ def panel_width(n_len: int) -> int:
     return NR_WIDE if -n_len % NR_WIDE < -n_len % NR else NR
 
 
-# b's columns are read where they lie, nr of a row at a time: no packed copy, which cost
-# more than the product's own reads of b at batch 16, and which, packed by one core and
-# read by the other, costs the other core's copies of its lines at the next packing
-# (2.5x the time of a write to lines only the writer holds: 768 KB in 109 us against 44
-# on the 2-core EPYC). Only the last, partial panel is copied, by each thread that
-# computes it, into its own row of the scratch (zero past the last column), so no read
-# passes the end of b. With enough panels the threads split the columns, else the weight
-# panels. A single product over few columns (ResNet's 7x7 planes at batch 1: 7 panels),
-# where the packing is not repeated image after image, packs them once, together, as
-# panels that each core then reads whole: that was faster there (0.56 ms against 0.61
-# for 2048 -> 512 channels).
+# b's columns are read where they lie, nr of a row at a time: no packed copy. A copy cost
+# more than the product's own reads of b, and one packed by one core and read by the
+# other costs, at the next packing, the other core's copies of its lines (a write over
+# lines the other core read takes 1.8x to 10x the time of one over the writer's own,
+# depending on where the host puts the two cores: bench/cross_core.py). Reading in place,
+# ResNet-50's 2048 -> 512 channels at 7x7 took 0.46-0.55 ms against 0.50-0.80 packed,
+# 992 -> 128 0.06-0.08 against 0.08-0.19 (benchmarks/RESULTS.md). Only the last, partial
+# panel is copied, by each thread that computes it, into its own row of the scratch (zero
+# past the last column), so no read passes the end of b. With enough panels the threads
+# split the columns, else the weight panels.
 COLUMN_SPLIT = 4  # panels per thread from which the threads split the columns
 
 
@@ -246,19 +243,10 @@ def columns_split(m_len: int, n_len: int, threads: int) -> bool:
     return m_len <= n_len and -(-n_len // panel_width(n_len)) >= COLUMN_SPLIT * threads
 
 
-def packs_columns(m_len: int, n_len: int, threads: int, products: int) -> bool:
-    """Whether matmul_packed_channels packs b's columns, in a run of `products` products."""
-    return products == 1 and not columns_split(m_len, n_len, threads)
-
-
-def columns_scratch(m_len: int, k_len: int, n_len: int, threads: int, products: int = 1
-                    ) -> tuple[int, ...]:
-    """The scratch of matmul_packed_channels: the packed columns (N/nr, K, nr) where it
-    packs them, else each thread's copy of the last, partial panel (threads, K * nr)."""
-    nr = panel_width(n_len)
-    if packs_columns(m_len, n_len, threads, products):
-        return -(-n_len // nr), k_len, nr
-    return threads, k_len * nr
+def columns_scratch(k_len: int, n_len: int, threads: int) -> tuple[int, int]:
+    """The scratch of matmul_packed_channels: each thread's copy of the last, partial
+    panel, (threads, K * nr)."""
+    return threads, k_len * panel_width(n_len)
 
 
 @numba.njit(**JIT)
@@ -299,57 +287,14 @@ def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
                         c[mb * LANES + l, nb * nr + j] = tile[uint64(j * LANES + l)]
 
 
-@numba.njit(**JIT)
-def _gemm_channels(ap, bp, c, m_len):
-    """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b as (N/nr, K, nr) panels (nr =
-    NR or NR_WIDE). One task per panel of W, which stays in the core's cache across the
-    column panels."""
-    mb_len, k_len = ap.shape[0], ap.shape[1]
-    nb_len, nr, n_len = bp.shape[0], bp.shape[2], c.shape[1]
-    for mb in prange(mb_len):
-        tile = np.empty(LANES * NR_WIDE, np.float32)
-        rows = min(LANES, m_len - mb * LANES)
-        for nb in range(nb_len):
-            a_at = ap.ctypes.data + mb * k_len * LANES * 4
-            b_at = bp.ctypes.data + nb * k_len * nr * 4
-            if nr == NR_WIDE:
-                tile_channels_wide(a_at, b_at, NR_WIDE, tile.ctypes.data, k_len)
-            else:
-                tile_channels(a_at, b_at, NR, tile.ctypes.data, k_len)
-            for j in range(min(nr, n_len - nb * nr)):
-                for l in range(rows):
-                    c[mb * LANES + l, nb * nr + j] = tile[uint64(j * LANES + l)]
-
-
-@numba.njit(**JIT)
-def pack_columns(b, dst):
-    """dst[p, k, j] = b[k, p * nr + j] (zero past b's last column), nr = dst.shape[2]: b's
-    columns as panels of nr. One task per row of b, read once along its length
-    (pack_panels on b.T would read nr strided values per row in each task)."""
-    k_len, n_len = b.shape
-    nr = dst.shape[2]
-    for k in prange(k_len):
-        for p in range(dst.shape[0]):
-            for j in range(nr):
-                n = p * nr + j
-                dst[p, k, j] = b[k, n] if n < n_len else 0
-
-
-def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
-                           products: int = 1) -> None:
+def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)` (b and c 2-d with
-    contiguous rows); `products`: how many such products run one after the other (a
-    batch's images), which decides whether b's columns are packed (packs_columns)."""
+    contiguous rows)."""
     k_len, n_len = b.shape
     threads = numba.get_num_threads()
-    shape = columns_scratch(m_len, k_len, n_len, threads, products)
-    scratch = workspace("packed-columns", shape, np.float32)
-    if packs_columns(m_len, n_len, threads, products):
-        launch(pack_columns, b, scratch)
-        launch(_gemm_channels, ap, scratch, c, m_len)
-    else:
-        launch(_gemm_columns, ap, b, c, m_len, panel_width(n_len), scratch, threads,
-               columns_split(m_len, n_len, threads))
+    tails = workspace("packed-columns", columns_scratch(k_len, n_len, threads), np.float32)
+    launch(_gemm_columns, ap, b, c, m_len, panel_width(n_len), tails, threads,
+           columns_split(m_len, n_len, threads))
 
 
 def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
@@ -359,8 +304,8 @@ def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
 
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
               width: int, product: Any, wp: np.ndarray | None) -> None:
-    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c, images)`
-    of the weights packed `width` rows a panel (`wp`, or packed here) with the image itself
+    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of
+    the weights packed `width` rows a panel (`wp`, or packed here) with the image itself
     (a 1x1 stride-1 conv) or its im2col columns."""
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
@@ -369,14 +314,14 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     out3 = out.reshape(n_len, o_len, oh * ow)
     if is_pointwise(w.shape, attrs):
         for n in range(n_len):
-            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n], n_len)
+            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
         return
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     col = workspace("col", (k, oh * ow), x.dtype)
     for n in range(n_len):
         launch(conv_gemm._im2col, x, n, 1, 0, col, w.shape[2], w.shape[3], sh, sw, pads[0],
                pads[2], dh, dw, oh, ow)
-        product(wp, o_len, col, out3[n], n_len)
+        product(wp, o_len, col, out3[n])
 
 
 def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -392,9 +337,7 @@ def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
         scratch["packed-tail"] = ((k, LANES), f32)
         scratch["packed-tail-tiles"] = ((-(-w_shape[0] // MR), MR * LANES), f32)
     else:
-        scratch["packed-columns"] = (columns_scratch(w_shape[0], k, p,
-                                                              numba.get_num_threads(),
-                                                              x_shape[0]), f32)
+        scratch["packed-columns"] = (columns_scratch(k, p, numba.get_num_threads()), f32)
     return scratch
 
 
