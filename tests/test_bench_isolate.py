@@ -47,14 +47,19 @@ def test_processes_time_each_system_in_fresh_processes_of_its_own(tmp_path, caps
         timing = result["systems"][system]
         assert len(timing["process_medians_ms"]) == 2 and len(timing["times_ms"]) == 4
         assert timing["spread"] >= 0
+        # the host's phase after each process's timing (None with one thread)
+        assert len(timing["cross_core_ratios"]) == 2
+        assert all(r is None or r > 0 for r in timing["cross_core_ratios"])
         assert sorted(timing["process_medians_ms"])[0] <= timing["median_ms"]
         pids += timing["pids"]
     assert len(set(pids)) == 4 and os.getpid() not in pids   # four fresh processes
     assert "in 2 fresh process(es)" in result["timing"]
-    assert "spread over processes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "spread over processes" in out and "cross-core " in out
     record = tmp_path / "r.md"
     assert bench("lenet5", "--against", "", "--processes", "2", "--record", str(record)) == 0
     assert "Spread of the processes' medians" in sections(record)["lenet5 infer"]
+    assert "(cross-core " in sections(record)["lenet5 infer"]
 
 
 def test_isolate_is_one_fresh_process_per_system(tmp_path):

@@ -27,11 +27,13 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
                   ) -> dict[str, dict[str, Any]]:
     """Per system: median_ms (the median of its processes' medians), min_ms,
     process_medians_ms, spread (max - min of those, over their median), times_ms (the
-    calls of every process) and pids (the processes')."""
+    calls of every process), pids (the processes') and cross_core_ratios (the host's
+    phase after each process's timing: bench/cross_core.py)."""
     medians: dict[str, list[float]] = {s: [] for s in systems}
     mins: dict[str, list[float]] = {s: [] for s in systems}
     calls: dict[str, list[float]] = {s: [] for s in systems}
     pids: dict[str, list[int]] = {s: [] for s in systems}
+    phases: dict[str, list[float | None]] = {s: [] for s in systems}
     for _ in range(max(1, processes)):
         for system in systems:
             timing = run_worker(dict(spec, system=system))
@@ -39,6 +41,7 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
             mins[system].append(timing["min_ms"])
             calls[system] += timing["times_ms"]
             pids[system].append(timing["pid"])
+            phases[system].append(timing.get("cross_core_ratio"))
     out = {}
     for system in systems:
         values = medians[system]
@@ -46,7 +49,8 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
         out[system] = {"median_ms": middle, "min_ms": min(mins[system]),
                        "process_medians_ms": [round(v, 4) for v in values],
                        "spread": (max(values) - min(values)) / middle if middle else 0.0,
-                       "times_ms": calls[system], "pids": pids[system]}
+                       "times_ms": calls[system], "pids": pids[system],
+                       "cross_core_ratios": phases[system]}
     return out
 
 
@@ -71,3 +75,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"timing {spec['system']} in its own process failed: {tail}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def phases_text(ratios: list[float | None]) -> str:
+    """The processes' cross-core probes, as '1.8x, 6.3x' ('-' where one thread)."""
+    return ", ".join("-" if r is None else f"{r:.1f}x" for r in ratios)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.bench.common import gflops, measure, measure_interleaved, threads
+from graphcnn.bench.cross_core import cross_core_cost
 from graphcnn.bench.flops import flops_by_op, graph_flops
 from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
@@ -312,7 +313,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                                                      peers.get("torch"))
             log(f"  {gradient_text(result['gradient_check'])}")
         if processes:
-            from graphcnn.bench.isolate import time_isolated
+            from graphcnn.bench.isolate import phases_text, time_isolated
             log(f"  timing {', '.join(order)}: {repeats} calls each, in {processes} fresh "
                 f"process(es) per system ...")
             spec = {"model": name, "model_kwargs": model_kwargs, "batch": batch,
@@ -332,7 +333,8 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
             timing = timings[key]
             timing["gflops"] = gflops(flops, timing["median_ms"])
             result["systems"][key] = timing
-            spread = (f" (spread over processes {100 * timing['spread']:.0f}%)"
+            spread = (f" (spread over processes {100 * timing['spread']:.0f}%; "
+                      f"cross-core {phases_text(timing['cross_core_ratios'])})"
                       if "spread" in timing else "")
             log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}{spread}"
                 + (f"   check: {check_text(result['checks'][key])}"
@@ -390,4 +392,8 @@ def isolated_worker() -> None:
             run = onnxruntime_system(model, x, training, spec["threads"], workdir,
                                      spec["model"]).run
         timing = measure(run, spec["repeats"], spec["warmup"])
-    print(json.dumps(dict(timing, pid=os.getpid())))
+    # the host's phase right after the timing (bench/cross_core.py): which one this
+    # process's median comes from
+    probe = cross_core_cost(repeats=10)
+    print(json.dumps(dict(timing, pid=os.getpid(),
+                          cross_core_ratio=probe["ratio"] if probe else None)))
