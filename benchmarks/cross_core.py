@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import graphcnn as gc  # noqa: E402
 from graphcnn.bench.common import machine, machine_line, write_json  # noqa: E402
-from graphcnn.bench.cross_core import SLOW_PHASE_RATIO, cross_core_cost  # noqa: E402
+from graphcnn.bench.cross_core import cross_core_cost, phase_name  # noqa: E402
 from graphcnn.bench.model_bench import make_data, make_model  # noqa: E402
 
 
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{turn['model_ms']:7.2f} ms   cross-core write {ratio}", flush=True)
     by_phase: dict[str, list[float]] = {}
     for turn in turns:
-        probe = turn["probe"]
-        phase = "slow" if probe and probe["ratio"] > SLOW_PHASE_RATIO else "fast"
-        by_phase.setdefault(phase, []).append(turn["model_ms"])
+        by_phase.setdefault(phase_name(turn["probe"]), []).append(turn["model_ms"])
     for phase, values in sorted(by_phase.items()):
         print(f"{phase} phase: {len(values)} turns, median {statistics.median(values):.2f} ms")
     write_json(args.json, {"argv": sys.argv[1:], "machine": machine(), "turns": turns})

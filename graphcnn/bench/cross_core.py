@@ -80,11 +80,21 @@ def cross_core_cost(kb: int = 768, repeats: int = 30) -> dict[str, Any] | None:
     return {"kb": kb, "own_us": own, "other_us": other, "ratio": other / own}
 
 
+def phase_name(probe: dict[str, Any] | None) -> str:
+    """'slow' or 'fast': the host's phase a probe says ('fast' with one thread)."""
+    return "slow" if probe is not None and probe["ratio"] > SLOW_PHASE_RATIO else "fast"
+
+
+def phases_text(ratios: list[float | None]) -> str:
+    """Several processes' probe ratios, as '1.8x, 6.3x' ('-' where one thread)."""
+    return ", ".join("-" if r is None else f"{r:.1f}x" for r in ratios)
+
+
 def phase_line(probe: dict[str, Any] | None, when: str) -> str:
     """One line for the bench's header: the probe's figures and the phase they say."""
     if probe is None:
         return f"Cross-core transfers ({when}): one thread, nothing crosses"
-    phase = "slow" if probe["ratio"] > SLOW_PHASE_RATIO else "fast"
+    phase = phase_name(probe)
     return (f"Cross-core transfers ({when}): writing {probe['kb']} KB over lines the other "
             f"core read takes {probe['ratio']:.1f}x a write over its own "
             f"({probe['other_us']:.0f} against {probe['own_us']:.0f} us): the host's "

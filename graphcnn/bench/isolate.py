@@ -75,8 +75,3 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"timing {spec['system']} in its own process failed: {tail}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
-
-
-def phases_text(ratios: list[float | None]) -> str:
-    """The processes' cross-core probes, as '1.8x, 6.3x' ('-' where one thread)."""
-    return ", ".join("-" if r is None else f"{r:.1f}x" for r in ratios)

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.bench.common import gflops, measure, measure_interleaved, threads
-from graphcnn.bench.cross_core import cross_core_cost
+from graphcnn.bench.cross_core import cross_core_cost, phases_text
 from graphcnn.bench.flops import flops_by_op, graph_flops
 from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
@@ -313,7 +313,7 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
                                                      peers.get("torch"))
             log(f"  {gradient_text(result['gradient_check'])}")
         if processes:
-            from graphcnn.bench.isolate import phases_text, time_isolated
+            from graphcnn.bench.isolate import time_isolated
             log(f"  timing {', '.join(order)}: {repeats} calls each, in {processes} fresh "
                 f"process(es) per system ...")
             spec = {"model": name, "model_kwargs": model_kwargs, "batch": batch,

@@ -248,7 +248,7 @@ def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float
             info: dict[str, Any]) -> None:
     """Each model's rows of this run as its section of the Markdown file `path`."""
     from graphcnn.bench import common, report
-    from graphcnn.bench.isolate import phases_text
+    from graphcnn.bench.cross_core import phases_text
     from graphcnn.bench.record import record_section
 
     by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
