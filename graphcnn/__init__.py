@@ -21,6 +21,11 @@ _os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(
 from graphcnn.backends.cpu.openblas import AVAILABLE as _ONE_THREAD_POOL  # noqa: E402
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
+# On AVX-512 CPUs the kernels use the registers' full width (vector_width.py says why); it
+# must be decided before Numba builds its first kernel.
+from graphcnn.backends.cpu.vector_width import widen_vectors as _widen_vectors  # noqa: E402
+
+_widen_vectors()
 
 import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn import nn  # noqa: E402

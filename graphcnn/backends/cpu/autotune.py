@@ -75,11 +75,13 @@ def _cpu_description() -> str:
 
 
 def machine_key() -> str:
-    """The CPU (name and a digest of its feature flags), the thread count and the BLAS
-    kernel set: a choice measured under one of these says nothing about another."""
+    """The CPU (name and a digest of its feature flags), the thread count, the BLAS kernel
+    set and the vector width the kernels are built for: a choice measured under one of
+    these says nothing about another."""
     from graphcnn.backends.cpu import blas
+    from graphcnn.backends.cpu.vector_width import vector_bits
     return (f"{_cpu_description()} | threads={numba.get_num_threads()} | "
-            f"blas={blas.core_name()}")
+            f"blas={blas.core_name()} | vectors={vector_bits()}")
 
 
 def _read_file(path: str) -> dict:
