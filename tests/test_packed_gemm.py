@@ -53,6 +53,36 @@ def test_channels_product_splits_columns_or_weight_panels(n):
     np.testing.assert_allclose(c, w.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("m", [16, 64, 80, 100])
+@pytest.mark.parametrize("n", [49, 150, 203])
+def test_wide_tiles_every_grouping(m, n):
+    """The tiles of several vectors: weight panels taken three, two and one at a time (m =
+    80: 3 + 2 panels; 64: 2 + 2; 100: 7 panels), pixel blocks of 64 with one of 16 to 48
+    whole pixels left and a tail (150 = 2 x 64 + 16 + 6; 203 = 3 x 64 + 11): both
+    microkernels equal numpy's product."""
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    rng = np.random.default_rng(m * n)
+    w, b = rand(rng, (m, 37)), rand(rng, (37, n))
+    want = w.astype(np.float64) @ b
+    for width, product in ((pg.LANES, pg.matmul_packed_channels), (pg.MR, pg.matmul_packed)):
+        c = np.full((m, n), np.nan, np.float32)
+        product(pg.packed(w, width), m, b, c)
+        np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-4)
+
+
+def test_panel_groups_never_leave_a_lone_panel_after_three():
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    groups = {}
+    for count in range(1, 12):
+        left, taken = count, []
+        while left:
+            taken.append(pg.panel_group(left))
+            left -= taken[-1]
+        groups[count] = taken
+    assert groups[4] == [2, 2] and groups[7] == [3, 2, 2] and groups[5] == [3, 2]
+    assert all(1 not in g for c, g in groups.items() if c > 1)
+
+
 def test_weights_are_packed_in_panels_zero_past_the_last_row():
     from graphcnn.backends.cpu.kernels import packed_gemm
     w = rand(np.random.default_rng(0), (7, 5))

@@ -91,26 +91,57 @@ def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.
     builder.store(value, builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
 
 
-@intrinsic
-def _tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
-    """c[r * ldc + q] = sum_k w[k * MR + r] * b[k * ldb + q] for q < 16 and r < rows, with
-    w the (K, MR) panel of packed weights; k_len >= 1."""
-    sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64,
-                     types.int64, types.int64)
+def _tile_of(vectors: int) -> Any:
+    @intrinsic
+    def tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
+        """c[r * ldc + q] = sum_k w[k * MR + r] * b[k * ldb + q] for q < 16 * vectors and
+        r < rows, with w the (K, MR) panel of packed weights; k_len >= 1."""
+        sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64,
+                         types.int64, types.int64)
 
-    def codegen(context, builder, signature, args):
-        w_int, b_int, ldb, c_int, ldc, k, rows = args
-        w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
-        sums = emit_fma_loop(
-            builder, k, lambda kk: load_vector(builder, b, builder.mul(kk, ldb)),
-            lambda kk, r: builder.load(builder.gep(
-                w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4), MR)
-        for r in range(MR):
-            with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
-                store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            w_int, b_int, ldb, c_int, ldc, k, rows = args
+            w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
+            sums = emit_fma_loop(
+                builder, k, lambda kk, v=0: load_vector(
+                    builder, b, builder.add(builder.mul(kk, ldb), _i64(v * LANES))),
+                lambda kk, r: builder.load(builder.gep(
+                    w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4),
+                MR, vectors)
+            for r in range(MR):
+                with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                    for v in range(vectors):
+                        store_vector(builder, sums[v * MR + r], c,
+                                     builder.add(builder.mul(_i64(r), ldc), _i64(v * LANES)))
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return tile
+
+
+# One vector of 16 pixels gives six independent chains of multiply-adds and seven loads per
+# six of them: the FMA units wait on the chains' latency and on the loads. Four vectors (64
+# pixels) give 24 chains and ten loads per 24: the multiply-adds set the pace (one core of a
+# Xeon 8592: 93 GFLOP/s with one vector, 124 with two, 140 with three, 152 with four).
+_tile = _tile_of(1)
+_tile_2 = _tile_of(2)
+_tile_3 = _tile_of(3)
+_tile_4 = _tile_of(4)
+WIDEST = 4   # vectors per tile
+
+
+@numba.njit(inline="always")
+def _tile_n(vectors, w_at, b_at, ldb, c_at, ldc, k_len, rows):
+    """_tile_of(vectors) for a run-time count, 1 to WIDEST."""
+    if vectors == 4:
+        _tile_4(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+    elif vectors == 3:
+        _tile_3(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+    elif vectors == 2:
+        _tile_2(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+    else:
+        _tile(w_at, b_at, ldb, c_at, ldc, k_len, rows)
 
 
 @numba.njit(**JIT)
@@ -132,15 +163,17 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
     contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy, each
     weight panel's tile into its row of `blocks_out` (M/6, 6 * 16) before the copy to c.
     Tasks go column block by column block, all the weight panels over one block of b
-    before the next: the block (K rows of 16 pixels) is read from memory once and stays
-    in the core's L1 while the panels pass (one panel after the other over every block
+    before the next: the block (K rows of up to 64 pixels) is read from memory once and stays
+    in the core's cache while the panels pass (one panel after the other over every block
     would read the columns M / 6 times)."""
     ob_len, k_len = wp.shape[0], wp.shape[1]
     n_len = b.shape[1]
     ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
     tile_values = blocks_out.reshape(blocks_out.size)
     full = n_len // LANES
-    blocks = full + (1 if n_len % LANES else 0)
+    # blocks of WIDEST vectors (64 pixels), one of the whole vectors left, then the tail
+    wide, rest = full // WIDEST, full % WIDEST
+    blocks = wide + (1 if rest else 0) + (1 if n_len % LANES else 0)
     if n_len % LANES:
         for k in range(k_len):
             for q in range(LANES):
@@ -150,9 +183,10 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
         nb, ob = task // ob_len, task % ob_len
         rows = min(MR, m_len - ob * MR)
         w_at = wp.ctypes.data + ob * k_len * MR * 4
-        if nb < full:
-            _tile(w_at, b.ctypes.data + nb * LANES * 4, ldb,
-                  c.ctypes.data + (ob * MR * ldc + nb * LANES) * 4, ldc, k_len, rows)
+        if nb < wide or (nb == wide and rest):
+            q0 = nb * WIDEST * LANES
+            _tile_n(WIDEST if nb < wide else rest, w_at, b.ctypes.data + q0 * 4, ldb,
+                    c.ctypes.data + (ob * MR * ldc + q0) * 4, ldc, k_len, rows)
         else:
             at = ob * MR * LANES  # this panel's tile in blocks_out (no view per task)
             _tile(w_at, tail.ctypes.data, LANES, blocks_out.ctypes.data + at * 4, LANES, k_len,
@@ -189,24 +223,27 @@ NR = 6
 NR_WIDE = 7
 
 
-def _tile_channels_of(nr: int) -> Any:
+def _tile_channels_of(nr: int, panels: int = 1) -> Any:
     @intrinsic
     def tile_channels(typingctx, a_addr, b_addr, ldb, t_addr, k_len):
-        """t[j * 16 + l] = sum_k a[k * 16 + l] * b[k * ldb + j] for j < nr: a panel of 16
-        packed weight rows by nr columns of b (a packed panel, ldb = nr, or nr neighbouring
-        columns of a row-major matrix, ldb its row length), into the scratch tile t;
-        k_len >= 1."""
+        """t[(j * panels + p) * 16 + l] = sum_k a[(p * K + k) * 16 + l] * b[k * ldb + j] for
+        j < nr: `panels` neighbouring panels of 16 packed weight rows by nr columns of b (a
+        packed panel, ldb = nr, or nr neighbouring columns of a row-major matrix, ldb its
+        row length), into the scratch tile t (column j: 16 * panels rows); k_len >= 1."""
         sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64)
 
         def codegen(context, builder, signature, args):
             a_int, b_int, ldb, t_int, k = args
             a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
+            panel = builder.mul(k, _i64(LANES))
             sums = emit_fma_loop(
-                builder, k, lambda kk: load_vector(builder, a, builder.mul(kk, _i64(LANES))),
+                builder, k, lambda kk, p=0: load_vector(builder, a, builder.add(
+                    builder.mul(kk, _i64(LANES)), builder.mul(panel, _i64(p)))),
                 lambda kk, j: builder.load(builder.gep(
-                    b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), nr)
+                    b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), nr, panels)
             for j in range(nr):
-                store_vector(builder, sums[j], t, _i64(LANES * j))
+                for p in range(panels):
+                    store_vector(builder, sums[p * nr + j], t, _i64(LANES * (j * panels + p)))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -216,6 +253,40 @@ def _tile_channels_of(nr: int) -> Any:
 
 tile_channels = _tile_channels_of(NR)
 tile_channels_wide = _tile_channels_of(NR_WIDE)
+# Two or three panels at once (32 or 48 output channels): up to 21 independent chains of
+# multiply-adds and ten loads per 21, where one panel's six or seven chains wait on the FMA
+# latency and the loads (one core of a Xeon 8592, 7 columns: 87 GFLOP/s with one panel,
+# 146 with two, 155 with three; four spill registers).
+_CHANNEL_TILES = tuple(_tile_channels_of(nr, panels) for nr in (NR, NR_WIDE)
+                       for panels in (1, 2, 3))
+_t6_1, _t6_2, _t6_3, _t7_1, _t7_2, _t7_3 = _CHANNEL_TILES
+
+
+@numba.njit(inline="always")
+def tile_channels_n(panels, nr, a_at, b_at, ldb, t_at, k_len):
+    """_tile_channels_of(nr, panels) for run-time nr (NR or NR_WIDE) and panels (1-3)."""
+    if nr == NR_WIDE:
+        if panels == 3:
+            _t7_3(a_at, b_at, ldb, t_at, k_len)
+        elif panels == 2:
+            _t7_2(a_at, b_at, ldb, t_at, k_len)
+        else:
+            _t7_1(a_at, b_at, ldb, t_at, k_len)
+    elif panels == 3:
+        _t6_3(a_at, b_at, ldb, t_at, k_len)
+    elif panels == 2:
+        _t6_2(a_at, b_at, ldb, t_at, k_len)
+    else:
+        _t6_1(a_at, b_at, ldb, t_at, k_len)
+
+
+@numba.njit(inline="always")
+def panel_group(left):
+    """How many of the `left` weight panels the next tile takes: three, but two and two
+    for the last four (a lone panel runs at half speed), two for the last two."""
+    if left >= 3 and left != 4:
+        return 3
+    return min(left, 2)
 
 
 def panel_width(n_len: int) -> int:
@@ -253,15 +324,15 @@ def columns_scratch(k_len: int, n_len: int, threads: int) -> tuple[int, int]:
 def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
     """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b's columns read nr at a time
     (nr = NR or NR_WIDE) in place, the threads splitting the columns or the weight panels
-    (see COLUMN_SPLIT). One weight panel after the other over the thread's columns: it
-    stays in the core's cache across them."""
+    (see COLUMN_SPLIT). Up to three weight panels at a time (panel_group) over the
+    thread's columns: they stay in the core's cache across them."""
     mb_len, k_len = ap.shape[0], ap.shape[1]
     n_len = c.shape[1]
     nb_len, full = (n_len + nr - 1) // nr, n_len // nr
     ldb = b.strides[0] // 4
     for t in prange(threads):
         tail = tails[t]
-        tile = np.empty(LANES * NR_WIDE, np.float32)
+        tile = np.empty(3 * LANES * NR_WIDE, np.float32)
         if by_columns:
             nb0, nb1, mb0, mb1 = t * nb_len // threads, (t + 1) * nb_len // threads, 0, mb_len
         else:
@@ -271,20 +342,21 @@ def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
                 for j in range(nr):
                     n = full * nr + j
                     tail[k * nr + j] = b[k, n] if n < n_len else 0
-        for mb in range(mb0, mb1):
+        mb = mb0
+        while mb < mb1:
+            panels = panel_group(mb1 - mb)
             a_at = ap.ctypes.data + mb * k_len * LANES * 4
-            rows = min(LANES, m_len - mb * LANES)
+            height = panels * LANES   # a tile column's rows
+            rows = min(height, m_len - mb * LANES)
             for nb in range(nb0, nb1):
                 b_at, step = b.ctypes.data + nb * nr * 4, ldb
                 if nb == full:
                     b_at, step = tail.ctypes.data, nr
-                if nr == NR_WIDE:
-                    tile_channels_wide(a_at, b_at, step, tile.ctypes.data, k_len)
-                else:
-                    tile_channels(a_at, b_at, step, tile.ctypes.data, k_len)
+                tile_channels_n(panels, nr, a_at, b_at, step, tile.ctypes.data, k_len)
                 for j in range(min(nr, n_len - nb * nr)):
                     for l in range(rows):
-                        c[mb * LANES + l, nb * nr + j] = tile[uint64(j * LANES + l)]
+                        c[mb * LANES + l, nb * nr + j] = tile[uint64(j * height + l)]
+            mb += panels
 
 
 def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:

@@ -249,22 +249,27 @@ def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
     """M[e] = U[e] @ V[e] for the block's tb tiles and output channels o0 <= o < o0 + o_rows
     (o0 a multiple of 16), with U packed as (16, O/16, C, 16) panels (weight_transform(w,
     packed=True)) and V read in place (vf[v0 + (e * C + c) * tb + t]): packed_gemm's
-    microkernel, 16 output channels by NR tiles a step, into mf[m0 + (e * o_rows + o - o0)
-    * tb + t]. The last step of a block reads up to NR - 1 values past its V (the slack
+    microkernel, 16 to 48 output channels by NR tiles a step, into
+    mf[m0 + (e * o_rows + o - o0) * tb + t]. The last step of a block reads up to NR - 1 values past its V (the slack
     _run leaves), for columns that are thrown away."""
     first = o0 // packed_gemm.LANES
     panels = (o_rows + packed_gemm.LANES - 1) // packed_gemm.LANES
     for e in range(16):
-        for p in range(panels):
-            rows = min(packed_gemm.LANES, o_rows - p * packed_gemm.LANES)
+        p = 0
+        while p < panels:   # up to three panels a tile (packed_gemm.panel_group)
+            group = packed_gemm.panel_group(panels - p)
+            height = group * packed_gemm.LANES
+            rows = min(height, o_rows - p * packed_gemm.LANES)
             a_at = up.ctypes.data + (e * up.shape[1] + first + p) * c_len * packed_gemm.LANES * 4
             for t0 in range(0, tb, packed_gemm.NR):
-                packed_gemm.tile_channels(a_at, v.ctypes.data + (v0 + e * c_len * tb + t0) * 4,
-                                          tb, tile.ctypes.data, c_len)
+                packed_gemm.tile_channels_n(
+                    group, packed_gemm.NR, a_at,
+                    v.ctypes.data + (v0 + e * c_len * tb + t0) * 4, tb, tile.ctypes.data, c_len)
                 for j in range(min(packed_gemm.NR, tb - t0)):
                     for l in range(rows):
                         mf[uint64(m0 + (e * o_rows + p * packed_gemm.LANES + l) * tb + t0
-                                  + j)] = tile[uint64(j * packed_gemm.LANES + l)]
+                                  + j)] = tile[uint64(j * height + l)]
+            p += group
 
 
 if blas.AVAILABLE:
@@ -349,7 +354,7 @@ def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype: Any
     return {"winograd-v": ((threads, 16 * c_len * cap + slack), dtype),
             "winograd-m": ((threads, 16 * o_step * cap), dtype),
             "winograd-rows": ((threads, 8 * (2 * tw + 2) + 4 * tw), dtype),
-            "winograd-tile": ((threads, packed_gemm.LANES * packed_gemm.NR),
+            "winograd-tile": ((threads, 3 * packed_gemm.LANES * packed_gemm.NR),
                               np.dtype(np.float32))}
 
 
