@@ -2,16 +2,16 @@
 over time: the evidence that the host's slow and fast phases are the cross-core cost.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/cross_core.py \
-        [--model densenet121] [--batch-size 1] [--seconds 90] [--calls 5]
+        [--model densenet121] [--batch-size 1] [--seconds 90] [--calls 5] [--quick]
 
 One process, one executable: in turns, the median of `--calls` calls of the model, then
 the probe of graphcnn/bench/cross_core.py (a 768 KB write over lines the other core read,
 against one over the writer's own), for `--seconds`. A line per turn, then each phase's
-median latency. On the 2-core EPYC of 2026-12-05 (commit bfc9c13) DenseNet-121 at batch
+median latency (--quick: LeNet-5 for 2 seconds, to check the script runs). On the 2-core EPYC of 2026-12-05 (commit bfc9c13) DenseNet-121 at batch
 1 ran at 34.7-35.6 ms while the probe said 1.8x (81 us against 44) for 82 s, and at
 49.1-50.0 ms from the second the probe said 6.4x (297 us).
 
-Writes benchmarks/results/cross_core.json (not RESULTS.md).
+Writes benchmarks/results/cross_core.json (not RESULTS.md); --quick, ./cross_core.json.
 """
 from __future__ import annotations
 
@@ -36,8 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--json", default=str(ROOT / "benchmarks/results/cross_core.json"))
+    parser.add_argument("--json", help="default: benchmarks/results/cross_core.json, or "
+                        "cross_core.json in the current folder with --quick")
+    parser.add_argument("--quick", action="store_true", help="lenet5 for 2 seconds")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.model, args.seconds = "lenet5", 2.0
+    if args.json is None:
+        args.json = "cross_core.json" if args.quick else str(
+            ROOT / "benchmarks/results/cross_core.json")
     print(f"machine: {machine_line(machine())}")
     model = make_model(args.model, {})
     x, _ = make_data(model, args.batch_size)
