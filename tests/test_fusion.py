@@ -201,6 +201,31 @@ def test_training_step_opt2_equals_opt0(build, shape, backend):
                                        err_msg=f"{backend} opt {level} {name}")
 
 
+@pytest.mark.parametrize("side_shape, once_per_row", [
+    ((4, 1, 1), True), ((4, 40, 1), True), ((1, 1, 40), False), ((4, 40, 40), False)])
+def test_a_side_constant_along_the_inner_loop_is_read_once_per_row(side_shape, once_per_row):
+    """A per-channel (or per-row) side is read before the generated inner loop, not per
+    element: its zero stride would keep LLVM from vectorizing the loop. The values are the
+    reference's, on planes wide enough to merge (40x40)."""
+    from graphcnn.backends.cpu import codegen
+    from graphcnn.backends.cpu.kernels import fused
+    out_shape = (2, 4, 40, 40)
+    view = fused._plane_view(out_shape, [side_shape])
+    assert fused._constant_along_rows(side_shape, out_shape, view) == once_per_row
+    attrs = {"anchor": "", "anchor_attrs": {}, "anchor_inputs": 0,
+             "steps": (("mul", {}, (0, 1)), ("relu", {}, (-1,)))}
+    lines = codegen.generate_source(attrs, "plane", [1] if once_per_row else []).splitlines()
+    inner = next(i for i, line in enumerate(lines) if "for x in" in line)
+    read = next(i for i, line in enumerate(lines) if line.strip().startswith("a1 = "))
+    assert (read < inner) == once_per_row
+    x = gc.Input((4, 40, 40), name="x")
+    side = gc.constant(RNG.normal(size=side_shape).astype(np.float32))
+    model = gc.Model(x, gc.relu(x * side))
+    xs = RNG.normal(size=(2, 4, 40, 40)).astype(np.float32)
+    got = gc.compile(model, batch_size=2)(xs)
+    np.testing.assert_array_equal(got, gc.compile(model, batch_size=2, backend="reference")(xs))
+
+
 @pytest.mark.parametrize("side_shape", [(4, 6, 6), (4, 1, 1), (4, 6, 1), (1, 1, 6), (6, 6)])
 def test_epilogue_sides_broadcast_into_the_flat_plane_view(side_shape):
     """The cpu epilogue runs over (N, C, 1, H*W) views: full sides, per-channel sides and

@@ -18,9 +18,6 @@ from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, launch
 from graphcnn.backends.lowering import side_refs
 from graphcnn.ops.registry import all_ops
 
-# Rows from this length keep their own loop when a side broadcasts (see _plane_view).
-LONG_ROW = 32
-
 NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),
            np.dtype(np.float64): np.zeros(1, np.float64)}
 
@@ -55,8 +52,9 @@ def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: 
                    *[ins[r].reshape(-1) for r in refs])
         return elementwise_flat
 
-    kernel = GeneratedKernel(attrs, default_nest(attrs["anchor"]))
     view = out_shape if attrs["anchor"] in ROW_ANCHORS else _plane_view(out_shape, side_shapes)
+    kernel = GeneratedKernel(attrs, default_nest(attrs["anchor"]), [
+        k for k, side in enumerate(side_shapes) if _constant_along_rows(side, out_shape, view)])
     if anchor is None:
         def elementwise(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
             out = outs[0]
@@ -92,20 +90,36 @@ def stored_epilogue_step(attrs: dict[str, Any], store: Callable[..., None], form
 def _plane_view(shape: tuple[int, ...], side_shapes: list[tuple[int, ...]]
                 ) -> tuple[int, int, int, int]:
     """The generated 4-d loop sees (N, C, 1, H*W): one long inner loop per plane, which LLVM
-    vectorizes, instead of H loops of W (ResNet's 7x7 planes: add+relu 2.6x faster). The
-    planes stay (N, C, H, W) where a side broadcasts along H or W alone (a view of it
-    merging the two would be a copy), and where a side broadcasts and the rows are long:
-    with a zero-stride side the merged loop does not vectorize either, and measured
-    slower from W = 56 (see benchmarks/RESULTS.md, 'Measurements moved from kernel
-    comments')."""
+    vectorizes, instead of H loops of W (ResNet's 7x7 planes: add+relu 2.6x faster). A
+    per-channel side is read once per plane (_constant_along_rows). The planes stay
+    (N, C, H, W) where a side broadcasts along H or W alone: a view of it merging the two
+    would be a copy."""
     n, c, h, w = as_4d(shape)
     if h == 1 or w == 1:
         return (n, c, 1, h * w)
     for side in side_shapes:
-        plane = as_4d((1,) * (len(shape) - len(side)) + tuple(side))[2:]
-        if plane != (h, w) and (plane != (1, 1) or w >= LONG_ROW):
+        if _side_plane(side, shape) not in ((h, w), (1, 1)):
             return (n, c, h, w)
     return (n, c, 1, h * w)
+
+
+def _side_plane(side: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The last two axes of a side broadcast to an output of `shape`, as as_4d sees it."""
+    return as_4d((1,) * (len(shape) - len(side)) + tuple(side))[2:]
+
+
+def _constant_along_rows(side: tuple[int, ...], shape: tuple[int, ...],
+                         view: tuple[int, ...]) -> bool:
+    """Whether the side, in the kernel's `view` of the output, keeps one value along the
+    inner loop (a zero stride there), so the generated kernel reads it once per row
+    (codegen.generate_source's row_constant)."""
+    if view[-1] <= 1:
+        return False
+    if len(view) == 2:   # the row nest of a linear/matmul output: (N, F)
+        return ((1,) * (len(shape) - len(side)) + tuple(side))[-1] == 1
+    plane = _side_plane(side, shape)
+    merged = view[2] == 1 and view[2:] != as_4d(shape)[2:]
+    return plane == (1, 1) if merged else plane[1] == 1
 
 
 def single_op_step(op: str, attrs: dict[str, Any], in_shapes: Sequence[tuple[int, ...]],
