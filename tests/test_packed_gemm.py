@@ -177,6 +177,20 @@ def test_implicit_gemm_kernel_equals_the_reference(case, seed):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
 
 
+@pytest.mark.parametrize("height", range(1, 10))
+def test_implicit_gemm_tiles_of_one_to_four_output_rows(height):
+    """Output heights 1 to 9 split into groups of one to four rows (9: 3, 3, 3; 5: 2, 3),
+    each with a whole block of 16 columns and a partial one, and a partial weight panel."""
+    from graphcnn.backends.cpu.kernels.implicit_gemm import conv2d_implicit_gemm
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    rng = np.random.default_rng(height)
+    x, w = rand(rng, (2, 5, height, 20)), rand(rng, (7, 5, 3, 3))
+    want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
+    out = np.full(want.shape, np.nan, np.float32)
+    conv2d_implicit_gemm(x, w, out, attrs)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
 def test_channel_panels_are_six_or_seven_pixels_wide_whichever_wastes_less():
     from graphcnn.backends.cpu.kernels.packed_gemm import NR, NR_WIDE, panel_width
     assert panel_width(49) == NR_WIDE == 7   # ResNet's 7x7 planes: seven whole panels

@@ -6,9 +6,10 @@ zero-padded and split into its stride phases (depthwise.fill_phases' layout: per
 [column phase][row phase][row][column], rows phase_len long), where tap k = (c, i, j) of
 output pixel (oy, ox) sits at offset[k] + oy * phase_len + ox, so 16 neighbouring outputs
 of one row read 16 neighbouring values for every tap, at any stride or dilation. The
-microkernel is packed_gemm's 6-output-channel x 16-pixel tile with b's row k found through
-that offset table instead of a row stride; the padded image (the stem's: 0.6 MB) stays in
-the core's cache while all the weight panels pass over each block of 16 pixels.
+microkernel is packed_gemm's tile of 6 output channels by 16 pixels of up to four output
+rows, with b's row k found through that offset table instead of a row stride (the next
+output row is phase_len further); the padded image (the stem's: 0.6 MB) stays in the
+core's cache while all the weight panels pass over each block.
 
 A block at the end of an output row reads past the row (values it throws away); the phase
 buffer has a vector of slack after it for the last one.
@@ -41,29 +42,61 @@ def _i64(value: int) -> ir.Constant:
     return ir.Constant(_I64, value)
 
 
-@intrinsic
-def _tile_gather(typingctx, w_addr, b_addr, off_addr, c_addr, ldc, k_len, rows):
-    """c[r * ldc + q] = sum_k w[k * MR + r] * b[off[k] + q] for q < 16 and r < rows, with
-    w the (K, MR) panel of packed weights and off the taps' offsets; k_len >= 1."""
-    sig = types.void(types.uintp, types.uintp, types.uintp, types.uintp, types.int64,
-                     types.int64, types.int64)
+def _tile_gather_of(vectors: int) -> Any:
+    @intrinsic
+    def tile_gather(typingctx, w_addr, b_addr, off_addr, row_step, c_addr, ldc, out_row,
+                    k_len, rows):
+        """c[r * ldc + v * out_row + q] = sum_k w[k * MR + r] * b[off[k] + v * row_step + q]
+        for q < 16, v < vectors (output rows) and r < rows, with w the (K, MR) panel of
+        packed weights and off the taps' offsets; k_len >= 1."""
+        sig = types.void(types.uintp, types.uintp, types.uintp, types.int64, types.uintp,
+                         types.int64, types.int64, types.int64, types.int64)
 
-    def codegen(context, builder, signature, args):
-        w_int, b_int, off_int, c_int, ldc, k, rows = args
-        w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
-        off = builder.inttoptr(off_int, _I64.as_pointer())
-        sums = emit_fma_loop(
-            builder, k,
-            lambda kk: load_vector(builder, b, builder.load(builder.gep(off, [kk]), align=8)),
-            lambda kk, r: builder.load(builder.gep(
-                w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]),
-                align=4), MR)
-        for r in range(MR):
-            with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
-                store_vector(builder, sums[r], c, builder.mul(_i64(r), ldc))
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            w_int, b_int, off_int, row_step, c_int, ldc, out_row, k, rows = args
+            w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
+            off = builder.inttoptr(off_int, _I64.as_pointer())
+            at: dict[int, ir.Value] = {}
 
-    return sig, codegen
+            def vector_at(kk: ir.Value, v: int = 0) -> ir.Value:
+                if v == 0:  # one offset load per k, shared by the rows
+                    at[0] = builder.load(builder.gep(off, [kk]), align=8)
+                return load_vector(builder, b, builder.add(at[0], builder.mul(row_step,
+                                                                              _i64(v))))
+            sums = emit_fma_loop(
+                builder, k, vector_at,
+                lambda kk, r: builder.load(builder.gep(
+                    w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4),
+                MR, vectors)
+            for r in range(MR):
+                with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                    for v in range(vectors):
+                        store_vector(builder, sums[v * MR + r], c, builder.add(
+                            builder.mul(_i64(r), ldc), builder.mul(out_row, _i64(v))))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile_gather
+
+
+# A tile is one to four output rows of 16 pixels: one row gives the FMA units six chains of
+# multiply-adds, which wait on their latency; four give 24 (as packed_gemm's pixel tiles).
+_tile_1, _tile_2, _tile_3, _tile_4 = (_tile_gather_of(v) for v in (1, 2, 3, 4))
+ROWS_PER_TILE = 4
+
+
+@numba.njit(inline="always")
+def _tile_gather(vectors, w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows):
+    """_tile_gather_of(vectors) for a run-time count, 1 to ROWS_PER_TILE."""
+    if vectors == 4:
+        _tile_4(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+    elif vectors == 3:
+        _tile_3(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+    elif vectors == 2:
+        _tile_2(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+    else:
+        _tile_1(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
 
 
 def phase_geometry(oh_len: int, ow_len: int, kh: int, kw: int, sh: int, sw: int, dh: int,
@@ -90,33 +123,40 @@ def _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane):
 
 
 @numba.njit(**TASK_JIT)
-def _block(block, per_row, phases, phase_len, wp, off, out, out_n, n, o_len, ow_len, ldc,
-           tile):
-    """All the weight panels over one block of 16 pixels of an output row."""
-    ob_len, k_len = wp.shape[0], wp.shape[1]
-    oy, ox = block // per_row, block % per_row * LANES
+def _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out, out_n, n,
+           o_len, oh_len, ow_len, ldc, tile):
+    """Weight panels ob0 to ob1 over one block: 16 pixels of one to four output rows (the
+    rows split into `groups` groups as evenly as they go)."""
+    k_len = wp.shape[1]
+    group, ox = block // per_row, block % per_row * LANES
+    oy = group * oh_len // groups
+    height = (group + 1) * oh_len // groups - oy
     b_at = phases.ctypes.data + (oy * phase_len + ox) * 4
     cols = min(LANES, ow_len - ox)
-    for ob in range(ob_len):
+    for ob in range(ob0, ob1):
         rows_here = min(MR, o_len - ob * MR)
         w_at = wp.ctypes.data + ob * k_len * MR * 4
         c_at = out_n + (ob * MR * ldc + oy * ow_len + ox) * 4
         if cols == LANES:
-            _tile_gather(w_at, b_at, off.ctypes.data, c_at, ldc, k_len, rows_here)
-        else:
-            _tile_gather(w_at, b_at, off.ctypes.data, tile.ctypes.data, LANES, k_len,
-                         rows_here)
+            _tile_gather(height, w_at, b_at, off.ctypes.data, phase_len, c_at, ldc, ow_len,
+                         k_len, rows_here)
+        else:  # into the scratch tile, (MR, height, 16), then the valid columns to out
+            _tile_gather(height, w_at, b_at, off.ctypes.data, phase_len, tile.ctypes.data,
+                         ROWS_PER_TILE * LANES, LANES, k_len, rows_here)
             for r in range(rows_here):
-                for q in range(cols):
-                    out[n, ob * MR + r, oy, ox + q] = tile[uint64(r * LANES + q)]
+                for v in range(height):
+                    for q in range(cols):
+                        out[n, ob * MR + r, oy + v, ox + q] = tile[
+                            uint64((r * ROWS_PER_TILE + v) * LANES + q)]
 
 
 @numba.njit(**JIT)
 def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs):
     """out = conv2d(x, W) for W packed by packed_gemm.packed, image by image: the image
-    split into phases (one task per channel), then the blocks of 16 pixels of the output
-    rows in `runs` runs (a few per thread, each with its scratch tile: none is allocated
-    per block), all the weight panels over each block."""
+    split into phases (one task per channel), then the blocks (16 pixels of up to four
+    output rows) in `runs` runs (a few per thread, each with its scratch tile: none is
+    allocated per block), all the weight panels over each block, or a share of them where
+    the blocks are fewer than the runs."""
     n_len, c_len, in_h, in_w = x.shape
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
     rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
@@ -124,18 +164,25 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
     xf = x.reshape(x.size)
     ldc = oh_len * ow_len
     per_row = (ow_len + LANES - 1) // LANES
+    groups = (oh_len + ROWS_PER_TILE - 1) // ROWS_PER_TILE
     for n in range(n_len):
         for c in prange(c_len):
             depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl, sh,
                                   sw, rows, phase_len, phases[c * plane:(c + 1) * plane])
         out_n = out.ctypes.data + n * o_len * ldc * 4
-        blocks = oh_len * per_row
+        blocks = groups * per_row
+        # a few runs per thread; where the blocks are fewer (7x7 or 14x14 planes), the
+        # weight panels are split too, so that no thread waits on another's extra block
+        shares = min(wp.shape[0], (runs + blocks - 1) // blocks)
         parts = min(blocks, runs)
-        for part in prange(parts):
-            tile = np.empty(MR * LANES, np.float32)
+        for task in prange(parts * shares):
+            part, share = task // shares, task % shares
+            ob0 = share * wp.shape[0] // shares
+            ob1 = (share + 1) * wp.shape[0] // shares
+            tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
             for block in range(part * blocks // parts, (part + 1) * blocks // parts):
-                _block(block, per_row, phases, phase_len, wp, off, out, out_n, n, o_len,
-                       ow_len, ldc, tile)
+                _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out,
+                       out_n, n, o_len, oh_len, ow_len, ldc, tile)
 
 
 def implicit_scratch(w_shape: tuple[int, ...], out_hw: tuple[int, int],
