@@ -335,3 +335,21 @@ def test_cross_core_script_logs_the_model_beside_the_probe(tmp_path, capsys):
     assert "lenet5 b1" in out and "cross-core write" in out and "phase: " in out
     turns = json.loads(js.read_text())["turns"]
     assert turns and all(t["model_ms"] > 0 for t in turns)
+
+
+def test_ab_checkouts_times_two_checkouts_in_turns(capsys):
+    """benchmarks/ab_checkouts.py: each checkout in its own fresh processes (here the same
+    one twice), a line per round and the medians; a folder that is no checkout is refused."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("ab_checkouts", root / "benchmarks" /
+                                                  "ab_checkouts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(root), str(root), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5 b1 round 1: old " in out and "medians over 1 rounds: old " in out
+    with pytest.raises(SystemExit):
+        script.main([str(root / "docs"), str(root), "--quick"])
+    assert "is not a graphcnn checkout" in capsys.readouterr().err
