@@ -353,3 +353,21 @@ def test_ab_checkouts_times_two_checkouts_in_turns(capsys):
     with pytest.raises(SystemExit):
         script.main([str(root / "docs"), str(root), "--quick"])
     assert "is not a graphcnn checkout" in capsys.readouterr().err
+
+
+def test_implicit_gemm_script_prints_each_layers_rate(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "implicit_gemm.py"
+    spec = importlib.util.spec_from_file_location("implicit_gemm_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    import numba
+    threads = numba.get_num_threads()
+    try:
+        assert script.main(["--quick"]) == 0
+    finally:
+        gc.set_num_threads(threads)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("3x3 8->8 @12") and "1 thread " in line
+    assert float(line.split()[-1]) > 0

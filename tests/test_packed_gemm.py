@@ -196,3 +196,24 @@ def test_channel_panels_are_six_or_seven_pixels_wide_whichever_wastes_less():
     assert panel_width(49) == NR_WIDE == 7   # ResNet's 7x7 planes: seven whole panels
     assert panel_width(48) == NR == 6        # a tie or a better fit keeps six
     assert panel_width(196) == NR_WIDE and panel_width(12) == NR and panel_width(1) == NR
+
+
+def test_the_kernels_buffers_start_on_a_cache_line():
+    """Packed and transformed weights, the nchw16c weights and bias, and the workspaces
+    start on a 64-byte line (numpy's own large arrays start 16 bytes into one): a 16-lane
+    load from them never spans two lines."""
+    from graphcnn.backends.cpu.aligned import aligned_empty, aligned_zeros
+    from graphcnn.backends.cpu.kernels import nchw16c, winograd
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    from graphcnn.backends.cpu.kernels.conv_gemm import workspace
+    rng = np.random.default_rng(0)
+    w = rand(rng, (40, 24, 3, 3))
+    arrays = [pg.packed(w.reshape(40, -1)), pg.packed(w.reshape(40, -1), pg.LANES),
+              winograd.weight_transform(w), winograd.weight_transform(w, packed=True),
+              nchw16c.depthwise_weights(rand(rng, (40, 1, 3, 3))),
+              nchw16c.padded_bias([w, w], 3, np.float32), workspace("col", (1000, 7), np.float32),
+              aligned_empty((3, 1001), np.float64), aligned_zeros(17, np.float32)]
+    for a in arrays:
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous
+    np.testing.assert_array_equal(arrays[1], pg.packed(w.reshape(40, -1), pg.LANES))
+    assert not aligned_zeros((2, 3), np.float32).any()

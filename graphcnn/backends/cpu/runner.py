@@ -12,12 +12,13 @@ import numba
 import numpy as np
 
 from graphcnn.backends.cpu import threads
+from graphcnn.backends.cpu.aligned import aligned_bytes
 from graphcnn.backends.cpu.blas import one_thread_pool
 from graphcnn.backends.cpu.kernels.conv_gemm import Workspace, begin_call, use_workspace
 from graphcnn.backends.cpu.registry import KernelFn, launch_mode, recording
 from graphcnn.backends.cpu.strategy import Implementation, implementation
 from graphcnn.ir.graph import Graph, Node, Value
-from graphcnn.runtime.memory_plan import ALIGN, MemoryPlan, plan_memory
+from graphcnn.runtime.memory_plan import MemoryPlan, plan_memory
 from graphcnn.runtime.runner import CallContext, Runner, Step
 
 
@@ -55,7 +56,7 @@ class CpuRunner(Runner):
         return sum(context.scratch.nbytes for context in self._contexts)
 
     def new_arena(self) -> np.ndarray:
-        return _aligned_bytes(self.plan.arena_bytes)
+        return aligned_bytes(self.plan.arena_bytes)
 
     def new_scratch(self) -> Workspace:
         return Workspace()   # empty: the first call grows it
@@ -128,10 +129,3 @@ class CpuRunner(Runner):
     def collect(self, buffers: dict[int, np.ndarray]) -> list[np.ndarray]:
         # Copies: the arena is overwritten by the next call that takes this context.
         return [np.array(buffers[v.id]) for v in self.graph.outputs]
-
-
-def _aligned_bytes(nbytes: int) -> np.ndarray:
-    """A byte array of at least `nbytes` whose start is ALIGN-aligned."""
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes]

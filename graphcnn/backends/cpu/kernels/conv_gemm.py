@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.aligned import aligned_bytes
 from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
@@ -268,7 +269,7 @@ def workspace(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         ws.top = slot[0] + nbytes
         if ws.raw.nbytes < ws.top:
             # The views handed out already keep the old bytes alive until they go.
-            ws.raw = np.empty(ws.top, np.uint8)
+            ws.raw = aligned_bytes(ws.top)   # the slots' offsets are from an aligned start
     return ws.raw[slot[0]:slot[0] + nbytes].view(dtype).reshape(shape)
 
 

@@ -19,6 +19,7 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from graphcnn.backends.cpu.aligned import aligned_empty, aligned_zeros
 from graphcnn.backends.cpu.kernels import nchw16c_conv
 from graphcnn.backends.cpu.kernels.nchw16c_conv import (
     ADD_SIDE,
@@ -218,7 +219,7 @@ def prepare(ins: Sequence[np.ndarray], blocks: int, dtype: Any, depthwise: bool 
 
 def _padded_to_blocks(a: np.ndarray, length: int) -> np.ndarray:
     """a (C, ...) with zeros past C up to `length` along its first axis."""
-    out = np.zeros((length,) + a.shape[1:], a.dtype)
+    out = aligned_zeros((length,) + a.shape[1:], a.dtype)
     out[:a.shape[0]] = a
     return out
 
@@ -227,13 +228,15 @@ def depthwise_weights(w: np.ndarray) -> np.ndarray:
     """w (C, 1, 3, 3) as (C/16, 9, 16): tap t of channel c at [c // 16, t, c % 16]."""
     cb_len = -(-w.shape[0] // BLOCK)
     taps = _padded_to_blocks(w.reshape(w.shape[0], 9), cb_len * BLOCK)
-    return np.ascontiguousarray(taps.reshape(cb_len, BLOCK, 9).transpose(0, 2, 1))
+    out = aligned_empty((cb_len, 9, BLOCK), taps.dtype)
+    out[...] = taps.reshape(cb_len, BLOCK, 9).transpose(0, 2, 1)
+    return out
 
 
 def padded_bias(ins: list[np.ndarray], blocks: int, dtype: np.dtype) -> np.ndarray:
     """The bias ins[2] (zeros if absent) zero-padded to `blocks` whole blocks."""
     if len(ins) < 3:
-        return np.zeros(blocks * BLOCK, dtype)
+        return aligned_zeros(blocks * BLOCK, dtype)
     return _padded_to_blocks(ins[2], blocks * BLOCK)
 
 

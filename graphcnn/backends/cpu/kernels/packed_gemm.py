@@ -27,6 +27,7 @@ from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from graphcnn.backends.cpu.aligned import aligned_empty
 from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, launch
@@ -200,7 +201,7 @@ def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
     """w2 (M, K) as panels of `width` rows (MR for _gemm, LANES for _gemm_columns). The cpu
     strategy packs a frozen weight once, when its node's implementation is built; a live
     one is packed at every call."""
-    wp = np.empty((-(-w2.shape[0] // width), w2.shape[1], width), np.float32)
+    wp = aligned_empty((-(-w2.shape[0] // width), w2.shape[1], width), np.float32)
     launch(pack_panels, w2, wp)
     return wp
 

@@ -33,6 +33,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu import blas
+from graphcnn.backends.cpu.aligned import aligned_empty
 from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
@@ -326,11 +327,11 @@ def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) ->
     and passes U to the conv; a live one (a parameter in training) is transformed at every
     call."""
     shape = (16, w.shape[1], w.shape[0]) if flip else (16, w.shape[0], w.shape[1])
-    u = np.empty(shape, w.dtype)
+    u = aligned_empty(shape, w.dtype)
     launch(transform_weights, w, u, flip)
     if packed:
         width = packed_gemm.LANES
-        panels = np.empty((16, -(-shape[1] // width), shape[2], width), np.float32)
+        panels = aligned_empty((16, -(-shape[1] // width), shape[2], width), np.float32)
         for e in range(16):
             launch(packed_gemm.pack_panels, u[e], panels[e])
         u = panels
