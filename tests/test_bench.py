@@ -371,3 +371,13 @@ def test_implicit_gemm_script_prints_each_layers_rate(capsys):
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("3x3 8->8 @12") and "1 thread " in line
     assert float(line.split()[-1]) > 0
+
+
+def test_steal_share_is_the_hosts_share_of_the_cores_time():
+    from graphcnn.bench.cross_core import cpu_ticks, steal_share, steals_text
+    assert steal_share((10, 1000), (30, 1100)) == 0.2
+    assert steal_share(None, (30, 1100)) is None and steal_share((5, 10), (5, 10)) is None
+    assert steals_text([0.2, None, 0.0]) == "20%, -, 0%"
+    ticks = cpu_ticks()
+    if ticks is not None:   # Linux: (steal, total) since boot
+        assert 0 <= ticks[0] <= ticks[1]

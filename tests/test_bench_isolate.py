@@ -50,12 +50,16 @@ def test_processes_time_each_system_in_fresh_processes_of_its_own(tmp_path, caps
         # the host's phase after each process's timing (None with one thread)
         assert len(timing["cross_core_ratios"]) == 2
         assert all(r is None or r > 0 for r in timing["cross_core_ratios"])
+        # the share of the cores' time the host took meanwhile (None: not known)
+        assert len(timing["steals"]) == 2
+        assert all(s is None or 0 <= s <= 1 for s in timing["steals"])
         assert sorted(timing["process_medians_ms"])[0] <= timing["median_ms"]
         pids += timing["pids"]
     assert len(set(pids)) == 4 and os.getpid() not in pids   # four fresh processes
     assert "in 2 fresh process(es)" in result["timing"]
     out = capsys.readouterr().out
     assert "spread over processes" in out and "cross-core " in out
+    assert "stolen by the host " in out
     record = tmp_path / "r.md"
     assert bench("lenet5", "--against", "", "--processes", "2", "--record", str(record)) == 0
     assert "Spread of the processes' medians" in sections(record)["lenet5 infer"]

@@ -99,3 +99,32 @@ def phase_line(probe: dict[str, Any] | None, when: str) -> str:
             f"core read takes {probe['ratio']:.1f}x a write over its own "
             f"({probe['other_us']:.0f} against {probe['own_us']:.0f} us): the host's "
             f"{phase} phase (see docs/bench.md)")
+
+
+# The other way a shared host takes speed away: time the hypervisor gave our virtual cores
+# to someone else ("steal", /proc/stat's eighth column of the cpu line, in ticks).
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) ticks of all cores since boot, or None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:]]
+    return ticks[7], sum(ticks[:8])
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None
+                ) -> float | None:
+    """The share of the cores' time between two cpu_ticks() the host stole (None: not
+    known, or no tick passed)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def steals_text(shares: list[float | None]) -> str:
+    """Several processes' steal shares, as '0%, 12%' ('-' where not known)."""
+    return ", ".join("-" if s is None else f"{100 * s:.0f}%" for s in shares)

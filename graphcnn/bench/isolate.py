@@ -27,13 +27,15 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
                   ) -> dict[str, dict[str, Any]]:
     """Per system: median_ms (the median of its processes' medians), min_ms,
     process_medians_ms, spread (max - min of those, over their median), times_ms (the
-    calls of every process), pids (the processes') and cross_core_ratios (the host's
-    phase after each process's timing: bench/cross_core.py)."""
+    calls of every process), pids (the processes'), cross_core_ratios (the host's
+    phase after each process's timing: bench/cross_core.py) and steals (the share of the
+    cores' time the host took during each process's timing, None where unknown)."""
     medians: dict[str, list[float]] = {s: [] for s in systems}
     mins: dict[str, list[float]] = {s: [] for s in systems}
     calls: dict[str, list[float]] = {s: [] for s in systems}
     pids: dict[str, list[int]] = {s: [] for s in systems}
     phases: dict[str, list[float | None]] = {s: [] for s in systems}
+    steals: dict[str, list[float | None]] = {s: [] for s in systems}
     for _ in range(max(1, processes)):
         for system in systems:
             timing = run_worker(dict(spec, system=system))
@@ -42,6 +44,7 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
             calls[system] += timing["times_ms"]
             pids[system].append(timing["pid"])
             phases[system].append(timing.get("cross_core_ratio"))
+            steals[system].append(timing.get("steal"))
     out = {}
     for system in systems:
         values = medians[system]
@@ -50,7 +53,7 @@ def time_isolated(spec: dict[str, Any], systems: list[str], processes: int
                        "process_medians_ms": [round(v, 4) for v in values],
                        "spread": (max(values) - min(values)) / middle if middle else 0.0,
                        "times_ms": calls[system], "pids": pids[system],
-                       "cross_core_ratios": phases[system]}
+                       "cross_core_ratios": phases[system], "steals": steals[system]}
     return out
 
 

@@ -34,7 +34,13 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.bench.common import gflops, measure, measure_interleaved, threads
-from graphcnn.bench.cross_core import cross_core_cost, phases_text
+from graphcnn.bench.cross_core import (
+    cpu_ticks,
+    cross_core_cost,
+    phases_text,
+    steal_share,
+    steals_text,
+)
 from graphcnn.bench.flops import flops_by_op, graph_flops
 from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
 
@@ -334,7 +340,8 @@ def bench_workload(name: str, batch: int, training: bool, against: list[str], re
             timing["gflops"] = gflops(flops, timing["median_ms"])
             result["systems"][key] = timing
             spread = (f" (spread over processes {100 * timing['spread']:.0f}%; "
-                      f"cross-core {phases_text(timing['cross_core_ratios'])})"
+                      f"cross-core {phases_text(timing['cross_core_ratios'])}; "
+                      f"stolen by the host {steals_text(timing['steals'])})"
                       if "spread" in timing else "")
             log(f"  {key:12s} {timing['median_ms']:10.3f} ms median of {repeats}{spread}"
                 + (f"   check: {check_text(result['checks'][key])}"
@@ -391,9 +398,11 @@ def isolated_worker() -> None:
         else:
             run = onnxruntime_system(model, x, training, spec["threads"], workdir,
                                      spec["model"]).run
+        ticks = cpu_ticks()
         timing = measure(run, spec["repeats"], spec["warmup"])
+        steal = steal_share(ticks, cpu_ticks())
     # the host's phase right after the timing (bench/cross_core.py): which one this
     # process's median comes from
     probe = cross_core_cost(repeats=10)
-    print(json.dumps(dict(timing, pid=os.getpid(),
+    print(json.dumps(dict(timing, pid=os.getpid(), steal=steal,
                           cross_core_ratio=probe["ratio"] if probe else None)))

@@ -248,7 +248,7 @@ def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float
             info: dict[str, Any]) -> None:
     """Each model's rows of this run as its section of the Markdown file `path`."""
     from graphcnn.bench import common, report
-    from graphcnn.bench.cross_core import phases_text
+    from graphcnn.bench.cross_core import phases_text, steals_text
     from graphcnn.bench.record import record_section
 
     by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -258,7 +258,8 @@ def _record(args: argparse.Namespace, results: list[dict[str, Any]], roof: float
     for (model, mode), rows in by_model.items():
         timing = rows[0].get("timing", "")
         spreads = [f"{r['model']} b{r['batch']} {system} {100 * t['spread']:.0f}% "
-                   f"(cross-core {phases_text(t.get('cross_core_ratios', []))})"
+                   f"(cross-core {phases_text(t.get('cross_core_ratios', []))}; stolen "
+                   f"{steals_text(t.get('steals', []))})"
                    for r in rows for system, t in r["systems"].items() if "spread" in t]
         body = "\n".join([
             f"Last run: `{command}` on {time.strftime('%Y-%m-%d')}; "
