@@ -217,3 +217,49 @@ def test_the_kernels_buffers_start_on_a_cache_line():
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous
     np.testing.assert_array_equal(arrays[1], pg.packed(w.reshape(40, -1), pg.LANES))
     assert not aligned_zeros((2, 3), np.float32).any()
+
+
+@pytest.mark.parametrize("mode", ["relu", "clip", "add", "add+relu"])
+def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode):
+    """conv2d_packed with a bias and a fused group's epilogue (a residual add, then relu or
+    clip), whole 64-pixel blocks, a block of 16 and a tail (9x9 = 81 pixels), a partial
+    panel of weight rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue
+    computed one after the other, NaN in the side included."""
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, RELU, Epilogue
+    rng = np.random.default_rng(len(mode))
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    x, w, bias = rand(rng, (2, 5, 9, 9)), rand(rng, (13, 5, 3, 3)), rand(rng, (13,))
+    side = rand(rng, (2, 13, 9, 9))
+    side[1, 12, 8, 8] = side[0, 0, 0, 0] = np.nan    # in the tail and in a whole block
+    bits = {"relu": RELU, "clip": CLIP, "add": ADD_SIDE, "add+relu": ADD_SIDE | RELU}[mode]
+    epilogue = Epilogue(side if bits & ADD_SIDE else None, bits, -0.5, 0.75)
+    out = np.full((2, 13, 9, 9), np.nan, np.float32)
+    pg.conv2d_packed(x, w, out, attrs, None, bias, epilogue)
+    want = np.empty_like(out)
+    pg.conv2d_packed(x, w, want, attrs)
+    want = want + bias[:, None, None]
+    if bits & ADD_SIDE:
+        want = want + side
+    if bits & CLIP:
+        want = np.where(want < -0.5, np.float32(-0.5), np.where(want > 0.75, np.float32(0.75),
+                                                                want))
+    if bits & RELU:
+        want = np.where(want <= 0, np.float32(0), want)
+    np.testing.assert_array_equal(out, want)   # bit for bit, NaN where the side has one
+
+
+def test_a_packed_conv_group_runs_as_one_kernel_equal_to_the_reference():
+    """conv + bias + residual add + relu forced to the packed GEMM: one kernel, its
+    epilogue applied as it stores, equal to the reference."""
+    from graphcnn.backends.cpu.strategy import forced
+    x = gc.Input((8, 10, 10), name="x")
+    y = gc.relu(nn.Conv2d(8, 8, 3, padding=1)(x) + x)
+    model = gc.Model(x, y)
+    xs = rand(np.random.default_rng(1), (2, 8, 10, 10))
+    with forced({"conv2d": "packed"}):
+        exe = gc.compile(model, batch_size=2)
+    whys = [why for _, op, name, why in exe.runner.implementations() if name == "packed"]
+    assert whys and all("as it stores" in why for why in whys)
+    want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(xs)
+    np.testing.assert_allclose(exe(xs), want, rtol=1e-4, atol=1e-5)

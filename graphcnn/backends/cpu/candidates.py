@@ -308,7 +308,7 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
             if name.startswith("winograd") else (lambda run: run)  # NaN, Inf where they were
         if transform is None or w is None or not site.frozen:
             return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs)),
-                        adds_bias=False)
+                        adds_bias=False, store=_stored(name, site, None))
         op = site.op
 
         def prepack() -> np.ndarray:
@@ -316,13 +316,29 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
             return transform(op, w)
         u = shared_prepack(name, (w,), (op,), prepack)
         return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs, u)),
-                    adds_bias=False, prepacked=u, prepack=prepack)
+                    adds_bias=False, store=_stored(name, site, u), prepacked=u,
+                    prepack=prepack)
     return Candidate(name, priority, applies, build,
                      offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="cost model: enough work for a GEMM, the one GEMM algorithm "
                           "that fits",
                      scratch=lambda site: conv_gemm.scratch_bytes(_GEMM_SCRATCH[name](site)),
                      error_growth=ERROR_GROWTH[name])
+
+
+def _stored(name: str, site: Site, panels: np.ndarray | None
+            ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
+    """The packed GEMM's store for a forward conv: bias and a fused group's epilogue
+    (relu, clip, a residual add) applied as each tile is stored, so the group needs no
+    second pass over its output (the other algorithms: None, the generated epilogue)."""
+    if name != "packed" or site.op != "conv2d":
+        return None
+    attrs = site.attrs
+
+    def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
+        packed_gemm.conv2d_packed(ins[0], ins[1], out, attrs, panels,
+                                  ins[2] if len(ins) > 2 else None, epilogue)
+    return store
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:

@@ -27,13 +27,20 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (
+    ADD_SIDE,  # noqa: F401
+    CLIP,  # noqa: F401
     LANES,
+    RELU,  # noqa: F401
+    emit_epilogue,
     emit_fma_loop,
     load_vector,
     packed,
     store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, launch
+
+# The epilogue's bits (ADD_SIDE, CLIP, RELU) and emit_epilogue live with the packed GEMM,
+# whose tiles apply it too; nchw16c.py and nchw16c_expand.py take them from here.
 
 NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
 
@@ -42,41 +49,6 @@ _F32, _I64 = ir.FloatType(), ir.IntType(64)
 
 def _i64(value: int) -> ir.Constant:
     return ir.Constant(_I64, value)
-
-
-# The epilogue the kernels apply before they store (so a fused group needs no second pass
-# over its output): bits of `mode`; the formulas are the registry's, in the same order
-# (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
-ADD_SIDE, CLIP, RELU = 1, 2, 4
-
-
-def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
-                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
-    """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
-    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
-    vec = value.type
-
-    def flag(bit: int) -> ir.Value:
-        return builder.icmp_signed("!=", builder.and_(mode, _i64(bit)), _i64(0))
-
-    def splat(scalar: ir.Value) -> ir.Value:
-        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
-                                     ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
-
-    value = builder.select(flag(ADD_SIDE),
-                           builder.fadd(value, load_vector(builder, side, at)), value)
-    lo, hi = splat(low), splat(high)
-    # clip: low if x < low else (high if x > high else x)
-    clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
-        builder.fcmp_ordered(">", value, hi), hi, value))
-    value = builder.select(flag(CLIP), clipped, value)
-    # relu: 0 if x <= 0 else x (NaN stays NaN)
-    zero = ir.Constant(vec, [ir.Constant(_F32, 0.0)] * LANES)
-    rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
-    return builder.select(flag(RELU), rectified, value)
 
 
 NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight broadcasts

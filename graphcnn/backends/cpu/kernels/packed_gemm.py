@@ -18,6 +18,7 @@ measurements).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numba
@@ -92,17 +93,64 @@ def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.
     builder.store(value, builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
 
 
+# The epilogue the kernels apply before they store (so a fused group needs no second pass
+# over its output): bits of `mode`; the formulas are the registry's, in the same order
+# (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
+# ADD_BIAS (this file's tiles): a per-row (output channel) bias, added first, as the
+# generated epilogue adds a GEMM's bias before its chain.
+ADD_SIDE, CLIP, RELU, ADD_BIAS = 1, 2, 4, 8
+
+
+def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
+                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
+    """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
+    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
+    vec = value.type
+
+    def flag(bit: int) -> ir.Value:
+        return builder.icmp_signed("!=", builder.and_(mode, _i64(bit)), _i64(0))
+
+    def splat(scalar: ir.Value) -> ir.Value:
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
+
+    value = builder.select(flag(ADD_SIDE),
+                           builder.fadd(value, load_vector(builder, side, at)), value)
+    lo, hi = splat(low), splat(high)
+    # clip: low if x < low else (high if x > high else x)
+    clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
+        builder.fcmp_ordered(">", value, hi), hi, value))
+    value = builder.select(flag(CLIP), clipped, value)
+    # relu: 0 if x <= 0 else x (NaN stays NaN)
+    zero = ir.Constant(vec, [ir.Constant(_F32, 0.0)] * LANES)
+    rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
+    return builder.select(flag(RELU), rectified, value)
+
+
 def _tile_of(vectors: int) -> Any:
     @intrinsic
-    def tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows):
+    def tile(typingctx, w_addr, b_addr, ldb, c_addr, ldc, k_len, rows, bias_addr, side_addr,
+             mode, low, high):
         """c[r * ldc + q] = sum_k w[k * MR + r] * b[k * ldb + q] for q < 16 * vectors and
-        r < rows, with w the (K, MR) panel of packed weights; k_len >= 1."""
+        r < rows, with w the (K, MR) panel of packed weights; k_len >= 1; then, by `mode`,
+        bias[r] added (ADD_BIAS) and the epilogue (emit_epilogue: side read at c's
+        offsets) applied before the store. bias and side must be readable where they are
+        read (for r < rows, at c's offsets) even when their bits are off."""
         sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64,
-                         types.int64, types.int64)
+                         types.int64, types.int64, types.uintp, types.uintp, types.int64,
+                         types.float32, types.float32)
 
         def codegen(context, builder, signature, args):
-            w_int, b_int, ldb, c_int, ldc, k, rows = args
-            w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
+            w_int, b_int, ldb, c_int, ldc, k, rows, bias_int, side_int, mode, low, high = args
+            w, b, c, bias, side = (builder.inttoptr(v, _F32.as_pointer())
+                                   for v in (w_int, b_int, c_int, bias_int, side_int))
+            with_bias = builder.icmp_signed("!=", builder.and_(mode, _i64(ADD_BIAS)), _i64(0))
+            undef = ir.Constant(_VEC, ir.Undefined)
+            lane0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                [ir.Constant(ir.IntType(32), 0)] * LANES)
             sums = emit_fma_loop(
                 builder, k, lambda kk, v=0: load_vector(
                     builder, b, builder.add(builder.mul(kk, ldb), _i64(v * LANES))),
@@ -111,9 +159,15 @@ def _tile_of(vectors: int) -> Any:
                 MR, vectors)
             for r in range(MR):
                 with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                    one = builder.insert_element(undef, builder.load(
+                        builder.gep(bias, [_i64(r)]), align=4), ir.Constant(ir.IntType(32), 0))
+                    row_bias = builder.shuffle_vector(one, undef, lane0)
                     for v in range(vectors):
-                        store_vector(builder, sums[v * MR + r], c,
-                                     builder.add(builder.mul(_i64(r), ldc), _i64(v * LANES)))
+                        at = builder.add(builder.mul(_i64(r), ldc), _i64(v * LANES))
+                        value = sums[v * MR + r]
+                        value = builder.select(with_bias, builder.fadd(value, row_bias), value)
+                        store_vector(builder, emit_epilogue(builder, value, side, at, mode, low,
+                                                            high), c, at)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -133,16 +187,17 @@ WIDEST = 4   # vectors per tile
 
 
 @numba.njit(inline="always")
-def _tile_n(vectors, w_at, b_at, ldb, c_at, ldc, k_len, rows):
+def _tile_n(vectors, w_at, b_at, ldb, c_at, ldc, k_len, rows, bias_at, side_at, mode, low,
+            high):
     """_tile_of(vectors) for a run-time count, 1 to WIDEST."""
     if vectors == 4:
-        _tile_4(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+        _tile_4(w_at, b_at, ldb, c_at, ldc, k_len, rows, bias_at, side_at, mode, low, high)
     elif vectors == 3:
-        _tile_3(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+        _tile_3(w_at, b_at, ldb, c_at, ldc, k_len, rows, bias_at, side_at, mode, low, high)
     elif vectors == 2:
-        _tile_2(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+        _tile_2(w_at, b_at, ldb, c_at, ldc, k_len, rows, bias_at, side_at, mode, low, high)
     else:
-        _tile(w_at, b_at, ldb, c_at, ldc, k_len, rows)
+        _tile(w_at, b_at, ldb, c_at, ldc, k_len, rows, bias_at, side_at, mode, low, high)
 
 
 @numba.njit(**JIT)
@@ -159,10 +214,12 @@ def pack_panels(src, dst):
 
 
 @numba.njit(**JIT)
-def _gemm(wp, b, c, m_len, tail, blocks_out):
+def _gemm(wp, b, c, m_len, tail, blocks_out, bias, side, mode, low, high):
     """c (M, N) = W @ b for W packed in wp; b and c may be row-strided views (b's rows
-    contiguous). The last N % 16 columns run on `tail`, a (K, 16) zero-padded copy, each
-    weight panel's tile into its row of `blocks_out` (M/6, 6 * 16) before the copy to c.
+    contiguous); then, by `mode`, bias (M,) and the epilogue (side: c's shape and strides;
+    c itself when absent) applied before each store. The last N % 16 columns run on
+    `tail`, a (K, 16) zero-padded copy, each weight panel's tile into its row of
+    `blocks_out` (M/6, 6 * 16) before the copy to c, which applies the same epilogue.
     Tasks go column block by column block, all the weight panels over one block of b
     before the next: the block (K rows of up to 64 pixels) is read from memory once and stays
     in the core's cache while the panels pass (one panel after the other over every block
@@ -184,17 +241,38 @@ def _gemm(wp, b, c, m_len, tail, blocks_out):
         nb, ob = task // ob_len, task % ob_len
         rows = min(MR, m_len - ob * MR)
         w_at = wp.ctypes.data + ob * k_len * MR * 4
+        bias_at = bias.ctypes.data + ob * MR * 4
         if nb < wide or (nb == wide and rest):
             q0 = nb * WIDEST * LANES
+            at = (ob * MR * ldc + q0) * 4
             _tile_n(WIDEST if nb < wide else rest, w_at, b.ctypes.data + q0 * 4, ldb,
-                    c.ctypes.data + (ob * MR * ldc + q0) * 4, ldc, k_len, rows)
+                    c.ctypes.data + at, ldc, k_len, rows, bias_at, side.ctypes.data + at,
+                    mode, low, high)
         else:
             at = ob * MR * LANES  # this panel's tile in blocks_out (no view per task)
-            _tile(w_at, tail.ctypes.data, LANES, blocks_out.ctypes.data + at * 4, LANES, k_len,
-                  rows)
+            scratch = blocks_out.ctypes.data + at * 4
+            _tile(w_at, tail.ctypes.data, LANES, scratch, LANES, k_len, rows, bias_at,
+                  scratch, 0, low, high)
             for r in range(rows):
                 for q in range(n_len - full * LANES):
-                    c[ob * MR + r, full * LANES + q] = tile_values[uint64(at + r * LANES + q)]
+                    m, n = ob * MR + r, full * LANES + q
+                    c[m, n] = epilogue(tile_values[uint64(at + r * LANES + q)], bias[m],
+                                       side[m, n], mode, low, high)
+
+
+@numba.njit(inline="always")
+def epilogue(value, bias, side, mode, low, high):
+    """One value through the tile's epilogue (ADD_BIAS, ADD_SIDE, CLIP, RELU), as the
+    vector code computes it."""
+    if mode & ADD_BIAS:
+        value = value + bias
+    if mode & ADD_SIDE:
+        value = value + side
+    if mode & CLIP:
+        value = low if value < low else (high if value > high else value)
+    if mode & RELU:
+        value = np.float32(0) if value <= 0 else value
+    return value
 
 
 def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
@@ -206,12 +284,33 @@ def packed(w2: np.ndarray, width: int = MR) -> np.ndarray:
     return wp
 
 
-def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
-    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows."""
+def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
+                  bias: np.ndarray | None = None, epilogue: Any = None) -> None:
+    """c = W @ b for float32 W packed by `packed`; b and c 2-d with contiguous rows; then
+    bias (M,) added to each row and `epilogue` applied, if given (an nchw16c_conv.Epilogue,
+    its side of c's shape and strides), before each store."""
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
     blocks_out = workspace("packed-tail-tiles", (wp.shape[0], MR * LANES), np.float32)
-    launch(_gemm, wp, b, c, m_len, tail, blocks_out)
+    mode, side, low, high = 0, c, np.float32(0), np.float32(0)
+    if epilogue is not None:
+        mode, low, high = epilogue.mode, np.float32(epilogue.low), np.float32(epilogue.high)
+        if epilogue.side is not None:
+            side = epilogue.side
+            if side.shape != c.shape or side.strides != c.strides:
+                raise ValueError(f"the epilogue's side {side.shape} is not laid out as the "
+                                 f"product's output {c.shape}")
+    if bias is None:
+        bias = _zeros(m_len)
+    else:
+        mode |= ADD_BIAS
+    launch(_gemm, wp, b, c, m_len, tail, blocks_out, bias, side, mode, low, high)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(length: int) -> np.ndarray:
+    """A bias of zeros, never written (the tiles read a bias whether they add it or not)."""
+    return np.zeros(length, np.float32)
 
 
 # ---- output channels in the lanes ------------------------------------------------------
@@ -377,9 +476,9 @@ def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
 
 def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
               width: int, product: Any, wp: np.ndarray | None) -> None:
-    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c)` of
-    the weights packed `width` rows a panel (`wp`, or packed here) with the image itself
-    (a 1x1 stride-1 conv) or its im2col columns."""
+    """out = conv2d(x, w) without bias, image by image: `product(panels, M, b, c, n)` of
+    the weights packed `width` rows a panel (`wp`, or packed here) with image n itself
+    (a 1x1 stride-1 conv) or its im2col columns, into c = image n of out."""
     n_len, o_len = x.shape[0], w.shape[0]
     k = w.shape[1] * w.shape[2] * w.shape[3]
     oh, ow = out.shape[2:]
@@ -387,14 +486,14 @@ def _by_image(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, An
     out3 = out.reshape(n_len, o_len, oh * ow)
     if is_pointwise(w.shape, attrs):
         for n in range(n_len):
-            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n])
+            product(wp, o_len, x[n].reshape(k, oh * ow), out3[n], n)
         return
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     col = workspace("col", (k, oh * ow), x.dtype)
     for n in range(n_len):
         launch(conv_gemm._im2col, x, n, 1, 0, col, w.shape[2], w.shape[3], sh, sw, pads[0],
                pads[2], dh, dw, oh, ow)
-        product(wp, o_len, col, out3[n])
+        product(wp, o_len, col, out3[n], n)
 
 
 def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -418,11 +517,22 @@ def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
                            attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
     """out = conv2d(x, w) without bias (float32, one group), output channels in the lanes;
     `wp`: packed_conv_weights(w, LANES) made already."""
-    _by_image(x, w, out, attrs, LANES, matmul_packed_channels, wp)
+    _by_image(x, w, out, attrs, LANES,
+              lambda panels, m, b, c, n: matmul_packed_channels(panels, m, b, c), wp)
 
 
 def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-                  wp: np.ndarray | None = None) -> None:
-    """out = conv2d(x, w) without bias (float32, one group), pixels in the lanes; `wp`:
-    packed_conv_weights(w) made already."""
-    _by_image(x, w, out, attrs, MR, matmul_packed, wp)
+                  wp: np.ndarray | None = None, bias: np.ndarray | None = None,
+                  epilogue: Any = None) -> None:
+    """out = conv2d(x, w) (float32, one group), pixels in the lanes, without bias, or with
+    `bias` and a fused group's `epilogue` (an nchw16c_conv.Epilogue, its side of out's
+    shape) applied as each tile is stored; `wp`: packed_conv_weights(w) made already."""
+    n_len, o_len = out.shape[:2]
+    side3 = None
+    if epilogue is not None and epilogue.side is not None:
+        side3 = np.ascontiguousarray(epilogue.side).reshape(n_len, o_len, -1)
+
+    def product(panels: np.ndarray, m: int, b: np.ndarray, c: np.ndarray, n: int) -> None:
+        form = epilogue if side3 is None else epilogue._replace(side=side3[n])
+        matmul_packed(panels, m, b, c, bias, form)
+    _by_image(x, w, out, attrs, MR, product, wp)
