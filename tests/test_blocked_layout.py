@@ -320,7 +320,7 @@ def test_epilogues_in_the_blocked_kernels_equal_the_ops_run_one_by_one(kind, ste
 
 def test_which_chains_the_blocked_kernels_take_as_their_epilogue():
     from graphcnn.backends.cpu.kernels.nchw16c import epilogue_of
-    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, RELU
+    from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
     out, side, small = np.zeros((1, 2, 3, 3, 16)), np.ones((1, 2, 3, 3, 16)), np.ones((1, 16))
     ins = [None, None, side, small]
     clip = ("clip", {"low": 0.0, "high": 6.0}, (-1,))
@@ -363,8 +363,9 @@ def test_expand_depthwise_kernel_equals_the_reference(n, c, e, h, w, stride, pad
     of two or three output rows), alone and with a fused clip or residual add, the input's
     padding lanes NaN: equal to the reference."""
     from graphcnn.backends.cpu.kernels import nchw16c_expand
-    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, Epilogue
+    from graphcnn.backends.cpu.kernels.nchw16c_conv import Epilogue
     from graphcnn.backends.cpu.kernels.nchw16c_expand import run_expand_depthwise
+    from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP
     from graphcnn.backends.cpu.strategy import array_site, choose
     from graphcnn.ops.registry import get_op
     assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)

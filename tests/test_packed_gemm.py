@@ -226,7 +226,8 @@ def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode):
     panel of weight rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue
     computed one after the other, NaN in the side included."""
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
-    from graphcnn.backends.cpu.kernels.nchw16c_conv import ADD_SIDE, CLIP, RELU, Epilogue
+    from graphcnn.backends.cpu.kernels.nchw16c_conv import Epilogue
+    from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
     rng = np.random.default_rng(len(mode))
     attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     x, w, bias = rand(rng, (2, 5, 9, 9)), rand(rng, (13, 5, 3, 3)), rand(rng, (13,))

@@ -26,20 +26,17 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import depthwise, packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import (
+from graphcnn.backends.cpu.kernels.packed_gemm import MR
+from graphcnn.backends.cpu.kernels.vector_ir import (
+    F32,
+    I64,
     LANES,
-    MR,
     emit_fma_loop,
+    i64,
     load_vector,
     store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
-
-_F32, _I64 = ir.FloatType(), ir.IntType(64)
-
-
-def _i64(value: int) -> ir.Constant:
-    return ir.Constant(_I64, value)
 
 
 def _tile_gather_of(vectors: int) -> Any:
@@ -54,25 +51,25 @@ def _tile_gather_of(vectors: int) -> Any:
 
         def codegen(context, builder, signature, args):
             w_int, b_int, off_int, row_step, c_int, ldc, out_row, k, rows = args
-            w, b, c = (builder.inttoptr(v, _F32.as_pointer()) for v in (w_int, b_int, c_int))
-            off = builder.inttoptr(off_int, _I64.as_pointer())
+            w, b, c = (builder.inttoptr(v, F32.as_pointer()) for v in (w_int, b_int, c_int))
+            off = builder.inttoptr(off_int, I64.as_pointer())
             at: dict[int, ir.Value] = {}
 
             def vector_at(kk: ir.Value, v: int = 0) -> ir.Value:
                 if v == 0:  # one offset load per k, shared by the rows
                     at[0] = builder.load(builder.gep(off, [kk]), align=8)
                 return load_vector(builder, b, builder.add(at[0], builder.mul(row_step,
-                                                                              _i64(v))))
+                                                                              i64(v))))
             sums = emit_fma_loop(
                 builder, k, vector_at,
                 lambda kk, r: builder.load(builder.gep(
-                    w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4),
+                    w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors)
             for r in range(MR):
-                with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
                     for v in range(vectors):
                         store_vector(builder, sums[v * MR + r], c, builder.add(
-                            builder.mul(_i64(r), ldc), builder.mul(out_row, _i64(v))))
+                            builder.mul(i64(r), ldc), builder.mul(out_row, i64(v))))
             return context.get_dummy_value()
 
         return sig, codegen

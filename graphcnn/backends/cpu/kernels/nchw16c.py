@@ -21,15 +21,19 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.aligned import aligned_empty, aligned_zeros
 from graphcnn.backends.cpu.kernels import nchw16c_conv
-from graphcnn.backends.cpu.kernels.nchw16c_conv import (
+from graphcnn.backends.cpu.kernels.nchw16c_conv import NO_EPILOGUE, Epilogue
+from graphcnn.backends.cpu.kernels.vector_ir import (
     ADD_SIDE,
     CLIP,
-    NO_EPILOGUE,
+    F32,
+    LANES,
     RELU,
-    Epilogue,
+    VEC,
     emit_epilogue,
+    i64,
+    load_vector,
+    store_vector,
 )
-from graphcnn.backends.cpu.kernels.packed_gemm import LANES, load_vector, store_vector
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
@@ -84,13 +88,6 @@ def from_blocked_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: di
 
 # ---- depthwise 3x3 ----------------------------------------------------------------------
 
-_F32, _I64 = ir.FloatType(), ir.IntType(64)
-_VEC = ir.VectorType(_F32, LANES)
-
-
-def _i64(value: int) -> ir.Constant:
-    return ir.Constant(_I64, value)
-
 
 @intrinsic
 def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, side_addr,
@@ -101,27 +98,27 @@ def taps_run(typingctx, src_addr, r0, row, step, count, w_addr, b_addr, o_addr, 
     code with the nine weight vectors held in registers for the run. (The same as a Numba
     loop over the lanes, per window, took ~50 cycles a window: LLVM vectorized it for a
     trip count 16 lanes never reach, and the weights were loaded again at every window.)
-    The epilogue (`mode`: nchw16c_conv.emit_epilogue) reads side at o's offsets."""
+    The epilogue (`mode`: vector_ir.emit_epilogue) reads side at o's offsets."""
     sig = types.void(types.uintp, types.int64, types.int64, types.int64, types.int64,
                      types.uintp, types.uintp, types.uintp, types.uintp, types.int64,
                      types.float32, types.float32)
 
     def codegen(context, builder, signature, args):
         src_int, r0, row, step, count, w_int, b_int, o_int, s_int, mode, low, high = args
-        src, w, b, o, side = (builder.inttoptr(v, _F32.as_pointer())
+        src, w, b, o, side = (builder.inttoptr(v, F32.as_pointer())
                               for v in (src_int, w_int, b_int, o_int, s_int))
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-        weights = [load_vector(builder, w, _i64(t * BLOCK)) for t in range(9)]
-        bias = load_vector(builder, b, _i64(0))
+            builder.module, ir.FunctionType(VEC, [VEC] * 3), "llvm.fma.v16f32")
+        weights = [load_vector(builder, w, i64(t * BLOCK)) for t in range(9)]
+        bias = load_vector(builder, b, i64(0))
         with cgutils.for_range(builder, count) as loop:
             base = builder.add(r0, builder.mul(loop.index, step))
             acc = bias
             for t in range(9):
-                at = builder.add(builder.add(base, builder.mul(row, _i64(t // 3))),
-                                 _i64(t % 3 * BLOCK))
+                at = builder.add(builder.add(base, builder.mul(row, i64(t // 3))),
+                                 i64(t % 3 * BLOCK))
                 acc = builder.call(fma, [weights[t], load_vector(builder, src, at), acc])
-            at = builder.mul(loop.index, _i64(BLOCK))
+            at = builder.mul(loop.index, i64(BLOCK))
             store_vector(builder, emit_epilogue(builder, acc, side, at, mode, low, high), o, at)
         return context.get_dummy_value()
 
@@ -134,10 +131,10 @@ def _copy_vector(typingctx, src_addr, dst_addr, keep):
     sig = types.void(types.uintp, types.uintp, types.boolean)
 
     def codegen(context, builder, signature, args):
-        src, dst = (builder.inttoptr(v, _F32.as_pointer()) for v in args[:2])
-        zero = ir.Constant(_VEC, [ir.Constant(_F32, 0.0)] * LANES)
-        value = builder.select(args[2], load_vector(builder, src, _i64(0)), zero)
-        store_vector(builder, value, dst, _i64(0))
+        src, dst = (builder.inttoptr(v, F32.as_pointer()) for v in args[:2])
+        zero = ir.Constant(VEC, [ir.Constant(F32, 0.0)] * LANES)
+        value = builder.select(args[2], load_vector(builder, src, i64(0)), zero)
+        store_vector(builder, value, dst, i64(0))
         return context.get_dummy_value()
 
     return sig, codegen

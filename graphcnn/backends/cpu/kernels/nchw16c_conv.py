@@ -26,29 +26,20 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import (
-    ADD_SIDE,  # noqa: F401
-    CLIP,  # noqa: F401
+from graphcnn.backends.cpu.kernels.packed_gemm import packed
+from graphcnn.backends.cpu.kernels.vector_ir import (
+    F32,
+    I64,
     LANES,
-    RELU,  # noqa: F401
     emit_epilogue,
     emit_fma_loop,
+    i64,
     load_vector,
-    packed,
     store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, launch
 
-# The epilogue's bits (ADD_SIDE, CLIP, RELU) and emit_epilogue live with the packed GEMM,
-# whose tiles apply it too; nchw16c.py and nchw16c_expand.py take them from here.
-
 NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadcasts per k
-
-_F32, _I64 = ir.FloatType(), ir.IntType(64)
-
-
-def _i64(value: int) -> ir.Constant:
-    return ir.Constant(_I64, value)
 
 
 NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight broadcasts
@@ -69,13 +60,13 @@ def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr
     def codegen(context, builder, signature, args):
         (w_int, x_int, t_int, k, step, b_int, o_int, plane, blocks, valid, s_int, mode, low,
          high) = args
-        w, x, bias, out, side = (builder.inttoptr(v, _F32.as_pointer())
+        w, x, bias, out, side = (builder.inttoptr(v, F32.as_pointer())
                                  for v in (w_int, x_int, b_int, o_int, s_int))
-        table = builder.inttoptr(t_int, _I64.as_pointer())
-        last = builder.sub(valid, _i64(1))
+        table = builder.inttoptr(t_int, I64.as_pointer())
+        last = builder.sub(valid, i64(1))
         offsets = []
         for j in range(NR):  # pixel j's offset, clamped to the last valid pixel
-            jj = builder.select(builder.icmp_signed("<", _i64(j), valid), _i64(j), last)
+            jj = builder.select(builder.icmp_signed("<", i64(j), valid), i64(j), last)
             offsets.append(builder.mul(jj, step))
         at: dict[int, ir.Value] = {}
 
@@ -85,17 +76,17 @@ def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr
             return builder.load(builder.gep(x, [builder.add(at[0], offsets[j])]), align=4)
 
         def vector_at(kk: ir.Value, v: int = 0) -> ir.Value:
-            return load_vector(builder, w, builder.add(builder.mul(kk, _i64(NB * LANES)),
-                                                       _i64(v * LANES)))
+            return load_vector(builder, w, builder.add(builder.mul(kk, i64(NB * LANES)),
+                                                       i64(v * LANES)))
 
         sums = emit_fma_loop(builder, k, vector_at, scalar_at, NR, NB)
         for v in range(NB):
-            with builder.if_then(builder.icmp_signed("<", _i64(v), blocks)):
-                b = load_vector(builder, bias, _i64(v * LANES))
-                base = builder.mul(plane, _i64(v))
+            with builder.if_then(builder.icmp_signed("<", i64(v), blocks)):
+                b = load_vector(builder, bias, i64(v * LANES))
+                base = builder.mul(plane, i64(v))
                 for j in range(NR):
-                    with builder.if_then(builder.icmp_signed("<", _i64(j), valid)):
-                        at = builder.add(base, _i64(j * LANES))
+                    with builder.if_then(builder.icmp_signed("<", i64(j), valid)):
+                        at = builder.add(base, i64(j * LANES))
                         value = emit_epilogue(builder, builder.fadd(sums[v * NR + j], b),
                                               side, at, mode, low, high)
                         store_vector(builder, value, out, at)

@@ -21,7 +21,6 @@ from numba import prange
 
 from graphcnn.backends.cpu.kernels import nchw16c
 from graphcnn.backends.cpu.kernels.nchw16c_conv import (
-    CLIP,
     NB,
     NO_EPILOGUE,
     NR,
@@ -29,6 +28,7 @@ from graphcnn.backends.cpu.kernels.nchw16c_conv import (
     pointwise_table,
     tile,
 )
+from graphcnn.backends.cpu.kernels.vector_ir import CLIP
 from graphcnn.backends.cpu.registry import JIT, get_kernel, launch
 from graphcnn.ops.conv_shapes import is_depthwise_3x3
 from graphcnn.ops.layout import POINTWISE, conv_attrs

@@ -25,109 +25,29 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types, uint64
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.aligned import aligned_empty
 from graphcnn.backends.cpu.kernels import conv_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
+from graphcnn.backends.cpu.kernels.vector_ir import (
+    ADD_BIAS,
+    ADD_SIDE,
+    CLIP,
+    F32,
+    LANES,
+    RELU,
+    VEC,
+    emit_epilogue,
+    emit_fma_loop,
+    i64,
+    load_vector,
+    store_vector,
+)
 from graphcnn.backends.cpu.registry import JIT, launch
 from graphcnn.ops.conv_shapes import is_pointwise
 
 MR = 6       # output channels per block: six accumulators (and one load) per k
-LANES = 16   # pixels per block: one 512-bit vector of float32
-
-
-_F32, _I64, _I32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
-_VEC = ir.VectorType(_F32, LANES)
-
-
-def _i64(value: int) -> ir.Constant:
-    return ir.Constant(_I64, value)
-
-
-def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
-                   count: int, vectors: int = 1) -> list[ir.Value]:
-    """The loop the microkernels are: for kk < k_len (>= 1), for v < vectors, j < count,
-    acc[v * count + j] = fma(vector_at(kk, v), broadcast(scalar_at(kk, j)), acc[...]), the
-    accumulators being loop phis (vector registers); returns the final acc values.
-    (vector_at takes (kk) alone when vectors == 1.)"""
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
-                                         "llvm.fma.v16f32")
-    zero = ir.Constant(_VEC, [ir.Constant(_F32, 0.0)] * LANES)
-    undef = ir.Constant(_VEC, ir.Undefined)
-    broadcast = ir.Constant(ir.VectorType(_I32, LANES), [ir.Constant(_I32, 0)] * LANES)
-    before = builder.block
-    loop = builder.append_basic_block("tile.loop")
-    done = builder.append_basic_block("tile.done")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    kk = builder.phi(_I64)
-    accs = [builder.phi(_VEC) for _ in range(count * vectors)]
-    kk.add_incoming(_i64(0), before)
-    for acc in accs:
-        acc.add_incoming(zero, before)
-    rows = [vector_at(kk)] if vectors == 1 else [vector_at(kk, v) for v in range(vectors)]
-    sums: list[ir.Value] = [zero] * (count * vectors)
-    for j in range(count):
-        one = builder.insert_element(undef, scalar_at(kk, j), ir.Constant(_I32, 0))
-        splat = builder.shuffle_vector(one, undef, broadcast)
-        for v, vector in enumerate(rows):
-            at = v * count + j
-            sums[at] = builder.call(fma, [vector, splat, accs[at]])
-    step = builder.add(kk, _i64(1))
-    end = builder.block
-    kk.add_incoming(step, end)
-    for acc, value in zip(accs, sums):
-        acc.add_incoming(value, end)
-    builder.cbranch(builder.icmp_signed("<", step, k_len), loop, done)
-    builder.position_at_end(done)
-    return sums
-
-
-def load_vector(builder: ir.IRBuilder, base: ir.Value, at: ir.Value) -> ir.Value:
-    return builder.load(builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
-
-
-def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.Value) -> None:
-    builder.store(value, builder.bitcast(builder.gep(base, [at]), _VEC.as_pointer()), align=4)
-
-
-# The epilogue the kernels apply before they store (so a fused group needs no second pass
-# over its output): bits of `mode`; the formulas are the registry's, in the same order
-# (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
-# ADD_BIAS (this file's tiles): a per-row (output channel) bias, added first, as the
-# generated epilogue adds a GEMM's bias before its chain.
-ADD_SIDE, CLIP, RELU, ADD_BIAS = 1, 2, 4, 8
-
-
-def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
-                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
-    """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
-    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
-    vec = value.type
-
-    def flag(bit: int) -> ir.Value:
-        return builder.icmp_signed("!=", builder.and_(mode, _i64(bit)), _i64(0))
-
-    def splat(scalar: ir.Value) -> ir.Value:
-        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
-                                     ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
-
-    value = builder.select(flag(ADD_SIDE),
-                           builder.fadd(value, load_vector(builder, side, at)), value)
-    lo, hi = splat(low), splat(high)
-    # clip: low if x < low else (high if x > high else x)
-    clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
-        builder.fcmp_ordered(">", value, hi), hi, value))
-    value = builder.select(flag(CLIP), clipped, value)
-    # relu: 0 if x <= 0 else x (NaN stays NaN)
-    zero = ir.Constant(vec, [ir.Constant(_F32, 0.0)] * LANES)
-    rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
-    return builder.select(flag(RELU), rectified, value)
 
 
 def _tile_of(vectors: int) -> Any:
@@ -145,25 +65,25 @@ def _tile_of(vectors: int) -> Any:
 
         def codegen(context, builder, signature, args):
             w_int, b_int, ldb, c_int, ldc, k, rows, bias_int, side_int, mode, low, high = args
-            w, b, c, bias, side = (builder.inttoptr(v, _F32.as_pointer())
+            w, b, c, bias, side = (builder.inttoptr(v, F32.as_pointer())
                                    for v in (w_int, b_int, c_int, bias_int, side_int))
-            with_bias = builder.icmp_signed("!=", builder.and_(mode, _i64(ADD_BIAS)), _i64(0))
-            undef = ir.Constant(_VEC, ir.Undefined)
+            with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
+            undef = ir.Constant(VEC, ir.Undefined)
             lane0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
                                 [ir.Constant(ir.IntType(32), 0)] * LANES)
             sums = emit_fma_loop(
                 builder, k, lambda kk, v=0: load_vector(
-                    builder, b, builder.add(builder.mul(kk, ldb), _i64(v * LANES))),
+                    builder, b, builder.add(builder.mul(kk, ldb), i64(v * LANES))),
                 lambda kk, r: builder.load(builder.gep(
-                    w, [builder.add(builder.mul(kk, _i64(MR)), _i64(r))]), align=4),
+                    w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors)
             for r in range(MR):
-                with builder.if_then(builder.icmp_signed("<", _i64(r), rows)):
+                with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
                     one = builder.insert_element(undef, builder.load(
-                        builder.gep(bias, [_i64(r)]), align=4), ir.Constant(ir.IntType(32), 0))
+                        builder.gep(bias, [i64(r)]), align=4), ir.Constant(ir.IntType(32), 0))
                     row_bias = builder.shuffle_vector(one, undef, lane0)
                     for v in range(vectors):
-                        at = builder.add(builder.mul(_i64(r), ldc), _i64(v * LANES))
+                        at = builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
                         value = sums[v * MR + r]
                         value = builder.select(with_bias, builder.fadd(value, row_bias), value)
                         store_vector(builder, emit_epilogue(builder, value, side, at, mode, low,
@@ -334,16 +254,16 @@ def _tile_channels_of(nr: int, panels: int = 1) -> Any:
 
         def codegen(context, builder, signature, args):
             a_int, b_int, ldb, t_int, k = args
-            a, b, t = (builder.inttoptr(v, _F32.as_pointer()) for v in (a_int, b_int, t_int))
-            panel = builder.mul(k, _i64(LANES))
+            a, b, t = (builder.inttoptr(v, F32.as_pointer()) for v in (a_int, b_int, t_int))
+            panel = builder.mul(k, i64(LANES))
             sums = emit_fma_loop(
                 builder, k, lambda kk, p=0: load_vector(builder, a, builder.add(
-                    builder.mul(kk, _i64(LANES)), builder.mul(panel, _i64(p)))),
+                    builder.mul(kk, i64(LANES)), builder.mul(panel, i64(p)))),
                 lambda kk, j: builder.load(builder.gep(
-                    b, [builder.add(builder.mul(kk, ldb), _i64(j))]), align=4), nr, panels)
+                    b, [builder.add(builder.mul(kk, ldb), i64(j))]), align=4), nr, panels)
             for j in range(nr):
                 for p in range(panels):
-                    store_vector(builder, sums[p * nr + j], t, _i64(LANES * (j * panels + p)))
+                    store_vector(builder, sums[p * nr + j], t, i64(LANES * (j * panels + p)))
             return context.get_dummy_value()
 
         return sig, codegen

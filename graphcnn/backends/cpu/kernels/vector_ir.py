@@ -1,0 +1,106 @@
+"""The LLVM IR the vector microkernels are built of (packed_gemm.py, implicit_gemm.py,
+nchw16c*.py): <16 x float> values (one 512-bit register of float32), the loop of fused
+multiply-adds a tile is, vector loads and stores at float offsets, and the epilogue a
+tile applies to its sums before it stores them.
+
+Numba cannot be made to keep a tile's sums in registers (its loops over local arrays
+spill them to memory), so each microkernel is an `intrinsic` that emits this code itself.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from llvmlite import ir
+from numba.core import cgutils
+
+LANES = 16   # float32 lanes of a vector: one 512-bit register
+F32, I64, I32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+VEC = ir.VectorType(F32, LANES)
+
+
+def i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
+                   count: int, vectors: int = 1) -> list[ir.Value]:
+    """The loop the microkernels are: for kk < k_len (>= 1), for v < vectors, j < count,
+    acc[v * count + j] = fma(vector_at(kk, v), broadcast(scalar_at(kk, j)), acc[...]), the
+    accumulators being loop phis (vector registers); returns the final acc values.
+    (vector_at takes (kk) alone when vectors == 1.)"""
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(VEC, [VEC] * 3),
+                                         "llvm.fma.v16f32")
+    zero = ir.Constant(VEC, [ir.Constant(F32, 0.0)] * LANES)
+    undef = ir.Constant(VEC, ir.Undefined)
+    broadcast = ir.Constant(ir.VectorType(I32, LANES), [ir.Constant(I32, 0)] * LANES)
+    before = builder.block
+    loop = builder.append_basic_block("tile.loop")
+    done = builder.append_basic_block("tile.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    kk = builder.phi(I64)
+    accs = [builder.phi(VEC) for _ in range(count * vectors)]
+    kk.add_incoming(i64(0), before)
+    for acc in accs:
+        acc.add_incoming(zero, before)
+    rows = [vector_at(kk)] if vectors == 1 else [vector_at(kk, v) for v in range(vectors)]
+    sums: list[ir.Value] = [zero] * (count * vectors)
+    for j in range(count):
+        one = builder.insert_element(undef, scalar_at(kk, j), ir.Constant(I32, 0))
+        splat = builder.shuffle_vector(one, undef, broadcast)
+        for v, vector in enumerate(rows):
+            at = v * count + j
+            sums[at] = builder.call(fma, [vector, splat, accs[at]])
+    step = builder.add(kk, i64(1))
+    end = builder.block
+    kk.add_incoming(step, end)
+    for acc, value in zip(accs, sums):
+        acc.add_incoming(value, end)
+    builder.cbranch(builder.icmp_signed("<", step, k_len), loop, done)
+    builder.position_at_end(done)
+    return sums
+
+
+def load_vector(builder: ir.IRBuilder, base: ir.Value, at: ir.Value) -> ir.Value:
+    return builder.load(builder.bitcast(builder.gep(base, [at]), VEC.as_pointer()), align=4)
+
+
+def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.Value) -> None:
+    builder.store(value, builder.bitcast(builder.gep(base, [at]), VEC.as_pointer()), align=4)
+
+
+# The epilogue the kernels apply before they store (so a fused group needs no second pass
+# over its output): bits of `mode`; the formulas are the registry's, in the same order
+# (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
+# ADD_BIAS (this file's tiles): a per-row (output channel) bias, added first, as the
+# generated epilogue adds a GEMM's bias before its chain.
+ADD_SIDE, CLIP, RELU, ADD_BIAS = 1, 2, 4, 8
+
+
+def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
+                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
+    """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
+    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
+    vec = value.type
+
+    def flag(bit: int) -> ir.Value:
+        return builder.icmp_signed("!=", builder.and_(mode, i64(bit)), i64(0))
+
+    def splat(scalar: ir.Value) -> ir.Value:
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
+
+    value = builder.select(flag(ADD_SIDE),
+                           builder.fadd(value, load_vector(builder, side, at)), value)
+    lo, hi = splat(low), splat(high)
+    # clip: low if x < low else (high if x > high else x)
+    clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
+        builder.fcmp_ordered(">", value, hi), hi, value))
+    value = builder.select(flag(CLIP), clipped, value)
+    # relu: 0 if x <= 0 else x (NaN stays NaN)
+    zero = ir.Constant(vec, [ir.Constant(F32, 0.0)] * LANES)
+    rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
+    return builder.select(flag(RELU), rectified, value)
