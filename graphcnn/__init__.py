@@ -22,10 +22,12 @@ from graphcnn.backends.cpu.openblas import AVAILABLE as _ONE_THREAD_POOL  # noqa
 
 _os.environ.setdefault("GOMP_SPINCOUNT", "100000" if _ONE_THREAD_POOL else "0")
 # On AVX-512 CPUs the kernels use the registers' full width (vector_width.py says why); it
-# must be decided before Numba builds its first kernel.
-from graphcnn.backends.cpu.vector_width import widen_vectors as _widen_vectors  # noqa: E402
+# must be decided before Numba builds its first kernel: as Numba loads.
+from graphcnn.backends.cpu.vector_width import (  # noqa: E402
+    widen_when_numba_loads as _widen_when_numba_loads,
+)
 
-_widen_vectors()
+_widen_when_numba_loads()
 
 import graphcnn.ops  # noqa: E402,F401  (the op registry: what the IR builds graphs with)
 from graphcnn import nn  # noqa: E402

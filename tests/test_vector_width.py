@@ -59,3 +59,22 @@ def test_numba_compiles_and_runs_with_the_wide_features():
             s += v
         return s
     assert total(np.arange(100, dtype=np.float32)) == 4950
+
+
+def test_the_width_is_set_whether_numba_loads_before_graphcnn_or_after():
+    """import graphcnn loads no llvmlite: the features are set as Numba loads (after
+    graphcnn), or at once (Numba loaded first); either way before anything compiles."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "GRAPHCNN_VECTOR_WIDTH")}
+    want = 512 if HAS_AVX512 else 256
+    for first, then in (("graphcnn", "numba"), ("numba", "graphcnn")):
+        code = (f"import sys, {first}\n"
+                f"light = 'llvmlite' not in sys.modules\n"
+                f"import {then}\n"
+                "from graphcnn.backends.cpu.vector_width import vector_bits\n"
+                "print(light, vector_bits())\n")
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True)
+        light, bits = done.stdout.split()
+        assert int(bits) == want, (first, done.stdout)
+        assert light == ("True" if first == "graphcnn" else "False")

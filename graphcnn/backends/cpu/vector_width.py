@@ -8,16 +8,24 @@ ResNet-50 at batch 1 spent most of its time in loops that used ymm registers onl
 (benchmarks/RESULTS.md has the before and after). Turning the preference off (the feature
 `-prefer-256-bit`) makes the same loops use zmm registers.
 
-It must happen before Numba builds its code generator (the first compilation), so
-`import graphcnn` calls `widen_vectors` before it imports any kernel. Users who set
+It must happen before Numba builds its code generator (the first compilation), and
+reading the host's features takes llvmlite, which `import graphcnn` must not load (it
+stays light: Numba loads with the first compile). So `import graphcnn` calls
+`widen_when_numba_loads`: widen_vectors at once if Numba is loaded already, else right
+after Numba's own import, whoever imports it first. Users who set
 NUMBA_CPU_NAME or NUMBA_CPU_FEATURES themselves (for a portable cache, say) keep what they
 set; GRAPHCNN_VECTOR_WIDTH=256 keeps LLVM's own preference.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import platform
 import sys
+from types import ModuleType
+from typing import Any, Sequence
 
 _NARROW = "-prefer-256-bit"
 
@@ -51,6 +59,38 @@ def widen_vectors() -> None:
     if config is not None and getattr(config, "CPU_FEATURES", None) is None:
         # read by Numba's codegen when it is first built
         config.CPU_FEATURES = features  # type: ignore[attr-defined]
+
+
+def widen_when_numba_loads() -> None:
+    """widen_vectors() now if Numba is loaded already, else once Numba's import is done
+    (and before anything can compile)."""
+    if "numba" in sys.modules:
+        widen_vectors()
+    elif not any(isinstance(f, _AfterNumba) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterNumba())
+
+
+class _AfterNumba(importlib.abc.MetaPathFinder):
+    """Finds `numba` as the other finders do, once, and has its loader call widen_vectors
+    when the package's module has run."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "numba":
+            return None
+        sys.meta_path.remove(self)   # once; the other finders locate it
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            widen_vectors()
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            widen_vectors()
+        loader: Any = spec.loader
+        loader.exec_module = exec_module
+        return spec
 
 
 def vector_bits() -> int:
