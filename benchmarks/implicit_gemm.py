@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
           f", GFLOP/s (median of {repeats} calls)")
     for label, x_shape, w_shape, stride, pad in layers:
         rates = [rate(x_shape, w_shape, stride, pad, n, repeats) for n in sorted({1, most})]
-        print(f"{label:30s} " + "  ".join(f"{n} thread{'s' if n > 1 else ''} {r:6.1f}"
+        # Three significant digits: a tiny layer on a busy host runs below 0.1 GFLOP/s.
+        print(f"{label:30s} " + "  ".join(f"{n} thread{'s' if n > 1 else ''} {r:#6.3g}"
                                           for n, r in zip(sorted({1, most}), rates)))
     return 0
 
