@@ -2,8 +2,14 @@
 GEMMs and the direct kernel of candidates.py, and the kernels for the shapes those serve
 badly in a training step: the weight gradient of a stride-1 unpadded conv too small for a
 GEMM (LeNet-5's c1: conv.py's wide kernel), and both gradients of depthwise 3x3 convs
-(MobileNet's: depthwise.py). strategy.py adds these to candidates.STRATEGIES."""
+(MobileNet's: depthwise.py); and the input gradient of a stride-1 conv as a forward conv of
+dy with the weight turned, on the forward conv's packed, implicit and Winograd kernels
+(kernels/turned.py). strategy.py adds these to candidates.STRATEGIES."""
 from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
 
 from graphcnn.backends.cpu.accuracy import ERROR_GROWTH
 from graphcnn.backends.cpu.candidates import (
@@ -13,13 +19,16 @@ from graphcnn.backends.cpu.candidates import (
     Core,
     OpStrategy,
     Site,
+    _always,
     _conv_key,
     _gemm_sized,
     _operands,
     default_algorithm,
 )
-from graphcnn.backends.cpu.kernels import conv, depthwise
-from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_unpadded_unit_stride
+from graphcnn.backends.cpu.kernels import conv, depthwise, turned, winograd
+from graphcnn.backends.cpu.kernels.conv_gemm import scratch_bytes
+from graphcnn.backends.cpu.shared_prepack import shared_prepack
+from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_pointwise, is_unpadded_unit_stride
 
 
 def _wide_grad(site: Site) -> Core:
@@ -84,10 +93,54 @@ _WIDE_GRAD = Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.att
                        error_growth=ERROR_GROWTH["direct"])
 
 
+def _turned_applies(site: Site) -> bool:
+    return (site.out_dtype == np.float32 and site.in_dtypes[0] == np.float32
+            and turned.applies(site.in_shapes[1], site.attrs))
+
+
+def _turned(name: str, applies: Callable[[Site], bool] = _always) -> Candidate:
+    """The input gradient as the forward conv of dy with the weight turned, on the forward
+    conv's `name` kernel; a frozen weight is turned (and packed) once, at build."""
+    def build(site: Site) -> Core:
+        attrs, w, op = site.attrs, site.known[1], site.op
+        guard = (lambda run: conv.exact_on_nonfinite(op, attrs, site.out_dtype, run))
+        if w is None or not site.frozen:
+            return Core(guard(lambda ins, out: turned.input_grad(name, ins[0], ins[1], out,
+                                                                 attrs)), adds_bias=False)
+
+        def prepack() -> Any:
+            assert w is not None
+            return turned.PREPARE[name](w)
+        held = shared_prepack(("turned", name), (w,), (), prepack)
+        return Core(guard(lambda ins, out: turned.input_grad(name, ins[0], ins[1], out,
+                                                             attrs, held)),
+                    adds_bias=False, prepacked=held, prepack=prepack)
+
+    def scratch(site: Site) -> dict[str, int]:
+        return scratch_bytes(turned.scratch(name, site.in_shapes[0], site.in_shapes[1],
+                                            site.out_shape, site.attrs))
+    return Candidate(name, 1, lambda site: _turned_applies(site) and applies(site), build,
+                     offered=_gemm_sized,
+                     rule="the forward conv of dy with the weight turned (stride 1)",
+                     scratch=scratch, error_growth=ERROR_GROWTH[name])
+
+
+def _winograd_turned_applies(site: Site) -> bool:
+    return winograd.input_grad_applies(site.in_shapes[1], site.attrs)
+
+
+def _not_pointwise(site: Site) -> bool:
+    # A 1x1 unpadded conv's dy is already the GEMM's columns: no table to gain by.
+    return not is_pointwise(site.in_shapes[1], site.attrs)
+
+
+_TURNED = (_turned("packed"), _turned("packed-channels"), _turned("implicit", _not_pointwise),
+           _turned("winograd-packed", _winograd_turned_applies))
+
 GRAD_STRATEGIES = {
     "conv2d_input_grad": OpStrategy(
-        _GRAD_GEMMS + (_DEPTHWISE_INPUT_GRAD, _DEPTHWISE_S2_INPUT_GRAD, _DIRECT), _conv_key,
-        default_algorithm),
+        _GRAD_GEMMS + _TURNED + (_DEPTHWISE_INPUT_GRAD, _DEPTHWISE_S2_INPUT_GRAD, _DIRECT),
+        _conv_key, default_algorithm),
     "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
                                      _conv_key, default_algorithm),
 }

@@ -407,9 +407,11 @@ def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
 
 
 def conv2d_input_grad_winograd(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-                               attrs: dict[str, Any], u: np.ndarray | None = None) -> None:
+                               attrs: dict[str, Any], u: np.ndarray | None = None,
+                               packed: bool = False) -> None:
     """dx = conv2d_input_grad(dy, w), for a convolution `input_grad_applies` accepts; `u`:
-    weight_transform(w, flip=True) made already."""
+    weight_transform(w, flip=True, packed=packed) made already (`packed`: the products on
+    packed_gemm's microkernel, float32, as conv2d_winograd_packed)."""
     pads = attrs["padding"]
-    _run(dy, weight_transform(w, flip=True) if u is None else u, dx, 2 - pads[0],
-         2 - pads[2])
+    u = weight_transform(w, flip=True, packed=packed) if u is None else u
+    _run(dy, u, dx, 2 - pads[0], 2 - pads[2], packed=packed)
