@@ -153,8 +153,8 @@ def test_max_pool2d(case, seed):
        padding=st.tuples(st.integers(0, 1), st.integers(0, 1)), ceil_mode=st.booleans(),
        h=st.integers(3, 9), w=st.integers(3, 9), seed=st.integers(0, 2**16))
 def test_max_pool2d_width3_windows(kh, stride, padding, ceil_mode, h, w, seed):
-    """Windows three wide (ResNet's 3x3/2 stem pool) take their own forward kernel; the
-    gradient (the generic kernel) is checked on them too, ties included."""
+    """Windows three wide (ResNet's 3x3/2 stem pool) take their own forward kernel, and
+    3x3 ones at stride 1 or 2 their own gradient kernel: checked here, ties included."""
     assume(padding[0] <= kh // 2)
     x = np.random.default_rng(seed).permutation(2 * 3 * h * w).reshape(2, 3, h, w)
     attrs = dict(kernel_size=(kh, 3), stride=stride, padding=padding, ceil_mode=ceil_mode)
@@ -373,6 +373,29 @@ def test_cost_model_picks_gemm_for_big_layers_only():
     assert not use_gemm((1, 1, 8, 8), (2, 1, 3, 3), (8, 8), attrs)       # too thin a GEMM
     depthwise = dict(attrs, groups=32)
     assert not use_gemm((1, 32, 56, 56), (32, 1, 3, 3), (56, 56), depthwise)
+
+
+@pytest.mark.parametrize("n, c, h, w", [(1, 5, 7, 7), (3, 17, 14, 14), (2, 3, 6, 9), (1, 2, 3, 5),
+                                        (2, 19, 8, 8)])
+@pytest.mark.parametrize("k, stride, padding, ceil_mode", [
+    (3, 1, 1, False), (3, 2, 0, True), (3, 2, 1, False), (2, 2, 0, True), (3, 2, 1, True),
+    ((2, 3), (1, 2), (1, 1), True), (5, 1, 2, False), (1, 2, 0, False), (3, 3, 1, False)])
+def test_max_pool2d_grad_equals_the_reference_bitwise(n, c, h, w, k, stride, padding,
+                                                       ceil_mode):
+    """The row kernel of the gradient (3x3 windows at stride 1 and 2 in vector lanes, the
+    rest per window): the same input takes each window's gradient as in the reference
+    (the first maximum; signed-zero and -inf ties, a NaN plane), integer gradients so
+    that overlapping windows' sums are exact in any order."""
+    rng = np.random.default_rng(h * w + c)
+    x = rng.choice(np.float32([-1.5, -0.0, 0.0, 0.5, 2.0, -np.inf]), (n, c, h, w))
+    x[0, 0, rng.integers(h), rng.integers(w)] = np.nan  # one plane takes the NaN-aware loop
+    attrs = dict(kernel_size=k, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    g = Graph()
+    y = g.add("max_pool2d", [g.input("x", x.shape)], **attrs)
+    dy = rng.integers(-8, 9, y.shape).astype(np.float32)
+    (want,) = forward("max_pool2d_grad", [dy, x], dict(y.node.attrs), "reference")
+    (got,) = forward("max_pool2d_grad", [dy, x], dict(y.node.attrs), "cpu")
+    assert want.tobytes() == got.tobytes()
 
 
 @pytest.mark.parametrize("n, c, h, w", [(1, 5, 7, 7), (3, 17, 14, 14), (2, 3, 6, 9), (1, 2, 3, 5),

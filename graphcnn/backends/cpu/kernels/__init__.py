@@ -19,6 +19,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     pad_modes,
     pool,
     pool_max,
+    pool_max_grad,
     resize,
     shape,
     softmax,

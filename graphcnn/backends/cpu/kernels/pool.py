@@ -267,12 +267,6 @@ def avg_pool2d_grad_args(ins: list[np.ndarray], out: np.ndarray, attrs: dict[str
     return (ins[0], out) + _window(attrs) + (attrs["count_include_pad"],)
 
 
-@cpu_kernel("max_pool2d_grad")
-def max_pool2d_grad_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
-                           attrs: dict[str, Any]) -> None:
-    launch(_max_pool2d_grad, *max_pool2d_grad_args(ins, outs[0], attrs))
-
-
 @cpu_kernel("avg_pool2d")
 def avg_pool2d_kernel(ins: list[np.ndarray], outs: list[np.ndarray], attrs: dict[str, Any]) -> None:
     launch(_avg_pool2d, *avg_pool2d_args(ins, outs[0], attrs))
