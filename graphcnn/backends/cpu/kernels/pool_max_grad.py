@@ -32,7 +32,7 @@ from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
 
 
 @numba.njit(inline="always")
-def _first_max(xf, p, b, a, q):
+def _first_max(xf, b, a, q):
     """(maximum, its offset) after the tap at xf[q]: it replaces the window's maximum b at
     a only if strictly greater (the first maximum wins)."""
     v = xf[uint64(q)]
@@ -45,14 +45,14 @@ def _argmax3(xf, p, w):
     """The offset of the first maximum of the 3x3 window whose top-left tap is xf[p],
     rows `w` apart: straight-line selects, which LLVM vectorizes across windows."""
     b, a = xf[uint64(p)], p
-    b, a = _first_max(xf, p, b, a, p + 1)
-    b, a = _first_max(xf, p, b, a, p + 2)
-    b, a = _first_max(xf, p, b, a, p + w)
-    b, a = _first_max(xf, p, b, a, p + w + 1)
-    b, a = _first_max(xf, p, b, a, p + w + 2)
-    b, a = _first_max(xf, p, b, a, p + 2 * w)
-    b, a = _first_max(xf, p, b, a, p + 2 * w + 1)
-    b, a = _first_max(xf, p, b, a, p + 2 * w + 2)
+    b, a = _first_max(xf, b, a, p + 1)
+    b, a = _first_max(xf, b, a, p + 2)
+    b, a = _first_max(xf, b, a, p + w)
+    b, a = _first_max(xf, b, a, p + w + 1)
+    b, a = _first_max(xf, b, a, p + w + 2)
+    b, a = _first_max(xf, b, a, p + 2 * w)
+    b, a = _first_max(xf, b, a, p + 2 * w + 1)
+    b, a = _first_max(xf, b, a, p + 2 * w + 2)
     return a
 
 
@@ -80,7 +80,7 @@ def _argmax(xf, x0, iy0, ilo, ihi, ix0, jlo, jhi, in_w):
     for i in range(ilo, ihi):
         row = x0 + (iy0 + i) * in_w + ix0
         for j in range(jlo, jhi):
-            b, a = _first_max(xf, row, b, a, row + j)
+            b, a = _first_max(xf, b, a, row + j)
     return a
 
 
