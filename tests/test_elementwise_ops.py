@@ -129,3 +129,13 @@ def test_fused_conv_relu_propagates_nan():
     got = exe(x)
     assert np.isnan(got[0, :, 1:4, 1:4]).all() and not np.isnan(got[0, :, 5, 5]).any()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # NaN where it has NaN
+
+
+def test_clip_gradient_is_zero_where_x_was_clipped_to_a_bound_float32_cannot_hold():
+    """clip's gradient reads its output (as relu's): where x was clipped to 0.7, the output
+    is float32's 0.69999999, which must not count as inside (-0.5, 0.7)."""
+    from op_check import gradients
+    x = np.float32([1.0, 0.3, -1.0, 0.7, -0.5])
+    for backend in ("reference", "cpu"):
+        _, dx = gradients("clip", [x], {"low": -0.5, "high": 0.7}, backend)
+        assert (dx[[0, 2, 3, 4]] == 0).all() and dx[1] != 0, backend

@@ -146,7 +146,7 @@ def test_the_dtype_lane_batch_norm_kernel_matches_float64(shape, dtype, offset, 
     x = (offset + spread * rng.standard_normal(shape)).astype(dtype)
     weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
     y, mean, var = np.empty_like(x), np.empty(shape[1], dtype), np.empty(shape[1], dtype)
-    launch(norm_train.batch_norm_train_fast, x, weight, bias, 1e-5, y, mean, var)
+    launch(norm_train.batch_norm_train_fast, x, weight, bias, 1e-5, 0, 0.0, 0.0, y, mean, var)
     want_y, want_mean, want_var = numpy_batch_norm_train(x, weight, bias, 1e-5)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-6, atol=1e-6 * spread)
     np.testing.assert_allclose(var, want_var, rtol=1e-4, atol=0)

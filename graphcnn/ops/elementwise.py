@@ -30,7 +30,11 @@ def relu_ref(x: np.ndarray) -> np.ndarray:
 
 
 def relu_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
-    return [graph.add("relu_grad", [cot[0], node.inputs[0]])]
+    # The mask is read off the output, as PyTorch does: y > 0 exactly where x > 0, and y is
+    # NaN exactly where x is. The input then has no reader in the backward pass, so it
+    # need not be kept, and whatever made it can take the relu as its epilogue (a
+    # conv2d's, a batch_norm_train's: passes/fusion.py, passes/bn_train_activation.py).
+    return [graph.add("relu_grad", [cot[0], node.outputs[0]])]
 
 
 def relu_grad_ref(g: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -138,8 +142,16 @@ def clip_ref(x: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def clip_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
-    a = node.attrs
-    return [graph.add("clip_grad", [cot[0], node.inputs[0]], low=a["low"], high=a["high"])]
+    return [clip_grad_of_output(graph, cot[0], node.outputs[0], node.attrs)]
+
+
+def clip_grad_of_output(graph: Any, g: Any, y: Any, attrs: dict[str, Any]) -> Any:
+    """The gradient g through y = clip(x, low, high), its mask read off y, as relu's: low <
+    y < high exactly where low < x < high, and y is NaN exactly where x is (0 there). The
+    bounds are rounded to y's dtype first: clip writes them rounded (0.7 as float32 is
+    0.69999999), and a float64 0.7 compared with that would pass g where x was clipped."""
+    low, high = (float(np.asarray(attrs[k]).astype(y.dtype)) for k in ("low", "high"))
+    return graph.add("clip_grad", [g, y], low=low, high=high)
 
 
 def clip_grad_ref(g: np.ndarray, x: np.ndarray, low: float, high: float) -> np.ndarray:

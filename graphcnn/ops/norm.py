@@ -18,6 +18,7 @@ import numpy as np
 
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
+from graphcnn.ops.elementwise import clip_grad_of_output, clip_ref, relu_ref
 from graphcnn.ops.registry import Attr, FusionKind, expect_float, no_second_order, register_op
 
 
@@ -145,12 +146,20 @@ def batch_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batch_norm_train_ref(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-                         eps: float) -> list[np.ndarray]:
+                         eps: float, activation: str = "", low: float = 0.0,
+                         high: float = 0.0) -> list[np.ndarray]:
     mean, var = batch_statistics(x)
     c = channel_shape(x)
     xhat = (x.astype(np.float64) - mean.reshape(c)) / np.sqrt(var.reshape(c) + eps)
     y = xhat * weight.astype(np.float64).reshape(c) + bias.astype(np.float64).reshape(c)
-    return [y.astype(x.dtype), mean.astype(x.dtype), var.astype(x.dtype)]
+    y = y.astype(x.dtype)
+    # The activation applies to the rounded y, as the relu or clip op after an unfused
+    # batch norm would: fusing them changes no bit.
+    if activation == "relu":
+        y = relu_ref(y)
+    elif activation == "clip":
+        y = clip_ref(y, low, high)
+    return [y, mean.astype(x.dtype), var.astype(x.dtype)]
 
 
 def batch_norm_train_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
@@ -158,6 +167,12 @@ def batch_norm_train_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     x, weight, _ = node.inputs
     _, mean, var = node.outputs
     dx = dweight = dbias = None
+    activation = node.attrs.get("activation", "")
+    if dy is not None and activation:
+        # Through the activation first, its mask read off the output (elementwise.py).
+        y = node.outputs[0]
+        dy = (graph.add("relu_grad", [dy, y]) if activation == "relu" else
+              clip_grad_of_output(graph, dy, y, node.attrs))
     if dy is not None:
         grads = graph.add_node("batch_norm_train_grad", [dy, x, weight, mean, var],
                                {"eps": node.attrs["eps"]})
@@ -183,11 +198,21 @@ def batch_norm_train_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     return [dx, dweight, dbias]
 
 
+def _activation(value: Any) -> str:
+    if value not in ("", "relu", "clip"):
+        raise ShapeError(f"batch_norm_train: activation must be '', 'relu' or 'clip', "
+                         f"got {value!r}")
+    return str(value)
+
+
 register_op("batch_norm_train", inputs=("x", "weight", "bias"), shape=batch_norm_train_shape,
             ref=batch_norm_train_ref, vjp=batch_norm_train_vjp, kind=FusionKind.OPAQUE,
-            attrs={"eps": _eps},
+            attrs={"eps": _eps, "activation": Attr("", convert=_activation),
+                   "low": Attr(0.0, convert=float), "high": Attr(0.0, convert=float)},
             doc="Training batch norm: normalizes with the batch statistics; outputs "
-                "(y, mean, var), var biased, mean and var of shape (C,) (PyTorch semantics).")
+                "(y, mean, var), var biased, mean and var of shape (C,) (PyTorch semantics). "
+                "activation 'relu' or 'clip' (to [low, high]) applies that op to y in the "
+                "same pass (passes/bn_train_activation.py sets it).")
 
 
 def batch_norm_train_grad_shape(in_types: list[TensorType],

@@ -15,6 +15,7 @@ from graphcnn.ir.graph import Graph
 from graphcnn.ir.verify import verify
 from graphcnn.passes.bn_affine import batch_norm_to_affine
 from graphcnn.passes.bn_folding import fold_batch_norm
+from graphcnn.passes.bn_train_activation import fuse_batch_norm_activation
 from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
@@ -30,14 +31,16 @@ Pass = Callable[[Graph], Graph]
 # again); the batch norms folding left (after no conv or linear) become sub/mul/add after
 # it, for fusion to join with their neighbours, and before simplification (a scale of ones
 # is an x * 1); simplification before CSE (an identity removed may make two nodes read
-# the same value); DCE for whatever the others left unread; fusion last, on the final graph.
+# the same value); DCE for whatever the others left unread; a training batch norm takes the
+# relu or clip after it (on the final graph, where it knows every reader of y); fusion
+# last.
 PIPELINES: dict[int, list[Pass]] = {
     0: [],
     1: [dead_code_elimination, constant_folding, algebraic_simplification,
         common_subexpression_elimination, dead_code_elimination],
     2: [dead_code_elimination, constant_folding, fold_batch_norm, batch_norm_to_affine,
         algebraic_simplification, common_subexpression_elimination, dead_code_elimination,
-        fuse_operators],
+        fuse_batch_norm_activation, fuse_operators],
 }
 DUMP_ENV = "GRAPHCNN_DUMP_AFTER"
 

@@ -74,8 +74,9 @@ def batch_norm_train_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
                             attrs: dict[str, Any]) -> None:
     x, weight, bias = ins
     y, mean, var = outs
-    launch(norm_train.batch_norm_train_fast, ncs(x), weight, bias, attrs["eps"], ncs(y),
-           mean, var)
+    launch(norm_train.batch_norm_train_fast, ncs(x), weight, bias, attrs["eps"],
+           norm_train.ACTIVATION_CODES[attrs["activation"]], attrs["low"], attrs["high"],
+           ncs(y), mean, var)
 
 
 @cpu_kernel("batch_norm_train_grad")

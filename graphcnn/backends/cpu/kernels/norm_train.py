@@ -19,6 +19,10 @@ The gradient stays on norm.py's float64 sums: its dx is a difference of three te
 nearly cancel when a channel holds few values or dy is nearly linear in x, and dtype sums
 would leave their rounding (1e-7 of dy) in a far smaller dx.
 
+The output takes the activation the graph put in the batch norm (relu, or clip for
+ReLU6: passes/bn_train_activation.py) as it is written, with the formulas of the relu and
+clip ops, in dtype.
+
 A channel whose statistics, scale or outputs are not finite (NaN or Inf inputs, overflow in
 dtype where float64 would not) is computed again in float64 (_channel_exact), so NaN
 and Inf come out as the reference's.
@@ -38,6 +42,19 @@ from graphcnn.backends.cpu.registry import JIT
 _FAST = dict(JIT, fastmath={"reassoc", "contract"})
 # Beyond it a float64 scale or coefficient overflows float32, or its products would.
 _BIG = 1e30
+# batch_norm_train's activation attribute as the kernel's argument.
+ACTIVATION_CODES = {"": 0, "relu": 1, "clip": 2}
+
+
+@numba.njit(inline="always")
+def _activate(y, act, zero, low, high):
+    """y through the activation `act` (an ACTIVATION_CODES value), in y's dtype: the relu
+    and clip ops' scalar formulas (ops/elementwise.py), NaN staying NaN."""
+    if act == 1:
+        return zero if y <= zero else y
+    if act == 2:
+        return low if y < low else (high if y > high else y)
+    return y
 
 
 @numba.njit(inline="always")
@@ -84,11 +101,13 @@ def _channel_exact(x, c, weight, bias, eps, out):
 
 
 @numba.njit(**_FAST)
-def batch_norm_train_fast(x, weight, bias, eps, out, mean_out, var_out):
+def batch_norm_train_fast(x, weight, bias, eps, act, low, high, out, mean_out, var_out):
     n_len, c_len, s_len = x.shape
     for c in prange(c_len):
-        tmp = np.zeros(4, x.dtype)   # conversions to dtype
-        zero = tmp[3]
+        tmp = np.zeros(6, x.dtype)   # conversions to dtype
+        zero = tmp[5]
+        tmp[4], tmp[5] = low, high
+        lo, hi = tmp[4], tmp[5]
         mean, m2, rows = 0.0, 0.0, 0
         for n in range(n_len):
             row_mean, row_m2 = _row_moments(x, n, c, s_len, zero, tmp)
@@ -110,10 +129,14 @@ def batch_norm_train_fast(x, weight, bias, eps, out, mean_out, var_out):
             for n in range(n_len):
                 for s in range(s_len):
                     y = (x[n, c, s] - m_hi - m_lo) * sc + sh
-                    out[n, c, s] = y
                     probe += y - y   # NaN if some y is not finite (y * 0 would widen)
+                    out[n, c, s] = _activate(y, act, zero, lo, hi)
             fast = probe == 0
         if not fast:
             mean, var = _channel_exact(x, c, weight, bias, eps, out)
+            if act != 0:
+                for n in range(n_len):
+                    for s in range(s_len):
+                        out[n, c, s] = _activate(out[n, c, s], act, zero, lo, hi)
         mean_out[c] = mean
         var_out[c] = var

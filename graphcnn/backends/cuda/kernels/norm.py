@@ -87,14 +87,25 @@ def _channel_stats(x, N, C, S, mean_out, var_out, mean64, var64):
         c += cu.gridDim.x
 
 
-@device_kernel(lambda f: (f[::1], f[::1], f[::1], f8[::1], f8[::1], f8, i8, i8, f[::1]))
-def _normalize(x, weight, bias, mean64, var64, eps, C, S, out):
+@device_kernel(lambda f: (f[::1], f[::1], f[::1], f8[::1], f8[::1], f8, i8, i8, i8, f8, f8,
+                          f[::1]))
+def _normalize(x, weight, bias, mean64, var64, eps, C, S, act, low, high, out):
+    """y, through the activation `act` (0 none, 1 relu, 2 clip to [low, high]; the
+    relu and clip ops' formulas, which commute with the rounding to x's dtype)."""
     i = cu.grid(1)
     while i < x.size:
         c = (i // S) % C
         scale = f8(weight[c]) / math.sqrt(var64[c] + eps)
-        out[i] = (x[i] - mean64[c]) * scale + f8(bias[c])
+        y = (x[i] - mean64[c]) * scale + f8(bias[c])
+        if act == 1:
+            y = 0.0 if y <= 0 else y
+        elif act == 2:
+            y = low if y < low else (high if y > high else y)
+        out[i] = y
         i += cu.gridsize(1)
+
+
+_ACTIVATION_CODES = {"": 0, "relu": 1, "clip": 2}
 
 
 @cuda_kernel("batch_norm_train")
@@ -107,7 +118,8 @@ def batch_norm_train_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
     return [Launch(_channel_stats, reduction_blocks(c), THREADS,
                    (flat(x), n, c, s, mean, var, mean64, var64)),
             launch_1d(_normalize, x.size, flat(x), weight, bias, mean64, var64,
-                      float(attrs["eps"]), c, s, flat(y))]
+                      float(attrs["eps"]), c, s, _ACTIVATION_CODES[attrs["activation"]],
+                      float(attrs["low"]), float(attrs["high"]), flat(y))]
 
 
 @device_kernel(lambda f: (f[::1], f[::1], f[::1], f[::1], f8, i8, i8, i8, f[::1], f[::1],
