@@ -67,8 +67,11 @@ def fresh_env(tmp_path):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """lenet5, a small ResNet-18 and a small MobileNetV2 (its depthwise blocks run in the
-    blocked layout), compiled, saved, with an input and its output."""
+    """lenet5, a small ResNet-18, a small MobileNetV2 (its depthwise blocks run in the
+    blocked layout) and a small DenseNet (its concatenations written part by part through
+    their batch norms: passes/concat_epilogue.py), compiled, saved, with an input and its
+    output."""
+    from graphcnn.models.densenet import densenet
     root = tmp_path_factory.mktemp("artifacts")
     rng = np.random.default_rng(0)
     out = {}
@@ -76,8 +79,13 @@ def saved(tmp_path_factory):
     for name, model in [("lenet5", gc.models.lenet5()),
                         ("resnet", gc.models.resnet18(width=8, input_size=32, num_classes=10)),
                         ("mobilenet", gc.models.mobilenet_v2(10, width_mult=0.5,
-                                                             input_size=32))]:
+                                                             input_size=32)),
+                        ("densenet", densenet(10, growth_rate=8, block_config=(2, 2),
+                                              num_init_features=16, input_size=32))]:
         exe = gc.compile(model, batch_size=2)
+        if name == "densenet":
+            assert any(n.op == "fused" and n.attrs["anchor"] == "concat"
+                       for n in exe.graph.nodes)
         x = rng.standard_normal(exe.graph.inputs[0].shape).astype(np.float32)
         y = exe(x)
         path = root / f"{name}.gcnn"

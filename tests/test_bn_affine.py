@@ -157,12 +157,13 @@ def test_dense_block_runs_batch_norm_and_relu_as_one_kernel(backend):
     exe0 = gc.compile(model, batch_size=2, backend=backend, opt_level=0)
     exe2 = gc.compile(model, batch_size=2, backend=backend, opt_level=2)
     # conv, concat, batch_norm, relu, conv at opt level 0; the batch norm and relu are
-    # one kernel at opt level 2
+    # one kernel at opt level 2, and on the cpu backend (batch 2) the concatenation too,
+    # written part by part through them (passes/concat_epilogue.py)
     assert exe0.report()["kernels"] == 5
-    assert exe2.report()["kernels"] == 4
+    assert exe2.report()["kernels"] == (4 if backend == "reference" else 3)
     assert not exe2.graph.nodes_of("batch_norm")
     assert [member_ops(n.attrs) for n in exe2.graph.nodes_of("fused")] == \
-        [["sub", "mul", "add", "relu"]]
+        [(["concat"] if backend == "cpu" else []) + ["sub", "mul", "add", "relu"]]
     np.testing.assert_allclose(exe2(x), exe0(x), rtol=1e-5, atol=1e-5)
 
 

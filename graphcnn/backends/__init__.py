@@ -77,9 +77,12 @@ def _no_passes() -> list[GraphPass]:
 
 def _cpu_passes() -> list[GraphPass]:
     # The NCHW16c layout for depthwise regions (inference only: the backward kernels are
-    # NCHW), then MobileNetV2's expand -> clip -> depthwise chains in it as one op.
+    # NCHW), then MobileNetV2's expand -> clip -> depthwise chains in it as one op; and
+    # beyond batch 1 the concatenations an elementwise chain reads (DenseNet's) written
+    # part by part through that chain, never as a whole.
+    from graphcnn.passes.concat_epilogue import fuse_concat_epilogues
     from graphcnn.passes.layout import fuse_expand_depthwise, nchw16c_layout
-    return [nchw16c_layout, fuse_expand_depthwise]
+    return [nchw16c_layout, fuse_expand_depthwise, fuse_concat_epilogues]
 
 
 _BACKENDS: dict[str, Backend] = {

@@ -19,7 +19,7 @@ reads it, and the chain's inner values have no readers outside it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.ir.rebuild import replace_groups
@@ -51,14 +51,17 @@ def _next_link(value: Value, users: dict[int, list[Node]], outputs: set[int]) ->
     return node
 
 
-def find_groups(graph: Graph) -> list[list[Node]]:
-    """Chains of nodes to fuse, each of length >= 2, in graph order."""
+def find_groups(graph: Graph, heads: Callable[[Node], bool] | None = None
+                ) -> list[list[Node]]:
+    """Chains of nodes to fuse, each of length >= 2, in graph order; each starts at a node
+    for which `heads` holds (default: an anchor or an elementwise op)."""
     users = graph.users()
     outputs = {v.id for v in graph.outputs}
     taken: set[int] = set()
     groups = []
     for node in graph.nodes:
-        if node.id in taken or not (_is_anchor(node) or _is_elementwise(node)):
+        if node.id in taken or not (heads(node) if heads is not None else
+                                    _is_anchor(node) or _is_elementwise(node)):
             continue
         chain = [node]
         link = _next_link(node.outputs[0], users, outputs)
@@ -84,7 +87,7 @@ def _group_node(chain: list[Node]) -> tuple[list[Value], dict[str, Any]]:
         return len(inputs) - 1
 
     steps = []
-    if _is_anchor(head):
+    if not _is_elementwise(head):   # an anchor
         inputs.extend(head.inputs)
         anchor, anchor_attrs, rest = head.op, dict(head.attrs), chain[1:]
     else:
@@ -101,7 +104,11 @@ def _group_node(chain: list[Node]) -> tuple[list[Value], dict[str, Any]]:
 
 
 def fuse_operators(graph: Graph) -> Graph:
-    groups = find_groups(graph)
+    return fuse_groups(graph, find_groups(graph))
+
+
+def fuse_groups(graph: Graph, groups: list[list[Node]]) -> Graph:
+    """`graph` with each chain of `groups` (find_groups) as one fused node."""
     replacements = {}
     for chain in groups:
         inputs, attrs = _group_node(chain)

@@ -67,13 +67,23 @@ NESTS: dict[str, tuple[list[str], str, str, str, str]] = {
 }
 
 
+# A concat anchor's nest (kernels/fused.py concat_epilogue_step): one part `src` of the
+# concatenation at a time, its channels landing at c0 + q of the output and of the sides,
+# so the concatenation itself is never written.
+GATHER_NEST = (["    for task in prange(src.shape[0] * src.shape[1]):",
+                "        p, q = task // src.shape[1], task % src.shape[1]",
+                "        for y in range(src.shape[2]):",
+                "            for x in range(src.shape[3]):"], "p, q + c0, y, x", "q + c0",
+               " " * 16, "p, q + c0, y, 0")
+
+
 def default_nest(anchor: str) -> str:
     """The nest of a group with this anchor ("" for none) when its sides broadcast."""
     return ROW if anchor in ROW_ANCHORS else PLANE
 
 
 def generate_source(attrs: dict[str, Any], nest: str | None = None,
-                    row_constant: Sequence[int] = ()) -> str:
+                    row_constant: Sequence[int] = (), gather: bool = False) -> str:
     """The module source of a group's kernel `fused_kernel(out, s0, s1, ...[, pre_bias,
     add_bias])`: s<k> are the side inputs (`lowering.side_refs` order) as views of the
     nest's rank; pre_bias/add_bias, for a group with an anchor, are a bias the anchor
@@ -81,13 +91,18 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
     along the inner loop (a per-channel scale over a plane: a zero-stride view): each is
     read once per row, before the loop. Read per element, their zero stride, unknown when
     Numba compiles, keeps LLVM from vectorizing the loop (DenseNet's batch norm + relu
-    over 256x56x56 took 0.40 ms on 2 cores, against 0.13 with the loads hoisted)."""
+    over 256x56x56 took 0.40 ms on 2 cores, against 0.13 with the loads hoisted).
+    With `gather` (a concat anchor, plane nest) the kernel is `fused_kernel(out, src, c0,
+    s0, ...)`: the running value is read from `src`, one part of the concatenation, and
+    written at channel c0 + q of `out` (GATHER_NEST)."""
     anchor = attrs["anchor"]
     nest = nest or default_nest(anchor)
     if anchor and nest == FLAT:
         raise ValueError("a group with an anchor needs its output's axes (a per-channel bias)")
+    if gather and (not anchor or nest != PLANE):
+        raise ValueError("gather is for an anchored group in the plane nest")
     chain = lower(attrs["steps"], anchored=bool(anchor))
-    loops, index, channel, indent, row_start = NESTS[nest]
+    loops, index, channel, indent, row_start = GATHER_NEST if gather else NESTS[nest]
     hoisted = sorted(set(row_constant))
     if hoisted and nest == FLAT:
         raise ValueError("the flat nest has no rows: its sides all have the output's shape")
@@ -96,7 +111,8 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
             f"# group: {' -> '.join(_members(attrs))}",
             "import math", "import numba", "from numba import prange",
             "from graphcnn.backends.cpu.scalar_math import fast_tanh"]
-    params = ", ".join(["out"] + sides + (["pre_bias", "add_bias"] if anchor else []))
+    params = ", ".join(["out"] + (["src", "c0"] if gather else []) + sides
+                       + (["pre_bias", "add_bias"] if anchor else []))
     inner = loops[-1]
     row_indent = inner[:len(inner) - len(inner.lstrip())]
     body = ["", "", "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
@@ -105,7 +121,8 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
     body.append(inner)
     lines = []
     if anchor:
-        lines += [f"v = out[{index}]", "if add_bias:", f"    v = v + pre_bias[{channel}]"]
+        lines += ["v = src[p, q, y, x]" if gather else f"v = out[{index}]", "if add_bias:",
+                  f"    v = v + pre_bias[{channel}]"]
     lines += [f"{side_name(k)} = {s}[{index}]" for k, s in enumerate(sides) if k not in hoisted]
     lines += chain.render(CPU_SCALAR_CALLS)
     lines.append(f"out[{index}] = {chain.result}")
@@ -133,8 +150,8 @@ class GeneratedKernel:
     writes or imports it. `aot_name` is the name the dispatcher's function has."""
 
     def __init__(self, attrs: dict[str, Any], nest: str | None = None,
-                 row_constant: Sequence[int] = ()) -> None:
-        self.source = generate_source(attrs, nest, row_constant)
+                 row_constant: Sequence[int] = (), gather: bool = False) -> None:
+        self.source = generate_source(attrs, nest, row_constant, gather)
         self.digest = hashlib.sha256((CODEGEN_VERSION + self.source).encode()).hexdigest()[:20]
         self.aot_name = f"graphcnn_fused_{self.digest}.fused_kernel"
         # The dispatcher once a call has loaded it; a launch may pass it instead of this

@@ -201,6 +201,11 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
         return Implementation("generated", "an elementwise group: its generated kernel",
                               fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
                                                   site.in_shapes, None, False))
+    if anchor == "concat":
+        return Implementation("parts", "each part of the concatenation through the generated "
+                              "epilogue into its channels",
+                              fused.concat_epilogue_step(attrs, site.out_shape, site.out_dtype,
+                                                         site.in_shapes))
     head = anchor_site(site)
     if anchor in STRATEGIES:
         candidate, why = choose(head, saved, where)

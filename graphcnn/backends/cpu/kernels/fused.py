@@ -12,7 +12,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphcnn.backends.cpu.codegen import FLAT, ROW_ANCHORS, GeneratedKernel, default_nest
+from graphcnn.backends.cpu.codegen import (
+    FLAT,
+    PLANE,
+    ROW_ANCHORS,
+    GeneratedKernel,
+    default_nest,
+)
 from graphcnn.backends.cpu.kernels.broadcast import as_4d
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, launch
 from graphcnn.backends.lowering import side_refs
@@ -74,6 +80,36 @@ def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: 
         else:
             launch(kernel, out.reshape(view), *sides, no_bias, False)
     return anchored
+
+
+def concat_epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: Any,
+                         in_shapes: Sequence[tuple[int, ...]]) -> KernelFn:
+    """The step of a group anchored on a concatenation along axis 1
+    (passes/concat_epilogue.py): each part goes through the epilogue straight into its
+    channels of the output, so the concatenation is never written, nor read back. One
+    generated kernel (codegen's gather variant) serves every part: it reads the part and
+    writes channels c0.. of the output, the sides read at those channels."""
+    refs = side_refs(attrs["steps"])
+    out_shape = tuple(out_shape)
+    side_shapes = [tuple(in_shapes[r]) for r in refs]
+    view = _plane_view(out_shape, side_shapes)
+    kernel = GeneratedKernel(attrs, PLANE, [
+        k for k, side in enumerate(side_shapes) if _constant_along_rows(side, out_shape, view)],
+        gather=True)
+    parts = attrs["anchor_inputs"]
+    starts = [0]
+    for shape in in_shapes[:parts]:
+        starts.append(starts[-1] + shape[1])
+    part_views = [(view[0], starts[k + 1] - starts[k]) + tuple(view[2:]) for k in range(parts)]
+    no_bias = NO_BIAS[np.dtype(out_dtype)]
+
+    def gathered(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+        out = outs[0].reshape(view)
+        sides = [broadcast_view(ins[r], out_shape, view) for r in refs]
+        run = kernel.loaded or kernel
+        for k in range(parts):
+            launch(run, out, ins[k].reshape(part_views[k]), starts[k], *sides, no_bias, False)
+    return gathered
 
 
 def stored_epilogue_step(attrs: dict[str, Any], store: Callable[..., None], form: Any
