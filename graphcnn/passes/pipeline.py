@@ -20,6 +20,7 @@ from graphcnn.passes.constant_folding import constant_folding
 from graphcnn.passes.cse import common_subexpression_elimination
 from graphcnn.passes.dce import dead_code_elimination
 from graphcnn.passes.fusion import fuse_operators
+from graphcnn.passes.pool_first import pool_before_pointwise_conv
 from graphcnn.passes.simplify import algebraic_simplification
 
 Pass = Callable[[Graph], Graph]
@@ -30,7 +31,8 @@ Pass = Callable[[Graph], Graph]
 # simplification (folding removes the batch norms, nothing it makes needs simplifying
 # again); the batch norms folding left (after no conv or linear) become sub/mul/add after
 # it, for fusion to join with their neighbours, and before simplification (a scale of ones
-# is an x * 1); simplification before CSE (an identity removed may make two nodes read
+# is an x * 1); an average pool after a 1x1 conv goes before it once batch norms between
+# them are folded; simplification before CSE (an identity removed may make two nodes read
 # the same value); DCE for whatever the others left unread; a training batch norm takes the
 # relu or clip after it (on the final graph, where it knows every reader of y); fusion
 # last.
@@ -39,7 +41,7 @@ PIPELINES: dict[int, list[Pass]] = {
     1: [dead_code_elimination, constant_folding, algebraic_simplification,
         common_subexpression_elimination, dead_code_elimination],
     2: [dead_code_elimination, constant_folding, fold_batch_norm, batch_norm_to_affine,
-        algebraic_simplification, common_subexpression_elimination, dead_code_elimination,
+        pool_before_pointwise_conv, algebraic_simplification, common_subexpression_elimination, dead_code_elimination,
         fuse_batch_norm_activation, fuse_operators],
 }
 DUMP_ENV = "GRAPHCNN_DUMP_AFTER"
