@@ -76,3 +76,25 @@ def test_densenet_transitions_convolve_the_pooled_pixels():
     pooled = [i for i, op in enumerate(order) if op == "avg_pool2d"]
     assert len(pooled) == 2 and all(order[i + 1] == "conv2d" for i in pooled)
     np.testing.assert_allclose(exe(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, ceil_mode", [((2, 3, 8, 6), False), ((1, 2, 7, 5), False),
+                                              ((1, 2, 7, 5), True)])
+def test_the_2x2_average_pool_path_gives_the_generic_kernels_bits(shape, ceil_mode):
+    """The unpadded 2x2 stride-2 average pool (DenseNet's transitions) has a path of its
+    own in the cpu kernel: the same float64 sums, in the same order, as the window loop;
+    odd sizes floor (or, in ceil mode, take the window loop for their partial windows)."""
+    from op_check import forward
+
+    from graphcnn.backends.cpu.kernels.pool import avg_pool2d_task
+    from graphcnn.ops.pool import pool_out_hw
+    attrs = {"kernel_size": 2, "stride": 2, "ceil_mode": ceil_mode}
+    x = RNG.normal(size=shape).astype(np.float32)
+    (got,) = forward("avg_pool2d", [x], attrs, "cpu")
+    (want,) = forward("avg_pool2d", [x], attrs, "reference")
+    norm = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "ceil_mode": ceil_mode}
+    generic = np.empty((shape[0], shape[1]) + pool_out_hw(shape[2:], norm), np.float32)
+    for task in range(shape[0] * shape[1]):
+        avg_pool2d_task(task, x, generic, 2, 2, 2, 2, 0, 0, True)
+    np.testing.assert_array_equal(got, generic)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
