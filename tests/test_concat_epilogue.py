@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from test_fusion import randomize_bn_statistics
 
 import graphcnn as gc
 from graphcnn.backends.cpu.codegen import generate_source
@@ -98,11 +99,7 @@ def test_the_gather_kernel_reads_a_part_and_writes_its_channels():
 def test_a_small_densenet_matches_opt_level_0(batch):
     model = densenet(10, growth_rate=8, block_config=(3, 4), num_init_features=16,
                      input_size=32)
-    for key, value in model.parameters().items():
-        if key.endswith("running_var"):
-            value[...] = RNG.uniform(0.5, 2, value.shape)
-        elif key.endswith(("running_mean", "bias")):
-            value[...] = RNG.normal(0, 0.3, value.shape)
+    randomize_bn_statistics(model)
     x = RNG.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     want = gc.compile(model, batch_size=batch, backend="reference", opt_level=0)(x)
     exe = gc.compile(model, batch_size=batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_fusion import randomize_bn_statistics
 
 import graphcnn as gc
 from graphcnn.ir import Graph
@@ -63,11 +64,7 @@ def test_the_pass_leaves_the_order_where_it_would_change_or_save_nothing(case):
 def test_densenet_transitions_convolve_the_pooled_pixels():
     model = densenet(10, growth_rate=8, block_config=(2, 2, 2), num_init_features=16,
                      input_size=32)
-    for key, value in model.parameters().items():
-        if key.endswith("running_var"):
-            value[...] = RNG.uniform(0.5, 2, value.shape)
-        elif key.endswith(("running_mean", "bias")):
-            value[...] = RNG.normal(0, 0.3, value.shape)
+    randomize_bn_statistics(model)
     x = RNG.standard_normal((2, 3, 32, 32)).astype(np.float32)
     want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(x)
     exe = gc.compile(model, batch_size=2)
