@@ -198,8 +198,12 @@ def batch_norm_train_vjp(graph: Any, node: Any, cot: list[Any]) -> list[Any]:
     return [dx, dweight, dbias]
 
 
+# batch_norm_train's activation attribute as the backends' kernels take it (an int).
+ACTIVATION_CODES = {"": 0, "relu": 1, "clip": 2}
+
+
 def _activation(value: Any) -> str:
-    if value not in ("", "relu", "clip"):
+    if value not in ACTIVATION_CODES:
         raise ShapeError(f"batch_norm_train: activation must be '', 'relu' or 'clip', "
                          f"got {value!r}")
     return str(value)

@@ -16,7 +16,7 @@ from numba import prange
 
 from graphcnn.backends.cpu.kernels import norm_train
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, cpu_kernel, launch
-from graphcnn.ops.norm import GOLDEN, MIX1, MIX2, dropout_key
+from graphcnn.ops.norm import ACTIVATION_CODES, GOLDEN, MIX1, MIX2, dropout_key
 
 
 def ncs(a: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ def batch_norm_train_kernel(ins: list[np.ndarray], outs: list[np.ndarray],
     x, weight, bias = ins
     y, mean, var = outs
     launch(norm_train.batch_norm_train_fast, ncs(x), weight, bias, attrs["eps"],
-           norm_train.ACTIVATION_CODES[attrs["activation"]], attrs["low"], attrs["high"],
+           ACTIVATION_CODES[attrs["activation"]], attrs["low"], attrs["high"],
            ncs(y), mean, var)
 
 

@@ -42,13 +42,11 @@ from graphcnn.backends.cpu.registry import JIT
 _FAST = dict(JIT, fastmath={"reassoc", "contract"})
 # Beyond it a float64 scale or coefficient overflows float32, or its products would.
 _BIG = 1e30
-# batch_norm_train's activation attribute as the kernel's argument.
-ACTIVATION_CODES = {"": 0, "relu": 1, "clip": 2}
 
 
 @numba.njit(inline="always")
 def _activate(y, act, zero, low, high):
-    """y through the activation `act` (an ACTIVATION_CODES value), in y's dtype: the relu
+    """y through the activation `act` (ops/norm.py's ACTIVATION_CODES), in y's dtype: the relu
     and clip ops' scalar formulas (ops/elementwise.py), NaN staying NaN."""
     if act == 1:
         return zero if y <= zero else y

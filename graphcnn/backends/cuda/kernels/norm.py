@@ -26,7 +26,7 @@ from graphcnn.backends.cuda.registry import (
     reduction_blocks,
     scratch,
 )
-from graphcnn.ops.norm import GOLDEN, MIX1, MIX2
+from graphcnn.ops.norm import ACTIVATION_CODES, GOLDEN, MIX1, MIX2
 
 cu = numba_cuda()
 f8, i8, u8 = types.float64, types.int64, types.uint64
@@ -105,8 +105,6 @@ def _normalize(x, weight, bias, mean64, var64, eps, C, S, act, low, high, out):
         i += cu.gridsize(1)
 
 
-_ACTIVATION_CODES = {"": 0, "relu": 1, "clip": 2}
-
 
 @cuda_kernel("batch_norm_train")
 def batch_norm_train_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
@@ -118,7 +116,7 @@ def batch_norm_train_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
     return [Launch(_channel_stats, reduction_blocks(c), THREADS,
                    (flat(x), n, c, s, mean, var, mean64, var64)),
             launch_1d(_normalize, x.size, flat(x), weight, bias, mean64, var64,
-                      float(attrs["eps"]), c, s, _ACTIVATION_CODES[attrs["activation"]],
+                      float(attrs["eps"]), c, s, ACTIVATION_CODES[attrs["activation"]],
                       float(attrs["low"]), float(attrs["high"]), flat(y))]
 
 
