@@ -26,7 +26,7 @@ part would cost more than it saves.
 from __future__ import annotations
 
 from graphcnn.ir.graph import Graph, Node, Value
-from graphcnn.passes.fusion import _next_link, find_groups, fuse_groups
+from graphcnn.passes.fusion import find_groups, fuse_groups, next_link
 from graphcnn.passes.rewrite import rewrite
 
 
@@ -44,7 +44,7 @@ def _heads(graph: Graph) -> set[int]:
     users = graph.users()
     outputs = {v.id for v in graph.outputs}
     return {n.id for n in graph.nodes
-            if _channel_concat(n) and _next_link(n.outputs[0], users, outputs) is not None}
+            if _channel_concat(n) and next_link(n.outputs[0], users, outputs) is not None}
 
 
 def fuse_concat_epilogues(graph: Graph) -> Graph:

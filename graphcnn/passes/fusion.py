@@ -37,7 +37,7 @@ def _is_anchor(node: Node) -> bool:
     return get_op(node.op).kind == FusionKind.OUT_ELEMWISE_FUSABLE and len(node.outputs) == 1
 
 
-def _next_link(value: Value, users: dict[int, list[Node]], outputs: set[int]) -> Node | None:
+def next_link(value: Value, users: dict[int, list[Node]], outputs: set[int]) -> Node | None:
     """The node that can extend a chain ending in `value`, if any."""
     readers = users.get(value.id, [])
     if value.id in outputs or len(readers) != 1:
@@ -64,10 +64,10 @@ def find_groups(graph: Graph, heads: Callable[[Node], bool] | None = None
                                     _is_anchor(node) or _is_elementwise(node)):
             continue
         chain = [node]
-        link = _next_link(node.outputs[0], users, outputs)
+        link = next_link(node.outputs[0], users, outputs)
         while link is not None and link.id not in taken:
             chain.append(link)
-            link = _next_link(link.outputs[0], users, outputs)
+            link = next_link(link.outputs[0], users, outputs)
         if len(chain) >= 2:
             groups.append(chain)
             taken |= {n.id for n in chain}

@@ -31,7 +31,7 @@ from graphcnn.backends.cpu.kernels.pool import (
     max_pool2d_nan_task,
 )
 from graphcnn.backends.cpu.kernels.window import col_range
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
 @numba.njit(inline="always")
@@ -117,7 +117,7 @@ def _down(hf, top, rows, count, ow, of, dst):
                 of[uint64(dst + q)] = _mx(v, hf[uint64(top + i * ow + q)])
 
 
-@numba.njit(inline="always")
+@numba.njit(**TASK_JIT)
 def _pool_planes(xf, h, of, t0, t1, in_h, in_w, oh, ow, kh, kw, sh, sw, ph, pw, lo, hi):
     """Planes t0..t1-1, their across maxima in h (from h[0])."""
     k0 = t0 * in_h * ow
@@ -154,7 +154,9 @@ def _pool_planes(xf, h, of, t0, t1, in_h, in_w, oh, ow, kh, kw, sh, sw, ph, pw, 
 
 @numba.njit(**JIT)
 def _max_pool2d_separable(x, out, kh, kw, sh, sw, ph, pw, runs, block):
-    """`runs` contiguous runs of planes (one per thread), pooled `block` planes at once."""
+    """`runs` contiguous runs of planes (one per thread), pooled `block` planes at once.
+    _pool_planes is a function of its own, called from one place: inlined at each of
+    two calls, its loops' many variants took LLVM about 50 s to compile."""
     planes, in_h, in_w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[2], out.shape[3]
     xf, of = x.reshape(x.size), out.reshape(out.size)
@@ -165,16 +167,19 @@ def _max_pool2d_separable(x, out, kh, kw, sh, sw, ph, pw, runs, block):
         stop = (run + 1) * planes // runs
         for t0 in range(run * planes // runs, stop, block):
             t1 = min(t0 + block, stop)
-            if not _has_nan(xf, t0 * in_h * in_w, (t1 - t0) * in_h * in_w):
-                _pool_planes(xf, h, of, t0, t1, in_h, in_w, oh, ow, kh, kw, sh, sw, ph, pw,
-                             lo, hi)
-                continue
-            for t in range(t0, t1):
-                if _has_nan(xf, t * in_h * in_w, in_h * in_w):
+            # A block with a NaN goes a plane at a time, its planes with a NaN to the
+            # NaN-aware loop.
+            nan = _has_nan(xf, t0 * in_h * in_w, (t1 - t0) * in_h * in_w)
+            t = t0
+            while t < t1:
+                if nan and _has_nan(xf, t * in_h * in_w, in_h * in_w):
                     max_pool2d_nan_task(t, x, out, kh, kw, sh, sw, ph, pw, 1, 1)
-                else:
-                    _pool_planes(xf, h, of, t, t + 1, in_h, in_w, oh, ow, kh, kw, sh, sw,
-                                 ph, pw, lo, hi)
+                    t += 1
+                    continue
+                t_end = t + 1 if nan else t1
+                _pool_planes(xf, h, of, t, t_end, in_h, in_w, oh, ow, kh, kw, sh, sw, ph, pw,
+                             lo, hi)
+                t = t_end
 
 
 # The scratch rows of one block of planes: 16 KiB of float32, within L1 with the block's

@@ -28,7 +28,7 @@ from graphcnn.backends.cpu.kernels.pool import (
     max_pool2d_grad_task,
 )
 from graphcnn.backends.cpu.kernels.window import col_range, fill
-from graphcnn.backends.cpu.registry import JIT, cpu_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, launch
 
 
 @numba.njit(inline="always")
@@ -84,14 +84,38 @@ def _argmax(xf, x0, iy0, ilo, ihi, ix0, jlo, jhi, in_w):
     return a
 
 
+@numba.njit(**TASK_JIT)
+def _grad_plane(xf, dxf, dyf, at, x0, dy0, in_h, in_w, oh, ow, kh, kw, sh, sw, ph, pw, lo,
+                hi):
+    """One plane without a NaN: each window's first maximum, then its gradient there."""
+    vector = kh == 3 and kw == 3 and (sw == 1 or sw == 2)
+    fill(dxf, x0, in_h * in_w, 0.0)
+    for oy in range(oh):
+        iy0 = oy * sh - ph
+        ilo, ihi = col_range(iy0, 1, in_h, kh)
+        whole_rows = vector and ilo == 0 and ihi == kh
+        for ox in range(ow):
+            if whole_rows and lo <= ox < hi:
+                continue
+            ix0 = ox * sw - pw
+            jlo, jhi = col_range(ix0, 1, in_w, kw)
+            at[ox] = _argmax(xf, x0, iy0, ilo, ihi, ix0, jlo, jhi, in_w)
+        if whole_rows:
+            _argmax3_row(xf, x0 + iy0 * in_w - pw, at, lo, hi, sw, in_w)
+        for ox in range(ow):
+            q = at[ox]
+            if q >= 0:
+                dxf[uint64(q)] += dyf[uint64(dy0 + oy * ow + ox)]
+
+
 @numba.njit(**JIT)
 def _max_pool2d_grad_rows(dy, x, dx, kh, kw, sh, sw, ph, pw, runs):
     """`runs` contiguous runs of (n, c) planes, one per thread, each with its own row of
-    `at`; a plane with a NaN takes pool.py's loop (NaN wins there)."""
+    `at`; a plane with a NaN takes pool.py's loop (NaN wins there). The plane's work is a
+    function of its own: inlined into the parallel loop it took LLVM seconds more."""
     planes, in_h, in_w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     xf, dxf, dyf = x.reshape(x.size), dx.reshape(dx.size), dy.reshape(dy.size)
-    vector = kh == 3 and kw == 3 and (sw == 1 or sw == 2)
     lo, hi = col_range(-pw, sw, in_w - kw + 1, ow)  # the columns with whole windows
     hi = max(lo, hi)
     for run in prange(runs):
@@ -100,24 +124,9 @@ def _max_pool2d_grad_rows(dy, x, dx, kh, kw, sh, sw, ph, pw, runs):
             x0, dy0 = t * in_h * in_w, t * oh * ow
             if _has_nan(xf, x0, in_h * in_w):
                 max_pool2d_grad_task(t, dy, x, dx, kh, kw, sh, sw, ph, pw, 1, 1)
-                continue
-            fill(dxf, x0, in_h * in_w, 0.0)
-            for oy in range(oh):
-                iy0 = oy * sh - ph
-                ilo, ihi = col_range(iy0, 1, in_h, kh)
-                whole_rows = vector and ilo == 0 and ihi == kh
-                for ox in range(ow):
-                    if whole_rows and lo <= ox < hi:
-                        continue
-                    ix0 = ox * sw - pw
-                    jlo, jhi = col_range(ix0, 1, in_w, kw)
-                    at[ox] = _argmax(xf, x0, iy0, ilo, ihi, ix0, jlo, jhi, in_w)
-                if whole_rows:
-                    _argmax3_row(xf, x0 + iy0 * in_w - pw, at, lo, hi, sw, in_w)
-                for ox in range(ow):
-                    q = at[ox]
-                    if q >= 0:
-                        dxf[uint64(q)] += dyf[uint64(dy0 + oy * ow + ox)]
+            else:
+                _grad_plane(xf, dxf, dyf, at, x0, dy0, in_h, in_w, oh, ow, kh, kw, sh, sw,
+                            ph, pw, lo, hi)
 
 
 @cpu_kernel("max_pool2d_grad")
