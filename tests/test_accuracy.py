@@ -200,7 +200,7 @@ def mobilenet_case():
 def test_the_bench_states_its_gradient_check_against_float64(monkeypatch):
     """`graphcnn bench --training`'s line: the yardstick, the tensor nearest its bound with
     PyTorch float32's error beside it, and whether the contract holds (without torch: the
-    yardstick is graphcnn's float64 run and the bound 1e-3)."""
+    yardstick is graphcnn's NumPy reference in float64 and the bound 1e-3)."""
     from graphcnn.bench.gradient_check import float64_gradients, gradient_check, gradient_text
     exact = {"a": np.array([1.0, -2.0]), "b": np.array([4.0])}
     mine = {"a": np.array([1.0, -2.0 + 2e-5]), "b": np.array([4.0 + 4e-2])}
@@ -223,6 +223,6 @@ def test_the_bench_states_its_gradient_check_against_float64(monkeypatch):
     source, grads = float64_gradients("lenet5", {}, model, x, y)
     _, mine32 = gc.value_and_grad(model, batch_size=2)(x, y)
     check = gradient_check(mine32, grads, source)
-    assert source == "graphcnn float64" and not check["over"]
+    assert source == "graphcnn reference float64" and not check["over"]
     assert "(PyTorch not installed: no float32 peer to scale by) met by all 10" in \
         gradient_text(check)

@@ -22,14 +22,18 @@ from graphcnn.backends.cpu.accuracy import MODEL_FACTOR, MODEL_FLOOR, model_boun
 
 def float64_gradients(name: str, model_kwargs: dict[str, Any], model: Any, x: np.ndarray,
                       y: np.ndarray) -> tuple[str, dict[str, np.ndarray]]:
-    """(what computed them, the float64 gradients of the mean cross-entropy)."""
+    """(what computed them, the float64 gradients of the mean cross-entropy): PyTorch's,
+    or without PyTorch graphcnn's NumPy reference backend's, which shares no kernel with
+    the cpu backend it checks."""
     try:
         import torch
     except ImportError:
         import graphcnn as gc
-        step = gc.value_and_grad(model, batch_size=len(x), backend="cpu", dtype="float64")
+        step = gc.value_and_grad(model, batch_size=len(x), backend="reference",
+                                 dtype="float64")
         _, grads = step(x.astype(np.float64), y)
-        return "graphcnn float64", {k: np.asarray(v, np.float64) for k, v in grads.items()}
+        return "graphcnn reference float64", {k: np.asarray(v, np.float64)
+                                              for k, v in grads.items()}
     from graphcnn.bench.torch_models import build, load_graphcnn_weights
     net = load_graphcnn_weights(build(name, **model_kwargs), model).double().train()
     loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(x.astype(np.float64))),

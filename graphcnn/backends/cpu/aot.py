@@ -147,7 +147,7 @@ def kernels_fingerprint() -> str:
 
 
 # ---- building (the compile machine) ----------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class BuiltEntry:
     name: str                    # kernel name (module.qualname)
     signature: tuple[str, ...]

@@ -3,6 +3,7 @@ its code was compiled for, and the precompiled entries of every kernel launch it
 executable makes (graphcnn/backends/cpu/aot.py builds and loads them)."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from graphcnn.backends.cpu import aot
@@ -56,7 +57,17 @@ def record_entries(run: Callable[[], Any], what: str) -> list[aot.BuiltEntry]:
     entries = []
     for (_, signature), (fn, readonly) in recorder.launches.items():
         try:
-            entries.append(aot.build_entry(fn, signature, readonly))
+            entries.append(_built_entry(fn, signature, readonly))
         except aot.AotError as err:
             raise ValueError(f"cannot save {what}: {err}") from None
     return entries
+
+
+# A kernel's object code depends on the function and its signature only, and models share
+# most of their kernels: a process that saves several artifacts (a training run's
+# checkpoints, a model at several batch sizes) emits each once. The entries are immutable;
+# the bound keeps the object code held to a few hundred kernels'.
+@functools.lru_cache(maxsize=256)
+def _built_entry(fn: Any, signature: tuple[str, ...], readonly: tuple[bool, ...]
+                 ) -> aot.BuiltEntry:
+    return aot.build_entry(fn, signature, readonly)
