@@ -130,8 +130,11 @@ def test_training_steps_fuse_the_activations_and_match_opt_level_0(activation, b
                                    err_msg=name)
     # the running statistics, which the batch norm's other outputs update, moved alike
     assert len(want_stats) == 4 and not np.allclose(want_stats["bn1.running_var"], 1)
+    # (a channel's mean can be near 0 by cancellation: its rounding is relative to the
+    # statistic's scale, not to itself)
     for name, v in want_stats.items():
-        np.testing.assert_allclose(model.parameters()[name], v, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(model.parameters()[name], v, rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(v).max()), err_msg=name)
 
 
 def test_the_pre_activation_values_have_no_reader_in_the_backward_pass():
