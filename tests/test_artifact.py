@@ -217,6 +217,24 @@ def test_loaded_artifact_saves_again_without_compiling(saved, tmp_path, monkeypa
     assert np.array_equal(gc.load(tmp_path / "again.gcnn")(x), y)
 
 
+def test_a_process_emits_each_kernels_object_code_once(saved, tmp_path, monkeypatch):
+    """Saving a second model of a family, or the same one again, emits object code only
+    for kernels no save in this process emitted before; each artifact still runs."""
+    from graphcnn.backends.cpu import aot, precompiled
+    exe, _, x, y = saved["lenet5"]
+    built = []
+    build = aot.build_entry
+    monkeypatch.setattr(aot, "build_entry", lambda *a: built.append(a) or build(*a))
+    precompiled._built_entry.cache_clear()
+    exe.save(tmp_path / "first.gcnn")
+    assert built, "the first save emitted nothing"
+    first = len(built)
+    exe.save(tmp_path / "second.gcnn")
+    assert len(built) == first   # every entry emitted already
+    for name in ("first.gcnn", "second.gcnn"):
+        assert np.array_equal(gc.load(tmp_path / name)(x), y)
+
+
 def test_missing_entry_warns_and_compiles(saved, tmp_path):
     _, path, x, y = saved["lenet5"]
     members, manifest = read_all(path)
