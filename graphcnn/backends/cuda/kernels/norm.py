@@ -105,7 +105,6 @@ def _normalize(x, weight, bias, mean64, var64, eps, C, S, act, low, high, out):
         i += cu.gridsize(1)
 
 
-
 @cuda_kernel("batch_norm_train")
 def batch_norm_train_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
                           ) -> list[Launch]:
