@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from graphcnn.backends.cpu import candidates
-from graphcnn.backends.cpu.kernels import packed_gemm, winograd
+from graphcnn.backends.cpu.kernels import packed_gemm, winograd, winograd4
 
 ATTRS = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
-TRANSFORMING = ["winograd", "winograd-packed", "packed", "packed-channels", "implicit"]
+TRANSFORMING = ["winograd", "winograd-packed", "winograd-f4", "packed", "packed-channels",
+                "implicit"]
 
 
 def _site(w: np.ndarray) -> candidates.Site:
@@ -26,7 +27,8 @@ def _candidate(name: str) -> candidates.Candidate:
 
 def _count_transforms(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    for module, name in ((winograd, "weight_transform"), (packed_gemm, "packed")):
+    for module, name in ((winograd, "weight_transform"), (winograd4, "weight_transform"),
+                         (packed_gemm, "packed")):
         original = getattr(module, name)
 
         def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:

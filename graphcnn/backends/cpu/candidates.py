@@ -22,6 +22,7 @@ from graphcnn.backends.cpu.kernels import (
     nchw16c_expand,
     packed_gemm,
     winograd,
+    winograd4,
     winograd_weight_grad,
 )
 from graphcnn.backends.cpu.registry import launch
@@ -185,6 +186,7 @@ _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
     "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
                                    else winograd, GEMM_CONVS[op][1]),
     "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
+    "winograd-f4": lambda op: winograd4.conv2d_winograd4,
     "packed": lambda op: packed_gemm.conv2d_packed,
     "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
     "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
@@ -246,6 +248,10 @@ def _winograd_packed_applies(site: Site) -> bool:
                                    site.out_dtype)
 
 
+def _winograd4_applies(site: Site) -> bool:
+    return winograd4.applies(site.in_shapes[0], site.in_shapes[1], site.attrs, site.out_dtype)
+
+
 def default_algorithm(names: list[str]) -> str:
     """The cost model's choice among the GEMM algorithms (GRAPHCNN_AUTOTUNE=0): Winograd
     wherever it is offered (its blocks wide enough), else im2col; the packed GEMMs only
@@ -271,6 +277,7 @@ def _conv_key(site: Site) -> tuple:
 _PREPACKS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
     "winograd": lambda op, w: winograd.weight_transform(w, flip=op == "conv2d_input_grad"),
     "winograd-packed": lambda op, w: winograd.weight_transform(w, packed=True),
+    "winograd-f4": lambda op, w: winograd4.weight_transform(w),
     "packed": lambda op, w: packed_gemm.packed_conv_weights(w),
     "packed-channels": lambda op, w: packed_gemm.packed_conv_weights(w, packed_gemm.LANES),
     "implicit": lambda op, w: packed_gemm.packed_conv_weights(w),
@@ -291,6 +298,7 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
                                                 site.in_dtypes[0]),
     "winograd": _winograd_scratch,
     "winograd-packed": lambda site: _winograd_scratch(site, packed=True),
+    "winograd-f4": lambda site: winograd4.run_scratch(site.in_shapes[0], site.out_shape),
     "packed": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
                                                     packed_gemm.MR),
     "packed-channels": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
@@ -389,6 +397,7 @@ STRATEGIES: dict[str, OpStrategy] = {
         _gemm("gemm"),
         _gemm("winograd", _winograd_applies, _winograd_offered),
         _gemm("winograd-packed", _winograd_packed_applies),
+        _gemm("winograd-f4", _winograd4_applies),
         _gemm("packed", _packed_applies),
         _gemm("packed-channels", _packed_applies),
         _gemm("implicit", _implicit_applies),

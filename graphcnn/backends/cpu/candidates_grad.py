@@ -135,7 +135,8 @@ def _not_pointwise(site: Site) -> bool:
 
 
 _TURNED = (_turned("packed"), _turned("packed-channels"), _turned("implicit", _not_pointwise),
-           _turned("winograd-packed", _winograd_turned_applies))
+           _turned("winograd-packed", _winograd_turned_applies),
+           _turned("winograd-f4", _winograd_turned_applies))
 
 GRAD_STRATEGIES = {
     "conv2d_input_grad": OpStrategy(

@@ -1,6 +1,6 @@
 """The input gradient of a stride-1 convolution as a forward convolution, so it runs on the
-forward conv's fastest kernels (the packed GEMMs, the implicit GEMM, Winograd on packed
-panels) with no col2im scatter-add:
+forward conv's fastest kernels (the packed GEMMs, the implicit GEMM, Winograd F(2x2) and
+F(4x4) on packed panels) with no col2im scatter-add:
 
     dx = conv2d(dy, w turned),   w turned[c, o, i, j] = w[o, c, kH-1-i, kW-1-j],
                                  padded by k - 1 - p on each side
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.aligned import aligned_empty
-from graphcnn.backends.cpu.kernels import implicit_gemm, packed_gemm, winograd
+from graphcnn.backends.cpu.kernels import implicit_gemm, packed_gemm, winograd, winograd4
 
 Shape = tuple[int, ...]
 
@@ -68,6 +68,7 @@ PREPARE: dict[str, Callable[[np.ndarray], Any]] = {
     "packed-channels": _packed(packed_gemm.LANES),
     "implicit": _packed(packed_gemm.MR),
     "winograd-packed": lambda w: winograd.weight_transform(w, flip=True, packed=True),
+    "winograd-f4": lambda w: winograd4.weight_transform(w, flip=True),
 }
 _FORWARD = {
     "packed": packed_gemm.conv2d_packed,
@@ -84,6 +85,9 @@ def input_grad(algorithm: str, dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
     if algorithm == "winograd-packed":
         winograd.conv2d_input_grad_winograd(dy, w, dx, attrs, prepared, packed=True)
         return
+    if algorithm == "winograd-f4":
+        winograd4.conv2d_input_grad_winograd4(dy, w, dx, attrs, prepared)
+        return
     turned, panels = prepared
     _FORWARD[algorithm](dy, turned, dx, turned_attrs(w.shape, attrs), panels)
 
@@ -93,6 +97,8 @@ def scratch(algorithm: str, dy_shape: Shape, w_shape: Shape, dx_shape: Shape,
     """The workspaces input_grad takes, by role (its forward kernel's formula)."""
     if algorithm == "winograd-packed":
         return winograd.run_scratch(dy_shape, dx_shape, np.float32, packed=True)
+    if algorithm == "winograd-f4":
+        return winograd4.run_scratch(dy_shape, dx_shape)
     turned, forward = turned_shape(w_shape), turned_attrs(w_shape, attrs)
     out_hw = (dx_shape[2], dx_shape[3])
     if algorithm == "implicit":

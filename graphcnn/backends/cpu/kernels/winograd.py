@@ -63,33 +63,43 @@ def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str,
             and tuple(attrs["stride"]) == (1, 1) and tuple(attrs["dilation"]) == (1, 1))
 
 
-def tiles(out_hw: tuple[int, int]) -> tuple[int, int]:
-    return (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
+def tiles(out_hw: tuple[int, int], tile: int = 2) -> tuple[int, int]:
+    """(tiles down, tiles across) of an output map, for tiles of tile x tile pixels."""
+    return -(-out_hw[0] // tile), -(-out_hw[1] // tile)
+
+
+def _per_pixels(count: int, tile: int) -> int:
+    """A tile count stated for 2x2 tiles, for tiles of tile x tile pixels (as many pixels)."""
+    return max(1, count * 4 // (tile * tile))
 
 
 def block_rows(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-               threads: int, min_tiles: int = MIN_BLOCK_TILES) -> int:
-    """Tile rows per block: about BLOCK_BYTES of V (at least min_tiles tiles), and a block
-    count that is a multiple of the thread count, so every thread gets as many."""
-    th, tw = tiles(out_hw)
+               threads: int, min_tiles: int = MIN_BLOCK_TILES, tile: int = 2) -> int:
+    """Tile rows per block: about BLOCK_BYTES of V (at least min_tiles tiles, stated for
+    2x2 tiles), and a block count that is a multiple of the thread count, so every thread
+    gets as many. `tile`: the output pixels a tile spans each way (winograd4.py's 4)."""
+    th, tw = tiles(out_hw, tile)
     rows = n_len * th  # the tile rows of all the images, in a row
-    wanted = max(min_tiles, BLOCK_BYTES // (16 * c_len * itemsize))
+    wanted = max(_per_pixels(min_tiles, tile),
+                 BLOCK_BYTES // ((tile + 2) ** 2 * c_len * itemsize))
     blocks = -(-rows // max(1, -(-wanted // tw)))
     blocks = max(threads, -(-blocks // threads) * threads)
     return max(1, -(-rows // blocks))
 
 
 def forward_plan(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-                 threads: int) -> tuple[int, int]:
+                 threads: int, tile: int = 2) -> tuple[int, int]:
     """(tile rows per block, output-channel parts) for _winograd: the threads split the
     tiles, unless that leaves blocks under SPLIT_CHANNELS_BELOW tiles (every block packs
     all of U again); then each thread takes all the tiles (in blocks of BLOCK_BYTES or
-    more) and its share of the output channels."""
-    per = block_rows(n_len, out_hw, c_len, itemsize, threads)
-    th, tw = tiles(out_hw)
-    if per * tw >= SPLIT_CHANNELS_BELOW or threads == 1:
+    more) and its share of the output channels. Counts of tiles are stated for 2x2 tiles
+    and scaled to `tile`'s by their pixels."""
+    per = block_rows(n_len, out_hw, c_len, itemsize, threads, tile=tile)
+    th, tw = tiles(out_hw, tile)
+    if per * tw >= _per_pixels(SPLIT_CHANNELS_BELOW, tile) or threads == 1:
         return per, 1
-    wanted = max(MIN_BLOCK_TILES, BLOCK_BYTES // (16 * c_len * itemsize))
+    wanted = max(_per_pixels(MIN_BLOCK_TILES, tile),
+                 BLOCK_BYTES // ((tile + 2) ** 2 * c_len * itemsize))
     return min(n_len * th, max(1, -(-wanted // tw))), threads
 
 
@@ -255,7 +265,7 @@ def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
     _run leaves), for columns that are thrown away."""
     first = o0 // packed_gemm.LANES
     panels = (o_rows + packed_gemm.LANES - 1) // packed_gemm.LANES
-    for e in range(16):
+    for e in range(up.shape[0]):   # 16 positions, or winograd4.py's 36
         p = 0
         while p < panels:   # up to three panels a tile (packed_gemm.panel_group)
             group = packed_gemm.panel_group(panels - p)
