@@ -4,14 +4,15 @@ whose speed moves by 1.5x within minutes, only figures taken in turns compare.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/ab_checkouts.py \
         OLD_CHECKOUT NEW_CHECKOUT --models densenet121,resnet18 [--batch-size 1] \
-        [--rounds 3] [--repeats 10] [--no-control] [--quick]
+        [--rounds 3] [--repeats 10] [--training] [--no-control] [--quick]
 
 e.g. `git worktree add /tmp/old HEAD~1` and `git worktree add /tmp/new HEAD`. Each round
 times, in turns and each in a process of its own, the old checkout, the new one and ONNX
-Runtime (each process imports graphcnn from its checkout: PYTHONPATH). The checkouts get
+Runtime (with --training, training steps and PyTorch's as the control) in between
+(each process imports graphcnn from its checkout: PYTHONPATH). The checkouts get
 one copy each of this machine's autotuning cache, so both start from the same choices.
-Prints a line per round, then per model the medians over the rounds and each over ONNX
-Runtime's. --quick: LeNet-5, one round of 3 calls, no control (to check the script runs).
+Prints a line per round, then per model the medians over the rounds and each over the
+control's. --quick: LeNet-5, one round of 3 calls, no control (to check the script runs).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from graphcnn.backends.cpu.autotune import cache_path  # noqa: E402
 from graphcnn.bench.isolate import run_worker  # noqa: E402
+
+LABELS = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
 
 
 def time_in(checkout: str | None, spec: dict, tune_cache: str | None) -> float:
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--no-control", action="store_true", help="no ONNX Runtime")
+    parser.add_argument("--training", action="store_true",
+                        help="time training steps; PyTorch is the control")
+    parser.add_argument("--no-control", action="store_true", help="no peer as control")
     parser.add_argument("--quick", action="store_true", help="lenet5, one round of 3 calls")
     args = parser.parse_args(argv)
     if args.quick:
@@ -68,15 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         if Path(cache_path()).is_file():
             shutil.copy(cache_path(), caches[side])
     systems = {"old": args.old, "new": args.new}
+    control = "torch" if args.training else "onnxruntime"
     if not args.no_control:
-        systems["onnxruntime"] = ""
+        systems[control] = ""
     try:
         for model in args.models.split(","):
             times: dict[str, list[float]] = {s: [] for s in systems}
             for round_ in range(args.rounds):
                 for system, checkout in systems.items():
                     spec = {"model": model, "model_kwargs": {}, "batch": args.batch_size,
-                            "training": False, "opt_level": 2, "threads": 2,
+                            "training": args.training, "opt_level": 2, "threads": 2,
                             "max_batch": args.batch_size, "repeats": args.repeats,
                             "warmup": 2, "system": "graphcnn" if checkout else system}
                     times[system].append(time_in(checkout or None, spec, caches.get(system)))
@@ -84,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s} {t[-1]:.2f} ms" for s, t in times.items()), flush=True)
             middle = {s: statistics.median(t) for s, t in times.items()}
             line = ", ".join(f"{s} {m:.2f} ms" for s, m in middle.items())
-            if "onnxruntime" in middle:
-                line += " (" + ", ".join(f"{s} {middle[s] / middle['onnxruntime']:.2f}x"
-                                         for s in ("old", "new")) + " ONNX Runtime's)"
+            if control in middle:
+                line += " (" + ", ".join(f"{s} {middle[s] / middle[control]:.2f}x"
+                                         for s in ("old", "new")) + f" {LABELS[control]}'s)"
             print(f"{model} b{args.batch_size} medians over {args.rounds} rounds: {line}",
                   flush=True)
     finally:

@@ -236,14 +236,14 @@ def rows_scratch(tw: int, cap: int) -> int:
 
 
 @numba.njit(inline="always")
-def _rows_scratch(row, tw, cap):
-    """rows_scratch's parts of one thread's row: pad, rows, phases, line, s."""
+def _rows_bounds(tw):
+    """Where rows_scratch's parts end in one thread's row: pad, rows, phases, line (A^T M
+    for the block is the rest)."""
     width = TILE * tw + 2
     a = PATCH * width
     b = a + PATCH * width
     c = b + PATCH * TILE * (tw + 1)
-    d = c + TILE * tw
-    return row[:a], row[a:b], row[b:c], row[c:d], row[d:d + PATCH * TILE * cap]
+    return a, b, c, c + TILE * tw
 
 
 @numba.njit(**JIT)
@@ -262,13 +262,16 @@ def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles):
     o_step = winograd._channel_step(o_len, o_parts, True)
     xf, of = x.reshape(x.size), out.reshape(out.size)
     vf, mf = v.reshape(v.size), m.reshape(m.size)
+    a, b, c, d = _rows_bounds(tw)
     for slot in prange(slots):
         part, o0 = slot // o_parts, (slot % o_parts) * o_step
         o_rows = min(o_len, o0 + o_step) - o0
         if o_rows <= 0:
             continue
         v0, m0 = slot * v.shape[1], slot * m.shape[1]
-        pad, line_rows, phases, line, s = _rows_scratch(scratch[slot], tw, per_block * tw)
+        row = scratch[slot]
+        pad, line_rows = row[:a], row[a:b]
+        phases, line, s = row[b:c], row[c:d], row[d:]
         for blk in range(part * per_slot, min(blocks, (part + 1) * per_slot)):
             row0 = blk * per_block
             tb = (min(rows, row0 + per_block) - row0) * tw
