@@ -135,7 +135,7 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     conv2d_kernel([x, w], [out], attrs)
     np.testing.assert_allclose(out, conv2d_ref(x, w, **attrs), rtol=1e-4, atol=1e-4)
     (entry,) = json.loads(tuning.read_text())["machines"][autotune.machine_key()]["choices"].values()
-    assert set(entry["ms"]) == {"gemm", "winograd", "winograd-packed", "winograd-f4", "packed",
+    assert set(entry["ms"]) == {"gemm", "winograd", "winograd-packed", "packed",
                                 "packed-channels", "implicit"}
     assert entry["choice"] in entry["ms"]
 

@@ -13,7 +13,7 @@ from graphcnn import nn
 from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.kernels import packed_gemm, winograd4
 from graphcnn.backends.cpu.strategy import forced
-from graphcnn.ops.conv import conv2d_ref
+from graphcnn.ops.conv import conv2d_input_grad_ref, conv2d_ref
 
 pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
                                 reason="numpy's OpenBLAS was not found: no Winograd path")
@@ -64,6 +64,23 @@ def test_the_kernel_in_blocks_of_any_size_equals_the_reference(case, seed, per_b
     np.testing.assert_allclose(out, want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()))
 
 
+@given(case=f4_case(), seed=st.integers(0, 2**16))
+def test_the_input_gradient_as_the_turned_conv_equals_the_reference(case, seed):
+    """dx = the F(4x4) conv of dy with the weight turned and transposed, padded 2 - p
+    (turned.py), for any padding up to 2 and a live weight (transformed at the call)."""
+    from graphcnn.backends.cpu.kernels import turned
+    (n, c, h, w_len), (o, _, kh, kw), pads = case
+    oh, ow = h + pads[0] + pads[1] - 2, w_len + pads[2] + pads[3] - 2
+    rng = np.random.default_rng(seed)
+    dy, w = rand(rng, (n, o, oh, ow)), rand(rng, (o, c, kh, kw))
+    attrs = dict(stride=(1, 1), padding=pads, dilation=(1, 1), groups=1)
+    want = conv2d_input_grad_ref(dy.astype(np.float64), w.astype(np.float64), (h, w_len),
+                                 **attrs)
+    dx = np.full(want.shape, np.nan, np.float32)
+    turned.input_grad("winograd-f4", dy, w, dx, attrs)
+    np.testing.assert_allclose(dx, want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()))
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_the_weight_transform_is_g_w_gt_in_panels_of_16(flip):
     rng = np.random.default_rng(1)
@@ -107,3 +124,22 @@ def test_a_model_forced_onto_it_trains_and_infers_as_the_reference():
     for name in ref_grads:
         np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-3,
                                    atol=1e-4 * np.abs(ref_grads[name]).max())
+
+
+def test_it_is_offered_for_frozen_weights_only():
+    """Transformed once at build (inference) it is a candidate; a live weight (training)
+    would be transformed at every call, into a U 2.25x F(2x2)'s: not offered."""
+    from graphcnn.backends.cpu.candidates import STRATEGIES, Site
+    from graphcnn.backends.cpu.candidates_grad import GRAD_STRATEGIES
+    f32 = np.dtype(np.float32)
+    w = np.zeros((64, 64, 3, 3), np.float32)
+    frozen = w.copy()
+    frozen.setflags(write=False)
+    attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1,
+                 input_hw=(28, 28))
+    for op, strategies in (("conv2d", STRATEGIES), ("conv2d_input_grad", GRAD_STRATEGIES)):
+        f4 = next(c for c in strategies[op].candidates if c.name == "winograd-f4")
+        for weight, offered in ((frozen, True), (w, False)):
+            site = Site(op, attrs, ((2, 64, 28, 28), w.shape), (f32, f32), (2, 64, 28, 28),
+                        f32, (None, weight))
+            assert f4.applies(site) and f4.offered(site) == offered, (op, offered)

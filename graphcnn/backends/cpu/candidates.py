@@ -252,6 +252,12 @@ def _winograd4_applies(site: Site) -> bool:
     return winograd4.applies(site.in_shapes[0], site.in_shapes[1], site.attrs, site.out_dtype)
 
 
+def frozen_weights(site: Site) -> bool:
+    """Offered only where the weight is transformed once, at build: F(4x4)'s U is 2.25x
+    F(2x2)'s, and transformed at every call (training) it made ResNet-18's step slower."""
+    return site.frozen
+
+
 def default_algorithm(names: list[str]) -> str:
     """The cost model's choice among the GEMM algorithms (GRAPHCNN_AUTOTUNE=0): Winograd
     wherever it is offered (its blocks wide enough), else im2col; the packed GEMMs only
@@ -397,7 +403,7 @@ STRATEGIES: dict[str, OpStrategy] = {
         _gemm("gemm"),
         _gemm("winograd", _winograd_applies, _winograd_offered),
         _gemm("winograd-packed", _winograd_packed_applies),
-        _gemm("winograd-f4", _winograd4_applies),
+        _gemm("winograd-f4", _winograd4_applies, frozen_weights),
         _gemm("packed", _packed_applies),
         _gemm("packed-channels", _packed_applies),
         _gemm("implicit", _implicit_applies),

@@ -24,6 +24,7 @@ from graphcnn.backends.cpu.candidates import (
     _gemm_sized,
     _operands,
     default_algorithm,
+    frozen_weights,
 )
 from graphcnn.backends.cpu.kernels import conv, depthwise, turned, winograd
 from graphcnn.backends.cpu.kernels.conv_gemm import scratch_bytes
@@ -98,7 +99,8 @@ def _turned_applies(site: Site) -> bool:
             and turned.applies(site.in_shapes[1], site.attrs))
 
 
-def _turned(name: str, applies: Callable[[Site], bool] = _always) -> Candidate:
+def _turned(name: str, applies: Callable[[Site], bool] = _always,
+            offered: Callable[[Site], bool] = _always) -> Candidate:
     """The input gradient as the forward conv of dy with the weight turned, on the forward
     conv's `name` kernel; a frozen weight is turned (and packed) once, at build."""
     def build(site: Site) -> Core:
@@ -120,7 +122,7 @@ def _turned(name: str, applies: Callable[[Site], bool] = _always) -> Candidate:
         return scratch_bytes(turned.scratch(name, site.in_shapes[0], site.in_shapes[1],
                                             site.out_shape, site.attrs))
     return Candidate(name, 1, lambda site: _turned_applies(site) and applies(site), build,
-                     offered=_gemm_sized,
+                     offered=lambda site: _gemm_sized(site) and offered(site),
                      rule="the forward conv of dy with the weight turned (stride 1)",
                      scratch=scratch, error_growth=ERROR_GROWTH[name])
 
@@ -136,7 +138,7 @@ def _not_pointwise(site: Site) -> bool:
 
 _TURNED = (_turned("packed"), _turned("packed-channels"), _turned("implicit", _not_pointwise),
            _turned("winograd-packed", _winograd_turned_applies),
-           _turned("winograd-f4", _winograd_turned_applies))
+           _turned("winograd-f4", _winograd_turned_applies, frozen_weights))
 
 GRAD_STRATEGIES = {
     "conv2d_input_grad": OpStrategy(

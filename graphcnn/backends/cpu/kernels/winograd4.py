@@ -9,7 +9,9 @@ transforms' entries grow with the tile, and so does their rounding: on ResNet's 
 GoogLeNet's layers (float32, random operands) this one errs 3-17x the float32 im2col GEMM
 (relative to the output's largest value, a few 1e-6), where F(2x2) errs 0.5-2x. The
 accuracy contract (accuracy.py) allows 10x by default, so the cost model never takes it,
-and the autotuner, which measures each layer's error, only where it is within.
+and the autotuner, which measures each layer's error, only where it is within. It is
+offered for frozen weights only (candidates.frozen_weights): U is 2.25x F(2x2)'s, and
+transformed at every call (a training step) it costs more than the products save.
 
 The interpolation points are 0, 1, -1, 1/2, -2 and infinity. Of the usual choices they
 give the smallest float32 error (half of 0, +-1, +-2's at 64-512 channels); every entry of
@@ -89,37 +91,57 @@ def _a_t(m0, m1, m2, m3, m4, m5):
             m1 - m2 + _EIGHTH * m3 - _EIGHT * m4 + m5)
 
 
+@numba.njit(inline="always")
+def _g(t0, t1, t2):
+    """G t for one column of three taps, in float64."""
+    return (t0, (t0 + t1 + t2) / 3.0, (t1 - t0 - t2) / 3.0,
+            -(16.0 * t0 + 8.0 * t1 + 4.0 * t2) / 15.0, (t0 - 2.0 * t1 + 4.0 * t2) / 15.0, t2)
+
+
 @numba.njit(**JIT)
-def transform_weights(w, u, flip):
-    """u[6a + b, o, c] = (G w[o, c] G^T)[a, b], summed in float64 (with `flip`, of the input
-    gradient's weight w'[c, o] = w[o, c] turned by 180 degrees: u[6a + b, c, o])."""
+def transform_weights(w, panels, flip):
+    """panels[6a + b, row // 16, col, row % 16] = (G w[row, col] G^T)[a, b], summed in
+    float64 and rounded once, where row is the forward-shaped conv's output channel and
+    col its input channel: (o, c), or with `flip`, the input gradient's weight w'[c, o] =
+    w[o, c] turned by 180 degrees, (c, o). One task per row: its taps are gathered into 9
+    contiguous runs first, so each step of G g G^T is one vectorized loop along the row."""
     o_len, c_len = w.shape[0], w.shape[1]
     rows, cols = (c_len, o_len) if flip else (o_len, c_len)
-    g = np.empty((6, 3))
-    g[0, 0], g[0, 1], g[0, 2] = 1.0, 0.0, 0.0
-    g[1, 0], g[1, 1], g[1, 2] = 1 / 3, 1 / 3, 1 / 3
-    g[2, 0], g[2, 1], g[2, 2] = -1 / 3, 1 / 3, -1 / 3
-    g[3, 0], g[3, 1], g[3, 2] = -16 / 15, -8 / 15, -4 / 15
-    g[4, 0], g[4, 1], g[4, 2] = 1 / 15, -2 / 15, 4 / 15
-    g[5, 0], g[5, 1], g[5, 2] = 0.0, 0.0, 1.0
+    lanes = panels.shape[3]
+    plane = panels.shape[1] * panels.shape[2] * lanes  # one position's panels
+    wf, pf = w.reshape(w.size), panels.reshape(panels.size)
     for row in prange(rows):
-        taps = np.empty((3, 3))
-        half = np.empty((6, 3))
+        g = np.empty(9 * cols, np.float64)  # g[(3i + j) * cols + col]
         for col in range(cols):
-            for i in range(3):
-                for j in range(3):
-                    if flip:
-                        taps[i, j] = w[col, row, 2 - i, 2 - j]
-                    else:
-                        taps[i, j] = w[row, col, i, j]
-            for a in range(6):  # G g
-                for j in range(3):
-                    half[a, j] = g[a, 0] * taps[0, j] + g[a, 1] * taps[1, j] \
-                        + g[a, 2] * taps[2, j]
-            for a in range(6):  # (G g) G^T
-                for b in range(6):
-                    u[6 * a + b, row, col] = half[a, 0] * g[b, 0] + half[a, 1] * g[b, 1] \
-                        + half[a, 2] * g[b, 2]
+            src = (col * c_len + row) * 9 if flip else (row * c_len + col) * 9
+            for ij in range(9):
+                g[uint64(ij * cols + col)] = wf[uint64(src + (8 - ij if flip else ij))]
+        r = np.empty(18 * cols, np.float64)  # G g: r[(3a + j) * cols + col]
+        for j in range(3):
+            for col in range(cols):
+                r0, r1, r2, r3, r4, r5 = _g(g[uint64(j * cols + col)],
+                                            g[uint64((3 + j) * cols + col)],
+                                            g[uint64((6 + j) * cols + col)])
+                r[uint64(j * cols + col)] = r0
+                r[uint64((3 + j) * cols + col)] = r1
+                r[uint64((6 + j) * cols + col)] = r2
+                r[uint64((9 + j) * cols + col)] = r3
+                r[uint64((12 + j) * cols + col)] = r4
+                r[uint64((15 + j) * cols + col)] = r5
+        first = (row // lanes * cols) * lanes + row % lanes
+        for a in range(PATCH):  # (G g) G^T, into the panels
+            d = PATCH * a * plane + first
+            for col in range(cols):
+                u0, u1, u2, u3, u4, u5 = _g(r[uint64(3 * a * cols + col)],
+                                            r[uint64((3 * a + 1) * cols + col)],
+                                            r[uint64((3 * a + 2) * cols + col)])
+                at = d + col * lanes
+                pf[uint64(at)] = u0
+                pf[uint64(at + plane)] = u1
+                pf[uint64(at + 2 * plane)] = u2
+                pf[uint64(at + 3 * plane)] = u3
+                pf[uint64(at + 4 * plane)] = u4
+                pf[uint64(at + 5 * plane)] = u5
 
 
 @numba.njit(**TASK_JIT)
@@ -283,18 +305,16 @@ def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles):
 
 
 def weight_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
-    """U = G w G^T, summed in float64, rounded to float32 once and packed as (36, O/16, C, 16) panels for
-    packed_gemm's microkernel (with `flip`: of the input gradient's weight, C and O
-    swapped). The cpu strategy makes it once for a frozen weight; a live one is
-    transformed at every call."""
-    shape = (POSITIONS, w.shape[1], w.shape[0]) if flip else (POSITIONS, w.shape[0],
-                                                               w.shape[1])
-    u = np.empty(shape, np.float32)
-    launch(transform_weights, w, u, flip)
+    """U = G w G^T, summed in float64, rounded to float32 once and written straight into
+    (36, O/16, C, 16) panels for packed_gemm's microkernel (with `flip`: of the input
+    gradient's weight, C and O swapped). The cpu strategy makes it once for a frozen
+    weight; a live one is transformed at every call."""
+    rows, cols = (w.shape[1], w.shape[0]) if flip else (w.shape[0], w.shape[1])
     width = packed_gemm.LANES
-    panels = aligned_empty((POSITIONS, -(-shape[1] // width), shape[2], width), np.float32)
-    for e in range(POSITIONS):
-        launch(packed_gemm.pack_panels, u[e], panels[e])
+    panels = aligned_empty((POSITIONS, -(-rows // width), cols, width), np.float32)
+    if rows % width:
+        panels[:, -1] = 0   # the last panel's rows past the channels: zeros the GEMM reads
+    launch(transform_weights, w, panels, flip)
     return panels
 
 
