@@ -143,3 +143,17 @@ def test_it_is_offered_for_frozen_weights_only():
             site = Site(op, attrs, ((2, 64, 28, 28), w.shape), (f32, f32), (2, 64, 28, 28),
                         f32, (None, weight))
             assert f4.applies(site) and f4.offered(site) == offered, (op, offered)
+
+
+def test_an_artifact_keeps_it_and_its_figures(tmp_path):
+    """An executable whose conv the autotuner gave F(4x4) saves as an artifact that loads
+    with the same implementation and gives the same bits."""
+    x = gc.Input((16, 12, 12), name="x")
+    model = gc.Model(x, gc.relu(nn.Conv2d(16, 32, 3, padding=1)(x)))
+    xs = rand(np.random.default_rng(4), (2, 16, 12, 12))
+    with forced({"conv2d": "winograd-f4"}):
+        exe = gc.compile(model, batch_size=2)
+    gc.save(exe, tmp_path / "f4.gcnn")
+    loaded = gc.load(tmp_path / "f4.gcnn")
+    assert [s.implementation for s in loaded.runner.steps] == ["winograd-f4"]
+    np.testing.assert_array_equal(loaded(xs), exe(xs))
