@@ -147,6 +147,27 @@ def transform_weights(w, u, flip):
                 uf[uint64(d + 3 * plane + col)] = r2
 
 
+@numba.njit(inline="always")
+def padded_rows(xf, src, y0, count, in_h, in_w, left, width, pad):
+    """pad[i * width + k] = the image at xf[src:] (in_h x in_w), row y0 + i, column
+    k - left, for i < count and k < width: zero outside the image."""
+    for i in range(count):
+        y = y0 + i
+        p0 = i * width
+        if y < 0 or y >= in_h:
+            for k in range(width):
+                pad[uint64(p0 + k)] = 0
+            continue
+        lo, hi = min(left, width), min(width, left + in_w)
+        for k in range(lo):
+            pad[uint64(p0 + k)] = 0
+        s = src + y * in_w - left
+        for k in range(lo, hi):
+            pad[uint64(p0 + k)] = xf[uint64(s + k)]
+        for k in range(hi, width):
+            pad[uint64(p0 + k)] = 0
+
+
 @numba.njit(**TASK_JIT)
 def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad, rows):
     """V for the tb // tw tile rows from row0 (tile rows of all images in a row, th per
@@ -159,21 +180,7 @@ def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pa
             n, ty = (row0 + r) // th, (row0 + r) % th
             src = (n * c_len + c) * in_h * in_w
             y0 = 2 * ty - pt
-            for i in range(4):  # the four input rows, zero-padded, in pad[i * width:]
-                y = y0 + i
-                p0 = i * width
-                if y < 0 or y >= in_h:
-                    for k in range(width):
-                        pad[uint64(p0 + k)] = 0
-                    continue
-                lo, hi = min(pl, width), min(width, pl + in_w)
-                for k in range(lo):
-                    pad[uint64(p0 + k)] = 0
-                s = src + y * in_w - pl
-                for k in range(lo, hi):
-                    pad[uint64(p0 + k)] = xf[uint64(s + k)]
-                for k in range(hi, width):
-                    pad[uint64(p0 + k)] = 0
+            padded_rows(xf, src, y0, 4, in_h, in_w, pl, width, pad)
             for k in range(width):  # rows of B^T d
                 d0, d1 = pad[uint64(k)], pad[uint64(width + k)]
                 d2, d3 = pad[uint64(2 * width + k)], pad[uint64(3 * width + k)]

@@ -161,21 +161,7 @@ def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pa
             n, ty = (row0 + r) // th, (row0 + r) % th
             src = (n * c_len + c) * in_h * in_w
             y0 = TILE * ty - pt
-            for i in range(PATCH):  # the six input rows, zero-padded, in pad[i * width:]
-                y = y0 + i
-                p0 = i * width
-                if y < 0 or y >= in_h:
-                    for k in range(width):
-                        pad[uint64(p0 + k)] = 0
-                    continue
-                lo, hi = min(pl, width), min(width, pl + in_w)
-                for k in range(lo):
-                    pad[uint64(p0 + k)] = 0
-                s = src + y * in_w - pl
-                for k in range(lo, hi):
-                    pad[uint64(p0 + k)] = xf[uint64(s + k)]
-                for k in range(hi, width):
-                    pad[uint64(p0 + k)] = 0
+            winograd.padded_rows(xf, src, y0, PATCH, in_h, in_w, pl, width, pad)
             for k in range(width):  # rows of B^T d
                 t0, t1, t2, t3, t4, t5 = _b_t(
                     pad[uint64(k)], pad[uint64(width + k)], pad[uint64(2 * width + k)],
