@@ -47,8 +47,7 @@ BASELINE = "gemm"
 # F(4x4, 3x3)'s larger transforms err 3-17x (winograd4.py): above the default factor, so the
 # cost model never takes it, and the autotuner only where it measures the layer within.
 ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "winograd-f4": 20.0,
-                "packed": 10.0,
-                "packed-channels": 10.0, "implicit": 10.0, "direct": 10.0}
+                "packed": 10.0, "packed-channels": 10.0, "implicit": 10.0, "direct": 10.0}
 # The ops whose ties are measured (those with a float64 yardstick below); others go by the
 # declared growth.
 MEASURED_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")
