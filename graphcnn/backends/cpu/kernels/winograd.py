@@ -111,6 +111,19 @@ def worth_trying(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
     return per * tiles(out_hw)[1] >= MIN_TILES_PER_BLOCK[frozen_weights]
 
 
+@numba.njit(inline="always")
+def gathered_taps(wf, row, cols, c_len, flip):
+    """The 3x3 taps of row `row` of the flat weight wf (O, C, 3, 3) as 9 contiguous runs in
+    float64: g[(3i + j) * cols + col] = w[row, col, i, j], or with `flip` (the input
+    gradient's weight, turned and transposed) w[col, row, 2 - i, 2 - j]."""
+    g = np.empty(9 * cols, np.float64)
+    for col in range(cols):
+        src = (col * c_len + row) * 9 if flip else (row * c_len + col) * 9
+        for ij in range(9):
+            g[uint64(ij * cols + col)] = wf[uint64(src + (8 - ij if flip else ij))]
+    return g
+
+
 @numba.njit(**JIT)
 def transform_weights(w, u, flip):
     """u[4a + b, o, c] = (G w[o, c] G^T)[a, b]; with `flip`, the weight of the input
@@ -122,11 +135,7 @@ def transform_weights(w, u, flip):
     wf, uf = w.reshape(w.size), u.reshape(u.size)
     plane = rows * cols
     for row in prange(rows):
-        g = np.empty(9 * cols, np.float64)  # g[(3i + j) * cols + col]
-        for col in range(cols):
-            src = (col * c_len + row) * 9 if flip else (row * c_len + col) * 9
-            for ij in range(9):
-                g[uint64(ij * cols + col)] = wf[uint64(src + (8 - ij if flip else ij))]
+        g = gathered_taps(wf, row, cols, c_len, flip)  # g[(3i + j) * cols + col]
         r = np.empty(12 * cols, np.float64)  # G g: r[(3a + j) * cols + col]
         for j in range(3):
             for col in range(cols):

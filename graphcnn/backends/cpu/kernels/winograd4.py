@@ -111,11 +111,7 @@ def transform_weights(w, panels, flip):
     plane = panels.shape[1] * panels.shape[2] * lanes  # one position's panels
     wf, pf = w.reshape(w.size), panels.reshape(panels.size)
     for row in prange(rows):
-        g = np.empty(9 * cols, np.float64)  # g[(3i + j) * cols + col]
-        for col in range(cols):
-            src = (col * c_len + row) * 9 if flip else (row * c_len + col) * 9
-            for ij in range(9):
-                g[uint64(ij * cols + col)] = wf[uint64(src + (8 - ij if flip else ij))]
+        g = winograd.gathered_taps(wf, row, cols, c_len, flip)  # g[(3i + j) * cols + col]
         r = np.empty(18 * cols, np.float64)  # G g: r[(3a + j) * cols + col]
         for j in range(3):
             for col in range(cols):
