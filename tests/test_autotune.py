@@ -77,6 +77,20 @@ def test_a_new_candidate_is_measured_not_skipped_by_an_old_choice(tuning):
     assert autotune.known("conv2d", ("k",), ["a", "c"], default="a") == "a"  # never measured
 
 
+def test_new_kernels_measure_again_instead_of_keeping_the_old_choice(tuning, monkeypatch):
+    """The machine key names a digest of the cpu kernels' sources: a choice made with other
+    kernels (an older graphcnn, where "b" was the slower) is not kept."""
+    calls = []
+    assert autotune.pick("conv2d", ((1, 2), "f4"), candidates(calls, slow="b"), "a") == "a"
+    assert autotune.kernels_digest() in autotune.machine_key()
+    monkeypatch.setattr(autotune, "kernels_digest", lambda: "another-version")
+    autotune.forget()
+    calls.clear()
+    assert autotune.pick("conv2d", ((1, 2), "f4"), candidates(calls, slow="a"), "a") == "b"
+    assert calls.count("a") == 1 + autotune.RUNS
+    assert len(json.loads(tuning.read_text())["machines"]) == 2
+
+
 def test_turned_off_it_takes_the_default_without_running_anything(tuning, monkeypatch):
     monkeypatch.setenv("GRAPHCNN_AUTOTUNE", "0")
     calls = []

@@ -8,8 +8,9 @@ one of the packed-weights GEMMs; kernels/conv.py) calls
 The first time a key is seen on a machine each candidate runs a few times (it computes the
 whole result each time, so the output is right whichever ran last) and the fastest wins;
 the choice goes into a JSON file (GRAPHCNN_AUTOTUNE_CACHE, else
-~/.cache/graphcnn/autotune.json) under a key naming the CPU, its flags, the thread count
-and the BLAS core, so a file copied to another machine is not trusted there. The file is
+~/.cache/graphcnn/autotune.json) under a key naming the CPU, its flags, the thread count,
+the BLAS core and a digest of the kernels' sources, so a file copied to another machine is
+not trusted there, and a new version of the kernels measures again. The file is
 only ever parsed as JSON; a damaged one is ignored with a warning and written afresh.
 
 Before timing, the candidates' errors are measured against a float64 yardstick (also
@@ -74,14 +75,31 @@ def _cpu_description() -> str:
     return f"{model} | flags {hashlib.sha256(flags.encode()).hexdigest()[:12]}"
 
 
+@functools.lru_cache(maxsize=1)
+def kernels_digest() -> str:
+    """A digest of the cpu backend's sources (its kernels, their candidates and plans): a
+    choice measured against one version of the kernels says nothing about another (a
+    kernel made faster would otherwise keep losing to the choice its old version lost)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode())
+            with open(path, "rb") as source:
+                digest.update(source.read())
+    return digest.hexdigest()[:12]
+
+
 def machine_key() -> str:
     """The CPU (name and a digest of its feature flags), the thread count, the BLAS kernel
-    set and the vector width the kernels are built for: a choice measured under one of
-    these says nothing about another."""
+    set, the kernels' sources and the vector width the kernels are built for: a choice
+    measured under one of these says nothing about another."""
     from graphcnn.backends.cpu import blas
     from graphcnn.backends.cpu.vector_width import vector_bits
     return (f"{_cpu_description()} | threads={numba.get_num_threads()} | "
-            f"blas={blas.core_name()} | vectors={vector_bits()}")
+            f"blas={blas.core_name()} | kernels={kernels_digest()} | vectors={vector_bits()}")
 
 
 def _read_file(path: str) -> dict:
