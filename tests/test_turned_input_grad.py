@@ -18,9 +18,9 @@ def rand(rng, shape):
 
 
 ALGORITHMS = ["packed", "packed-channels", "implicit", "winograd-packed", "winograd-f4"]
-# Offered for live weights too (winograd-f4 only for frozen ones: candidates.frozen_weights;
-# its live kernel is tested in test_winograd4.py).
-LIVE = ALGORITHMS[:-1]
+# Offered for live weights too (winograd-f4 for small ones only: candidates.f4_weights; the
+# cases here are all small).
+LIVE = ALGORITHMS
 
 
 def _pick(monkeypatch, algorithm, chosen=None):
@@ -69,8 +69,11 @@ def test_input_grad_on_the_forward_kernels_equals_the_reference(case, seed, algo
     with pytest.MonkeyPatch.context() as patch:
         chosen = []
         _pick(patch, algorithm, chosen)
+        # F(4x4) rounds more (declared 20x the GEMM's error, accuracy.py): outputs here
+        # reach about 40, and its error a few 1e-6 of that
+        atol = 1e-4 if algorithm == "winograd-f4" else 1e-5
         check_forward("conv2d_input_grad", [rand(rng, dy_shape), rand(rng, w_shape)], attrs,
-                      1e-4, 1e-5)
+                      1e-4, atol)
         assert chosen, f"{algorithm} was not offered"
 
 

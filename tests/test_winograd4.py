@@ -126,23 +126,23 @@ def test_a_model_forced_onto_it_trains_and_infers_as_the_reference():
                                    atol=1e-4 * np.abs(ref_grads[name]).max())
 
 
-def test_it_is_offered_for_frozen_weights_only():
-    """Transformed once at build (inference) it is a candidate; a live weight (training)
-    would be transformed at every call, into a U 2.25x F(2x2)'s: not offered."""
+def test_it_is_offered_for_frozen_weights_and_small_live_ones():
+    """Transformed once at build (inference) it is a candidate; a live weight (training) is
+    transformed at every call, into a U 2.25x F(2x2)'s: offered up to 128x128 channels."""
     from graphcnn.backends.cpu.candidates import STRATEGIES, Site
     from graphcnn.backends.cpu.candidates_grad import GRAD_STRATEGIES
     f32 = np.dtype(np.float32)
-    w = np.zeros((64, 64, 3, 3), np.float32)
-    frozen = w.copy()
-    frozen.setflags(write=False)
     attrs = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1,
-                 input_hw=(28, 28))
+                 input_hw=(14, 14))
     for op, strategies in (("conv2d", STRATEGIES), ("conv2d_input_grad", GRAD_STRATEGIES)):
         f4 = next(c for c in strategies[op].candidates if c.name == "winograd-f4")
-        for weight, offered in ((frozen, True), (w, False)):
-            site = Site(op, attrs, ((2, 64, 28, 28), w.shape), (f32, f32), (2, 64, 28, 28),
-                        f32, (None, weight))
-            assert f4.applies(site) and f4.offered(site) == offered, (op, offered)
+        for channels, frozen, offered in ((256, True, True), (256, False, False),
+                                          (128, False, True), (64, False, True)):
+            w = np.zeros((channels, channels, 3, 3), np.float32)
+            w.setflags(write=not frozen)
+            site = Site(op, attrs, ((2, channels, 14, 14), w.shape), (f32, f32),
+                        (2, channels, 14, 14), f32, (None, w))
+            assert f4.applies(site) and f4.offered(site) == offered, (op, channels, frozen)
 
 
 def test_an_artifact_keeps_it_and_its_figures(tmp_path):

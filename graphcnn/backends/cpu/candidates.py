@@ -252,10 +252,17 @@ def _winograd4_applies(site: Site) -> bool:
     return winograd4.applies(site.in_shapes[0], site.in_shapes[1], site.attrs, site.out_dtype)
 
 
-def frozen_weights(site: Site) -> bool:
-    """Offered only where the weight is transformed once, at build: F(4x4)'s U is 2.25x
-    F(2x2)'s, and transformed at every call (training) it made ResNet-18's step slower."""
-    return site.frozen
+# The largest F(4x4) transform of a live weight (training) it is offered for: 128x128
+# channels' (2.4 MB). Transformed at every call, a larger one costs more than its products
+# save (offered for every live weight, it made ResNet-18's training step 10% slower).
+LIVE_F4_MAX_BYTES = 36 * 128 * 128 * 4
+
+
+def f4_weights(site: Site) -> bool:
+    """Offered where the weight is transformed once, at build (frozen), or is small enough
+    to transform at every call (LIVE_F4_MAX_BYTES)."""
+    w = site.in_shapes[1]
+    return site.frozen or 36 * w[0] * w[1] * 4 <= LIVE_F4_MAX_BYTES
 
 
 def default_algorithm(names: list[str]) -> str:
@@ -403,7 +410,7 @@ STRATEGIES: dict[str, OpStrategy] = {
         _gemm("gemm"),
         _gemm("winograd", _winograd_applies, _winograd_offered),
         _gemm("winograd-packed", _winograd_packed_applies),
-        _gemm("winograd-f4", _winograd4_applies, frozen_weights),
+        _gemm("winograd-f4", _winograd4_applies, f4_weights),
         _gemm("packed", _packed_applies),
         _gemm("packed-channels", _packed_applies),
         _gemm("implicit", _implicit_applies),

@@ -24,7 +24,7 @@ from graphcnn.backends.cpu.candidates import (
     _gemm_sized,
     _operands,
     default_algorithm,
-    frozen_weights,
+    f4_weights,
 )
 from graphcnn.backends.cpu.kernels import conv, depthwise, turned, winograd
 from graphcnn.backends.cpu.kernels.conv_gemm import scratch_bytes
@@ -138,7 +138,7 @@ def _not_pointwise(site: Site) -> bool:
 
 _TURNED = (_turned("packed"), _turned("packed-channels"), _turned("implicit", _not_pointwise),
            _turned("winograd-packed", _winograd_turned_applies),
-           _turned("winograd-f4", _winograd_turned_applies, frozen_weights))
+           _turned("winograd-f4", _winograd_turned_applies, f4_weights))
 
 GRAD_STRATEGIES = {
     "conv2d_input_grad": OpStrategy(

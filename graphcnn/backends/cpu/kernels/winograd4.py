@@ -10,8 +10,9 @@ GoogLeNet's layers (float32, random operands) this one errs 3-17x the float32 im
 (relative to the output's largest value, a few 1e-6), where F(2x2) errs 0.5-2x. The
 accuracy contract (accuracy.py) allows 10x by default, so the cost model never takes it,
 and the autotuner, which measures each layer's error, only where it is within. It is
-offered for frozen weights only (candidates.frozen_weights): U is 2.25x F(2x2)'s, and
-transformed at every call (a training step) it costs more than the products save.
+offered for frozen weights, and for live ones (a training step) up to 128x128 channels
+(candidates.f4_weights): U is 2.25x F(2x2)'s, and a large one transformed at every call
+costs more than the products save.
 
 The interpolation points are 0, 1, -1, 1/2, -2 and infinity. Of the usual choices they
 give the smallest float32 error (half of 0, +-1, +-2's at 64-512 channels); every entry of
