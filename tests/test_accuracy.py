@@ -3,6 +3,8 @@ strategy may choose stays within its declared error growth over the float32 im2c
 error against float64, on every shape family it applies to (ResNet's 512 channels on 7x7
 maps among them), and the autotuner never chooses one that breaks the contract, however
 fast it is."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,8 @@ PAD1 = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
 def conv_case(op, n, c, o, hw, k=3, **attrs):
     """(operands, output, attrs) of one conv op, random, float32; the float64 truth."""
     attrs = dict(PAD1, **attrs)
-    rng = np.random.default_rng(hash((op, n, c, o, hw, k)) % 2**32)
+    # a seed of the case's own (hash() of a str changes from process to process)
+    rng = np.random.default_rng(zlib.crc32(repr((op, n, c, o, hw, k)).encode()))
     x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
     w = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
     s, p = attrs["stride"][0], attrs["padding"][0]

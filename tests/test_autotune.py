@@ -129,9 +129,9 @@ def test_an_unwritable_cache_keeps_the_choice_in_the_process(tuning, monkeypatch
 
 
 def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
-    """The conv2d kernel offers im2col, Winograd and both packed GEMMs for a 3x3 stride-1
-    float32 layer and keeps the measured choice (any: which is fastest depends on the
-    machine)."""
+    """The conv2d kernel offers im2col, Winograd F(2x2) and F(4x4) (a small weight) and the
+    packed GEMMs for a 3x3 stride-1 float32 layer and keeps the measured choice (any:
+    which is fastest depends on the machine)."""
     import numpy as np
 
     from graphcnn.backends.cpu import blas, strategy
@@ -149,8 +149,8 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     conv2d_kernel([x, w], [out], attrs)
     np.testing.assert_allclose(out, conv2d_ref(x, w, **attrs), rtol=1e-4, atol=1e-4)
     (entry,) = json.loads(tuning.read_text())["machines"][autotune.machine_key()]["choices"].values()
-    assert set(entry["ms"]) == {"gemm", "winograd", "winograd-packed", "packed",
-                                "packed-channels", "implicit"}
+    assert set(entry["ms"]) == {"gemm", "winograd", "winograd-packed", "winograd-f4",
+                                "packed", "packed-channels", "implicit"}
     assert entry["choice"] in entry["ms"]
 
 

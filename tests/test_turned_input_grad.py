@@ -28,7 +28,7 @@ def _pick(monkeypatch, algorithm, chosen=None):
     from graphcnn.backends.cpu.kernels import conv_gemm
     monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
     if algorithm == "winograd-f4":   # declared above the default factor (accuracy.py)
-        monkeypatch.setenv("GRAPHCNN_ACCURACY_FACTOR", "20")
+        monkeypatch.setenv("GRAPHCNN_ACCURACY_FACTOR", "30")
 
     def pick(kind, key, candidates, default):
         if chosen is not None and algorithm in candidates:
@@ -69,7 +69,7 @@ def test_input_grad_on_the_forward_kernels_equals_the_reference(case, seed, algo
     with pytest.MonkeyPatch.context() as patch:
         chosen = []
         _pick(patch, algorithm, chosen)
-        # F(4x4) rounds more (declared 20x the GEMM's error, accuracy.py): outputs here
+        # F(4x4) rounds more (declared 30x the GEMM's error, accuracy.py): outputs here
         # reach about 40, and its error a few 1e-6 of that
         atol = 1e-4 if algorithm == "winograd-f4" else 1e-5
         check_forward("conv2d_input_grad", [rand(rng, dy_shape), rand(rng, w_shape)], attrs,

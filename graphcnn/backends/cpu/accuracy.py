@@ -44,9 +44,10 @@ BASELINE = "gemm"
 # output in one float32 run over C*kH*kW terms (the packed microkernels, the direct convs)
 # err up to ~6x OpenBLAS's blocked sums at ResNet's 4608; Winograd F(2x2, 3x3) adds the
 # transforms' rounding, ~3x at 512 channels on 7x7 maps (tests/test_accuracy.py measures).
-# F(4x4, 3x3)'s larger transforms err 3-17x (winograd4.py): above the default factor, so the
-# cost model never takes it, and the autotuner only where it measures the layer within.
-ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "winograd-f4": 20.0,
+# F(4x4, 3x3)'s larger transforms err up to 23x in its forward conv and input gradient (1-5x
+# in its weight gradient; winograd4.py): above the default factor, so the cost model never
+# takes it, and the autotuner only where it measures the layer within.
+ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "winograd-f4": 30.0,
                 "packed": 10.0, "packed-channels": 10.0, "implicit": 10.0, "direct": 10.0}
 # The ops whose ties are measured (those with a float64 yardstick below); others go by the
 # declared growth.

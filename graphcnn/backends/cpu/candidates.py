@@ -23,6 +23,7 @@ from graphcnn.backends.cpu.kernels import (
     packed_gemm,
     winograd,
     winograd4,
+    winograd4_weight_grad,
     winograd_weight_grad,
 )
 from graphcnn.backends.cpu.registry import launch
@@ -186,7 +187,8 @@ _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
     "winograd": lambda op: getattr(winograd_weight_grad if op == "conv2d_weight_grad"
                                    else winograd, GEMM_CONVS[op][1]),
     "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
-    "winograd-f4": lambda op: winograd4.conv2d_winograd4,
+    "winograd-f4": lambda op: (winograd4_weight_grad.conv2d_weight_grad_winograd4
+                               if op == "conv2d_weight_grad" else winograd4.conv2d_winograd4),
     "packed": lambda op: packed_gemm.conv2d_packed,
     "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
     "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
@@ -249,7 +251,8 @@ def _winograd_packed_applies(site: Site) -> bool:
 
 
 def _winograd4_applies(site: Site) -> bool:
-    return winograd4.applies(site.in_shapes[0], site.in_shapes[1], site.attrs, site.out_dtype)
+    x, w, _ = _operands(site)
+    return winograd4.applies(x, w, site.attrs, site.out_dtype)
 
 
 # The largest F(4x4) transform of a live weight (training) it is offered for: 128x128
@@ -311,7 +314,10 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
                                                 site.in_dtypes[0]),
     "winograd": _winograd_scratch,
     "winograd-packed": lambda site: _winograd_scratch(site, packed=True),
-    "winograd-f4": lambda site: winograd4.run_scratch(site.in_shapes[0], site.out_shape),
+    "winograd-f4": lambda site: (
+        winograd4_weight_grad.weight_grad_scratch(site.in_shapes[0], site.in_shapes[1])
+        if site.op == "conv2d_weight_grad"
+        else winograd4.run_scratch(site.in_shapes[0], site.out_shape)),
     "packed": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
                                                     packed_gemm.MR),
     "packed-channels": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,

@@ -21,8 +21,11 @@ from graphcnn.backends.cpu.candidates import (
     Site,
     _always,
     _conv_key,
+    _gemm,
     _gemm_sized,
     _operands,
+    _winograd4_applies,
+    _winograd_offered,
     default_algorithm,
     f4_weights,
 )
@@ -144,6 +147,8 @@ GRAD_STRATEGIES = {
     "conv2d_input_grad": OpStrategy(
         _GRAD_GEMMS + _TURNED + (_DEPTHWISE_INPUT_GRAD, _DEPTHWISE_S2_INPUT_GRAD, _DIRECT),
         _conv_key, default_algorithm),
-    "conv2d_weight_grad": OpStrategy(_GRAD_GEMMS + (_DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
-                                     _conv_key, default_algorithm),
+    "conv2d_weight_grad": OpStrategy(
+        _GRAD_GEMMS + (_gemm("winograd-f4", _winograd4_applies, _winograd_offered, priority=1),
+                       _DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
+        _conv_key, default_algorithm),
 }
