@@ -1,7 +1,8 @@
 """Which implementation runs each node on the cpu backend, decided once per node when the
 runner is built (as TVM's op strategies do).
 
-Each op with more than one way to run has a strategy (candidates.py): candidate
+Each op with more than one way to run has a strategy (candidates.py and, by op family,
+candidates_grad.py, candidates_blocked.py, candidates_dense.py): candidate
 implementations, each with the predicate saying which nodes it computes (`applies`), the
 cost model's gate saying whether it is worth offering at all (`offered`) and a priority.
 The offered candidates of the highest priority win; where several tie, those outside the
@@ -48,12 +49,14 @@ from graphcnn.backends.cpu.candidates import (
     array_site,
     node_site,
 )
+from graphcnn.backends.cpu.candidates_blocked import BLOCKED_STRATEGIES
 from graphcnn.backends.cpu.candidates_dense import DENSE_STRATEGIES
 from graphcnn.backends.cpu.candidates_grad import GRAD_STRATEGIES
 from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
+STRATEGIES.update(BLOCKED_STRATEGIES)
 STRATEGIES.update(DENSE_STRATEGIES)
 STRATEGIES.update(GRAD_STRATEGIES)
 
