@@ -20,6 +20,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,10 +43,20 @@ def time_in(checkout: str | None, spec: dict, tune_cache: str | None) -> float:
             os.environ["PYTHONPATH"] = checkout
         if tune_cache is not None:
             os.environ["GRAPHCNN_AUTOTUNE_CACHE"] = tune_cache
-        return float(run_worker(spec)["median_ms"])
+        # run in the checkout: `python -c` puts its working folder first on the import
+        # path, so a child started from another checkout would import that one instead
+        return float(run_worker(spec, cwd=checkout)["median_ms"])
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def imported_graphcnn(checkout: str) -> Path:
+    """The graphcnn package a worker for `checkout` imports (as time_in starts it)."""
+    done = subprocess.run([sys.executable, "-c", "import graphcnn; print(graphcnn.__file__)"],
+                          cwd=checkout, env=dict(os.environ, PYTHONPATH=checkout),
+                          capture_output=True, text=True, check=True)
+    return Path(done.stdout.strip().splitlines()[-1]).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.old, args.new):
         if not (Path(path) / "graphcnn" / "__init__.py").is_file():
             parser.error(f"{path} is not a graphcnn checkout (no graphcnn/__init__.py)")
+        package = imported_graphcnn(path)
+        if package != (Path(path) / "graphcnn").resolve():
+            parser.error(f"a worker for {path} imports graphcnn from {package}")
     scratch = Path(tempfile.mkdtemp(prefix="graphcnn-ab-"))
     caches = {}
     for side in ("old", "new"):   # the same starting choices for both

@@ -355,6 +355,24 @@ def test_ab_checkouts_times_two_checkouts_in_turns(capsys):
     assert "is not a graphcnn checkout" in capsys.readouterr().err
 
 
+def test_ab_checkouts_workers_import_their_own_checkout(tmp_path, monkeypatch):
+    """A worker for another checkout imports that checkout's graphcnn, even when the
+    script is run from this one (`python -c` puts the working folder first on the path)."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("ab_checkouts", root / "benchmarks" /
+                                                  "ab_checkouts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    other = tmp_path / "other"
+    (other / "graphcnn").mkdir(parents=True)
+    (other / "graphcnn" / "__init__.py").write_text("")
+    monkeypatch.chdir(root)
+    assert script.imported_graphcnn(str(other)) == (other / "graphcnn").resolve()
+    assert script.imported_graphcnn(str(root)) == (root / "graphcnn").resolve()
+
+
 def test_implicit_gemm_script_prints_each_layers_rate(capsys):
     import importlib.util
     from pathlib import Path

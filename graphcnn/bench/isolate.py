@@ -68,10 +68,12 @@ def _every_core() -> None:
         pass   # no affinity on this platform, or none to widen
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Time one system in a fresh interpreter; its timing (as common.measure's)."""
+def run_worker(spec: dict[str, Any], cwd: str | None = None) -> dict[str, Any]:
+    """Time one system in a fresh interpreter; its timing (as common.measure's). `cwd`:
+    the child's working folder, which `python -c` puts first on its import path (ahead of
+    PYTHONPATH): a graphcnn checkout there is the one it imports."""
     done = subprocess.run([sys.executable, "-c", WORKER], input=json.dumps(spec),
-                          capture_output=True, text=True, preexec_fn=_every_core)
+                          capture_output=True, text=True, preexec_fn=_every_core, cwd=cwd)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
