@@ -4,8 +4,9 @@ error under the accuracy contract, and a training step forced onto it."""
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
+from test_winograd4 import f4_case, rand  # the forward's shapes: the same tiles
 
 import graphcnn as gc
 from graphcnn import nn
@@ -16,10 +17,6 @@ from graphcnn.ops.conv import conv2d_weight_grad_ref
 
 pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
                                 reason="numpy's OpenBLAS was not found: no Winograd path")
-
-
-def rand(rng, shape):
-    return rng.standard_normal(shape).astype(np.float32)
 
 
 def test_g_t_of_the_summed_products_is_the_weight_gradient_of_a_tile():
@@ -34,20 +31,11 @@ def test_g_t_of_the_summed_products_is_the_weight_gradient_of_a_tile():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
-@st.composite
-def grad_case(draw):
-    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 20))
-    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
-    h, w = draw(st.integers(1, 14)), draw(st.integers(1, 14))
-    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
-    return (n, c, h, w), (o, c, 3, 3), pads
-
-
-@given(case=grad_case(), seed=st.integers(0, 2**16), per_block=st.integers(1, 4))
+@given(case=f4_case(), seed=st.integers(0, 2**16), per_block=st.integers(1, 4))
 def test_the_kernel_in_blocks_of_any_size_equals_the_reference(case, seed, per_block):
     """Maps of any size (the last tiles partly outside the output gradient), any padding,
-    blocks of 1-4 tile rows crossing image boundaries and split over the threads' dU:
-    within a few 1e-6 of the gradient's largest value."""
+    up to 80 output channels, blocks of 1-4 tile rows crossing image boundaries and split
+    over the threads' dU: within a few 1e-6 of the gradient's largest value."""
     x_shape, w_shape, pads = case
     rng = np.random.default_rng(seed)
     x = rand(rng, x_shape)

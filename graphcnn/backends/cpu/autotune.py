@@ -75,21 +75,13 @@ def _cpu_description() -> str:
     return f"{model} | flags {hashlib.sha256(flags.encode()).hexdigest()[:12]}"
 
 
-@functools.lru_cache(maxsize=1)
 def kernels_digest() -> str:
-    """A digest of the cpu backend's sources (its kernels, their candidates and plans): a
-    choice measured against one version of the kernels says nothing about another (a
-    kernel made faster would otherwise keep losing to the choice its old version lost)."""
-    root = os.path.dirname(os.path.abspath(__file__))
-    digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(f for f in files if f.endswith(".py")):
-            path = os.path.join(folder, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, "rb") as source:
-                digest.update(source.read())
-    return digest.hexdigest()[:12]
+    """A digest of the cpu backend's sources (aot.kernels_fingerprint, which keys the
+    artifacts' precompiled code too): a choice measured against one version of the kernels
+    says nothing about another (a kernel made faster would otherwise keep losing to the
+    choice its old version lost)."""
+    from graphcnn.backends.cpu.aot import kernels_fingerprint
+    return kernels_fingerprint()[:12]
 
 
 def machine_key() -> str:

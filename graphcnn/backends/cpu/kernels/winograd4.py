@@ -141,6 +141,17 @@ def transform_weights(w, panels, flip):
                 pf[uint64(at + 5 * plane)] = u5
 
 
+@numba.njit(inline="always")
+def put_six(f, at, step, values):
+    """f[at + k * step] = values[k] for the six values of one transformed column."""
+    f[uint64(at)] = values[0]
+    f[uint64(at + step)] = values[1]
+    f[uint64(at + 2 * step)] = values[2]
+    f[uint64(at + 3 * step)] = values[3]
+    f[uint64(at + 4 * step)] = values[4]
+    f[uint64(at + 5 * step)] = values[5]
+
+
 @numba.njit(**TASK_JIT)
 def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad, rows,
                      phases):
@@ -179,16 +190,10 @@ def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pa
                 p = TILE * a * span
                 e0 = v0 + (PATCH * a * c_len + c) * tb + first
                 for tx in range(tw):
-                    v0_, v1, v2, v3, v4, v5 = _b_t(
+                    put_six(vf, e0 + tx, step, _b_t(
                         phases[uint64(p + tx)], phases[uint64(p + span + tx)],
                         phases[uint64(p + 2 * span + tx)], phases[uint64(p + 3 * span + tx)],
-                        phases[uint64(p + tx + 1)], phases[uint64(p + span + tx + 1)])
-                    vf[uint64(e0 + tx)] = v0_
-                    vf[uint64(e0 + step + tx)] = v1
-                    vf[uint64(e0 + 2 * step + tx)] = v2
-                    vf[uint64(e0 + 3 * step + tx)] = v3
-                    vf[uint64(e0 + 4 * step + tx)] = v4
-                    vf[uint64(e0 + 5 * step + tx)] = v5
+                        phases[uint64(p + tx + 1)], phases[uint64(p + span + tx + 1)]))
 
 
 @numba.njit(**TASK_JIT)

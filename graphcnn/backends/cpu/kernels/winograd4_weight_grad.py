@@ -83,15 +83,9 @@ def _gradient_transform(df, o_len, oh_len, ow_len, row0, th, tw, tb, yf, y0, g):
             d = y0 + PATCH * a * step + o * tb
             z = TILE * TILE * tb
             for t in range(tb):
-                m0, m1, m2, m3, m4, m5 = _a(g[uint64(z + t)], g[uint64(z + tb + t)],
-                                            g[uint64(z + 2 * tb + t)],
-                                            g[uint64(z + 3 * tb + t)])
-                yf[uint64(d + t)] = m0
-                yf[uint64(d + step + t)] = m1
-                yf[uint64(d + 2 * step + t)] = m2
-                yf[uint64(d + 3 * step + t)] = m3
-                yf[uint64(d + 4 * step + t)] = m4
-                yf[uint64(d + 5 * step + t)] = m5
+                winograd4.put_six(yf, d + t, step, _a(g[uint64(z + t)], g[uint64(z + tb + t)],
+                                                       g[uint64(z + 2 * tb + t)],
+                                                       g[uint64(z + 3 * tb + t)]))
 
 
 if blas.AVAILABLE:
