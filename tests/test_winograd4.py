@@ -116,9 +116,13 @@ def test_a_model_forced_onto_it_trains_and_infers_as_the_reference():
     want = gc.compile(model, batch_size=2, backend="reference", opt_level=0)(xs)
     np.testing.assert_allclose(exe(xs), want, rtol=1e-4, atol=1e-4)
     assert "winograd-f4" in {s.implementation for s in step.executable.runner.steps}
-    target = rand(np.random.default_rng(3), want.shape)
+    assert_step_is_the_reference(step, model, xs, rand(np.random.default_rng(3), want.shape))
+
+
+def assert_step_is_the_reference(step, model, xs, target):
+    """The mse training step's loss and gradients are the reference backend's."""
     value, grads = step(xs, target)
-    ref_value, ref_grads = gc.value_and_grad(model, loss="mse", batch_size=2,
+    ref_value, ref_grads = gc.value_and_grad(model, loss="mse", batch_size=len(xs),
                                              backend="reference")(xs, target)
     np.testing.assert_allclose(value, ref_value, rtol=1e-4)
     for name in ref_grads:

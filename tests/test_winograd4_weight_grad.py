@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_winograd4 import f4_case, rand  # the forward's shapes: the same tiles
+from test_winograd4 import assert_step_is_the_reference, f4_case, rand
 
 import graphcnn as gc
 from graphcnn import nn
@@ -82,11 +82,4 @@ def test_a_training_step_forced_onto_it_gives_the_reference_gradients():
     chosen = {s.implementation for s in step.executable.runner.steps
               if s.op == "conv2d_weight_grad"}
     assert chosen == {"winograd-f4"}
-    target = rand(rng, (3, 8, 9, 9))
-    value, grads = step(xs, target)
-    ref_value, ref_grads = gc.value_and_grad(model, loss="mse", batch_size=3,
-                                             backend="reference")(xs, target)
-    np.testing.assert_allclose(value, ref_value, rtol=1e-4)
-    for name in ref_grads:
-        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-3,
-                                   atol=1e-4 * np.abs(ref_grads[name]).max())
+    assert_step_is_the_reference(step, model, xs, rand(rng, (3, 8, 9, 9)))
