@@ -253,9 +253,10 @@ def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, o
 
 
 @numba.njit(inline="always")
-def _tiling(n_len, oh_len, ow_len, per_block):
-    """(tiles down, tiles across, tile rows of all the images, blocks of per_block rows)."""
-    th, tw = (oh_len + 1) // 2, (ow_len + 1) // 2
+def tiling(n_len, oh_len, ow_len, per_block, tile):
+    """(tiles down, tiles across, tile rows of all the images, blocks of per_block rows),
+    for tiles of tile x tile output pixels (2 here, winograd4.py's 4)."""
+    th, tw = (oh_len + tile - 1) // tile, (ow_len + tile - 1) // tile
     rows = n_len * th
     return th, tw, rows, (rows + per_block - 1) // per_block
 
@@ -311,7 +312,7 @@ if blas.AVAILABLE:
         layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-        th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
+        th, tw, rows, blocks = tiling(x.shape[0], oh_len, ow_len, per_block, 2)
         slots = v.shape[0]
         row_parts = slots // o_parts
         per_slot = (blocks + row_parts - 1) // row_parts

@@ -263,9 +263,7 @@ def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles):
     blocks for one of `o_parts` ranges of output channels (winograd._winograd's split)."""
     c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-    th, tw = (oh_len + TILE - 1) // TILE, (ow_len + TILE - 1) // TILE
-    rows = x.shape[0] * th
-    blocks = (rows + per_block - 1) // per_block
+    th, tw, rows, blocks = winograd.tiling(x.shape[0], oh_len, ow_len, per_block, TILE)
     slots = v.shape[0]
     row_parts = slots // o_parts
     per_slot = (blocks + row_parts - 1) // row_parts

@@ -95,9 +95,7 @@ if blas.AVAILABLE:
         dU (slot k of du), then the slots are added and turned back by G^T dU G."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
-        th, tw = (oh_len + TILE - 1) // TILE, (ow_len + TILE - 1) // TILE
-        rows = x.shape[0] * th
-        blocks = (rows + per_block - 1) // per_block
+        th, tw, rows, blocks = winograd.tiling(x.shape[0], oh_len, ow_len, per_block, TILE)
         slots = v.shape[0]
         per_slot = (blocks + slots - 1) // slots
         cap = per_block * tw

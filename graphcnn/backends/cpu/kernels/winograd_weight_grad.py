@@ -16,7 +16,7 @@ from numba import prange, uint64
 from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.kernels import winograd
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.winograd import _input_transform, _tiling, tiles
+from graphcnn.backends.cpu.kernels.winograd import _input_transform, tiles, tiling
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 # Each block's GEMMs read and write all of a thread's dU (16 O C values), so blocks are
@@ -92,7 +92,7 @@ if blas.AVAILABLE:
         dU (slot k of du), then the slots are added and turned back by G^T dU G."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
-        th, tw, rows, blocks = _tiling(x.shape[0], oh_len, ow_len, per_block)
+        th, tw, rows, blocks = tiling(x.shape[0], oh_len, ow_len, per_block, 2)
         slots = v.shape[0]
         per_slot = (blocks + slots - 1) // slots
         cap = per_block * tw
