@@ -264,6 +264,48 @@ def test_the_1x1_input_gradient_writes_each_image_whole(n, c, o, hw, groups):
     assert gemm.scratch(site) == {} and conv_gemm.held_workspace_bytes() == 0
 
 
+@pytest.mark.parametrize("n, c, o, hw, k, stride, pad, groups", [
+    (3, 4, 8, 24, (3, 3), 2, 1, 1),     # 12x12 = 144 output pixels: split by images
+    (5, 4, 6, 26, (3, 3), 2, 1, 1),     # ... five images, unevenly over two threads
+    (3, 6, 8, 24, (1, 1), 2, 0, 1),     # a ResNet downsample, 1x1 stride 2
+    (3, 4, 8, 14, (3, 3), 2, 1, 1),     # 7x7 = 49 output pixels: one GEMM a chunk
+    (3, 4, 8, 24, (3, 3), 2, 1, 2),     # groups: one GEMM a chunk
+])
+def test_the_input_gradient_splits_wide_images_over_the_threads(n, c, o, hw, k, stride, pad,
+                                                                 groups):
+    """A strided conv's input gradient on the gemm candidate: where each image has
+    INPUT_GRAD_COLUMNS output pixels, each thread multiplies its own images and scatters
+    their columns into dx (conv_gemm_grad._input_grad_images); against the reference's VJP
+    in float64, with exactly the scratch it declares."""
+    from graphcnn.backends.cpu import candidates
+    from graphcnn.backends.cpu.kernels import conv_gemm
+    from graphcnn.ops.conv import conv2d_input_grad_ref
+
+    rng = np.random.default_rng(hw + n)
+    attrs = dict(UNPADDED, groups=groups, kernel_hw=k, stride=(stride, stride),
+                 padding=(pad,) * 4, input_hw=(hw, hw))
+    oh = (hw + 2 * pad - k[0]) // stride + 1
+    dy = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
+    w = rng.standard_normal((o, c // groups, *k)).astype(np.float32)
+    f32 = np.dtype(np.float32)
+    site = Site("conv2d_input_grad", attrs, (dy.shape, w.shape), (f32, f32),
+                (n, c, hw, hw), f32, (None, None))
+    gemm = next(cand for cand in candidates._GRAD_GEMMS if cand.name == "gemm")
+    conv_gemm.release_workspaces()
+    dx = np.full((n, c, hw, hw), np.nan, np.float32)
+    gemm.build(site).run([dy, w], dx)
+    ref_attrs = {key: attrs[key] for key in ("stride", "padding", "dilation", "groups")}
+    want = conv2d_input_grad_ref(dy.astype(np.float64), w.astype(np.float64), (hw, hw),
+                                 **ref_attrs)
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-4)
+    assert conv_gemm.held_workspace_bytes() == conv_gemm.layout_bytes(gemm.scratch(site))
+    split = conv_gemm.image_split_parts(n, c // groups * k[0] * k[1], oh * oh, 4,
+                                        conv_gemm.INPUT_GRAD_COLUMNS)
+    assert (split > 0) == (oh * oh >= conv_gemm.INPUT_GRAD_COLUMNS and numba_threads() > 1)
+    if split and groups == 1:   # one image's columns per thread
+        assert gemm.scratch(site)["col"] == split * c * k[0] * k[1] * oh * oh * 4
+
+
 def test_lenet5_c1_weight_gradient_takes_the_wide_kernel():
     """Six filters of one channel: too little work for a GEMM, stride 1 unpadded."""
     shapes = ((64, 6, 28, 28), (64, 1, 32, 32))

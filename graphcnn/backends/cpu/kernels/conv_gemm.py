@@ -42,6 +42,12 @@ MAX_WORKSPACE_BYTES = 32 << 20
 # An image with this many output pixels makes a wide enough GEMM alone: batching it would
 # only add the scatter pass and a column buffer that spills the caches.
 WIDE_ENOUGH_COLUMNS = 512
+# An input gradient splits the images over the threads (conv_gemm_grad's
+# _input_grad_images) where each image has at least this many output pixels. Batch 16, one process, old and new path in
+# turns (median ms): ResNet-18's 128 <- 64@56 3x3/2 11.96 -> 10.3, its 1x1/2 2.13 -> 1.55,
+# 256 <- 128@28 3x3/2 (196 pixels) 10.48 -> 9.83; 512 <- 256@14 (49 pixels) equal, and
+# slower in another run (10.0 -> 11.1): one image's GEMM is too thin there.
+INPUT_GRAD_COLUMNS = 128
 
 
 def use_gemm(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, int],
@@ -325,6 +331,9 @@ def gemm_scratch(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
     parts = image_split_parts(x_shape[0], k, p, dtype.itemsize)
     if op == "conv2d_weight_grad" and parts:          # _weight_grad_images
         return {"col": ((parts * k * p,), dtype), "partials": ((parts - 1, og, k), dtype)}
+    input_parts = image_split_parts(x_shape[0], k, p, dtype.itemsize, INPUT_GRAD_COLUMNS)
+    if op == "conv2d_input_grad" and input_parts and groups == 1:  # _input_grad_images
+        return {"col": ((input_parts * k * p,), dtype)}
     if op == "conv2d" and groups == 1 and not pointwise and p >= MIN_CACHE_BLOCKED_PIXELS \
             and blas.AVAILABLE:
         blocks = block_count(k, p, dtype.itemsize)
@@ -385,14 +394,15 @@ def conv2d_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, 
                 launch(_scatter, res, out3, n0, nb, g * og)
 
 
-def image_split_parts(n_len: int, k: int, p: int, itemsize: int) -> int:
+def image_split_parts(n_len: int, k: int, p: int, itemsize: int,
+                      wide: int = WIDE_ENOUGH_COLUMNS) -> int:
     """How many runs of images (one per thread) conv2d_weight_grad_gemm splits the batch
     into, each image's columns built by the thread that multiplies them (_weight_grad_images):
     where each image makes a wide enough GEMM alone and every thread has an image and
     its own column buffer fits the workspace; 0 where it keeps one GEMM split over the
     threads per image (or per chunk of small images)."""
     parts = min(numba.get_num_threads(), n_len)
-    if (not blas.AVAILABLE or parts < 2 or p < WIDE_ENOUGH_COLUMNS
+    if (not blas.AVAILABLE or parts < 2 or p < wide
             or parts * k * p * itemsize > MAX_WORKSPACE_BYTES):
         return 0
     return parts

@@ -6,8 +6,10 @@ workspaces):
 
 A weight gradient is small and its reduction long, so where each image makes a wide GEMM
 the images are split over the threads, each summing its share into its own partial
-(_weight_grad_images; a 1x1 stride-1 layer needs no columns: blas.matmul_sum); a 1x1
-layer's input gradient goes straight into dx, one thread per image (blas.matmul_batched).
+(_weight_grad_images; a 1x1 stride-1 layer needs no columns: blas.matmul_sum). An
+input gradient splits the images too, each thread scattering its image's columns into dx
+right after its GEMM, while they are in its core's cache (_input_grad_images); a 1x1
+stride-1 layer's goes straight into dx, one thread per image (blas.matmul_batched).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from numba import prange, uint64
 from graphcnn.backends.cpu import blas
 from graphcnn.backends.cpu.blas import matmul
 from graphcnn.backends.cpu.kernels.conv_gemm import (
+    INPUT_GRAD_COLUMNS,
     _gather,
     _geometry,
     _im2col,
@@ -63,6 +66,30 @@ if blas.AVAILABLE:
                                target, k)
 
 
+@numba.njit(inline="always")
+def _col2im_plane(cf, src0, width, df, dst0, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw,
+                  oh_len, ow_len):
+    """df[dst0:] (one channel's plane) = the sum of the entries of its kh * kw rows of
+    columns, row (i, j) at cf[src0 + (i * kw + j) * width + output pixel]."""
+    for q in range(in_h * in_w):
+        df[uint64(dst0 + q)] = 0
+    for i in range(kh):
+        ylo, yhi = _col_range(i * dh - pt, sh, in_h, oh_len)
+        for j in range(kw):
+            off_x = j * dw - pl
+            lo, hi = _col_range(off_x, sw, in_w, ow_len)
+            row0 = src0 + (i * kw + j) * width
+            for oy in range(ylo, yhi):
+                d0 = dst0 + (oy * sh - pt + i * dh) * in_w + lo * sw + off_x
+                s0 = row0 + oy * ow_len + lo
+                if sw == 1:
+                    for k in range(hi - lo):
+                        df[uint64(d0 + k)] += cf[uint64(s0 + k)]
+                else:
+                    for k in range(hi - lo):
+                        df[uint64(d0 + k * sw)] += cf[uint64(s0 + k)]
+
+
 @numba.njit(**JIT)
 def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len):
     """The adjoint of _im2col: dx[n0 + b, c0 + ci] = the sum of col's entries taken from
@@ -72,24 +99,34 @@ def _col2im(col, dx, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_
     df, cf = dx.reshape(dx.size), col.reshape(col.size)
     for task in prange(nb * cg):
         b, ci = task // cg, task % cg
-        dst0 = ((n0 + b) * dx.shape[1] + c0 + ci) * in_h * in_w
-        for q in range(in_h * in_w):
-            df[uint64(dst0 + q)] = 0
-        for i in range(kh):
-            ylo, yhi = _col_range(i * dh - pt, sh, in_h, oh_len)
-            for j in range(kw):
-                off_x = j * dw - pl
-                lo, hi = _col_range(off_x, sw, in_w, ow_len)
-                src0 = ((ci * kh + i) * kw + j) * width + b * plane
-                for oy in range(ylo, yhi):
-                    d0 = dst0 + (oy * sh - pt + i * dh) * in_w + lo * sw + off_x
-                    s0 = src0 + oy * ow_len + lo
-                    if sw == 1:
-                        for k in range(hi - lo):
-                            df[uint64(d0 + k)] += cf[uint64(s0 + k)]
-                    else:
-                        for k in range(hi - lo):
-                            df[uint64(d0 + k * sw)] += cf[uint64(s0 + k)]
+        _col2im_plane(cf, ci * kh * kw * width + b * plane, width, df,
+                      ((n0 + b) * dx.shape[1] + c0 + ci) * in_h * in_w, in_h, in_w,
+                      kh, kw, sh, sw, pt, pl, dh, dw, oh_len, ow_len)
+
+
+if blas.AVAILABLE:
+    @numba.njit(**JIT)
+    def _input_grad_images(dy, w2, dx, col, kh, kw, sh, sw, pt, pl, dh, dw, parts):
+        """dx = col2im(w2.T @ dy[n]) for each image (one group), the images split into
+        `parts` runs, one per thread: each thread multiplies one image at a time into its
+        own block of `col` and scatters it into dx at once, so the columns never leave
+        that core's cache and no thread waits for the other between the two."""
+        n_len, o_len, oh_len, ow_len = dy.shape
+        c_len, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
+        k, p = w2.shape[1], oh_len * ow_len
+        df, cf = dx.reshape(dx.size), col.reshape(col.size)
+        size = dy.itemsize
+        double = size == 8
+        for part in prange(parts):
+            c0 = part * k * p
+            for n in range(part * n_len // parts, (part + 1) * n_len // parts):
+                blas.gemm_call(double, True, False, k, p, o_len, w2.ctypes.data, k,
+                               dy.ctypes.data + n * o_len * p * size, p, 0.0,
+                               col.ctypes.data + c0 * size, p)
+                for ci in range(c_len):
+                    _col2im_plane(cf, c0 + ci * kh * kw * p, p, df,
+                                  (n * c_len + ci) * in_h * in_w, in_h, in_w, kh, kw, sh, sw,
+                                  pt, pl, dh, dw, oh_len, ow_len)
 
 
 def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
@@ -149,6 +186,13 @@ def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
             wt = w2[g * og:(g + 1) * og].T
             blas.matmul_batched(np.broadcast_to(wt, (n_len, *wt.shape)),
                                 dy3[:, g * og:(g + 1) * og], dx3[:, g * cg:(g + 1) * cg])
+        return
+    parts = image_split_parts(n_len, k, p, dy.itemsize, INPUT_GRAD_COLUMNS)
+    if parts and groups == 1 and dy.flags.c_contiguous and dx.flags.c_contiguous:
+        col = workspace("col", (parts * k * p,), dy.dtype)
+        with blas.one_thread_pool():
+            launch(_input_grad_images, dy, np.ascontiguousarray(w2), dx, col, *w.shape[2:],
+                   *_geometry(attrs), parts)
         return
     for n0, nb in chunks:
         col = workspace("col", (k, nb * p), dy.dtype)
