@@ -18,6 +18,7 @@ from graphcnn.backends.cpu.kernels import (
     depthwise,
     implicit_gemm,
     packed_gemm,
+    packed_images,
     winograd,
     winograd4,
     winograd4_weight_grad,
@@ -186,7 +187,7 @@ _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
     "winograd-f4": lambda op: (winograd4_weight_grad.conv2d_weight_grad_winograd4
                                if op == "conv2d_weight_grad" else winograd4.conv2d_winograd4),
     "packed": lambda op: packed_gemm.conv2d_packed,
-    "packed-channels": lambda op: packed_gemm.conv2d_packed_channels,
+    "packed-channels": lambda op: packed_images.conv2d_packed_channels,
     "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
 }
 
@@ -316,8 +317,7 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
         else winograd4.run_scratch(site.in_shapes[0], site.out_shape)),
     "packed": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
                                                     packed_gemm.MR),
-    "packed-channels": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
-                                                             packed_gemm.LANES),
+    "packed-channels": lambda site: packed_images.conv_scratch(*_operands(site), site.attrs),
     "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs),
 }
 

@@ -20,7 +20,13 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.aligned import aligned_empty
-from graphcnn.backends.cpu.kernels import implicit_gemm, packed_gemm, winograd, winograd4
+from graphcnn.backends.cpu.kernels import (
+    implicit_gemm,
+    packed_gemm,
+    packed_images,
+    winograd,
+    winograd4,
+)
 
 Shape = tuple[int, ...]
 
@@ -72,7 +78,7 @@ PREPARE: dict[str, Callable[[np.ndarray], Any]] = {
 }
 _FORWARD = {
     "packed": packed_gemm.conv2d_packed,
-    "packed-channels": packed_gemm.conv2d_packed_channels,
+    "packed-channels": packed_images.conv2d_packed_channels,
     "implicit": implicit_gemm.conv2d_implicit_gemm,
 }
 
@@ -103,5 +109,6 @@ def scratch(algorithm: str, dy_shape: Shape, w_shape: Shape, dx_shape: Shape,
     out_hw = (dx_shape[2], dx_shape[3])
     if algorithm == "implicit":
         return implicit_gemm.implicit_scratch(turned, out_hw, forward)
-    width = packed_gemm.LANES if algorithm == "packed-channels" else packed_gemm.MR
-    return packed_gemm.conv_scratch(dy_shape, turned, out_hw, forward, width)
+    if algorithm == "packed-channels":
+        return packed_images.conv_scratch(dy_shape, turned, out_hw, forward)
+    return packed_gemm.conv_scratch(dy_shape, turned, out_hw, forward, packed_gemm.MR)

@@ -1,0 +1,47 @@
+"""The channels-in-lanes packed conv with the images split over the threads
+(kernels/packed_images.py): the same bits as the image-by-image kernel, the reference's
+values, and exactly the scratch it declares."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphcnn.backends.cpu.kernels import conv_gemm, packed_gemm, packed_images
+from graphcnn.ops.conv import conv2d_ref
+
+
+@pytest.mark.parametrize("n, threads, split", [(1, 2, False), (2, 2, True), (3, 2, False),
+                                               (8, 2, True), (9, 2, True), (16, 1, False)])
+def test_the_batch_is_split_where_every_thread_gets_a_fair_share(n, threads, split):
+    assert packed_images.splits_images(n, threads) == split
+
+
+@settings(deadline=None, max_examples=25)
+@given(n=st.sampled_from([2, 4, 9]), c=st.integers(1, 20), o=st.integers(1, 40),
+       hw=st.integers(3, 15), kernel=st.sampled_from([(1, 1, 0), (1, 2, 0), (3, 1, 1),
+                                                      (3, 2, 1), (5, 2, 2)]),
+       seed=st.integers(0, 2**16))
+def test_split_by_images_gives_the_image_by_image_kernels_bits(n, c, o, hw, kernel, seed):
+    """Both ways run the same tiles in the same order: equal bits, and the reference's
+    values (float64 reference, float32 tolerance)."""
+    k, stride, pad = kernel
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    attrs = dict(stride=(stride, stride), padding=(pad,) * 4, dilation=(1, 1), groups=1)
+    oh = (hw + 2 * pad - k) // stride + 1
+    wp = packed_gemm.packed_conv_weights(w, packed_gemm.LANES)
+    split = np.full((n, o, oh, oh), np.nan, np.float32)
+    each = np.full_like(split, np.nan)
+    conv_gemm.release_workspaces()
+    packed_images.conv2d_packed_channels(x, w, split, attrs, wp)
+    held = conv_gemm.held_workspace_bytes()
+    packed_gemm.conv2d_packed_channels(x, w, each, attrs, wp)
+    np.testing.assert_array_equal(split, each)
+    want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
+    np.testing.assert_allclose(split, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    scratch = packed_images.conv_scratch(x.shape, w.shape, (oh, oh), attrs)
+    assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))
+    if numba.get_num_threads() > 1:
+        assert ("col" in scratch) == ((k, stride) != (1, 1))
