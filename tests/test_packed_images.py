@@ -1,6 +1,7 @@
-"""The channels-in-lanes packed conv with the images split over the threads
-(kernels/packed_images.py): the same bits as the image-by-image kernel, the reference's
-values, and exactly the scratch it declares."""
+"""The packed GEMM convs with the images split over the threads (kernels/packed_images.py):
+the same bits as the image-by-image kernels (channels in the lanes, and pixels in the
+lanes with bias and epilogue), the reference's values, and exactly the scratch they
+declare."""
 import numba
 import numpy as np
 import pytest
@@ -8,7 +9,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphcnn.backends.cpu.kernels import conv_gemm, packed_gemm, packed_images
+from graphcnn.backends.cpu.kernels.nchw16c_conv import Epilogue
+from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
 from graphcnn.ops.conv import conv2d_ref
+
+SHAPES = dict(n=st.sampled_from([2, 4, 9]), c=st.integers(1, 20), o=st.integers(1, 40),
+              hw=st.integers(3, 15), kernel=st.sampled_from([(1, 1, 0), (1, 2, 0), (3, 1, 1),
+                                                             (3, 2, 1), (5, 2, 2)]),
+              seed=st.integers(0, 2**16))
+
+
+def case(n, c, o, hw, kernel, seed):
+    """x, w, attrs and the output's side of a one-group conv."""
+    k, stride, pad = kernel
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    attrs = dict(stride=(stride, stride), padding=(pad,) * 4, dilation=(1, 1), groups=1)
+    return x, w, attrs, (hw + 2 * pad - k) // stride + 1
 
 
 @pytest.mark.parametrize("n, threads, split", [(1, 2, False), (2, 2, True), (3, 2, False),
@@ -18,19 +36,12 @@ def test_the_batch_is_split_where_every_thread_gets_a_fair_share(n, threads, spl
 
 
 @settings(deadline=None, max_examples=25)
-@given(n=st.sampled_from([2, 4, 9]), c=st.integers(1, 20), o=st.integers(1, 40),
-       hw=st.integers(3, 15), kernel=st.sampled_from([(1, 1, 0), (1, 2, 0), (3, 1, 1),
-                                                      (3, 2, 1), (5, 2, 2)]),
-       seed=st.integers(0, 2**16))
+@given(**SHAPES)
 def test_split_by_images_gives_the_image_by_image_kernels_bits(n, c, o, hw, kernel, seed):
     """Both ways run the same tiles in the same order: equal bits, and the reference's
     values (float64 reference, float32 tolerance)."""
-    k, stride, pad = kernel
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
-    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
-    attrs = dict(stride=(stride, stride), padding=(pad,) * 4, dilation=(1, 1), groups=1)
-    oh = (hw + 2 * pad - k) // stride + 1
+    x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
+    k, stride = kernel[:2]
     wp = packed_gemm.packed_conv_weights(w, packed_gemm.LANES)
     split = np.full((n, o, oh, oh), np.nan, np.float32)
     each = np.full_like(split, np.nan)
@@ -41,7 +52,31 @@ def test_split_by_images_gives_the_image_by_image_kernels_bits(n, c, o, hw, kern
     np.testing.assert_array_equal(split, each)
     want = conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs)
     np.testing.assert_allclose(split, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-    scratch = packed_images.conv_scratch(x.shape, w.shape, (oh, oh), attrs)
+    scratch = packed_images.conv_scratch(x.shape, w.shape, (oh, oh), attrs, packed_gemm.LANES)
     assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))
     if numba.get_num_threads() > 1:
         assert ("col" in scratch) == ((k, stride) != (1, 1))
+
+
+@settings(deadline=None, max_examples=25)
+@given(**SHAPES, mode=st.sampled_from([0, RELU, CLIP, ADD_SIDE, ADD_SIDE | RELU]),
+       bias=st.booleans())
+def test_pixels_in_lanes_split_by_images_gives_the_same_bits(n, c, o, hw, kernel, seed, mode,
+                                                             bias):
+    """The pixels-in-lanes kernel with bias and a fused group's epilogue (the residual
+    with a NaN in it): the image-by-image kernel's bits, its exact scratch."""
+    x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
+    rng = np.random.default_rng(seed + 1)
+    side = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
+    side[-1, -1, -1, -1] = np.nan
+    epilogue = Epilogue(side if mode & ADD_SIDE else None, mode, -0.5, 0.75)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    split = np.full((n, o, oh, oh), np.nan, np.float32)
+    each = np.full_like(split, np.nan)
+    conv_gemm.release_workspaces()
+    packed_images.conv2d_packed(x, w, split, attrs, None, b, epilogue)
+    held = conv_gemm.held_workspace_bytes()
+    packed_gemm.conv2d_packed(x, w, each, attrs, None, b, epilogue)
+    np.testing.assert_array_equal(split, each)
+    scratch = packed_images.conv_scratch(x.shape, w.shape, (oh, oh), attrs, packed_gemm.MR)
+    assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))

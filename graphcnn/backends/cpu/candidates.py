@@ -186,7 +186,7 @@ _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
     "winograd-packed": lambda op: winograd.conv2d_winograd_packed,
     "winograd-f4": lambda op: (winograd4_weight_grad.conv2d_weight_grad_winograd4
                                if op == "conv2d_weight_grad" else winograd4.conv2d_winograd4),
-    "packed": lambda op: packed_gemm.conv2d_packed,
+    "packed": lambda op: packed_images.conv2d_packed,
     "packed-channels": lambda op: packed_images.conv2d_packed_channels,
     "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
 }
@@ -315,9 +315,10 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
         winograd4_weight_grad.weight_grad_scratch(site.in_shapes[0], site.in_shapes[1])
         if site.op == "conv2d_weight_grad"
         else winograd4.run_scratch(site.in_shapes[0], site.out_shape)),
-    "packed": lambda site: packed_gemm.conv_scratch(*_operands(site), site.attrs,
-                                                    packed_gemm.MR),
-    "packed-channels": lambda site: packed_images.conv_scratch(*_operands(site), site.attrs),
+    "packed": lambda site: packed_images.conv_scratch(*_operands(site), site.attrs,
+                                                      packed_gemm.MR),
+    "packed-channels": lambda site: packed_images.conv_scratch(*_operands(site), site.attrs,
+                                                               packed_gemm.LANES),
     "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs),
 }
 
@@ -359,8 +360,8 @@ def _stored(name: str, site: Site, panels: np.ndarray | None
     attrs = site.attrs
 
     def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
-        packed_gemm.conv2d_packed(ins[0], ins[1], out, attrs, panels,
-                                  ins[2] if len(ins) > 2 else None, epilogue)
+        packed_images.conv2d_packed(ins[0], ins[1], out, attrs, panels,
+                                    ins[2] if len(ins) > 2 else None, epilogue)
     return store
 
 

@@ -1,7 +1,9 @@
-"""The channels-in-lanes packed GEMM convolution (packed_gemm.conv2d_packed_channels) with
-the images split over the threads: each thread takes its share of the batch, builds an
+"""The packed GEMM convolutions (packed_gemm.conv2d_packed_channels, channels in the lanes,
+and packed_gemm.conv2d_packed, pixels in the lanes, with its fused epilogue) with the
+images split over the threads: each thread takes its share of the batch, builds an
 image's im2col columns into its own buffer (a 1x1 stride-1 conv reads the image itself)
-and multiplies them at once, alone.
+and multiplies them at once, alone, with the same tiles in the same order as the
+image-by-image kernels (the same bits).
 
 Image by image, the threads would meet twice per image (after the im2col, after the
 product), each reading columns the other core wrote; and each layer's output would be
@@ -22,8 +24,15 @@ from numba import prange, uint64
 from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import _im2col_block, workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (
+    ADD_BIAS,
     LANES,
+    MR,
     NR_WIDE,
+    WIDEST,
+    _tile,
+    _tile_n,
+    _zeros,
+    epilogue,
     panel_group,
     panel_width,
     tile_channels_n,
@@ -37,6 +46,18 @@ def splits_images(n_len: int, threads: int) -> bool:
     many images, or enough that one more is a small part of its share."""
     return threads > 1 and n_len >= threads and (n_len % threads == 0
                                                  or n_len >= 4 * threads)
+
+
+@numba.njit(inline="always")
+def _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw, ow_len, p,
+                   c0, pointwise):
+    """(flat array, offset) of image n's (K, P) columns: the image itself for a 1x1
+    stride-1 conv, else its im2col columns, built at cf[c0]."""
+    if pointwise:
+        return xf, n * c_len * p
+    _im2col_block(xf, n * c_len * in_h * in_w, in_h, in_w, c_len, kh, kw, sh, sw, pt, pl, dh,
+                  dw, ow_len, 0, p, cf, c0)
+    return cf, c0
 
 
 @numba.njit(**JIT)
@@ -57,11 +78,8 @@ def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails
         tail = tails[t]
         c0 = t * k_len * p
         for n in range(t * n_len // threads, (t + 1) * n_len // threads):
-            src, s0 = xf, n * c_len * p
-            if not pointwise:
-                _im2col_block(xf, n * c_len * in_h * in_w, in_h, in_w, c_len, kh, kw, sh, sw,
-                              pt, pl, dh, dw, ow_len, 0, p, cf, c0)
-                src, s0 = cf, c0
+            src, s0 = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl,
+                                     dh, dw, ow_len, p, c0, pointwise)
             if full < nb_len:
                 for k in range(k_len):
                     for j in range(nr):
@@ -86,12 +104,68 @@ def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails
                 mb += panels
 
 
-def scratch_shapes(k_len: int, p: int, pointwise: bool, threads: int
-                   ) -> dict[str, tuple[int, ...]]:
-    """The workspaces _by_images takes: each thread's columns (none for a 1x1 stride-1
-    conv) and its copy of the last, partial panel of columns."""
+@numba.njit(**JIT)
+def _pixels_by_images(wp, x, out, m_len, kh, kw, sh, sw, pt, pl, dh, dw, col, tails, tiles,
+                      threads, pointwise, bias, side, mode, low, high):
+    """out[n] = W @ col(x[n]) for W packed as (M/6, K, 6) panels, with bias and the
+    epilogue (`side`: out's shape, or out itself) applied before each store, thread t
+    taking images t * N / threads up to (t + 1) * N / threads: packed_gemm._gemm's tiles
+    (blocks of 64 pixels, all the weight panels over one block before the next), its
+    last N % 16 columns on tails[t], their tiles in tiles[t]."""
+    n_len, c_len, in_h, in_w = x.shape
+    o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
+    p = oh_len * ow_len
+    ob_len, k_len = wp.shape[0], wp.shape[1]
+    full = p // LANES
+    wide, rest = full // WIDEST, full % WIDEST
+    blocks = wide + (1 if rest else 0) + (1 if p % LANES else 0)
+    xf, cf, of = x.reshape(x.size), col.reshape(col.size), out.reshape(out.size)
+    sf = side.reshape(side.size)
+    for t in prange(threads):
+        tail, tile_values = tails[t], tiles[t]
+        for n in range(t * n_len // threads, (t + 1) * n_len // threads):
+            src, s0 = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl,
+                                     dh, dw, ow_len, p, t * k_len * p, pointwise)
+            for k in range(k_len):
+                for q in range(LANES):
+                    at = full * LANES + q
+                    tail[k * LANES + q] = src[uint64(s0 + k * p + at)] if at < p else 0
+            b_at, o0 = src.ctypes.data + s0 * 4, n * o_len * p
+            for nb in range(blocks):
+                for ob in range(ob_len):
+                    rows = min(MR, m_len - ob * MR)
+                    w_at = wp.ctypes.data + ob * k_len * MR * 4
+                    bias_at = bias.ctypes.data + ob * MR * 4
+                    if nb < wide or (nb == wide and rest):
+                        q0 = nb * WIDEST * LANES
+                        at = (o0 + ob * MR * p + q0) * 4
+                        _tile_n(WIDEST if nb < wide else rest, w_at, b_at + q0 * 4, p,
+                                out.ctypes.data + at, p, k_len, rows, bias_at,
+                                side.ctypes.data + at, mode, low, high)
+                    else:
+                        at = ob * MR * LANES
+                        scratch = tile_values.ctypes.data + at * 4
+                        _tile(w_at, tail.ctypes.data, LANES, scratch, LANES, k_len, rows,
+                              bias_at, scratch, 0, low, high)
+                        for r in range(rows):
+                            for q in range(p - full * LANES):
+                                m = ob * MR + r
+                                o = uint64(o0 + m * p + full * LANES + q)
+                                of[o] = epilogue(tile_values[uint64(at + r * LANES + q)],
+                                                 bias[m], sf[o], mode, low, high)
+
+
+def scratch_shapes(k_len: int, p: int, pointwise: bool, threads: int, width: int,
+                   o_len: int) -> dict[str, tuple[int, ...]]:
+    """The workspaces _by_images (width LANES) or _pixels_by_images (width MR) take:
+    each thread's columns (none for a 1x1 stride-1 conv), its copy of the last, partial
+    panel of columns, and (MR) that panel's tiles."""
     shapes = {} if pointwise else {"col": (threads * k_len * p,)}
-    shapes["packed-columns"] = (threads, k_len * panel_width(p))
+    if width == LANES:
+        shapes["packed-columns"] = (threads, k_len * panel_width(p))
+    else:
+        shapes["packed-tail"] = (threads, k_len * LANES)
+        shapes["packed-tail-tiles"] = (threads, -(-o_len // MR) * MR * LANES)
     return shapes
 
 
@@ -110,7 +184,7 @@ def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     wp = packed_gemm.packed_conv_weights(w, LANES) if wp is None else wp
     k_len, p = wp.shape[1], out.shape[2] * out.shape[3]
     pointwise = is_pointwise(w.shape, attrs)
-    shapes = scratch_shapes(k_len, p, pointwise, threads)
+    shapes = scratch_shapes(k_len, p, pointwise, threads, LANES, w.shape[0])
     col = workspace("col", shapes["col"], np.float32) if "col" in shapes else _NO_COLUMNS
     tails = workspace("packed-columns", shapes["packed-columns"], np.float32)
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
@@ -118,16 +192,49 @@ def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
            sw, pads[0], pads[2], dh, dw, col, tails, threads, pointwise)
 
 
+def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
+                  wp: np.ndarray | None = None, bias: np.ndarray | None = None,
+                  epilogue: Any = None) -> None:
+    """packed_gemm.conv2d_packed (pixels in the lanes, bias and a fused group's epilogue
+    applied as each tile is stored), with the images split over the threads where
+    `splits_images`; `wp`: packed_conv_weights(w) made already."""
+    threads = numba.get_num_threads()
+    if not splits_images(x.shape[0], threads):
+        packed_gemm.conv2d_packed(x, w, out, attrs, wp, bias, epilogue)
+        return
+    wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
+    o_len, k_len, p = w.shape[0], wp.shape[1], out.shape[2] * out.shape[3]
+    pointwise = is_pointwise(w.shape, attrs)
+    shapes = scratch_shapes(k_len, p, pointwise, threads, MR, o_len)
+    col = workspace("col", shapes["col"], np.float32) if "col" in shapes else _NO_COLUMNS
+    tails = workspace("packed-tail", shapes["packed-tail"], np.float32)
+    tiles = workspace("packed-tail-tiles", shapes["packed-tail-tiles"], np.float32)
+    mode, side, low, high = 0, out, np.float32(0), np.float32(0)
+    if epilogue is not None:
+        mode, low, high = epilogue.mode, np.float32(epilogue.low), np.float32(epilogue.high)
+        if epilogue.side is not None:
+            side = np.ascontiguousarray(epilogue.side)
+    if bias is None:
+        bias = _zeros(o_len)
+    else:
+        mode |= ADD_BIAS
+    (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    launch(_pixels_by_images, wp, x, out, o_len, w.shape[2], w.shape[3], sh, sw, pads[0],
+           pads[2], dh, dw, col, tails, tiles, threads, pointwise, bias, side, mode, low,
+           high)
+
+
 
 def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-                 out_hw: tuple[int, int], attrs: dict[str, Any]
+                 out_hw: tuple[int, int], attrs: dict[str, Any], width: int
                  ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """What conv2d_packed_channels takes, by role: the image split's where it splits the
-    batch (x_shape's, the largest it is built for), else packed_gemm.conv_scratch's."""
+    """What conv2d_packed_channels (width LANES) or conv2d_packed (MR) takes, by role: the
+    image split's where it splits the batch (x_shape's, the largest it is built for), else
+    packed_gemm.conv_scratch's."""
     threads = numba.get_num_threads()
     if not splits_images(x_shape[0], threads):
-        return packed_gemm.conv_scratch(x_shape, w_shape, out_hw, attrs, LANES)
+        return packed_gemm.conv_scratch(x_shape, w_shape, out_hw, attrs, width)
     k_len = w_shape[1] * w_shape[2] * w_shape[3]
     shapes = scratch_shapes(k_len, out_hw[0] * out_hw[1], is_pointwise(w_shape, attrs),
-                            threads)
+                            threads, width, w_shape[0])
     return {role: (shape, np.dtype(np.float32)) for role, shape in shapes.items()}

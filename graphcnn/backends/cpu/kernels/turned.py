@@ -77,7 +77,7 @@ PREPARE: dict[str, Callable[[np.ndarray], Any]] = {
     "winograd-f4": lambda w: winograd4.weight_transform(w, flip=True),
 }
 _FORWARD = {
-    "packed": packed_gemm.conv2d_packed,
+    "packed": packed_images.conv2d_packed,
     "packed-channels": packed_images.conv2d_packed_channels,
     "implicit": implicit_gemm.conv2d_implicit_gemm,
 }
@@ -109,6 +109,5 @@ def scratch(algorithm: str, dy_shape: Shape, w_shape: Shape, dx_shape: Shape,
     out_hw = (dx_shape[2], dx_shape[3])
     if algorithm == "implicit":
         return implicit_gemm.implicit_scratch(turned, out_hw, forward)
-    if algorithm == "packed-channels":
-        return packed_images.conv_scratch(dy_shape, turned, out_hw, forward)
-    return packed_gemm.conv_scratch(dy_shape, turned, out_hw, forward, packed_gemm.MR)
+    width = packed_gemm.LANES if algorithm == "packed-channels" else packed_gemm.MR
+    return packed_images.conv_scratch(dy_shape, turned, out_hw, forward, width)
