@@ -131,14 +131,14 @@ def test_compiled_resnet_block_on_the_packed_gemm(monkeypatch):
     """A stride-2 conv, a 1x1 conv and a 3x3 conv with their fused epilogues, all on the
     packed GEMM with frozen weights: equal to the reference at opt level 0."""
     from graphcnn.backends.cpu import autotune
-    from graphcnn.backends.cpu.kernels import conv_gemm, packed_gemm
+    from graphcnn.backends.cpu.kernels import conv_gemm, packed_images
     monkeypatch.setattr(conv_gemm, "use_gemm", lambda *args: True)
     chosen = []
     monkeypatch.setattr(autotune, "pick", lambda kind, key, candidates, default: (
         chosen.append(key) or ("packed" if "packed" in candidates else default)))
     calls = []
-    original = packed_gemm.conv2d_packed
-    monkeypatch.setattr(packed_gemm, "conv2d_packed",
+    original = packed_images.conv2d_packed   # the batch of 2 split over the threads
+    monkeypatch.setattr(packed_images, "conv2d_packed",
                         lambda *args: (calls.append(args[1].shape), original(*args)))
     x = gc.Input((8, 12, 12), name="x")
     y = gc.relu(nn.Conv2d(8, 16, 3, stride=2, padding=1)(x))
