@@ -80,3 +80,25 @@ def test_pixels_in_lanes_split_by_images_gives_the_same_bits(n, c, o, hw, kernel
     np.testing.assert_array_equal(split, each)
     scratch = packed_images.conv_scratch(x.shape, w.shape, (oh, oh), attrs, packed_gemm.MR)
     assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))
+
+
+@settings(deadline=None, max_examples=20)
+@given(**SHAPES)
+def test_the_implicit_gemm_split_by_images_gives_each_images_bits(n, c, o, hw, kernel, seed):
+    """The implicit GEMM over a batch the threads split (each filling its own phases)
+    against the same kernel on one image at a time (the unsplit path): equal bits, its
+    exact scratch."""
+    from graphcnn.backends.cpu.kernels import implicit_gemm
+    x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
+    whole = np.full((n, o, oh, oh), np.nan, np.float32)
+    conv_gemm.release_workspaces()
+    implicit_gemm.conv2d_implicit_gemm(x, w, whole, attrs)
+    held = conv_gemm.held_workspace_bytes()
+    scratch = implicit_gemm.implicit_scratch(w.shape, (oh, oh), attrs, n)
+    assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))
+    assert (scratch["implicit-phases"][0][0] > 1) == packed_images.splits_images(
+        n, numba.get_num_threads())
+    for i in range(n):
+        one = np.full((1, o, oh, oh), np.nan, np.float32)
+        implicit_gemm.conv2d_implicit_gemm(x[i:i + 1], w, one, attrs)
+        np.testing.assert_array_equal(whole[i], one[0])

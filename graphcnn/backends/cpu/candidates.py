@@ -319,7 +319,8 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
                                                       packed_gemm.MR),
     "packed-channels": lambda site: packed_images.conv_scratch(*_operands(site), site.attrs,
                                                                packed_gemm.LANES),
-    "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs),
+    "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs,
+                                                            _operands(site)[0][0]),
 }
 
 

@@ -24,7 +24,7 @@ from llvmlite import ir
 from numba import prange, types, uint64
 from numba.extending import intrinsic
 
-from graphcnn.backends.cpu.kernels import depthwise, packed_gemm
+from graphcnn.backends.cpu.kernels import depthwise, packed_gemm, packed_images
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import MR
 from graphcnn.backends.cpu.kernels.vector_ir import (
@@ -182,14 +182,46 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
                        out_n, n, o_len, oh_len, ow_len, ldc, tile)
 
 
+@numba.njit(**JIT)
+def _implicit_by_images(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, threads):
+    """_implicit_gemm with the images split over the threads (packed_images.splits_images):
+    thread t splits its own images into phases in its row of `phases` and runs all their
+    blocks with all the weight panels, so the threads meet once per call, not twice per
+    image, and no thread reads phases the other core wrote."""
+    n_len, c_len, in_h, in_w = x.shape
+    o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
+    rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
+    _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane)
+    xf = x.reshape(x.size)
+    ldc = oh_len * ow_len
+    per_row = (ow_len + LANES - 1) // LANES
+    groups = (oh_len + ROWS_PER_TILE - 1) // ROWS_PER_TILE
+    for t in prange(threads):
+        own = phases[t]
+        tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
+        for n in range(t * n_len // threads, (t + 1) * n_len // threads):
+            for c in range(c_len):
+                depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl,
+                                      sh, sw, rows, phase_len, own[c * plane:(c + 1) * plane])
+            out_n = out.ctypes.data + n * o_len * ldc * 4
+            for block in range(groups * per_row):
+                _block(block, per_row, groups, own, phase_len, wp, 0, wp.shape[0], off, out,
+                       out_n, n, o_len, oh_len, ow_len, ldc, tile)
+
+
 def implicit_scratch(w_shape: tuple[int, ...], out_hw: tuple[int, int],
-                     attrs: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """The workspaces conv2d_implicit_gemm takes, by role (in the order it takes them):
-    the image's phases (and a vector of zeros past them), the taps' offsets."""
+                     attrs: dict[str, Any], n_len: int = 1
+                     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The workspaces conv2d_implicit_gemm takes for n_len images (the most it is built
+    for), by role (in the order it takes them): the image's phases and a vector of zeros
+    past them (one row per thread where the batch is split over the threads), the taps'
+    offsets."""
     c_len, kh, kw = w_shape[1:]
     (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
     plane = phase_geometry(out_hw[0], out_hw[1], kh, kw, sh, sw, dh, dw)[2]
-    return {"implicit-phases": ((c_len * plane + LANES,), np.dtype(np.float32)),
+    threads = numba.get_num_threads()
+    rows = threads if packed_images.splits_images(n_len, threads) else 1
+    return {"implicit-phases": ((rows, c_len * plane + LANES), np.dtype(np.float32)),
             "implicit-offsets": ((c_len * kh * kw,), np.dtype(np.int64))}
 
 
@@ -200,8 +232,13 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     o_len, c_len, kh, kw = w.shape
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     phases, off = (workspace(role, *spec) for role, spec in
-                   implicit_scratch(w.shape, out.shape[2:], attrs).items())
-    phases[-LANES:] = 0  # read (and thrown away) by a row's last block
+                   implicit_scratch(w.shape, out.shape[2:], attrs, x.shape[0]).items())
+    phases[:, -LANES:] = 0  # read (and thrown away) by a row's last block
     wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
-    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
-           4 * numba.get_num_threads())
+    threads = numba.get_num_threads()
+    if phases.shape[0] > 1:
+        launch(_implicit_by_images, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw,
+               phases, off, threads)
+        return
+    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases[0],
+           off, 4 * threads)

@@ -108,6 +108,6 @@ def scratch(algorithm: str, dy_shape: Shape, w_shape: Shape, dx_shape: Shape,
     turned, forward = turned_shape(w_shape), turned_attrs(w_shape, attrs)
     out_hw = (dx_shape[2], dx_shape[3])
     if algorithm == "implicit":
-        return implicit_gemm.implicit_scratch(turned, out_hw, forward)
+        return implicit_gemm.implicit_scratch(turned, out_hw, forward, dy_shape[0])
     width = packed_gemm.LANES if algorithm == "packed-channels" else packed_gemm.MR
     return packed_images.conv_scratch(dy_shape, turned, out_hw, forward, width)
