@@ -74,32 +74,35 @@ def _per_pixels(count: int, tile: int) -> int:
 
 
 def block_rows(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-               threads: int, min_tiles: int = MIN_BLOCK_TILES, tile: int = 2) -> int:
+               threads: int, min_tiles: int = MIN_BLOCK_TILES, tile: int = 2,
+               block_bytes: int = BLOCK_BYTES) -> int:
     """Tile rows per block: about BLOCK_BYTES of V (at least min_tiles tiles, stated for
     2x2 tiles), and a block count that is a multiple of the thread count, so every thread
     gets as many. `tile`: the output pixels a tile spans each way (winograd4.py's 4)."""
     th, tw = tiles(out_hw, tile)
     rows = n_len * th  # the tile rows of all the images, in a row
     wanted = max(_per_pixels(min_tiles, tile),
-                 BLOCK_BYTES // ((tile + 2) ** 2 * c_len * itemsize))
+                 block_bytes // ((tile + 2) ** 2 * c_len * itemsize))
     blocks = -(-rows // max(1, -(-wanted // tw)))
     blocks = max(threads, -(-blocks // threads) * threads)
     return max(1, -(-rows // blocks))
 
 
 def forward_plan(n_len: int, out_hw: tuple[int, int], c_len: int, itemsize: int,
-                 threads: int, tile: int = 2) -> tuple[int, int]:
+                 threads: int, tile: int = 2, block_bytes: int = BLOCK_BYTES
+                 ) -> tuple[int, int]:
     """(tile rows per block, output-channel parts) for _winograd: the threads split the
     tiles, unless that leaves blocks under SPLIT_CHANNELS_BELOW tiles (every block packs
     all of U again); then each thread takes all the tiles (in blocks of BLOCK_BYTES or
     more) and its share of the output channels. Counts of tiles are stated for 2x2 tiles
     and scaled to `tile`'s by their pixels."""
-    per = block_rows(n_len, out_hw, c_len, itemsize, threads, tile=tile)
+    per = block_rows(n_len, out_hw, c_len, itemsize, threads, tile=tile,
+                     block_bytes=block_bytes)
     th, tw = tiles(out_hw, tile)
     if per * tw >= _per_pixels(SPLIT_CHANNELS_BELOW, tile) or threads == 1:
         return per, 1
     wanted = max(_per_pixels(MIN_BLOCK_TILES, tile),
-                 BLOCK_BYTES // ((tile + 2) ** 2 * c_len * itemsize))
+                 block_bytes // ((tile + 2) ** 2 * c_len * itemsize))
     return min(n_len * th, max(1, -(-wanted // tw))), threads
 
 

@@ -304,11 +304,19 @@ def weight_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
     return panels
 
 
+# A block's V is about this many bytes, half of F(2x2)'s: ResNet's 128@28 at batch 16,
+# one process, in turns with the host's cross-core probe (frozen weights, best of 3, ms):
+# blocks of 56 tiles 10.1-10.2 in the fast phase and 12.5-13.0 in the slow one, of 28
+# tiles 8.7-8.9 and 9.7-9.9; 64@56, 256@14 and 512@7 within 0.5 ms either way.
+BLOCK_BYTES = winograd.BLOCK_BYTES // 2
+
+
 def forward_plan(n_len: int, out_hw: tuple[int, int], c_len: int, threads: int
                  ) -> tuple[int, int]:
     """(tile rows per block, output-channel parts): winograd.forward_plan's rule for
-    tiles of 4x4."""
-    return winograd.forward_plan(n_len, out_hw, c_len, 4, threads, tile=TILE)
+    tiles of 4x4, with blocks of BLOCK_BYTES of V."""
+    return winograd.forward_plan(n_len, out_hw, c_len, 4, threads, tile=TILE,
+                                 block_bytes=BLOCK_BYTES)
 
 
 def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...]
