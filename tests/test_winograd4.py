@@ -161,3 +161,20 @@ def test_an_artifact_keeps_it_and_its_figures(tmp_path):
     loaded = gc.load(tmp_path / "f4.gcnn")
     assert [s.implementation for s in loaded.runner.steps] == ["winograd-f4"]
     np.testing.assert_array_equal(loaded(xs), exe(xs))
+
+
+def test_its_blocks_hold_about_half_the_v_of_f2x2s():
+    """F(4x4) plans blocks of about winograd4.BLOCK_BYTES of V (half F(2x2)'s), at least
+    the minimum tiles, every thread with a block: ResNet's 128@28 at batch 16 in blocks of
+    35 tiles, not 56."""
+    from graphcnn.backends.cpu.kernels import winograd
+    assert winograd4.BLOCK_BYTES == winograd.BLOCK_BYTES // 2
+    assert winograd4.forward_plan(16, (28, 28), 128, 2) == (5, 1)
+    fewest = winograd.MIN_BLOCK_TILES // 4   # 4x4 tiles with as many pixels
+    for n, hw, c in [(16, (56, 56), 64), (16, (28, 28), 128), (16, (14, 14), 256),
+                     (1, (56, 56), 64)]:
+        per, _ = winograd4.forward_plan(n, hw, c, 2)
+        tw = winograd.tiles(hw, 4)[1]
+        row_bytes = winograd4.POSITIONS * c * tw * 4   # V of one row of tiles
+        # about BLOCK_BYTES (rounded up to whole tile rows), or the fewest tiles a block takes
+        assert per * row_bytes < winograd4.BLOCK_BYTES + row_bytes or (per - 1) * tw < fewest
