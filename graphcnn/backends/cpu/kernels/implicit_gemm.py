@@ -148,12 +148,17 @@ def _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out, ou
 
 
 @numba.njit(**JIT)
-def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs):
-    """out = conv2d(x, W) for W packed by packed_gemm.packed, image by image: the image
-    split into phases (one task per channel), then the blocks (16 pixels of up to four
-    output rows) in `runs` runs (a few per thread, each with its scratch tile: none is
-    allocated per block), all the weight panels over each block, or a share of them where
-    the blocks are fewer than the runs."""
+def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs, by_images):
+    """out = conv2d(x, W) for W packed by packed_gemm.packed.
+
+    With `by_images` (packed_images.splits_images), the `runs` threads split the images:
+    thread t splits its own images into phases in its row of `phases` and runs all their
+    blocks with all the weight panels, so the threads meet once per call and no thread
+    reads phases the other core wrote. Else image by image: the image split into phases
+    (one task per channel) in phases[0], then the blocks (16 pixels of up to four output
+    rows) in `runs` runs (a few per thread, each with its scratch tile: none is allocated
+    per block), all the weight panels over each block, or a share of them where the
+    blocks are fewer than the runs."""
     n_len, c_len, in_h, in_w = x.shape
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
     rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
@@ -162,12 +167,27 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
     ldc = oh_len * ow_len
     per_row = (ow_len + LANES - 1) // LANES
     groups = (oh_len + ROWS_PER_TILE - 1) // ROWS_PER_TILE
+    blocks = groups * per_row
+    if by_images:
+        for t in prange(runs):
+            own = phases[t]
+            tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
+            for n in range(t * n_len // runs, (t + 1) * n_len // runs):
+                for c in range(c_len):
+                    depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt,
+                                          pl, sh, sw, rows, phase_len,
+                                          own[c * plane:(c + 1) * plane])
+                out_n = out.ctypes.data + n * o_len * ldc * 4
+                for block in range(blocks):
+                    _block(block, per_row, groups, own, phase_len, wp, 0, wp.shape[0], off,
+                           out, out_n, n, o_len, oh_len, ow_len, ldc, tile)
+        return
+    one = phases[0]
     for n in range(n_len):
         for c in prange(c_len):
             depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl, sh,
-                                  sw, rows, phase_len, phases[c * plane:(c + 1) * plane])
+                                  sw, rows, phase_len, one[c * plane:(c + 1) * plane])
         out_n = out.ctypes.data + n * o_len * ldc * 4
-        blocks = groups * per_row
         # a few runs per thread; where the blocks are fewer (7x7 or 14x14 planes), the
         # weight panels are split too, so that no thread waits on another's extra block
         shares = min(wp.shape[0], (runs + blocks - 1) // blocks)
@@ -178,34 +198,7 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
             ob1 = (share + 1) * wp.shape[0] // shares
             tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
             for block in range(part * blocks // parts, (part + 1) * blocks // parts):
-                _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out,
-                       out_n, n, o_len, oh_len, ow_len, ldc, tile)
-
-
-@numba.njit(**JIT)
-def _implicit_by_images(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, threads):
-    """_implicit_gemm with the images split over the threads (packed_images.splits_images):
-    thread t splits its own images into phases in its row of `phases` and runs all their
-    blocks with all the weight panels, so the threads meet once per call, not twice per
-    image, and no thread reads phases the other core wrote."""
-    n_len, c_len, in_h, in_w = x.shape
-    o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-    rows, phase_len, plane = _phase_geometry(oh_len, ow_len, kh, kw, sh, sw, dh, dw)
-    _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane)
-    xf = x.reshape(x.size)
-    ldc = oh_len * ow_len
-    per_row = (ow_len + LANES - 1) // LANES
-    groups = (oh_len + ROWS_PER_TILE - 1) // ROWS_PER_TILE
-    for t in prange(threads):
-        own = phases[t]
-        tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
-        for n in range(t * n_len // threads, (t + 1) * n_len // threads):
-            for c in range(c_len):
-                depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl,
-                                      sh, sw, rows, phase_len, own[c * plane:(c + 1) * plane])
-            out_n = out.ctypes.data + n * o_len * ldc * 4
-            for block in range(groups * per_row):
-                _block(block, per_row, groups, own, phase_len, wp, 0, wp.shape[0], off, out,
+                _block(block, per_row, groups, one, phase_len, wp, ob0, ob1, off, out,
                        out_n, n, o_len, oh_len, ow_len, ldc, tile)
 
 
@@ -236,9 +229,6 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     phases[:, -LANES:] = 0  # read (and thrown away) by a row's last block
     wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
     threads = numba.get_num_threads()
-    if phases.shape[0] > 1:
-        launch(_implicit_by_images, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw,
-               phases, off, threads)
-        return
-    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases[0],
-           off, 4 * threads)
+    by_images = phases.shape[0] > 1   # one row of phases per thread: the batch is split
+    launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
+           threads if by_images else 4 * threads, by_images)
