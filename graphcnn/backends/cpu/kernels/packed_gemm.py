@@ -212,19 +212,26 @@ def matmul_packed(wp: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
     k_len = wp.shape[1]
     tail = workspace("packed-tail", (k_len, LANES), np.float32)
     blocks_out = workspace("packed-tail-tiles", (wp.shape[0], MR * LANES), np.float32)
-    mode, side, low, high = 0, c, np.float32(0), np.float32(0)
+    side = c if epilogue is None or epilogue.side is None else epilogue.side
+    if side.shape != c.shape or side.strides != c.strides:
+        raise ValueError(f"the epilogue's side {side.shape} is not laid out as the "
+                         f"product's output {c.shape}")
+    launch(_gemm, wp, b, c, m_len, tail, blocks_out, *tile_epilogue(m_len, bias, epilogue, side))
+
+
+def tile_epilogue(m_len: int, bias: np.ndarray | None, epilogue: Any, side: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, int, np.float32, np.float32]:
+    """(bias, side, mode, low, high) as the pixels-in-lanes tiles take them: a bias of
+    zeros where there is none (the tiles read one either way), ADD_BIAS in the mode where
+    there is, and the epilogue's mode and bounds (an nchw16c_conv.Epilogue, or None)."""
+    mode, low, high = 0, np.float32(0), np.float32(0)
     if epilogue is not None:
         mode, low, high = epilogue.mode, np.float32(epilogue.low), np.float32(epilogue.high)
-        if epilogue.side is not None:
-            side = epilogue.side
-            if side.shape != c.shape or side.strides != c.strides:
-                raise ValueError(f"the epilogue's side {side.shape} is not laid out as the "
-                                 f"product's output {c.shape}")
     if bias is None:
         bias = _zeros(m_len)
     else:
         mode |= ADD_BIAS
-    launch(_gemm, wp, b, c, m_len, tail, blocks_out, bias, side, mode, low, high)
+    return bias, side, mode, low, high
 
 
 @functools.lru_cache(maxsize=64)

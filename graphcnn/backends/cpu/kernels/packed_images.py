@@ -24,14 +24,12 @@ from numba import prange, uint64
 from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import _im2col_block, workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import (
-    ADD_BIAS,
     LANES,
     MR,
     NR_WIDE,
     WIDEST,
     _tile,
     _tile_n,
-    _zeros,
     epilogue,
     panel_group,
     panel_width,
@@ -209,20 +207,12 @@ def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str
     col = workspace("col", shapes["col"], np.float32) if "col" in shapes else _NO_COLUMNS
     tails = workspace("packed-tail", shapes["packed-tail"], np.float32)
     tiles = workspace("packed-tail-tiles", shapes["packed-tail-tiles"], np.float32)
-    mode, side, low, high = 0, out, np.float32(0), np.float32(0)
-    if epilogue is not None:
-        mode, low, high = epilogue.mode, np.float32(epilogue.low), np.float32(epilogue.high)
-        if epilogue.side is not None:
-            side = np.ascontiguousarray(epilogue.side)
-    if bias is None:
-        bias = _zeros(o_len)
-    else:
-        mode |= ADD_BIAS
+    side = out if epilogue is None or epilogue.side is None else np.ascontiguousarray(
+        epilogue.side)
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     launch(_pixels_by_images, wp, x, out, o_len, w.shape[2], w.shape[3], sh, sw, pads[0],
-           pads[2], dh, dw, col, tails, tiles, threads, pointwise, bias, side, mode, low,
-           high)
-
+           pads[2], dh, dw, col, tails, tiles, threads, pointwise,
+           *packed_gemm.tile_epilogue(o_len, bias, epilogue, side))
 
 
 def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
