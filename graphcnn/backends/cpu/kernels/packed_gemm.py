@@ -144,40 +144,62 @@ def _gemm(wp, b, c, m_len, tail, blocks_out, bias, side, mode, low, high):
     before the next: the block (K rows of up to 64 pixels) is read from memory once and stays
     in the core's cache while the panels pass (one panel after the other over every block
     would read the columns M / 6 times)."""
-    ob_len, k_len = wp.shape[0], wp.shape[1]
-    n_len = b.shape[1]
-    ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
-    tile_values = blocks_out.reshape(blocks_out.size)
-    full = n_len // LANES
-    # blocks of WIDEST vectors (64 pixels), one of the whole vectors left, then the tail
-    wide, rest = full // WIDEST, full % WIDEST
-    blocks = wide + (1 if rest else 0) + (1 if n_len % LANES else 0)
+    ob_len, n_len = wp.shape[0], b.shape[1]
     if n_len % LANES:
-        for k in range(k_len):
-            for q in range(LANES):
-                n = full * LANES + q
-                tail[k, q] = b[k, n] if n < n_len else 0
-    for task in prange(ob_len * blocks):
-        nb, ob = task // ob_len, task % ob_len
-        rows = min(MR, m_len - ob * MR)
-        w_at = wp.ctypes.data + ob * k_len * MR * 4
-        bias_at = bias.ctypes.data + ob * MR * 4
-        if nb < wide or (nb == wide and rest):
-            q0 = nb * WIDEST * LANES
-            at = (ob * MR * ldc + q0) * 4
-            _tile_n(WIDEST if nb < wide else rest, w_at, b.ctypes.data + q0 * 4, ldb,
-                    c.ctypes.data + at, ldc, k_len, rows, bias_at, side.ctypes.data + at,
-                    mode, low, high)
-        else:
-            at = ob * MR * LANES  # this panel's tile in blocks_out (no view per task)
-            scratch = blocks_out.ctypes.data + at * 4
-            _tile(w_at, tail.ctypes.data, LANES, scratch, LANES, k_len, rows, bias_at,
-                  scratch, 0, low, high)
-            for r in range(rows):
-                for q in range(n_len - full * LANES):
-                    m, n = ob * MR + r, full * LANES + q
-                    c[m, n] = epilogue(tile_values[uint64(at + r * LANES + q)], bias[m],
-                                       side[m, n], mode, low, high)
+        copy_tail(b, tail.reshape(tail.size), n_len // LANES * LANES, LANES)
+    for task in prange(ob_len * pixel_blocks(n_len)):
+        pixel_task(wp, m_len, task // ob_len, task % ob_len, b, c, side, tail, blocks_out,
+                   bias, mode, low, high)
+
+
+@numba.njit(inline="always")
+def pixel_blocks(n_len):
+    """The column blocks of _gemm's tasks over N columns: blocks of WIDEST vectors (64
+    pixels), one of the whole vectors left, then the partial vector."""
+    full = n_len // LANES
+    return full // WIDEST + (1 if full % WIDEST else 0) + (1 if n_len % LANES else 0)
+
+
+@numba.njit(inline="always")
+def copy_tail(b, tail, n0, width):
+    """tail[k * width + j] = b[k, n0 + j], zero past b's last column: the last, partial
+    panel of columns as the tiles read it (none reads past b's end)."""
+    k_len, n_len = b.shape
+    for k in range(k_len):
+        for j in range(width):
+            n = n0 + j
+            tail[k * width + j] = b[k, n] if n < n_len else 0
+
+
+@numba.njit(inline="always")
+def pixel_task(wp, m_len, nb, ob, b, c, side, tail, blocks_out, bias, mode, low, high):
+    """One of _gemm's tasks: weight panel ob over column block nb (pixel_blocks) of
+    c = W @ b, with the epilogue; the partial vector of columns from `tail` (copy_tail,
+    16 wide), its tile through ob's row of `blocks_out`."""
+    k_len, n_len = wp.shape[1], b.shape[1]
+    ldb, ldc = b.strides[0] // 4, c.strides[0] // 4
+    full = n_len // LANES
+    wide, rest = full // WIDEST, full % WIDEST
+    rows = min(MR, m_len - ob * MR)
+    w_at = wp.ctypes.data + ob * k_len * MR * 4
+    bias_at = bias.ctypes.data + ob * MR * 4
+    if nb < wide or (nb == wide and rest):
+        q0 = nb * WIDEST * LANES
+        at = (ob * MR * ldc + q0) * 4
+        _tile_n(WIDEST if nb < wide else rest, w_at, b.ctypes.data + q0 * 4, ldb,
+                c.ctypes.data + at, ldc, k_len, rows, bias_at, side.ctypes.data + at,
+                mode, low, high)
+    else:
+        tile_values = blocks_out.reshape(blocks_out.size)
+        at = ob * MR * LANES  # this panel's tile in blocks_out (no view per task)
+        scratch = blocks_out.ctypes.data + at * 4
+        _tile(w_at, tail.ctypes.data, LANES, scratch, LANES, k_len, rows, bias_at,
+              scratch, 0, low, high)
+        for r in range(rows):
+            for q in range(n_len - full * LANES):
+                m, n = ob * MR + r, full * LANES + q
+                c[m, n] = epilogue(tile_values[uint64(at + r * LANES + q)], bias[m],
+                                   side[m, n], mode, low, high)
 
 
 @numba.njit(inline="always")
@@ -351,39 +373,43 @@ def columns_scratch(k_len: int, n_len: int, threads: int) -> tuple[int, int]:
 def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
     """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b's columns read nr at a time
     (nr = NR or NR_WIDE) in place, the threads splitting the columns or the weight panels
-    (see COLUMN_SPLIT). Up to three weight panels at a time (panel_group) over the
-    thread's columns: they stay in the core's cache across them."""
-    mb_len, k_len = ap.shape[0], ap.shape[1]
-    n_len = c.shape[1]
-    nb_len, full = (n_len + nr - 1) // nr, n_len // nr
-    ldb = b.strides[0] // 4
+    (see COLUMN_SPLIT)."""
+    mb_len, n_len = ap.shape[0], c.shape[1]
+    nb_len = (n_len + nr - 1) // nr
     for t in prange(threads):
-        tail = tails[t]
         tile = np.empty(3 * LANES * NR_WIDE, np.float32)
         if by_columns:
             nb0, nb1, mb0, mb1 = t * nb_len // threads, (t + 1) * nb_len // threads, 0, mb_len
         else:
             nb0, nb1, mb0, mb1 = 0, nb_len, t * mb_len // threads, (t + 1) * mb_len // threads
-        if nb1 > full and mb1 > mb0:  # this thread computes the partial panel
-            for k in range(k_len):
-                for j in range(nr):
-                    n = full * nr + j
-                    tail[k * nr + j] = b[k, n] if n < n_len else 0
-        mb = mb0
-        while mb < mb1:
-            panels = panel_group(mb1 - mb)
-            a_at = ap.ctypes.data + mb * k_len * LANES * 4
-            height = panels * LANES   # a tile column's rows
-            rows = min(height, m_len - mb * LANES)
-            for nb in range(nb0, nb1):
-                b_at, step = b.ctypes.data + nb * nr * 4, ldb
-                if nb == full:
-                    b_at, step = tail.ctypes.data, nr
-                tile_channels_n(panels, nr, a_at, b_at, step, tile.ctypes.data, k_len)
-                for j in range(min(nr, n_len - nb * nr)):
-                    for l in range(rows):
-                        c[mb * LANES + l, nb * nr + j] = tile[uint64(j * height + l)]
-            mb += panels
+        if nb1 > n_len // nr and mb1 > mb0:  # this thread computes the partial panel
+            copy_tail(b, tails[t], n_len // nr * nr, nr)
+        channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tails[t], tile, c)
+
+
+@numba.njit(inline="always")
+def channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tail, tile, c):
+    """c = W @ b on weight panels mb0..mb1 by column panels nb0..nb1 (nr columns each, the
+    last, partial one from `tail`: copy_tail's), through the scratch `tile`. Up to three
+    weight panels at a time over all the columns: they stay in the core's cache across
+    them."""
+    k_len, n_len = ap.shape[1], c.shape[1]
+    full, ldb = n_len // nr, b.strides[0] // 4
+    mb = mb0
+    while mb < mb1:
+        panels = panel_group(mb1 - mb)
+        a_at = ap.ctypes.data + mb * k_len * LANES * 4
+        height = panels * LANES   # a tile column's rows
+        rows = min(height, m_len - mb * LANES)
+        for nb in range(nb0, nb1):
+            b_at, step = b.ctypes.data + nb * nr * 4, ldb
+            if nb == full:
+                b_at, step = tail.ctypes.data, nr
+            tile_channels_n(panels, nr, a_at, b_at, step, tile.ctypes.data, k_len)
+            for j in range(min(nr, n_len - nb * nr)):
+                for l in range(rows):
+                    c[mb * LANES + l, nb * nr + j] = tile[uint64(j * height + l)]
+        mb += panels
 
 
 def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:

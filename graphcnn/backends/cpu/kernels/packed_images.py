@@ -19,7 +19,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange, uint64
+from numba import prange
 
 from graphcnn.backends.cpu.kernels import packed_gemm
 from graphcnn.backends.cpu.kernels.conv_gemm import _im2col_block, workspace
@@ -27,13 +27,11 @@ from graphcnn.backends.cpu.kernels.packed_gemm import (
     LANES,
     MR,
     NR_WIDE,
-    WIDEST,
-    _tile,
-    _tile_n,
-    epilogue,
-    panel_group,
+    channel_tiles,
+    copy_tail,
     panel_width,
-    tile_channels_n,
+    pixel_blocks,
+    pixel_task,
 )
 from graphcnn.backends.cpu.registry import JIT, launch
 from graphcnn.ops.conv_shapes import is_pointwise
@@ -49,13 +47,14 @@ def splits_images(n_len: int, threads: int) -> bool:
 @numba.njit(inline="always")
 def _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw, ow_len, p,
                    c0, pointwise):
-    """(flat array, offset) of image n's (K, P) columns: the image itself for a 1x1
-    stride-1 conv, else its im2col columns, built at cf[c0]."""
+    """Image n's (K, P) columns: the image itself for a 1x1 stride-1 conv, else its
+    im2col columns, built at cf[c0]."""
     if pointwise:
-        return xf, n * c_len * p
+        return xf[n * c_len * p:(n + 1) * c_len * p].reshape((c_len, p))
+    k_len = c_len * kh * kw
     _im2col_block(xf, n * c_len * in_h * in_w, in_h, in_w, c_len, kh, kw, sh, sw, pt, pl, dh,
                   dw, ow_len, 0, p, cf, c0)
-    return cf, c0
+    return cf[c0:c0 + k_len * p].reshape((k_len, p))
 
 
 @numba.njit(**JIT)
@@ -63,43 +62,22 @@ def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails
                pointwise):
     """out[n] = W @ col(x[n]) for W packed as (M/16, K, 16) panels, thread t taking images
     t * N / threads up to (t + 1) * N / threads, its columns in col[t] (`pointwise`: x[n]
-    itself) and its copy of the last, partial panel of columns in tails[t]. Up to three
-    weight panels at a time over all the image's columns (packed_gemm._gemm_columns)."""
+    itself) and its copy of the last, partial panel of columns in tails[t]: all of
+    packed_gemm._gemm_columns's tiles over one image."""
     n_len, c_len, in_h, in_w = x.shape
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    p = oh_len * ow_len
+    p = out.shape[2] * out.shape[3]
     mb_len, k_len = ap.shape[0], ap.shape[1]
-    nb_len, full = (p + nr - 1) // nr, p // nr
-    xf, cf, of = x.reshape(x.size), col.reshape(col.size), out.reshape(out.size)
+    nb_len = (p + nr - 1) // nr
+    xf, cf = x.reshape(x.size), col.reshape(col.size)
     for t in prange(threads):
         tile = np.empty(3 * LANES * NR_WIDE, np.float32)
-        tail = tails[t]
-        c0 = t * k_len * p
         for n in range(t * n_len // threads, (t + 1) * n_len // threads):
-            src, s0 = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl,
-                                     dh, dw, ow_len, p, c0, pointwise)
-            if full < nb_len:
-                for k in range(k_len):
-                    for j in range(nr):
-                        q = full * nr + j
-                        tail[k * nr + j] = src[uint64(s0 + k * p + q)] if q < p else 0
-            b_addr = src.ctypes.data + s0 * 4
-            mb = 0
-            while mb < mb_len:
-                panels = panel_group(mb_len - mb)
-                a_at = ap.ctypes.data + mb * k_len * LANES * 4
-                height = panels * LANES   # a tile column's rows
-                rows = min(height, m_len - mb * LANES)
-                for nb in range(nb_len):
-                    b_at, step = b_addr + nb * nr * 4, p
-                    if nb == full:
-                        b_at, step = tail.ctypes.data, nr
-                    tile_channels_n(panels, nr, a_at, b_at, step, tile.ctypes.data, k_len)
-                    o0 = (n * m_len + mb * LANES) * p + nb * nr
-                    for j in range(min(nr, p - nb * nr)):
-                        for l in range(rows):
-                            of[uint64(o0 + l * p + j)] = tile[uint64(j * height + l)]
-                mb += panels
+            b = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw,
+                               out.shape[3], p, t * k_len * p, pointwise)
+            if p % nr:
+                copy_tail(b, tails[t], p // nr * nr, nr)
+            channel_tiles(ap, m_len, 0, mb_len, 0, nb_len, nr, b, tails[t], tile,
+                          out[n].reshape((m_len, p)))
 
 
 @numba.njit(**JIT)
@@ -107,50 +85,24 @@ def _pixels_by_images(wp, x, out, m_len, kh, kw, sh, sw, pt, pl, dh, dw, col, ta
                       threads, pointwise, bias, side, mode, low, high):
     """out[n] = W @ col(x[n]) for W packed as (M/6, K, 6) panels, with bias and the
     epilogue (`side`: out's shape, or out itself) applied before each store, thread t
-    taking images t * N / threads up to (t + 1) * N / threads: packed_gemm._gemm's tiles
-    (blocks of 64 pixels, all the weight panels over one block before the next), its
-    last N % 16 columns on tails[t], their tiles in tiles[t]."""
+    taking images t * N / threads up to (t + 1) * N / threads: all of packed_gemm._gemm's
+    tasks over one image, in its order (column block by column block), its last N % 16
+    columns on tails[t], their tiles in tiles[t]."""
     n_len, c_len, in_h, in_w = x.shape
-    o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
-    p = oh_len * ow_len
+    o_len, p = out.shape[1], out.shape[2] * out.shape[3]
     ob_len, k_len = wp.shape[0], wp.shape[1]
-    full = p // LANES
-    wide, rest = full // WIDEST, full % WIDEST
-    blocks = wide + (1 if rest else 0) + (1 if p % LANES else 0)
-    xf, cf, of = x.reshape(x.size), col.reshape(col.size), out.reshape(out.size)
-    sf = side.reshape(side.size)
+    xf, cf = x.reshape(x.size), col.reshape(col.size)
     for t in prange(threads):
-        tail, tile_values = tails[t], tiles[t]
         for n in range(t * n_len // threads, (t + 1) * n_len // threads):
-            src, s0 = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl,
-                                     dh, dw, ow_len, p, t * k_len * p, pointwise)
-            for k in range(k_len):
-                for q in range(LANES):
-                    at = full * LANES + q
-                    tail[k * LANES + q] = src[uint64(s0 + k * p + at)] if at < p else 0
-            b_at, o0 = src.ctypes.data + s0 * 4, n * o_len * p
-            for nb in range(blocks):
+            b = _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw,
+                               out.shape[3], p, t * k_len * p, pointwise)
+            if p % LANES:
+                copy_tail(b, tails[t], p // LANES * LANES, LANES)
+            c, s = out[n].reshape((o_len, p)), side[n].reshape((o_len, p))
+            for nb in range(pixel_blocks(p)):
                 for ob in range(ob_len):
-                    rows = min(MR, m_len - ob * MR)
-                    w_at = wp.ctypes.data + ob * k_len * MR * 4
-                    bias_at = bias.ctypes.data + ob * MR * 4
-                    if nb < wide or (nb == wide and rest):
-                        q0 = nb * WIDEST * LANES
-                        at = (o0 + ob * MR * p + q0) * 4
-                        _tile_n(WIDEST if nb < wide else rest, w_at, b_at + q0 * 4, p,
-                                out.ctypes.data + at, p, k_len, rows, bias_at,
-                                side.ctypes.data + at, mode, low, high)
-                    else:
-                        at = ob * MR * LANES
-                        scratch = tile_values.ctypes.data + at * 4
-                        _tile(w_at, tail.ctypes.data, LANES, scratch, LANES, k_len, rows,
-                              bias_at, scratch, 0, low, high)
-                        for r in range(rows):
-                            for q in range(p - full * LANES):
-                                m = ob * MR + r
-                                o = uint64(o0 + m * p + full * LANES + q)
-                                of[o] = epilogue(tile_values[uint64(at + r * LANES + q)],
-                                                 bias[m], sf[o], mode, low, high)
+                    pixel_task(wp, m_len, nb, ob, b, c, s, tails[t], tiles[t], bias, mode,
+                               low, high)
 
 
 def scratch_shapes(k_len: int, p: int, pointwise: bool, threads: int, width: int,
