@@ -40,8 +40,10 @@ from graphcnn.backends.cpu.kernels.vector_ir import (
     VEC,
     emit_epilogue,
     emit_fma_loop,
+    emit_prefetch,
     i64,
     load_vector,
+    prefetch_rows,
     store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, launch
@@ -71,12 +73,25 @@ def _tile_of(vectors: int) -> Any:
             undef = ir.Constant(VEC, ir.Undefined)
             lane0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
                                 [ir.Constant(ir.IntType(32), 0)] * LANES)
+            ends = [builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
+                    for r in range(MR) for v in range(vectors)]
+            for at in ends:   # see PREFETCH_AHEAD
+                emit_prefetch(builder, c, at, write=True)
+            with builder.if_then(builder.icmp_signed(
+                    "!=", builder.and_(mode, i64(ADD_SIDE)), i64(0))):
+                for at in ends:
+                    emit_prefetch(builder, side, at, write=False)
+
+            def prefetch_ahead(kk: ir.Value) -> None:
+                row = builder.mul(builder.add(kk, i64(PREFETCH_AHEAD)), ldb)
+                for v in range(vectors):
+                    emit_prefetch(builder, b, builder.add(row, i64(v * LANES)), write=False)
             sums = emit_fma_loop(
                 builder, k, lambda kk, v=0: load_vector(
                     builder, b, builder.add(builder.mul(kk, ldb), i64(v * LANES))),
                 lambda kk, r: builder.load(builder.gep(
                     w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
-                MR, vectors)
+                MR, vectors, prefetch_ahead)
             for r in range(MR):
                 with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
                     one = builder.insert_element(undef, builder.load(
@@ -94,6 +109,17 @@ def _tile_of(vectors: int) -> Any:
 
     return tile
 
+
+# Rows of b lie a whole row of pixels apart (an image's 3136 floats at 56x56): farther than
+# the hardware's stride prefetcher follows, so each k of a tile waited on its row of b from
+# L2 or L3, and each store on a read of its output line (a tile's rows are as far apart).
+# The tiles ask for row k + PREFETCH_AHEAD of b as they multiply row k, and for their
+# output (and side) lines before they store. Both threads of a Xeon 8592, 16 images, one
+# per thread, outputs cold, GFLOP/s (benchmarks/RESULTS.md, thirteenth session), M x K x N:
+# pixels in the lanes 258 x 64 x 3136 114 -> 205, 66 x 256 x 3136 170 -> 239, 132 x 512 x
+# 784 216 -> 276, 258 x 1024 x 196 264 -> 313; channels in the lanes 144 x 512 x 784
+# 189 -> 287, 528 x 128 x 784 198 -> 263. 8 and 16 rows ahead did alike, 32 lost at 784.
+PREFETCH_AHEAD = 16
 
 # One vector of 16 pixels gives six independent chains of multiply-adds and seven loads per
 # six of them: the FMA units wait on the chains' latency and on the loads. Four vectors (64
@@ -285,11 +311,17 @@ def _tile_channels_of(nr: int, panels: int = 1) -> Any:
             a_int, b_int, ldb, t_int, k = args
             a, b, t = (builder.inttoptr(v, F32.as_pointer()) for v in (a_int, b_int, t_int))
             panel = builder.mul(k, i64(LANES))
+
+            def prefetch_ahead(kk: ir.Value) -> None:   # see PREFETCH_AHEAD
+                row = builder.mul(builder.add(kk, i64(PREFETCH_AHEAD)), ldb)
+                emit_prefetch(builder, b, row, write=False)
+                emit_prefetch(builder, b, builder.add(row, i64(nr - 1)), write=False)
             sums = emit_fma_loop(
                 builder, k, lambda kk, p=0: load_vector(builder, a, builder.add(
                     builder.mul(kk, i64(LANES)), builder.mul(panel, i64(p)))),
                 lambda kk, j: builder.load(builder.gep(
-                    b, [builder.add(builder.mul(kk, ldb), i64(j))]), align=4), nr, panels)
+                    b, [builder.add(builder.mul(kk, ldb), i64(j))]), align=4), nr, panels,
+                prefetch_ahead)
             for j in range(nr):
                 for p in range(panels):
                     store_vector(builder, sums[p * nr + j], t, i64(LANES * (j * panels + p)))
@@ -394,7 +426,7 @@ def channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tail, tile, c):
     weight panels at a time over all the columns: they stay in the core's cache across
     them."""
     k_len, n_len = ap.shape[1], c.shape[1]
-    full, ldb = n_len // nr, b.strides[0] // 4
+    full, ldb, ldc = n_len // nr, b.strides[0] // 4, c.strides[0] // 4
     mb = mb0
     while mb < mb1:
         panels = panel_group(mb1 - mb)
@@ -402,6 +434,9 @@ def channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tail, tile, c):
         height = panels * LANES   # a tile column's rows
         rows = min(height, m_len - mb * LANES)
         for nb in range(nb0, nb1):
+            if nb + 1 < nb1:   # the next tile's output lines (see PREFETCH_AHEAD)
+                prefetch_rows(c.ctypes.data + (mb * LANES * ldc + (nb + 1) * nr) * 4, ldc,
+                              rows)
             b_at, step = b.ctypes.data + nb * nr * 4, ldb
             if nb == full:
                 b_at, step = tail.ctypes.data, nr
@@ -489,3 +524,4 @@ def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str
         form = epilogue if side3 is None else epilogue._replace(side=side3[n])
         matmul_packed(panels, m, b, c, bias, form)
     _by_image(x, w, out, attrs, MR, product, wp)
+

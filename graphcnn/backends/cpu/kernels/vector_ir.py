@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from llvmlite import ir
+from numba import types
 from numba.core import cgutils
+from numba.extending import intrinsic
 
 LANES = 16   # float32 lanes of a vector: one 512-bit register
 F32, I64, I32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
@@ -23,11 +25,12 @@ def i64(value: int) -> ir.Constant:
 
 
 def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar_at: Any,
-                   count: int, vectors: int = 1) -> list[ir.Value]:
+                   count: int, vectors: int = 1, each_step: Any = None) -> list[ir.Value]:
     """The loop the microkernels are: for kk < k_len (>= 1), for v < vectors, j < count,
     acc[v * count + j] = fma(vector_at(kk, v), broadcast(scalar_at(kk, j)), acc[...]), the
     accumulators being loop phis (vector registers); returns the final acc values.
-    (vector_at takes (kk) alone when vectors == 1.)"""
+    (vector_at takes (kk) alone when vectors == 1.) each_step(kk), if given, emits code at
+    the top of each step (a prefetch)."""
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(VEC, [VEC] * 3),
                                          "llvm.fma.v16f32")
     zero = ir.Constant(VEC, [ir.Constant(F32, 0.0)] * LANES)
@@ -43,6 +46,8 @@ def emit_fma_loop(builder: ir.IRBuilder, k_len: ir.Value, vector_at: Any, scalar
     kk.add_incoming(i64(0), before)
     for acc in accs:
         acc.add_incoming(zero, before)
+    if each_step is not None:
+        each_step(kk)
     rows = [vector_at(kk)] if vectors == 1 else [vector_at(kk, v) for v in range(vectors)]
     sums: list[ir.Value] = [zero] * (count * vectors)
     for j in range(count):
@@ -104,3 +109,27 @@ def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir
     zero = ir.Constant(vec, [ir.Constant(F32, 0.0)] * LANES)
     rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
     return builder.select(flag(RELU), rectified, value)
+
+
+def emit_prefetch(builder: ir.IRBuilder, base: ir.Value, at: ir.Value, write: bool) -> None:
+    """A hint that the line holding base[at] is about to be read (or written): fetched into
+    the cache now, so the access that follows does not wait for it."""
+    i8p = ir.IntType(8).as_pointer()
+    prefetch = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]), "llvm.prefetch.p0i8")
+    builder.call(prefetch, [builder.bitcast(builder.gep(base, [at]), i8p),
+                            ir.Constant(I32, int(write)), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+
+@intrinsic
+def prefetch_rows(typingctx: Any, addr: Any, step: Any, count: Any) -> Any:
+    """Ask for the lines at float offsets 0, step, ..., (count - 1) * step from addr to be
+    fetched for writing: the rows a tile is about to store to (a tile whose rows lie far
+    apart waits on each line's read before its store, see packed_gemm.PREFETCH_AHEAD)."""
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
+        base_int, stride, rows = args
+        base = builder.inttoptr(base_int, F32.as_pointer())
+        with cgutils.for_range(builder, rows) as loop:
+            emit_prefetch(builder, base, builder.mul(loop.index, stride), write=True)
+        return context.get_dummy_value()
+    return types.void(types.uintp, types.int64, types.int64), codegen
