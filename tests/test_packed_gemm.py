@@ -70,6 +70,35 @@ def test_wide_tiles_every_grouping(m, n):
         np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-4)
 
 
+
+def test_tiles_prefetch_their_columns_and_output_lines():
+    """Both microkernels ask for lines ahead (packed_gemm.PREFETCH_AHEAD: rows of b lie a
+    whole row of pixels apart, farther than the hardware prefetcher follows): the pixel
+    tile for its output lines and for b's row k + 16 at each k, the channel tile for b's.
+    The hints reach past b and c (a prefetch never faults): the products stay exact."""
+    import numba
+
+    from graphcnn.backends.cpu.kernels import packed_gemm as pg
+
+    @numba.njit   # not cached, so its code can be read
+    def both_tiles(w6, w16, b, c, t, zeros):
+        pg._tile_4(w6.ctypes.data, b.ctypes.data, 64, c.ctypes.data, 64, b.shape[0], pg.MR,
+                   zeros.ctypes.data, zeros.ctypes.data, 0, np.float32(0), np.float32(0))
+        pg.tile_channels(w16.ctypes.data, b.ctypes.data, 64, t.ctypes.data, b.shape[0])
+
+    rng = np.random.default_rng(1)
+    w, b = rand(rng, (16, 9)), rand(rng, (9, 64))
+    c, t = np.empty((pg.MR, 64), np.float32), np.empty((pg.NR, 16), np.float32)
+    both_tiles(pg.packed(w[:pg.MR]), pg.packed(w, pg.LANES), b, c, t, np.zeros(16, np.float32))
+    want = w.astype(np.float64) @ b
+    np.testing.assert_allclose(c, want[:pg.MR], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(t, want[:, :pg.NR].T, rtol=1e-5, atol=1e-4)
+    code = "".join(both_tiles.inspect_llvm().values())
+    prefetches = [line for line in code.splitlines() if "call void @llvm.prefetch" in line]
+    writes = [line for line in prefetches if "i32 1, i32 3, i32 1)" in line]
+    assert len(writes) == pg.MR * 4               # the pixel tile's output lines
+    assert len(prefetches) - len(writes) >= 4 + 2   # b's rows ahead (and the side's)
+
 def test_panel_groups_never_leave_a_lone_panel_after_three():
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
     groups = {}
