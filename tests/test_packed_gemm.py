@@ -72,19 +72,20 @@ def test_wide_tiles_every_grouping(m, n):
 
 
 def test_tiles_prefetch_their_columns_and_output_lines():
-    """Both microkernels ask for lines ahead (packed_gemm.PREFETCH_AHEAD: rows of b lie a
+    """Both microkernels ask for lines ahead (packed_tiles.PREFETCH_AHEAD: rows of b lie a
     whole row of pixels apart, farther than the hardware prefetcher follows): the pixel
     tile for its output lines and for b's row k + 16 at each k, the channel tile for b's.
     The hints reach past b and c (a prefetch never faults): the products stay exact."""
     import numba
 
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
+    from graphcnn.backends.cpu.kernels import packed_tiles
 
     @numba.njit   # not cached, so its code can be read
     def both_tiles(w6, w16, b, c, t, zeros):
-        pg._tile_4(w6.ctypes.data, b.ctypes.data, 64, c.ctypes.data, 64, b.shape[0], pg.MR,
+        packed_tiles._tile_4(w6.ctypes.data, b.ctypes.data, 64, c.ctypes.data, 64, b.shape[0], pg.MR,
                    zeros.ctypes.data, zeros.ctypes.data, 0, np.float32(0), np.float32(0))
-        pg.tile_channels(w16.ctypes.data, b.ctypes.data, 64, t.ctypes.data, b.shape[0])
+        packed_tiles.tile_channels(w16.ctypes.data, b.ctypes.data, 64, t.ctypes.data, b.shape[0])
 
     rng = np.random.default_rng(1)
     w, b = rand(rng, (16, 9)), rand(rng, (9, 64))

@@ -125,7 +125,7 @@ def emit_prefetch(builder: ir.IRBuilder, base: ir.Value, at: ir.Value, write: bo
 def prefetch_rows(typingctx: Any, addr: Any, step: Any, count: Any) -> Any:
     """Ask for the lines at float offsets 0, step, ..., (count - 1) * step from addr to be
     fetched for writing: the rows a tile is about to store to (a tile whose rows lie far
-    apart waits on each line's read before its store, see packed_gemm.PREFETCH_AHEAD)."""
+    apart waits on each line's read before its store, see packed_tiles.PREFETCH_AHEAD)."""
     def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
         base_int, stride, rows = args
         base = builder.inttoptr(base_int, F32.as_pointer())
