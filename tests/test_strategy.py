@@ -165,3 +165,44 @@ def test_ops_with_a_scalar_formula_run_their_generated_kernel():
     out = np.empty_like(data)
     chosen.run([data], [out], y.node.attrs)
     np.testing.assert_array_equal(out, [[0.0, 0.0, 2.0], [np.nan, 0.0, 3.0]])
+
+
+def test_a_fused_groups_anchor_is_tuned_with_the_groups_epilogue(monkeypatch):
+    """conv + bias + add + relu: the autotuner times each candidate on the whole group (a
+    candidate that applies the epilogue as it stores saves the pass the others make), under
+    the conv's key and the epilogue's; every timed call computes the group's output."""
+    from graphcnn.backends.cpu.candidates import Site as FusedSite
+    from graphcnn.backends.cpu.strategy import fused_implementation
+    from graphcnn.ops.conv import conv2d_ref
+
+    monkeypatch.setenv("GRAPHCNN_AUTOTUNE", "1")
+    rng = np.random.default_rng(0)
+    conv_attrs = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    w = rng.standard_normal((32, 16, 1, 1)).astype(np.float32)
+    w.setflags(write=False)
+    b = rng.standard_normal(32).astype(np.float32)
+    shapes = ((2, 16, 20, 20), w.shape, b.shape, (2, 32, 20, 20))
+    attrs = {"anchor": "conv2d", "anchor_attrs": conv_attrs, "anchor_inputs": 3,
+             "steps": (("add", {}, (-1, 3)), ("relu", {}, (-1,)))}
+    f32 = np.dtype(np.float32)
+    site = FusedSite("fused", attrs, shapes, (f32,) * 4, (2, 32, 20, 20), f32,
+                     (None, w, b, None))
+    asked, outputs = [], {}
+
+    def pick(kind, key, candidates, default):
+        asked.append((kind, key))
+        for name, run in candidates.items():
+            run()
+            outputs[name] = site.scratch()[1].copy()
+        return default
+    monkeypatch.setattr(autotune, "pick", pick)
+    fused_implementation(site, None)
+    (kind, key), = asked
+    assert kind == "conv2d" and key[-3] == "epilogue"
+    assert [op for op, _, _ in key[-2]] == ["add", "relu"] and key[-1] == ((2, 32, 20, 20),)
+    x, _, _, side = site.scratch()[0]
+    want = np.maximum(conv2d_ref(x.astype(np.float64), w.astype(np.float64), b, **conv_attrs)
+                      + side, 0)
+    assert len(outputs) >= 2
+    for name, out in outputs.items():
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=name)

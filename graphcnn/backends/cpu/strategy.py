@@ -107,8 +107,13 @@ def forced(names: dict[str, str]) -> Iterator[None]:
         _FORCED.names = before
 
 
-def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candidate, str]:
-    """(the candidate that runs `site`, why). `saved`: a name to take if it applies."""
+def choose(site: Site, saved: str | None = None, where: str = "",
+           group: Callable[[Candidate], Callable[[], None]] | None = None,
+           group_key: tuple = ()) -> tuple[Candidate, str]:
+    """(the candidate that runs `site`, why). `saved`: a name to take if it applies.
+    `group`: for a fused group's anchor, a call of the whole group on each candidate, which
+    the autotuner times instead of the anchor alone (under `group_key` beside the anchor's
+    key): the candidates that apply the epilogue as they store save a pass the others make."""
     strategy = STRATEGIES[site.op]
     wanted = getattr(_FORCED, "names", {}).get(site.op)
     if wanted is not None:
@@ -130,9 +135,11 @@ def choose(site: Site, saved: str | None = None, where: str = "") -> tuple[Candi
     if len(tied) == 1:
         return tied[0], f"the only one within the accuracy contract{note}"
     names = [c.name for c in tied]
-    runs = {c.name: _timed(c.build(site), site) for c in tied}
+    runs = {c.name: group(c) if group is not None else _timed(c.build(site), site)
+            for c in tied}
     with blas.one_thread_pool():  # as the runner runs them
-        name = autotune.pick(site.op, strategy.tune_key(site), runs, strategy.default(names))
+        name = autotune.pick(site.op, strategy.tune_key(site) + group_key, runs,
+                             strategy.default(names))
     if autotune.enabled():
         conv_gemm.release_workspaces()  # what measuring every candidate grew them to
     how = "autotuned" if autotune.enabled() else "cost model"
@@ -210,13 +217,29 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
                               fused.concat_epilogue_step(attrs, site.out_shape, site.out_dtype,
                                                          site.in_shapes))
     head = anchor_site(site)
-    if anchor in STRATEGIES:
-        candidate, why = choose(head, saved, where)
-        name, core, workspaces = candidate.name, candidate.build(head), candidate.scratch(head)
-    else:
+    if anchor not in STRATEGIES:
         kernel, anchor_attrs = get_kernel(anchor), attrs["anchor_attrs"]
-        name, why, workspaces = "default", "the anchor's one kernel", {}
-        core = Core(lambda ins, out: kernel(ins, [out], anchor_attrs))
+        return _group_of(site, head, "default", "the anchor's one kernel",
+                         Core(lambda ins, out: kernel(ins, [out], anchor_attrs)), {})
+
+    def group(candidate: Candidate) -> Callable[[], None]:
+        chosen = _group_of(site, head, candidate.name, "", candidate.build(head), {})
+
+        def run() -> None:
+            ins, out = site.scratch()
+            conv_gemm.begin_call()
+            chosen.run(ins, [out], attrs)
+        return run
+    candidate, why = choose(head, saved, where, group, _epilogue_key(site))
+    return _group_of(site, head, candidate.name, why, candidate.build(head),
+                     candidate.scratch(head))
+
+
+def _group_of(site: Site, head: Site, name: str, why: str, core: Core,
+              workspaces: dict[str, int]) -> Implementation:
+    """A fused group run on `core` (its anchor's kernel): the epilogue applied as the core
+    stores where it can, else the generated epilogue after it."""
+    attrs = site.attrs
     if core.store is not None:
         form = nchw16c.epilogue_form(attrs["steps"], list(zip(site.in_shapes, site.in_dtypes)),
                                      (site.out_shape, site.out_dtype))
@@ -231,6 +254,14 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
                                               site.in_shapes, core.run, bias),
                           prepack=core.prepack, packed_bytes=core.packed_bytes,
                           workspaces=workspaces)
+
+
+def _epilogue_key(site: Site) -> tuple:
+    """What a fused group adds to its anchor's autotuning key: its epilogue's ops, their
+    attributes and the operands they read beyond the anchor's."""
+    steps = tuple((op, repr(sorted(op_attrs.items())), refs)
+                  for op, op_attrs, refs in site.attrs["steps"])
+    return ("epilogue", steps, site.in_shapes[site.attrs["anchor_inputs"]:])
 
 
 # ---- the registered kernels: choosing at each call ------------------------------------------
