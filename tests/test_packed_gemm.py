@@ -249,12 +249,15 @@ def test_the_kernels_buffers_start_on_a_cache_line():
     assert not aligned_zeros((2, 3), np.float32).any()
 
 
+@pytest.mark.parametrize("kernel", ["packed", "implicit"])
 @pytest.mark.parametrize("mode", ["relu", "clip", "add", "add+relu"])
-def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode):
-    """conv2d_packed with a bias and a fused group's epilogue (a residual add, then relu or
-    clip), whole 64-pixel blocks, a block of 16 and a tail (9x9 = 81 pixels), a partial
-    panel of weight rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue
-    computed one after the other, NaN in the side included."""
+def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode, kernel):
+    """conv2d_packed and the implicit GEMM with a bias and a fused group's epilogue (a
+    residual add, then relu or clip), whole 64-pixel blocks, a block of 16 and a tail (9x9
+    = 81 pixels; the implicit GEMM: rows of 9, a partial block each), a partial panel of
+    weight rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue computed
+    one after the other, NaN in the side included."""
+    from graphcnn.backends.cpu.kernels import implicit_gemm
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
     from graphcnn.backends.cpu.kernels.nchw16c_conv import Epilogue
     from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
@@ -266,9 +269,10 @@ def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode):
     bits = {"relu": RELU, "clip": CLIP, "add": ADD_SIDE, "add+relu": ADD_SIDE | RELU}[mode]
     epilogue = Epilogue(side if bits & ADD_SIDE else None, bits, -0.5, 0.75)
     out = np.full((2, 13, 9, 9), np.nan, np.float32)
-    pg.conv2d_packed(x, w, out, attrs, None, bias, epilogue)
+    conv = pg.conv2d_packed if kernel == "packed" else implicit_gemm.conv2d_implicit_gemm
+    conv(x, w, out, attrs, None, bias, epilogue)
     want = np.empty_like(out)
-    pg.conv2d_packed(x, w, want, attrs)
+    conv(x, w, want, attrs)
     want = want + bias[:, None, None]
     if bits & ADD_SIDE:
         want = want + side

@@ -353,16 +353,18 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
 
 def _stored(name: str, site: Site, panels: np.ndarray | None
             ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
-    """The packed GEMM's store for a forward conv: bias and a fused group's epilogue
-    (relu, clip, a residual add) applied as each tile is stored, so the group needs no
-    second pass over its output (the other algorithms: None, the generated epilogue)."""
-    if name != "packed" or site.op != "conv2d":
+    """The packed and implicit GEMMs' store for a forward conv: bias and a fused group's
+    epilogue (relu, clip, a residual add) applied as each tile is stored, so the group
+    needs no second pass over its output (the other algorithms: None, the generated
+    epilogue)."""
+    if name not in ("packed", "implicit") or site.op != "conv2d":
         return None
     attrs = site.attrs
+    conv = packed_images.conv2d_packed if name == "packed" else \
+        implicit_gemm.conv2d_implicit_gemm
 
     def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
-        packed_images.conv2d_packed(ins[0], ins[1], out, attrs, panels,
-                                    ins[2] if len(ins) > 2 else None, epilogue)
+        conv(ins[0], ins[1], out, attrs, panels, ins[2] if len(ins) > 2 else None, epilogue)
     return store
 
 

@@ -26,14 +26,18 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import depthwise, packed_gemm, packed_images
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import MR
+from graphcnn.backends.cpu.kernels.packed_gemm import MR, epilogue, tile_epilogue
 from graphcnn.backends.cpu.kernels.vector_ir import (
+    ADD_BIAS,
     F32,
     I64,
     LANES,
+    emit_by_side,
+    emit_epilogue,
     emit_fma_loop,
     i64,
     load_vector,
+    splat,
     store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
@@ -42,16 +46,21 @@ from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 def _tile_gather_of(vectors: int) -> Any:
     @intrinsic
     def tile_gather(typingctx, w_addr, b_addr, off_addr, row_step, c_addr, ldc, out_row,
-                    k_len, rows):
+                    k_len, rows, bias_addr, side_addr, mode, low, high):
         """c[r * ldc + v * out_row + q] = sum_k w[k * MR + r] * b[off[k] + v * row_step + q]
         for q < 16, v < vectors (output rows) and r < rows, with w the (K, MR) panel of
-        packed weights and off the taps' offsets; k_len >= 1."""
+        packed weights and off the taps' offsets; k_len >= 1; then, by `mode`, bias[r]
+        added and the epilogue applied before the store, as packed_tiles' pixel tile does
+        (side read at c's offsets, readable even when its bit is off)."""
         sig = types.void(types.uintp, types.uintp, types.uintp, types.int64, types.uintp,
-                         types.int64, types.int64, types.int64, types.int64)
+                         types.int64, types.int64, types.int64, types.int64, types.uintp,
+                         types.uintp, types.int64, types.float32, types.float32)
 
         def codegen(context, builder, signature, args):
-            w_int, b_int, off_int, row_step, c_int, ldc, out_row, k, rows = args
-            w, b, c = (builder.inttoptr(v, F32.as_pointer()) for v in (w_int, b_int, c_int))
+            (w_int, b_int, off_int, row_step, c_int, ldc, out_row, k, rows, bias_int, side_int,
+             mode, low, high) = args
+            w, b, c, bias, side = (builder.inttoptr(v, F32.as_pointer())
+                                   for v in (w_int, b_int, c_int, bias_int, side_int))
             off = builder.inttoptr(off_int, I64.as_pointer())
             at: dict[int, ir.Value] = {}
 
@@ -65,11 +74,20 @@ def _tile_gather_of(vectors: int) -> Any:
                 lambda kk, r: builder.load(builder.gep(
                     w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors)
-            for r in range(MR):
-                with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
-                    for v in range(vectors):
-                        store_vector(builder, sums[v * MR + r], c, builder.add(
-                            builder.mul(i64(r), ldc), builder.mul(out_row, i64(v))))
+            with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
+            def stores(reads_side: bool) -> None:
+                for r in range(MR):
+                    with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
+                        row_bias = splat(builder, builder.load(builder.gep(bias, [i64(r)]),
+                                                               align=4))
+                        for v in range(vectors):
+                            at = builder.add(builder.mul(i64(r), ldc),
+                                             builder.mul(out_row, i64(v)))
+                            value = builder.select(with_bias, builder.fadd(
+                                sums[v * MR + r], row_bias), sums[v * MR + r])
+                            store_vector(builder, emit_epilogue(
+                                builder, value, side, at, mode, low, high, reads_side), c, at)
+            emit_by_side(builder, mode, stores)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -84,16 +102,21 @@ ROWS_PER_TILE = 4
 
 
 @numba.njit(inline="always")
-def _tile_gather(vectors, w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows):
+def _tile_gather(vectors, w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows,
+                 bias_at, side_at, mode, low, high):
     """_tile_gather_of(vectors) for a run-time count, 1 to ROWS_PER_TILE."""
     if vectors == 4:
-        _tile_4(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+        _tile_4(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows, bias_at,
+                side_at, mode, low, high)
     elif vectors == 3:
-        _tile_3(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+        _tile_3(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows, bias_at,
+                side_at, mode, low, high)
     elif vectors == 2:
-        _tile_2(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+        _tile_2(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows, bias_at,
+                side_at, mode, low, high)
     else:
-        _tile_1(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows)
+        _tile_1(w_at, b_at, off_at, row_step, c_at, ldc, out_row, k_len, rows, bias_at,
+                side_at, mode, low, high)
 
 
 def phase_geometry(oh_len: int, ow_len: int, kh: int, kw: int, sh: int, sw: int, dh: int,
@@ -120,10 +143,11 @@ def _tap_offsets(off, c_len, kh, kw, sh, sw, dh, dw, rows, phase_len, plane):
 
 
 @numba.njit(**TASK_JIT)
-def _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out, out_n, n,
-           o_len, oh_len, ow_len, ldc, tile):
+def _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out, n, o_len,
+           oh_len, ow_len, ldc, tile, bias, side, mode, low, high):
     """Weight panels ob0 to ob1 over one block: 16 pixels of one to four output rows (the
-    rows split into `groups` groups as evenly as they go)."""
+    rows split into `groups` groups as evenly as they go), with bias and the epilogue
+    (`side`: out's shape, or out itself) applied as each tile is stored."""
     k_len = wp.shape[1]
     group, ox = block // per_row, block % per_row * LANES
     oy = group * oh_len // groups
@@ -133,23 +157,30 @@ def _block(block, per_row, groups, phases, phase_len, wp, ob0, ob1, off, out, ou
     for ob in range(ob0, ob1):
         rows_here = min(MR, o_len - ob * MR)
         w_at = wp.ctypes.data + ob * k_len * MR * 4
-        c_at = out_n + (ob * MR * ldc + oy * ow_len + ox) * 4
+        at = (n * o_len * ldc + ob * MR * ldc + oy * ow_len + ox) * 4
+        bias_at = bias.ctypes.data + ob * MR * 4
         if cols == LANES:
-            _tile_gather(height, w_at, b_at, off.ctypes.data, phase_len, c_at, ldc, ow_len,
-                         k_len, rows_here)
+            _tile_gather(height, w_at, b_at, off.ctypes.data, phase_len, out.ctypes.data + at,
+                         ldc, ow_len, k_len, rows_here, bias_at, side.ctypes.data + at, mode,
+                         low, high)
         else:  # into the scratch tile, (MR, height, 16), then the valid columns to out
             _tile_gather(height, w_at, b_at, off.ctypes.data, phase_len, tile.ctypes.data,
-                         ROWS_PER_TILE * LANES, LANES, k_len, rows_here)
+                         ROWS_PER_TILE * LANES, LANES, k_len, rows_here, bias_at,
+                         tile.ctypes.data, 0, low, high)
             for r in range(rows_here):
+                m = ob * MR + r
                 for v in range(height):
                     for q in range(cols):
-                        out[n, ob * MR + r, oy + v, ox + q] = tile[
-                            uint64((r * ROWS_PER_TILE + v) * LANES + q)]
+                        out[n, m, oy + v, ox + q] = epilogue(
+                            tile[uint64((r * ROWS_PER_TILE + v) * LANES + q)], bias[m],
+                            side[n, m, oy + v, ox + q], mode, low, high)
 
 
 @numba.njit(**JIT)
-def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs, by_images):
-    """out = conv2d(x, W) for W packed by packed_gemm.packed.
+def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs, by_images,
+                   bias, side, mode, low, high):
+    """out = conv2d(x, W) for W packed by packed_gemm.packed, with bias and the epilogue
+    (packed_gemm.tile_epilogue's) applied as each tile is stored.
 
     With `by_images` (packed_images.splits_images), the `runs` threads split the images:
     thread t splits its own images into phases in its row of `phases` and runs all their
@@ -177,17 +208,16 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
                     depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt,
                                           pl, sh, sw, rows, phase_len,
                                           own[c * plane:(c + 1) * plane])
-                out_n = out.ctypes.data + n * o_len * ldc * 4
                 for block in range(blocks):
                     _block(block, per_row, groups, own, phase_len, wp, 0, wp.shape[0], off,
-                           out, out_n, n, o_len, oh_len, ow_len, ldc, tile)
+                           out, n, o_len, oh_len, ow_len, ldc, tile, bias, side, mode, low,
+                           high)
         return
     one = phases[0]
     for n in range(n_len):
         for c in prange(c_len):
             depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl, sh,
                                   sw, rows, phase_len, one[c * plane:(c + 1) * plane])
-        out_n = out.ctypes.data + n * o_len * ldc * 4
         # a few runs per thread; where the blocks are fewer (7x7 or 14x14 planes), the
         # weight panels are split too, so that no thread waits on another's extra block
         shares = min(wp.shape[0], (runs + blocks - 1) // blocks)
@@ -198,8 +228,8 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
             ob1 = (share + 1) * wp.shape[0] // shares
             tile = np.empty(MR * ROWS_PER_TILE * LANES, np.float32)
             for block in range(part * blocks // parts, (part + 1) * blocks // parts):
-                _block(block, per_row, groups, one, phase_len, wp, ob0, ob1, off, out,
-                       out_n, n, o_len, oh_len, ow_len, ldc, tile)
+                _block(block, per_row, groups, one, phase_len, wp, ob0, ob1, off, out, n,
+                       o_len, oh_len, ow_len, ldc, tile, bias, side, mode, low, high)
 
 
 def implicit_scratch(w_shape: tuple[int, ...], out_hw: tuple[int, int],
@@ -219,9 +249,11 @@ def implicit_scratch(w_shape: tuple[int, ...], out_hw: tuple[int, int],
 
 
 def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                         attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
-    """out = conv2d(x, w) without bias (float32, one group); `wp`:
-    packed_gemm.packed_conv_weights(w) made already."""
+                         attrs: dict[str, Any], wp: np.ndarray | None = None,
+                         bias: np.ndarray | None = None, epilogue: Any = None) -> None:
+    """out = conv2d(x, w) (float32, one group), without bias, or with `bias` and a fused
+    group's `epilogue` (an nchw16c_conv.Epilogue, its side of out's shape) applied as each
+    tile is stored; `wp`: packed_gemm.packed_conv_weights(w) made already."""
     o_len, c_len, kh, kw = w.shape
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     phases, off = (workspace(role, *spec) for role, spec in
@@ -230,5 +262,8 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
     threads = numba.get_num_threads()
     by_images = phases.shape[0] > 1   # one row of phases per thread: the batch is split
+    side = out if epilogue is None or epilogue.side is None else np.ascontiguousarray(
+        epilogue.side)
     launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
-           threads if by_images else 4 * threads, by_images)
+           threads if by_images else 4 * threads, by_images,
+           *tile_epilogue(o_len, bias, epilogue, side))

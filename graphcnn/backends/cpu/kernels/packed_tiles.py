@@ -18,12 +18,13 @@ from graphcnn.backends.cpu.kernels.vector_ir import (
     ADD_SIDE,
     F32,
     LANES,
-    VEC,
+    emit_by_side,
     emit_epilogue,
     emit_fma_loop,
     emit_prefetch,
     i64,
     load_vector,
+    splat,
     store_vector,
 )
 
@@ -48,9 +49,6 @@ def _tile_of(vectors: int) -> Any:
             w, b, c, bias, side = (builder.inttoptr(v, F32.as_pointer())
                                    for v in (w_int, b_int, c_int, bias_int, side_int))
             with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
-            undef = ir.Constant(VEC, ir.Undefined)
-            lane0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                [ir.Constant(ir.IntType(32), 0)] * LANES)
             ends = [builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
                     for r in range(MR) for v in range(vectors)]
             for at in ends:   # see PREFETCH_AHEAD
@@ -70,17 +68,18 @@ def _tile_of(vectors: int) -> Any:
                 lambda kk, r: builder.load(builder.gep(
                     w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors, prefetch_ahead)
-            for r in range(MR):
-                with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
-                    one = builder.insert_element(undef, builder.load(
-                        builder.gep(bias, [i64(r)]), align=4), ir.Constant(ir.IntType(32), 0))
-                    row_bias = builder.shuffle_vector(one, undef, lane0)
-                    for v in range(vectors):
-                        at = builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
-                        value = sums[v * MR + r]
-                        value = builder.select(with_bias, builder.fadd(value, row_bias), value)
-                        store_vector(builder, emit_epilogue(builder, value, side, at, mode, low,
-                                                            high), c, at)
+            def stores(reads_side: bool) -> None:
+                for r in range(MR):
+                    with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
+                        row_bias = splat(builder, builder.load(builder.gep(bias, [i64(r)]),
+                                                               align=4))
+                        for v in range(vectors):
+                            at = builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
+                            value = builder.select(with_bias, builder.fadd(
+                                sums[v * MR + r], row_bias), sums[v * MR + r])
+                            store_vector(builder, emit_epilogue(
+                                builder, value, side, at, mode, low, high, reads_side), c, at)
+            emit_by_side(builder, mode, stores)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -74,6 +74,14 @@ def store_vector(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, at: ir.
     builder.store(value, builder.bitcast(builder.gep(base, [at]), VEC.as_pointer()), align=4)
 
 
+def splat(builder: ir.IRBuilder, scalar: ir.Value) -> ir.Value:
+    """A vector of 16 copies of a float32 scalar."""
+    undef = ir.Constant(VEC, ir.Undefined)
+    one = builder.insert_element(undef, scalar, ir.Constant(I32, 0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(I32, LANES),
+                                                          [ir.Constant(I32, 0)] * LANES))
+
+
 # The epilogue the kernels apply before they store (so a fused group needs no second pass
 # over its output): bits of `mode`; the formulas are the registry's, in the same order
 # (graphcnn/ops/elementwise.py), so the results equal the generated epilogue's bit for bit.
@@ -83,24 +91,20 @@ ADD_SIDE, CLIP, RELU, ADD_BIAS = 1, 2, 4, 8
 
 
 def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir.Value,
-                  mode: ir.Value, low: ir.Value, high: ir.Value) -> ir.Value:
+                  mode: ir.Value, low: ir.Value, high: ir.Value, reads_side: bool = True
+                  ) -> ir.Value:
     """value (+ side[at..at+16] if ADD_SIDE), then clip(low, high) if CLIP or relu if RELU.
-    `side` must point at readable memory even without ADD_SIDE (it is read, not used)."""
+    `side` must point at readable memory even without ADD_SIDE (it is read, not used);
+    with reads_side False it is not read, and ADD_SIDE must be off (emit_by_side)."""
     vec = value.type
 
     def flag(bit: int) -> ir.Value:
         return builder.icmp_signed("!=", builder.and_(mode, i64(bit)), i64(0))
 
-    def splat(scalar: ir.Value) -> ir.Value:
-        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar,
-                                     ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                  [ir.Constant(ir.IntType(32), 0)] * LANES))
-
-    value = builder.select(flag(ADD_SIDE),
-                           builder.fadd(value, load_vector(builder, side, at)), value)
-    lo, hi = splat(low), splat(high)
+    if reads_side:
+        value = builder.select(flag(ADD_SIDE),
+                               builder.fadd(value, load_vector(builder, side, at)), value)
+    lo, hi = splat(builder, low), splat(builder, high)
     # clip: low if x < low else (high if x > high else x)
     clipped = builder.select(builder.fcmp_ordered("<", value, lo), lo, builder.select(
         builder.fcmp_ordered(">", value, hi), hi, value))
@@ -109,6 +113,19 @@ def emit_epilogue(builder: ir.IRBuilder, value: ir.Value, side: ir.Value, at: ir
     zero = ir.Constant(vec, [ir.Constant(F32, 0.0)] * LANES)
     rectified = builder.select(builder.fcmp_ordered("<=", value, zero), zero, value)
     return builder.select(flag(RELU), rectified, value)
+
+
+def emit_by_side(builder: ir.IRBuilder, mode: ir.Value, emit: Any) -> None:
+    """emit(reads_side) in two branches, on whether `mode` adds a side: a tile's stores
+    without a side then do not read the output's lines first (a store whose value waits on
+    a read of a line not in the cache is held back until the line comes, where a plain
+    store waits in the store buffer and the tile goes on)."""
+    has_side = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_SIDE)), i64(0))
+    with builder.if_else(has_side) as (with_side, without):
+        with with_side:
+            emit(True)
+        with without:
+            emit(False)
 
 
 def emit_prefetch(builder: ir.IRBuilder, base: ir.Value, at: ir.Value, write: bool) -> None:
