@@ -28,17 +28,13 @@ from graphcnn.backends.cpu.kernels import depthwise, packed_gemm, packed_images
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
 from graphcnn.backends.cpu.kernels.packed_gemm import MR, epilogue, tile_epilogue
 from graphcnn.backends.cpu.kernels.vector_ir import (
-    ADD_BIAS,
     F32,
     I64,
     LANES,
-    emit_by_side,
-    emit_epilogue,
     emit_fma_loop,
+    emit_tile_stores,
     i64,
     load_vector,
-    splat,
-    store_vector,
 )
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
@@ -74,20 +70,9 @@ def _tile_gather_of(vectors: int) -> Any:
                 lambda kk, r: builder.load(builder.gep(
                     w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors)
-            with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
-            def stores(reads_side: bool) -> None:
-                for r in range(MR):
-                    with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
-                        row_bias = splat(builder, builder.load(builder.gep(bias, [i64(r)]),
-                                                               align=4))
-                        for v in range(vectors):
-                            at = builder.add(builder.mul(i64(r), ldc),
-                                             builder.mul(out_row, i64(v)))
-                            value = builder.select(with_bias, builder.fadd(
-                                sums[v * MR + r], row_bias), sums[v * MR + r])
-                            store_vector(builder, emit_epilogue(
-                                builder, value, side, at, mode, low, high, reads_side), c, at)
-            emit_by_side(builder, mode, stores)
+            emit_tile_stores(builder, sums, MR, vectors, rows, lambda r, v: builder.add(
+                builder.mul(i64(r), ldc), builder.mul(out_row, i64(v))), bias, side, c, mode,
+                low, high)
             return context.get_dummy_value()
 
         return sig, codegen

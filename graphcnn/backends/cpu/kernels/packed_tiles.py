@@ -14,17 +14,14 @@ from numba import types
 from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels.vector_ir import (
-    ADD_BIAS,
     ADD_SIDE,
     F32,
     LANES,
-    emit_by_side,
-    emit_epilogue,
     emit_fma_loop,
     emit_prefetch,
+    emit_tile_stores,
     i64,
     load_vector,
-    splat,
     store_vector,
 )
 
@@ -48,7 +45,6 @@ def _tile_of(vectors: int) -> Any:
             w_int, b_int, ldb, c_int, ldc, k, rows, bias_int, side_int, mode, low, high = args
             w, b, c, bias, side = (builder.inttoptr(v, F32.as_pointer())
                                    for v in (w_int, b_int, c_int, bias_int, side_int))
-            with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
             ends = [builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
                     for r in range(MR) for v in range(vectors)]
             for at in ends:   # see PREFETCH_AHEAD
@@ -68,18 +64,8 @@ def _tile_of(vectors: int) -> Any:
                 lambda kk, r: builder.load(builder.gep(
                     w, [builder.add(builder.mul(kk, i64(MR)), i64(r))]), align=4),
                 MR, vectors, prefetch_ahead)
-            def stores(reads_side: bool) -> None:
-                for r in range(MR):
-                    with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
-                        row_bias = splat(builder, builder.load(builder.gep(bias, [i64(r)]),
-                                                               align=4))
-                        for v in range(vectors):
-                            at = builder.add(builder.mul(i64(r), ldc), i64(v * LANES))
-                            value = builder.select(with_bias, builder.fadd(
-                                sums[v * MR + r], row_bias), sums[v * MR + r])
-                            store_vector(builder, emit_epilogue(
-                                builder, value, side, at, mode, low, high, reads_side), c, at)
-            emit_by_side(builder, mode, stores)
+            emit_tile_stores(builder, sums, MR, vectors, rows, lambda r, v: builder.add(
+                builder.mul(i64(r), ldc), i64(v * LANES)), bias, side, c, mode, low, high)
             return context.get_dummy_value()
 
         return sig, codegen

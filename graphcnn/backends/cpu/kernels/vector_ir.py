@@ -128,6 +128,27 @@ def emit_by_side(builder: ir.IRBuilder, mode: ir.Value, emit: Any) -> None:
             emit(False)
 
 
+def emit_tile_stores(builder: ir.IRBuilder, sums: list[ir.Value], count: int, vectors: int,
+                     rows: ir.Value, at_of: Any, bias: ir.Value, side: ir.Value, c: ir.Value,
+                     mode: ir.Value, low: ir.Value, high: ir.Value) -> None:
+    """A tile's stores (packed_tiles' pixel tile, implicit_gemm's): sums[v * count + r] for
+    r < rows (of the tile's `count`) and v < vectors, plus bias[r] where mode has ADD_BIAS,
+    through the epilogue, to c[at_of(r, v)] (side read at the same offsets, where mode
+    adds it)."""
+    with_bias = builder.icmp_signed("!=", builder.and_(mode, i64(ADD_BIAS)), i64(0))
+
+    def stores(reads_side: bool) -> None:
+        for r in range(count):
+            with builder.if_then(builder.icmp_signed("<", i64(r), rows)):
+                row_bias = splat(builder, builder.load(builder.gep(bias, [i64(r)]), align=4))
+                for v in range(vectors):
+                    at, value = at_of(r, v), sums[v * count + r]
+                    value = builder.select(with_bias, builder.fadd(value, row_bias), value)
+                    store_vector(builder, emit_epilogue(builder, value, side, at, mode, low,
+                                                        high, reads_side), c, at)
+    emit_by_side(builder, mode, stores)
+
+
 def emit_prefetch(builder: ir.IRBuilder, base: ir.Value, at: ir.Value, write: bool) -> None:
     """A hint that the line holding base[at] is about to be read (or written): fetched into
     the cache now, so the access that follows does not wait for it."""
