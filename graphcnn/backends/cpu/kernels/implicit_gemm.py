@@ -47,7 +47,7 @@ def _tile_gather_of(vectors: int) -> Any:
         for q < 16, v < vectors (output rows) and r < rows, with w the (K, MR) panel of
         packed weights and off the taps' offsets; k_len >= 1; then, by `mode`, bias[r]
         added and the epilogue applied before the store, as packed_tiles' pixel tile does
-        (side read at c's offsets, readable even when its bit is off)."""
+        (side read at c's offsets, only where mode adds it)."""
         sig = types.void(types.uintp, types.uintp, types.uintp, types.int64, types.uintp,
                          types.int64, types.int64, types.int64, types.int64, types.uintp,
                          types.uintp, types.int64, types.float32, types.float32)

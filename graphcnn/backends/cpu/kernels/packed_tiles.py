@@ -35,8 +35,8 @@ def _tile_of(vectors: int) -> Any:
         """c[r * ldc + q] = sum_k w[k * MR + r] * b[k * ldb + q] for q < 16 * vectors and
         r < rows, with w the (K, MR) panel of packed weights; k_len >= 1; then, by `mode`,
         bias[r] added (ADD_BIAS) and the epilogue (emit_epilogue: side read at c's
-        offsets) applied before the store. bias and side must be readable where they are
-        read (for r < rows, at c's offsets) even when their bits are off."""
+        offsets, only where mode adds it) applied before the store. bias must be readable
+        for r < rows even when its bit is off."""
         sig = types.void(types.uintp, types.uintp, types.int64, types.uintp, types.int64,
                          types.int64, types.int64, types.uintp, types.uintp, types.int64,
                          types.float32, types.float32)
