@@ -150,7 +150,7 @@ def test_a_conv_layer_is_tuned_between_its_algorithms(tuning):
     np.testing.assert_allclose(out, conv2d_ref(x, w, **attrs), rtol=1e-4, atol=1e-4)
     (entry,) = json.loads(tuning.read_text())["machines"][autotune.machine_key()]["choices"].values()
     assert set(entry["ms"]) == {"gemm", "winograd", "winograd-packed", "winograd-f4",
-                                "packed", "packed-channels", "implicit"}
+                                "packed", "packed-channels", "implicit", "nchw16c"}
     assert entry["choice"] in entry["ms"]
 
 

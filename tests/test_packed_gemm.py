@@ -139,12 +139,14 @@ def conv_case(draw, kernel=3, height=20, width=20, stride=2, dilation=1, pad=2, 
 
 
 @given(case=conv_case(), bias=st.booleans(), seed=st.integers(0, 2**16),
-       algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed", "implicit"]))
+       algorithm=st.sampled_from(["packed", "packed-channels", "winograd-packed", "implicit",
+                                  "nchw16c"]))
 def test_conv2d_on_the_packed_gemm_equals_the_reference(case, bias, seed, algorithm):
     """conv2d through the cpu kernel with a packed GEMM chosen (1x1 convs on the image
     itself, others on im2col columns or, 'implicit', on the padded image through a table
     of tap offsets; 3x3 stride-1 ones also by Winograd with its products on the
-    microkernel), bias added after: equal to the reference."""
+    microkernel; 'nchw16c', the blocked tap-table kernel copied back to NCHW), bias added
+    after: equal to the reference."""
     from graphcnn.backends.cpu import autotune
     from graphcnn.backends.cpu.kernels import conv_gemm
     x_shape, w_shape, attrs = case
@@ -249,15 +251,16 @@ def test_the_kernels_buffers_start_on_a_cache_line():
     assert not aligned_zeros((2, 3), np.float32).any()
 
 
-@pytest.mark.parametrize("kernel", ["packed", "implicit"])
+@pytest.mark.parametrize("kernel", ["packed", "implicit", "nchw16c"])
 @pytest.mark.parametrize("mode", ["relu", "clip", "add", "add+relu"])
 def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode, kernel):
-    """conv2d_packed and the implicit GEMM with a bias and a fused group's epilogue (a
-    residual add, then relu or clip), whole 64-pixel blocks, a block of 16 and a tail (9x9
-    = 81 pixels; the implicit GEMM: rows of 9, a partial block each), a partial panel of
-    weight rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue computed
-    one after the other, NaN in the side included."""
-    from graphcnn.backends.cpu.kernels import implicit_gemm
+    """conv2d_packed, the implicit GEMM and the blocked kernel copied back to NCHW with a
+    bias and a fused group's epilogue (a residual add, then relu or clip), whole 64-pixel
+    blocks, a block of 16 and a tail (9x9 = 81 pixels; the implicit GEMM: rows of 9, a
+    partial block each; nchw16c: 13 channels, a partial block), a partial panel of weight
+    rows (13 = 2 x 6 + 1): equal to the conv, the bias and the epilogue computed one after
+    the other, NaN in the side included."""
+    from graphcnn.backends.cpu.kernels import implicit_gemm, nchw16c_nchw
     from graphcnn.backends.cpu.kernels import packed_gemm as pg
     from graphcnn.backends.cpu.kernels.nchw16c_conv import Epilogue
     from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
@@ -269,7 +272,8 @@ def test_packed_conv_applies_bias_and_epilogue_as_it_stores(mode, kernel):
     bits = {"relu": RELU, "clip": CLIP, "add": ADD_SIDE, "add+relu": ADD_SIDE | RELU}[mode]
     epilogue = Epilogue(side if bits & ADD_SIDE else None, bits, -0.5, 0.75)
     out = np.full((2, 13, 9, 9), np.nan, np.float32)
-    conv = pg.conv2d_packed if kernel == "packed" else implicit_gemm.conv2d_implicit_gemm
+    conv = {"packed": pg.conv2d_packed, "implicit": implicit_gemm.conv2d_implicit_gemm,
+            "nchw16c": nchw16c_nchw.conv2d_through_blocks}[kernel]
     conv(x, w, out, attrs, None, bias, epilogue)
     want = np.empty_like(out)
     conv(x, w, want, attrs)

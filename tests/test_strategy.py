@@ -48,7 +48,7 @@ def test_representative_nodes_get_their_implementations():
                             padding=(2, 2, 2, 2)))[0].name == "direct"
     # a 1x1 conv of GEMM size: the cost model's im2col-free GEMM among the packed ones
     chosen, why = choose(conv_site("conv2d", (1, 64, 14, 14), (64, 64, 1, 1), (1, 64, 14, 14)))
-    assert chosen.name == "gemm" and why == "cost model, of gemm | packed | packed-channels"
+    assert chosen.name == "gemm" and why == "cost model, of gemm | packed | packed-channels | nchw16c"
     # NCHW16c: a 1x1 conv on a blocked input
     blocked = conv_site("conv2d_blocked", (1, 4, 14, 14, 16), (64, 64, 1, 1), (1, 4, 14, 14, 16))
     assert choose(blocked)[0].name == "nchw16c-1x1"
@@ -64,7 +64,8 @@ def test_a_3x3_conv_with_autotune_off_takes_the_cost_models_choice(monkeypatch):
     chosen, why = choose(site)
     assert chosen.name == "winograd"
     assert why == ("cost model, of gemm | winograd | winograd-packed | packed | "
-                   "packed-channels | implicit; outside the accuracy contract: winograd-f4 "
+                   "packed-channels | implicit | nchw16c; outside the accuracy contract: "
+                   "winograd-f4 "
                    "(declared 30x the GEMM's error)")
 
 
@@ -81,7 +82,7 @@ def test_ties_are_the_autotuners_with_the_same_key_as_before(monkeypatch):
     geometry = (("stride", (1, 1)), ("padding", (0, 0, 0, 0)), ("dilation", (1, 1)),
                 ("groups", 1))
     assert asked == [("conv2d", ((1, 64, 14, 14), (64, 64, 1, 1), geometry, "<f4", "frozen"),
-                      ["gemm", "packed", "packed-channels"], "gemm")]
+                      ["gemm", "nchw16c", "packed", "packed-channels"], "gemm")]
 
 
 def test_dense_ops_go_to_blas_when_big_enough():

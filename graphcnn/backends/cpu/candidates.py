@@ -17,6 +17,8 @@ from graphcnn.backends.cpu.kernels import (
     conv_gemm_grad,
     depthwise,
     implicit_gemm,
+    nchw16c_conv,
+    nchw16c_nchw,
     packed_gemm,
     packed_images,
     winograd,
@@ -189,6 +191,7 @@ _GEMM_FUNCTIONS: dict[str, Callable[[str], Callable[..., None]]] = {
     "packed": lambda op: packed_images.conv2d_packed,
     "packed-channels": lambda op: packed_images.conv2d_packed_channels,
     "implicit": lambda op: implicit_gemm.conv2d_implicit_gemm,
+    "nchw16c": lambda op: nchw16c_nchw.conv2d_through_blocks,
 }
 
 
@@ -294,6 +297,7 @@ _PREPACKS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
     "packed": lambda op, w: packed_gemm.packed_conv_weights(w),
     "packed-channels": lambda op, w: packed_gemm.packed_conv_weights(w, packed_gemm.LANES),
     "implicit": lambda op, w: packed_gemm.packed_conv_weights(w),
+    "nchw16c": lambda op, w: nchw16c_conv.packed_weights(w),
 }
 
 
@@ -321,6 +325,7 @@ _GEMM_SCRATCH: dict[str, Callable[[Site], conv_gemm.Scratch]] = {
                                                                packed_gemm.LANES),
     "implicit": lambda site: implicit_gemm.implicit_scratch(*_operands(site)[1:], site.attrs,
                                                             _operands(site)[0][0]),
+    "nchw16c": lambda site: nchw16c_nchw.through_blocks_scratch(*_operands(site), site.attrs),
 }
 
 
@@ -354,14 +359,13 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
 def _stored(name: str, site: Site, panels: np.ndarray | None
             ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
     """The packed and implicit GEMMs' store for a forward conv: bias and a fused group's
-    epilogue (relu, clip, a residual add) applied as each tile is stored, so the group
-    needs no second pass over its output (the other algorithms: None, the generated
-    epilogue)."""
-    if name not in ("packed", "implicit") or site.op != "conv2d":
+    epilogue (relu, clip, a residual add) applied as each tile is stored (nchw16c: as its
+    blocks are copied to NCHW), so the group needs no second pass over its output (the
+    other algorithms: None, the generated epilogue)."""
+    if name not in ("packed", "implicit", "nchw16c") or site.op != "conv2d":
         return None
     attrs = site.attrs
-    conv = packed_images.conv2d_packed if name == "packed" else \
-        implicit_gemm.conv2d_implicit_gemm
+    conv = _GEMM_FUNCTIONS[name](site.op)
 
     def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
         conv(ins[0], ins[1], out, attrs, panels, ins[2] if len(ins) > 2 else None, epilogue)
@@ -420,6 +424,7 @@ STRATEGIES: dict[str, OpStrategy] = {
         _gemm("packed", _packed_applies),
         _gemm("packed-channels", _packed_applies),
         _gemm("implicit", _implicit_applies),
+        _gemm("nchw16c", _packed_applies),
         Candidate("depthwise-3x3", 2, _depthwise_3x3, _depthwise,
                   rule="depthwise 3x3 (too little work per group for a GEMM)"),
         Candidate("direct-wide", 1, lambda s: is_unpadded_unit_stride(s.attrs), _wide,

@@ -44,6 +44,8 @@ NR = 8  # pixels per tile: eight accumulators, one weight load and eight broadca
 
 NB = 2  # output blocks per panel: 16 accumulators, two weight loads per eight broadcasts
 
+PANELS_BYTES = 1 << 20  # the weight panels a task's tiles pass over at once: half an L2
+
 
 @intrinsic
 def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr, plane,
@@ -97,7 +99,7 @@ def tile(typingctx, w_addr, x_addr, table_addr, k_len, step, bias_addr, out_addr
 
 @numba.njit(**JIT)
 def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk, groups,
-               side, mode, low, high):
+               in_cache, side, mode, low, high):
     """out = conv(x) + bias, out in NCHW16c seen as (N, O/16, rows, row length, 16): tile
     (n, row, t) reads x from n * image_step + row * row_step + t * NR * step on, through
     the table. Tasks are (chunk of tiles, group of weight panels); within one, the tiles
@@ -116,28 +118,40 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
     s0 = side.ctypes.data
     for task in prange(chunks * groups):
         ck, grp = task // groups, task % groups
-        for g in range(ck * chunk, min(total, (ck + 1) * chunk)):
-            image, rest = g // (rows * per_row), g % (rows * per_row)
-            row, t = rest // per_row, rest % per_row
-            valid = min(NR, row_len - t * NR)
-            x_at = x0 + (image * image_step + row * row_step + t * NR * step) * 4
-            pixel = row * row_len + t * NR
-            for p in range(grp * per_group, min(panels, (grp + 1) * per_group)):
-                ob = p * NB
-                at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
-                tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
-                     b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
-                     s0 + at, mode, low, high)
+        last_panel = min(panels, (grp + 1) * per_group)
+        for p0 in range(grp * per_group, last_panel, in_cache):
+            for g in range(ck * chunk, min(total, (ck + 1) * chunk)):
+                image, rest = g // (rows * per_row), g % (rows * per_row)
+                row, t = rest // per_row, rest % per_row
+                valid = min(NR, row_len - t * NR)
+                x_at = x0 + (image * image_step + row * row_step + t * NR * step) * 4
+                pixel = row * row_len + t * NR
+                for p in range(p0, min(last_panel, p0 + in_cache)):
+                    ob = p * NB
+                    at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
+                    tile(w0 + p * k_len * NB * LANES * 4, x_at, t0, k_len, step,
+                         b0 + ob * LANES * 4, o0 + at, plane, min(NB, ob_len - ob), valid,
+                         s0 + at, mode, low, high)
 
 
-def split(tiles: int, panels: int, threads: int) -> tuple[int, int]:
-    """(tiles per chunk, groups of weight panels): about four tasks per thread, from the
-    tiles where there are enough of them, else from the panels too (a 7x7 plane at
-    batch 1 is seven tiles)."""
+def split(tiles: int, panels: int, threads: int, weight_bytes: int, input_bytes: int
+          ) -> tuple[int, int]:
+    """(tiles per chunk, groups of weight panels) for about four tasks per thread. Each
+    chunk of tiles reads all the weights of its group once, and each group reads its chunk's
+    input, so a split into `chunks` x `groups` moves about chunks * weight_bytes + groups *
+    input_bytes: the groups are as many as make that least (a 56x56 plane's few weights:
+    one group; a 7x7 plane at batch 1 under 4 MB of weights: one chunk)."""
     want = 4 * threads
-    if tiles >= want:
-        return -(-tiles // want), 1
-    return 1, min(panels, -(-want // tiles))
+    best = (-1.0, 1, 1)
+    groups = 1
+    while groups <= min(panels, want):
+        chunks = min(tiles, -(-want // groups))
+        moved = chunks * weight_bytes + groups * input_bytes
+        if best[0] < 0 or moved < best[0]:
+            best = (moved, chunks, groups)
+        groups *= 2
+    _, chunks, groups = best
+    return -(-tiles // chunks), groups
 
 
 class Epilogue(NamedTuple):
@@ -167,9 +181,10 @@ def _run(wp: np.ndarray, xp: np.ndarray, table: np.ndarray, bias16: np.ndarray,
          epilogue: Epilogue) -> None:
     row_len = out.shape[2] * out.shape[3] // rows
     tiles = out.shape[0] * rows * -(-row_len // NR)
-    chunk, groups = split(tiles, wp.shape[0], numba.get_num_threads())
+    chunk, groups = split(tiles, wp.shape[0], numba.get_num_threads(), wp.nbytes, xp.nbytes)
+    in_cache = max(1, PANELS_BYTES // (wp.shape[1] * wp.shape[2] * 4))
     launch(_conv_rows, wp, xp, table, bias16, out, step, row_step, image_step, rows, chunk,
-           groups, *epilogue.args(out))
+           groups, in_cache, *epilogue.args(out))
 
 
 @functools.lru_cache(maxsize=256)
