@@ -134,24 +134,41 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
                          s0 + at, mode, low, high)
 
 
+@functools.lru_cache(maxsize=1024)
 def split(tiles: int, panels: int, threads: int, weight_bytes: int, input_bytes: int
           ) -> tuple[int, int]:
-    """(tiles per chunk, groups of weight panels) for about four tasks per thread. Each
-    chunk of tiles reads all the weights of its group once, and each group reads its chunk's
-    input, so a split into `chunks` x `groups` moves about chunks * weight_bytes + groups *
-    input_bytes: the groups are as many as make that least (a 56x56 plane's few weights:
-    one group; a 7x7 plane at batch 1 under 4 MB of weights: one chunk)."""
+    """(tiles per chunk, groups of weight panels). Each chunk of tiles reads all the weights
+    of its group once, and each group reads its chunk's input, so a split into `chunks` x
+    `groups` tasks moves about chunks * weight_bytes + groups * input_bytes. Of the splits
+    into about four tasks per thread or into single tiles, the one that moves least among
+    those whose threads get even shares (within 5%; _prange_shares) wins: a 56x56 plane's
+    few weights, one group; a 7x7 plane at batch 1 under 4 MB of weights, one chunk; seven
+    tiles over five panels at batch 1, tile by tile, for balance."""
     want = 4 * threads
-    best = (-1.0, 1, 1)
-    groups = 1
-    while groups <= min(panels, want):
-        chunks = min(tiles, -(-want // groups))
-        moved = chunks * weight_bytes + groups * input_bytes
-        if best[0] < 0 or moved < best[0]:
-            best = (moved, chunks, groups)
-        groups *= 2
-    _, chunks, groups = best
-    return -(-tiles // chunks), groups
+    options = []
+    for groups in range(1, min(panels, want) + 1):
+        per_group = -(-panels // groups)
+        used = -(-panels // per_group)
+        if used != groups:
+            continue
+        for chunks in {min(tiles, -(-want // groups)), tiles}:
+            chunk = -(-tiles // chunks)
+            chunks = -(-tiles // chunk)
+            work = [min(chunk, tiles - c * chunk) * min(per_group, panels - g * per_group)
+                    for c in range(chunks) for g in range(groups)]
+            moved = chunks * weight_bytes + groups * input_bytes
+            options.append((_prange_shares(work, threads) > 1.05, moved, chunk, groups))
+    _, _, chunk, groups = min(options)
+    return chunk, groups
+
+
+def _prange_shares(work: list[int], threads: int) -> float:
+    """The largest thread's work over the mean when a prange over these tasks gives each
+    thread one contiguous run of them (as Numba's scheduler does)."""
+    length = len(work)
+    shares = [sum(work[t * length // threads:(t + 1) * length // threads])
+              for t in range(threads)]
+    return max(shares) * threads / max(1, sum(work))
 
 
 class Epilogue(NamedTuple):
