@@ -102,8 +102,11 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, rows, chunk,
                in_cache, side, mode, low, high):
     """out = conv(x) + bias, out in NCHW16c seen as (N, O/16, rows, row length, 16): tile
     (n, row, t) reads x from n * image_step + row * row_step + t * NR * step on, through
-    the table. Tasks are (chunk of tiles, group of weight panels); within one, the tiles
-    go outer and the panels inner: a tile's input stays in L1 while the panels pass."""
+    the table. Tasks are (chunk of tiles, group of weight panels); within one, `in_cache`
+    panels at a time (an L2's share), the tiles go outer and those panels inner: a tile's
+    input stays in L1 while they pass, and they stay in L2 while the tiles pass (a 7x7
+    plane's 512 -> 512 3x3 has 9.4 MB of weights: all the panels inner had each tile
+    read them from L3 again)."""
     n_len, ob_len = out.shape[0], out.shape[1]
     panels = wp.shape[0]
     plane = out.shape[2] * out.shape[3] * LANES
