@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 
 from graphcnn.backends.cpu.kernels import depthwise, packed_gemm, packed_images
 from graphcnn.backends.cpu.kernels.conv_gemm import workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import MR, epilogue, tile_epilogue
+from graphcnn.backends.cpu.kernels.packed_gemm import MR, conv_side, epilogue, tile_epilogue
 from graphcnn.backends.cpu.kernels.vector_ir import (
     F32,
     I64,
@@ -247,8 +247,7 @@ def conv2d_implicit_gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     wp = packed_gemm.packed_conv_weights(w) if wp is None else wp
     threads = numba.get_num_threads()
     by_images = phases.shape[0] > 1   # one row of phases per thread: the batch is split
-    side = out if epilogue is None or epilogue.side is None else np.ascontiguousarray(
-        epilogue.side)
+    side = conv_side(out, epilogue)
     launch(_implicit_gemm, x, wp, out, kh, kw, sh, sw, pads[0], pads[2], dh, dw, phases, off,
            threads if by_images else 4 * threads, by_images,
            *tile_epilogue(o_len, bias, epilogue, side))

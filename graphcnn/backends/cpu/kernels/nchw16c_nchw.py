@@ -22,6 +22,7 @@ from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels import nchw16c_conv
 from graphcnn.backends.cpu.kernels.conv_gemm import Scratch, workspace
+from graphcnn.backends.cpu.kernels.packed_gemm import conv_side
 from graphcnn.backends.cpu.kernels.packed_gemm import epilogue as apply_epilogue
 from graphcnn.backends.cpu.kernels.vector_ir import ADD_BIAS, LANES
 from graphcnn.backends.cpu.registry import JIT, launch
@@ -89,10 +90,8 @@ def conv2d_through_blocks(x: np.ndarray, w: np.ndarray, out: np.ndarray,
                        np.float32)
     nchw16c_conv.conv2d_nchw16c_general(x, w, _bias16(bias, blocks), staged, attrs,
                                         nchw16c_conv.NO_EPILOGUE, panels)
-    mode, low, high, side = 0, np.float32(0), np.float32(0), out
+    mode, low, high = 0, np.float32(0), np.float32(0)
     if epilogue is not None:
         mode = epilogue.mode & ~ADD_BIAS
         low, high = np.float32(epilogue.low), np.float32(epilogue.high)
-        if epilogue.side is not None:
-            side = np.ascontiguousarray(epilogue.side)
-    launch(_from_blocks, staged, out, side, mode, low, high)
+    launch(_from_blocks, staged, out, conv_side(out, epilogue), mode, low, high)

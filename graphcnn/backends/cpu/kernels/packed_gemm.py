@@ -186,6 +186,15 @@ def tile_epilogue(m_len: int, bias: np.ndarray | None, epilogue: Any, side: np.n
     return bias, side, mode, low, high
 
 
+def conv_side(out: np.ndarray, epilogue: Any) -> np.ndarray:
+    """The array a conv's tiles read the epilogue's side from: the side made contiguous
+    (they index it as they index out), or out itself where there is none (the tiles take an
+    array either way, and read it only where the mode adds it)."""
+    if epilogue is None or epilogue.side is None:
+        return out
+    return np.ascontiguousarray(epilogue.side)
+
+
 @functools.lru_cache(maxsize=64)
 def _zeros(length: int) -> np.ndarray:
     """A bias of zeros, never written (the tiles read a bias whether they add it or not)."""

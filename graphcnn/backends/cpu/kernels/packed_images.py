@@ -159,8 +159,7 @@ def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str
     col = workspace("col", shapes["col"], np.float32) if "col" in shapes else _NO_COLUMNS
     tails = workspace("packed-tail", shapes["packed-tail"], np.float32)
     tiles = workspace("packed-tail-tiles", shapes["packed-tail-tiles"], np.float32)
-    side = out if epilogue is None or epilogue.side is None else np.ascontiguousarray(
-        epilogue.side)
+    side = packed_gemm.conv_side(out, epilogue)
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     launch(_pixels_by_images, wp, x, out, o_len, w.shape[2], w.shape[3], sh, sw, pads[0],
            pads[2], dh, dw, col, tails, tiles, threads, pointwise,
