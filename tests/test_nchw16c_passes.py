@@ -55,3 +55,29 @@ def test_passes_over_a_few_panels_at_a_time_change_no_bit(kernel, monkeypatch):
     nchw16c._from_nchw16c(outs[1], back)
     want = get_op("conv2d").run_ref([x, w, b], attrs)[0]
     np.testing.assert_allclose(back, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("max_batch", [None, 3])
+def test_a_model_forced_to_nchw16c_equals_the_reference_at_any_batch(max_batch):
+    """Every conv of a small ResNet-like model on the blocked kernel copied back to NCHW
+    (a stride-2 3x3 with relu, a 1x1 projection, a 3x3 with the residual add and relu as
+    the copy's epilogue; 20 channels, a partial block): one kernel per group, equal to the
+    reference; compiled for a dynamic batch, at batches 1 and 3 from one executable."""
+    import graphcnn as gc
+    from graphcnn import nn
+    from graphcnn.backends.cpu.strategy import forced
+    x = gc.Input((8, 12, 12), name="x")
+    y = gc.relu(nn.Conv2d(8, 20, 3, stride=2, padding=1)(x))
+    y = gc.relu(nn.Conv2d(20, 20, 3, padding=1)(y) + nn.Conv2d(8, 20, 1, stride=2)(x))
+    model = gc.Model(x, y)
+    with forced({"conv2d": "nchw16c"}):
+        exe = gc.compile(model, batch_size=None if max_batch else 3, max_batch=max_batch)
+    rows = exe.runner.implementations()   # the two fused groups and the projection
+    assert [(op, name) for _, op, name, _ in rows] == [
+        ("fused", "nchw16c"), ("conv2d", "nchw16c"), ("fused", "nchw16c")]
+    assert all("as it stores" in why for _, op, _, why in rows if op == "fused")
+    rng = np.random.default_rng(5)
+    for batch in ([1, 3] if max_batch else [3]):
+        xs = rng.standard_normal((batch, 8, 12, 12)).astype(np.float32)
+        want = gc.compile(model, batch_size=batch, backend="reference", opt_level=0)(xs)
+        np.testing.assert_allclose(exe(xs), want, rtol=1e-4, atol=1e-5)
