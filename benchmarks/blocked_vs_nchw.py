@@ -97,12 +97,12 @@ def compare(batch: int, layer: tuple[int, ...], repeats: int) -> dict[str, float
     return ms
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     layers, repeats = (QUICK, 3) if args.quick else (LAYERS, args.repeats)
     totals = {"best NCHW": 0.0, "blocked": 0.0}
     print(f"batch {args.batch_size}, {numba.get_num_threads()} threads; ms, median of {repeats}")
@@ -120,7 +120,8 @@ def main() -> None:
               f"{ms['blocked'] / best:.2f}  ({ms['blocked GFLOP/s a core']:.0f} GFLOP/s a "
               f"core, difference {ms['difference']:.1e})")
     print(f"sum: best NCHW {totals['best NCHW']:.2f} ms, blocked {totals['blocked']:.2f} ms")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -399,3 +399,20 @@ def test_steal_share_is_the_hosts_share_of_the_cores_time():
     ticks = cpu_ticks()
     if ticks is not None:   # Linux: (steal, total) since boot
         assert 0 <= ticks[0] <= ticks[1]
+
+
+def test_blocked_vs_nchw_script_times_each_layer_in_both_layouts(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "blocked_vs_nchw.py"
+    spec = importlib.util.spec_from_file_location("blocked_vs_nchw_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--quick", "--batch-size", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch 2") and lines[-1].startswith("sum: best NCHW")
+    rows = lines[1:-1]
+    assert len(rows) == 2 and "implicit" not in rows[0] and "implicit" in rows[1]
+    for row in rows:   # every kernel timed, the blocked one's result equal to the NCHW's
+        assert all(name in row for name in ("packed", "nchw16c", "blocked/best"))
+        assert float(row.split("difference ")[1].rstrip(")")) < 1e-5
