@@ -154,7 +154,9 @@ def split(tiles: int, panels: int, threads: int, weight_bytes: int, input_bytes:
         used = -(-panels // per_group)
         if used != groups:
             continue
-        for chunks in {min(tiles, -(-want // groups)), tiles}:
+        # single tiles only where they are few: a large plane's chunks balance anyway
+        for chunks in {min(tiles, -(-want // groups))} | ({tiles} if tiles <= 8 * want
+                                                           else set()):
             chunk = -(-tiles // chunks)
             chunks = -(-tiles // chunk)
             work = [min(chunk, tiles - c * chunk) * min(per_group, panels - g * per_group)
