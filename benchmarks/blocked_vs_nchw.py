@@ -16,9 +16,7 @@ two small layers, 3 calls (to check the script runs).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +34,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: E402
     packed_gemm,
     packed_images,
 )
+from graphcnn.bench.common import measure  # noqa: E402
 
 # (input channels, input size, output channels, kernel, stride, padding): ResNet-50's
 LAYERS = ((3, 224, 64, 7, 2, 3), (64, 56, 64, 1, 1, 0), (64, 56, 256, 1, 1, 0), (256, 56, 64, 1, 1, 0),
@@ -48,14 +47,7 @@ QUICK = ((16, 8, 32, 1, 1, 0), (16, 8, 32, 3, 2, 1))
 
 
 def median_ms(run: Callable[[], None], repeats: int) -> float:
-    run()
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return float(measure(run, repeats, warmup=2)["median_ms"])
 
 
 def compare(batch: int, layer: tuple[int, ...], repeats: int) -> dict[str, float]:
