@@ -13,7 +13,6 @@ pays: it times this against the NCHW kernels, epilogue included.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numba
@@ -22,10 +21,11 @@ from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels import nchw16c_conv
 from graphcnn.backends.cpu.kernels.conv_gemm import Scratch, workspace
-from graphcnn.backends.cpu.kernels.packed_gemm import conv_side
+from graphcnn.backends.cpu.kernels.packed_gemm import conv_side, zero_bias
 from graphcnn.backends.cpu.kernels.packed_gemm import epilogue as apply_epilogue
 from graphcnn.backends.cpu.kernels.vector_ir import ADD_BIAS, LANES
 from graphcnn.backends.cpu.registry import JIT, launch
+from graphcnn.ops.layout import blocks
 
 
 @numba.njit(**JIT)
@@ -49,31 +49,23 @@ def _from_blocks(x, out, side, mode, low, high):
                                             mode, low, high)
 
 
-def _blocks(channels: int) -> int:
-    return -(-channels // LANES)
-
-
 def through_blocks_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                            out_hw: tuple[int, int], attrs: dict[str, Any]) -> Scratch:
     """The workspaces conv2d_through_blocks takes: the blocked output, and the blocked
     kernel's padded copy of x where the conv pads."""
-    shape = (x_shape[0], _blocks(w_shape[0]), *out_hw, LANES)
+    shape = (x_shape[0], blocks(w_shape[0]), *out_hw, LANES)
     return {"nchw16c-out": (shape, np.dtype(np.float32)),
             **nchw16c_conv.general_scratch(x_shape, attrs, np.float32)}
 
 
-@functools.lru_cache(maxsize=64)
-def _no_bias(length: int) -> np.ndarray:
-    """A bias of zeros, never written (the blocked kernel adds one either way)."""
-    return np.zeros(length, np.float32)
-
-
-def _bias16(bias: np.ndarray | None, blocks: int) -> np.ndarray:
+def _bias16(bias: np.ndarray | None, count: int) -> np.ndarray:
+    """The bias as the blocked kernel reads it: `count` whole blocks, zeros past the
+    channels (or all zeros, shared, where there is none)."""
     if bias is None:
-        return _no_bias(blocks * LANES)
-    if bias.shape[0] == blocks * LANES:
+        return zero_bias(count * LANES)
+    if bias.shape[0] == count * LANES:
         return np.ascontiguousarray(bias, np.float32)
-    padded = np.zeros(blocks * LANES, np.float32)
+    padded = np.zeros(count * LANES, np.float32)
     padded[:bias.shape[0]] = bias
     return padded
 
@@ -85,10 +77,10 @@ def conv2d_through_blocks(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     `epilogue` (an nchw16c_conv.Epilogue, its side of out's shape) if given: computed into
     a blocked workspace, then copied to out; `panels`: nchw16c_conv.packed_weights(w) made
     already."""
-    blocks = _blocks(w.shape[0])
-    staged = workspace("nchw16c-out", (out.shape[0], blocks, *out.shape[2:], LANES),
+    count = blocks(w.shape[0])
+    staged = workspace("nchw16c-out", (out.shape[0], count, *out.shape[2:], LANES),
                        np.float32)
-    nchw16c_conv.conv2d_nchw16c_general(x, w, _bias16(bias, blocks), staged, attrs,
+    nchw16c_conv.conv2d_nchw16c_general(x, w, _bias16(bias, count), staged, attrs,
                                         nchw16c_conv.NO_EPILOGUE, panels)
     mode, low, high = 0, np.float32(0), np.float32(0)
     if epilogue is not None:

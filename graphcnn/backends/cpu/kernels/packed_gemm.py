@@ -180,7 +180,7 @@ def tile_epilogue(m_len: int, bias: np.ndarray | None, epilogue: Any, side: np.n
     if epilogue is not None:
         mode, low, high = epilogue.mode, np.float32(epilogue.low), np.float32(epilogue.high)
     if bias is None:
-        bias = _zeros(m_len)
+        bias = zero_bias(m_len)
     else:
         mode |= ADD_BIAS
     return bias, side, mode, low, high
@@ -196,7 +196,7 @@ def conv_side(out: np.ndarray, epilogue: Any) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _zeros(length: int) -> np.ndarray:
+def zero_bias(length: int) -> np.ndarray:
     """A bias of zeros, never written (the tiles read a bias whether they add it or not)."""
     return np.zeros(length, np.float32)
 
