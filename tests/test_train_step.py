@@ -92,6 +92,22 @@ def test_the_depthwise_3x3_weight_gradient_keeps_nan_and_inf_as_the_direct_kerne
         assert np.isnan(mine[2]).all()
 
 
+def test_an_infinity_that_no_window_reads_leaves_the_weight_gradient_finite():
+    """Unpadded at stride 2, x's last column of six is read by no window: an Inf there
+    meets only the kernel's zero columns, and the result is the reference's, finite, as
+    the direct kernel's."""
+    rng = np.random.default_rng(6)
+    attrs = dict(UNPADDED, stride=(2, 2), padding=(0, 0, 0, 0), groups=3)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    x[:, :, :, 5] = np.inf
+    dy = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    mine, direct = np.empty((3, 1, 3, 3), np.float32), np.empty((3, 1, 3, 3), np.float32)
+    depthwise.depthwise3x3_weight_grad(dy, x, mine, attrs)
+    launch(conv._conv2d_weight_grad, dy, x, direct, *conv.geometry(attrs))
+    assert np.isfinite(direct).all()
+    np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("hw", [(9, 7), (3, 3), (1, 2), (14, 14)])
 def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
     """Stride 1, one pixel of padding: the forward kernel over dy, filters turned."""

@@ -247,12 +247,26 @@ def _conv2d_weight_grad_wide(dy, x, dw_out, groups):
 def conv2d_weight_grad_wide(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
                             attrs: dict[str, Any]) -> None:
     """The weight gradient of a stride-1 unpadded conv (is_unpadded_unit_stride): the
-    wide kernel, or the direct one where x holds a NaN or an infinity (the wide kernel's
-    zero columns would multiply it)."""
-    if all_finite(x):
-        launch(_conv2d_weight_grad_wide, dy, x, dw_out, attrs["groups"])
-    else:
+    wide kernel, then the direct one where its result is not finite (the wide kernel's
+    zero columns multiply inputs that the reference never reads: see
+    direct_weight_grad_if_nonfinite)."""
+    launch(_conv2d_weight_grad_wide, dy, x, dw_out, attrs["groups"])
+    direct_weight_grad_if_nonfinite(dy, x, dw_out, attrs)
+
+
+def direct_weight_grad_if_nonfinite(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
+                                    attrs: dict[str, Any]) -> None:
+    """After a weight-gradient kernel that also multiplies some inputs the reference does
+    not read by zeros (the wide kernels' columns past each row's end): this module's
+    direct kernel again where the result holds a NaN or an infinity. A NaN or Inf that the
+    reference reads reaches its result too, and one that only those zeros meet makes a
+    NaN (0 * Inf, 0 * NaN) that NaN and Inf keep to the end of every sum: so a finite
+    result means the direct kernel's is the same up to rounding, and checking the small
+    result replaces a pass over the whole input beforehand."""
+    if not all_finite(dw_out):
         launch(_conv2d_weight_grad, dy, x, dw_out, *geometry(attrs))
+    elif recording():  # an artifact's recording run: its code goes in the artifact too
+        launch(_conv2d_weight_grad, dy, x, np.empty_like(dw_out), *geometry(attrs))
 
 
 @numba.njit(**REDUCE_JIT)

@@ -177,7 +177,8 @@ def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias
 # dot of wide with the scratch at the tap's offset: nine dots of unit-stride loads where the
 # generic direct kernel makes nine short dots per output row. Products with the zero
 # padding are computed as the reference computes them (a NaN or infinite dy makes every tap
-# NaN); the zeros past each row meet real inputs, so a caller checks x is finite first.
+# NaN); the zeros past each row meet real inputs, so a result that is not finite is
+# computed again by the generic kernel (conv.direct_weight_grad_if_nonfinite).
 
 @numba.njit(fastmath={"reassoc", "contract"}, **JIT)
 def _depthwise3x3_weight_grad(dy, x, dw_out, sh, sw, pt, pl):
@@ -229,12 +230,10 @@ def _depthwise3x3_weight_grad(dy, x, dw_out, sh, sw, pt, pl):
 def depthwise3x3_weight_grad(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
                              attrs: dict[str, Any]) -> None:
     """The weight gradient of a depthwise 3x3 conv (conv_shapes.is_depthwise_3x3); the
-    generic direct kernel where x holds a NaN or an infinity (see above)."""
-    if not conv.all_finite(x):
-        launch(conv._conv2d_weight_grad, dy, x, dw_out, *conv.geometry(attrs))
-        return
+    generic direct kernel where the result is not finite (see above)."""
     (sh, sw), pads = attrs["stride"], attrs["padding"]
     launch(_depthwise3x3_weight_grad, dy, x, dw_out, sh, sw, pads[0], pads[2])
+    conv.direct_weight_grad_if_nonfinite(dy, x, dw_out, attrs)
 
 
 # ---- the input gradient, stride 1 -----------------------------------------------------------
