@@ -46,21 +46,43 @@ def _batch_norm_train_grad(dy, x, weight, mean, var, eps, dx, dweight, dbias):
     for c in prange(c_len):
         m = np.float64(mean[c])
         invstd = 1.0 / math.sqrt(np.float64(var[c]) + eps)
+        # Each row's sums apart, then the rows': short dependent chains LLVM keeps in vector
+        # lanes; invstd is applied to the sum, not to every product.
         sum_dy = 0.0
-        sum_dy_xhat = 0.0
+        sum_dy_xc = 0.0
         for n in range(n_len):
+            row_dy = 0.0
+            row_dy_xc = 0.0
             for s in range(s_len):
                 g = np.float64(dy[n, c, s])
-                sum_dy += g
-                sum_dy_xhat += g * (x[n, c, s] - m) * invstd
+                row_dy += g
+                row_dy_xc += g * (np.float64(x[n, c, s]) - m)
+            sum_dy += row_dy
+            sum_dy_xc += row_dy_xc
+        sum_dy_xhat = sum_dy_xc * invstd
         dweight[c] = sum_dy_xhat
         dbias[c] = sum_dy
         scale = np.float64(weight[c]) * invstd / count
-        for n in range(n_len):
-            for s in range(s_len):
-                xhat = (x[n, c, s] - m) * invstd
-                dx[n, c, s] = scale * (count * np.float64(dy[n, c, s]) - sum_dy
-                                       - xhat * sum_dy_xhat)
+        # dx = k_dy * dy - k_x * (x - m) - k_0: the reference's formula with its constants
+        # taken out of the loop (it ran at a third of memory speed). Finite constants mean
+        # finite inputs (a NaN or Inf anywhere reaches the sums), where the two differ by
+        # float64 rounding only; otherwise the reference's own formula keeps its NaN and Inf.
+        k_dy = scale * count
+        k_x = scale * invstd * sum_dy_xhat
+        k_0 = scale * sum_dy
+        fast = math.isfinite(k_dy) and math.isfinite(k_x) and math.isfinite(k_0)
+        # The rows backwards: the last ones read are still in cache.
+        for back in range(n_len):
+            n = n_len - 1 - back
+            if fast:
+                for s in range(s_len):
+                    dx[n, c, s] = (k_dy * np.float64(dy[n, c, s])
+                                   - k_x * (np.float64(x[n, c, s]) - m) - k_0)
+            else:
+                for s in range(s_len):
+                    xhat = (x[n, c, s] - m) * invstd
+                    dx[n, c, s] = scale * (count * np.float64(dy[n, c, s]) - sum_dy
+                                           - xhat * sum_dy_xhat)
 
 
 @cpu_kernel("batch_norm", "batch_norm_normalize")   # the same formula
