@@ -39,10 +39,12 @@ def conv_case(op, n, c, o, hw, k=3, **attrs):
 
 
 # (n, c, o, hw, attrs): ResNet-18's families at small batch: 512@7 (where the issue's
-# autotuned Winograd ran in training), 64@14, a strided 3x3 and a 1x1 downsample.
+# autotuned Winograd ran in training), 64@14, a strided 3x3 and a 1x1 downsample; and a
+# MobileNet-like 1x1 at stride 1 (the pointwise weight gradient; channels not in fours).
 SHAPES = [(1, 512, 512, 7, {}), (2, 64, 64, 14, {}),
           (2, 32, 64, 8, dict(stride=(2, 2))),
-          (2, 64, 128, 8, dict(stride=(2, 2), padding=(0, 0, 0, 0)))]
+          (2, 64, 128, 8, dict(stride=(2, 2), padding=(0, 0, 0, 0))),
+          (2, 26, 38, 24, dict(padding=(0, 0, 0, 0)))]
 
 
 @pytest.mark.parametrize("op", CONV_OPS)
@@ -180,11 +182,11 @@ def resnet_case():
     return training_case("resnet18", 8, 32, width=32)
 
 
-@pytest.mark.parametrize("algorithm", [None, "packed", "implicit"])
+@pytest.mark.parametrize("algorithm", [None, "packed", "implicit", "pointwise"])
 def test_mobilenet_v2_training_gradients_meet_the_contract(algorithm, mobilenet_case):
     """MobileNetV2 (width 0.5, batch 8 at 48x48, no dropout) in training, with the cost
-    model's choices and with each packed GEMM forced where it applies (no Winograd: its
-    3x3 convs are depthwise or strided)."""
+    model's choices and with each packed GEMM (and the 1x1 weight gradients' dots) forced
+    where it applies (no Winograd: its 3x3 convs are depthwise or strided)."""
     model, x, y, exact, ref_errors = mobilenet_case
     with forced({op: algorithm for op in CONV_OPS} if algorithm else {}):
         step = gc.value_and_grad(model, batch_size=len(x))
