@@ -40,7 +40,7 @@ def conv_case(op, n, c, o, hw, k=3, **attrs):
 
 # (n, c, o, hw, attrs): ResNet-18's families at small batch: 512@7 (where the issue's
 # autotuned Winograd ran in training), 64@14, a strided 3x3 and a 1x1 downsample; and a
-# MobileNet-like 1x1 at stride 1 (the pointwise weight gradient; channels not in fours).
+# MobileNet-like 1x1 at stride 1 (the weight gradient's dots; channels not in fours).
 SHAPES = [(1, 512, 512, 7, {}), (2, 64, 64, 14, {}),
           (2, 32, 64, 8, dict(stride=(2, 2))),
           (2, 64, 128, 8, dict(stride=(2, 2), padding=(0, 0, 0, 0))),
@@ -182,7 +182,7 @@ def resnet_case():
     return training_case("resnet18", 8, 32, width=32)
 
 
-@pytest.mark.parametrize("algorithm", [None, "packed", "implicit", "pointwise"])
+@pytest.mark.parametrize("algorithm", [None, "packed", "implicit", "dots"])
 def test_mobilenet_v2_training_gradients_meet_the_contract(algorithm, mobilenet_case):
     """MobileNetV2 (width 0.5, batch 8 at 48x48, no dropout) in training, with the cost
     model's choices and with each packed GEMM (and the 1x1 weight gradients' dots) forced

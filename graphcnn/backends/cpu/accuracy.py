@@ -46,12 +46,12 @@ BASELINE = "gemm"
 # transforms' rounding, ~3x at 512 channels on 7x7 maps (tests/test_accuracy.py measures).
 # F(4x4, 3x3)'s larger transforms err up to 23x in its forward conv and input gradient (1-5x
 # in its weight gradient; winograd4.py): above the default factor, so the cost model never
-# takes it, and the autotuner only where it measures the layer within. The 1x1 weight
-# gradient's direct dots (pointwise) sum runs of pixels and add them in float64: less than
-# the GEMM's.
+# takes it, and the autotuner only where it measures the layer within. The weight
+# gradient's blocked dots (dots) sum runs of pixels and add them in float64: less than the
+# GEMM's.
 ERROR_GROWTH = {"gemm": 1.0, "winograd": 6.0, "winograd-packed": 6.0, "winograd-f4": 30.0,
                 "packed": 10.0, "packed-channels": 10.0, "implicit": 10.0, "nchw16c": 10.0,
-                "direct": 10.0, "pointwise": 1.0}
+                "direct": 10.0, "dots": 1.0}
 # The ops whose ties are measured (those with a float64 yardstick below); others go by the
 # declared growth.
 MEASURED_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad")

@@ -2,8 +2,8 @@
 GEMMs and the direct kernel of candidates.py, and the kernels for the shapes those serve
 badly in a training step: the weight gradient of a stride-1 unpadded conv too small for a
 GEMM (LeNet-5's c1: conv.py's wide kernel), and both gradients of depthwise 3x3 convs
-(MobileNet's: depthwise.py), and the weight gradient of 1x1 convs over few channels and
-large planes (pointwise_grad.py); and the input gradient of a stride-1 conv as a forward conv of
+(MobileNet's: depthwise.py), and the weight gradient of convs with few weights over large
+planes (the stems, MobileNet's 1x1 layers: weight_grad_dots.py); and the input gradient of a stride-1 conv as a forward conv of
 dy with the weight turned, on the forward conv's packed, implicit and Winograd kernels
 (kernels/turned.py). strategy.py adds these to candidates.STRATEGIES."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ from graphcnn.backends.cpu.candidates import (
     default_algorithm,
     f4_weights,
 )
-from graphcnn.backends.cpu.kernels import conv, depthwise, pointwise_grad, turned, winograd
+from graphcnn.backends.cpu.kernels import conv, depthwise, turned, weight_grad_dots, winograd
 from graphcnn.backends.cpu.kernels.conv_gemm import scratch_bytes
 from graphcnn.backends.cpu.shared_prepack import shared_prepack
 from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_pointwise, is_unpadded_unit_stride
@@ -90,27 +90,26 @@ _DEPTHWISE_S2_INPUT_GRAD = Candidate(
     error_growth=ERROR_GROWTH["direct"])
 
 
-def _pointwise_grad_applies(site: Site) -> bool:
+def _dots_applies(site: Site) -> bool:
     x, w, _ = _operands(site)
-    return pointwise_grad.applies(x, w, site.attrs, site.out_dtype)
+    return weight_grad_dots.applies(x, w, site.attrs, site.out_dtype)
 
 
-def _pointwise_grad(site: Site) -> Core:
+def _dots(site: Site) -> Core:
     attrs = site.attrs
-    return Core(lambda ins, out: pointwise_grad.conv2d_weight_grad_pointwise(ins[0], ins[1],
-                                                                              out, attrs))
+    return Core(lambda ins, out: weight_grad_dots.conv2d_weight_grad_dots(ins[0], ins[1], out,
+                                                                          attrs))
 
 
-def _pointwise_grad_scratch(site: Site) -> dict[str, int]:
-    x, w, _ = _operands(site)
-    return pointwise_grad.scratch(x[0], w[0], w[1])
+def _dots_scratch(site: Site) -> dict[str, int]:
+    _, w, _ = _operands(site)
+    return weight_grad_dots.scratch(w, site.attrs, site.out_dtype.itemsize)
 
 
 # Against the GEMM (the autotuner measures both): few channels over large planes.
-_POINTWISE_GRAD = Candidate("pointwise", 1, _pointwise_grad_applies, _pointwise_grad,
-                            _gemm_sized, rule="1x1: dot products straight from the planes",
-                            scratch=_pointwise_grad_scratch,
-                            error_growth=ERROR_GROWTH["pointwise"])
+_DOTS = Candidate("dots", 1, _dots_applies, _dots, _gemm_sized,
+                  rule="few weights, long sums: blocked dots over runs of pixels in cache",
+                  scratch=_dots_scratch, error_growth=ERROR_GROWTH["dots"])
 
 
 # Ahead of the GEMMs where they are not offered (too little work), as direct-wide is
@@ -173,6 +172,6 @@ GRAD_STRATEGIES = {
         _conv_key, default_algorithm),
     "conv2d_weight_grad": OpStrategy(
         _GRAD_GEMMS + (_gemm("winograd-f4", _winograd4_applies, _winograd_offered, priority=1),
-                       _POINTWISE_GRAD, _DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
+                       _DOTS, _DEPTHWISE_GRAD, _WIDE_GRAD, _DIRECT),
         _conv_key, default_algorithm),
 }
