@@ -223,6 +223,17 @@ def _fused_graphs() -> dict[str, Any]:
     g.set_outputs([g.add("add", [g.add("clip", [conv], low=0.0, high=6.0), x])])
     graphs["depthwise+relu6+add"] = (g, [rng.standard_normal((1, 4, 5, 5)).astype(np.float32)],
                                      None)
+    for stride, dy_hw, x_hw in ((1, (5, 5), (5, 5)), (2, (3, 3), (6, 5))):
+        # A depthwise input gradient through ReLU6's mask (MobileNet's backward): the
+        # kernel keeps each plane's gradients where low < y < high as it writes them.
+        g = Graph(f"depthwise_grad_clip_grad_s{stride}")
+        dy, y = g.input("dy", (1, 4, *dy_hw)), g.input("y", (1, 4, *x_hw))
+        grad = g.add("conv2d_input_grad", [dy, const(g, 4, 1, 3, 3)], stride=stride,
+                     padding=1, groups=4, input_hw=x_hw)
+        g.set_outputs([g.add("clip_grad", [grad, y], low=0.0, high=6.0)])
+        graphs[f"depthwise s{stride} input grad+clip_grad"] = (
+            g, [rng.standard_normal((1, 4, *dy_hw)).astype(np.float32),
+                rng.uniform(-1.0, 7.0, (1, 4, *x_hw)).astype(np.float32)], None)
     g = Graph("linear_relu")
     x = g.input("x", (3, 5))
     g.set_outputs([g.add("relu", [g.add("linear", [x, const(g, 4, 5), const(g, 4)])])])

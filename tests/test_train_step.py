@@ -108,6 +108,36 @@ def test_an_infinity_that_no_window_reads_leaves_the_weight_gradient_finite():
     np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride, dy_hw, x_hw", [(1, (9, 7), (9, 7)), (2, (5, 4), (9, 8))])
+def test_the_depthwise_input_gradient_applies_relu6s_mask_as_it_stores(stride, dy_hw, x_hw):
+    """conv2d_input_grad + clip_grad (MobileNet's backward through a depthwise 3x3 and
+    ReLU6): the depthwise kernel masks each plane as it writes it, no second pass, and the
+    result is the reference's, NaN in dy kept only where the mask passes it."""
+    from graphcnn.ir.graph import Graph
+    from graphcnn.passes.fusion import fuse_operators
+    from graphcnn.runtime.executable import make_runner
+
+    rng = np.random.default_rng(8)
+    g = Graph("depthwise_grad_mask")
+    dy, y = g.input("dy", (2, 6, *dy_hw)), g.input("y", (2, 6, *x_hw))
+    w = g.constant(rng.standard_normal((6, 1, 3, 3)).astype(np.float32))
+    grad = g.add("conv2d_input_grad", [dy, w], stride=stride, padding=1, groups=6,
+                 input_hw=x_hw)
+    g.set_outputs([g.add("clip_grad", [grad, y], low=0.0, high=6.0)])
+    feeds = {dy.id: rng.standard_normal((2, 6, *dy_hw)).astype(np.float32),
+             y.id: rng.uniform(-1.0, 7.0, (2, 6, *x_hw)).astype(np.float32)}
+    feeds[dy.id][1, 2, 1, 1] = np.nan
+    runner = make_runner(fuse_operators(g), "cpu")
+    got = runner.run(feeds)[0]
+    [(_, op, name, why)] = runner.implementations()
+    assert op == "fused" and name.startswith("depthwise-3x3")
+    assert "clip_grad mask applied as it stores" in why
+    want = make_runner(g, "reference").run(feeds)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(want).any() and (want == 0).any()
+
+
 @pytest.mark.parametrize("hw", [(9, 7), (3, 3), (1, 2), (14, 14)])
 def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
     """Stride 1, one pixel of padding: the forward kernel over dy, filters turned."""

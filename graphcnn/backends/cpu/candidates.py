@@ -101,13 +101,16 @@ class Core:
     """A candidate with the node's arguments bound: run(ins, out) computes the op into out,
     its bias too if adds_bias (else the caller adds it: after a GEMM, or in a fused
     group's epilogue); store(ins, out, epilogue), where not None, computes it applying an
-    nchw16c Epilogue as it stores. `prepacked`: the frozen weights in the kernel's form
+    nchw16c Epilogue as it stores; store_mask likewise a clip_grad. `prepacked`: the frozen weights in the kernel's form
     (arrays, or tuples of them), made when the Core was built and held by run and store;
     `prepack()` makes them again (an artifact's recording run calls it, so that the
     transforms' kernels are in the artifact)."""
     run: Callable[[list[np.ndarray], np.ndarray], None]
     adds_bias: bool = True
     store: Callable[[list[np.ndarray], np.ndarray, Any], None] | None = None
+    # store_mask(ins, out, (y, low, high)): computes it, then keeps each output only where
+    # low < y < high (a fused clip_grad), plane by plane while it is in cache.
+    store_mask: Callable[[list[np.ndarray], np.ndarray, Any], None] | None = None
     prepacked: Any = ()
     prepack: Callable[[], Any] | None = None
 

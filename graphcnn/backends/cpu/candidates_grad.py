@@ -62,9 +62,9 @@ _DEPTHWISE_GRAD = Candidate("depthwise-3x3", 2, _depthwise_3x3_grad, _depthwise_
 
 
 def _depthwise_input_grad(site: Site) -> Core:
-    attrs = site.attrs
-    return Core(lambda ins, out: depthwise.depthwise3x3_input_grad(ins[0], ins[1], out,
-                                                                   attrs))
+    attrs, grad = site.attrs, depthwise.depthwise3x3_input_grad
+    return Core(lambda ins, out: grad(ins[0], ins[1], out, attrs),
+                store_mask=lambda ins, out, mask: grad(ins[0], ins[1], out, attrs, mask))
 
 
 _DEPTHWISE_INPUT_GRAD = Candidate(
@@ -76,9 +76,9 @@ _DEPTHWISE_INPUT_GRAD = Candidate(
 
 
 def _depthwise_s2_input_grad(site: Site) -> Core:
-    attrs = site.attrs
-    return Core(lambda ins, out: depthwise.depthwise3x3_s2_input_grad(ins[0], ins[1], out,
-                                                                      attrs))
+    attrs, grad = site.attrs, depthwise.depthwise3x3_s2_input_grad
+    return Core(lambda ins, out: grad(ins[0], ins[1], out, attrs),
+                store_mask=lambda ins, out, mask: grad(ins[0], ins[1], out, attrs, mask))
 
 
 _DEPTHWISE_S2_INPUT_GRAD = Candidate(

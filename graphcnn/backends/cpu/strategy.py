@@ -248,12 +248,40 @@ def _group_of(site: Site, head: Site, name: str, why: str, core: Core,
                                   fused.stored_epilogue_step(attrs, core.store, form),
                                   prepack=core.prepack, packed_bytes=core.packed_bytes,
                                   workspaces=workspaces)
+    mask = _clip_grad_mask(site)
+    if core.store_mask is not None and mask is not None:
+        side, low, high = mask
+        head_inputs, store_mask = attrs["anchor_inputs"], core.store_mask
+
+        def masked(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+            store_mask(ins[:head_inputs], outs[0], (ins[side], low, high))
+        return Implementation(name, f"{why}; the clip_grad mask applied as it stores", masked,
+                              prepack=core.prepack, packed_bytes=core.packed_bytes,
+                              workspaces=workspaces)
     bias = not core.adds_bias and len(head.in_shapes) == 3
     return Implementation(name, f"{why}; then the generated epilogue",
                           fused.epilogue_step(attrs, site.out_shape, site.out_dtype,
                                               site.in_shapes, core.run, bias),
                           prepack=core.prepack, packed_bytes=core.packed_bytes,
                           workspaces=workspaces)
+
+
+def _clip_grad_mask(site: Site) -> tuple[int, float, float] | None:
+    """(side input, low, high) where the group's epilogue is one clip_grad of the anchor's
+    result by a side input of the output's shape and dtype, with finite bounds (ReLU6's
+    gradient after a depthwise input gradient: MobileNet's); else None."""
+    steps = site.attrs["steps"]
+    if len(steps) != 1 or steps[0][0] != "clip_grad":
+        return None
+    _, step_attrs, refs = steps[0]
+    if len(refs) != 2 or refs[0] != -1 or refs[1] < 0:
+        return None
+    side, low, high = refs[1], float(step_attrs["low"]), float(step_attrs["high"])
+    if (tuple(site.in_shapes[side]) != tuple(site.out_shape)
+            or np.dtype(site.in_dtypes[side]) != np.dtype(site.out_dtype)
+            or not (np.isfinite(low) and np.isfinite(high))):
+        return None
+    return side, low, high
 
 
 def _epilogue_key(site: Site) -> tuple:
