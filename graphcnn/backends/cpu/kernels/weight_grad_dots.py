@@ -134,16 +134,15 @@ def _weight_grad_dots(dy, x, partials, col, run, kh, kw, sh, sw, pt, pl, dh, dw,
         for unit in range(t * units // threads, (t + 1) * units // threads):
             n, q0 = unit // runs, unit % runs * run
             q_len = min(run, p_len - q0)
-            a0 = uint64(n * o_len * p_len + q0)
-            if pointwise:   # the image's rows are the columns
-                _run_sums(df, a0, p_len, xf, uint64(n * c_len * p_len + q0), p_len, q_len,
-                          zero, acc, o_len, k_len)
-            else:
-                c0 = t * k_len * run
+            # The columns: the image's own rows (1x1), or this run's im2col in cf. One call
+            # of _run_sums below for both: its inlined blocks are most of the compile time.
+            src, b0, sb = xf, n * c_len * p_len + q0, p_len
+            if not pointwise:
+                src, b0, sb = cf, t * k_len * run, q_len
                 _im2col_block(xf, n * c_len * in_h * in_w, in_h, in_w, c_len, kh, kw, sh,
-                              sw, pt, pl, dh, dw, ow_len, q0, q0 + q_len, cf, c0)
-                _run_sums(df, a0, p_len, cf, uint64(c0), q_len, q_len, zero, acc, o_len,
-                          k_len)
+                              sw, pt, pl, dh, dw, ow_len, q0, q0 + q_len, cf, b0)
+            _run_sums(df, uint64(n * o_len * p_len + q0), p_len, src, uint64(b0), sb, q_len,
+                      zero, acc, o_len, k_len)
 
 
 def applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
