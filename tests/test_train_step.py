@@ -138,6 +138,35 @@ def test_the_depthwise_input_gradient_applies_relu6s_mask_as_it_stores(stride, d
     assert np.isnan(want).any() and (want == 0).any()
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+def test_the_1x1_input_gradient_applies_relu6s_mask_image_by_image(batch):
+    """conv2d_input_grad + clip_grad of a 1x1 conv on the GEMM (a MobileNet projection's
+    backward): the mask is applied to each image right after its product (at batch 1,
+    fewer images than threads, as a pass after it), equal to the reference."""
+    from graphcnn.ir.graph import Graph
+    from graphcnn.passes.fusion import fuse_operators
+    from graphcnn.runtime.executable import make_runner
+
+    rng = np.random.default_rng(9)
+    g = Graph("pointwise_grad_mask")
+    dy, y = g.input("dy", (batch, 48, 24, 24)), g.input("y", (batch, 40, 24, 24))
+    w = g.constant(rng.standard_normal((48, 40, 1, 1)).astype(np.float32))
+    grad = g.add("conv2d_input_grad", [dy, w], input_hw=(24, 24))
+    g.set_outputs([g.add("clip_grad", [grad, y], low=0.0, high=6.0)])
+    feeds = {dy.id: rng.standard_normal((batch, 48, 24, 24)).astype(np.float32),
+             y.id: rng.uniform(-1.0, 7.0, (batch, 40, 24, 24)).astype(np.float32)}
+    feeds[dy.id][0, 3, 5, 7] = np.nan   # a NaN reaches dx's pixel (5, 7) where y passes it
+    runner = make_runner(fuse_operators(g), "cpu")
+    got = runner.run(feeds)[0]
+    [(_, op, name, why)] = runner.implementations()
+    assert (op, name) == ("fused", "gemm") and "clip_grad mask applied as it stores" in why
+    want = make_runner(g, "reference").run(feeds)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(want).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert (want == 0).any() and (want != 0).any()
+
+
 @pytest.mark.parametrize("hw", [(9, 7), (3, 3), (1, 2), (14, 14)])
 def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
     """Stride 1, one pixel of padding: the forward kernel over dy, filters turned."""

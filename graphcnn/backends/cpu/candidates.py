@@ -341,7 +341,8 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
             if name.startswith("winograd") else (lambda run: run)  # NaN, Inf where they were
         if transform is None or w is None or not site.frozen:
             return Core(guard(lambda ins, out: f(ins[0], ins[1], out, attrs)),
-                        adds_bias=False, store=_stored(name, site, None))
+                        adds_bias=False, store=_stored(name, site, None),
+                        store_mask=_masked(name, site))
         op = site.op
 
         def prepack() -> np.ndarray:
@@ -373,6 +374,19 @@ def _stored(name: str, site: Site, panels: np.ndarray | None
     def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
         conv(ins[0], ins[1], out, attrs, panels, ins[2] if len(ins) > 2 else None, epilogue)
     return store
+
+
+def _masked(name: str, site: Site) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
+    """The GEMM input gradient's store with a fused clip_grad mask (Core.store_mask), where
+    it applies the mask image by image: a 1x1 stride-1 conv of one group."""
+    if (name != "gemm" or site.op != "conv2d_input_grad"
+            or not conv_gemm_grad.masks_as_it_stores(site.in_shapes[1], site.attrs)):
+        return None
+    attrs = site.attrs
+
+    def store_mask(ins: list[np.ndarray], out: np.ndarray, mask: Any) -> None:
+        conv_gemm_grad.conv2d_input_grad_gemm(ins[0], ins[1], out, attrs, mask)
+    return store_mask
 
 
 def _with_bias(site: Site, launch_with: Callable[..., None]) -> Core:

@@ -31,6 +31,7 @@ from graphcnn.backends.cpu.kernels.conv_gemm import (
     image_split_parts,
     workspace,
 )
+from graphcnn.backends.cpu.kernels.grad_mask import Mask, mask_after, mask_arguments, mask_plane
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, launch
 from graphcnn.ops.conv_shapes import is_full_window, is_pointwise
@@ -64,6 +65,23 @@ if blas.AVAILABLE:
                                dy.ctypes.data + (n * o_len + g * og) * p * size, p,
                                col.ctypes.data + c0 * size, p, 0.0 if n == lo else 1.0,
                                target, k)
+
+
+    @numba.njit(**JIT)
+    def _pointwise_input_grad_masked(wt, dy, dx, parts, yf, low, high):
+        """dx[n] = wt (C, O) @ dy[n] (O, P), then the clip_grad mask over dx[n] while it is
+        in this core's cache (grad_mask.py): the images split into `parts` runs, one per
+        thread, as blas.matmul_batched's."""
+        n_len, c_len, o_len, p = dy.shape[0], wt.shape[0], wt.shape[1], dy.shape[2]
+        size = dy.itemsize
+        double = size == 8
+        dxf = dx.reshape(dx.size)
+        for part in prange(parts):
+            for n in range(part * n_len // parts, (part + 1) * n_len // parts):
+                blas.gemm_call(double, False, False, c_len, p, o_len, wt.ctypes.data, o_len,
+                               dy.ctypes.data + n * o_len * p * size, p, 0.0,
+                               dx.ctypes.data + n * c_len * p * size, p)
+                mask_plane(dxf, yf, n * c_len * p, c_len * p, low, high)
 
 
 @numba.njit(inline="always")
@@ -171,8 +189,31 @@ def conv2d_weight_grad_gemm(dy: np.ndarray, x: np.ndarray, dw_out: np.ndarray,
             matmul(lhs, col.T, target, accumulate=index > 0)
 
 
+def masks_as_it_stores(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """Whether conv2d_input_grad_gemm applies a mask image by image (a 1x1 stride-1 conv of
+    one group); elsewhere it takes a pass of its own after."""
+    return blas.AVAILABLE and is_pointwise(w_shape, attrs) and attrs["groups"] == 1
+
+
 def conv2d_input_grad_gemm(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-                           attrs: dict[str, Any]) -> None:
+                           attrs: dict[str, Any], mask: Mask | None = None) -> None:
+    """dx = the input gradient; `mask`: a fused clip_grad after it (grad_mask.py)."""
+    n_len, threads = dy.shape[0], numba.get_num_threads()
+    if (mask is not None and masks_as_it_stores(w.shape, attrs) and n_len >= threads
+            and dy.dtype == dx.dtype and dx.dtype in (np.float32, np.float64)
+            and dy.flags.c_contiguous and dx.flags.c_contiguous):
+        _, y, low, high = mask_arguments(dx, mask)
+        p = dy.shape[2] * dy.shape[3]
+        wt = np.ascontiguousarray(w.reshape(w.shape[0], -1).T, dx.dtype)
+        with blas.one_thread_pool():
+            launch(_pointwise_input_grad_masked, wt, dy.reshape(n_len, -1, p), dx, threads,
+                   y.reshape(-1), low, high)
+        return
+    _input_grad(dy, w, dx, attrs)
+    mask_after(dx, mask)
+
+
+def _input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray, attrs: dict[str, Any]) -> None:
     groups, (oh, ow) = attrs["groups"], dy.shape[2:]
     n_len, cg, og, k, p, chunks = _plan(dx.shape, w.shape, (oh, ow), groups, dy.itemsize)
     w2 = w.reshape(w.shape[0], k)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import prange, uint64
 
 from graphcnn.backends.cpu.kernels import conv
+from graphcnn.backends.cpu.kernels.grad_mask import Mask, mask_after, mask_arguments, mask_plane
 from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
 
 # The plane is copied into a zero-padded scratch split into stride phases, laid out
@@ -119,7 +120,7 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
                       ow_len, sh, sw, pt, pl, pad, wide, masked, yf, low, high):
     """One output plane of(n, c), task = n * C + c, through this thread's scratch `pad` and
     `wide` (the outputs with each row phase_len long); `masked`: each output kept only where
-    low < yf (at the output's index) < high (see _mask). The arrays come flat: a view made
+    low < yf (at the output's index) < high (see grad_mask.mask_plane). The arrays come flat: a view made
     here, per plane, is an atomic reference-count update that the threads fight over."""
     rows, phase_len, _ = _scratch_geometry(oh_len, ow_len, sh, sw)
     fill_phases(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
@@ -145,20 +146,7 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
         for ox in range(ow_len):
             of[uint64(o0 + oy * ow_len + ox)] = wide[uint64(oy * phase_len + ox)]
     if masked:
-        _mask(of, yf, o0, oh_len * ow_len, low, high)
-
-
-@numba.njit(inline="always")
-def _mask(of, yf, start, size, low, high):
-    """of[start:start + size] kept where low < yf < high, else 0: a fused clip_grad (the
-    gradient through ReLU6, its mask read off the activation's output yf) applied to a plane
-    just written, while it is in cache, as the generated epilogue's formula. low and high
-    come in of's dtype; high - high is its zero (the bounds are finite: see Mask)."""
-    zero = high - high
-    for i in range(size):
-        k = uint64(start + i)
-        y = yf[k]
-        of[k] = of[k] if low < y and y < high else zero
+        mask_plane(of, yf, o0, oh_len * ow_len, low, high)
 
 
 @numba.njit(**JIT)
@@ -178,20 +166,6 @@ def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks, masked, y, 
                               oh_len, ow_len, sh, sw, pt, pl, pad, wide, masked, yf, low, high)
 
 
-# A fused clip_grad after the kernel: (y, low, high), y of the output's shape and dtype,
-# the bounds finite (the strategy passes no other).
-Mask = tuple[np.ndarray, float, float]
-
-
-def _mask_arguments(out: np.ndarray, mask: Mask | None) -> tuple[bool, np.ndarray, Any, Any]:
-    """(masked, y, low, high) for the kernels: the bounds in out's dtype (as clip_grad
-    compares them), a one-element y where there is no mask."""
-    if mask is None:
-        return False, np.zeros(1, out.dtype), out.dtype.type(0), out.dtype.type(0)
-    y, low, high = mask
-    return True, np.ascontiguousarray(y, out.dtype), out.dtype.type(low), out.dtype.type(high)
-
-
 def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias: bool,
                         out: np.ndarray, attrs: dict[str, Any], mask: Mask | None = None
                         ) -> None:
@@ -199,7 +173,7 @@ def conv2d_depthwise3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray, has_bias
     # A few blocks of planes per thread, each with its own padded scratch plane.
     blocks = 4 * numba.get_num_threads()
     launch(_depthwise3x3, x, w, bias, has_bias, out, sh, sw, pads[0], pads[2], blocks,
-           *_mask_arguments(out, mask))
+           *mask_arguments(out, mask))
 
 
 # ---- the weight gradient ------------------------------------------------------------------
@@ -288,18 +262,10 @@ def depthwise3x3_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
     """dx of a conv that `input_grad_applies` to; `mask`: a fused clip_grad after it."""
     if not conv.all_finite(w):
         launch(conv._conv2d_input_grad, dy, w, dx, *conv.geometry(attrs))
-        _mask_after(dx, mask)
+        mask_after(dx, mask)
         return
     turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     conv2d_depthwise3x3(dy, turned, conv.NO_BIAS[dx.dtype], False, dx, attrs, mask)
-
-
-def _mask_after(dx: np.ndarray, mask: Mask | None) -> None:
-    """The mask as a pass of its own, after the direct kernel (non-finite weights)."""
-    if mask is not None:
-        y, low, high = mask
-        low, high = dx.dtype.type(low), dx.dtype.type(high)
-        dx[...] = np.where((y > low) & (y < high), dx, dx.dtype.type(0))
 
 
 # ---- the input gradient, stride 2 -----------------------------------------------------------
@@ -318,7 +284,7 @@ def _mask_after(dx: np.ndarray, mask: Mask | None) -> None:
 def depthwise3x3_s2_input_grad_task(task, dyf, wf, dxf, c_len, oh_len, ow_len, in_h, in_w,
                                     dp, masked, yf, low, high):
     """dx's plane task = n * C + c, through this thread's scratch `dp` (zero in its last
-    row and column, which the copy never writes); `masked`: then _mask over the plane."""
+    row and column, which the copy never writes); `masked`: then mask_plane over the plane."""
     row = ow_len + 1
     d0 = task * oh_len * ow_len
     for oy in range(oh_len):
@@ -351,7 +317,7 @@ def depthwise3x3_s2_input_grad_task(task, dyf, wf, dxf, c_len, oh_len, ow_len, i
         if odd_w:
             dxf[uint64(o + in_w - 1)] = w01 * dp[uint64(r1 + half)] + w21 * dp[uint64(r0 + half)]
     if masked:
-        _mask(dxf, yf, x0, in_h * in_w, low, high)
+        mask_plane(dxf, yf, x0, in_h * in_w, low, high)
 
 
 @numba.njit(**JIT)
@@ -383,8 +349,8 @@ def depthwise3x3_s2_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
     """dx of a conv that `input_grad_s2_applies` to; `mask`: a fused clip_grad after it."""
     if not conv.all_finite(w):
         launch(conv._conv2d_input_grad, dy, w, dx, *conv.geometry(attrs))
-        _mask_after(dx, mask)
+        mask_after(dx, mask)
         return
     # A few blocks of planes per thread, each with its own scratch.
     launch(_depthwise3x3_s2_input_grad, dy, w, dx, 4 * numba.get_num_threads(),
-           *_mask_arguments(dx, mask))
+           *mask_arguments(dx, mask))

@@ -1,0 +1,49 @@
+"""A fused clip_grad applied by the kernel that writes the gradient.
+
+In a training step the gradient through ReLU6 (clip_grad: g where low < y < high, else 0,
+y the activation's output) follows the input gradient of the layer after it, and fusion
+makes the two one group. Run as the generated epilogue, the mask is a pass of its own over
+the whole gradient, read from memory and written back; a kernel that takes the mask here
+applies it to each plane or image it has just written, while that is in its cache
+(candidates.Core.store_mask; MobileNet's depthwise and 1x1 input gradients)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import uint64
+
+# (y, low, high): y of the gradient's shape and dtype, the bounds finite (the strategy
+# passes no other).
+Mask = tuple[np.ndarray, float, float]
+
+
+@numba.njit(inline="always")
+def mask_plane(of, yf, start, size, low, high):
+    """of[start:start + size] kept where low < yf < high, else 0, the generated epilogue's
+    formula. low and high come in of's dtype; high - high is its zero."""
+    zero = high - high
+    for i in range(size):
+        k = uint64(start + i)
+        y = yf[k]
+        of[k] = of[k] if low < y and y < high else zero
+
+
+def mask_arguments(out: np.ndarray, mask: Mask | None) -> tuple[bool, np.ndarray, Any, Any]:
+    """(masked, y, low, high) for a kernel: the bounds in out's dtype (as clip_grad compares
+    them), a one-element y where there is no mask."""
+    if mask is None:
+        return False, np.zeros(1, out.dtype), out.dtype.type(0), out.dtype.type(0)
+    y, low, high = mask
+    return True, np.ascontiguousarray(y, out.dtype), out.dtype.type(low), out.dtype.type(high)
+
+
+def mask_after(dx: np.ndarray, mask: Mask | None) -> None:
+    """The mask as a pass of its own (a kernel's fallback that cannot apply it itself)."""
+    if mask is not None:
+        y, low, high = mask
+        low, high = dx.dtype.type(low), dx.dtype.type(high)
+        dx[...] = np.where((y > low) & (y < high), dx, dx.dtype.type(0))
+
+
