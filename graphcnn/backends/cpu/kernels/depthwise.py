@@ -119,9 +119,10 @@ def _fill_row_stride2(xf, src, pl, in_w, phase_len, pad, even0, odd0):
 def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_len,
                       ow_len, sh, sw, pt, pl, pad, wide, masked, yf, low, high):
     """One output plane of(n, c), task = n * C + c, through this thread's scratch `pad` and
-    `wide` (the outputs with each row phase_len long); `masked`: each output kept only where
-    low < yf (at the output's index) < high (see grad_mask.mask_plane). The arrays come flat: a view made
-    here, per plane, is an atomic reference-count update that the threads fight over."""
+    `wide` (the outputs with each row phase_len long); `masked`: each output kept only
+    where low < yf (at the output's index) < high (grad_mask.mask_plane). The arrays come
+    flat: a view made here, per plane, is an atomic reference-count update that the
+    threads fight over."""
     rows, phase_len, _ = _scratch_geometry(oh_len, ow_len, sh, sw)
     fill_phases(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
     c, o0 = task % c_len, task * oh_len * ow_len
@@ -155,7 +156,8 @@ def _depthwise3x3(x, w, bias, has_bias, out, sh, sw, pt, pl, blocks, masked, y, 
     oh_len, ow_len = out.shape[2], out.shape[3]
     planes = out.shape[0] * c_len
     rows, phase_len, pad_len = _scratch_geometry(oh_len, ow_len, sh, sw)
-    xf, of, wf, yf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size), y.reshape(y.size)
+    xf, of, wf = x.reshape(x.size), out.reshape(out.size), w.reshape(w.size)
+    yf = y.reshape(y.size)
     blocks = min(planes, blocks)
     for block in prange(blocks):
         pad, wide = np.empty(pad_len, x.dtype), np.empty(_wide_len(oh_len, phase_len), x.dtype)
@@ -325,7 +327,8 @@ def _depthwise3x3_s2_input_grad(dy, w, dx, blocks, masked, y, low, high):
     c_len, oh_len, ow_len = dy.shape[1], dy.shape[2], dy.shape[3]
     in_h, in_w = dx.shape[2], dx.shape[3]
     planes = dx.shape[0] * c_len
-    dyf, wf, dxf, yf = dy.reshape(dy.size), w.reshape(w.size), dx.reshape(dx.size), y.reshape(y.size)
+    dyf, wf, dxf = dy.reshape(dy.size), w.reshape(w.size), dx.reshape(dx.size)
+    yf = y.reshape(y.size)
     blocks = min(planes, blocks)
     for block in prange(blocks):
         dp = np.zeros((oh_len + 1) * (ow_len + 1), dy.dtype)

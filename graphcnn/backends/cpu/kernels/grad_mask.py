@@ -12,7 +12,9 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import uint64
+from numba import prange, uint64
+
+from graphcnn.backends.cpu.registry import JIT, launch
 
 # (y, low, high): y of the gradient's shape and dtype, the bounds finite (the strategy
 # passes no other).
@@ -39,11 +41,19 @@ def mask_arguments(out: np.ndarray, mask: Mask | None) -> tuple[bool, np.ndarray
     return True, np.ascontiguousarray(y, out.dtype), out.dtype.type(low), out.dtype.type(high)
 
 
+@numba.njit(**JIT)
+def _mask_pass(of, yf, low, high):
+    for i in prange(of.size):
+        y = yf[i]
+        of[i] = of[i] if low < y and y < high else high - high
+
+
 def mask_after(dx: np.ndarray, mask: Mask | None) -> None:
-    """The mask as a pass of its own (a kernel's fallback that cannot apply it itself)."""
+    """The mask as a pass of its own, on the threads, as the generated epilogue's (a
+    kernel's fallback that cannot apply it itself: fewer images than threads, non-finite
+    weights). dx is contiguous: the kernels' outputs are."""
     if mask is not None:
-        y, low, high = mask
-        low, high = dx.dtype.type(low), dx.dtype.type(high)
-        dx[...] = np.where((y > low) & (y < high), dx, dx.dtype.type(0))
+        _, y, low, high = mask_arguments(dx, mask)
+        launch(_mask_pass, dx.reshape(-1), y.reshape(-1), low, high)
 
 
