@@ -101,8 +101,9 @@ class Core:
     """A candidate with the node's arguments bound: run(ins, out) computes the op into out,
     its bias too if adds_bias (else the caller adds it: after a GEMM, or in a fused
     group's epilogue); store(ins, out, epilogue), where not None, computes it applying an
-    nchw16c Epilogue as it stores; store_mask likewise a clip_grad. `prepacked`: the frozen weights in the kernel's form
-    (arrays, or tuples of them), made when the Core was built and held by run and store;
+    nchw16c Epilogue as it stores; store_mask likewise a clip_grad. `prepacked`: the
+    frozen weights in the kernel's form (arrays, or tuples of them), made when the Core
+    was built and held by run and store;
     `prepack()` makes them again (an artifact's recording run calls it, so that the
     transforms' kernels are in the artifact)."""
     run: Callable[[list[np.ndarray], np.ndarray], None]
@@ -376,7 +377,8 @@ def _stored(name: str, site: Site, panels: np.ndarray | None
     return store
 
 
-def _masked(name: str, site: Site) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
+def _masked(name: str, site: Site
+            ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
     """The GEMM input gradient's store with a fused clip_grad mask (Core.store_mask), where
     it applies the mask image by image: a 1x1 stride-1 conv of one group."""
     if (name != "gemm" or site.op != "conv2d_input_grad"

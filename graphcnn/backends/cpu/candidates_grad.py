@@ -3,9 +3,10 @@ GEMMs and the direct kernel of candidates.py, and the kernels for the shapes tho
 badly in a training step: the weight gradient of a stride-1 unpadded conv too small for a
 GEMM (LeNet-5's c1: conv.py's wide kernel), and both gradients of depthwise 3x3 convs
 (MobileNet's: depthwise.py), and the weight gradient of convs with few weights over large
-planes (the stems, MobileNet's 1x1 layers: weight_grad_dots.py); and the input gradient of a stride-1 conv as a forward conv of
-dy with the weight turned, on the forward conv's packed, implicit and Winograd kernels
-(kernels/turned.py). strategy.py adds these to candidates.STRATEGIES."""
+planes (the stems, MobileNet's 1x1 layers: weight_grad_dots.py); and the input gradient
+of a stride-1 conv as a forward conv of dy with the weight turned, on the forward conv's
+packed, implicit and Winograd kernels (kernels/turned.py). strategy.py adds these to
+candidates.STRATEGIES."""
 from __future__ import annotations
 
 from typing import Any, Callable
