@@ -414,3 +414,35 @@ def test_separable_max_pool2d_equals_the_reference_bitwise(n, c, h, w, k, stride
     (want,) = forward("max_pool2d", [x], attrs, "reference")
     (got,) = forward("max_pool2d", [x], attrs, "cpu")
     assert want.tobytes() == got.tobytes()
+
+
+@pytest.mark.parametrize("dilation, nan_plane", [(1, False), (1, True), (2, False)])
+def test_max_pool_gradient_applies_the_relus_mask_as_it_stores(dilation, nan_plane):
+    """max_pool2d_grad + relu_grad (ResNet's stem, backwards): the pool's gradient kernel
+    masks each plane as it writes it, no second pass, equal to the reference: a window
+    whose maximum is a relu's zero gets no gradient, a NaN in y passes it (relu_grad's
+    formula), the planes with a NaN take the NaN-aware loop, dilated windows a pass after."""
+    from graphcnn.ir.graph import Graph
+    from graphcnn.passes.fusion import fuse_operators
+    from graphcnn.runtime.executable import make_runner
+
+    rng = np.random.default_rng(11)
+    g = Graph("pool_grad_mask")
+    out = 5 if dilation == 1 else 4
+    dy, y = g.input("dy", (2, 3, out, out)), g.input("y", (2, 3, 9, 9))
+    grad = g.add("max_pool2d_grad", [dy, y], kernel_size=3, stride=2, padding=1,
+                 dilation=dilation)
+    g.set_outputs([g.add("relu_grad", [grad, y])])
+    y_value = np.maximum(rng.standard_normal((2, 3, 9, 9)), 0).astype(np.float32)
+    y_value[0, 1, :4, :4] = 0.0  # whole windows of zeros: their maximum is a zero
+    if nan_plane:
+        y_value[1, 2, 4, 4] = np.nan
+    feeds = {dy.id: rng.standard_normal((2, 3, out, out)).astype(np.float32), y.id: y_value}
+    runner = make_runner(fuse_operators(g), "cpu")
+    got = runner.run(feeds)[0]
+    [(_, op, _, why)] = runner.implementations()
+    assert op == "fused" and "relu_grad mask applied as it stores" in why
+    want = make_runner(g, "reference").run(feeds)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert (want != 0).any() and ((y_value == 0) & (want == 0)).any()

@@ -52,7 +52,7 @@ from graphcnn.backends.cpu.candidates import (
 from graphcnn.backends.cpu.candidates_blocked import BLOCKED_STRATEGIES
 from graphcnn.backends.cpu.candidates_dense import DENSE_STRATEGIES
 from graphcnn.backends.cpu.candidates_grad import GRAD_STRATEGIES
-from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c
+from graphcnn.backends.cpu.kernels import conv_gemm, fused, nchw16c, pool_max_grad
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, get_kernel
 from graphcnn.ops.registry import get_op
 
@@ -219,6 +219,14 @@ def fused_implementation(site: Site, saved: str | None, where: str = "") -> Impl
     head = anchor_site(site)
     if anchor not in STRATEGIES:
         kernel, anchor_attrs = get_kernel(anchor), attrs["anchor_attrs"]
+        relu_side = _relu_grad_side(site)
+        if anchor in MASKED_BY_RELU_GRAD and relu_side is not None:
+            masked_kernel, head_inputs = MASKED_BY_RELU_GRAD[anchor], attrs["anchor_inputs"]
+
+            def relu_masked(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+                masked_kernel(ins[:head_inputs], outs[0], anchor_attrs, ins[relu_side])
+            return Implementation("default", "the anchor's one kernel; the relu_grad mask "
+                                  "applied as it stores", relu_masked)
         return _group_of(site, head, "default", "the anchor's one kernel",
                          Core(lambda ins, out: kernel(ins, [out], anchor_attrs)), {})
 
@@ -282,6 +290,26 @@ def _clip_grad_mask(site: Site) -> tuple[int, float, float] | None:
             or not (np.isfinite(low) and np.isfinite(high))):
         return None
     return side, low, high
+
+
+# Kernels that apply a fused relu_grad's mask themselves, by anchor op: kernel(anchor
+# inputs, out, anchor attrs, y).
+MASKED_BY_RELU_GRAD: dict[str, Callable[..., None]] = {
+    "max_pool2d_grad": pool_max_grad.max_pool2d_grad_relu}
+
+
+def _relu_grad_side(site: Site) -> int | None:
+    """The side input y where the group's epilogue is one relu_grad of the anchor's result
+    by y of the output's shape and dtype (ResNet's stem: the max pool's gradient, then
+    the relu's); else None."""
+    steps = site.attrs["steps"]
+    if len(steps) != 1 or steps[0][0] != "relu_grad" or len(steps[0][2]) != 2:
+        return None
+    first, side = steps[0][2]
+    if (first != -1 or side < 0 or tuple(site.in_shapes[side]) != tuple(site.out_shape)
+            or np.dtype(site.in_dtypes[side]) != np.dtype(site.out_dtype)):
+        return None
+    return side
 
 
 def _epilogue_key(site: Site) -> tuple:
