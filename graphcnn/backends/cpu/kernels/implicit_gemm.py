@@ -184,6 +184,7 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
     per_row = (ow_len + LANES - 1) // LANES
     groups = (oh_len + ROWS_PER_TILE - 1) // ROWS_PER_TILE
     blocks = groups * per_row
+    none = n_len - n_len
     if by_images:
         for t in prange(runs):
             own = phases[t]
@@ -194,7 +195,9 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
                                           pl, sh, sw, rows, phase_len,
                                           own[c * plane:(c + 1) * plane])
                 for block in range(blocks):
-                    _block(block, per_row, groups, own, phase_len, wp, 0, wp.shape[0], off,
+                    # all the panels: from `none`, not a literal 0, which would compile
+                    # _block a second time for a constant first panel
+                    _block(block, per_row, groups, own, phase_len, wp, none, wp.shape[0], off,
                            out, n, o_len, oh_len, ow_len, ldc, tile, bias, side, mode, low,
                            high)
         return

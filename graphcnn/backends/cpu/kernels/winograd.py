@@ -402,8 +402,10 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
                                                       "winograd-rows", "winograd-tile"))
     slack = packed_gemm.NR if packed else 0  # what _packed_products reads past V
     v[:, v.shape[1] - slack:] = 0
+    # U as 4-d either way ((16, O, C) with a unit axis): one compiled _winograd, not two
+    u4 = u if u.ndim == 4 else u.reshape(*u.shape, 1)
     with blas.one_thread_pool():
-        launch(_winograd, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
+        launch(_winograd, x, u4, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
 
 
 def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
