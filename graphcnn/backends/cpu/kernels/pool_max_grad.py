@@ -163,7 +163,8 @@ def max_pool2d_grad_relu(ins: list[np.ndarray], dx: np.ndarray, attrs: dict[str,
     is written instead of in a pass of its own over the whole gradient."""
     args = max_pool2d_grad_args(ins, dx, attrs)
     masked = y is not None
-    y = np.ascontiguousarray(y, dx.dtype) if masked else np.zeros(1, dx.dtype)
+    # without a mask, a 4-d y all the same (one compiled kernel for both)
+    y = np.ascontiguousarray(y, dx.dtype) if masked else np.zeros((1, 1, 1, 1), dx.dtype)
     if tuple(attrs["dilation"]) == (1, 1):
         x = ins[1]
         runs = max(1, min(x.shape[0] * x.shape[1], numba.get_num_threads()))
