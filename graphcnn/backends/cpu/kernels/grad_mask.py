@@ -34,9 +34,10 @@ def mask_plane(of, yf, start, size, low, high):
 
 def mask_arguments(out: np.ndarray, mask: Mask | None) -> tuple[bool, np.ndarray, Any, Any]:
     """(masked, y, low, high) for a kernel: the bounds in out's dtype (as clip_grad compares
-    them), a one-element y where there is no mask."""
+    them), a one-element y of out's rank where there is no mask (the same array type
+    either way: a 1-d placeholder made Numba compile each kernel a second time)."""
     if mask is None:
-        return False, np.zeros(1, out.dtype), out.dtype.type(0), out.dtype.type(0)
+        return False, np.zeros((1,) * out.ndim, out.dtype), out.dtype.type(0), out.dtype.type(0)
     y, low, high = mask
     return True, np.ascontiguousarray(y, out.dtype), out.dtype.type(low), out.dtype.type(high)
 
