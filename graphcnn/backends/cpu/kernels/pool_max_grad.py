@@ -8,12 +8,13 @@ reference's scan order (window row, then column). Written per window with the ou
 column as the loop (at stride 1 or 2, constant), LLVM vectorizes it across windows; the
 border windows, other window sizes and strides take the clipped per-window loop. Then a
 short scalar loop adds dy's row at the chosen offsets (windows overlap, so that part
-stays scalar). A fused relu_grad after it (ResNet's stem, backwards) is applied to each
-plane as it is written, in cache, not in a pass of its own over the whole gradient:
-16 x 64 x 112 x 112, 15.3 -> 12.0 ms. pool.py's max_pool2d_grad_task (one window at a time, each tap through a
+stays scalar). pool.py's max_pool2d_grad_task (one window at a time, each tap through a
 loop) stays for dilated windows and planes with a NaN (where NaN wins). ResNet's stem
 pool at batch 16 (3x3/2 over 16 x 64 x 112 x 112): 28 -> 18 ms, GoogLeNet-sized 3x3/1
 (16 x 192 x 28 x 28): 31 -> 10 ms, on 2 threads (the two kernels in turns, one process).
+A fused relu_grad after it (ResNet's stem, backwards) is applied to each plane as it is
+written, in cache, not in a pass of its own over the whole gradient: 16 x 64 x 112 x 112,
+15.3 -> 12.0 ms (the same way).
 """
 from __future__ import annotations
 
@@ -146,6 +147,7 @@ def _max_pool2d_grad_rows(dy, x, dx, kh, kw, sh, sw, ph, pw, runs, y, masked):
 
 @numba.njit(**JIT)
 def _relu_mask_pass(dxf, yf):
+    """The mask as a pass of its own, on the threads (dilated windows)."""
     for i in prange(dxf.size):
         dxf[i] = dxf[i] if not yf[i] <= 0 else 0
 
