@@ -1,4 +1,4 @@
-"""A fused clip_grad applied by the kernel that writes the gradient.
+"""A fused clip_grad (or relu_grad) applied by the kernel that writes the gradient.
 
 In a training step the gradient through ReLU6 (clip_grad: g where low < y < high, else 0,
 y the activation's output) follows the input gradient of the layer after it, and fusion
@@ -58,3 +58,24 @@ def mask_after(dx: np.ndarray, mask: Mask | None) -> None:
         launch(_mask_pass, dx.reshape(-1), y.reshape(-1), low, high)
 
 
+
+
+@numba.njit(inline="always")
+def relu_mask_plane(of, yf, start, size):
+    """of[start:start + size] kept where not yf <= 0, else 0: relu_grad's formula (a NaN
+    y keeps it, as in PyTorch)."""
+    for i in range(size):
+        k = uint64(start + i)
+        of[k] = of[k] if not yf[k] <= 0 else 0
+
+
+@numba.njit(**JIT)
+def _relu_mask_pass(of, yf):
+    for i in prange(of.size):
+        of[i] = of[i] if not yf[i] <= 0 else 0
+
+
+def relu_mask_after(dx: np.ndarray, y: np.ndarray) -> None:
+    """relu_grad's mask as a pass of its own, on the threads (a kernel's fallback that
+    cannot apply it as it writes); dx and y contiguous, of one shape."""
+    launch(_relu_mask_pass, dx.reshape(-1), y.reshape(-1))

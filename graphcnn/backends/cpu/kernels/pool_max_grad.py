@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
+from graphcnn.backends.cpu.kernels.grad_mask import relu_mask_after, relu_mask_plane
 from graphcnn.backends.cpu.kernels.pool import (
     _has_nan,
     _max_pool2d_grad,
@@ -111,14 +112,6 @@ def _grad_plane(xf, dxf, dyf, at, x0, dy0, in_h, in_w, oh, ow, kh, kw, sh, sw, p
                 dxf[uint64(q)] += dyf[uint64(dy0 + oy * ow + ox)]
 
 
-@numba.njit(inline="always")
-def _relu_mask_plane(dxf, yf, start, size):
-    """dx kept where not y <= 0 (relu_grad's formula: NaN y keeps it), else 0."""
-    for i in range(size):
-        k = uint64(start + i)
-        dxf[k] = dxf[k] if not yf[k] <= 0 else 0
-
-
 @numba.njit(**JIT)
 def _max_pool2d_grad_rows(dy, x, dx, kh, kw, sh, sw, ph, pw, runs, y, masked):
     """`runs` contiguous runs of (n, c) planes, one per thread, each with its own row of
@@ -142,14 +135,7 @@ def _max_pool2d_grad_rows(dy, x, dx, kh, kw, sh, sw, ph, pw, runs, y, masked):
                 _grad_plane(xf, dxf, dyf, at, x0, dy0, in_h, in_w, oh, ow, kh, kw, sh, sw,
                             ph, pw, lo, hi)
             if masked:
-                _relu_mask_plane(dxf, yf, x0, in_h * in_w)
-
-
-@numba.njit(**JIT)
-def _relu_mask_pass(dxf, yf):
-    """The mask as a pass of its own, on the threads (dilated windows)."""
-    for i in prange(dxf.size):
-        dxf[i] = dxf[i] if not yf[i] <= 0 else 0
+                relu_mask_plane(dxf, yf, x0, in_h * in_w)
 
 
 @cpu_kernel("max_pool2d_grad")
@@ -174,4 +160,4 @@ def max_pool2d_grad_relu(ins: list[np.ndarray], dx: np.ndarray, attrs: dict[str,
         return
     launch(_max_pool2d_grad, *args)
     if masked:
-        launch(_relu_mask_pass, dx.reshape(-1), y.reshape(-1))
+        relu_mask_after(dx, y)
