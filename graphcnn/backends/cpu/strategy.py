@@ -274,20 +274,33 @@ def _group_of(site: Site, head: Site, name: str, why: str, core: Core,
                           workspaces=workspaces)
 
 
-def _clip_grad_mask(site: Site) -> tuple[int, float, float] | None:
-    """(side input, low, high) where the group's epilogue is one clip_grad of the anchor's
-    result by a side input of the output's shape and dtype, with finite bounds (ReLU6's
-    gradient after a depthwise input gradient: MobileNet's); else None."""
+def _one_step_by(site: Site, op: str) -> tuple[int, dict[str, Any]] | None:
+    """(side input, the step's attrs) where the group's epilogue is one `op` of the anchor's
+    result by a side input of the output's shape and dtype (a mask a kernel can apply as
+    it stores); else None."""
     steps = site.attrs["steps"]
-    if len(steps) != 1 or steps[0][0] != "clip_grad":
+    if len(steps) != 1 or steps[0][0] != op:
         return None
     _, step_attrs, refs = steps[0]
     if len(refs) != 2 or refs[0] != -1 or refs[1] < 0:
         return None
-    side, low, high = refs[1], float(step_attrs["low"]), float(step_attrs["high"])
+    side = refs[1]
     if (tuple(site.in_shapes[side]) != tuple(site.out_shape)
-            or np.dtype(site.in_dtypes[side]) != np.dtype(site.out_dtype)
-            or not (np.isfinite(low) and np.isfinite(high))):
+            or np.dtype(site.in_dtypes[side]) != np.dtype(site.out_dtype)):
+        return None
+    return side, step_attrs
+
+
+def _clip_grad_mask(site: Site) -> tuple[int, float, float] | None:
+    """(side input, low, high) where the group's epilogue is one clip_grad by a side input
+    (_one_step_by), with finite bounds (ReLU6's gradient after a depthwise input
+    gradient: MobileNet's); else None."""
+    found = _one_step_by(site, "clip_grad")
+    if found is None:
+        return None
+    side, step_attrs = found
+    low, high = float(step_attrs["low"]), float(step_attrs["high"])
+    if not (np.isfinite(low) and np.isfinite(high)):
         return None
     return side, low, high
 
@@ -299,17 +312,10 @@ MASKED_BY_RELU_GRAD: dict[str, Callable[..., None]] = {
 
 
 def _relu_grad_side(site: Site) -> int | None:
-    """The side input y where the group's epilogue is one relu_grad of the anchor's result
-    by y of the output's shape and dtype (ResNet's stem: the max pool's gradient, then
-    the relu's); else None."""
-    steps = site.attrs["steps"]
-    if len(steps) != 1 or steps[0][0] != "relu_grad" or len(steps[0][2]) != 2:
-        return None
-    first, side = steps[0][2]
-    if (first != -1 or side < 0 or tuple(site.in_shapes[side]) != tuple(site.out_shape)
-            or np.dtype(site.in_dtypes[side]) != np.dtype(site.out_dtype)):
-        return None
-    return side
+    """The side input y where the group's epilogue is one relu_grad by y (_one_step_by;
+    ResNet's stem: the max pool's gradient, then the relu's); else None."""
+    found = _one_step_by(site, "relu_grad")
+    return None if found is None else found[0]
 
 
 def _epilogue_key(site: Site) -> tuple:

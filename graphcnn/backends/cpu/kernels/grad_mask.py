@@ -58,8 +58,6 @@ def mask_after(dx: np.ndarray, mask: Mask | None) -> None:
         launch(_mask_pass, dx.reshape(-1), y.reshape(-1), low, high)
 
 
-
-
 @numba.njit(inline="always")
 def relu_mask_plane(of, yf, start, size):
     """of[start:start + size] kept where not yf <= 0, else 0: relu_grad's formula (a NaN
