@@ -30,13 +30,15 @@ def test_a_large_plane_splits_its_tiles_and_a_small_one_its_weights():
     assert groups == 1 and chunk == 1
 
 
-@pytest.mark.parametrize("kernel", [1, 3])
-def test_passes_over_a_few_panels_at_a_time_change_no_bit(kernel, monkeypatch):
+@pytest.mark.parametrize("kernel,o", [(1, 80), (3, 80), (1, 128), (3, 64)])
+def test_passes_over_a_few_panels_at_a_time_change_no_bit(kernel, o, monkeypatch):
     """With the panels' budget down to one panel's bytes, each task passes over its tiles
     once per panel: the output is the same, bit for bit, as in one pass (the same sums in
-    the same order), 5 output blocks (2 whole panels and a half one)."""
+    the same order). 80 output channels are 5 blocks: 2 whole panels of 2 and a half one;
+    64 and 128 are wide panels of 4 blocks by 7 pixels. The 9x9 planes' tiles run across
+    the ends of rows."""
     rng = np.random.default_rng(kernel)
-    c, o, n, h = 40, 80, 2, 9
+    c, n, h = 40, 2, 9
     attrs = dict(stride=(1, 1), padding=(kernel // 2,) * 4, dilation=(1, 1), groups=1)
     x = rng.standard_normal((n, c, h, h)).astype(np.float32)
     w = rng.standard_normal((o, c, kernel, kernel)).astype(np.float32)
@@ -44,10 +46,12 @@ def test_passes_over_a_few_panels_at_a_time_change_no_bit(kernel, monkeypatch):
     xb = np.empty((n, 3, h, h, 16), np.float32)
     nchw16c._to_nchw16c(x, xb)
     run = nchw16c.conv_pointwise if kernel == 1 else nchw16c.conv_implicit
+    panel = nchw16c_conv.panel_blocks(o)
+    assert panel == (2 if o == 80 else 4)
     outs = []
-    for budget in (nchw16c_conv.PANELS_BYTES, c * kernel * kernel * 32 * 4):
+    for budget in (nchw16c_conv.PANELS_BYTES, c * kernel * kernel * 16 * panel * 4):
         monkeypatch.setattr(nchw16c_conv, "PANELS_BYTES", budget)
-        out = np.full((n, 5, h, h, 16), np.nan, np.float32)
+        out = np.full((n, o // 16, h, h, 16), np.nan, np.float32)
         run([xb, w, b], out, attrs)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -55,6 +59,25 @@ def test_passes_over_a_few_panels_at_a_time_change_no_bit(kernel, monkeypatch):
     nchw16c._from_nchw16c(outs[1], back)
     want = get_op("conv2d").run_ref([x, w, b], attrs)[0]
     np.testing.assert_allclose(back, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_wide_panel_with_missing_blocks_computes_on_zeros_and_stores_none_of_them():
+    """Wide panels asked for where the blocks do not come in fours (6 blocks: a whole panel
+    and a half one): the half panel's two missing blocks are not stored, and the rest
+    equals the narrow panels' result."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 1, 7, 11, 16)).astype(np.float32)
+    w = rng.standard_normal((96, 16, 3, 3)).astype(np.float32)
+    bias16 = np.zeros(96, np.float32)
+    attrs = dict(stride=(1, 1), padding=(1,) * 4, dilation=(1, 1), groups=1)
+    outs = []
+    for nb in (2, 4):
+        out = np.full((1, 8, 7, 11, 16), 7.0, np.float32)
+        nchw16c_conv.conv2d_nchw16c_general(x, w, bias16, out[:, :6], attrs,
+                                            panels=nchw16c_conv.packed_weights(w, nb))
+        outs.append(out)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-5)
+    assert (outs[1][:, 6:] == 7.0).all()
 
 
 @pytest.mark.parametrize("max_batch", [None, 3])

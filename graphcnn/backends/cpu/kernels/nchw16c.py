@@ -206,11 +206,13 @@ class Prepared(NamedTuple):
     bias16: np.ndarray
 
 
-def prepare(ins: Sequence[np.ndarray], blocks: int, dtype: Any, depthwise: bool = False
-            ) -> Prepared:
-    """The Prepared form of the conv (x, w[, bias]) `ins` into `blocks` channel blocks."""
+def prepare(ins: Sequence[np.ndarray], blocks: int, dtype: Any, depthwise: bool = False,
+            blocks_per_panel: int | None = None) -> Prepared:
+    """The Prepared form of the conv (x, w[, bias]) `ins` into `blocks` channel blocks
+    (packed panels of `blocks_per_panel` blocks: nchw16c_conv.packed_weights)."""
     w = ins[1]
-    weights = depthwise_weights(w) if depthwise else nchw16c_conv.packed_weights(w)
+    weights = (depthwise_weights(w) if depthwise
+               else nchw16c_conv.packed_weights(w, blocks_per_panel))
     return Prepared(weights, padded_bias(ins, blocks, dtype))
 
 

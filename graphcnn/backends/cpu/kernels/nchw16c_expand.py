@@ -25,6 +25,7 @@ from graphcnn.backends.cpu.kernels.nchw16c_conv import (
     NO_EPILOGUE,
     NR,
     Epilogue,
+    pixel_offsets,
     pointwise_table,
     tile,
 )
@@ -55,6 +56,7 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
     for thread in prange(threads):
         scratch = np.empty(NB * plane, np.float32)
         sc = scratch.ctypes.data
+        offsets = np.empty(NR, np.int64)
         for task in range(thread * tasks // threads, (thread + 1) * tasks // threads):
             n, rest = task // (pairs * bands), task % (pairs * bands)
             p, bnd = rest // bands, rest % bands
@@ -79,10 +81,12 @@ def _expand_depthwise(wp, x, table, b1, low1, high1, wk, b2, out, sh, sw, pt, pl
                     continue
                 x_row = x0 + ((n * cb_len * in_h + iy) * in_w) * LANES * 4
                 for t in range((in_w + NR - 1) // NR):
+                    valid = min(NR, in_w - t * NR)
+                    pixel_offsets(offsets, 0, valid, NR, LANES, 0)
                     tile(w0 + p * k_len * NB * LANES * 4, x_row + t * NR * LANES * 4, t0,
-                         k_len, LANES, b10 + p * NB * LANES * 4,
-                         sc + ((r * width + pl + t * NR) * LANES) * 4, plane, blocks,
-                         min(NR, in_w - t * NR), sc, CLIP, low1, high1)
+                         k_len, offsets.ctypes.data, b10 + p * NB * LANES * 4,
+                         sc + ((r * width + pl + t * NR) * LANES) * 4, plane, blocks, valid,
+                         sc, CLIP, low1, high1)
             for v in range(blocks):
                 eb = p * NB + v
                 for oy in range(oy0, oy1):
@@ -97,7 +101,7 @@ def prepare(ins: list[np.ndarray], blocks: int, dtype: Any
             ) -> tuple[nchw16c.Prepared, nchw16c.Prepared]:
     """The two convs' weights and biases (x, w1, b1, w2, b2 = ins) in the kernel's forms."""
     x, w1, b1, w2, b2 = ins
-    return (nchw16c.prepare([x, w1, b1], blocks, dtype),
+    return (nchw16c.prepare([x, w1, b1], blocks, dtype, blocks_per_panel=NB),
             nchw16c.prepare([x, w2, b2], blocks, dtype, depthwise=True))
 
 
