@@ -236,3 +236,47 @@ def test_exported_from_gc_optim():
         assert hasattr(gc.optim, name)
     assert "momentum=0.9" in repr(SGD(momentum=0.9))
     assert math.isclose(AdamW().weight_decay, 1e-2)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9, weight_decay=1e-3),
+                                  lambda: SGD(lr=0.1, momentum=0.9, l1=1e-3),
+                                  lambda: Adam(lr=0.01), lambda: AdamW(lr=0.01)])
+def test_a_large_step_on_several_threads_gives_the_bits_of_one_thread(make, monkeypatch):
+    """Steps at or above PARALLEL_BYTES update their parameters in groups on several
+    threads at once: the same bits as one thread, over a few steps (the state too)."""
+    from graphcnn.optim import parallel
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 1)
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr("numba.get_num_threads", lambda t=threads: t)
+        params, grads = make_problem(3)
+        opt = make()
+        for g in grads:
+            opt.step(params, g)
+        results.append((params, opt.state_dict()[0]))
+    (one, state_one), (many, state_many) = results
+    for k in one:
+        np.testing.assert_array_equal(one[k], many[k])
+    assert state_one.keys() == state_many.keys()
+    for k in state_one:
+        np.testing.assert_array_equal(state_one[k], state_many[k])
+
+
+def test_a_bad_gradient_leaves_every_parameter_and_count_as_it_was():
+    """The step checks every gradient before it updates any parameter."""
+    opt = SGD(lr=0.1, momentum=0.9)
+    params = {"a": np.ones(3, np.float32), "b": np.ones(2, np.float32)}
+    opt.step(params, {"a": np.ones(3, np.float32), "b": np.ones(2, np.float32)})
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(ValueError, match="'b'"):
+        opt.step(params, {"a": np.ones(3, np.float32), "b": np.ones(4, np.float32)})
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    assert opt.steps == {"a": 1, "b": 1}
+
+
+def test_groups_of_parameters_balance_their_bytes():
+    from graphcnn.optim.parallel import balanced_groups
+    groups = balanced_groups([100, 1, 60, 40, 2], 2)
+    assert sorted(map(sorted, groups)) == [[0, 4], [1, 2, 3]]   # 102 and 101 bytes
+    assert balanced_groups([5], 4) == [[0]]

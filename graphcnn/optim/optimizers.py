@@ -22,12 +22,15 @@ applied to the model's live parameter arrays in place:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping
 
+import numba
 import numpy as np
 
 from graphcnn.optim import sgd_kernel
+from graphcnn.optim.parallel import run_updates
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -49,7 +52,9 @@ class Optimizer:
 
     # ---- the step ------------------------------------------------------------------
     def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
-        """Update every parameter of `params` that has a gradient in `grads`, in place."""
+        """Update every parameter of `params` that has a gradient in `grads`, in place
+        (large steps on several threads at once: parallel.py)."""
+        checked: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray], Any]] = []
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
@@ -76,8 +81,16 @@ class Optimizer:
             work = self._work.get(name)
             if work is None or work[0].shape != p.shape or work[0].dtype != p.dtype:
                 work = self._work[name] = (np.empty_like(p), np.empty_like(p))
+            checked.append((name, p, g, state, work))
+        updates, sizes = [], []
+        for name, p, g, state, work in checked:   # every gradient checked: now update
             self.steps[name] += 1
-            self._update(p, g, state, work[0], work[1], self.steps[name])
+            updates.append(functools.partial(self._update, p, g, state, work[0], work[1],
+                                             self.steps[name]))
+            sizes.append(p.nbytes)
+        # one array under two names: its updates must run one after the other
+        alone = len({p.ctypes.data for _, p, *_ in checked}) < len(checked)
+        run_updates(updates, sizes, 1 if alone else numba.get_num_threads())
 
     def _gradient(self, p: np.ndarray, g: np.ndarray, out: np.ndarray, tmp: np.ndarray,
                   weight_decay: float) -> np.ndarray:
