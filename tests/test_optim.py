@@ -280,3 +280,15 @@ def test_groups_of_parameters_balance_their_bytes():
     groups = balanced_groups([100, 1, 60, 40, 2], 2)
     assert sorted(map(sorted, groups)) == [[0, 4], [1, 2, 3]]   # 102 and 101 bytes
     assert balanced_groups([5], 4) == [[0]]
+
+
+def test_the_one_pass_sgd_keeps_no_work_arrays():
+    """The SGD kernel needs no work arrays, so a step keeps none (two more copies of the
+    model's bytes otherwise); the NumPy path (l1, or float64 gradients) keeps its two."""
+    params, grads = make_problem(4)
+    opt = SGD(lr=0.1, momentum=0.9)
+    opt.step(params, grads[0])
+    assert opt._work == {} and set(opt.state) == set(SHAPES)
+    l1 = SGD(lr=0.1, l1=1e-3)
+    l1.step(params, grads[0])
+    assert set(l1._work) == set(SHAPES)

@@ -78,9 +78,11 @@ class Optimizer:
                         f"zero_state() forgets it)")
                 if buf.dtype != p.dtype:
                     state[kind] = buf.astype(p.dtype)
-            work = self._work.get(name)
-            if work is None or work[0].shape != p.shape or work[0].dtype != p.dtype:
-                work = self._work[name] = (np.empty_like(p), np.empty_like(p))
+            work: Any = (None, None)   # the one-pass kernels need none
+            if self._uses_work(p, g):
+                work = self._work.get(name)
+                if work is None or work[0].shape != p.shape or work[0].dtype != p.dtype:
+                    work = self._work[name] = (np.empty_like(p), np.empty_like(p))
             checked.append((name, p, g, state, work))
         updates, sizes = [], []
         for name, p, g, state, work in checked:   # every gradient checked: now update
@@ -105,9 +107,14 @@ class Optimizer:
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
                 d: np.ndarray, tmp: np.ndarray, step: int) -> None:
-        """Update p in place; d and tmp are work arrays shaped like p; `step` counts this
-        update (1 on the first)."""
+        """Update p in place; d and tmp are work arrays shaped like p (None where
+        _uses_work says so); `step` counts this update (1 on the first)."""
         raise NotImplementedError
+
+    def _uses_work(self, p: np.ndarray, g: np.ndarray) -> bool:
+        """Whether _update needs the two work arrays for this parameter (kept from step to
+        step: two more copies of the parameter's bytes)."""
+        return True
 
     def _buffer(self, state: dict[str, np.ndarray], kind: str, p: np.ndarray,
                 init: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
@@ -209,8 +216,11 @@ class SGD(Optimizer):
         self.weight_decay, self.dampening = float(weight_decay), float(dampening)
         self.l1 = float(l1)
 
+    def _uses_work(self, p: np.ndarray, g: np.ndarray) -> bool:
+        return bool(self.l1) or not sgd_kernel.fits(p, g)
+
     def _update(self, p, g, state, d, tmp, step):
-        if not self.l1 and sgd_kernel.fits(p, g):   # one pass over the arrays, same bits
+        if not self._uses_work(p, g):   # one pass over the arrays, same bits
             buf, created = (self._buffer(state, "momentum", p) if self.momentum
                             else (None, False))
             sgd_kernel.sgd_update(p, g, buf, self.lr, self.momentum, self.dampening,
