@@ -119,9 +119,14 @@ def pixel_offsets(offsets, first, valid, row_len, step, row_step):
     """offsets[j] = where output pixel first + j's window starts in the input (row-major
     pixels, row_len a row; step and row_step in floats), for j < valid, and the last valid
     pixel's past it: a tile may run across the ends of rows."""
+    row = first // row_len   # one division a tile: a tile of a small K is a few hundred cycles
+    col = first - row * row_len
     for j in range(offsets.shape[0]):
-        q = first + min(j, valid - 1)
-        offsets[j] = q // row_len * row_step + q % row_len * step
+        offsets[j] = row * row_step + col * step
+        if j + 1 < valid:
+            col += 1
+            if col == row_len:
+                row, col = row + 1, 0
 
 
 @numba.njit(**JIT)
