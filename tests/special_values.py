@@ -143,6 +143,9 @@ CASES: dict[str, list[Case]] = {
         Case(arrays(normal(1, 5, 6, 6), normal(17, 5, 3, 3), normal(17)), _CONV,
              values=NO_HUGE, sum_tolerance=SUMS),
     ],
+    "max_pool2d_blocked": [Case(arrays(blocked(1, 18, 7, 7)), _POOL3),
+                           Case(arrays(blocked(1, 18, 8, 8)),
+                                dict(kernel_size=3, stride=2, ceil_mode=True))],
     "expand_depthwise_blocked": [
         Case(arrays(blocked(1, 16, 5, 5), normal(32, 16, 1, 1), normal(32), normal(32, 1, 3, 3),
                     normal(32)), dict(padding=1, groups=32, low=0.0, high=6.0),

@@ -167,7 +167,8 @@ def inverted_residual(channels: int = 20, expand: int = 3, dtype: str = "float32
                       depthwise: bool = True, extra_reader: bool = False) -> Graph:
     """A MobileNetV2 block after batch-norm folding: a 3x3 stem, 1x1 expand + relu6,
     depthwise 3x3 + relu6, 1x1 project, residual add, then global pooling and a dense
-    layer. `extra_reader`: the depthwise output is also max-pooled into a second output."""
+    layer. `extra_reader`: the depthwise output is also average-pooled into a second output
+    (an op that runs in NCHW only)."""
     rng = np.random.default_rng(0)
     g = Graph("block")
 
@@ -189,7 +190,7 @@ def inverted_residual(channels: int = 20, expand: int = 3, dtype: str = "float32
     pooled = g.add("flatten", [g.add("global_avg_pool2d", [y])])
     outputs = [g.add("linear", [pooled, const(5, channels), const(5)])]
     if extra_reader:
-        outputs.append(g.add("max_pool2d", [d], kernel_size=2))
+        outputs.append(g.add("avg_pool2d", [d], kernel_size=2))
     g.set_outputs(outputs)
     return g
 
@@ -220,7 +221,7 @@ def test_a_value_read_outside_the_region_is_converted_once():
     graph = inverted_residual(extra_reader=True)
     after = nchw16c_layout(graph)
     ops = Counter(n.op for n in after.nodes)
-    assert ops["from_blocked"] == 2 and ops["max_pool2d"] == 1  # the residual sum, d
+    assert ops["from_blocked"] == 2 and ops["avg_pool2d"] == 1  # the residual sum, d
     x = rand(np.random.default_rng(2), 2, 3, 12, 12)
     for got, want in zip(run(after, x, "cpu"), run(graph, x, "reference")):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -231,6 +232,43 @@ def test_graphs_without_a_float32_depthwise_region_are_left_alone(kwargs):
     graph = inverted_residual(**kwargs)
     assert nchw16c_regions(graph) == set()
     assert nchw16c_layout(graph) is graph
+
+
+def image_stem(channels: int = 20, conv_read_twice: bool = False) -> Graph:
+    """ResNet's stem after batch-norm folding: a 7x7/2 conv on the image, relu, a 3x3/2 max
+    pool, then a 3x3 conv with the pool's output added back (20 channels: a partial
+    block). `conv_read_twice`: the relu's output is a graph output too."""
+    rng = np.random.default_rng(1)
+    g = Graph("stem")
+    x = g.input("x", (2, 3, 30, 30), "float32")
+    w = g.constant(rand(rng, channels, 3, 7, 7) * 0.2)
+    y = g.add("relu", [g.add("conv2d", [x, w, g.constant(rand(rng, channels))], stride=2,
+                             padding=3)])
+    p = g.add("max_pool2d", [y], kernel_size=3, stride=2, padding=1)
+    w2 = g.constant(rand(rng, channels, channels, 3, 3) * 0.2)
+    out = g.add("relu", [g.add("add", [g.add("conv2d", [p, w2], padding=1), p])])
+    g.set_outputs([out, y] if conv_read_twice else [out])
+    return g
+
+
+def test_an_image_stems_pool_runs_blocked_and_only_its_output_is_converted():
+    """The stem's conv reads the image as it is and writes blocks, the pool reads them, and
+    the pooled map (a quarter of the conv's) is the one value converted back to NCHW; the
+    residual add after the pool stays NCHW (a pool ends its region). Where the conv's output
+    is read elsewhere too, the region would convert two values for one pool: NCHW."""
+    graph = image_stem()
+    after = nchw16c_layout(graph)
+    ops = Counter(n.op for n in after.nodes)
+    assert (ops["conv2d_blocked"], ops["max_pool2d_blocked"], ops["from_blocked"],
+            ops["to_blocked"]) == (1, 1, 1, 0)
+    assert ops["conv2d"] == 1 and ops["add"] == 1
+    x = rand(np.random.default_rng(2), 2, 3, 30, 30)
+    x[0, 1, 4:9, 4:9] = np.nan   # a NaN reaches some windows of the pool
+    want = run(graph, x, "reference")[0]
+    np.testing.assert_allclose(run(after, x, "cpu")[0], want, rtol=1e-4, atol=1e-5)
+    assert np.isnan(want).any()
+    twice = image_stem(conv_read_twice=True)
+    assert nchw16c_regions(twice) == set() and nchw16c_layout(twice) is twice
 
 
 def test_a_region_with_more_conversions_than_convolutions_stays_nchw():

@@ -18,6 +18,11 @@ sigmoid makes 0.5 there), and nothing ever reads them into a real channel.
                                             conv of a region) NCHW; weight and bias as
                                             conv2d's (O, C/groups, kH, kW) and (O,)
 
+    max_pool2d_blocked(x, kernel_size, ...) max_pool2d of a blocked x (each lane a channel;
+                                            max_pool2d's attributes and rules), blocked out:
+                                            an image stem's pool, so the conversion back to
+                                            NCHW moves the pooled tensor, not the conv's
+
     expand_depthwise_blocked(x, w1, b1, w2, b2)
                                             MobileNetV2's expansion, as one op: a 1x1 conv
                                             (w1, b1), clip(low, high), then a depthwise 3x3
@@ -25,8 +30,8 @@ sigmoid makes 0.5 there), and nothing ever reads them into a real channel.
                                             and out; the kernel never writes the expanded
                                             tensor, the block's largest
 
-These ops are made by the layout pass after differentiation, so the convolutions have no
-VJP of their own; the two conversions are each other's.
+These ops are made by the layout pass after differentiation, so the convolutions and the
+pool have no VJP of their own; the two conversions are each other's.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import numpy as np
 from graphcnn.errors import ShapeError
 from graphcnn.ir.types import TensorType
 from graphcnn.ops.conv import CONV_ATTRS, conv2d_ref, conv2d_shape
+from graphcnn.ops.pool import MAX_ATTRS, max_pool2d_ref, pool_canonicalize, pool_shape
 from graphcnn.ops.registry import Attr, FusionKind, expect_float, expect_ndim, register_op
 
 BLOCK = 16  # channels per block: one 512-bit vector of float32
@@ -129,6 +135,24 @@ def formed_after_differentiation(graph: Any, node: Any, cot: list[Any]) -> list[
                               "differentiation; differentiate the NCHW graph instead")
 
 
+# ---- max pooling -------------------------------------------------------------------------
+
+def _all_lanes(t: TensorType) -> TensorType:
+    """The NCHW type of every lane of a blocked type (its padding lanes as channels)."""
+    expect_ndim(t, 5, "max_pool2d_blocked input", "N, C/16, H, W, 16")
+    return TensorType((t.shape[0], t.shape[1] * BLOCK) + t.shape[2:4], t.dtype)
+
+
+def max_pool2d_blocked_shape(in_types: list[TensorType], attrs: dict[str, Any]
+                             ) -> TensorType:
+    return TensorType(blocked_shape(pool_shape([_all_lanes(in_types[0])], attrs).shape),
+                      in_types[0].dtype)
+
+
+def max_pool2d_blocked_ref(x: np.ndarray, **attrs: Any) -> np.ndarray:
+    return to_blocked_ref(max_pool2d_ref(from_blocked_ref(x, x.shape[1] * BLOCK), **attrs))
+
+
 # ---- a 1x1 expansion and a depthwise conv, fused ------------------------------------------
 
 # The attributes of the 1x1 conv inside expand_depthwise_blocked.
@@ -169,6 +193,10 @@ register_op("conv2d_blocked", inputs=("x", "weight", "bias?"), shape=conv2d_bloc
             kind=FusionKind.OUT_ELEMWISE_FUSABLE, attrs=CONV_ATTRS,
             doc="conv2d with its output in NCHW16c, its input in NCHW16c or NCHW (weight and "
                 "bias as conv2d's).")
+register_op("max_pool2d_blocked", inputs=("x",), shape=max_pool2d_blocked_shape,
+            ref=max_pool2d_blocked_ref, vjp=formed_after_differentiation,
+            kind=FusionKind.OPAQUE, attrs=MAX_ATTRS, canonicalize=pool_canonicalize,
+            doc="max_pool2d of an NCHW16c input, each lane a channel, NCHW16c out.")
 register_op("expand_depthwise_blocked", inputs=("x", "w1", "b1", "w2", "b2"),
             shape=expand_depthwise_shape, ref=expand_depthwise_ref,
             vjp=formed_after_differentiation, kind=FusionKind.OUT_ELEMWISE_FUSABLE,

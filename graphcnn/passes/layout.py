@@ -3,14 +3,17 @@
 Which nodes can run blocked: a float32 conv2d that the blocked kernels compute well (1x1
 stride 1 unpadded with one group: output channels in the lanes; depthwise 3x3: whole
 vectors of channels; any other one-group conv on an NCHW input, which it reads in place:
-a region's 3x3 stem, so the image needs no conversion), and elementwise ops whose
-operands all have the output's shape (no broadcasting: the epilogues between them, clip
-and the residual add). Those nodes, joined where one reads another, make regions; a
-region runs blocked if it holds a depthwise convolution and more convolutions than values
-to convert at its border (the cost model: depthwise layers are where NCHW loses, 4-9
-GFLOP/s on MobileNet's small planes against a third of the time blocked; a region of 1x1
-convolutions alone, or a lone depthwise conv, gains less than its conversions cost). The
-pass converts a value once where a region reads it
+a region's 3x3 stem, so the image needs no conversion), elementwise ops whose operands
+all have the output's shape (no broadcasting: the epilogues between them, clip and the
+residual add), and a float32 max_pool2d of a blocked value. Those nodes, joined where one
+reads another, make regions; a region runs blocked if it holds a depthwise convolution and
+more convolutions than values to convert at its border (the cost model: depthwise layers
+are where NCHW loses, 4-9 GFLOP/s on MobileNet's small planes against a third of the time
+blocked; a region of 1x1 convolutions alone, or a lone depthwise conv, gains less than its
+conversions cost), or if it holds max pools and converts no more values than it has pools:
+an image stem (conv, relu, max pool: ResNet's, GoogLeNet's, DenseNet's), whose conv reads
+the image as it is and whose pool's output is all that leaves, converted at a quarter of
+the conv's size. The pass converts a value once where a region reads it
 (`to_blocked`) and once where it leaves (`from_blocked`), each conversion placed just
 before its first reader and shared by the others; the weights stay as they are (the
 kernels pack them once).
@@ -21,6 +24,8 @@ fuse_expand_depthwise, then joins each 1x1 expansion, its clip and the depthwise
 after them into one op whose kernel keeps the expanded tensor out of memory.
 """
 from __future__ import annotations
+
+from collections import Counter
 
 from graphcnn.ir.graph import Graph, Node, Value
 from graphcnn.ir.rebuild import Replacement, replace_groups
@@ -51,6 +56,8 @@ def _can_run_nchw16c(node: Node, blocked_input: bool) -> bool:
         # stem) runs blocked only on an NCHW input, which its kernel reads as it is.
         return _pointwise(node) or is_depthwise(node) or (
             node.attrs["groups"] == 1 and not blocked_input)
+    if node.op == "max_pool2d":
+        return blocked_input and node.inputs[0].dtype == "float32"
     out = node.outputs[0].type
     return (blocked_input and get_op(node.op).scalar is not None and out.is_float
             and all(v.type == out for v in node.inputs))
@@ -60,11 +67,16 @@ def nchw16c_regions(graph: Graph) -> set[int]:
     """The ids of the nodes that run blocked: the regions (nodes that can, joined where one
     reads another) that hold a depthwise convolution and more convolutions than values
     to convert at their border (a lone depthwise conv between two batch norms, as in a
-    graph compiled with frozen=False, stays NCHW). An elementwise op can only where an
+    graph compiled with frozen=False, stays NCHW), or max pools and no more values to
+    convert than pools (an image stem). An elementwise op or a pool can only where an
     operand comes blocked (else it stays with its NCHW producer, as that one's epilogue)."""
     able: dict[int, Node] = {}
+
+    def joins(v: Value) -> bool:   # a pool ends its region: what reads it starts anew
+        return v.node.id in able and able[v.node.id].op != "max_pool2d"
+
     for n in graph.nodes:  # in order, so each node knows whether its inputs come blocked
-        if _can_run_nchw16c(n, any(v.node.id in able for v in n.inputs)):
+        if _can_run_nchw16c(n, any(joins(v) for v in n.inputs)):
             able[n.id] = n
     parent = {i: i for i in able}
 
@@ -76,16 +88,20 @@ def nchw16c_regions(graph: Graph) -> set[int]:
 
     for node in able.values():
         for v in node.inputs:
-            if v.node.id in able:
+            if joins(v):
                 parent[root(v.node.id)] = root(node.id)
     with_depthwise = {root(i) for i, n in able.items() if is_depthwise(n)}
+    with_pool = {root(i) for i, n in able.items() if n.op == "max_pool2d"}
     regions: dict[int, set[int]] = {}
     for i in able:
-        if root(i) in with_depthwise:
+        if root(i) in with_depthwise | with_pool:
             regions.setdefault(root(i), set()).add(i)
     chosen: set[int] = set()
-    for members in regions.values():
-        if _conversions(graph, members) < sum(able[i].op == "conv2d" for i in members):
+    for r, members in regions.items():
+        conversions = _conversions(graph, members)
+        count = Counter(able[i].op for i in members)
+        if (r in with_depthwise and conversions < count["conv2d"]) or (
+                r in with_pool and conversions <= count["max_pool2d"]):
             chosen |= members
     return chosen
 
@@ -109,7 +125,7 @@ def _conversions(graph: Graph, members: set[int]) -> int:
 
 
 def nchw16c_layout(graph: Graph) -> Graph:
-    """The graph with its depthwise regions in NCHW16c (see the module docstring); the
+    """The graph with its regions in NCHW16c (see the module docstring); the
     graph itself if it has none."""
     chosen = nchw16c_regions(graph)
     if not chosen:
@@ -138,7 +154,8 @@ def nchw16c_layout(graph: Graph) -> Graph:
                 inputs = [first] + [as_nchw(v, node.loc) for v in node.inputs[1:]]
                 new = out.add_node("conv2d_blocked", inputs, dict(node.attrs), loc=node.loc)
             else:
-                new = out.add_node(node.op, [as_blocked(v, node.loc) for v in node.inputs],
+                op = "max_pool2d_blocked" if node.op == "max_pool2d" else node.op
+                new = out.add_node(op, [as_blocked(v, node.loc) for v in node.inputs],
                                    dict(node.attrs), loc=node.loc)
             blocked[node.outputs[0].id] = new.outputs[0]
             continue

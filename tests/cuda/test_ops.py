@@ -72,8 +72,9 @@ def test_offset_tables_widen_to_int64_when_needed(monkeypatch):
 
 @pytest.mark.parametrize("channels", [16, 20])
 def test_blocked_layout_ops(channels):
-    """NCHW16c on the device: both conversions (with their gradients, each other), and
-    conv2d_blocked, 1x1 and depthwise, with a last block of 4 channels or none."""
+    """NCHW16c on the device: both conversions (with their gradients, each other),
+    conv2d_blocked, 1x1 and depthwise, and max_pool2d_blocked, with a last block of 4
+    channels or none."""
     blocks = -(-channels // 16)
     check_cuda("to_blocked", [rand(2, channels, 3, 4)])
     check_cuda("from_blocked", [rand(2, blocks, 3, 4, 16)], {"channels": channels})
@@ -84,6 +85,8 @@ def test_blocked_layout_ops(channels):
     check_cuda("expand_depthwise_blocked", [x, rand(24, channels, 1, 1), rand(24),
                                             rand(24, 1, 3, 3), rand(24)],
                {"groups": 24, "padding": 1, "low": 0.0, "high": 1.0}, grad=False)
+    check_cuda("max_pool2d_blocked", [x], {"kernel_size": 3, "stride": 2, "padding": 1},
+               grad=False)
 
 
 def test_split_k_weight_gradient(monkeypatch):

@@ -13,6 +13,7 @@ from graphcnn.backends.cpu.kernels import (  # noqa: F401
     loss_pixel,
     nchw16c,
     nchw16c_expand,
+    nchw16c_pool,
     norm,
     norm_group,
     norm_running,

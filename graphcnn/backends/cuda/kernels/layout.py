@@ -1,8 +1,8 @@
 """The blocked layout's ops on the device (graphcnn/ops/layout.py). The layout pass makes
 them for the cpu backend only (the GPU's kernels are written for NCHW), so these are
 plain and correct rather than fast: a graph that holds them still runs here. The two
-conversions are strided copies (C split into blocks of 16 and lanes); conv2d_blocked
-converts its input to NCHW, runs the NCHW convolution and converts back."""
+conversions are strided copies (C split into blocks of 16 and lanes); conv2d_blocked and
+max_pool2d_blocked convert their input to NCHW, run the NCHW op and convert back."""
 from __future__ import annotations
 
 from typing import Any
@@ -89,3 +89,17 @@ def expand_depthwise_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[s
             + get_kernel("clip")([expanded], [clipped], {"low": attrs["low"],
                                                          "high": attrs["high"]})
             + conv2d_blocked_plan([clipped, w2, b2], outs, conv_attrs(attrs)))
+
+
+@cuda_kernel("max_pool2d_blocked")
+def max_pool2d_blocked_plan(ins: list[Any], outs: list[Any], attrs: dict[str, Any]
+                            ) -> list[Launch]:
+    """Through NCHW: every lane as a channel, the NCHW pool, and back."""
+    x, out = ins[0], outs[0]
+    n, cb, h, wd, _ = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    x_nchw = scratch(x.size, x.dtype).reshape(n, cb * BLOCK, h, wd)
+    y_nchw = scratch(out.size, out.dtype).reshape(n, cb * BLOCK, oh, ow)
+    return (_block_copies(x_nchw, x, to_blocked=False)
+            + get_kernel("max_pool2d")([x_nchw], [y_nchw], attrs)
+            + _block_copies(y_nchw, out, to_blocked=True))
