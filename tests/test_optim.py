@@ -292,3 +292,26 @@ def test_the_one_pass_sgd_keeps_no_work_arrays():
     l1 = SGD(lr=0.1, l1=1e-3)
     l1.step(params, grads[0])
     assert set(l1._work) == set(SHAPES)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_steps_on_threads_of_its_own(monkeypatch):
+    """A child forked after a parallel step has none of its parent's worker threads: its
+    own step makes new ones instead of waiting on the parent's forever."""
+    import os
+
+    from graphcnn.optim import parallel
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr("numba.get_num_threads", lambda: 2)
+    params, grads = make_problem(5)
+    opt = SGD(lr=0.1, momentum=0.9)
+    opt.step(params, grads[0])          # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:                        # the child: one more step, then exit at once
+        try:
+            opt.step(params, grads[1])
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -21,15 +21,17 @@ from typing import Callable, Sequence
 PARALLEL_BYTES = 4 << 20   # the step's bytes (parameters) from which it is split
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0   # the process that made _POOL: a forked child has none of its threads
 _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL_PID != os.getpid():
             _POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1),
                                        thread_name_prefix="graphcnn-optim")
+            _POOL_PID = os.getpid()
         return _POOL
 
 
