@@ -5,8 +5,9 @@ arrays, so a step splits its parameters into groups of about equal bytes and upd
 group on the calling thread and each other one on a worker thread: the SGD kernel releases
 the GIL (sgd_kernel.py), and so do NumPy's in-place operations on large arrays. Right after
 a training step a parameter's arrays have left the caches and each core pulls its own
-stream from memory: ResNet-18's SGD step at batch 16 took 30-54 ms on one thread and 20-32
-on two (a 2-core machine, each right after a value_and_grad call). Steps under
+stream from memory: ResNet-18's SGD step right after a value_and_grad call at batch 16 took
+33-45 ms on one thread, and 7-10 on two with no work arrays kept (optimizers.py; a 2-core
+machine). Steps under
 PARALLEL_BYTES run on the calling thread alone (LeNet-5's whole step is 4 ms, and a
 thread's hand-off would cost more than it saves). Any split gives the same bits: each
 update is the same arithmetic on the same arrays.

@@ -168,14 +168,14 @@ def _conv_rows(wp, x, table, bias, out, step, row_step, image_step, row_len, chu
                 for p in range(p0, min(last_panel, p0 + in_cache)):
                     ob = p * nb
                     at = ((image * ob_len + ob) * plane + pixel * LANES) * 4
+                    w_at, b_at, blocks = (w0 + p * k_len * nb * LANES * 4,
+                                          b0 + ob * LANES * 4, min(nb, ob_len - ob))
                     if wide:
-                        wide_tile(w0 + p * k_len * nb * LANES * 4, x_at, t0, k_len, f0,
-                                  b0 + ob * LANES * 4, o0 + at, plane,
-                                  min(nb, ob_len - ob), valid, s0 + at, mode, low, high)
+                        wide_tile(w_at, x_at, t0, k_len, f0, b_at, o0 + at, plane, blocks,
+                                  valid, s0 + at, mode, low, high)
                     else:
-                        tile(w0 + p * k_len * nb * LANES * 4, x_at, t0, k_len, f0,
-                             b0 + ob * LANES * 4, o0 + at, plane, min(nb, ob_len - ob),
-                             valid, s0 + at, mode, low, high)
+                        tile(w_at, x_at, t0, k_len, f0, b_at, o0 + at, plane, blocks, valid,
+                             s0 + at, mode, low, high)
 
 
 @functools.lru_cache(maxsize=1024)

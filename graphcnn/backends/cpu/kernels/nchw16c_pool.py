@@ -54,12 +54,12 @@ def _max_pool_rows(x, out, kh, kw, sh, sw, ph, pw, dh, dw):
         row = out[plane, oy]
         for q in range(ow * LANES):
             row[q] = -np.inf
+        dst = o0 + task * ow * LANES * 4   # the row: task = plane * oh + oy
         for i in range(kh):
             iy = oy * sh - ph + i * dh
             if iy < 0 or iy >= h:
                 continue
             src = x0 + (plane * h + iy) * w * LANES * 4
-            dst = o0 + (plane * oh + oy) * ow * LANES * 4
             for j in range(kw):
                 shift = j * dw - pw   # input column of output column ox: ox * sw + shift
                 first = max(0, (sw - 1 - shift) // sw)
