@@ -55,7 +55,11 @@ def writes_in_place_legally(graph: Graph, dead: int, made: int) -> bool:
         return node.output.type.nbytes == dead_value.type.nbytes
     elementwise = get_op(node.op).scalar is not None or (
         node.op == "fused" and not node.attrs["anchor"])
-    return elementwise and node.output.type == dead_value.type
+    # a fused group over its epilogue's side (a residual its conv adds as it stores),
+    # read by nothing else in the group
+    over_side = node.op == "fused" and [v.id for v in node.inputs].count(dead) == 1 and \
+        [v.id for v in node.inputs].index(dead) >= node.attrs["anchor_inputs"]
+    return (elementwise or over_side) and node.output.type == dead_value.type
 
 
 def concatenated_in_place(graph: Graph, plan: MemoryPlan, part: int, whole: int) -> bool:

@@ -4,8 +4,11 @@
    makes it to the last step that reads it (graph outputs: to the end).
 2. In place: an elementwise op (a scalar formula, or a fused group without an anchor) may
    write over an input that dies at that op and has its exact type; a reshape or flatten
-   over its input, which makes it free (the runner skips it). Such tensors share a buffer
-   whose lifetime is the union of theirs.
+   over its input, which makes it free (the runner skips it); and, where the backend says
+   its kernel allows it (`over_side`), a fused group over its epilogue's side input (a
+   convolution whose tiles add the residual as they store it: ResNet's blocks), which then
+   reads and writes one tensor instead of reading one and writing another. Such tensors
+   share a buffer whose lifetime is the union of theirs.
 3. Concatenation in place: where a concat's inputs are contiguous slices of its output
    (nothing but ones before its axis: batch 1 along channels), each input is made in its
    slice of the output's buffer, and the concat itself is free (the runner skips it).
@@ -129,7 +132,12 @@ def concat_slices(node: Node) -> list[int] | None:
     return starts
 
 
-def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
+def plan_memory(graph: Graph, in_place: bool = True,
+                over_side: Callable[[Node], int | None] | None = None) -> MemoryPlan:
+    """The graph's memory plan (the module's docstring). `over_side(node)`: the input a
+    fused node's kernel may write its output over (its epilogue's side, read at each
+    element just before that element is stored), or None; the backend's answer, from the
+    kernel it chose."""
     live_range = liveness(graph)
     steps, first, last = live_range.steps, live_range.first, live_range.last
     planned = set(first)
@@ -166,9 +174,12 @@ def plan_memory(graph: Graph, in_place: bool = True) -> MemoryPlan:
         for step, node in enumerate(steps):
             if len(node.outputs) != 1:
                 continue
-            for v in node.inputs:
+            side = over_side(node) if over_side is not None and node.op == "fused" else None
+            for k, v in enumerate(node.inputs):
                 if v.id in planned and last[v.id] == step and v.id not in graph_outputs \
-                        and v.id not in concatenated and _can_write_over(node, v):
+                        and v.id not in concatenated and (_can_write_over(node, v) or (
+                            k == side and v.type == node.outputs[0].type
+                            and [u.id for u in node.inputs].count(v.id) == 1)):
                     place_at(node.outputs[0].id, v.id, 0)
                     if node.op in VIEW_OPS:
                         views.add(node.id)

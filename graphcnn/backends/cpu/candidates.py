@@ -361,6 +361,12 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
                      error_growth=ERROR_GROWTH[name])
 
 
+# The stores above whose tiles read each element's side just before they store that
+# element, and write nothing to the output before: their output may be the side's own
+# bytes (the memory plan's over_side), so the residual is read and written in one place.
+STORES_OVER_SIDE = frozenset({"packed", "implicit", "nchw16c"})
+
+
 def _stored(name: str, site: Site, panels: np.ndarray | None
             ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
     """The packed and implicit GEMMs' store for a forward conv: bias and a fused group's

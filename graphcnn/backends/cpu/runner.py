@@ -33,10 +33,12 @@ class CpuRunner(Runner):
                  implementations: dict[int, str] | None = None) -> None:
         """`implementations`: node id -> the implementation name to run it with (an
         artifact's), instead of choosing again."""
-        plan = plan if plan is not None else plan_memory(graph)
         self.launch_table: Any = None  # precompiled kernels (an artifact's), see aot.py
         self._saved = implementations or {}
         self.chosen: dict[int, Implementation] = {}  # node id -> its Implementation
+        self._constants_made: dict[int, np.ndarray] = {}
+        if plan is None:
+            plan = self._plan_after_choosing(graph)
         super().__init__(graph, plan)
         for step in self.steps:
             chosen = self.chosen[step.node]
@@ -61,8 +63,27 @@ class CpuRunner(Runner):
     def new_scratch(self) -> Workspace:
         return Workspace()   # empty: the first call grows it
 
+    def _plan_after_choosing(self, graph: Graph) -> MemoryPlan:
+        """The memory plan, made once the fused nodes' implementations are chosen: where
+        the chosen kernel allows it, a group's output is placed over its residual
+        (Implementation.side_in_place; memory_plan's over_side)."""
+        for node in graph.nodes:
+            if node.op == "constant":
+                self._constants_made[node.output.id] = np.require(node.attrs["value"],
+                                                                  requirements="C")
+        for node in graph.nodes:
+            if node.op == "fused":
+                self.chosen[node.id] = implementation(node, self._constants_made,
+                                                      self._saved.get(node.id))
+
+        def over_side(node: Node) -> int | None:
+            chosen = self.chosen.get(node.id)
+            return None if chosen is None else chosen.side_in_place
+        return plan_memory(graph, over_side=over_side)
+
     def constant(self, value: Value, array: Any) -> np.ndarray:
-        return np.require(array, requirements="C")
+        made = self._constants_made.get(value.id)
+        return made if made is not None else np.require(array, requirements="C")
 
     def place(self, value: Value, arena: np.ndarray) -> np.ndarray:
         offset = self.plan.offsets[value.id]
@@ -71,8 +92,10 @@ class CpuRunner(Runner):
 
     def build_kernel(self, node: Node) -> KernelFn:
         # The node's constants are in self.buffers already (they come first in the graph).
-        chosen = implementation(node, self.buffers, self._saved.get(node.id))
-        self.chosen[node.id] = chosen
+        chosen = self.chosen.get(node.id)   # a fused node's: chosen before the plan
+        if chosen is None:
+            chosen = self.chosen[node.id] = implementation(node, self.buffers,
+                                                           self._saved.get(node.id))
         return chosen.run
 
     def feed(self, context: CallContext, feeds: dict[int, np.ndarray]

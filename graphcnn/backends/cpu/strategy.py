@@ -41,6 +41,7 @@ import numpy as np
 
 from graphcnn.backends.cpu import accuracy, autotune, blas
 from graphcnn.backends.cpu.candidates import (
+    STORES_OVER_SIDE,
     STRATEGIES,
     Candidate,
     Core,
@@ -76,13 +77,17 @@ class Implementation:
     them again, for an artifact's recording run (None: nothing prepacked).
     `workspaces`: the scratch one call takes beyond its outputs (conv_gemm.workspace's
     buffers), role -> bytes in the order the kernel asks for them, by its own formula
-    for the node's shapes; `workspace_bytes` the bytes they take, laid out."""
+    for the node's shapes; `workspace_bytes` the bytes they take, laid out.
+    `side_in_place`: the input `run` may find in its output's own bytes (a fused group's
+    residual, which its kernel reads at each element just before storing it; the memory
+    plan's over_side), or None."""
     name: str
     why: str
     run: KernelFn
     prepack: Callable[[], Any] | None = None
     packed_bytes: int = 0
     workspaces: dict[str, int] = field(default_factory=dict)
+    side_in_place: int | None = None
 
     @property
     def workspace_bytes(self) -> int:
@@ -252,10 +257,15 @@ def _group_of(site: Site, head: Site, name: str, why: str, core: Core,
         form = nchw16c.epilogue_form(attrs["steps"], list(zip(site.in_shapes, site.in_dtypes)),
                                      (site.out_shape, site.out_dtype))
         if form is not None:
+            # (a side that is also the conv's own input is read as a window: never)
+            over_side = head.op == "conv2d" and name in STORES_OVER_SIDE and \
+                form.side is not None and form.side >= attrs["anchor_inputs"]
             return Implementation(name, f"{why}; the epilogue applied as it stores",
-                                  fused.stored_epilogue_step(attrs, core.store, form),
+                                  fused.stored_epilogue_step(attrs, core.store, form,
+                                                             over_side),
                                   prepack=core.prepack, packed_bytes=core.packed_bytes,
-                                  workspaces=workspaces)
+                                  workspaces=workspaces,
+                                  side_in_place=form.side if over_side else None)
     mask = _clip_grad_mask(site)
     if core.store_mask is not None and mask is not None:
         side, low, high = mask

@@ -73,6 +73,7 @@ def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: 
 
     def anchored(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
         out = outs[0]
+        ins = sides_apart(ins, refs, out)
         anchor(ins[:head], out)
         sides = [broadcast_view(ins[r], out_shape, view) for r in refs]
         if bias_in_epilogue:
@@ -112,15 +113,35 @@ def concat_epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_
     return gathered
 
 
-def stored_epilogue_step(attrs: dict[str, Any], store: Callable[..., None], form: Any
-                         ) -> KernelFn:
+def stored_epilogue_step(attrs: dict[str, Any], store: Callable[..., None], form: Any,
+                         over_side: bool = False) -> KernelFn:
     """The fused node's step where the anchor's kernel applies the group's epilogue as it
-    stores: store(anchor inputs, output, the Epilogue `form` binds to this call's inputs)."""
+    stores: store(anchor inputs, output, the Epilogue `form` binds to this call's inputs).
+    `over_side`: the store reads each element's side just before storing it, so its
+    output may be the side's own bytes (else a side found there is copied first)."""
     head = attrs["anchor_inputs"]
+    refs = [] if over_side or form.side is None else [form.side]
 
     def stored(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
+        ins = sides_apart(ins, refs, outs[0])
         store(ins[:head], outs[0], form.bind(ins))
     return stored
+
+
+def sides_apart(ins: list[np.ndarray], refs: Sequence[int], out: np.ndarray
+                ) -> list[np.ndarray]:
+    """`ins`, each side in `refs` that shares bytes with `out` replaced by a copy: a kernel
+    that writes its output before it reads a side (the anchor, then the generated
+    epilogue) must not find the side there. The memory plan puts a side in its group's
+    output only where the chosen kernel allows it (Implementation.side_in_place), but an
+    any-batch executable runs the plan of its largest batch with the kernels chosen at
+    another, and an artifact's plan is read from a file."""
+    moved = None
+    for r in refs:
+        if np.may_share_memory(ins[r], out):
+            moved = list(ins) if moved is None else moved
+            moved[r] = ins[r].copy()
+    return ins if moved is None else moved
 
 
 def _plane_view(shape: tuple[int, ...], side_shapes: list[tuple[int, ...]]
