@@ -82,6 +82,46 @@ def test_pixels_in_lanes_split_by_images_gives_the_same_bits(n, c, o, hw, kernel
     assert held == conv_gemm.layout_bytes(conv_gemm.scratch_bytes(scratch))
 
 
+def apply_epilogue(y: np.ndarray, b: np.ndarray | None, side: np.ndarray, mode: int
+                   ) -> np.ndarray:
+    """The epilogue's arithmetic in float64, in its order: bias, side, clip, relu."""
+    if b is not None:
+        y = y + b[:, None, None]
+    if mode & ADD_SIDE:
+        y = y + side
+    if mode & CLIP:
+        y = np.clip(y, -0.5, 0.75)
+    if mode & RELU:
+        y = np.where(y <= 0, 0, y)
+    return y
+
+
+@settings(deadline=None, max_examples=25)
+@given(**SHAPES, mode=st.sampled_from([0, RELU, CLIP, ADD_SIDE, ADD_SIDE | RELU]),
+       bias=st.booleans())
+def test_channels_in_lanes_applies_the_epilogue_as_it_stores(n, c, o, hw, kernel, seed, mode,
+                                                             bias):
+    """The channels-in-lanes kernel with bias and a fused group's epilogue (the residual
+    with a NaN in it): the same bits split by images or not; the reference's values."""
+    x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
+    rng = np.random.default_rng(seed + 1)
+    side = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
+    side[-1, -1, -1, -1] = np.nan
+    epilogue = Epilogue(side if mode & ADD_SIDE else None, mode, -0.5, 0.75)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    split = np.full((n, o, oh, oh), np.nan, np.float32)
+    each = np.full_like(split, np.nan)
+    packed_images.conv2d_packed_channels(x, w, split, attrs, None, b, epilogue)
+    packed_gemm.conv2d_packed_channels(x, w, each, attrs, None, b, epilogue)
+    np.testing.assert_array_equal(split, each)
+    want = apply_epilogue(conv2d_ref(x.astype(np.float64), w.astype(np.float64), **attrs), b,
+                          side, mode)
+    assert np.array_equal(np.isnan(split), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_allclose(split[finite], want[finite], rtol=1e-4,
+                               atol=1e-4 * max(1.0, np.abs(want[finite]).max()))
+
+
 @settings(deadline=None, max_examples=20)
 @given(**SHAPES)
 def test_the_implicit_gemm_split_by_images_gives_each_images_bits(n, c, o, hw, kernel, seed):

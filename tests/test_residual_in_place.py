@@ -3,7 +3,7 @@ over_side): where the chosen kernel adds each element's side just before it stor
 (the packed, implicit and nchw16c GEMMs), the plan puts the group's output in the side's
 bytes, so the block reads and writes one tensor instead of reading one and writing
 another; where the kernel writes its output first (Winograd, then the generated
-epilogue), the plan keeps them apart, and a side it finds there anyway (a plan made for
+epilogue; packed-channels, then its epilogue from the cache), the plan keeps them apart, and a side it finds there anyway (a plan made for
 other choices) is copied first. Every way gives the reference's values."""
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_a_residual_conv_that_adds_as_it_stores_writes_over_its_residual(algorit
         np.testing.assert_array_equal(exe(x), exe(x))   # the residual is made afresh
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "gemm"])
+@pytest.mark.parametrize("algorithm", ["winograd", "gemm", "packed-channels"])
 def test_a_conv_that_writes_before_its_epilogue_keeps_its_residual_apart(algorithm):
     model = residual_block()
     with forced({"conv2d": algorithm}):

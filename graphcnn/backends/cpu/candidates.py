@@ -361,19 +361,24 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
                      error_growth=ERROR_GROWTH[name])
 
 
-# The stores above whose tiles read each element's side just before they store that
-# element, and write nothing to the output before: their output may be the side's own
-# bytes (the memory plan's over_side), so the residual is read and written in one place.
+# The GEMMs that apply a fused group's epilogue as they store (_stored).
+STORES_EPILOGUE = frozenset({"packed", "packed-channels", "implicit", "nchw16c"})
+# Those of them that read an element's side just before they store that element, and write
+# nothing to the output before: their output may be the side's own bytes (the memory
+# plan's over_side), so a residual is read and written in one place. (packed-channels
+# stores its tiles, then runs the epilogue over its part of the output from the cache:
+# by then its own values lie where the side was.)
 STORES_OVER_SIDE = frozenset({"packed", "implicit", "nchw16c"})
 
 
 def _stored(name: str, site: Site, panels: np.ndarray | None
             ) -> Callable[[list[np.ndarray], np.ndarray, Any], None] | None:
     """The packed and implicit GEMMs' store for a forward conv: bias and a fused group's
-    epilogue (relu, clip, a residual add) applied as each tile is stored (nchw16c: as its
-    blocks are copied to NCHW), so the group needs no second pass over its output (the
-    other algorithms: None, the generated epilogue)."""
-    if name not in ("packed", "implicit", "nchw16c") or site.op != "conv2d":
+    epilogue (relu, clip, a residual add) applied as each tile is stored (packed-channels:
+    over each thread's part of the output once its tiles are stored, from the core's
+    cache; nchw16c: as its blocks are copied to NCHW), so the group needs no second pass
+    over its output from memory (the other algorithms: None, the generated epilogue)."""
+    if name not in STORES_EPILOGUE or site.op != "conv2d":
         return None
     attrs = site.attrs
     conv = _GEMM_FUNCTIONS[name](site.op)

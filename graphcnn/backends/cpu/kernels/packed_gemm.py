@@ -20,7 +20,7 @@ measurements).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import numba
 import numpy as np
@@ -242,10 +242,11 @@ def columns_scratch(k_len: int, n_len: int, threads: int) -> tuple[int, int]:
 
 
 @numba.njit(**JIT)
-def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
+def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns, bias, side, mode, low,
+                  high):
     """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b's columns read nr at a time
     (nr = NR or NR_WIDE) in place, the threads splitting the columns or the weight panels
-    (see COLUMN_SPLIT)."""
+    (see COLUMN_SPLIT); bias and the epilogue (tile_epilogue's) applied as it stores."""
     mb_len, n_len = ap.shape[0], c.shape[1]
     nb_len = (n_len + nr - 1) // nr
     for t in prange(threads):
@@ -257,6 +258,9 @@ def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns):
         if nb1 > n_len // nr and mb1 > mb0:  # this thread computes the partial panel
             copy_tail(b, tails[t], n_len // nr * nr, nr)
         channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tails[t], tile, c)
+        if mode:   # over this thread's part of c, then in its core's cache
+            rows_epilogue(c, side, bias, mb0 * LANES, min(mb1 * LANES, m_len), nb0 * nr,
+                          min(nb1 * nr, n_len), mode, low, high)
 
 
 @numba.njit(inline="always")
@@ -287,14 +291,44 @@ def channel_tiles(ap, m_len, mb0, mb1, nb0, nb1, nr, b, tail, tile, c):
         mb += panels
 
 
-def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray) -> None:
+
+@numba.njit(inline="always")
+def rows_epilogue(c, side, bias, m0, m1, n0, n1, mode, low, high):
+    """c[m0:m1, n0:n1] through bias and the epilogue in place (epilogue()'s order), one
+    operation at a time along each row, in loops that vectorize; `side`: c's shape. The
+    channels-in-lanes GEMM runs it over a thread's whole part of c (an image's, in
+    packed_images) once its tiles are stored, from the core's cache: run over each group
+    of panels' rows between their tiles, it cost 5 to 8 times as much."""
+    for m in range(m0, m1):
+        row, by = c[m, n0:n1], side[m, n0:n1]   # (rows as views: the loops vectorize)
+        if mode & ADD_BIAS:
+            b = bias[m]
+            for n in range(row.shape[0]):
+                row[n] += b
+        if mode & ADD_SIDE:
+            for n in range(row.shape[0]):
+                row[n] += by[n]
+        if mode & CLIP:
+            for n in range(row.shape[0]):
+                v = row[n]
+                row[n] = low if v < low else (high if v > high else v)
+        if mode & RELU:
+            for n in range(row.shape[0]):
+                v = row[n]
+                row[n] = np.float32(0) if v <= 0 else v
+
+
+def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndarray,
+                           bias: np.ndarray | None = None, epilogue: Any = None) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)` (b and c 2-d with
-    contiguous rows)."""
+    contiguous rows), with `bias` and an nchw16c_conv.Epilogue (its side of c's shape)
+    applied as it stores, where given."""
     k_len, n_len = b.shape
     threads = numba.get_num_threads()
     tails = workspace("packed-columns", columns_scratch(k_len, n_len, threads), np.float32)
     launch(_gemm_columns, ap, b, c, m_len, panel_width(n_len), tails, threads,
-           columns_split(m_len, n_len, threads))
+           columns_split(m_len, n_len, threads),
+           *tile_epilogue(m_len, bias, epilogue, conv_side(c, epilogue)))
 
 
 def packed_conv_weights(w: np.ndarray, width: int = MR) -> np.ndarray:
@@ -342,11 +376,13 @@ def conv_scratch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
 
 
 def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
-    """out = conv2d(x, w) without bias (float32, one group), output channels in the lanes;
-    `wp`: packed_conv_weights(w, LANES) made already."""
-    _by_image(x, w, out, attrs, LANES,
-              lambda panels, m, b, c, n: matmul_packed_channels(panels, m, b, c), wp)
+                           attrs: dict[str, Any], wp: np.ndarray | None = None,
+                           bias: np.ndarray | None = None, epilogue: Any = None) -> None:
+    """out = conv2d(x, w) (float32, one group), output channels in the lanes, without
+    bias, or with `bias` and a fused group's `epilogue` applied as it stores (as
+    conv2d_packed); `wp`: packed_conv_weights(w, LANES) made already."""
+    _by_image(x, w, out, attrs, LANES, _per_image(out, bias, epilogue, matmul_packed_channels),
+              wp)
 
 
 def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
@@ -355,6 +391,13 @@ def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str
     """out = conv2d(x, w) (float32, one group), pixels in the lanes, without bias, or with
     `bias` and a fused group's `epilogue` (an nchw16c_conv.Epilogue, its side of out's
     shape) applied as each tile is stored; `wp`: packed_conv_weights(w) made already."""
+    _by_image(x, w, out, attrs, MR, _per_image(out, bias, epilogue, matmul_packed), wp)
+
+
+def _per_image(out: np.ndarray, bias: np.ndarray | None, epilogue: Any,
+               matmul: Callable[..., None]) -> Callable[..., None]:
+    """_by_image's product for image n: matmul(panels, M, b, c, bias, the epilogue with
+    image n's side)."""
     n_len, o_len = out.shape[:2]
     side3 = None
     if epilogue is not None and epilogue.side is not None:
@@ -362,6 +405,6 @@ def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str
 
     def product(panels: np.ndarray, m: int, b: np.ndarray, c: np.ndarray, n: int) -> None:
         form = epilogue if side3 is None else epilogue._replace(side=side3[n])
-        matmul_packed(panels, m, b, c, bias, form)
-    _by_image(x, w, out, attrs, MR, product, wp)
+        matmul(panels, m, b, c, bias, form)
+    return product
 

@@ -32,6 +32,7 @@ from graphcnn.backends.cpu.kernels.packed_gemm import (
     panel_width,
     pixel_blocks,
     pixel_task,
+    rows_epilogue,
 )
 from graphcnn.backends.cpu.registry import JIT, launch
 from graphcnn.ops.conv_shapes import is_pointwise
@@ -59,11 +60,12 @@ def _image_columns(xf, cf, n, c_len, in_h, in_w, kh, kw, sh, sw, pt, pl, dh, dw,
 
 @numba.njit(**JIT)
 def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails, threads,
-               pointwise):
+               pointwise, bias, side, mode, low, high):
     """out[n] = W @ col(x[n]) for W packed as (M/16, K, 16) panels, thread t taking images
     t * N / threads up to (t + 1) * N / threads, its columns in col[t] (`pointwise`: x[n]
     itself) and its copy of the last, partial panel of columns in tails[t]: all of
-    packed_gemm._gemm_columns's tiles over one image."""
+    packed_gemm._gemm_columns's tiles over one image, with bias and the epilogue (`side`:
+    out's shape, or out itself) applied as each value is stored."""
     n_len, c_len, in_h, in_w = x.shape
     p = out.shape[2] * out.shape[3]
     mb_len, k_len = ap.shape[0], ap.shape[1]
@@ -76,8 +78,10 @@ def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails
                                out.shape[3], p, t * k_len * p, pointwise)
             if p % nr:
                 copy_tail(b, tails[t], p // nr * nr, nr)
-            channel_tiles(ap, m_len, 0, mb_len, 0, nb_len, nr, b, tails[t], tile,
-                          out[n].reshape((m_len, p)))
+            c, s = out[n].reshape((m_len, p)), side[n].reshape((m_len, p))
+            channel_tiles(ap, m_len, 0, mb_len, 0, nb_len, nr, b, tails[t], tile, c)
+            if mode:
+                rows_epilogue(c, s, bias, 0, m_len, 0, p, mode, low, high)
 
 
 @numba.njit(**JIT)
@@ -123,13 +127,15 @@ _NO_COLUMNS = np.zeros(1, np.float32)   # a 1x1 stride-1 conv reads the image it
 
 
 def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], wp: np.ndarray | None = None) -> None:
-    """packed_gemm.conv2d_packed_channels, with the images split over the threads where
+                           attrs: dict[str, Any], wp: np.ndarray | None = None,
+                           bias: np.ndarray | None = None, epilogue: Any = None) -> None:
+    """packed_gemm.conv2d_packed_channels (with bias and a fused group's epilogue applied
+    as it stores, where given), with the images split over the threads where
     `splits_images` (float32, one group); `wp`: packed_conv_weights(w, LANES) made
     already."""
     threads = numba.get_num_threads()
     if not splits_images(x.shape[0], threads):
-        packed_gemm.conv2d_packed_channels(x, w, out, attrs, wp)
+        packed_gemm.conv2d_packed_channels(x, w, out, attrs, wp, bias, epilogue)
         return
     wp = packed_gemm.packed_conv_weights(w, LANES) if wp is None else wp
     k_len, p = wp.shape[1], out.shape[2] * out.shape[3]
@@ -139,7 +145,9 @@ def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
     tails = workspace("packed-columns", shapes["packed-columns"], np.float32)
     (sh, sw), pads, (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     launch(_by_images, wp, x, out, w.shape[0], panel_width(p), w.shape[2], w.shape[3], sh,
-           sw, pads[0], pads[2], dh, dw, col, tails, threads, pointwise)
+           sw, pads[0], pads[2], dh, dw, col, tails, threads, pointwise,
+           *packed_gemm.tile_epilogue(w.shape[0], bias, epilogue,
+                                      packed_gemm.conv_side(out, epilogue)))
 
 
 def conv2d_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
