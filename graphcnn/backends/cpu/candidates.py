@@ -369,10 +369,6 @@ STORES_EPILOGUE = frozenset({"packed", "packed-channels", "implicit", "nchw16c"}
 # stores its tiles, then runs the epilogue over its part of the output from the cache:
 # by then its own values lie where the side was.)
 STORES_OVER_SIDE = frozenset({"packed", "implicit", "nchw16c"})
-# The Winograd convs apply it as their output transform stores, and check there that
-# every value was finite before it (conv.exact_stored_on_nonfinite: where one was not, the
-# direct kernel and the epilogue again, from the side, which must then still be there).
-WINOGRAD_STORES = frozenset({"winograd", "winograd-packed", "winograd-f4"})
 
 
 def _stored(name: str, site: Site, panels: np.ndarray | None
@@ -382,17 +378,14 @@ def _stored(name: str, site: Site, panels: np.ndarray | None
     over each thread's part of the output once its tiles are stored, from the core's
     cache; nchw16c: as its blocks are copied to NCHW), so the group needs no second pass
     over its output from memory (the other algorithms: None, the generated epilogue)."""
-    winograd_store = name in WINOGRAD_STORES and site.out_dtype == np.float32
-    if not (name in STORES_EPILOGUE or winograd_store) or site.op != "conv2d":
+    if name not in STORES_EPILOGUE or site.op != "conv2d":
         return None
     attrs = site.attrs
-    kernel = _GEMM_FUNCTIONS[name](site.op)
+    conv = _GEMM_FUNCTIONS[name](site.op)
 
-    def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> Any:
-        return kernel(ins[0], ins[1], out, attrs, panels, ins[2] if len(ins) > 2 else None,
-                      epilogue)
-    return conv.exact_stored_on_nonfinite(attrs, site.out_dtype, store) if winograd_store \
-        else store
+    def store(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
+        conv(ins[0], ins[1], out, attrs, panels, ins[2] if len(ins) > 2 else None, epilogue)
+    return store
 
 
 def _masked(name: str, site: Site

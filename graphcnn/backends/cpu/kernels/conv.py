@@ -19,7 +19,6 @@ import numba
 import numpy as np
 from numba import prange, uint64
 
-from graphcnn.backends.cpu.kernels.vector_ir import ADD_SIDE, CLIP, RELU
 from graphcnn.backends.cpu.kernels.window import axpy, dot, fill
 from graphcnn.backends.cpu.kernels.window import col_range as _col_range
 from graphcnn.backends.cpu.registry import JIT, REDUCE_JIT, TASK_JIT, launch, recording
@@ -293,9 +292,8 @@ def exact_on_nonfinite(op: str, attrs: dict[str, Any], dtype: np.dtype, run: Run
     tile's inputs, so a NaN or Inf there (or a 3e38 that a transform overflows) spreads to
     outputs whose window never held it, where the reference's and PyTorch's direct
     convolutions keep it where it was. NaN and Inf never vanish in the transforms' sums
-    and products, so a finite output means there was none. A kernel that checks as it
-    stores returns whether all was finite (the forward and input-gradient kernels); for
-    one that returns None the check is one pass over the output."""
+    and products, so a finite output means there was none; the check is one pass over
+    the output."""
     g = geometry(attrs)
     if op == "conv2d":
         no_bias = NO_BIAS[np.dtype(dtype)]
@@ -309,48 +307,12 @@ def exact_on_nonfinite(op: str, attrs: dict[str, Any], dtype: np.dtype, run: Run
             launch(direct, ins[0], ins[1], out, *g)
 
     def checked(ins: list[np.ndarray], out: np.ndarray) -> None:
-        finite = run(ins, out)
-        if not (all_finite(out) if finite is None else finite):
+        run(ins, out)
+        if not all_finite(out):
             exact(ins, out)
         elif recording():  # an artifact's recording run: its code goes in the artifact too
             exact(ins, np.empty_like(out))
     return checked
-
-
-Store = Callable[[list[np.ndarray], np.ndarray, Any], Any]
-
-
-def exact_stored_on_nonfinite(attrs: dict[str, Any], dtype: np.dtype, store: Store) -> Store:
-    """exact_on_nonfinite for a Winograd conv2d that applies bias (input 2, if any) and a
-    fused group's epilogue as it stores, and returns whether every value was finite
-    before them: where one was not, this module's direct kernel computes the conv again,
-    then bias and epilogue follow in NumPy, in the stores' order and rounding (the side
-    is never the output's own bytes here: memory_plan's over_side leaves it out)."""
-    g, no_bias = geometry(attrs), NO_BIAS[np.dtype(dtype)]
-
-    def stored(ins: list[np.ndarray], out: np.ndarray, epilogue: Any) -> None:
-        if store(ins, out, epilogue):
-            if recording():
-                launch(_conv2d, ins[0], ins[1], no_bias, False, np.empty_like(out), *g)
-            return
-        launch(_conv2d, ins[0], ins[1], no_bias, False, out, *g)
-        finish_epilogue(out, ins[2] if len(ins) > 2 else None, epilogue)
-    return stored
-
-
-def finish_epilogue(out: np.ndarray, bias: np.ndarray | None, epilogue: Any) -> None:
-    """out through bias and an nchw16c_conv.Epilogue in place, as the tiles' stores
-    compute them (packed_gemm.epilogue): bias, side, clip, then relu (NaN kept)."""
-    if bias is not None:
-        out += bias.reshape(-1, 1, 1)
-    mode = 0 if epilogue is None else epilogue.mode
-    if mode & ADD_SIDE:
-        out += epilogue.side
-    if mode & CLIP:
-        low, high = out.dtype.type(epilogue.low), out.dtype.type(epilogue.high)
-        np.copyto(out, np.where(out < low, low, np.where(out > high, high, out)))
-    if mode & RELU:
-        np.copyto(out, np.where(out <= 0, out.dtype.type(0), out))
 
 
 NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32),

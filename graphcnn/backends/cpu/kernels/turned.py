@@ -84,19 +84,18 @@ _FORWARD = {
 
 
 def input_grad(algorithm: str, dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-               attrs: dict[str, Any], prepared: Any = None) -> bool | None:
+               attrs: dict[str, Any], prepared: Any = None) -> None:
     """dx = conv2d_input_grad(dy, w) by `algorithm`'s forward kernel, for a conv `applies`
-    accepts (float32); `prepared`: PREPARE[algorithm](w) made already. The Winograd
-    kernels say whether every value was finite (conv.exact_on_nonfinite); the others
-    None."""
+    accepts (float32); `prepared`: PREPARE[algorithm](w) made already."""
     prepared = PREPARE[algorithm](w) if prepared is None else prepared
     if algorithm == "winograd-packed":
-        return winograd.conv2d_input_grad_winograd(dy, w, dx, attrs, prepared, packed=True)
+        winograd.conv2d_input_grad_winograd(dy, w, dx, attrs, prepared, packed=True)
+        return
     if algorithm == "winograd-f4":
-        return winograd4.conv2d_input_grad_winograd4(dy, w, dx, attrs, prepared)
+        winograd4.conv2d_input_grad_winograd4(dy, w, dx, attrs, prepared)
+        return
     turned, panels = prepared
     _FORWARD[algorithm](dy, turned, dx, turned_attrs(w.shape, attrs), panels)
-    return None
 
 
 def scratch(algorithm: str, dy_shape: Shape, w_shape: Shape, dx_shape: Shape,

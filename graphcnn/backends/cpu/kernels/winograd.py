@@ -221,38 +221,14 @@ def _four(f, q, step):
             f[uint64(q + 3 * step)])
 
 
-@numba.njit(inline="always")
-def store_row(of, d0, line, l0, count, sf, bias_o, mode, low, high):
-    """of[d0 + k] = line[l0 + k] for k < count, through bias and a fused group's epilogue
-    (packed_gemm.epilogue, `mode` 0: as they are; sf: of's side, read at the element just
-    before it is stored); whether every value was finite before the epilogue (a NaN or
-    Inf, or an overflow, there is what conv.exact_on_nonfinite redoes exactly: checked
-    here, the output is not read again)."""
-    finite = True
-    if mode == 0:
-        for k in range(count):
-            v = line[uint64(l0 + k)]
-            finite &= v - v == 0
-            of[uint64(d0 + k)] = v
-    else:
-        for k in range(count):
-            v = line[uint64(l0 + k)]
-            finite &= v - v == 0
-            of[uint64(d0 + k)] = packed_gemm.epilogue(v, bias_o, sf[uint64(d0 + k)], mode,
-                                                      low, high)
-    return finite
-
-
 @numba.njit(**TASK_JIT)
 def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, ow_len,
-                      line, sf, bias, mode, low, high):
+                      line):
     """The output rows of channels o0 <= o < o0 + o_rows (of o_len) for the tb // tw tile
-    rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A,
-    stored through store_row's epilogue; whether all were finite before it."""
+    rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A."""
     count = tb // tw
     width = 2 * tw
     step = o_rows * tb
-    finite = True
     for oo in range(o_rows):
         o = o0 + oo
         for r in range(count):
@@ -275,9 +251,8 @@ def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, o
             for i in range(2):
                 if oy + i < oh_len:
                     d0 = ((n * o_len + o) * oh_len + oy + i) * ow_len
-                    finite &= store_row(of, d0, line, i * width, ow_len, sf, bias[o], mode,
-                                        low, high)
-    return finite
+                    for k in range(ow_len):
+                        of[uint64(d0 + k)] = line[uint64(i * width + k)]
 
 
 @numba.njit(inline="always")
@@ -330,17 +305,14 @@ def _packed_products(up, v, v0, c_len, tb, mf, m0, o0, o_rows, tile):
 
 if blas.AVAILABLE:
     @numba.njit(**JIT)
-    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles,
-                  side, bias, mode, low, high, finite):
+    def _winograd(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tiles):
         """out = conv2d(x, w) for u = transform_weights(w) (or, with `packed`, u =
         weight_transform(w, packed=True)), in blocks of `per_block` tile rows (of all images in
         a row). Thread k (slot k of v, m, scratch and tiles) runs one run of blocks for one
         of `o_parts` ranges of output channels: with o_parts = 1 the threads split the
         tiles; with as many parts as threads each thread takes all the tiles (transforming
         the input again) and reads (OpenBLAS: packs) only its rows of U, which is what a
-        layer with few tiles (ResNet's 512@7 at batch 1) needs. Bias and a fused group's
-        epilogue (epilogue_arguments'; `side`: out's shape) are applied as the output
-        transform stores; finite[k] says whether slot k's values all were finite before."""
+        layer with few tiles (ResNet's 512@7 at batch 1) needs."""
         c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
         o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
         th, tw, rows, blocks = tiling(x.shape[0], oh_len, ow_len, per_block, 2)
@@ -350,11 +322,10 @@ if blas.AVAILABLE:
         o_step = _channel_step(o_len, o_parts, packed)
         size = x.itemsize
         double = size == 8
-        xf, of, sf = x.reshape(x.size), out.reshape(out.size), side.reshape(side.size)
+        xf, of = x.reshape(x.size), out.reshape(out.size)
         vf, mf = v.reshape(v.size), m.reshape(m.size)
         width = 2 * tw + 2
         for slot in prange(slots):
-            finite[slot] = True
             part, o0 = slot // o_parts, (slot % o_parts) * o_step
             o_rows = min(o_len, o0 + o_step) - o0
             if o_rows <= 0:
@@ -375,9 +346,8 @@ if blas.AVAILABLE:
                                        u.ctypes.data + (e * o_len + o0) * c_len * size, c_len,
                                        v.ctypes.data + (v0 + e * c_len * tb) * size, tb, 0.0,
                                        m.ctypes.data + (m0 + e * o_rows * tb) * size, tb)
-                finite[slot] &= _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw,
-                                                  of, oh_len, ow_len, line, sf, bias, mode,
-                                                  low, high)
+                _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len,
+                                  ow_len, line)
 
 
 def weight_transform(w: np.ndarray, flip: bool = False, packed: bool = False) -> np.ndarray:
@@ -420,11 +390,9 @@ def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype: Any
 
 
 def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
-         packed: bool = False, bias: np.ndarray | None = None, epilogue: Any = None) -> bool:
+         packed: bool = False) -> None:
     """out = the Winograd convolution of x with transformed weights u (16, O, C), or
-    (`packed`) u packed in panels by weight_transform(.., packed=True), with `bias` and a
-    fused group's `epilogue` (an nchw16c_conv.Epilogue, its side of out's shape) applied
-    as it stores, where given (float32); whether every value was finite before them."""
+    (`packed`) u packed in panels by weight_transform(.., packed=True)."""
     threads = numba.get_num_threads()
     per_block, o_parts = forward_plan(x.shape[0], out.shape[2:], x.shape[1], x.itemsize,
                                       threads)
@@ -436,33 +404,16 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
     v[:, v.shape[1] - slack:] = 0
     # U as 4-d either way ((16, O, C) with a unit axis): one compiled _winograd, not two
     u4 = u if u.ndim == 4 else u.reshape(*u.shape, 1)
-    finite = np.empty(v.shape[0], np.bool_)
     with blas.one_thread_pool():
-        launch(_winograd, x, u4, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile,
-               *epilogue_arguments(out, bias, epilogue), finite)
-    return bool(finite.all())
-
-
-def epilogue_arguments(out: np.ndarray, bias: np.ndarray | None, epilogue: Any
-                       ) -> tuple[np.ndarray, np.ndarray, int, Any, Any]:
-    """(side, bias, mode, low, high) as the output transforms take them: the bias and the
-    epilogue of out's channels (packed_gemm.tile_epilogue; mode 0 where there are none),
-    the bias in out's dtype."""
-    bias_a, side, mode, low, high = packed_gemm.tile_epilogue(
-        out.shape[1], bias, epilogue, packed_gemm.conv_side(out, epilogue))
-    return side, bias_a.astype(out.dtype, copy=False), mode, low, high
+        launch(_winograd, x, u4, out, pt, pl, per_block, o_parts, v, m, scratch, packed, tile)
 
 
 def conv2d_winograd(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-                    u: np.ndarray | None = None, bias: np.ndarray | None = None,
-                    epilogue: Any = None) -> bool:
-    """out = conv2d(x, w), for a convolution `applies` accepts, without bias, or with
-    `bias` and a fused group's `epilogue` applied as it stores (float32); `u`: w
-    transformed already (weight_transform(w)), else transformed here. Whether every value
-    was finite before bias and epilogue (conv.exact_on_nonfinite)."""
+                    u: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias, for a convolution `applies` accepts; `u`: w
+    transformed already (weight_transform(w)), else transformed here."""
     pads = attrs["padding"]
-    return _run(x, weight_transform(w) if u is None else u, out, pads[0], pads[2],
-                bias=bias, epilogue=epilogue)
+    _run(x, weight_transform(w) if u is None else u, out, pads[0], pads[2])
 
 
 def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any],
@@ -472,14 +423,13 @@ def packed_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: di
 
 
 def conv2d_winograd_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray,
-                           attrs: dict[str, Any], u: np.ndarray | None = None,
-                           bias: np.ndarray | None = None, epilogue: Any = None) -> bool:
+                           attrs: dict[str, Any], u: np.ndarray | None = None) -> None:
     """conv2d_winograd with the 16 products M[e] = U[e] @ V[e] run by packed_gemm's
     microkernel on U packed once (frozen weights: `u`, weight_transform(w, packed=True))
     instead of OpenBLAS, which packs U again for every block: float32."""
     pads = attrs["padding"]
-    return _run(x, weight_transform(w, packed=True) if u is None else u, out, pads[0],
-                pads[2], packed=True, bias=bias, epilogue=epilogue)
+    _run(x, weight_transform(w, packed=True) if u is None else u, out, pads[0], pads[2],
+         packed=True)
 
 
 def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -490,11 +440,10 @@ def input_grad_applies(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
 
 def conv2d_input_grad_winograd(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
                                attrs: dict[str, Any], u: np.ndarray | None = None,
-                               packed: bool = False) -> bool:
+                               packed: bool = False) -> None:
     """dx = conv2d_input_grad(dy, w), for a convolution `input_grad_applies` accepts; `u`:
     weight_transform(w, flip=True, packed=packed) made already (`packed`: the products on
-    packed_gemm's microkernel, float32, as conv2d_winograd_packed). Whether every value
-    was finite."""
+    packed_gemm's microkernel, float32, as conv2d_winograd_packed)."""
     pads = attrs["padding"]
     u = weight_transform(w, flip=True, packed=packed) if u is None else u
-    return _run(dy, u, dx, 2 - pads[0], 2 - pads[2], packed=packed)
+    _run(dy, u, dx, 2 - pads[0], 2 - pads[2], packed=packed)

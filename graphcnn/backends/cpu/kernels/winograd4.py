@@ -198,15 +198,13 @@ def _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pa
 
 @numba.njit(**TASK_JIT)
 def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, ow_len,
-                      line, s, sf, bias, mode, low, high):
+                      line, s):
     """The output rows of channels o0 <= o < o0 + o_rows (of o_len) for the tb // tw tile
     rows from row0, from M (mf[m0 + (e * o_rows + o - o0) * tb + t]) by Y = A^T M A, in
     two passes along the block's tiles (contiguous, so they vectorize): S = A^T M into
-    s[(4b + i) * tb + t], then each output row i of every tile from S's row i, stored
-    through winograd.store_row's epilogue; whether all were finite before it."""
+    s[(4b + i) * tb + t], then each output row i of every tile from S's row i."""
     count = tb // tw
     step = o_rows * tb
-    finite = True
     for oo in range(o_rows):
         o = o0 + oo
         for b in range(PATCH):
@@ -235,9 +233,8 @@ def _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len, o
                     line[uint64(TILE * tx + 2)] = y2
                     line[uint64(TILE * tx + 3)] = y3
                 d0 = ((n * o_len + o) * oh_len + oy + i) * ow_len
-                finite &= winograd.store_row(of, d0, line, 0, ow_len, sf, bias[o], mode, low,
-                                             high)
-    return finite
+                for k in range(ow_len):
+                    of[uint64(d0 + k)] = line[uint64(k)]
 
 
 def rows_scratch(tw: int, cap: int) -> int:
@@ -260,12 +257,10 @@ def _rows_bounds(tw):
 
 
 @numba.njit(**JIT)
-def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles, side, bias,
-               mode, low, high, finite):
+def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles):
     """out = conv2d(x, w) for u = weight_transform(w), in blocks of `per_block` tile rows
     (of all images in a row); thread k (slot k of v, m, scratch and tiles) runs one run of
-    blocks for one of `o_parts` ranges of output channels (winograd._winograd's split),
-    with winograd._winograd's epilogue and finite flags."""
+    blocks for one of `o_parts` ranges of output channels (winograd._winograd's split)."""
     c_len, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     o_len, oh_len, ow_len = out.shape[1], out.shape[2], out.shape[3]
     th, tw, rows, blocks = winograd.tiling(x.shape[0], oh_len, ow_len, per_block, TILE)
@@ -273,11 +268,10 @@ def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles, side
     row_parts = slots // o_parts
     per_slot = (blocks + row_parts - 1) // row_parts
     o_step = winograd._channel_step(o_len, o_parts, True)
-    xf, of, sf = x.reshape(x.size), out.reshape(out.size), side.reshape(side.size)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
     vf, mf = v.reshape(v.size), m.reshape(m.size)
     a, b, c, d = _rows_bounds(tw)
     for slot in prange(slots):
-        finite[slot] = True
         part, o0 = slot // o_parts, (slot % o_parts) * o_step
         o_rows = min(o_len, o0 + o_step) - o0
         if o_rows <= 0:
@@ -292,9 +286,8 @@ def _winograd4(x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tiles, side
             _input_transform(xf, c_len, in_h, in_w, pt, pl, row0, th, tw, tb, vf, v0, pad,
                              line_rows, phases)
             winograd._packed_products(u, v, v0, c_len, tb, mf, m0, o0, o_rows, tiles[slot])
-            finite[slot] &= _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of,
-                                              oh_len, ow_len, line, s, sf, bias, mode, low,
-                                              high)
+            _output_transform(mf, m0, o_len, o0, o_rows, tb, row0, th, tw, of, oh_len,
+                              ow_len, line, s)
 
 
 def weight_transform(w: np.ndarray, flip: bool = False) -> np.ndarray:
@@ -345,11 +338,8 @@ def run_scratch(x_shape: tuple[int, ...], out_shape: tuple[int, ...]
             "winograd-tile": ((threads, 3 * packed_gemm.LANES * packed_gemm.NR), f32)}
 
 
-def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
-         bias: np.ndarray | None = None, epilogue: Any = None) -> bool:
-    """out = the F(4x4, 3x3) convolution of x with u = weight_transform(w), with bias and
-    a fused group's epilogue as winograd._run applies them; whether every value was finite
-    before them."""
+def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int) -> None:
+    """out = the F(4x4, 3x3) convolution of x with u = weight_transform(w)."""
     threads = numba.get_num_threads()
     per_block, o_parts = forward_plan(x.shape[0], out.shape[2:], x.shape[1], threads)
     buffers = {role: workspace(role, *spec)
@@ -357,29 +347,22 @@ def _run(x: np.ndarray, u: np.ndarray, out: np.ndarray, pt: int, pl: int,
     v, m, scratch, tile = (buffers[role] for role in ("winograd-v", "winograd-m",
                                                       "winograd-rows", "winograd-tile"))
     v[:, v.shape[1] - packed_gemm.NR:] = 0  # what _packed_products reads past a block's V
-    finite = np.empty(v.shape[0], np.bool_)
     with blas.one_thread_pool():
-        launch(_winograd4, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tile,
-               *winograd.epilogue_arguments(out, bias, epilogue), finite)
-    return bool(finite.all())
+        launch(_winograd4, x, u, out, pt, pl, per_block, o_parts, v, m, scratch, tile)
 
 
 def conv2d_winograd4(x: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any],
-                     u: np.ndarray | None = None, bias: np.ndarray | None = None,
-                     epilogue: Any = None) -> bool:
-    """out = conv2d(x, w), float32, for a convolution `applies` accepts, without bias or
-    with `bias` and a fused group's `epilogue` applied as it stores; `u`:
-    weight_transform(w) made already, else made here. Whether every value was finite
-    before bias and epilogue."""
+                     u: np.ndarray | None = None) -> None:
+    """out = conv2d(x, w) without bias, float32, for a convolution `applies` accepts; `u`:
+    weight_transform(w) made already, else made here."""
     pads = attrs["padding"]
-    return _run(x, weight_transform(w) if u is None else u, out, pads[0], pads[2], bias,
-                epilogue)
+    _run(x, weight_transform(w) if u is None else u, out, pads[0], pads[2])
 
 
 def conv2d_input_grad_winograd4(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
-                                attrs: dict[str, Any], u: np.ndarray | None = None) -> bool:
+                                attrs: dict[str, Any], u: np.ndarray | None = None) -> None:
     """dx = conv2d_input_grad(dy, w) as the F(4x4) conv of dy with the weight turned,
     padded by 2 - p (winograd.input_grad_applies); `u`: weight_transform(w, flip=True)."""
     pads = attrs["padding"]
-    return _run(dy, weight_transform(w, flip=True) if u is None else u, dx, 2 - pads[0],
-                2 - pads[2])
+    _run(dy, weight_transform(w, flip=True) if u is None else u, dx, 2 - pads[0],
+         2 - pads[2])
