@@ -1,20 +1,24 @@
 """A residual convolution writes its output over the residual it adds (memory_plan's
 over_side): where the chosen kernel adds each element's side just before it stores it
-(the packed, implicit and nchw16c GEMMs), the plan puts the group's output in the side's
-bytes, so the block reads and writes one tensor instead of reading one and writing
-another; where the kernel writes its output first (Winograd, then the generated
-epilogue; packed-channels, then its epilogue from the cache), the plan keeps them apart, and a side it finds there anyway (a plan made for
-other choices) is copied first. Every way gives the reference's values."""
+(the packed, implicit and nchw16c GEMMs, and the blocked convs' tiles), the plan puts the
+group's output in the side's bytes, so the block reads and writes one tensor instead of
+reading one and writing another; where the kernel writes its output first (Winograd, then
+the generated epilogue; packed-channels, then its epilogue from the cache), the plan
+keeps them apart, and a side it finds there anyway (a plan made for other choices) is
+copied first. Every way gives the reference's values."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_blocked_layout import inverted_residual
 
 import graphcnn as gc
 from graphcnn import nn
 from graphcnn.backends.cpu.runner import CpuRunner
 from graphcnn.backends.cpu.strategy import forced
 from graphcnn.ir import Graph
+from graphcnn.passes import run_pipeline
+from graphcnn.runtime.executable import make_runner
 from graphcnn.runtime.memory_plan import plan_memory
 
 CHANNELS, SIZE, BATCH = 8, 10, 2
@@ -127,3 +131,24 @@ def test_an_any_batch_executable_runs_every_batch_over_its_largest_batchs_plan()
     want = gc.compile(model, batch_size=BATCH + 2, backend="reference", opt_level=0)(x)
     for batch in (1, BATCH + 2, 3):
         np.testing.assert_allclose(exe(x[:batch]), want[:batch], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [16, 20])
+def test_a_blocked_projection_writes_over_the_residual_it_adds(channels):
+    """MobileNetV2's block in NCHW16c: the 1x1 projection adds the block's input as it
+    stores each vector, over that input's own bytes (the padding lanes of 20 channels
+    included); the reference's values."""
+    graph = inverted_residual(channels)
+    fused, _ = run_pipeline(graph, 2, "cpu")
+    runner = make_runner(fused, "cpu")
+    node = next(n for n in fused.nodes_of("fused") if n.attrs["anchor"] == "conv2d_blocked"
+                and any(step[0] == "add" for step in n.attrs["steps"]))
+    chosen = runner.chosen[node.id]
+    assert chosen.name == "nchw16c-1x1" and chosen.side_in_place is not None
+    offsets = runner.plan.offsets
+    assert offsets[node.outputs[0].id] == offsets[node.inputs[chosen.side_in_place].id]
+    x = np.random.default_rng(1).standard_normal(graph.inputs[0].shape).astype(np.float32)
+    want = make_runner(graph, "reference").run({graph.inputs[0].id: x})
+    got = runner.run({fused.inputs[0].id: x})
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)

@@ -368,7 +368,9 @@ STORES_EPILOGUE = frozenset({"packed", "packed-channels", "implicit", "nchw16c"}
 # plan's over_side), so a residual is read and written in one place. (packed-channels
 # stores its tiles, then runs the epilogue over its part of the output from the cache:
 # by then its own values lie where the side was.)
-STORES_OVER_SIDE = frozenset({"packed", "implicit", "nchw16c"})
+# By op: the blocked convs' entry is candidates_blocked's.
+STORES_OVER_SIDE: dict[str, frozenset[str]] = {
+    "conv2d": frozenset({"packed", "implicit", "nchw16c"})}
 
 
 def _stored(name: str, site: Site, panels: np.ndarray | None

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from graphcnn.backends.cpu.candidates import (
+    STORES_OVER_SIDE,
     Candidate,
     Core,
     OpStrategy,
@@ -89,6 +90,10 @@ BLOCKED_STRATEGIES["conv2d_blocked"] = OpStrategy((
     Candidate("nchw16c-via-nchw", 0, _always, _via_nchw,
               rule="no NCHW16c kernel computes it: through NCHW"),
 ))
+# The blocked convs whose tiles store each output vector once, through the epilogue that
+# reads the side's vector at the same place just before (nchw16c_conv._conv_rows): their
+# output may be the residual's own bytes (MobileNetV2's projection and its add).
+STORES_OVER_SIDE["conv2d_blocked"] = frozenset({"nchw16c-1x1", "nchw16c-implicit"})
 BLOCKED_STRATEGIES["expand_depthwise_blocked"] = OpStrategy((
     Candidate("nchw16c-expand-depthwise", 1, lambda s: nchw16c_expand.applies(
         s.in_dtypes[0], s.in_shapes[3], s.attrs), _expand,

@@ -258,7 +258,7 @@ def _group_of(site: Site, head: Site, name: str, why: str, core: Core,
                                      (site.out_shape, site.out_dtype))
         if form is not None:
             # (a side that is also the conv's own input is read as a window: never)
-            over_side = head.op == "conv2d" and name in STORES_OVER_SIDE and \
+            over_side = name in STORES_OVER_SIDE.get(head.op, ()) and \
                 form.side is not None and form.side >= attrs["anchor_inputs"]
             return Implementation(name, f"{why}; the epilogue applied as it stores",
                                   fused.stored_epilogue_step(attrs, core.store, form,
