@@ -152,3 +152,19 @@ def test_a_blocked_projection_writes_over_the_residual_it_adds(channels):
     got = runner.run({fused.inputs[0].id: x})
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_an_artifact_keeps_the_residual_in_its_output_and_the_values(tmp_path):
+    """The plan a saved executable holds puts the residual conv's output over its residual;
+    loaded, it runs the same kernels and gives the same bits."""
+    model = residual_block()
+    with forced({"conv2d": "packed"}):
+        exe = gc.compile(model, batch_size=BATCH)
+    path = str(tmp_path / "block.gcnn")
+    exe.save(path)
+    loaded = gc.load(path)
+    node, side = residual_node(loaded.graph)
+    offsets = loaded.runner.plan.offsets
+    assert offsets[node.outputs[0].id] == offsets[node.inputs[side].id]
+    assert loaded.runner.chosen[node.id].side_in_place == side
+    np.testing.assert_array_equal(loaded(image(True)), exe(image(True)))

@@ -363,12 +363,12 @@ def _gemm(name: str, applies: Callable[[Site], bool] = _always,
 
 # The GEMMs that apply a fused group's epilogue as they store (_stored).
 STORES_EPILOGUE = frozenset({"packed", "packed-channels", "implicit", "nchw16c"})
-# Those of them that read an element's side just before they store that element, and write
-# nothing to the output before: their output may be the side's own bytes (the memory
-# plan's over_side), so a residual is read and written in one place. (packed-channels
-# stores its tiles, then runs the epilogue over its part of the output from the cache:
-# by then its own values lie where the side was.)
-# By op: the blocked convs' entry is candidates_blocked's.
+# By op, the kernels that read an element's side just before they store that element, and
+# write nothing to the output before: their output may be the side's own bytes (the
+# memory plan's over_side), so a residual is read and written in one place. Not
+# packed-channels: it stores its tiles, then runs the epilogue over its part of the
+# output from the cache, when its own values lie where the side was. The blocked convs'
+# entry is candidates_blocked's.
 STORES_OVER_SIDE: dict[str, frozenset[str]] = {
     "conv2d": frozenset({"packed", "implicit", "nchw16c"})}
 
