@@ -58,6 +58,18 @@ def test_split_by_images_gives_the_image_by_image_kernels_bits(n, c, o, hw, kern
         assert ("col" in scratch) == ((k, stride) != (1, 1))
 
 
+def epilogue_case(n: int, o: int, oh: int, seed: int, mode: int, bias: bool):
+    """(side, Epilogue, bias or None, two outputs full of NaN) for a conv's fused group:
+    the residual with a NaN in it, clip bounds -0.5 and 0.75."""
+    rng = np.random.default_rng(seed + 1)
+    side = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
+    side[-1, -1, -1, -1] = np.nan
+    epilogue = Epilogue(side if mode & ADD_SIDE else None, mode, -0.5, 0.75)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    split = np.full((n, o, oh, oh), np.nan, np.float32)
+    return side, epilogue, b, split, np.full_like(split, np.nan)
+
+
 @settings(deadline=None, max_examples=25)
 @given(**SHAPES, mode=st.sampled_from([0, RELU, CLIP, ADD_SIDE, ADD_SIDE | RELU]),
        bias=st.booleans())
@@ -66,13 +78,7 @@ def test_pixels_in_lanes_split_by_images_gives_the_same_bits(n, c, o, hw, kernel
     """The pixels-in-lanes kernel with bias and a fused group's epilogue (the residual
     with a NaN in it): the image-by-image kernel's bits, its exact scratch."""
     x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
-    rng = np.random.default_rng(seed + 1)
-    side = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
-    side[-1, -1, -1, -1] = np.nan
-    epilogue = Epilogue(side if mode & ADD_SIDE else None, mode, -0.5, 0.75)
-    b = rng.standard_normal(o).astype(np.float32) if bias else None
-    split = np.full((n, o, oh, oh), np.nan, np.float32)
-    each = np.full_like(split, np.nan)
+    side, epilogue, b, split, each = epilogue_case(n, o, oh, seed, mode, bias)
     conv_gemm.release_workspaces()
     packed_images.conv2d_packed(x, w, split, attrs, None, b, epilogue)
     held = conv_gemm.held_workspace_bytes()
@@ -104,13 +110,7 @@ def test_channels_in_lanes_applies_the_epilogue_as_it_stores(n, c, o, hw, kernel
     """The channels-in-lanes kernel with bias and a fused group's epilogue (the residual
     with a NaN in it): the same bits split by images or not; the reference's values."""
     x, w, attrs, oh = case(n, c, o, hw, kernel, seed)
-    rng = np.random.default_rng(seed + 1)
-    side = rng.standard_normal((n, o, oh, oh)).astype(np.float32)
-    side[-1, -1, -1, -1] = np.nan
-    epilogue = Epilogue(side if mode & ADD_SIDE else None, mode, -0.5, 0.75)
-    b = rng.standard_normal(o).astype(np.float32) if bias else None
-    split = np.full((n, o, oh, oh), np.nan, np.float32)
-    each = np.full_like(split, np.nan)
+    side, epilogue, b, split, each = epilogue_case(n, o, oh, seed, mode, bias)
     packed_images.conv2d_packed_channels(x, w, split, attrs, None, b, epilogue)
     packed_gemm.conv2d_packed_channels(x, w, each, attrs, None, b, epilogue)
     np.testing.assert_array_equal(split, each)

@@ -56,17 +56,22 @@ def reference(model: gc.Model, x: np.ndarray) -> np.ndarray:
     return gc.compile(model, batch_size=BATCH, backend="reference", opt_level=0)(x)
 
 
-@pytest.mark.parametrize("algorithm", ["packed", "implicit", "nchw16c"])
-def test_a_residual_conv_that_adds_as_it_stores_writes_over_its_residual(algorithm):
+def compiled_with(algorithm: str):
+    """(the residual block, compiled with every conv on `algorithm`, its residual node,
+    that node's side input, whether the plan put the node's output over that side)."""
     model = residual_block()
     with forced({"conv2d": algorithm}):
         exe = gc.compile(model, batch_size=BATCH)
     node, side = residual_node(exe.graph)
-    runner = exe.runner
-    assert runner.chosen[node.id].name == algorithm
-    assert runner.chosen[node.id].side_in_place == side
-    offsets = runner.plan.offsets
-    assert offsets[node.outputs[0].id] == offsets[node.inputs[side].id]
+    offsets = exe.runner.plan.offsets
+    return model, exe, node, side, offsets[node.outputs[0].id] == offsets[node.inputs[side].id]
+
+
+@pytest.mark.parametrize("algorithm", ["packed", "implicit", "nchw16c"])
+def test_a_residual_conv_that_adds_as_it_stores_writes_over_its_residual(algorithm):
+    model, exe, node, side, over = compiled_with(algorithm)
+    assert exe.runner.chosen[node.id].name == algorithm
+    assert exe.runner.chosen[node.id].side_in_place == side and over
     for nonfinite in (False, True):
         x = image(nonfinite)
         np.testing.assert_allclose(exe(x), reference(model, x), rtol=1e-4, atol=1e-4)
@@ -75,13 +80,8 @@ def test_a_residual_conv_that_adds_as_it_stores_writes_over_its_residual(algorit
 
 @pytest.mark.parametrize("algorithm", ["winograd", "gemm", "packed-channels"])
 def test_a_conv_that_writes_before_its_epilogue_keeps_its_residual_apart(algorithm):
-    model = residual_block()
-    with forced({"conv2d": algorithm}):
-        exe = gc.compile(model, batch_size=BATCH)
-    node, side = residual_node(exe.graph)
-    assert exe.runner.chosen[node.id].side_in_place is None
-    offsets = exe.runner.plan.offsets
-    assert offsets[node.outputs[0].id] != offsets[node.inputs[side].id]
+    model, exe, node, side, over = compiled_with(algorithm)
+    assert exe.runner.chosen[node.id].side_in_place is None and not over
     np.testing.assert_allclose(exe(image()), reference(model, image()), rtol=1e-4, atol=1e-4)
 
 
