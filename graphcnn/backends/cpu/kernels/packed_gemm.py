@@ -246,7 +246,8 @@ def _gemm_columns(ap, b, c, m_len, nr, tails, threads, by_columns, bias, side, m
                   high):
     """c (M, N) = W @ b, W packed as (M/16, K, 16) panels, b's columns read nr at a time
     (nr = NR or NR_WIDE) in place, the threads splitting the columns or the weight panels
-    (see COLUMN_SPLIT); bias and the epilogue (tile_epilogue's) applied as it stores."""
+    (see COLUMN_SPLIT); bias and the epilogue (tile_epilogue's) then applied over each
+    thread's part of c (rows_epilogue)."""
     mb_len, n_len = ap.shape[0], c.shape[1]
     nb_len = (n_len + nr - 1) // nr
     for t in prange(threads):
@@ -322,7 +323,7 @@ def matmul_packed_channels(ap: np.ndarray, m_len: int, b: np.ndarray, c: np.ndar
                            bias: np.ndarray | None = None, epilogue: Any = None) -> None:
     """c = W @ b for float32 W packed by `packed(.., width=LANES)` (b and c 2-d with
     contiguous rows), with `bias` and an nchw16c_conv.Epilogue (its side of c's shape)
-    applied as it stores, where given."""
+    applied over each thread's part of c once its tiles are stored, where given."""
     k_len, n_len = b.shape
     threads = numba.get_num_threads()
     tails = workspace("packed-columns", columns_scratch(k_len, n_len, threads), np.float32)
@@ -379,8 +380,9 @@ def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
                            attrs: dict[str, Any], wp: np.ndarray | None = None,
                            bias: np.ndarray | None = None, epilogue: Any = None) -> None:
     """out = conv2d(x, w) (float32, one group), output channels in the lanes, without
-    bias, or with `bias` and a fused group's `epilogue` applied as it stores (as
-    conv2d_packed); `wp`: packed_conv_weights(w, LANES) made already."""
+    bias, or with `bias` and a fused group's `epilogue` (matmul_packed_channels: over each
+    thread's part of the output once its tiles are stored); `wp`:
+    packed_conv_weights(w, LANES) made already."""
     _by_image(x, w, out, attrs, LANES, _per_image(out, bias, epilogue, matmul_packed_channels),
               wp)
 

@@ -64,8 +64,8 @@ def _by_images(ap, x, out, m_len, nr, kh, kw, sh, sw, pt, pl, dh, dw, col, tails
     """out[n] = W @ col(x[n]) for W packed as (M/16, K, 16) panels, thread t taking images
     t * N / threads up to (t + 1) * N / threads, its columns in col[t] (`pointwise`: x[n]
     itself) and its copy of the last, partial panel of columns in tails[t]: all of
-    packed_gemm._gemm_columns's tiles over one image, with bias and the epilogue (`side`:
-    out's shape, or out itself) applied as each value is stored."""
+    packed_gemm._gemm_columns's tiles over one image, then bias and the epilogue (`side`:
+    out's shape, or out itself) over that image's output, from the core's cache."""
     n_len, c_len, in_h, in_w = x.shape
     p = out.shape[2] * out.shape[3]
     mb_len, k_len = ap.shape[0], ap.shape[1]
@@ -129,10 +129,10 @@ _NO_COLUMNS = np.zeros(1, np.float32)   # a 1x1 stride-1 conv reads the image it
 def conv2d_packed_channels(x: np.ndarray, w: np.ndarray, out: np.ndarray,
                            attrs: dict[str, Any], wp: np.ndarray | None = None,
                            bias: np.ndarray | None = None, epilogue: Any = None) -> None:
-    """packed_gemm.conv2d_packed_channels (with bias and a fused group's epilogue applied
-    as it stores, where given), with the images split over the threads where
-    `splits_images` (float32, one group); `wp`: packed_conv_weights(w, LANES) made
-    already."""
+    """packed_gemm.conv2d_packed_channels (with bias and a fused group's epilogue, where
+    given, over each image's output once its tiles are stored), with the images split
+    over the threads where `splits_images` (float32, one group); `wp`:
+    packed_conv_weights(w, LANES) made already."""
     threads = numba.get_num_threads()
     if not splits_images(x.shape[0], threads):
         packed_gemm.conv2d_packed_channels(x, w, out, attrs, wp, bias, epilogue)
