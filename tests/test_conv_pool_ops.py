@@ -60,6 +60,22 @@ def test_depthwise_3x3_conv2d(channels, n, h, w, stride, pads, bias, seed):
     check_op("conv2d", arrays, attrs)
 
 
+@given(channels=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(44, 70),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise_3x3_conv2d_on_long_rows(channels, h, w, stride, pads, bias, seed):
+    """Rows of 48 outputs or more run row by row as the input rows arrive, the last block
+    of each row overlapping the one before (depthwise._rolling_task); from 16 outputs a
+    plane, stride 1 and padding 1, shorter rows run flat (_flat_task): both against the
+    reference, across the 48-output edge."""
+    assume(h + pads[0] + pads[1] >= 3)
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, (2, channels, h, w)), rand(rng, (channels, 1, 3, 3))]
+    arrays += [rand(rng, (channels,))] if bias else []
+    attrs = dict(stride=stride, padding=pads, dilation=(1, 1), groups=channels)
+    check_op("conv2d", arrays, attrs, grad=False)
+
+
 @given(n=st.integers(1, 2), groups=st.sampled_from([1, 2]), h=st.integers(3, 10),
        w=st.integers(3, 10), kh=st.integers(1, 3), kw=st.integers(1, 3), bias=st.booleans(),
        seed=st.integers(0, 2**16))

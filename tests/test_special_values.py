@@ -223,15 +223,24 @@ def _fused_graphs() -> dict[str, Any]:
     g.set_outputs([g.add("add", [g.add("clip", [conv], low=0.0, high=6.0), x])])
     graphs["depthwise+relu6+add"] = (g, [rng.standard_normal((1, 4, 5, 5)).astype(np.float32)],
                                      None)
-    for stride, dy_hw, x_hw in ((1, (5, 5), (5, 5)), (2, (3, 3), (6, 5))):
+    for stride, hw in ((1, (3, 50)), (2, (5, 100))):
+        # Rows of 48 outputs or more: computed row by row (depthwise._rolling_task).
+        g = Graph(f"depthwise_long_rows_s{stride}")
+        x = g.input("x", (1, 2, *hw))
+        conv = g.add("conv2d", [x, const(g, 2, 1, 3, 3), const(g, 2)], stride=stride,
+                     padding=1, groups=2)
+        g.set_outputs([g.add("clip", [conv], low=0.0, high=6.0)])
+        graphs[f"depthwise s{stride} long rows+relu6"] = (
+            g, [rng.standard_normal((1, 2, *hw)).astype(np.float32)], None)
+    for stride, dy_hw, x_hw in ((1, (5, 5), (5, 5)), (2, (3, 3), (6, 5)), (1, (3, 50), (3, 50))):
         # A depthwise input gradient through ReLU6's mask (MobileNet's backward): the
         # kernel keeps each plane's gradients where low < y < high as it writes them.
-        g = Graph(f"depthwise_grad_clip_grad_s{stride}")
+        g = Graph(f"depthwise_grad_clip_grad_s{stride}_{x_hw[1]}")
         dy, y = g.input("dy", (1, 4, *dy_hw)), g.input("y", (1, 4, *x_hw))
         grad = g.add("conv2d_input_grad", [dy, const(g, 4, 1, 3, 3)], stride=stride,
                      padding=1, groups=4, input_hw=x_hw)
         g.set_outputs([g.add("clip_grad", [grad, y], low=0.0, high=6.0)])
-        graphs[f"depthwise s{stride} input grad+clip_grad"] = (
+        graphs[f"depthwise s{stride} input grad+clip_grad, rows of {x_hw[1]}"] = (
             g, [rng.standard_normal((1, 4, *dy_hw)).astype(np.float32),
                 rng.uniform(-1.0, 7.0, (1, 4, *x_hw)).astype(np.float32)], None)
     g = Graph("linear_relu")
@@ -260,11 +269,11 @@ def _fused_graphs() -> dict[str, Any]:
 def test_fused_groups_as_the_reference(name, seed):
     from special_values import NO_HUGE
 
-    import graphcnn as gc
     from graphcnn.ops.layout import from_blocked_ref, to_blocked_ref
+    from graphcnn.passes.fusion import fuse_operators
     from graphcnn.runtime.executable import make_runner
     graph, arrays_, channels = _fused_graphs()[name]
-    fused = gc.passes.fusion.fuse_operators(graph)
+    fused = fuse_operators(graph)
     assert [n.op for n in fused.nodes if n.op not in ("input", "constant")] == ["fused"]
     rng = np.random.default_rng(seed)
     case = Case(lambda _: arrays_, values=NO_HUGE)

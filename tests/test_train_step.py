@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
-from graphcnn.backends.cpu.kernels import conv, depthwise
+from graphcnn.backends.cpu.kernels import conv, depthwise_grad
 from graphcnn.backends.cpu.registry import launch
 from graphcnn.backends.cpu.strategy import Site, choose
 
@@ -61,7 +61,8 @@ def test_the_wide_weight_gradient_keeps_nan_and_inf_where_the_direct_kernel_does
 
 
 @pytest.mark.parametrize("hw, stride", [((9, 7), 1), ((9, 7), 2), ((8, 8), 2), ((3, 3), 1),
-                                        ((1, 2), 1)])
+                                        ((1, 2), 1), ((14, 14), 1), ((3, 60), 1),
+                                        ((7, 100), 2)])
 def test_the_depthwise_3x3_weight_gradient_matches_a_float64_oracle(hw, stride):
     rng = np.random.default_rng(4)
     n, c = 3, 5
@@ -70,7 +71,7 @@ def test_the_depthwise_3x3_weight_gradient_matches_a_float64_oracle(hw, stride):
     dy = rng.standard_normal((n, c, oh, ow)).astype(np.float32)
     attrs = dict(UNPADDED, stride=(stride, stride), padding=(1, 1, 1, 1), groups=c)
     dw = np.empty((c, 1, 3, 3), np.float32)
-    depthwise.depthwise3x3_weight_grad(dy, x, dw, attrs)
+    depthwise_grad.depthwise3x3_weight_grad(dy, x, dw, attrs)
     want = weight_grad_oracle(dy, x, c, (3, 3), (stride, stride), (1, 1, 1, 1))
     np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
@@ -85,11 +86,34 @@ def test_the_depthwise_3x3_weight_gradient_keeps_nan_and_inf_as_the_direct_kerne
     dy[1, 2, 0, 0] = np.nan
     for x_case in (x, np.where(np.arange(6) == 5, np.inf, x).astype(np.float32)):
         mine, direct = np.empty((3, 1, 3, 3), np.float32), np.empty((3, 1, 3, 3), np.float32)
-        depthwise.depthwise3x3_weight_grad(dy, x_case, mine, attrs)
+        depthwise_grad.depthwise3x3_weight_grad(dy, x_case, mine, attrs)
         launch(conv._conv2d_weight_grad, dy, x_case, direct, *conv.geometry(attrs))
         np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
         np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
         assert np.isnan(mine[2]).all()
+
+
+@pytest.mark.parametrize("hw, stride", [((5, 5), 1), ((3, 60), 1), ((5, 100), 2)])
+def test_the_flat_and_rolling_depthwise_weight_gradients_keep_nan_and_inf(hw, stride):
+    """The flat planes (a tap past an edge column masked to the padding's zero) and the
+    rolling ones (a plane's dots before its last rows are in): a NaN dy reaches every tap,
+    an infinity in x gives the direct kernel's values, an infinity in the previous image's
+    plane does not leak into the next one's sums."""
+    rng = np.random.default_rng(7)
+    oh, ow = (hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1
+    attrs = dict(UNPADDED, stride=(stride, stride), padding=(1, 1, 1, 1), groups=3)
+    x = rng.standard_normal((2, 3, *hw)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, oh, ow)).astype(np.float32)
+    dy[1, 2, 0, 0] = np.nan
+    inf_x = x.copy()
+    inf_x[0, 1, -1, -1] = np.inf
+    for x_case in (x, inf_x):
+        mine, direct = np.empty((3, 1, 3, 3), np.float32), np.empty((3, 1, 3, 3), np.float32)
+        depthwise_grad.depthwise3x3_weight_grad(dy, x_case, mine, attrs)
+        launch(conv._conv2d_weight_grad, dy, x_case, direct, *conv.geometry(attrs))
+        np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
+        np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
+        assert np.isnan(mine[2]).all() and np.isfinite(mine[0]).all()
 
 
 def test_an_infinity_that_no_window_reads_leaves_the_weight_gradient_finite():
@@ -102,7 +126,7 @@ def test_an_infinity_that_no_window_reads_leaves_the_weight_gradient_finite():
     x[:, :, :, 5] = np.inf
     dy = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
     mine, direct = np.empty((3, 1, 3, 3), np.float32), np.empty((3, 1, 3, 3), np.float32)
-    depthwise.depthwise3x3_weight_grad(dy, x, mine, attrs)
+    depthwise_grad.depthwise3x3_weight_grad(dy, x, mine, attrs)
     launch(conv._conv2d_weight_grad, dy, x, direct, *conv.geometry(attrs))
     assert np.isfinite(direct).all()
     np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
@@ -177,7 +201,7 @@ def test_the_depthwise_3x3_input_gradient_matches_the_reference(hw):
     w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
     attrs = dict(UNPADDED, padding=(1, 1, 1, 1), groups=4)
     dx = np.empty_like(dy)
-    depthwise.depthwise3x3_input_grad(dy, w, dx, attrs)
+    depthwise_grad.depthwise3x3_input_grad(dy, w, dx, attrs)
     (want,) = forward("conv2d_input_grad", [dy, w], dict(attrs, input_hw=hw), "reference",
                       "float64")
     np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -195,7 +219,7 @@ def test_the_depthwise_3x3_input_gradient_keeps_nan_and_inf_as_the_direct_kernel
     w_inf[0, 0, 2, 2] = np.inf
     for weight in (w, w_inf):
         mine, direct = np.empty_like(dy), np.empty_like(dy)
-        depthwise.depthwise3x3_input_grad(dy, weight, mine, attrs)
+        depthwise_grad.depthwise3x3_input_grad(dy, weight, mine, attrs)
         launch(conv._conv2d_input_grad, dy, weight, direct, *conv.geometry(attrs))
         np.testing.assert_array_equal(np.isnan(mine), np.isnan(direct))
         np.testing.assert_allclose(mine, direct, rtol=1e-5, atol=1e-5)
@@ -214,9 +238,9 @@ def test_the_depthwise_3x3_stride_2_input_gradient_matches_the_reference(n, c, h
     dy = rng.standard_normal((n, c, (h - 1) // 2 + 1, (w - 1) // 2 + 1)).astype(dtype)
     wt = rng.standard_normal((c, 1, 3, 3)).astype(dtype)
     attrs = dict(UNPADDED, stride=(2, 2), padding=(1, 1, 1, 1), groups=c)
-    assert depthwise.input_grad_s2_applies(c, wt.shape, attrs)
+    assert depthwise_grad.input_grad_s2_applies(c, wt.shape, attrs)
     dx = np.full((n, c, h, w), np.nan, dtype)
-    depthwise.depthwise3x3_s2_input_grad(dy, wt, dx, attrs)
+    depthwise_grad.depthwise3x3_s2_input_grad(dy, wt, dx, attrs)
     (want,) = forward("conv2d_input_grad", [dy, wt], dict(attrs, input_hw=(h, w)),
                       "reference", "float64")
     np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -236,7 +260,7 @@ def test_the_depthwise_3x3_stride_2_input_gradient_keeps_nan_and_inf_as_the_refe
     w_inf[0, 0, 2, 2] = np.inf
     for weight in (w, w_inf):
         mine = np.empty((2, 3, 8, 6), np.float32)
-        depthwise.depthwise3x3_s2_input_grad(dy, weight, mine, attrs)
+        depthwise_grad.depthwise3x3_s2_input_grad(dy, weight, mine, attrs)
         with np.errstate(invalid="ignore"):
             (want,) = forward("conv2d_input_grad", [dy, weight],
                               dict(attrs, input_hw=(8, 6)), "reference")

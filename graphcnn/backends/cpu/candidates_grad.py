@@ -2,8 +2,8 @@
 GEMMs and the direct kernel of candidates.py, and the kernels for the shapes those serve
 badly in a training step: the weight gradient of a stride-1 unpadded conv too small for a
 GEMM (LeNet-5's c1: conv.py's wide kernel), and both gradients of depthwise 3x3 convs
-(MobileNet's: depthwise.py), and the weight gradient of convs with few weights over large
-planes (the stems, MobileNet's 1x1 layers: weight_grad_dots.py); and the input gradient
+(MobileNet's: depthwise_grad.py), and the weight gradient of convs with few weights over
+large planes (the stems, MobileNet's 1x1 layers: weight_grad_dots.py); and the input gradient
 of a stride-1 conv as a forward conv of dy with the weight turned, on the forward conv's
 packed, implicit and Winograd kernels (kernels/turned.py). strategy.py adds these to
 candidates.STRATEGIES."""
@@ -31,7 +31,13 @@ from graphcnn.backends.cpu.candidates import (
     default_algorithm,
     f4_weights,
 )
-from graphcnn.backends.cpu.kernels import conv, depthwise, turned, weight_grad_dots, winograd
+from graphcnn.backends.cpu.kernels import (
+    conv,
+    depthwise_grad,
+    turned,
+    weight_grad_dots,
+    winograd,
+)
 from graphcnn.backends.cpu.kernels.conv_gemm import scratch_bytes
 from graphcnn.backends.cpu.shared_prepack import shared_prepack
 from graphcnn.ops.conv_shapes import is_depthwise_3x3, is_pointwise, is_unpadded_unit_stride
@@ -48,7 +54,7 @@ def _wide_grad_offered(site: Site) -> bool:
 
 def _depthwise_grad(site: Site) -> Core:
     attrs = site.attrs
-    return Core(lambda ins, out: depthwise.depthwise3x3_weight_grad(ins[0], ins[1], out,
+    return Core(lambda ins, out: depthwise_grad.depthwise3x3_weight_grad(ins[0], ins[1], out,
                                                                     attrs))
 
 
@@ -63,28 +69,28 @@ _DEPTHWISE_GRAD = Candidate("depthwise-3x3", 2, _depthwise_3x3_grad, _depthwise_
 
 
 def _depthwise_input_grad(site: Site) -> Core:
-    attrs, grad = site.attrs, depthwise.depthwise3x3_input_grad
+    attrs, grad = site.attrs, depthwise_grad.depthwise3x3_input_grad
     return Core(lambda ins, out: grad(ins[0], ins[1], out, attrs),
                 store_mask=lambda ins, out, mask: grad(ins[0], ins[1], out, attrs, mask))
 
 
 _DEPTHWISE_INPUT_GRAD = Candidate(
     "depthwise-3x3", 2,
-    lambda site: depthwise.input_grad_applies(_operands(site)[0][1], _operands(site)[1],
+    lambda site: depthwise_grad.input_grad_applies(_operands(site)[0][1], _operands(site)[1],
                                               site.attrs),
     _depthwise_input_grad, rule="depthwise 3x3, stride 1: the forward kernel, filters turned",
     error_growth=ERROR_GROWTH["direct"])
 
 
 def _depthwise_s2_input_grad(site: Site) -> Core:
-    attrs, grad = site.attrs, depthwise.depthwise3x3_s2_input_grad
+    attrs, grad = site.attrs, depthwise_grad.depthwise3x3_s2_input_grad
     return Core(lambda ins, out: grad(ins[0], ins[1], out, attrs),
                 store_mask=lambda ins, out, mask: grad(ins[0], ins[1], out, attrs, mask))
 
 
 _DEPTHWISE_S2_INPUT_GRAD = Candidate(
     "depthwise-3x3-s2", 2,
-    lambda site: depthwise.input_grad_s2_applies(_operands(site)[0][1], _operands(site)[1],
+    lambda site: depthwise_grad.input_grad_s2_applies(_operands(site)[0][1], _operands(site)[1],
                                                  site.attrs),
     _depthwise_s2_input_grad,
     rule="depthwise 3x3, stride 2: dy's taps by the parity of each pixel",

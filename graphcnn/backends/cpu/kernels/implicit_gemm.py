@@ -193,7 +193,8 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
                 for c in range(c_len):
                     depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt,
                                           pl, sh, sw, rows, phase_len,
-                                          own[c * plane:(c + 1) * plane])
+                                          own[c * plane:(c + 1) * plane],
+                                          n == t * n_len // runs)
                 for block in range(blocks):
                     # all the panels: from `none`, not a literal 0, which would compile
                     # _block a second time for a constant first panel
@@ -205,7 +206,7 @@ def _implicit_gemm(x, wp, out, kh, kw, sh, sw, pt, pl, dh, dw, phases, off, runs
     for n in range(n_len):
         for c in prange(c_len):
             depthwise.fill_phases(xf, (n * c_len + c) * in_h * in_w, in_h, in_w, pt, pl, sh,
-                                  sw, rows, phase_len, one[c * plane:(c + 1) * plane])
+                                  sw, rows, phase_len, one[c * plane:(c + 1) * plane], n == 0)
         # a few runs per thread; where the blocks are fewer (7x7 or 14x14 planes), the
         # weight panels are split too, so that no thread waits on another's extra block
         shares = min(wp.shape[0], (runs + blocks - 1) // blocks)
