@@ -237,3 +237,31 @@ def test_epilogue_sides_broadcast_into_the_flat_plane_view(side_shape):
     exe = gc.compile(model, batch_size=2, opt_level=2)
     check_schedule(exe, kernels=1)
     assert_opt2_equals_opt0(model, RNG.normal(size=(2, 4, 6, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 3, 3), (2, 16, 32, 32)])
+def test_small_groups_run_serially_and_large_ones_on_the_threads(shape, monkeypatch):
+    """A group's kernel over fewer than codegen.SERIAL_BELOW elements is compiled without
+    `parallel` (waking the threads costs more than such a loop); a larger one keeps it.
+    Both give the reference's values, the serial one for a per-channel side too."""
+    from graphcnn.backends.cpu import codegen
+    from graphcnn.backends.cpu.kernels import fused
+    built: list[bool] = []
+
+    class Recording(codegen.GeneratedKernel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append("parallel=True" in self.source)
+
+    monkeypatch.setattr(fused, "GeneratedKernel", Recording)
+    serial = codegen.runs_serially(shape)
+    assert serial == (np.prod(shape) < codegen.SERIAL_BELOW)
+    x = gc.Input(shape[1:], name="x")
+    scale = gc.constant(RNG.normal(size=(shape[1], 1, 1)).astype(np.float32))
+    model = gc.Model(x, [gc.relu(x) + 1.0, gc.sigmoid(x * scale)])
+    xs = RNG.normal(size=shape).astype(np.float32)
+    got = gc.compile(model, batch_size=shape[0])(xs)
+    want = gc.compile(model, batch_size=shape[0], backend="reference")(xs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert built and all(parallel == (not serial) for parallel in built)

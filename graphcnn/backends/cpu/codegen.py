@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -83,7 +84,8 @@ def default_nest(anchor: str) -> str:
 
 
 def generate_source(attrs: dict[str, Any], nest: str | None = None,
-                    row_constant: Sequence[int] = (), gather: bool = False) -> str:
+                    row_constant: Sequence[int] = (), gather: bool = False,
+                    parallel: bool = True) -> str:
     """The module source of a group's kernel `fused_kernel(out, s0, s1, ...[, pre_bias,
     add_bias])`: s<k> are the side inputs (`lowering.side_refs` order) as views of the
     nest's rank; pre_bias/add_bias, for a group with an anchor, are a bias the anchor
@@ -94,7 +96,9 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
     over 256x56x56 took 0.40 ms on 2 cores, against 0.13 with the loads hoisted).
     With `gather` (a concat anchor, plane nest) the kernel is `fused_kernel(out, src, c0,
     s0, ...)`: the running value is read from `src`, one part of the concatenation, and
-    written at channel c0 + q of `out` (GATHER_NEST)."""
+    written at channel c0 + q of `out` (GATHER_NEST). Without `parallel` the kernel runs on
+    the calling thread (prange is range): for outputs of a few thousand elements
+    (`runs_serially`), waking the threads costs more than the loop."""
     anchor = attrs["anchor"]
     nest = nest or default_nest(anchor)
     if anchor and nest == FLAT:
@@ -115,7 +119,8 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
                        + (["pre_bias", "add_bias"] if anchor else []))
     inner = loops[-1]
     row_indent = inner[:len(inner) - len(inner.lstrip())]
-    body = ["", "", "@numba.njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+    body = ["", "", f"@numba.njit(parallel={parallel}, cache=True, nogil=True, "
+            "error_model='numpy')",
             f"def fused_kernel({params}):"] + loops[:-1]
     body += [f"{row_indent}{side_name(k)} = {sides[k]}[{row_start}]" for k in hoisted]
     body.append(inner)
@@ -128,6 +133,18 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
     lines.append(f"out[{index}] = {chain.result}")
     body += [indent + line for line in lines]
     return "\n".join(head + body) + "\n"
+
+
+# Below this many output elements a group's kernel runs serially. Right after a large
+# kernel, a parallel 64-element loop took 11 us against 4 serially, a 8192-element one 12
+# against 8; from 32768 elements the threads win. In a training step the threads are often
+# asleep after a long kernel, and the parallel call took 71 us against 9.
+SERIAL_BELOW = 16384
+
+
+def runs_serially(out_shape: Sequence[int]) -> bool:
+    """Whether a group with this output shape gets the serial kernel."""
+    return math.prod(out_shape) < SERIAL_BELOW
 
 
 def _members(attrs: dict[str, Any]) -> list[str]:
@@ -150,8 +167,9 @@ class GeneratedKernel:
     writes or imports it. `aot_name` is the name the dispatcher's function has."""
 
     def __init__(self, attrs: dict[str, Any], nest: str | None = None,
-                 row_constant: Sequence[int] = (), gather: bool = False) -> None:
-        self.source = generate_source(attrs, nest, row_constant, gather)
+                 row_constant: Sequence[int] = (), gather: bool = False,
+                 parallel: bool = True) -> None:
+        self.source = generate_source(attrs, nest, row_constant, gather, parallel)
         self.digest = hashlib.sha256((CODEGEN_VERSION + self.source).encode()).hexdigest()[:20]
         self.aot_name = f"graphcnn_fused_{self.digest}.fused_kernel"
         # The dispatcher once a call has loaded it; a launch may pass it instead of this

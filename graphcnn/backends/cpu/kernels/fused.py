@@ -18,6 +18,7 @@ from graphcnn.backends.cpu.codegen import (
     ROW_ANCHORS,
     GeneratedKernel,
     default_nest,
+    runs_serially,
 )
 from graphcnn.backends.cpu.kernels.broadcast import as_4d
 from graphcnn.backends.cpu.registry import KernelFn, cpu_kernel, launch
@@ -51,7 +52,7 @@ def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: 
     side_shapes = [tuple(in_shapes[r]) for r in refs]
     if anchor is None and all(s == out_shape for s in side_shapes):
         # Nothing broadcasts: one loop over the flat buffers, as a NumPy ufunc's.
-        flat = GeneratedKernel(attrs, FLAT)
+        flat = GeneratedKernel(attrs, FLAT, parallel=not runs_serially(out_shape))
 
         def elementwise_flat(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
             launch(flat.loaded or flat, outs[0].reshape(-1),
@@ -60,7 +61,8 @@ def epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_dtype: 
 
     view = out_shape if attrs["anchor"] in ROW_ANCHORS else _plane_view(out_shape, side_shapes)
     kernel = GeneratedKernel(attrs, default_nest(attrs["anchor"]), [
-        k for k, side in enumerate(side_shapes) if _constant_along_rows(side, out_shape, view)])
+        k for k, side in enumerate(side_shapes) if _constant_along_rows(side, out_shape, view)],
+        parallel=not runs_serially(out_shape))
     if anchor is None:
         def elementwise(ins: list[np.ndarray], outs: list[np.ndarray], _: Any) -> None:
             out = outs[0]
@@ -96,7 +98,7 @@ def concat_epilogue_step(attrs: dict[str, Any], out_shape: tuple[int, ...], out_
     view = _plane_view(out_shape, side_shapes)
     kernel = GeneratedKernel(attrs, PLANE, [
         k for k, side in enumerate(side_shapes) if _constant_along_rows(side, out_shape, view)],
-        gather=True)
+        gather=True, parallel=not runs_serially(out_shape))
     parts = attrs["anchor_inputs"]
     starts = [0]
     for shape in in_shapes[:parts]:
