@@ -416,3 +416,20 @@ def test_blocked_vs_nchw_script_times_each_layer_in_both_layouts(capsys):
     for row in rows:   # every kernel timed, the blocked one's result equal to the NCHW's
         assert all(name in row for name in ("packed", "nchw16c", "blocked/best"))
         assert float(row.split("difference ")[1].rstrip(")")) < 1e-5
+
+
+def test_depthwise_script_times_each_kernel_beside_the_memory_floor(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "depthwise.py"
+    spec = importlib.util.spec_from_file_location("depthwise_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--quick", "--batch-size", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch 2") and lines[-1].startswith("sum: forward")
+    rows = lines[1:-1]
+    assert [row.split(":")[0].split()[-1] for row in rows] == ["rolling", "flat"]
+    for row in rows:   # every kernel timed, each result the direct kernels'
+        assert all(name in row for name in ("forward", "weight grad", "input grad", "floor"))
+        assert float(row.split("difference ")[1].rstrip(")")) < 1e-5

@@ -36,7 +36,7 @@ LANES = 16  # one AVX-512 vector of float32
 # Output rows from which the forward kernel computes a plane row by row as its input rows
 # arrive (_rolling_task): below, the plane is in cache anyway, and the whole-plane loop
 # measured faster (28x28 planes: 1.2 against 1.4 ms over 16 x 192 channels).
-_ROLLING_FROM = 3 * LANES
+ROLLING_FROM = 3 * LANES
 
 @numba.njit(inline="always")
 def scratch_geometry(oh_len, ow_len, sh, sw):
@@ -84,6 +84,12 @@ def fill_phases(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear)
     phase layout above. Every fill of one geometry writes the same positions, so the zeros
     need writing (`clear`) only on a scratch's first fill: for a 7x7 plane the clearing
     was as many stores as the copy."""
+    _fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear)
+
+
+@numba.njit(inline="always")
+def _fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear):
+    """fill_phases, inlined where it runs once per plane."""
     if clear:
         for q in range(pad.size):
             pad[uint64(q)] = 0
@@ -116,7 +122,7 @@ def runs_flat(in_shape: tuple[int, ...], out_shape: tuple[int, ...], sh: int, sw
     """Whether a plane runs flat (_flat_task): stride 1, one pixel of padding all round,
     planes of at least one vector but rows too short to run rolling."""
     return (sh == sw == pt == pl == 1 and tuple(in_shape[2:]) == tuple(out_shape[2:])
-            and out_shape[2] * out_shape[3] >= LANES and out_shape[3] < _ROLLING_FROM)
+            and out_shape[2] * out_shape[3] >= LANES and out_shape[3] < ROLLING_FROM)
 
 
 def column_masks(ow_len: int, size: int, flat: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +195,7 @@ def _fill_row_stride2(xf, src, pl, in_w, phase_len, pad, even0, odd0):
         pad[uint64(odd0 + k)] = xf[uint64(src + 2 * k + 1)]
 
 
-@numba.njit(**TASK_JIT)
+@numba.njit(inline="always")
 def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_len,
                       ow_len, sh, sw, pt, pl, pad, clear, wide, masked, yf, low, high):
     """One output plane of(n, c), task = n * C + c, through this thread's scratch `pad` and
@@ -198,13 +204,13 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
     flat: a view made here, per plane, is an atomic reference-count update that the
     threads fight over."""
     rows, phase_len, _ = scratch_geometry(oh_len, ow_len, sh, sw)
-    if ow_len >= _ROLLING_FROM:
+    if ow_len >= ROLLING_FROM:
         _rolling_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_len,
                       ow_len, pt, pl, sh, sw, pad, clear, rows, phase_len)
         if masked:
             mask_plane(of, yf, task * oh_len * ow_len, oh_len * ow_len, low, high)
         return
-    fill_phases(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad,
+    _fill_plane(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad,
                 clear)
     c, o0 = task % c_len, task * oh_len * ow_len
     b = bias[c] if has_bias else zero

@@ -20,7 +20,7 @@ from graphcnn.backends.cpu.kernels.depthwise import (
     tap_offsets,
 )
 from graphcnn.backends.cpu.kernels.grad_mask import Mask, mask_after, mask_arguments, mask_plane
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, launch
+from graphcnn.backends.cpu.registry import JIT, launch
 
 # The weight gradient's dots run once this many of a plane's products are ready.
 DOTS_AT_ONCE = 1024
@@ -178,7 +178,7 @@ def depthwise3x3_input_grad(dy: np.ndarray, w: np.ndarray, dx: np.ndarray,
 # the direct kernel), so each dx is the sum of the reference's products, NaN where a NaN
 # or infinite dy reaches it only.
 
-@numba.njit(**TASK_JIT)
+@numba.njit(inline="always")
 def depthwise3x3_s2_input_grad_task(task, dyf, wf, dxf, c_len, oh_len, ow_len, in_h, in_w,
                                     dp, masked, yf, low, high):
     """dx's plane task = n * C + c, through this thread's scratch `dp` (zero in its last
