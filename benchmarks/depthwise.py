@@ -37,7 +37,7 @@ LAYERS = ((32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1),
 QUICK = ((4, 50, 1), (4, 8, 1))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, fastmath=True)
 def _read(src):
     total = np.float32(0)
     for i in numba.prange(src.size):
@@ -45,7 +45,7 @@ def _read(src):
     return total
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True)
 def _write(dst):
     for i in numba.prange(dst.size):
         dst[i] = 1.0

@@ -94,11 +94,11 @@ def test_the_depthwise_3x3_weight_gradient_keeps_nan_and_inf_as_the_direct_kerne
 
 
 @pytest.mark.parametrize("hw, stride", [((5, 5), 1), ((3, 60), 1), ((5, 100), 2)])
-def test_the_flat_and_rolling_depthwise_weight_gradients_keep_nan_and_inf(hw, stride):
+def test_the_depthwise_weight_gradient_keeps_nan_and_inf_on_flat_and_long_planes(hw, stride):
     """The flat planes (a tap past an edge column masked to the padding's zero) and the
-    rolling ones (a plane's dots before its last rows are in): a NaN dy reaches every tap,
-    an infinity in x gives the direct kernel's values, an infinity in the previous image's
-    plane does not leak into the next one's sums."""
+    long ones (the scratch cleared for the first image only): a NaN dy reaches every tap,
+    an infinity in x gives the direct kernel's values, and does not leak from one image's
+    plane into the next one's sums."""
     rng = np.random.default_rng(7)
     oh, ow = (hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1
     attrs = dict(UNPADDED, stride=(stride, stride), padding=(1, 1, 1, 1), groups=3)

@@ -84,12 +84,13 @@ def fill_phases(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear)
     phase layout above. Every fill of one geometry writes the same positions, so the zeros
     need writing (`clear`) only on a scratch's first fill: for a 7x7 plane the clearing
     was as many stores as the copy."""
-    _fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear)
+    fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear)
 
 
 @numba.njit(inline="always")
-def _fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear):
-    """fill_phases, inlined where it runs once per plane."""
+def fill_plane(xf, x0, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad, clear):
+    """fill_phases, inlined where it runs once per plane (a call per plane is an atomic
+    reference-count update of `pad` that the threads fight over)."""
     if clear:
         for q in range(pad.size):
             pad[uint64(q)] = 0
@@ -210,7 +211,7 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
         if masked:
             mask_plane(of, yf, task * oh_len * ow_len, oh_len * ow_len, low, high)
         return
-    _fill_plane(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad,
+    fill_plane(xf, task * in_h * in_w, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad,
                 clear)
     c, o0 = task % c_len, task * oh_len * ow_len
     b = bias[c] if has_bias else zero
