@@ -16,6 +16,7 @@ one of three ways:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numba
@@ -126,10 +127,11 @@ def runs_flat(in_shape: tuple[int, ...], out_shape: tuple[int, ...], sh: int, sw
             and out_shape[2] * out_shape[3] >= LANES and out_shape[3] < ROLLING_FROM)
 
 
+@functools.lru_cache(maxsize=64)
 def column_masks(ow_len: int, size: int, flat: bool) -> tuple[np.ndarray, np.ndarray]:
     """For a plane that runs flat, per flat position (size of them, rows ow_len long):
     whether it has a left neighbour in its row, and a right one; else one-element
-    placeholders."""
+    placeholders. Made once per geometry (the kernels only read them)."""
     if not flat:
         return np.zeros(1, np.bool_), np.zeros(1, np.bool_)
     column = np.arange(size) % ow_len
