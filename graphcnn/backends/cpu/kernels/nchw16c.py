@@ -34,7 +34,7 @@ from graphcnn.backends.cpu.kernels.vector_ir import (
     load_vector,
     store_vector,
 )
-from graphcnn.backends.cpu.registry import JIT, TASK_JIT, cpu_kernel, get_kernel, launch
+from graphcnn.backends.cpu.registry import JIT, cpu_kernel, get_kernel, launch
 from graphcnn.ops.layout import BLOCK, blocked_shape, in_channels
 
 # ---- the conversions -----------------------------------------------------------------
@@ -140,12 +140,14 @@ def _copy_vector(typingctx, src_addr, dst_addr, keep):
     return sig, codegen
 
 
-@numba.njit(**TASK_JIT)
+@numba.njit(inline="always")
 def _depthwise_row(xf, x0, wf, w0, bf, b0, of, o0, oy, in_h, in_w, ow_len, sh, sw, pt, pl,
                    window, side, mode, low, high):
     """Output row oy of one block: of[o0 + ox * 16 + l] for every ox and lane l. The
     windows inside the image are one run read in place; each one over the border is first
-    copied into `window` (3 x 3 x 16, zeros outside the image) and run alone."""
+    copied into `window` (3 x 3 x 16, zeros outside the image) and run alone. Inlined: a
+    call per row passes the shared arrays, an atomic reference count the threads fight
+    over."""
     iy0 = oy * sh - pt
     row = in_w * BLOCK
     # Addresses taken once: `.ctypes` counts a reference (an atomic the threads share).
