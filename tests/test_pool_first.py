@@ -92,6 +92,7 @@ def test_the_2x2_average_pool_path_gives_the_generic_kernels_bits(shape, ceil_mo
     norm = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "ceil_mode": ceil_mode}
     generic = np.empty((shape[0], shape[1]) + pool_out_hw(shape[2:], norm), np.float32)
     for task in range(shape[0] * shape[1]):
-        avg_pool2d_task(task, x, generic, 2, 2, 2, 2, 0, 0, True)
+        avg_pool2d_task(task, x.reshape(-1), generic.reshape(-1), *shape[2:],
+                        *generic.shape[2:], 2, 2, 2, 2, 0, 0, True)
     np.testing.assert_array_equal(got, generic)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -181,12 +181,12 @@ def _avg_window(start, k, size, pad, include_pad):
     return first, stop, count
 
 
-@numba.njit(**TASK_JIT)
-def avg_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, include_pad):
-    """One output plane out[n, c], task = n * C + c."""
-    in_h, in_w = x.shape[2], x.shape[3]
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    xf, of = x.reshape(x.size), out.reshape(out.size)
+@numba.njit(inline="always")
+def avg_pool2d_task(task, xf, of, in_h, in_w, oh_len, ow_len, kh, kw, sh, sw, ph, pw,
+                    include_pad):
+    """One output plane out[n, c], task = n * C + c, of the flat x and out. Inlined into
+    the task loop, with the arrays made flat once: a view or a call per plane is an atomic
+    reference-count update that the threads fight over."""
     x0, out0 = task * in_h * in_w, task * oh_len * ow_len
     for oy in range(oh_len):
         y0, y1, cy = _avg_window(oy * sh - ph, kh, in_h, ph, include_pad)
@@ -200,15 +200,12 @@ def avg_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, include_pad):
             of[uint64(out0 + oy * ow_len + ox)] = total / (cy * cx)
 
 
-@numba.njit(**TASK_JIT)
-def avg_pool2d_2x2_task(task, x, out):
+@numba.njit(inline="always")
+def avg_pool2d_2x2_task(task, xf, of, in_h, in_w, oh_len, ow_len):
     """One output plane of an unpadded 2x2, stride-2 pool (DenseNet's transitions): the
     generic task's sums in its order (top row, then bottom; float64), in straight-line
     code LLVM vectorizes, instead of a window loop per output."""
-    in_w = x.shape[3]
-    oh_len, ow_len = out.shape[2], out.shape[3]
-    xf, of = x.reshape(x.size), out.reshape(out.size)
-    x0, out0 = task * x.shape[2] * in_w, task * oh_len * ow_len
+    x0, out0 = task * in_h * in_w, task * oh_len * ow_len
     for oy in range(oh_len):
         top = x0 + 2 * oy * in_w
         bottom = top + in_w
@@ -225,13 +222,16 @@ def avg_pool2d_2x2_task(task, x, out):
 @numba.njit(**JIT)
 def _avg_pool2d(x, out, kh, kw, sh, sw, ph, pw, include_pad):
     # (floor mode: a ceil-mode pool's last, partial window takes the generic task)
+    in_h, in_w, oh_len, ow_len = x.shape[2], x.shape[3], out.shape[2], out.shape[3]
     pairs = (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
-             and 2 * out.shape[2] <= x.shape[2] and 2 * out.shape[3] <= x.shape[3])
+             and 2 * oh_len <= in_h and 2 * ow_len <= in_w)
+    xf, of = x.reshape(x.size), out.reshape(out.size)
     for task in prange(x.shape[0] * x.shape[1]):
         if pairs:
-            avg_pool2d_2x2_task(task, x, out)
+            avg_pool2d_2x2_task(task, xf, of, in_h, in_w, oh_len, ow_len)
         else:
-            avg_pool2d_task(task, x, out, kh, kw, sh, sw, ph, pw, include_pad)
+            avg_pool2d_task(task, xf, of, in_h, in_w, oh_len, ow_len, kh, kw, sh, sw, ph, pw,
+                            include_pad)
 
 
 @numba.njit(**TASK_JIT)
