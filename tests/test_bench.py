@@ -401,13 +401,19 @@ def test_steal_share_is_the_hosts_share_of_the_cores_time():
         assert 0 <= ticks[0] <= ticks[1]
 
 
-def test_blocked_vs_nchw_script_times_each_layer_in_both_layouts(capsys):
+def benchmark_script(name: str):
+    """benchmarks/<name>.py as a module (the scripts are not a package)."""
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "blocked_vs_nchw.py"
-    spec = importlib.util.spec_from_file_location("blocked_vs_nchw_script", path)
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_blocked_vs_nchw_script_times_each_layer_in_both_layouts(capsys):
+    script = benchmark_script("blocked_vs_nchw")
     assert script.main(["--quick", "--batch-size", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("batch 2") and lines[-1].startswith("sum: best NCHW")
@@ -419,12 +425,7 @@ def test_blocked_vs_nchw_script_times_each_layer_in_both_layouts(capsys):
 
 
 def test_depthwise_script_times_each_kernel_beside_the_memory_floor(capsys):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "depthwise.py"
-    spec = importlib.util.spec_from_file_location("depthwise_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("depthwise")
     assert script.main(["--quick", "--batch-size", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("batch 2") and lines[-1].startswith("sum: forward")

@@ -119,6 +119,27 @@ def fill_padded_row(xf, x0, r, in_h, in_w, pt, pl, sh, sw, rows, phase_len, pad)
             pad[uint64(d0 + k)] = xf[uint64(src + cp + k * sw)]
 
 
+@numba.njit(inline="always")
+def _channel_weights(wf, c):
+    """Channel c's nine weights, row by row, held in registers for its planes."""
+    k0 = c * 9
+    return (wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)], wf[uint64(k0 + 3)],
+            wf[uint64(k0 + 4)], wf[uint64(k0 + 5)], wf[uint64(k0 + 6)], wf[uint64(k0 + 7)],
+            wf[uint64(k0 + 8)])
+
+
+@numba.njit(inline="always")
+def _tap_sum(pad, q, b, w00, w01, w02, w10, w11, w12, w20, w21, w22, p0, p1, p2, p3, p4, p5,
+             p6, p7, p8):
+    """Output q of the phase layout: the bias, then the taps row by row (the flat path's
+    order too: every path gives the same bits)."""
+    return (b + w00 * pad[uint64(p0 + q)] + w01 * pad[uint64(p1 + q)]
+            + w02 * pad[uint64(p2 + q)] + w10 * pad[uint64(p3 + q)]
+            + w11 * pad[uint64(p4 + q)] + w12 * pad[uint64(p5 + q)]
+            + w20 * pad[uint64(p6 + q)] + w21 * pad[uint64(p7 + q)]
+            + w22 * pad[uint64(p8 + q)])
+
+
 def runs_flat(in_shape: tuple[int, ...], out_shape: tuple[int, ...], sh: int, sw: int,
               pt: int, pl: int) -> bool:
     """Whether a plane runs flat (_flat_task): stride 1, one pixel of padding all round,
@@ -156,10 +177,7 @@ def _flat_task(task, xf, wf, bias, has_bias, zero, of, c_len, size, ow_len, pad,
     for i in range(size):
         pad[uint64(margin + i)] = xf[uint64(x0 + i)]
     b = bias[c] if has_bias else zero
-    k0 = c * 9
-    w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
-    w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
-    w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
+    w00, w01, w02, w10, w11, w12, w20, w21, w22 = _channel_weights(wf, c)
     last = size - LANES
     for q0 in range(0, last + LANES, LANES):
         q0 = min(q0, last)  # the last block ends at the plane's end (overlapping)
@@ -217,22 +235,15 @@ def depthwise3x3_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w,
                 clear)
     c, o0 = task % c_len, task * oh_len * ow_len
     b = bias[c] if has_bias else zero
-    k0 = c * 9
-    w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
-    w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
-    w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
+    w00, w01, w02, w10, w11, w12, w20, w21, w22 = _channel_weights(wf, c)
     p0, p1, p2, p3, p4, p5, p6, p7, p8 = tap_offsets(sh, sw, rows, phase_len)
     # Blocks of a fixed LANES outputs: LLVM turns each block into whole vector operations,
     # where a plain loop over 63 outputs (a 7x7 plane) would run its scalar remainder only.
     for q0 in range(0, _wide_len(oh_len, phase_len), LANES):
         for lane in range(LANES):
             q = q0 + lane
-            wide[uint64(q)] = (
-                b + w00 * pad[uint64(p0 + q)] + w01 * pad[uint64(p1 + q)]
-                + w02 * pad[uint64(p2 + q)] + w10 * pad[uint64(p3 + q)]
-                + w11 * pad[uint64(p4 + q)] + w12 * pad[uint64(p5 + q)]
-                + w20 * pad[uint64(p6 + q)] + w21 * pad[uint64(p7 + q)]
-                + w22 * pad[uint64(p8 + q)])
+            wide[uint64(q)] = _tap_sum(pad, q, b, w00, w01, w02, w10, w11, w12, w20, w21,
+                                       w22, p0, p1, p2, p3, p4, p5, p6, p7, p8)
     for oy in range(oh_len):
         for ox in range(ow_len):
             of[uint64(o0 + oy * ow_len + ox)] = wide[uint64(oy * phase_len + ox)]
@@ -254,10 +265,7 @@ def _rolling_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_
             pad[uint64(q)] = 0
     c, o0, x0 = task % c_len, task * oh_len * ow_len, task * in_h * in_w
     b = bias[c] if has_bias else zero
-    k0 = c * 9
-    w00, w01, w02 = wf[uint64(k0)], wf[uint64(k0 + 1)], wf[uint64(k0 + 2)]
-    w10, w11, w12 = wf[uint64(k0 + 3)], wf[uint64(k0 + 4)], wf[uint64(k0 + 5)]
-    w20, w21, w22 = wf[uint64(k0 + 6)], wf[uint64(k0 + 7)], wf[uint64(k0 + 8)]
+    w00, w01, w02, w10, w11, w12, w20, w21, w22 = _channel_weights(wf, c)
     p0, p1, p2, p3, p4, p5, p6, p7, p8 = tap_offsets(sh, sw, rows, phase_len)
     last, filled = ow_len - LANES, 0
     for oy in range(oh_len):
@@ -271,12 +279,9 @@ def _rolling_task(task, xf, wf, bias, has_bias, zero, of, c_len, in_h, in_w, oh_
             ox0 = min(ox0, last)
             for lane in range(LANES):
                 q = r0 + ox0 + lane
-                of[uint64(d0 + ox0 + lane)] = (
-                    b + w00 * pad[uint64(p0 + q)] + w01 * pad[uint64(p1 + q)]
-                    + w02 * pad[uint64(p2 + q)] + w10 * pad[uint64(p3 + q)]
-                    + w11 * pad[uint64(p4 + q)] + w12 * pad[uint64(p5 + q)]
-                    + w20 * pad[uint64(p6 + q)] + w21 * pad[uint64(p7 + q)]
-                    + w22 * pad[uint64(p8 + q)])
+                of[uint64(d0 + ox0 + lane)] = _tap_sum(
+                    pad, q, b, w00, w01, w02, w10, w11, w12, w20, w21, w22, p0, p1, p2, p3,
+                    p4, p5, p6, p7, p8)
 
 
 @numba.njit(**JIT)
