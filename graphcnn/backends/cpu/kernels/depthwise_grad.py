@@ -37,9 +37,9 @@ from graphcnn.backends.cpu.registry import JIT, launch
 
 @numba.njit(fastmath={"reassoc", "contract"}, inline="always")
 def _flat_dots(xf, dyf, x0, d0, size, ow_len, pad, wide, left, right, zero):
-    """A plane's nine tap sums for a plane that runs flat (_flat_task's layout: x's plane
-    between margins of zeros, the taps past an edge column masked); dy's plane goes into
-    `wide`, whose zeros past it fill the last block of LANES."""
+    """A plane's nine tap sums for a plane that runs flat (depthwise._flat_task's layout:
+    x's plane between margins of zeros, the taps past an edge column masked); dy's plane
+    goes into `wide`, whose zeros past it fill the last block of LANES."""
     margin = ow_len + 1
     for i in range(size):
         pad[uint64(margin + i)] = xf[uint64(x0 + i)]
