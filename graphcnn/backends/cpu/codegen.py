@@ -136,9 +136,10 @@ def generate_source(attrs: dict[str, Any], nest: str | None = None,
 
 
 # Below this many output elements a group's kernel runs serially. Right after a large
-# kernel, a parallel 64-element loop took 11 us against 4 serially, a 8192-element one 12
-# against 8; from 32768 elements the threads win. In a training step the threads are often
-# asleep after a long kernel, and the parallel call took 71 us against 9.
+# kernel, a parallel 64-element loop took 11 us against 4 serially, an 8192-element one 12
+# against 8; from 32768 elements the threads win. (In a network's flow such a step still
+# takes tens of microseconds either way: its Python call runs cold after a kernel that
+# streamed the caches.)
 SERIAL_BELOW = 16384
 
 
